@@ -1,0 +1,292 @@
+// Package config reads Levqor's configuration from the environment
+// (LEVQOR_*, STRIPE_*), fills defaults in one place and validates it before
+// anything starts, so that bad configuration fails at once with a message
+// naming the variable.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/levqor/levqor/pkg/bus"
+)
+
+// Defaults. Dev mode works with no configuration at all.
+const (
+	DataDirDefault          = ".levqor"
+	HTTPAddrDefault         = "127.0.0.1:8080"
+	AdminAddrDefault        = "127.0.0.1:9090"
+	DevNATSAddrDefault      = "127.0.0.1:4223"
+	LogFormatDefault        = "text"
+	LogLevelDefault         = "info"
+	WebhookToleranceDefault = 5 * time.Minute
+	MaxBodyBytesDefault     = 1 << 20
+	ShutdownTimeoutDefault  = 15 * time.Second
+	WorkersDefault          = "all"
+	CatchUpWindowDefault    = 6 * time.Hour
+)
+
+// Config is every setting of every Levqor process. Each process validates
+// the part it needs with ValidateFor.
+type Config struct {
+	// DataDir holds dev mode's NATS store, SQLite database and generated
+	// secrets (LEVQOR_DATA_DIR).
+	DataDir string
+	// NATSURL is the NATS server to use in production (LEVQOR_NATS_URL).
+	NATSURL string
+	// DatabaseURL is postgres://… in production, sqlite:<path> in dev
+	// (LEVQOR_DATABASE_URL).
+	DatabaseURL string
+	// HTTPAddr is where ingest listens (LEVQOR_HTTP_ADDR).
+	HTTPAddr string
+	// AdminAddr is the health/metrics listener of workers and the scheduler
+	// (LEVQOR_ADMIN_ADDR).
+	AdminAddr string
+	// DevNATSAddr is where dev mode's embedded NATS listens, so the `nats`
+	// CLI can inspect it (LEVQOR_DEV_NATS_ADDR).
+	DevNATSAddr string
+	// DevNATSSyncAlways makes the embedded server fsync every write
+	// (LEVQOR_DEV_NATS_SYNC_ALWAYS).
+	DevNATSSyncAlways bool
+	// Topology: subject prefix (LEVQOR_SUBJECT_PREFIX) and stream replicas
+	// (LEVQOR_STREAM_REPLICAS).
+	Topology bus.Topology
+	// Workers is the subset of workers a workers process runs
+	// (LEVQOR_WORKERS, comma-separated, or "all").
+	Workers []string
+	// Concurrency is messages handled at once per consumer
+	// (LEVQOR_WORKER_CONCURRENCY).
+	Concurrency int
+	// MaxDeliver is deliveries before a message is dead-lettered
+	// (LEVQOR_MAX_DELIVER).
+	MaxDeliver int
+	// AckWait is how long JetStream waits for a worker's ack before
+	// redelivering to another (LEVQOR_ACK_WAIT).
+	AckWait time.Duration
+	// WebhookSecrets verify Stripe signatures; several during a rotation
+	// (STRIPE_WEBHOOK_SECRET, comma-separated).
+	WebhookSecrets []string
+	// WebhookTolerance is the accepted age of a signature timestamp
+	// (LEVQOR_WEBHOOK_TOLERANCE).
+	WebhookTolerance time.Duration
+	// AdminToken authenticates operators on /admin (LEVQOR_ADMIN_TOKEN).
+	AdminToken string
+	// MaxBodyBytes limits request bodies (LEVQOR_MAX_BODY_BYTES).
+	MaxBodyBytes int64
+	// LogFormat is text or json (LEVQOR_LOG_FORMAT); LogLevel a logrus
+	// level (LEVQOR_LOG_LEVEL).
+	LogFormat string
+	LogLevel  string
+	// ShutdownTimeout bounds a graceful stop (LEVQOR_SHUTDOWN_TIMEOUT).
+	ShutdownTimeout time.Duration
+	// Schedule overrides the job catalog: "job=cron spec;job2=off"
+	// (LEVQOR_SCHEDULE).
+	Schedule string
+	// CatchUpWindow is how far back the scheduler publishes missed slots
+	// (LEVQOR_CATCHUP_WINDOW).
+	CatchUpWindow time.Duration
+}
+
+// Role names a process, for ValidateFor.
+type Role string
+
+// Process roles.
+const (
+	RoleIngest    Role = "ingest"
+	RoleWorkers   Role = "workers"
+	RoleScheduler Role = "scheduler"
+	RoleDev       Role = "dev"
+	RoleMigrate   Role = "migrate"
+)
+
+// FromEnv reads the configuration with getenv (os.Getenv when nil) and
+// fills in defaults. Values that do not parse are errors naming the
+// variable.
+func FromEnv(getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	p := parser{getenv: getenv}
+	c := Config{
+		DataDir:           p.str("LEVQOR_DATA_DIR", DataDirDefault),
+		NATSURL:           p.str("LEVQOR_NATS_URL", ""),
+		DatabaseURL:       p.str("LEVQOR_DATABASE_URL", ""),
+		HTTPAddr:          p.str("LEVQOR_HTTP_ADDR", HTTPAddrDefault),
+		AdminAddr:         p.str("LEVQOR_ADMIN_ADDR", AdminAddrDefault),
+		DevNATSAddr:       p.str("LEVQOR_DEV_NATS_ADDR", DevNATSAddrDefault),
+		DevNATSSyncAlways: p.boolean("LEVQOR_DEV_NATS_SYNC_ALWAYS"),
+		Topology: bus.Topology{
+			Prefix:   p.str("LEVQOR_SUBJECT_PREFIX", bus.PrefixDefault),
+			Replicas: p.integer("LEVQOR_STREAM_REPLICAS", bus.ReplicasDefault),
+		}.WithDefaults(),
+		Workers:          p.list("LEVQOR_WORKERS", WorkersDefault),
+		Concurrency:      p.integer("LEVQOR_WORKER_CONCURRENCY", bus.ConcurrencyDefault),
+		MaxDeliver:       p.integer("LEVQOR_MAX_DELIVER", bus.MaxDeliverDefault),
+		AckWait:          p.duration("LEVQOR_ACK_WAIT", bus.AckWaitDefault),
+		WebhookSecrets:   p.list("STRIPE_WEBHOOK_SECRET", ""),
+		WebhookTolerance: p.duration("LEVQOR_WEBHOOK_TOLERANCE", WebhookToleranceDefault),
+		AdminToken:       p.str("LEVQOR_ADMIN_TOKEN", ""),
+		MaxBodyBytes:     int64(p.integer("LEVQOR_MAX_BODY_BYTES", MaxBodyBytesDefault)),
+		LogFormat:        p.str("LEVQOR_LOG_FORMAT", LogFormatDefault),
+		LogLevel:         p.str("LEVQOR_LOG_LEVEL", LogLevelDefault),
+		ShutdownTimeout:  p.duration("LEVQOR_SHUTDOWN_TIMEOUT", ShutdownTimeoutDefault),
+		Schedule:         p.str("LEVQOR_SCHEDULE", ""),
+		CatchUpWindow:    p.duration("LEVQOR_CATCHUP_WINDOW", CatchUpWindowDefault),
+	}
+	return c, errors.Join(p.errs...)
+}
+
+// ValidateFor checks what role needs, naming the variable at fault.
+func (c Config) ValidateFor(role Role) error {
+	var errs []error
+	bad := func(variable, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", variable, fmt.Sprintf(format, args...)))
+	}
+	if err := c.Topology.Validate(); err != nil {
+		bad("LEVQOR_SUBJECT_PREFIX/LEVQOR_STREAM_REPLICAS", "%v", err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("LEVQOR_LOG_FORMAT", "%q: want text or json", c.LogFormat)
+	}
+	if c.Concurrency < 1 || c.Concurrency > 1024 {
+		bad("LEVQOR_WORKER_CONCURRENCY", "%d: want 1 to 1024", c.Concurrency)
+	}
+	if c.MaxDeliver < 1 || c.MaxDeliver > 100 {
+		bad("LEVQOR_MAX_DELIVER", "%d: want 1 to 100", c.MaxDeliver)
+	}
+	if c.MaxBodyBytes < 1024 {
+		bad("LEVQOR_MAX_BODY_BYTES", "%d: want at least 1024", c.MaxBodyBytes)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("LEVQOR_SHUTDOWN_TIMEOUT", "must be positive")
+	}
+	if c.AckWait < time.Second/10 {
+		bad("LEVQOR_ACK_WAIT", "want at least 100ms")
+	}
+	if c.CatchUpWindow < 0 {
+		bad("LEVQOR_CATCHUP_WINDOW", "must not be negative")
+	}
+	needNATS := role == RoleIngest || role == RoleWorkers || role == RoleScheduler
+	needDB := role == RoleIngest || role == RoleWorkers || role == RoleMigrate
+	if needNATS {
+		if c.NATSURL == "" {
+			bad("LEVQOR_NATS_URL", "required (e.g. nats://127.0.0.1:4222)")
+		} else if u, err := url.Parse(c.NATSURL); err != nil || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") {
+			bad("LEVQOR_NATS_URL", "%q: want nats://host:port", c.NATSURL)
+		}
+	}
+	if needDB {
+		if c.DatabaseURL == "" {
+			bad("LEVQOR_DATABASE_URL", "required (e.g. postgres://user:pass@host:5432/levqor?sslmode=disable)")
+		} else if !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") && !strings.HasPrefix(c.DatabaseURL, "sqlite:") {
+			bad("LEVQOR_DATABASE_URL", "want postgres://… or sqlite:<path>")
+		}
+	}
+	if role == RoleIngest || role == RoleDev {
+		if err := checkAddr(c.HTTPAddr); err != nil {
+			bad("LEVQOR_HTTP_ADDR", "%v", err)
+		}
+		if c.WebhookTolerance <= 0 {
+			bad("LEVQOR_WEBHOOK_TOLERANCE", "must be positive")
+		}
+	}
+	if role == RoleIngest {
+		if len(c.WebhookSecrets) == 0 {
+			bad("STRIPE_WEBHOOK_SECRET", "required: the signing secret(s) of your Stripe webhook endpoint, comma-separated")
+		}
+		if len(c.AdminToken) < 16 {
+			bad("LEVQOR_ADMIN_TOKEN", "required, at least 16 characters (e.g. openssl rand -hex 32)")
+		}
+	}
+	if role == RoleWorkers || role == RoleScheduler {
+		if err := checkAddr(c.AdminAddr); err != nil {
+			bad("LEVQOR_ADMIN_ADDR", "%v", err)
+		}
+	}
+	if role == RoleDev {
+		if err := checkAddr(c.DevNATSAddr); err != nil {
+			bad("LEVQOR_DEV_NATS_ADDR", "%v", err)
+		}
+		if c.DataDir == "" {
+			bad("LEVQOR_DATA_DIR", "must not be empty")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkAddr(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port", a)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: bad port", a)
+	}
+	return nil
+}
+
+type parser struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (p *parser) str(k, def string) string {
+	if v := strings.TrimSpace(p.getenv(k)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) list(k, def string) []string {
+	var out []string
+	for _, s := range strings.Split(p.str(k, def), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (p *parser) integer(k string, def int) int {
+	v := p.str(k, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		p.errs = append(p.errs, fmt.Errorf("%s: %q is not an integer", k, v))
+		return def
+	}
+	return n
+}
+
+func (p *parser) duration(k string, def time.Duration) time.Duration {
+	v := p.str(k, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		p.errs = append(p.errs, fmt.Errorf("%s: %q is not a duration (e.g. 30s, 5m)", k, v))
+		return def
+	}
+	return d
+}
+
+func (p *parser) boolean(k string) bool {
+	v := p.str(k, "")
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.errs = append(p.errs, fmt.Errorf("%s: %q is not a boolean", k, v))
+	}
+	return b
+}

@@ -1,0 +1,76 @@
+package config_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/config"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaultsMakeDevModeValid(t *testing.T) {
+	t.Parallel()
+	c, err := config.FromEnv(env(nil))
+	require.NoError(t, err)
+	require.NoError(t, c.ValidateFor(config.RoleDev))
+	require.Equal(t, ".levqor", c.DataDir)
+	require.Equal(t, "127.0.0.1:8080", c.HTTPAddr)
+	require.Equal(t, "127.0.0.1:4223", c.DevNATSAddr)
+	require.Equal(t, "levqor", c.Topology.Prefix)
+	require.Equal(t, 5*time.Minute, c.WebhookTolerance)
+	require.EqualValues(t, 1<<20, c.MaxBodyBytes)
+}
+
+func TestProductionRolesNameMissingVariables(t *testing.T) {
+	t.Parallel()
+	c, err := config.FromEnv(env(nil))
+	require.NoError(t, err)
+	err = c.ValidateFor(config.RoleIngest)
+	require.ErrorContains(t, err, "LEVQOR_NATS_URL")
+	require.ErrorContains(t, err, "LEVQOR_DATABASE_URL")
+	require.ErrorContains(t, err, "STRIPE_WEBHOOK_SECRET")
+	require.ErrorContains(t, err, "LEVQOR_ADMIN_TOKEN")
+	err = c.ValidateFor(config.RoleScheduler)
+	require.ErrorContains(t, err, "LEVQOR_NATS_URL")
+	require.NotContains(t, err.Error(), "LEVQOR_DATABASE_URL")
+}
+
+func TestBadValuesNameTheVariable(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		env      map[string]string
+		role     config.Role
+		variable string
+	}{
+		"Integer":    {map[string]string{"LEVQOR_MAX_DELIVER": "five"}, config.RoleDev, "LEVQOR_MAX_DELIVER"},
+		"Duration":   {map[string]string{"LEVQOR_WEBHOOK_TOLERANCE": "5 minutes"}, config.RoleDev, "LEVQOR_WEBHOOK_TOLERANCE"},
+		"NATSScheme": {map[string]string{"LEVQOR_NATS_URL": "http://x"}, config.RoleScheduler, "LEVQOR_NATS_URL"},
+		"DBScheme":   {map[string]string{"LEVQOR_DATABASE_URL": "mysql://x", "LEVQOR_NATS_URL": "nats://x:4222"}, config.RoleWorkers, "LEVQOR_DATABASE_URL"},
+		"Addr":       {map[string]string{"LEVQOR_HTTP_ADDR": "8080"}, config.RoleDev, "LEVQOR_HTTP_ADDR"},
+		"LogFormat":  {map[string]string{"LEVQOR_LOG_FORMAT": "xml"}, config.RoleDev, "LEVQOR_LOG_FORMAT"},
+		"Prefix":     {map[string]string{"LEVQOR_SUBJECT_PREFIX": "a b"}, config.RoleDev, "LEVQOR_SUBJECT_PREFIX"},
+		"ShortToken": {map[string]string{"LEVQOR_ADMIN_TOKEN": "short", "STRIPE_WEBHOOK_SECRET": "whsec_x"}, config.RoleIngest, "LEVQOR_ADMIN_TOKEN"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := config.FromEnv(env(tc.env))
+			if err == nil {
+				err = c.ValidateFor(tc.role)
+			}
+			require.ErrorContains(t, err, tc.variable)
+		})
+	}
+}
+
+func TestSecretsAndWorkersAreLists(t *testing.T) {
+	t.Parallel()
+	c, err := config.FromEnv(env(map[string]string{
+		"STRIPE_WEBHOOK_SECRET": "whsec_new, whsec_old",
+		"LEVQOR_WORKERS":        "billing,support",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"whsec_new", "whsec_old"}, c.WebhookSecrets)
+	require.Equal(t, []string{"billing", "support"}, c.Workers)
+}

@@ -1,0 +1,124 @@
+// Package telemetry gives every Levqor process the same logging setup and
+// the same health, readiness and metrics endpoints.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/levqor/levqor/pkg/httpjson"
+)
+
+// NewLogger returns a logger writing to out in format "json" (production)
+// or "text" (dev) at level.
+func NewLogger(out io.Writer, format, level string) (*logrus.Logger, error) {
+	l := logrus.New()
+	l.Out = out
+	lv, err := logrus.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("LEVQOR_LOG_LEVEL: %w", err)
+	}
+	l.Level = lv
+	switch format {
+	case "json":
+		l.Formatter = &logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano}
+	case "text", "":
+		l.Formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "15:04:05.000"}
+	default:
+		return nil, fmt.Errorf("LEVQOR_LOG_FORMAT: %q: want text or json", format)
+	}
+	return l, nil
+}
+
+// NewRegistry returns a Prometheus registry with the Go runtime and process
+// collectors, so every process exports memory and goroutine figures.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Check is one readiness condition: nil when the dependency is reachable.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Mount adds GET /healthz (the process is alive), /readyz (every check
+// passes) and /metrics to mux.
+func Mount(mux *http.ServeMux, reg prometheus.Gatherer, checks ...Check) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		status := http.StatusOK
+		res := map[string]string{}
+		for _, c := range checks {
+			if err := c.Fn(ctx); err != nil {
+				status = http.StatusServiceUnavailable
+				res[c.Name] = err.Error()
+			} else {
+				res[c.Name] = "ok"
+			}
+		}
+		httpjson.Write(w, status, map[string]any{"ready": status == http.StatusOK, "checks": res})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+}
+
+// NewServer returns an http.Server with timeouts suitable for an API that
+// faces the internet.
+func NewServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// Serve listens on srv.Addr and serves until ctx ends, then shuts down
+// gracefully within timeout. A port already in use is an error at once.
+func Serve(ctx context.Context, srv *http.Server, timeout time.Duration, log logrus.FieldLogger) error {
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", srv.Addr, err)
+	}
+	return ServeListener(ctx, srv, ln, timeout, log)
+}
+
+// ServeListener is Serve on an existing listener.
+func ServeListener(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration, log logrus.FieldLogger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.WithError(err).Warn("http shutdown did not finish in time")
+		_ = srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
