@@ -1,0 +1,207 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/embeddednats"
+	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/telemetry"
+)
+
+// DevSecrets are dev mode's webhook secret and operator token: taken from
+// the environment when set, otherwise generated once and kept in the data
+// dir so they survive restarts.
+type DevSecrets struct {
+	WebhookSecret string `json:"stripe_webhook_secret"`
+	AdminToken    string `json:"admin_token"`
+}
+
+// DevSecretsFile is the file under the data dir that keeps DevSecrets.
+const DevSecretsFile = "secrets.json"
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// LoadDevSecrets reads the data dir's secrets, generating and saving them
+// (mode 0600) on first use.
+func LoadDevSecrets(dataDir string) (DevSecrets, error) {
+	path := filepath.Join(dataDir, DevSecretsFile)
+	var s DevSecrets
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &s); err != nil {
+			return s, fmt.Errorf("reading %s: %w (delete it to generate new secrets)", path, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		return s, fmt.Errorf("reading %s: %w", path, err)
+	}
+	changed := false
+	if s.WebhookSecret == "" {
+		s.WebhookSecret, changed = "whsec_"+randomHex(24), true
+	}
+	if s.AdminToken == "" {
+		s.AdminToken, changed = "lvq_dev_"+randomHex(24), true
+	}
+	if changed {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return s, err
+		}
+		b, _ := json.MarshalIndent(s, "", "  ")
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			return s, err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// DevOptions lets tests start dev mode on free ports.
+type DevOptions struct {
+	// Ready, when set, receives the running addresses once everything is
+	// up.
+	Ready func(DevInfo)
+}
+
+// DevInfo is what dev mode prints on start.
+type DevInfo struct {
+	IngestURL     string
+	WebhookURL    string
+	NATSURL       string
+	DatabaseURL   string
+	DataDir       string
+	WebhookSecret string
+	AdminToken    string
+}
+
+// RunDev runs everything in one process: embedded NATS with JetStream,
+// SQLite (or LEVQOR_DATABASE_URL), ingest, all workers, the outbox relay
+// and the scheduler. It prints where everything is to out and returns after
+// a clean shutdown when ctx ends.
+func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out io.Writer, opts DevOptions) error {
+	if err := cfg.ValidateFor(config.RoleDev); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("LEVQOR_DATA_DIR: %w", err)
+	}
+	secrets, err := LoadDevSecrets(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if len(cfg.WebhookSecrets) == 0 {
+		cfg.WebhookSecrets = []string{secrets.WebhookSecret}
+	}
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = secrets.AdminToken
+	}
+	if cfg.DatabaseURL == "" {
+		cfg.DatabaseURL = "sqlite:" + filepath.Join(cfg.DataDir, "levqor.db")
+	}
+
+	srv, err := embeddednats.Start(embeddednats.Options{
+		Addr:       cfg.DevNATSAddr,
+		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
+		SyncAlways: cfg.DevNATSSyncAlways,
+		ServerName: "levqor-dev",
+	})
+	if err != nil {
+		return fmt.Errorf("starting embedded NATS on %s (LEVQOR_DEV_NATS_ADDR): %w", cfg.DevNATSAddr, err)
+	}
+	defer srv.Stop()
+	cfg.NATSURL = srv.ClientURL()
+
+	env, err := connect(ctx, cfg, "levqor-dev", true, log)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	if err := env.EnsureTopology(ctx); err != nil {
+		return err
+	}
+	ingestSrv, err := env.Ingest(cfg.AdminToken)
+	if err != nil {
+		return err
+	}
+	router, err := env.Router([]string{"all"})
+	if err != nil {
+		return err
+	}
+	relay := env.Relay()
+	sched, err := env.Scheduler()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("LEVQOR_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	info := DevInfo{
+		IngestURL:     "http://" + ln.Addr().String(),
+		WebhookURL:    "http://" + ln.Addr().String() + "/webhooks/stripe",
+		NATSURL:       cfg.NATSURL,
+		DatabaseURL:   store.RedactURL(cfg.DatabaseURL),
+		DataDir:       cfg.DataDir,
+		WebhookSecret: cfg.WebhookSecrets[0],
+		AdminToken:    cfg.AdminToken,
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return telemetry.ServeListener(gctx, telemetry.NewServer(cfg.HTTPAddr, ingestSrv.Handler()), ln, cfg.ShutdownTimeout, log)
+	})
+	g.Go(func() error { return router.Run(gctx) })
+	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return sched.Run(gctx) })
+
+	fmt.Fprintf(out, `
+Levqor dev mode is running. Ctrl-C stops it.
+
+  ingest            %s
+  stripe webhooks   %s
+  health            %s/healthz  %s/readyz  %s/metrics
+  NATS (JetStream)  %s   (nats --server %s stream ls)
+  database          %s
+  data dir          %s
+
+  STRIPE_WEBHOOK_SECRET=%s
+  LEVQOR_ADMIN_TOKEN=%s
+
+Send a test event:  go run ./cmd/levqor webhook send customer.subscription.created
+`, info.IngestURL, info.WebhookURL, info.IngestURL, info.IngestURL, info.IngestURL,
+		info.NATSURL, info.NATSURL, info.DatabaseURL, info.DataDir, info.WebhookSecret, info.AdminToken)
+	if opts.Ready != nil {
+		go func() {
+			deadline := time.Now().Add(10 * time.Second)
+			for !router.Ready() && time.Now().Before(deadline) && gctx.Err() == nil {
+				time.Sleep(10 * time.Millisecond)
+			}
+			opts.Ready(info)
+		}()
+	}
+	err = g.Wait()
+	log.Info("dev mode stopped")
+	return err
+}

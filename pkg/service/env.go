@@ -1,0 +1,196 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/levqor/levqor/pkg/billing"
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/housekeeping"
+	"github.com/levqor/levqor/pkg/ingest"
+	"github.com/levqor/levqor/pkg/outbox"
+	"github.com/levqor/levqor/pkg/scheduler"
+	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/telemetry"
+)
+
+// Env holds a process's connections and shared parts.
+type Env struct {
+	Cfg   config.Config
+	Log   logrus.FieldLogger
+	Reg   *prometheus.Registry
+	NC    *nats.Conn
+	JS    jetstream.JetStream
+	Store *store.Store // nil for the scheduler
+
+	busMetrics *bus.Metrics
+}
+
+// ConnectNATS connects to url and keeps reconnecting forever: a NATS
+// restart must never need a restart of Levqor's processes. The first
+// connection is retried in the background too (RetryOnFailedConnect), so a
+// process starts, reports not-ready, and recovers when NATS comes up.
+func ConnectNATS(url, name string, log logrus.FieldLogger) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectBufSize(-1), // never buffer publishes: an unacknowledged publish must fail, not linger
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.WithError(err).Warn("nats disconnected; reconnecting")
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.WithField("url", c.ConnectedUrlRedacted()).Info("nats reconnected")
+		}),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to NATS (LEVQOR_NATS_URL): %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+// EnsureTopology creates or updates the streams, retrying with backoff until
+// NATS answers or ctx ends.
+func (e *Env) EnsureTopology(ctx context.Context) error {
+	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0)), ctx)
+	return backoff.RetryNotify(func() error {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return e.Cfg.Topology.EnsureStreams(cctx, e.JS)
+	}, b, func(err error, d time.Duration) {
+		e.Log.WithError(err).WithField("retry_in", d.String()).Warn("cannot ensure streams yet")
+	})
+}
+
+// Checks are the readiness checks of the process.
+func (e *Env) Checks() []telemetry.Check {
+	checks := []telemetry.Check{{Name: "nats", Fn: func(context.Context) error {
+		if !e.NC.IsConnected() {
+			return errors.New(strings.ToLower(e.NC.Status().String()))
+		}
+		return nil
+	}}}
+	if e.Store != nil {
+		checks = append(checks, telemetry.Check{Name: "database", Fn: e.Store.Ping})
+	}
+	return checks
+}
+
+// Ingest builds the ingest HTTP server.
+func (e *Env) Ingest(adminToken string) (*ingest.Server, error) {
+	return ingest.New(ingest.Config{
+		WebhookSecrets: e.Cfg.WebhookSecrets,
+		Tolerance:      e.Cfg.WebhookTolerance,
+		AdminToken:     adminToken,
+		MaxBodyBytes:   e.Cfg.MaxBodyBytes,
+	}, bus.NewPublisher(e.JS, e.Cfg.Topology), e.Store, e.Log.WithField("component", "ingest"), e.Reg, e.Checks()...)
+}
+
+// Workers lists the workers a workers process can run, in start order.
+var Workers = []string{"billing", "housekeeping"}
+
+// ResolveWorkers expands "all" and rejects unknown names.
+func ResolveWorkers(names []string) ([]string, error) {
+	if len(names) == 0 || (len(names) == 1 && names[0] == "all") {
+		return append([]string(nil), Workers...), nil
+	}
+	var out []string
+	for _, n := range names {
+		if !slices.Contains(Workers, n) {
+			return nil, fmt.Errorf("LEVQOR_WORKERS: unknown worker %q (known: %s, or all)", n, strings.Join(Workers, ", "))
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// storeFailures adapts the store to the router's FailureRecorder.
+type storeFailures struct{ s *store.Store }
+
+func (f storeFailures) RecordFailure(ctx context.Context, x bus.Failure) error {
+	return f.s.RecordFailure(ctx, store.Failure{
+		Consumer: x.Consumer, MsgID: x.MsgID, Subject: x.Subject, Stream: x.Stream,
+		StreamSeq: x.StreamSeq, Deliveries: x.Deliveries, Error: x.Error,
+		DeadLettered: x.DeadLettered, At: x.At,
+	})
+}
+
+// Router builds a router running the named workers.
+func (e *Env) Router(names []string) (*bus.Router, error) {
+	names, err := ResolveWorkers(names)
+	if err != nil {
+		return nil, err
+	}
+	if e.busMetrics == nil {
+		e.busMetrics = bus.NewMetrics(e.Reg)
+	}
+	r, err := bus.NewRouter(e.JS, bus.RouterConfig{
+		Topology:        e.Cfg.Topology,
+		Concurrency:     e.Cfg.Concurrency,
+		MaxDeliver:      e.Cfg.MaxDeliver,
+		ShutdownTimeout: e.Cfg.ShutdownTimeout,
+		Logger:          e.Log.WithField("component", "worker"),
+		AckWait:         e.Cfg.AckWait,
+		Metrics:         e.busMetrics,
+		Failures:        storeFailures{e.Store},
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		switch n {
+		case "billing":
+			billing.Register(r, e.Store)
+		case "housekeeping":
+			(&housekeeping.Pruner{Store: e.Store}).Register(r)
+		}
+	}
+	return r, nil
+}
+
+// Relay builds the outbox relay.
+func (e *Env) Relay() *outbox.Relay {
+	r := &outbox.Relay{Store: e.Store, Publisher: bus.NewPublisher(e.JS, e.Cfg.Topology), Log: e.Log.WithField("component", "outbox")}
+	r.Register(e.Reg)
+	return r
+}
+
+// Scheduler builds the scheduler with the catalog and the deployment's
+// overrides.
+func (e *Env) Scheduler() (*scheduler.Scheduler, error) {
+	jobs, err := scheduler.Override(scheduler.Catalog(), e.Cfg.Schedule)
+	if err != nil {
+		return nil, err
+	}
+	s, err := scheduler.New(e.JS, scheduler.Config{
+		Topology:      e.Cfg.Topology,
+		Jobs:          jobs,
+		CatchUpWindow: e.Cfg.CatchUpWindow,
+		Logger:        e.Log.WithField("component", "scheduler"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Register(e.Reg)
+	return s, nil
+}

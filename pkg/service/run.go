@@ -1,0 +1,156 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/telemetry"
+)
+
+// connect opens NATS and (when withDB) the database, migrating it.
+func connect(ctx context.Context, cfg config.Config, name string, withDB bool, log logrus.FieldLogger) (*Env, error) {
+	env := &Env{Cfg: cfg, Log: log, Reg: telemetry.NewRegistry()}
+	nc, js, err := ConnectNATS(cfg.NATSURL, name, log)
+	if err != nil {
+		return nil, err
+	}
+	env.NC, env.JS = nc, js
+	if withDB {
+		st, err := store.Open(ctx, cfg.DatabaseURL, log.WithField("component", "store"))
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("opening database (LEVQOR_DATABASE_URL): %w", err)
+		}
+		if err := st.Migrate(ctx); err != nil {
+			nc.Close()
+			_ = st.Close()
+			return nil, fmt.Errorf("migrating database: %w", err)
+		}
+		env.Store = st
+	}
+	return env, nil
+}
+
+// close drains NATS (delivering acks still in flight) and closes the
+// database.
+func (e *Env) close() {
+	if e.NC != nil {
+		if err := e.NC.Drain(); err != nil {
+			e.NC.Close()
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !e.NC.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if e.Store != nil {
+		_ = e.Store.Close()
+	}
+}
+
+// RunIngest runs the ingest process until ctx ends.
+func RunIngest(ctx context.Context, cfg config.Config, log logrus.FieldLogger) error {
+	if err := cfg.ValidateFor(config.RoleIngest); err != nil {
+		return err
+	}
+	env, err := connect(ctx, cfg, "levqor-ingest", true, log)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	srv, err := env.Ingest(cfg.AdminToken)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { _ = env.EnsureTopology(gctx); return nil }) // fails only when stopping
+	g.Go(func() error {
+		log.WithField("addr", cfg.HTTPAddr).Info("ingest listening")
+		return telemetry.Serve(gctx, telemetry.NewServer(cfg.HTTPAddr, srv.Handler()), cfg.ShutdownTimeout, log)
+	})
+	return g.Wait()
+}
+
+// adminServer serves /healthz, /readyz and /metrics for processes without
+// a public API.
+func (e *Env) adminServer(addr string) *http.Server {
+	mux := http.NewServeMux()
+	telemetry.Mount(mux, e.Reg, e.Checks()...)
+	return telemetry.NewServer(addr, mux)
+}
+
+// RunWorkers runs the configured workers and the outbox relay until ctx
+// ends.
+func RunWorkers(ctx context.Context, cfg config.Config, log logrus.FieldLogger) error {
+	if err := cfg.ValidateFor(config.RoleWorkers); err != nil {
+		return err
+	}
+	if _, err := ResolveWorkers(cfg.Workers); err != nil {
+		return err
+	}
+	env, err := connect(ctx, cfg, "levqor-workers", true, log)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	router, err := env.Router(cfg.Workers)
+	if err != nil {
+		return err
+	}
+	relay := env.Relay()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return telemetry.Serve(gctx, env.adminServer(cfg.AdminAddr), cfg.ShutdownTimeout, log) })
+	g.Go(func() error {
+		if err := env.EnsureTopology(gctx); err != nil {
+			return nil // stopping
+		}
+		return router.Run(gctx)
+	})
+	g.Go(func() error { return relay.Run(gctx) })
+	return g.Wait()
+}
+
+// RunScheduler runs the scheduler until ctx ends.
+func RunScheduler(ctx context.Context, cfg config.Config, log logrus.FieldLogger) error {
+	if err := cfg.ValidateFor(config.RoleScheduler); err != nil {
+		return err
+	}
+	env, err := connect(ctx, cfg, "levqor-scheduler", false, log)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	sched, err := env.Scheduler()
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return telemetry.Serve(gctx, env.adminServer(cfg.AdminAddr), cfg.ShutdownTimeout, log) })
+	g.Go(func() error {
+		if err := env.EnsureTopology(gctx); err != nil {
+			return nil
+		}
+		return sched.Run(gctx)
+	})
+	return g.Wait()
+}
+
+// Migrate applies the database migrations and returns.
+func Migrate(ctx context.Context, cfg config.Config, log logrus.FieldLogger) error {
+	if err := cfg.ValidateFor(config.RoleMigrate); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return st.Migrate(ctx)
+}
