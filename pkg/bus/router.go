@@ -53,7 +53,7 @@ const (
 	RetryMaxDefault          = time.Second
 	NakBaseDelayDefault      = 2 * time.Second
 	NakMaxDelayDefault       = 5 * time.Minute
-	FetchWaitDefault         = 2 * time.Second
+	FetchWaitDefault         = time.Second
 	ShutdownTimeoutDefault   = 15 * time.Second
 	HandlerTimeoutDefault    = 5 * time.Minute
 	dlqReasonMaxBytes        = 1024
@@ -90,6 +90,8 @@ type RouterConfig struct {
 	ShutdownTimeout time.Duration
 	// HandlerTimeout bounds one handler call.
 	HandlerTimeout time.Duration
+	// AckWait applies to every route whose ConsumerSpec leaves it zero.
+	AckWait time.Duration
 	// Logger receives the router's logs; required.
 	Logger logrus.FieldLogger
 	// Metrics, optional.
@@ -120,6 +122,7 @@ func (c RouterConfig) withDefaults() RouterConfig {
 	def(&c.FetchWait, FetchWaitDefault)
 	def(&c.ShutdownTimeout, ShutdownTimeoutDefault)
 	def(&c.HandlerTimeout, HandlerTimeoutDefault)
+	def(&c.AckWait, AckWaitDefault)
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
@@ -183,6 +186,9 @@ func (r *Router) Use(mw ...Middleware) { r.middleware = append(r.middleware, mw.
 
 // Handle registers h for the consumer c. Use before Run.
 func (r *Router) Handle(c ConsumerSpec, h Handler) {
+	if c.AckWait == 0 {
+		c.AckWait = r.cfg.AckWait
+	}
 	r.routes = append(r.routes, Route{Consumer: c, Handler: h})
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/levqor/levqor/pkg/config"
@@ -58,7 +59,7 @@ func RunWith(ctx context.Context, args []string, stdout, stderr io.Writer, opts 
 		opts.Getenv = os.Getenv
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usageText())
 		if len(args) == 0 {
 			return usageError("no command given")
 		}
@@ -72,10 +73,50 @@ func RunWith(ctx context.Context, args []string, stdout, stderr io.Writer, opts 
 		return runWebhook(ctx, rest, stdout, stderr, opts)
 	case "probe":
 		return runProbe(ctx, rest, stdout)
-	default:
-		fmt.Fprint(stderr, usage)
-		return usageError("unknown command %q", cmd)
 	}
+	if c, ok := commands[cmd]; ok {
+		return c.run(ctx, rest, stdout, stderr, opts)
+	}
+	fmt.Fprint(stderr, usageText())
+	return usageError("unknown command %q", cmd)
+}
+
+// commandFunc runs one top-level command with the arguments after its name.
+type commandFunc func(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error
+
+type command struct {
+	run  commandFunc
+	help string
+}
+
+// commands holds the operator and tool commands; each lives in its own
+// file and registers itself from init, so adding one touches no other file.
+var commands = map[string]command{}
+
+// register adds a top-level command; help is its line in `levqor help`.
+func register(name, help string, run commandFunc) {
+	if _, dup := commands[name]; dup {
+		panic("cli: command registered twice: " + name)
+	}
+	commands[name] = command{run: run, help: help}
+}
+
+// usageText is the usage with every registered command listed.
+func usageText() string {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString(usage)
+	if len(names) > 0 {
+		b.WriteString("\nMore commands:\n")
+		for _, n := range names {
+			fmt.Fprintf(&b, "  levqor %-28s %s\n", n, commands[n].help)
+		}
+	}
+	return b.String()
 }
 
 func runProcess(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, opts Options) error {

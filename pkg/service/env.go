@@ -49,8 +49,10 @@ func ConnectNATS(url, name string, log logrus.FieldLogger) (*nats.Conn, jetstrea
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectBufSize(-1), // never buffer publishes: an unacknowledged publish must fail, not linger
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.WithError(err).Warn("nats disconnected; reconnecting")
+		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
+			if err != nil && !c.IsClosed() && !c.IsDraining() {
+				log.WithError(err).Warn("nats disconnected; reconnecting")
+			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			log.WithField("url", c.ConnectedUrlRedacted()).Info("nats reconnected")
