@@ -335,7 +335,8 @@ func (c *Catalog) Resolve(it Item) (PriceRef, bool) {
 		return r, true
 	}
 	if it.LookupKey != "" {
-		if _, r, ok := c.PriceID(strings.ToLower(it.LookupKey)); ok {
+		key := strings.TrimPrefix(strings.ToLower(it.LookupKey), "levqor_")
+		if _, r, ok := c.PriceID(key); ok {
 			return r, true
 		}
 	}

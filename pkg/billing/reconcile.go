@@ -1,0 +1,183 @@
+package billing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/stripe/stripe-go/v76"
+
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/store"
+)
+
+// ErrNoStripeAPI means an operation needs the Stripe API and no key is
+// configured.
+var ErrNoStripeAPI = errors.New("billing: no Stripe API configured (STRIPE_API_KEY)")
+
+// Repair is one drift reconciliation fixed.
+type Repair struct {
+	Kind           string `json:"kind"` // missing, changed, vanished
+	SubscriptionID string `json:"subscription_id"`
+	AccountID      string `json:"account_id,omitempty"`
+	From           string `json:"from,omitempty"`
+	To             string `json:"to"`
+}
+
+// ReconcileReport says what reconciliation looked at and fixed.
+type ReconcileReport struct {
+	Listed  int      `json:"listed"`
+	Repairs []Repair `json:"repairs"`
+}
+
+// Reconcile lists every subscription from the Stripe API (all pages) and
+// repairs local state that drifted from it: missed webhooks, changes made
+// in the Stripe dashboard. Stripe's answer is the newest truth, so a
+// repaired subscription records the reconciliation as its source and older
+// webhooks arriving later change nothing. Subscriptions Levqor holds that
+// Stripe no longer lists are marked canceled. Every repair is logged,
+// counted and announced like any other change.
+func (w *Worker) Reconcile(ctx context.Context, now time.Time) (ReconcileReport, error) {
+	var rep ReconcileReport
+	if w.Stripe == nil {
+		return rep, ErrNoStripeAPI
+	}
+	params := &stripe.SubscriptionListParams{Status: stripe.String("all")}
+	params.Context = ctx
+	params.Limit = stripe.Int64(100)
+	it := w.Stripe.Subscriptions.List(params)
+	seen := map[string]bool{}
+	src := store.SourceEvent{ID: "reconcile@" + now.UTC().Format(time.RFC3339), Created: now.UTC()}
+	for it.Next() {
+		sub := it.Subscription()
+		rep.Listed++
+		seen[sub.ID] = true
+		r, err := w.repairOne(ctx, sub, src)
+		if err != nil {
+			return rep, err
+		}
+		if r != nil {
+			rep.Repairs = append(rep.Repairs, *r)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return rep, stripeError("listing subscriptions", err)
+	}
+	local, err := w.Store.AllSubscriptions(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, s := range local {
+		if seen[s.ID] || s.Status == string(stripe.SubscriptionStatusCanceled) {
+			continue
+		}
+		gone := stripe.Subscription{ID: s.ID, Status: stripe.SubscriptionStatusCanceled, Customer: &stripe.Customer{ID: s.CustomerID}}
+		r, err := w.repairOne(ctx, &gone, src)
+		if err != nil {
+			return rep, err
+		}
+		if r != nil {
+			r.Kind = "vanished"
+			rep.Repairs = append(rep.Repairs, *r)
+		}
+	}
+	for _, r := range rep.Repairs {
+		w.m().repairs.WithLabelValues(r.Kind).Inc()
+		w.Log.WithFields(logrus.Fields{"kind": r.Kind, "subscription": r.SubscriptionID, "account_id": r.AccountID, "from": r.From, "to": r.To}).
+			Warn("reconciliation repaired drift from Stripe")
+	}
+	w.Log.WithFields(logrus.Fields{"listed": rep.Listed, "repairs": len(rep.Repairs)}).Info("reconciliation done")
+	return rep, nil
+}
+
+// summary is what reconciliation compares.
+func summary(s store.Subscription) string {
+	items := make([]string, 0, len(s.Items))
+	for _, it := range s.Items {
+		items = append(items, fmt.Sprintf("%s×%d", it.PriceID, it.Quantity))
+	}
+	slices.Sort(items)
+	b, _ := json.Marshal(struct {
+		Status string
+		Items  []string
+		Cancel bool
+	}{s.Status, items, s.CancelAtPeriodEnd})
+	return string(b)
+}
+
+func (w *Worker) repairOne(ctx context.Context, sub *stripe.Subscription, src store.SourceEvent) (*Repair, error) {
+	var repair *Repair
+	err := w.Store.InTx(ctx, func(tx *store.Tx) error {
+		want := w.fromStripe(sub, src)
+		prev, err := tx.GetSubscription(ctx, sub.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		r := &Repair{Kind: "missing", SubscriptionID: sub.ID, To: summary(want)}
+		if prev != nil {
+			if summary(*prev) == summary(want) {
+				return nil
+			}
+			r.Kind, r.From = "changed", summary(*prev)
+		}
+		acc, err := tx.AccountByStripeCustomer(ctx, want.CustomerID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if acc != nil {
+			want.AccountID, r.AccountID = acc.ID, acc.ID
+		}
+		if err := tx.PutSubscription(ctx, want); err != nil {
+			return err
+		}
+		repair = r
+		if acc == nil {
+			return nil
+		}
+		emit := func(ctx context.Context, what, accountID string, payload map[string]any) error {
+			payload["reconciled"] = true
+			return w.emitTx(ctx, tx, nil, what, accountID, src.Created, payload)
+		}
+		return w.recompute(ctx, tx, acc, emit)
+	})
+	return repair, err
+}
+
+// fromStripe converts an API subscription into billing's row.
+func (w *Worker) fromStripe(sub *stripe.Subscription, src store.SourceEvent) store.Subscription {
+	s := store.Subscription{
+		ID: sub.ID, CustomerID: customerID(sub.Customer), Status: string(sub.Status),
+		CurrentPeriodEnd: unixPtr(sub.CurrentPeriodEnd), CancelAtPeriodEnd: sub.CancelAtPeriodEnd,
+		TrialEnd: unixPtr(sub.TrialEnd), Source: src,
+	}
+	if sub.Items != nil {
+		for _, it := range sub.Items.Data {
+			if it == nil || it.Price == nil {
+				continue
+			}
+			item := store.SubscriptionItem{PriceID: it.Price.ID, LookupKey: it.Price.LookupKey, Quantity: it.Quantity, Metadata: it.Price.Metadata}
+			if it.Price.Product != nil {
+				item.Product = it.Price.Product.ID
+			}
+			s.Items = append(s.Items, item)
+			if _, ok := w.Catalog.Resolve(catalogItem(item)); !ok {
+				s.UnknownPrices = append(s.UnknownPrices, item.PriceID)
+			}
+		}
+	}
+	return s
+}
+
+// reconcileTick runs Reconcile for a tick. It is idempotent (it compares
+// against Stripe), so a redelivered tick is harmless.
+func (w *Worker) reconcileTick(ctx context.Context, m *bus.Message, slot time.Time) error {
+	if w.Stripe == nil {
+		return bus.Permanent(ErrNoStripeAPI)
+	}
+	_, err := w.Reconcile(ctx, time.Now())
+	return err
+}

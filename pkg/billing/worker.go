@@ -1,0 +1,738 @@
+package billing
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/inbox"
+	"github.com/levqor/levqor/pkg/store"
+)
+
+// GraceDefault is how long an account stays past due after a failed
+// payment before it is suspended.
+const GraceDefault = 7 * 24 * time.Hour
+
+// Account statuses billing sets.
+const (
+	StatusActive    = "active"
+	StatusPastDue   = "past_due"
+	StatusSuspended = "suspended"
+	StatusPaused    = "paused"
+	StatusCanceled  = "canceled"
+)
+
+// Events billing emits, under levqor.event.billing.
+const (
+	EventEntitlementsChanged   = "entitlements_changed"
+	EventStatusChanged         = "account_status_changed"
+	EventPaymentFailed         = "payment_failed"
+	EventPaymentActionRequired = "payment_action_required"
+	EventPaymentRecovered      = "payment_recovered"
+	EventAccountSuspended      = "account_suspended"
+	EventTrialWillEnd          = "trial_will_end"
+	EventDFYPurchased          = "dfy_purchased"
+	EventChargeRefunded        = "charge_refunded"
+	EventDisputeOpened         = "dispute_opened"
+	EventUnknownPrice          = "unknown_price"
+	EventUnlinkedCustomer      = "unlinked_customer"
+)
+
+// Worker is the billing worker: it turns Stripe events into each account's
+// subscriptions, invoices, status and entitlements.
+type Worker struct {
+	Store    *store.Store
+	Catalog  *catalog.Catalog
+	Topology bus.Topology
+	// Stripe is the API client, for fetching objects an event does not
+	// describe fully; nil when no key is configured.
+	Stripe *client.API
+	// Grace is the dunning grace period.
+	Grace time.Duration
+	Log   logrus.FieldLogger
+
+	metrics *workerMetrics
+}
+
+type workerMetrics struct {
+	unknownPrices prometheus.Counter
+	stale         *prometheus.CounterVec
+	unlinked      prometheus.Counter
+	suspended     prometheus.Counter
+	repairs       *prometheus.CounterVec
+}
+
+// RegisterMetrics creates the worker's metrics on reg.
+func (w *Worker) RegisterMetrics(reg prometheus.Registerer) {
+	w.metrics = &workerMetrics{
+		unknownPrices: prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_unknown_prices_total", Help: "Subscription items whose price is not in the catalog (entitlements left unchanged)."}),
+		stale:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_stale_events_total", Help: "Stripe events older than the state already held, ignored."}, []string{"type"}),
+		unlinked:      prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_unlinked_customer_events_total", Help: "Events for Stripe customers no account is linked to."}),
+		suspended:     prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_suspensions_total", Help: "Accounts suspended after their grace period."}),
+		repairs:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_reconcile_repairs_total", Help: "Drift repaired by reconciliation, by kind."}, []string{"kind"}),
+	}
+	if reg != nil {
+		reg.MustRegister(w.metrics.unknownPrices, w.metrics.stale, w.metrics.unlinked, w.metrics.suspended, w.metrics.repairs)
+	}
+}
+
+func (w *Worker) m() *workerMetrics {
+	if w.metrics == nil {
+		w.RegisterMetrics(nil)
+	}
+	return w.metrics
+}
+
+func (w *Worker) grace() time.Duration {
+	if w.Grace > 0 {
+		return w.Grace
+	}
+	return GraceDefault
+}
+
+// Register adds the billing worker's routes to r: every Stripe event
+// (ledger, then state) and the dunning tick.
+func (w *Worker) Register(r *bus.Router) {
+	r.Handle(StripeConsumer(), inbox.Handler(w.Store, w.HandleStripe))
+	r.Handle(bus.ConsumerSpec{Name: ConsumerTick, Kind: bus.Ticks, Filter: "billing.>"}, w.HandleTick)
+}
+
+// ConsumerTick is the billing worker's consumer on TICKS.
+const ConsumerTick = "billing-tick"
+
+// HandleStripe records the event in the ledger and applies it, in the
+// handler's transaction.
+func (w *Worker) HandleStripe(ctx context.Context, tx *store.Tx, m *bus.Message) error {
+	if err := RecordStripeEvent(ctx, tx, m); err != nil {
+		return err
+	}
+	var ev stripe.Event
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		return bus.Permanentf("decoding stripe event: %v", err)
+	}
+	if ev.Data == nil || len(ev.Data.Raw) == 0 {
+		return bus.Permanentf("stripe event %s has no data.object", ev.ID)
+	}
+	a := &apply{w: w, tx: tx, m: m, ev: &ev, src: store.SourceEvent{ID: ev.ID, Created: time.Unix(ev.Created, 0).UTC()},
+		log: bus.Logger(ctx).WithFields(logrus.Fields{"stripe_event_id": ev.ID, "event_type": ev.Type})}
+	switch ev.Type {
+	case "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
+		"customer.subscription.paused", "customer.subscription.resumed":
+		return a.subscription(ctx)
+	case "customer.subscription.trial_will_end":
+		return a.trialWillEnd(ctx)
+	case "invoice.paid", "invoice.payment_failed", "invoice.payment_action_required":
+		return a.invoice(ctx)
+	case "checkout.session.completed":
+		return a.checkout(ctx)
+	case "charge.refunded":
+		return a.refund(ctx)
+	case "charge.dispute.created":
+		return a.dispute(ctx)
+	case "customer.updated", "customer.deleted":
+		return a.customer(ctx)
+	default:
+		// Recorded in the ledger; nothing else to do.
+		return nil
+	}
+}
+
+// apply carries one event through its handler.
+type apply struct {
+	w   *Worker
+	tx  *store.Tx
+	m   *bus.Message
+	ev  *stripe.Event
+	src store.SourceEvent
+	log logrus.FieldLogger
+}
+
+func (a *apply) object(v any) error {
+	if err := json.Unmarshal(a.ev.Data.Raw, v); err != nil {
+		return bus.Permanentf("decoding %s data.object: %v", a.ev.Type, err)
+	}
+	return nil
+}
+
+// emit writes a billing event to the outbox in the handler's transaction.
+func (a *apply) emit(ctx context.Context, what, accountID string, payload map[string]any) error {
+	payload["account_id"] = accountID
+	payload["stripe_event_id"] = a.ev.ID
+	payload["at"] = a.src.Created
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return err
+	}
+	h := map[string]string{bus.HeaderAccount: accountID}
+	if c := a.m.CorrelationID(); c != "" {
+		h[bus.HeaderCorrelationID] = c
+	}
+	_, err = a.tx.EnqueueOutbox(ctx, store.OutboxMessage{Subject: a.w.Topology.Subject(bus.Events, "billing."+what), Headers: h, Payload: b})
+	return err
+}
+
+// account finds the account billed through customer; nil (and a warning,
+// a metric and an operator event) when no account is linked to it.
+func (a *apply) account(ctx context.Context, customer string) (*store.Account, error) {
+	if customer == "" {
+		return nil, nil
+	}
+	acc, err := a.tx.AccountByStripeCustomer(ctx, customer)
+	if errors.Is(err, store.ErrNotFound) {
+		a.w.m().unlinked.Inc()
+		a.log.WithField("customer", customer).Warn("no account is linked to this Stripe customer; state recorded without an account")
+		return nil, nil
+	}
+	return acc, err
+}
+
+func customerID(c *stripe.Customer) string {
+	if c == nil {
+		return ""
+	}
+	return c.ID
+}
+
+func unixPtr(s int64) *time.Time {
+	if s == 0 {
+		return nil
+	}
+	t := time.Unix(s, 0).UTC()
+	return &t
+}
+
+func (a *apply) stale(kind string, prev store.SourceEvent) {
+	a.w.m().stale.WithLabelValues(string(a.ev.Type)).Inc()
+	a.log.WithFields(logrus.Fields{"object": kind, "held_event": prev.ID}).Info("older than the state already held; ignored")
+}
+
+func (a *apply) subscription(ctx context.Context) error {
+	var sub stripe.Subscription
+	if err := a.object(&sub); err != nil {
+		return err
+	}
+	if sub.ID == "" {
+		return bus.Permanentf("%s: subscription without id", a.ev.Type)
+	}
+	prev, err := a.tx.GetSubscription(ctx, sub.ID)
+	switch {
+	case err == nil:
+		if !a.src.Newer(prev.Source) {
+			a.stale("subscription "+sub.ID, prev.Source)
+			return nil
+		}
+	case errors.Is(err, store.ErrNotFound):
+		if a.ev.Type == "customer.subscription.updated" && a.w.Stripe != nil {
+			// An update for a subscription never seen: the event shows
+			// only what changed lately; ask Stripe for the whole object.
+			cur, err := a.w.fetchSubscription(sub.ID)
+			if err != nil {
+				return err
+			}
+			if cur != nil {
+				sub = *cur
+			}
+		}
+	default:
+		return err
+	}
+	status := string(sub.Status)
+	if a.ev.Type == "customer.subscription.deleted" {
+		status = string(stripe.SubscriptionStatusCanceled)
+	}
+	s := store.Subscription{
+		ID: sub.ID, CustomerID: customerID(sub.Customer), Status: status,
+		CurrentPeriodEnd: unixPtr(sub.CurrentPeriodEnd), CancelAtPeriodEnd: sub.CancelAtPeriodEnd,
+		TrialEnd: unixPtr(sub.TrialEnd), Source: a.src,
+	}
+	if sub.Items != nil {
+		for _, it := range sub.Items.Data {
+			if it == nil || it.Price == nil {
+				continue
+			}
+			item := store.SubscriptionItem{PriceID: it.Price.ID, LookupKey: it.Price.LookupKey, Quantity: it.Quantity, Metadata: it.Price.Metadata}
+			if it.Price.Product != nil {
+				item.Product = it.Price.Product.ID
+			}
+			s.Items = append(s.Items, item)
+			if _, ok := a.w.Catalog.Resolve(catalogItem(item)); !ok {
+				s.UnknownPrices = append(s.UnknownPrices, item.PriceID)
+			}
+		}
+	}
+	acc, err := a.account(ctx, s.CustomerID)
+	if err != nil {
+		return err
+	}
+	if acc != nil {
+		s.AccountID = acc.ID
+	}
+	if len(s.UnknownPrices) > 0 {
+		a.w.m().unknownPrices.Add(float64(len(s.UnknownPrices)))
+		a.log.WithFields(logrus.Fields{"subscription": s.ID, "prices": strings.Join(s.UnknownPrices, ",")}).
+			Error("subscription has prices that are not in the catalog; entitlements left unchanged")
+		if err := a.emit(ctx, EventUnknownPrice, s.AccountID, map[string]any{"subscription_id": s.ID, "prices": s.UnknownPrices}); err != nil {
+			return err
+		}
+	}
+	if err := a.tx.PutSubscription(ctx, s); err != nil {
+		return err
+	}
+	if acc == nil {
+		return nil
+	}
+	return a.recompute(ctx, acc)
+}
+
+func catalogItem(it store.SubscriptionItem) catalog.Item {
+	return catalog.Item{PriceID: it.PriceID, LookupKey: it.LookupKey, Metadata: it.Metadata, Quantity: it.Quantity}
+}
+
+// entitledStatuses are the subscription statuses that grant the tier.
+var entitledStatuses = []string{"active", "trialing", "past_due"}
+
+// recompute derives the account's tier, status and entitlements from its
+// subscriptions and dunning, writes them if they changed, and tells the
+// other domains.
+func (a *apply) recompute(ctx context.Context, acc *store.Account) error {
+	return a.w.recompute(ctx, a.tx, acc, a.emit)
+}
+
+type emitFunc func(ctx context.Context, what, accountID string, payload map[string]any) error
+
+func (w *Worker) recompute(ctx context.Context, tx *store.Tx, acc *store.Account, emit emitFunc) error {
+	subs, err := tx.AccountSubscriptions(ctx, acc.ID)
+	if err != nil {
+		return err
+	}
+	var items []catalog.Item
+	unknown := false
+	anyPaused, anySub := false, len(subs) > 0
+	for _, s := range subs {
+		if s.Status == "paused" {
+			anyPaused = true
+		}
+		if !slices.Contains(entitledStatuses, s.Status) {
+			continue
+		}
+		if len(s.UnknownPrices) > 0 {
+			unknown = true
+		}
+		for _, it := range s.Items {
+			items = append(items, catalogItem(it))
+		}
+	}
+	ent, _ := w.Catalog.Entitlements(items)
+	var tier *string
+	if ent.Tier != "" {
+		t := ent.Tier
+		tier = &t
+	}
+	entJSON, err := json.Marshal(ent)
+	if err != nil {
+		return err
+	}
+	if ent.Tier == "" {
+		entJSON = []byte("{}")
+	}
+	if unknown {
+		// Never change entitlements on a guess: keep what the account has.
+		tier, entJSON = acc.Tier, acc.Entitlements
+	}
+
+	status := StatusActive
+	switch {
+	case ent.Tier != "":
+		status = StatusActive
+	case anyPaused:
+		status = StatusPaused
+	case anySub:
+		status = StatusCanceled
+	default:
+		status = acc.Status
+	}
+	if d, err := tx.GetDunning(ctx, acc.ID); err == nil {
+		switch d.State {
+		case store.DunningPastDue:
+			status = StatusPastDue
+		case store.DunningSuspended:
+			status = StatusSuspended
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+
+	tierChanged := !equalTier(tier, acc.Tier)
+	entChanged := !jsonEqual(entJSON, acc.Entitlements)
+	statusChanged := status != acc.Status
+	if !tierChanged && !entChanged && !statusChanged {
+		return nil
+	}
+	if err := tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc.ID, Tier: tier, Status: status, Entitlements: entJSON}); err != nil {
+		return err
+	}
+	if tierChanged || entChanged {
+		if err := emit(ctx, EventEntitlementsChanged, acc.ID, map[string]any{
+			"tier": tier, "entitlements": json.RawMessage(entJSON), "previous_tier": acc.Tier, "previous_entitlements": acc.Entitlements,
+		}); err != nil {
+			return err
+		}
+	}
+	if statusChanged {
+		if err := emit(ctx, EventStatusChanged, acc.ID, map[string]any{"status": status, "previous_status": acc.Status, "tier": tier}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func equalTier(a, b *string) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return *a == *b
+}
+
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return bytes.Equal(a, b)
+	}
+	xa, _ := json.Marshal(x)
+	ya, _ := json.Marshal(y)
+	return bytes.Equal(xa, ya)
+}
+
+func (a *apply) trialWillEnd(ctx context.Context) error {
+	var sub stripe.Subscription
+	if err := a.object(&sub); err != nil {
+		return err
+	}
+	acc, err := a.account(ctx, customerID(sub.Customer))
+	if err != nil || acc == nil {
+		return err
+	}
+	return a.emit(ctx, EventTrialWillEnd, acc.ID, map[string]any{"subscription_id": sub.ID, "trial_end": unixPtr(sub.TrialEnd)})
+}
+
+func (a *apply) invoice(ctx context.Context) error {
+	var inv stripe.Invoice
+	if err := a.object(&inv); err != nil {
+		return err
+	}
+	if inv.ID == "" {
+		return bus.Permanentf("%s: invoice without id", a.ev.Type)
+	}
+	prev, err := a.tx.GetInvoice(ctx, inv.ID)
+	if err == nil && !a.src.Newer(prev.Source) {
+		a.stale("invoice "+inv.ID, prev.Source)
+		return nil
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	acc, err := a.account(ctx, customerID(inv.Customer))
+	if err != nil {
+		return err
+	}
+	row := store.Invoice{
+		ID: inv.ID, CustomerID: customerID(inv.Customer), Status: string(inv.Status), Currency: string(inv.Currency),
+		AmountDue: inv.AmountDue, AmountPaid: inv.AmountPaid, AttemptCount: inv.AttemptCount,
+		NextPaymentAttempt: unixPtr(inv.NextPaymentAttempt), HostedInvoiceURL: inv.HostedInvoiceURL,
+		Created: time.Unix(inv.Created, 0).UTC(), Source: a.src,
+	}
+	if inv.Subscription != nil {
+		row.SubscriptionID = inv.Subscription.ID
+	}
+	if acc != nil {
+		row.AccountID = acc.ID
+	}
+	if err := a.tx.PutInvoice(ctx, row); err != nil {
+		return err
+	}
+	if acc == nil {
+		return nil
+	}
+	payload := map[string]any{"invoice_id": inv.ID, "amount_due": inv.AmountDue, "currency": inv.Currency, "attempt_count": inv.AttemptCount, "tier": acc.Tier}
+	switch a.ev.Type {
+	case "invoice.payment_failed":
+		d, err := a.tx.GetDunning(ctx, acc.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if d == nil || d.State == store.DunningSettled {
+			if d != nil && !a.src.Created.After(d.EventCreated) {
+				// Settled by a payment made after this failure.
+				return nil
+			}
+			nd := store.Dunning{AccountID: acc.ID, State: store.DunningPastDue, InvoiceID: inv.ID,
+				PastDueSince: a.src.Created, GraceUntil: a.src.Created.Add(a.w.grace()), EventCreated: a.src.Created}
+			if err := a.tx.PutDunning(ctx, nd, time.Time{}); err != nil {
+				return err
+			}
+			payload["grace_until"] = nd.GraceUntil
+		} else if a.src.Created.After(d.EventCreated) {
+			// Already behind: the newest failed invoice is the one a
+			// payment must settle; the grace period keeps running.
+			d.InvoiceID, d.EventCreated = inv.ID, a.src.Created
+			if err := a.tx.PutDunning(ctx, *d, time.Time{}); err != nil {
+				return err
+			}
+		}
+		if err := a.emit(ctx, EventPaymentFailed, acc.ID, payload); err != nil {
+			return err
+		}
+	case "invoice.payment_action_required":
+		if err := a.emit(ctx, EventPaymentActionRequired, acc.ID, payload); err != nil {
+			return err
+		}
+	case "invoice.paid":
+		d, err := a.tx.GetDunning(ctx, acc.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if d != nil && d.State != store.DunningSettled && (d.InvoiceID == inv.ID || a.src.Created.After(d.EventCreated)) {
+			was := d.State
+			d.State, d.EventCreated = store.DunningSettled, a.src.Created
+			if err := a.tx.PutDunning(ctx, *d, time.Time{}); err != nil {
+				return err
+			}
+			payload["previous_state"] = was
+			if err := a.emit(ctx, EventPaymentRecovered, acc.ID, payload); err != nil {
+				return err
+			}
+		}
+	}
+	return a.recompute(ctx, acc)
+}
+
+func (a *apply) checkout(ctx context.Context) error {
+	var cs stripe.CheckoutSession
+	if err := a.object(&cs); err != nil {
+		return err
+	}
+	accountID := cs.ClientReferenceID
+	if accountID == "" {
+		accountID = cs.Metadata["levqor_account"]
+	}
+	if accountID == "" {
+		a.log.WithField("checkout_session", cs.ID).Info("checkout session without a Levqor account reference; recorded only")
+		return nil
+	}
+	acc, err := a.tx.GetAccount(ctx, accountID)
+	if errors.Is(err, store.ErrNotFound) {
+		return bus.Permanentf("checkout session %s names unknown account %s", cs.ID, accountID)
+	}
+	if err != nil {
+		return err
+	}
+	if c := customerID(cs.Customer); c != "" && c != acc.StripeCustomerID {
+		if err := a.tx.SetAccountStripeCustomer(ctx, acc.ID, c, time.Time{}); err != nil {
+			return err
+		}
+		a.log.WithFields(logrus.Fields{"account_id": acc.ID, "customer": c}).Info("account linked to Stripe customer")
+	}
+	if cs.Mode != stripe.CheckoutSessionModePayment {
+		return nil
+	}
+	products, err := a.w.checkoutProducts(&cs)
+	if err != nil {
+		return err
+	}
+	for key, qty := range products {
+		ref, ok := a.w.Catalog.File().Packages[key]
+		if !ok {
+			continue
+		}
+		_ = ref
+		inserted, err := a.tx.InsertDFYPurchase(ctx, store.DFYPurchase{
+			CheckoutSessionID: cs.ID, AccountID: acc.ID, Package: key, Quantity: qty,
+			PurchasedAt: a.src.Created, SourceEventID: a.ev.ID,
+		})
+		if err != nil {
+			return err
+		}
+		if inserted {
+			if err := a.emit(ctx, EventDFYPurchased, acc.ID, map[string]any{"package": key, "quantity": qty, "checkout_session_id": cs.ID}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkoutProducts returns the product keys a payment-mode session bought:
+// from the metadata Levqor puts on the sessions it creates, otherwise from
+// the session's line items fetched from Stripe.
+func (w *Worker) checkoutProducts(cs *stripe.CheckoutSession) (map[string]int64, error) {
+	out := map[string]int64{}
+	if meta := cs.Metadata["levqor_products"]; meta != "" {
+		for _, part := range strings.Split(meta, ",") {
+			key, q, _ := strings.Cut(part, ":")
+			n, err := strconv.ParseInt(q, 10, 64)
+			if err != nil || n < 1 {
+				n = 1
+			}
+			out[strings.TrimSpace(key)] += n
+		}
+		return out, nil
+	}
+	if w.Stripe == nil {
+		return nil, bus.Permanentf("checkout session %s carries no levqor_products metadata and no Stripe API key is configured to list its line items", cs.ID)
+	}
+	it := w.Stripe.CheckoutSessions.ListLineItems(&stripe.CheckoutSessionListLineItemsParams{Session: stripe.String(cs.ID)})
+	for it.Next() {
+		li := it.LineItem()
+		if li.Price == nil {
+			continue
+		}
+		if ref, ok := w.Catalog.Resolve(catalog.Item{PriceID: li.Price.ID, LookupKey: li.Price.LookupKey}); ok {
+			out[ref.Key] += max(li.Quantity, 1)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, stripeError("listing line items of "+cs.ID, err)
+	}
+	return out, nil
+}
+
+func (a *apply) refund(ctx context.Context) error {
+	var ch stripe.Charge
+	if err := a.object(&ch); err != nil {
+		return err
+	}
+	prev, err := a.tx.GetCharge(ctx, ch.ID)
+	if err == nil && !a.src.Newer(prev.Source) {
+		a.stale("charge "+ch.ID, prev.Source)
+		return nil
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	acc, err := a.account(ctx, customerID(ch.Customer))
+	if err != nil {
+		return err
+	}
+	c := store.Charge{ID: ch.ID, CustomerID: customerID(ch.Customer), Amount: ch.Amount, AmountRefunded: ch.AmountRefunded, Source: a.src}
+	if prev != nil {
+		c.DisputeID, c.DisputeStatus = prev.DisputeID, prev.DisputeStatus
+	}
+	if ch.Invoice != nil {
+		c.InvoiceID = ch.Invoice.ID
+	}
+	if acc != nil {
+		c.AccountID = acc.ID
+	}
+	if err := a.tx.PutCharge(ctx, c, time.Time{}); err != nil {
+		return err
+	}
+	if acc == nil {
+		return nil
+	}
+	return a.emit(ctx, EventChargeRefunded, acc.ID, map[string]any{"charge_id": ch.ID, "amount": ch.Amount, "amount_refunded": ch.AmountRefunded, "currency": ch.Currency})
+}
+
+func (a *apply) dispute(ctx context.Context) error {
+	var d stripe.Dispute
+	if err := a.object(&d); err != nil {
+		return err
+	}
+	if d.Charge == nil || d.Charge.ID == "" {
+		return bus.Permanentf("dispute %s has no charge", d.ID)
+	}
+	c, err := a.tx.GetCharge(ctx, d.Charge.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		c = &store.Charge{ID: d.Charge.ID, Amount: d.Amount, CustomerID: customerID(d.Charge.Customer)}
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	if c.Source.ID != "" && !a.src.Newer(c.Source) && c.DisputeID == d.ID {
+		a.stale("dispute "+d.ID, c.Source)
+		return nil
+	}
+	c.DisputeID, c.DisputeStatus, c.Source = d.ID, string(d.Status), a.src
+	var acc *store.Account
+	if c.AccountID != "" {
+		acc, err = a.tx.GetAccount(ctx, c.AccountID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	} else if c.CustomerID != "" {
+		if acc, err = a.account(ctx, c.CustomerID); err != nil {
+			return err
+		}
+		if acc != nil {
+			c.AccountID = acc.ID
+		}
+	}
+	if err := a.tx.PutCharge(ctx, *c, time.Time{}); err != nil {
+		return err
+	}
+	if acc == nil {
+		return nil
+	}
+	return a.emit(ctx, EventDisputeOpened, acc.ID, map[string]any{"dispute_id": d.ID, "charge_id": c.ID, "amount": d.Amount, "reason": d.Reason})
+}
+
+func (a *apply) customer(ctx context.Context) error {
+	var c stripe.Customer
+	if err := a.object(&c); err != nil {
+		return err
+	}
+	acc, err := a.account(ctx, c.ID)
+	if err != nil || acc == nil {
+		return err
+	}
+	if a.ev.Type != "customer.deleted" {
+		return nil // the ledger keeps the change; Levqor's contact details are the account's own
+	}
+	if acc.Status == StatusCanceled {
+		return nil
+	}
+	if err := a.tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc.ID, Tier: nil, Status: StatusCanceled, Entitlements: json.RawMessage("{}")}); err != nil {
+		return err
+	}
+	return a.emit(ctx, EventStatusChanged, acc.ID, map[string]any{"status": StatusCanceled, "previous_status": acc.Status, "reason": "stripe customer deleted"})
+}
+
+// fetchSubscription gets the current subscription from Stripe; nil when
+// Stripe no longer has it.
+func (w *Worker) fetchSubscription(id string) (*stripe.Subscription, error) {
+	sub, err := w.Stripe.Subscriptions.Get(id, &stripe.SubscriptionParams{})
+	var se *stripe.Error
+	if errors.As(err, &se) && se.HTTPStatusCode == 404 {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, stripeError("fetching subscription "+id, err)
+	}
+	return sub, nil
+}
+
+// stripeError classifies a Stripe API error: 4xx other than 429 cannot be
+// fixed by retrying; everything else (5xx, 429, network) is transient.
+func stripeError(what string, err error) error {
+	var se *stripe.Error
+	if errors.As(err, &se) {
+		switch {
+		case se.HTTPStatusCode == 429:
+			return bus.RetryAfter(fmt.Errorf("%s: %w", what, err), 5*time.Second)
+		case se.HTTPStatusCode >= 400 && se.HTTPStatusCode < 500:
+			return bus.Permanent(fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

@@ -1,0 +1,510 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Stripe-derived billing state. Each object records the Stripe event it
+// was last taken from; SourceEvent.Newer decides whether an event may
+// change it.
+
+// SourceEvent identifies the Stripe event a row was derived from.
+type SourceEvent struct {
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+}
+
+// Newer reports whether e should replace state taken from prev: it was
+// created later, or in the same second with a greater id (Stripe's created
+// has one-second resolution; the tie-break makes the final state the same
+// whatever order the events arrive in).
+func (e SourceEvent) Newer(prev SourceEvent) bool {
+	if !e.Created.Equal(prev.Created) {
+		return e.Created.After(prev.Created)
+	}
+	return e.ID > prev.ID
+}
+
+// SubscriptionItem is one line of a subscription.
+type SubscriptionItem struct {
+	PriceID   string            `json:"price_id"`
+	LookupKey string            `json:"lookup_key,omitempty"`
+	Product   string            `json:"product,omitempty"`
+	Quantity  int64             `json:"quantity"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+}
+
+// Subscription is a Stripe subscription as billing last saw it.
+type Subscription struct {
+	ID                string             `json:"id"`
+	AccountID         string             `json:"account_id,omitempty"`
+	CustomerID        string             `json:"customer_id"`
+	Status            string             `json:"status"`
+	Items             []SubscriptionItem `json:"items"`
+	UnknownPrices     []string           `json:"unknown_prices,omitempty"`
+	CurrentPeriodEnd  *time.Time         `json:"current_period_end,omitempty"`
+	CancelAtPeriodEnd bool               `json:"cancel_at_period_end"`
+	TrialEnd          *time.Time         `json:"trial_end,omitempty"`
+	Source            SourceEvent        `json:"source_event"`
+	UpdatedAt         time.Time          `json:"updated_at"`
+}
+
+type subscriptionRow struct {
+	ID                string         `db:"id"`
+	AccountID         sql.NullString `db:"account_id"`
+	CustomerID        string         `db:"customer_id"`
+	Status            string         `db:"status"`
+	Items             []byte         `db:"items"`
+	UnknownPrices     []byte         `db:"unknown_prices"`
+	CurrentPeriodEnd  sql.NullTime   `db:"current_period_end"`
+	CancelAtPeriodEnd bool           `db:"cancel_at_period_end"`
+	TrialEnd          sql.NullTime   `db:"trial_end"`
+	SourceEventID     string         `db:"source_event_id"`
+	SourceCreated     time.Time      `db:"source_event_created"`
+	UpdatedAt         time.Time      `db:"updated_at"`
+}
+
+func (r subscriptionRow) subscription() (Subscription, error) {
+	s := Subscription{
+		ID: r.ID, AccountID: r.AccountID.String, CustomerID: r.CustomerID, Status: r.Status,
+		CurrentPeriodEnd: fromNull(r.CurrentPeriodEnd), CancelAtPeriodEnd: r.CancelAtPeriodEnd,
+		TrialEnd: fromNull(r.TrialEnd), Source: SourceEvent{ID: r.SourceEventID, Created: r.SourceCreated.UTC()},
+		UpdatedAt: r.UpdatedAt.UTC(),
+	}
+	if err := json.Unmarshal(r.Items, &s.Items); err != nil {
+		return s, fmt.Errorf("store: subscription %s items: %w", r.ID, err)
+	}
+	if err := json.Unmarshal(r.UnknownPrices, &s.UnknownPrices); err != nil {
+		return s, fmt.Errorf("store: subscription %s unknown prices: %w", r.ID, err)
+	}
+	return s, nil
+}
+
+const subscriptionColumns = `id, account_id, customer_id, status, items, unknown_prices, current_period_end, cancel_at_period_end, trial_end, source_event_id, source_event_created, updated_at`
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// GetSubscription returns a subscription or an error wrapping ErrNotFound.
+func (tx *Tx) GetSubscription(ctx context.Context, id string) (*Subscription, error) {
+	var r subscriptionRow
+	err := tx.tx.GetContext(ctx, &r, tx.rebind(`SELECT `+subscriptionColumns+` FROM billing_subscriptions WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: subscription %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: getting subscription %s: %w", id, err)
+	}
+	s, err := r.subscription()
+	return &s, err
+}
+
+// PutSubscription inserts or replaces a subscription.
+func (tx *Tx) PutSubscription(ctx context.Context, s Subscription) error {
+	items, err := json.Marshal(nonNilSlice(s.Items))
+	if err != nil {
+		return err
+	}
+	unknown, err := json.Marshal(nonNilSlice(s.UnknownPrices))
+	if err != nil {
+		return err
+	}
+	_, err = tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_subscriptions (`+subscriptionColumns+`)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, customer_id = excluded.customer_id,
+  status = excluded.status, items = excluded.items, unknown_prices = excluded.unknown_prices,
+  current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end,
+  trial_end = excluded.trial_end, source_event_id = excluded.source_event_id,
+  source_event_created = excluded.source_event_created, updated_at = excluded.updated_at`),
+		s.ID, nullString(s.AccountID), s.CustomerID, s.Status, string(items), string(unknown),
+		nullTime(s.CurrentPeriodEnd), s.CancelAtPeriodEnd, nullTime(s.TrialEnd), s.Source.ID, ts(s.Source.Created), ts(orNow(s.UpdatedAt)))
+	if err != nil {
+		return fmt.Errorf("store: saving subscription %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+func nonNilSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// AccountSubscriptions lists an account's subscriptions, newest first.
+func (tx *Tx) AccountSubscriptions(ctx context.Context, accountID string) ([]Subscription, error) {
+	return selectSubscriptions(ctx, tx.tx, tx.rebind(`SELECT `+subscriptionColumns+` FROM billing_subscriptions WHERE account_id = ? ORDER BY source_event_created DESC, id`), accountID)
+}
+
+// AccountSubscriptions lists an account's subscriptions, newest first.
+func (s *Store) AccountSubscriptions(ctx context.Context, accountID string) ([]Subscription, error) {
+	return selectSubscriptions(ctx, s.db, s.rebind(`SELECT `+subscriptionColumns+` FROM billing_subscriptions WHERE account_id = ? ORDER BY source_event_created DESC, id`), accountID)
+}
+
+// AllSubscriptions lists every subscription, for reconciliation.
+func (s *Store) AllSubscriptions(ctx context.Context) ([]Subscription, error) {
+	return selectSubscriptions(ctx, s.db, `SELECT `+subscriptionColumns+` FROM billing_subscriptions ORDER BY id`)
+}
+
+type selecter interface {
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+}
+
+func selectSubscriptions(ctx context.Context, q selecter, query string, args ...any) ([]Subscription, error) {
+	var rows []subscriptionRow
+	if err := q.SelectContext(ctx, &rows, query, args...); err != nil {
+		return nil, fmt.Errorf("store: listing subscriptions: %w", err)
+	}
+	out := make([]Subscription, 0, len(rows))
+	for _, r := range rows {
+		s, err := r.subscription()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// AccountByStripeCustomer returns the account billed through a Stripe
+// customer, or an error wrapping ErrNotFound.
+func (tx *Tx) AccountByStripeCustomer(ctx context.Context, customerID string) (*Account, error) {
+	var r accountRow
+	err := tx.tx.GetContext(ctx, &r, tx.rebind(`SELECT `+accountColumns+` FROM accounts WHERE stripe_customer_id = ? ORDER BY created_at LIMIT 1`), customerID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: account of customer %s: %w", customerID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: finding account of customer %s: %w", customerID, err)
+	}
+	a := r.account()
+	return &a, nil
+}
+
+// AccountBilling is what billing sets on an account.
+type AccountBilling struct {
+	ID           string
+	Tier         *string
+	Status       string
+	Entitlements json.RawMessage
+	At           time.Time
+}
+
+// SetAccountBilling sets an account's tier, status and entitlements.
+func (tx *Tx) SetAccountBilling(ctx context.Context, b AccountBilling) error {
+	var tier any
+	if b.Tier != nil {
+		tier = *b.Tier
+	}
+	ent := b.Entitlements
+	if len(ent) == 0 {
+		ent = json.RawMessage("{}")
+	}
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE accounts SET tier = ?, status = ?, entitlements = ?, updated_at = ? WHERE id = ?`),
+		tier, b.Status, string(ent), ts(orNow(b.At)), b.ID)
+	if err != nil {
+		return fmt.Errorf("store: setting billing of account %s: %w", b.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: account %s: %w", b.ID, ErrNotFound)
+	}
+	return nil
+}
+
+// SetAccountStripeCustomer links an account to a Stripe customer.
+func (tx *Tx) SetAccountStripeCustomer(ctx context.Context, accountID, customerID string, at time.Time) error {
+	_, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE accounts SET stripe_customer_id = ?, updated_at = ? WHERE id = ?`), customerID, ts(orNow(at)), accountID)
+	if err != nil {
+		return fmt.Errorf("store: linking account %s to %s: %w", accountID, customerID, err)
+	}
+	return nil
+}
+
+// Invoice is a Stripe invoice as billing last saw it.
+type Invoice struct {
+	ID                 string      `json:"id"`
+	AccountID          string      `json:"account_id,omitempty"`
+	CustomerID         string      `json:"customer_id"`
+	SubscriptionID     string      `json:"subscription_id,omitempty"`
+	Status             string      `json:"status"`
+	Currency           string      `json:"currency"`
+	AmountDue          int64       `json:"amount_due"`
+	AmountPaid         int64       `json:"amount_paid"`
+	AttemptCount       int64       `json:"attempt_count"`
+	NextPaymentAttempt *time.Time  `json:"next_payment_attempt,omitempty"`
+	HostedInvoiceURL   string      `json:"hosted_invoice_url,omitempty"`
+	Created            time.Time   `json:"created"`
+	Source             SourceEvent `json:"source_event"`
+	UpdatedAt          time.Time   `json:"updated_at"`
+}
+
+type invoiceRow struct {
+	ID                 string         `db:"id"`
+	AccountID          sql.NullString `db:"account_id"`
+	CustomerID         string         `db:"customer_id"`
+	SubscriptionID     string         `db:"subscription_id"`
+	Status             string         `db:"status"`
+	Currency           string         `db:"currency"`
+	AmountDue          int64          `db:"amount_due"`
+	AmountPaid         int64          `db:"amount_paid"`
+	AttemptCount       int64          `db:"attempt_count"`
+	NextPaymentAttempt sql.NullTime   `db:"next_payment_attempt"`
+	HostedInvoiceURL   string         `db:"hosted_invoice_url"`
+	Created            time.Time      `db:"created"`
+	SourceEventID      string         `db:"source_event_id"`
+	SourceCreated      time.Time      `db:"source_event_created"`
+	UpdatedAt          time.Time      `db:"updated_at"`
+}
+
+func (r invoiceRow) invoice() Invoice {
+	return Invoice{
+		ID: r.ID, AccountID: r.AccountID.String, CustomerID: r.CustomerID, SubscriptionID: r.SubscriptionID,
+		Status: r.Status, Currency: r.Currency, AmountDue: r.AmountDue, AmountPaid: r.AmountPaid,
+		AttemptCount: r.AttemptCount, NextPaymentAttempt: fromNull(r.NextPaymentAttempt),
+		HostedInvoiceURL: r.HostedInvoiceURL, Created: r.Created.UTC(),
+		Source: SourceEvent{ID: r.SourceEventID, Created: r.SourceCreated.UTC()}, UpdatedAt: r.UpdatedAt.UTC(),
+	}
+}
+
+const invoiceColumns = `id, account_id, customer_id, subscription_id, status, currency, amount_due, amount_paid, attempt_count, next_payment_attempt, hosted_invoice_url, created, source_event_id, source_event_created, updated_at`
+
+// GetInvoice returns an invoice or an error wrapping ErrNotFound.
+func (tx *Tx) GetInvoice(ctx context.Context, id string) (*Invoice, error) {
+	var r invoiceRow
+	err := tx.tx.GetContext(ctx, &r, tx.rebind(`SELECT `+invoiceColumns+` FROM billing_invoices WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: invoice %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: getting invoice %s: %w", id, err)
+	}
+	inv := r.invoice()
+	return &inv, nil
+}
+
+// PutInvoice inserts or replaces an invoice.
+func (tx *Tx) PutInvoice(ctx context.Context, i Invoice) error {
+	_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_invoices (`+invoiceColumns+`)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, customer_id = excluded.customer_id,
+  subscription_id = excluded.subscription_id, status = excluded.status, currency = excluded.currency,
+  amount_due = excluded.amount_due, amount_paid = excluded.amount_paid, attempt_count = excluded.attempt_count,
+  next_payment_attempt = excluded.next_payment_attempt, hosted_invoice_url = excluded.hosted_invoice_url,
+  created = excluded.created, source_event_id = excluded.source_event_id,
+  source_event_created = excluded.source_event_created, updated_at = excluded.updated_at`),
+		i.ID, nullString(i.AccountID), i.CustomerID, i.SubscriptionID, i.Status, i.Currency, i.AmountDue, i.AmountPaid,
+		i.AttemptCount, nullTime(i.NextPaymentAttempt), i.HostedInvoiceURL, ts(i.Created), i.Source.ID, ts(i.Source.Created), ts(orNow(i.UpdatedAt)))
+	if err != nil {
+		return fmt.Errorf("store: saving invoice %s: %w", i.ID, err)
+	}
+	return nil
+}
+
+// RecentInvoices lists an account's newest invoices.
+func (s *Store) RecentInvoices(ctx context.Context, accountID string, limit int) ([]Invoice, error) {
+	var rows []invoiceRow
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT `+invoiceColumns+` FROM billing_invoices WHERE account_id = ? ORDER BY created DESC, id LIMIT ?`), accountID, limit); err != nil {
+		return nil, fmt.Errorf("store: listing invoices of %s: %w", accountID, err)
+	}
+	out := make([]Invoice, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, r.invoice())
+	}
+	return out, nil
+}
+
+// Charge is a Stripe charge with its refunds and dispute.
+type Charge struct {
+	ID             string      `json:"id"`
+	AccountID      string      `json:"account_id,omitempty"`
+	CustomerID     string      `json:"customer_id,omitempty"`
+	InvoiceID      string      `json:"invoice_id,omitempty"`
+	Amount         int64       `json:"amount"`
+	AmountRefunded int64       `json:"amount_refunded"`
+	DisputeID      string      `json:"dispute_id,omitempty"`
+	DisputeStatus  string      `json:"dispute_status,omitempty"`
+	Source         SourceEvent `json:"source_event"`
+}
+
+// GetCharge returns a charge or an error wrapping ErrNotFound.
+func (tx *Tx) GetCharge(ctx context.Context, id string) (*Charge, error) {
+	var r struct {
+		ID             string         `db:"id"`
+		AccountID      sql.NullString `db:"account_id"`
+		CustomerID     string         `db:"customer_id"`
+		InvoiceID      string         `db:"invoice_id"`
+		Amount         int64          `db:"amount"`
+		AmountRefunded int64          `db:"amount_refunded"`
+		DisputeID      string         `db:"dispute_id"`
+		DisputeStatus  string         `db:"dispute_status"`
+		SourceEventID  string         `db:"source_event_id"`
+		SourceCreated  time.Time      `db:"source_event_created"`
+		UpdatedAt      time.Time      `db:"updated_at"`
+	}
+	err := tx.tx.GetContext(ctx, &r, tx.rebind(`SELECT * FROM billing_charges WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: charge %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: getting charge %s: %w", id, err)
+	}
+	return &Charge{ID: r.ID, AccountID: r.AccountID.String, CustomerID: r.CustomerID, InvoiceID: r.InvoiceID,
+		Amount: r.Amount, AmountRefunded: r.AmountRefunded, DisputeID: r.DisputeID, DisputeStatus: r.DisputeStatus,
+		Source: SourceEvent{ID: r.SourceEventID, Created: r.SourceCreated.UTC()}}, nil
+}
+
+// PutCharge inserts or replaces a charge.
+func (tx *Tx) PutCharge(ctx context.Context, c Charge, at time.Time) error {
+	_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_charges
+(id, account_id, customer_id, invoice_id, amount, amount_refunded, dispute_id, dispute_status, source_event_id, source_event_created, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, customer_id = excluded.customer_id,
+  invoice_id = excluded.invoice_id, amount = excluded.amount, amount_refunded = excluded.amount_refunded,
+  dispute_id = excluded.dispute_id, dispute_status = excluded.dispute_status, source_event_id = excluded.source_event_id,
+  source_event_created = excluded.source_event_created, updated_at = excluded.updated_at`),
+		c.ID, nullString(c.AccountID), c.CustomerID, c.InvoiceID, c.Amount, c.AmountRefunded, c.DisputeID, c.DisputeStatus,
+		c.Source.ID, ts(c.Source.Created), ts(orNow(at)))
+	if err != nil {
+		return fmt.Errorf("store: saving charge %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// DFYPurchase records a Done-For-You package bought through Checkout.
+type DFYPurchase struct {
+	CheckoutSessionID string    `json:"checkout_session_id" db:"checkout_session_id"`
+	AccountID         string    `json:"account_id" db:"account_id"`
+	Package           string    `json:"package" db:"package"`
+	Quantity          int64     `json:"quantity" db:"quantity"`
+	PurchasedAt       time.Time `json:"purchased_at" db:"purchased_at"`
+	SourceEventID     string    `json:"-" db:"source_event_id"`
+}
+
+// InsertDFYPurchase records p once per (checkout session, package).
+func (tx *Tx) InsertDFYPurchase(ctx context.Context, p DFYPurchase) (bool, error) {
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_dfy_purchases
+(checkout_session_id, account_id, package, quantity, purchased_at, source_event_id) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (checkout_session_id) DO NOTHING`), p.CheckoutSessionID+":"+p.Package, p.AccountID, p.Package, p.Quantity, ts(p.PurchasedAt), p.SourceEventID)
+	if err != nil {
+		return false, fmt.Errorf("store: recording purchase %s: %w", p.CheckoutSessionID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// DFYPurchases lists an account's Done-For-You purchases.
+func (s *Store) DFYPurchases(ctx context.Context, accountID string) ([]DFYPurchase, error) {
+	var out []DFYPurchase
+	if err := s.db.SelectContext(ctx, &out, s.rebind(`SELECT * FROM billing_dfy_purchases WHERE account_id = ? ORDER BY purchased_at, checkout_session_id`), accountID); err != nil {
+		return nil, fmt.Errorf("store: listing purchases of %s: %w", accountID, err)
+	}
+	for i := range out {
+		out[i].PurchasedAt = out[i].PurchasedAt.UTC()
+	}
+	return out, nil
+}
+
+// Dunning states.
+const (
+	DunningPastDue   = "past_due"
+	DunningSuspended = "suspended"
+	DunningSettled   = "settled"
+)
+
+// Dunning is an account's payment trouble: past due since a failed
+// payment, suspended once the grace period ran out, settled when paid.
+type Dunning struct {
+	AccountID    string     `json:"account_id" db:"account_id"`
+	State        string     `json:"state" db:"state"`
+	InvoiceID    string     `json:"invoice_id" db:"invoice_id"`
+	PastDueSince time.Time  `json:"past_due_since" db:"past_due_since"`
+	GraceUntil   time.Time  `json:"grace_until" db:"grace_until"`
+	SuspendedAt  *time.Time `json:"suspended_at,omitempty" db:"-"`
+	// EventCreated is the Stripe event that last changed the state.
+	EventCreated time.Time `json:"-" db:"event_created"`
+}
+
+type dunningRow struct {
+	Dunning
+	Suspended sql.NullTime `db:"suspended_at"`
+	UpdatedAt time.Time    `db:"updated_at"`
+}
+
+func (r dunningRow) dunning() Dunning {
+	d := r.Dunning
+	d.PastDueSince, d.GraceUntil, d.EventCreated = d.PastDueSince.UTC(), d.GraceUntil.UTC(), d.EventCreated.UTC()
+	d.SuspendedAt = fromNull(r.Suspended)
+	return d
+}
+
+// GetDunning returns an account's dunning row or an error wrapping
+// ErrNotFound.
+func (tx *Tx) GetDunning(ctx context.Context, accountID string) (*Dunning, error) {
+	var r dunningRow
+	err := tx.tx.GetContext(ctx, &r, tx.rebind(`SELECT * FROM billing_dunning WHERE account_id = ?`), accountID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: dunning of %s: %w", accountID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: getting dunning of %s: %w", accountID, err)
+	}
+	d := r.dunning()
+	return &d, nil
+}
+
+// PutDunning inserts or replaces an account's dunning row.
+func (tx *Tx) PutDunning(ctx context.Context, d Dunning, at time.Time) error {
+	_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_dunning
+(account_id, state, invoice_id, past_due_since, grace_until, suspended_at, event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account_id) DO UPDATE SET state = excluded.state, invoice_id = excluded.invoice_id,
+  past_due_since = excluded.past_due_since, grace_until = excluded.grace_until, suspended_at = excluded.suspended_at,
+  event_created = excluded.event_created, updated_at = excluded.updated_at`),
+		d.AccountID, d.State, d.InvoiceID, ts(d.PastDueSince), ts(d.GraceUntil), nullTime(d.SuspendedAt), ts(d.EventCreated), ts(orNow(at)))
+	if err != nil {
+		return fmt.Errorf("store: saving dunning of %s: %w", d.AccountID, err)
+	}
+	return nil
+}
+
+// GraceExpired lists past-due accounts whose grace period ended at or
+// before t.
+func (tx *Tx) GraceExpired(ctx context.Context, t time.Time) ([]Dunning, error) {
+	var rows []dunningRow
+	if err := tx.tx.SelectContext(ctx, &rows, tx.rebind(`SELECT * FROM billing_dunning WHERE state = ? AND grace_until <= ? ORDER BY grace_until, account_id`), DunningPastDue, ts(t)); err != nil {
+		return nil, fmt.Errorf("store: listing expired grace periods: %w", err)
+	}
+	out := make([]Dunning, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, r.dunning())
+	}
+	return out, nil
+}
+
+// GetDunning returns an account's dunning row or an error wrapping
+// ErrNotFound.
+func (s *Store) GetDunning(ctx context.Context, accountID string) (*Dunning, error) {
+	var d *Dunning
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		d, err = tx.GetDunning(ctx, accountID)
+		return err
+	})
+	return d, err
+}
+
+// nullTime is t for a nullable time column: NULL when nil.
+func nullTime(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return ts(*t)
+}
