@@ -365,3 +365,5 @@ func TestShuffledEventsReachOneFinalState(t *testing.T) {
 		require.Equal(t, want.Ent, got.Ent, "permutation %d", i)
 	}
 }
+
+func isPermanent(err error) bool { return bus.IsPermanent(err) }

@@ -1,0 +1,115 @@
+package billing_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/require"
+	"github.com/stripe/stripe-go/v76"
+
+	"github.com/levqor/levqor/pkg/accounts"
+	"github.com/levqor/levqor/pkg/billing"
+	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/store/storetest"
+	"github.com/levqor/levqor/pkg/stripemock"
+)
+
+// mockSubscription is what stripe-mock lists: one fixture subscription.
+func mockSubscription(t *testing.T, base string) *stripe.Subscription {
+	t.Helper()
+	log := logrus.New()
+	log.Out = io.Discard
+	api := accounts.NewStripeClient("sk_test_levqor", base, log)
+	it := api.Subscriptions.List(&stripe.SubscriptionListParams{Status: stripe.String("all")})
+	require.True(t, it.Next(), "stripe-mock lists a subscription")
+	return it.Subscription()
+}
+
+func TestReconcileRepairsDrift(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		base := stripemock.Start(t)
+		fixture := mockSubscription(t, base)
+		h := newHarness(t, st)
+		log := logrus.New()
+		log.Out = io.Discard
+		h.w.Stripe = accounts.NewStripeClient("sk_test_levqor", base, log)
+		h.account("acc_rec", fixture.Customer.ID)
+
+		// Drift: Levqor believes the subscription is canceled (a webhook was
+		// missed or the dashboard changed it), and holds one Stripe no
+		// longer has.
+		require.NoError(t, st.InTx(context.Background(), func(tx *store.Tx) error {
+			if err := tx.PutSubscription(context.Background(), store.Subscription{ID: fixture.ID, AccountID: "acc_rec", CustomerID: fixture.Customer.ID, Status: "canceled", Source: store.SourceEvent{ID: "evt_x", Created: t0}}); err != nil {
+				return err
+			}
+			return tx.PutSubscription(context.Background(), store.Subscription{ID: "sub_ghost", AccountID: "acc_rec", CustomerID: fixture.Customer.ID, Status: "active", Source: store.SourceEvent{ID: "evt_y", Created: t0}})
+		}))
+		rep, err := h.w.Reconcile(context.Background(), time.Now())
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, rep.Listed, 1)
+		kinds := map[string]string{}
+		for _, r := range rep.Repairs {
+			kinds[r.SubscriptionID] = r.Kind
+		}
+		require.Equal(t, "changed", kinds[fixture.ID])
+		require.Equal(t, "vanished", kinds["sub_ghost"])
+
+		var got *store.Subscription
+		require.NoError(t, st.InTx(context.Background(), func(tx *store.Tx) error {
+			var err error
+			got, err = tx.GetSubscription(context.Background(), fixture.ID)
+			return err
+		}))
+		require.Equal(t, string(fixture.Status), got.Status, "Stripe's state wins")
+
+		again, err := h.w.Reconcile(context.Background(), time.Now())
+		require.NoError(t, err)
+		require.Empty(t, again.Repairs, "a second run finds nothing to repair")
+	})
+}
+
+func TestStripeServerErrorsAreRetriedNotFatal(t *testing.T) {
+	t.Parallel()
+	base := stripemock.Start(t)
+	target, _ := url.Parse(base)
+	var calls atomic.Int32
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 3 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`{"error":{"type":"api_error","message":"boom"}}`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer flaky.Close()
+	h := newHarness(t, storetest.SQLite(t))
+	log := logrus.New()
+	log.Out = io.Discard
+	h.w.Stripe = accounts.NewStripeClient("sk_test_levqor", flaky.URL, log)
+	_, err := h.w.Reconcile(context.Background(), time.Now())
+	if err != nil {
+		// stripe-go's own retries were used up: the error must be
+		// transient so the tick is redelivered with backoff.
+		require.False(t, isPermanent(err), "a 5xx must be retried: %v", err)
+		_, err = h.w.Reconcile(context.Background(), time.Now())
+	}
+	require.NoError(t, err, "succeeds once Stripe recovers")
+	require.GreaterOrEqual(t, calls.Load(), int32(4))
+}
+
+func TestReconcileWithoutStripeKeyIsAClearError(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, storetest.SQLite(t))
+	_, err := h.w.Reconcile(context.Background(), time.Now())
+	require.ErrorIs(t, err, billing.ErrNoStripeAPI)
+}
