@@ -46,6 +46,9 @@ type Options struct {
 	Getenv func(string) string
 	// DevReady is passed to dev mode (tests).
 	DevReady func(service.DevInfo)
+	// Stdin is what commands read for a "-" file argument; nil means
+	// os.Stdin.
+	Stdin io.Reader
 }
 
 // Run executes the command line args (without the program name).
