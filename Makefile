@@ -28,7 +28,7 @@ image:
 
 ## compose-config: validate compose.yaml offline
 compose-config:
-	STRIPE_WEBHOOK_SECRET=x LEVQOR_ADMIN_TOKEN=x docker-compose -f compose.yaml config -q
+	STRIPE_WEBHOOK_SECRET=x STRIPE_API_KEY=x docker-compose -f compose.yaml config -q
 
 clean:
 	rm -rf bin/

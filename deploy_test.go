@@ -66,7 +66,7 @@ func composeRun(t *testing.T, bin string, set map[string]string, args ...string)
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if name == "STRIPE_WEBHOOK_SECRET" || name == "LEVQOR_ADMIN_TOKEN" || name == "COMPOSE_FILE" {
+		if name == "STRIPE_WEBHOOK_SECRET" || name == "STRIPE_API_KEY" || name == "COMPOSE_FILE" {
 			continue
 		}
 		env = append(env, kv)
@@ -85,7 +85,7 @@ func composeRun(t *testing.T, bin string, set map[string]string, args ...string)
 
 var composeSecrets = map[string]string{
 	"STRIPE_WEBHOOK_SECRET": "whsec_test_only",
-	"LEVQOR_ADMIN_TOKEN":    "test-only-admin-token",
+	"STRIPE_API_KEY":        "sk_test_only",
 }
 
 func TestComposeConfigValid(t *testing.T) {
@@ -162,7 +162,7 @@ func TestComposeConfigValid(t *testing.T) {
 		env := environment(cfg.Services["ingest"]["environment"])
 		require.Equal(t, ":8080", env["LEVQOR_HTTP_ADDR"])
 		require.Equal(t, composeSecrets["STRIPE_WEBHOOK_SECRET"], env["STRIPE_WEBHOOK_SECRET"])
-		require.Equal(t, composeSecrets["LEVQOR_ADMIN_TOKEN"], env["LEVQOR_ADMIN_TOKEN"])
+		require.NotContains(t, env, "STRIPE_API_KEY", "ingest never calls Stripe; it must not hold the key")
 		require.Contains(t, ports(cfg.Services["ingest"]["ports"]), "8080:8080")
 	})
 	for name, host := range map[string]string{"workers": "9091", "scheduler": "9092"} {
@@ -170,11 +170,14 @@ func TestComposeConfigValid(t *testing.T) {
 			env := environment(cfg.Services[name]["environment"])
 			require.Equal(t, ":9090", env["LEVQOR_ADMIN_ADDR"])
 			require.Contains(t, ports(cfg.Services[name]["ports"]), host+":9090")
+			if name == "workers" {
+				require.Equal(t, composeSecrets["STRIPE_API_KEY"], env["STRIPE_API_KEY"])
+			}
 		})
 	}
 
 	// The secrets have no defaults: starting without them must fail loudly.
-	for _, missing := range []string{"STRIPE_WEBHOOK_SECRET", "LEVQOR_ADMIN_TOKEN"} {
+	for _, missing := range []string{"STRIPE_WEBHOOK_SECRET", "STRIPE_API_KEY"} {
 		t.Run("without "+missing, func(t *testing.T) {
 			set := map[string]string{}
 			for k, v := range composeSecrets {
