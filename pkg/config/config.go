@@ -30,6 +30,13 @@ const (
 	ShutdownTimeoutDefault  = 15 * time.Second
 	WorkersDefault          = "all"
 	CatchUpWindowDefault    = 6 * time.Hour
+	APIRateDefault          = 10
+	APIBurstDefault         = 20
+	APIMaxBodyBytesDefault  = 64 << 10
+	// StripeDevAPIKey is the key dev mode uses against STRIPE_API_BASE
+	// (stripe-mock) when STRIPE_API_KEY is not set. stripe-mock accepts
+	// any sk_test_ key of letters and digits.
+	StripeDevAPIKey = "sk_test_levqordev"
 )
 
 // Config is every setting of every Levqor process. Each process validates
@@ -75,10 +82,28 @@ type Config struct {
 	// WebhookTolerance is the accepted age of a signature timestamp
 	// (LEVQOR_WEBHOOK_TOLERANCE).
 	WebhookTolerance time.Duration
-	// AdminToken authenticates operators on /admin (LEVQOR_ADMIN_TOKEN).
+	// AdminToken is dev mode's operator token (LEVQOR_ADMIN_TOKEN; dev
+	// generates one when unset). Production processes ignore it: they
+	// accept operator API keys only (`levqor apikey create --operator`).
 	AdminToken string
-	// MaxBodyBytes limits request bodies (LEVQOR_MAX_BODY_BYTES).
+	// MaxBodyBytes limits webhook bodies (LEVQOR_MAX_BODY_BYTES).
 	MaxBodyBytes int64
+	// APIRate is the requests per second each API key may make on
+	// average (LEVQOR_API_RATE), APIBurst how many at once
+	// (LEVQOR_API_BURST): a token bucket per key.
+	APIRate  float64
+	APIBurst int
+	// APIMaxBodyBytes limits product API request bodies
+	// (LEVQOR_API_MAX_BODY_BYTES).
+	APIMaxBodyBytes int64
+	// StripeAPIKey is the secret key workers call the Stripe API with
+	// (STRIPE_API_KEY, sk_… or rk_…). Required by workers that call Stripe
+	// (accounts); dev mode falls back to StripeDevAPIKey when
+	// StripeAPIBase is set.
+	StripeAPIKey string
+	// StripeAPIBase replaces https://api.stripe.com, e.g.
+	// http://127.0.0.1:12111 for stripe-mock (STRIPE_API_BASE).
+	StripeAPIBase string
 	// LogFormat is text or json (LEVQOR_LOG_FORMAT); LogLevel a logrus
 	// level (LEVQOR_LOG_LEVEL).
 	LogFormat string
@@ -133,6 +158,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		WebhookTolerance: p.duration("LEVQOR_WEBHOOK_TOLERANCE", WebhookToleranceDefault),
 		AdminToken:       p.str("LEVQOR_ADMIN_TOKEN", ""),
 		MaxBodyBytes:     int64(p.integer("LEVQOR_MAX_BODY_BYTES", MaxBodyBytesDefault)),
+		APIRate:          p.float("LEVQOR_API_RATE", APIRateDefault),
+		APIBurst:         p.integer("LEVQOR_API_BURST", APIBurstDefault),
+		APIMaxBodyBytes:  int64(p.integer("LEVQOR_API_MAX_BODY_BYTES", APIMaxBodyBytesDefault)),
+		StripeAPIKey:     p.str("STRIPE_API_KEY", ""),
+		StripeAPIBase:    p.str("STRIPE_API_BASE", ""),
 		LogFormat:        p.str("LEVQOR_LOG_FORMAT", LogFormatDefault),
 		LogLevel:         p.str("LEVQOR_LOG_LEVEL", LogLevelDefault),
 		ShutdownTimeout:  p.duration("LEVQOR_SHUTDOWN_TIMEOUT", ShutdownTimeoutDefault),
@@ -172,6 +202,25 @@ func (c Config) ValidateFor(role Role) error {
 	if c.CatchUpWindow < 0 {
 		bad("LEVQOR_CATCHUP_WINDOW", "must not be negative")
 	}
+	if c.APIRate <= 0 || c.APIRate > 100000 {
+		bad("LEVQOR_API_RATE", "%g: want requests per second, more than 0", c.APIRate)
+	}
+	if c.APIBurst < 1 || c.APIBurst > 100000 {
+		bad("LEVQOR_API_BURST", "%d: want at least 1", c.APIBurst)
+	}
+	if c.APIMaxBodyBytes < 1024 {
+		bad("LEVQOR_API_MAX_BODY_BYTES", "%d: want at least 1024", c.APIMaxBodyBytes)
+	}
+	if c.StripeAPIKey != "" && !strings.HasPrefix(c.StripeAPIKey, "sk_") && !strings.HasPrefix(c.StripeAPIKey, "rk_") {
+		// Never echo the value: it may be a secret pasted into the wrong
+		// variable.
+		bad("STRIPE_API_KEY", "want a secret or restricted key (sk_… or rk_…), not a publishable key or another secret")
+	}
+	if c.StripeAPIBase != "" {
+		if u, err := url.Parse(c.StripeAPIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("STRIPE_API_BASE", "%q: want http(s)://host[:port], e.g. http://127.0.0.1:12111 for stripe-mock", c.StripeAPIBase)
+		}
+	}
 	needNATS := role == RoleIngest || role == RoleWorkers || role == RoleScheduler
 	needDB := role == RoleIngest || role == RoleWorkers || role == RoleMigrate
 	if needNATS {
@@ -200,9 +249,9 @@ func (c Config) ValidateFor(role Role) error {
 		if len(c.WebhookSecrets) == 0 {
 			bad("STRIPE_WEBHOOK_SECRET", "required: the signing secret(s) of your Stripe webhook endpoint, comma-separated")
 		}
-		if len(c.AdminToken) < 16 {
-			bad("LEVQOR_ADMIN_TOKEN", "required, at least 16 characters (e.g. openssl rand -hex 32)")
-		}
+	}
+	if role == RoleDev && c.AdminToken != "" && len(c.AdminToken) < 16 {
+		bad("LEVQOR_ADMIN_TOKEN", "at least 16 characters (e.g. openssl rand -hex 32), or unset to generate one")
 	}
 	if role == RoleWorkers || role == RoleScheduler {
 		if err := checkAddr(c.AdminAddr); err != nil {
@@ -277,6 +326,19 @@ func (p *parser) duration(k string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+func (p *parser) float(k string, def float64) float64 {
+	v := p.str(k, "")
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		p.errs = append(p.errs, fmt.Errorf("%s: %q is not a number", k, v))
+		return def
+	}
+	return f
 }
 
 func (p *parser) boolean(k string) bool {

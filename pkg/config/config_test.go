@@ -32,7 +32,7 @@ func TestProductionRolesNameMissingVariables(t *testing.T) {
 	require.ErrorContains(t, err, "LEVQOR_NATS_URL")
 	require.ErrorContains(t, err, "LEVQOR_DATABASE_URL")
 	require.ErrorContains(t, err, "STRIPE_WEBHOOK_SECRET")
-	require.ErrorContains(t, err, "LEVQOR_ADMIN_TOKEN")
+	require.NotContains(t, err.Error(), "LEVQOR_ADMIN_TOKEN", "production accepts operator API keys, not the env token")
 	err = c.ValidateFor(config.RoleScheduler)
 	require.ErrorContains(t, err, "LEVQOR_NATS_URL")
 	require.NotContains(t, err.Error(), "LEVQOR_DATABASE_URL")
@@ -52,7 +52,13 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"Addr":       {map[string]string{"LEVQOR_HTTP_ADDR": "8080"}, config.RoleDev, "LEVQOR_HTTP_ADDR"},
 		"LogFormat":  {map[string]string{"LEVQOR_LOG_FORMAT": "xml"}, config.RoleDev, "LEVQOR_LOG_FORMAT"},
 		"Prefix":     {map[string]string{"LEVQOR_SUBJECT_PREFIX": "a b"}, config.RoleDev, "LEVQOR_SUBJECT_PREFIX"},
-		"ShortToken": {map[string]string{"LEVQOR_ADMIN_TOKEN": "short", "STRIPE_WEBHOOK_SECRET": "whsec_x"}, config.RoleIngest, "LEVQOR_ADMIN_TOKEN"},
+		"ShortToken": {map[string]string{"LEVQOR_ADMIN_TOKEN": "short"}, config.RoleDev, "LEVQOR_ADMIN_TOKEN"},
+		"APIRate":    {map[string]string{"LEVQOR_API_RATE": "fast"}, config.RoleDev, "LEVQOR_API_RATE"},
+		"APIRateNeg": {map[string]string{"LEVQOR_API_RATE": "-1"}, config.RoleDev, "LEVQOR_API_RATE"},
+		"APIBurst":   {map[string]string{"LEVQOR_API_BURST": "0"}, config.RoleDev, "LEVQOR_API_BURST"},
+		"APIBody":    {map[string]string{"LEVQOR_API_MAX_BODY_BYTES": "10"}, config.RoleDev, "LEVQOR_API_MAX_BODY_BYTES"},
+		"StripeKey":  {map[string]string{"STRIPE_API_KEY": "pk_test_publishable"}, config.RoleWorkers, "STRIPE_API_KEY"},
+		"StripeBase": {map[string]string{"STRIPE_API_BASE": "127.0.0.1:12111"}, config.RoleDev, "STRIPE_API_BASE"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := config.FromEnv(env(tc.env))
@@ -73,4 +79,32 @@ func TestSecretsAndWorkersAreLists(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"whsec_new", "whsec_old"}, c.WebhookSecrets)
 	require.Equal(t, []string{"billing", "support"}, c.Workers)
+}
+
+func TestStripeKeyIsNeverEchoed(t *testing.T) {
+	t.Parallel()
+	c, err := config.FromEnv(env(map[string]string{"STRIPE_API_KEY": "whsec_pasted_in_the_wrong_place"}))
+	require.NoError(t, err)
+	err = c.ValidateFor(config.RoleDev)
+	require.ErrorContains(t, err, "STRIPE_API_KEY")
+	require.NotContains(t, err.Error(), "whsec_pasted_in_the_wrong_place")
+}
+
+func TestAPIAndStripeSettings(t *testing.T) {
+	t.Parallel()
+	c, err := config.FromEnv(env(map[string]string{
+		"LEVQOR_API_RATE": "2.5", "LEVQOR_API_BURST": "5", "LEVQOR_API_MAX_BODY_BYTES": "2048",
+		"STRIPE_API_KEY": "sk_test_abc", "STRIPE_API_BASE": "http://127.0.0.1:12111",
+	}))
+	require.NoError(t, err)
+	require.NoError(t, c.ValidateFor(config.RoleDev))
+	require.Equal(t, 2.5, c.APIRate)
+	require.Equal(t, 5, c.APIBurst)
+	require.EqualValues(t, 2048, c.APIMaxBodyBytes)
+	require.Equal(t, "sk_test_abc", c.StripeAPIKey)
+	require.Equal(t, "http://127.0.0.1:12111", c.StripeAPIBase)
+	d, err := config.FromEnv(env(nil))
+	require.NoError(t, err)
+	require.EqualValues(t, config.APIRateDefault, d.APIRate)
+	require.Equal(t, config.APIBurstDefault, d.APIBurst)
 }

@@ -3,18 +3,20 @@ package ingest
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/levqor/levqor/pkg/api"
+	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/httpjson"
 	"github.com/levqor/levqor/pkg/store"
@@ -28,21 +30,33 @@ type Config struct {
 	WebhookSecrets []string
 	// Tolerance is the accepted age of a signature's timestamp.
 	Tolerance time.Duration
-	// AdminToken authenticates operators on /admin.
-	AdminToken string
-	// MaxBodyBytes limits request bodies; larger ones get 413.
+	// DevOperatorToken, when set, is accepted as an operator besides the
+	// operator API keys. Only dev mode sets it; production authenticates
+	// API keys only.
+	DevOperatorToken string
+	// MaxBodyBytes limits webhook bodies; larger ones get 413.
 	MaxBodyBytes int64
+	// APIMaxBodyBytes limits product API bodies (0: api's default).
+	APIMaxBodyBytes int64
+	// APIRate and APIBurst are each API key's token bucket (0: api's
+	// defaults).
+	APIRate  float64
+	APIBurst int
+	// NC receives the notifications that end a ?wait=; nil makes such
+	// requests answer at once.
+	NC *nats.Conn
 }
 
 // Server serves ingest's HTTP API.
 type Server struct {
-	cfg       Config
-	pub       *bus.Publisher
-	store     *store.Store
-	log       logrus.FieldLogger
-	mux       *http.ServeMux
-	adminHash [sha256.Size]byte
-	m         metrics
+	cfg    Config
+	pub    *bus.Publisher
+	store  *store.Store
+	log    logrus.FieldLogger
+	mux    *http.ServeMux
+	api    *api.Server
+	routes []string
+	m      metrics
 }
 
 type metrics struct {
@@ -53,13 +67,12 @@ type metrics struct {
 }
 
 // New builds the server. reg receives ingest's metrics and is served on
-// /metrics together with the given readiness checks.
+// /metrics together with the given readiness checks. Without a store (st
+// nil, for tests of the webhook alone) only the webhook and the health
+// endpoints are served.
 func New(cfg Config, pub *bus.Publisher, st *store.Store, log logrus.FieldLogger, reg *prometheus.Registry, checks ...telemetry.Check) (*Server, error) {
 	if len(cfg.WebhookSecrets) == 0 {
 		return nil, errors.New("ingest: at least one webhook secret is required (STRIPE_WEBHOOK_SECRET)")
-	}
-	if cfg.AdminToken == "" {
-		return nil, errors.New("ingest: an admin token is required (LEVQOR_ADMIN_TOKEN)")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
@@ -68,12 +81,11 @@ func New(cfg Config, pub *bus.Publisher, st *store.Store, log logrus.FieldLogger
 		cfg.Tolerance = 5 * time.Minute
 	}
 	s := &Server{
-		cfg:       cfg,
-		pub:       pub,
-		store:     st,
-		log:       log,
-		mux:       http.NewServeMux(),
-		adminHash: sha256.Sum256([]byte(cfg.AdminToken)),
+		cfg:   cfg,
+		pub:   pub,
+		store: st,
+		log:   log,
+		mux:   http.NewServeMux(),
 		m: metrics{
 			requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "levqor_ingest_requests_total",
@@ -96,13 +108,67 @@ func New(cfg Config, pub *bus.Publisher, st *store.Store, log logrus.FieldLogger
 	}
 	reg.MustRegister(s.m.requests, s.m.duration, s.m.stripe, s.m.apiVersion)
 
-	s.mux.HandleFunc("POST /webhooks/stripe", s.stripeWebhook)
-	s.mux.Handle("GET /admin/stripe-events/{id}", s.operator(http.HandlerFunc(s.getStripeEvent)))
-	telemetry.Mount(s.mux, reg, checks...)
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		httpjson.Error(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path, "")
-	})
+	s.handle("POST /webhooks/stripe", http.HandlerFunc(s.stripeWebhook))
+	if st != nil {
+		authz, err := auth.New(st, auth.Config{DevOperatorToken: cfg.DevOperatorToken, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		s.api, err = api.New(api.Config{
+			Store: st, Publisher: pub, NC: cfg.NC, Authorizer: authz, Logger: log,
+			Rate: cfg.APIRate, Burst: cfg.APIBurst, MaxBodyBytes: cfg.APIMaxBodyBytes,
+		})
+		if err != nil {
+			return nil, err
+		}
+		// Operators only, through the same authorizer as the product API.
+		s.handle("GET /admin/stripe-events/{id}", s.api.Guard(auth.OperatorOnly, http.HandlerFunc(s.getStripeEvent)))
+		s.api.Register(s.handle)
+	}
+	tele := http.NewServeMux()
+	telemetry.Mount(tele, reg, checks...)
+	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
+		s.handle(p, tele)
+	}
+	s.mux.HandleFunc("/", s.unmatched)
 	return s, nil
+}
+
+// handle mounts h on pattern and records the route, so that Routes can
+// list it (the OpenAPI document is checked against that list).
+func (s *Server) handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+	s.routes = append(s.routes, pattern)
+}
+
+// Routes returns the patterns of every route, e.g. "GET /healthz", sorted.
+func (s *Server) Routes() []string {
+	out := append([]string(nil), s.routes...)
+	sort.Strings(out)
+	return out
+}
+
+// unmatched answers requests no route takes: 405 with Allow when the path
+// exists under other methods, 404 otherwise, in the one error shape.
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		httpjson.Error(w, http.StatusMethodNotAllowed, "method_not_allowed",
+			r.Method+" is not allowed on "+r.URL.Path+"; use "+strings.Join(allow, " or "), "")
+		return
+	}
+	httpjson.Error(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path, "")
 }
 
 // Handler returns the HTTP handler with security headers, metrics and
@@ -178,24 +244,4 @@ func newID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// operator admits only requests bearing the admin token. Tokens are compared
-// as SHA-256 digests in constant time, so neither content nor length leaks.
-func (s *Server) operator(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || tok == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="levqor"`)
-			httpjson.Error(w, http.StatusUnauthorized, "unauthenticated", "send Authorization: Bearer <operator token>", "")
-			return
-		}
-		got := sha256.Sum256([]byte(tok))
-		if subtle.ConstantTimeCompare(got[:], s.adminHash[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="levqor", error="invalid_token"`)
-			httpjson.Error(w, http.StatusUnauthorized, "unauthenticated", "invalid token", "")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }

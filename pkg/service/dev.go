@@ -120,6 +120,9 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = "sqlite:" + filepath.Join(cfg.DataDir, "levqor.db")
 	}
+	if cfg.StripeAPIKey == "" && cfg.StripeAPIBase != "" {
+		cfg.StripeAPIKey = config.StripeDevAPIKey
+	}
 
 	srv, err := embeddednats.Start(embeddednats.Options{
 		Addr:       cfg.DevNATSAddr,
@@ -187,11 +190,13 @@ Levqor dev mode is running. Ctrl-C stops it.
   data dir          %s
 
   STRIPE_WEBHOOK_SECRET=%s
-  LEVQOR_ADMIN_TOKEN=%s
+  LEVQOR_ADMIN_TOKEN=%s   (dev operator token: Authorization: Bearer <it>)
+  Stripe API        %s
 
 Send a test event:  go run ./cmd/levqor webhook send customer.subscription.created
+Create an API key:  go run ./cmd/levqor apikey create --operator --name me
 `, info.IngestURL, info.WebhookURL, info.IngestURL, info.IngestURL, info.IngestURL,
-		info.NATSURL, info.NATSURL, info.DatabaseURL, info.DataDir, info.WebhookSecret, info.AdminToken)
+		info.NATSURL, info.NATSURL, info.DatabaseURL, info.DataDir, info.WebhookSecret, info.AdminToken, stripeTarget(cfg))
 	if opts.Ready != nil {
 		go func() {
 			deadline := time.Now().Add(10 * time.Second)
@@ -204,4 +209,16 @@ Send a test event:  go run ./cmd/levqor webhook send customer.subscription.creat
 	err = g.Wait()
 	log.Info("dev mode stopped")
 	return err
+}
+
+// stripeTarget says where dev mode's accounts worker sends Stripe calls.
+func stripeTarget(cfg config.Config) string {
+	switch {
+	case cfg.StripeAPIKey == "":
+		return "not configured: creating accounts fails until STRIPE_API_BASE (stripe-mock) or STRIPE_API_KEY is set"
+	case cfg.StripeAPIBase != "":
+		return cfg.StripeAPIBase
+	default:
+		return "https://api.stripe.com (STRIPE_API_KEY)"
+	}
 }

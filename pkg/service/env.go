@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/levqor/levqor/pkg/accounts"
+	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/config"
@@ -96,18 +98,24 @@ func (e *Env) Checks() []telemetry.Check {
 	return checks
 }
 
-// Ingest builds the ingest HTTP server.
-func (e *Env) Ingest(adminToken string) (*ingest.Server, error) {
+// Ingest builds the ingest HTTP server. devOperatorToken, when not empty,
+// is accepted as an operator besides operator API keys: dev mode passes
+// its token, production passes "".
+func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 	return ingest.New(ingest.Config{
-		WebhookSecrets: e.Cfg.WebhookSecrets,
-		Tolerance:      e.Cfg.WebhookTolerance,
-		AdminToken:     adminToken,
-		MaxBodyBytes:   e.Cfg.MaxBodyBytes,
+		WebhookSecrets:   e.Cfg.WebhookSecrets,
+		Tolerance:        e.Cfg.WebhookTolerance,
+		DevOperatorToken: devOperatorToken,
+		MaxBodyBytes:     e.Cfg.MaxBodyBytes,
+		APIMaxBodyBytes:  e.Cfg.APIMaxBodyBytes,
+		APIRate:          e.Cfg.APIRate,
+		APIBurst:         e.Cfg.APIBurst,
+		NC:               e.NC,
 	}, bus.NewPublisher(e.JS, e.Cfg.Topology), e.Store, e.Log.WithField("component", "ingest"), e.Reg, e.Checks()...)
 }
 
 // Workers lists the workers a workers process can run, in start order.
-var Workers = []string{"billing", "housekeeping"}
+var Workers = []string{"billing", "housekeeping", accounts.WorkerName}
 
 // ResolveWorkers expands "all" and rejects unknown names.
 func ResolveWorkers(names []string) ([]string, error) {
@@ -164,10 +172,26 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 		case "billing":
 			billing.Register(r, e.Store)
 		case "housekeeping":
-			(&housekeeping.Pruner{Store: e.Store}).Register(r)
+			(&housekeeping.Worker{Store: e.Store, JS: e.JS, Topology: e.Cfg.Topology, Registerer: e.Reg}).Register(r)
+		case accounts.WorkerName:
+			e.accountsWorker().Register(r)
 		}
 	}
 	return r, nil
+}
+
+// accountsWorker builds the accounts worker. Without a Stripe API key it
+// has no Stripe client and fails the commands that need one, saying how to
+// configure it.
+func (e *Env) accountsWorker() *accounts.Worker {
+	w := &accounts.Worker{
+		Store:   e.Store,
+		Runtime: &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
+	}
+	if e.Cfg.StripeAPIKey != "" {
+		w.Stripe = accounts.NewStripeClient(e.Cfg.StripeAPIKey, e.Cfg.StripeAPIBase, e.Log.WithField("component", "stripe"))
+	}
+	return w
 }
 
 // Relay builds the outbox relay.

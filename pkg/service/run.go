@@ -2,13 +2,16 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/telemetry"
@@ -65,7 +68,10 @@ func RunIngest(ctx context.Context, cfg config.Config, log logrus.FieldLogger) e
 		return err
 	}
 	defer env.close()
-	srv, err := env.Ingest(cfg.AdminToken)
+	if cfg.AdminToken != "" {
+		log.Warn("LEVQOR_ADMIN_TOKEN is ignored outside dev mode: operators authenticate with API keys (levqor apikey create --operator)")
+	}
+	srv, err := env.Ingest("")
 	if err != nil {
 		return err
 	}
@@ -92,8 +98,12 @@ func RunWorkers(ctx context.Context, cfg config.Config, log logrus.FieldLogger) 
 	if err := cfg.ValidateFor(config.RoleWorkers); err != nil {
 		return err
 	}
-	if _, err := ResolveWorkers(cfg.Workers); err != nil {
+	names, err := ResolveWorkers(cfg.Workers)
+	if err != nil {
 		return err
+	}
+	if slices.Contains(names, accounts.WorkerName) && cfg.StripeAPIKey == "" {
+		return errors.New("STRIPE_API_KEY: required by the accounts worker, which creates Stripe customers (or leave it out of LEVQOR_WORKERS)")
 	}
 	env, err := connect(ctx, cfg, "levqor-workers", true, log)
 	if err != nil {
