@@ -1,14 +1,12 @@
-// Package housekeeping is the worker that keeps Levqor's own tables small:
-// on the scheduler's housekeeping.prune tick it deletes inbox rows older
-// than the longest stream retention (a message that old can no longer be
-// redelivered, so its inbox row protects nothing) and outbox rows published
-// long ago.
 package housekeeping
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/scheduler"
@@ -18,51 +16,67 @@ import (
 // ConsumerTick is the housekeeping worker's consumer on TICKS.
 const ConsumerTick = "housekeeping-tick"
 
-// Retention defaults. InboxRetentionDefault exceeds the STRIPE stream's 35
-// days so a replay of any stored message is still deduplicated.
-const (
-	InboxRetentionDefault  = 40 * 24 * time.Hour
-	OutboxRetentionDefault = 7 * 24 * time.Hour
-)
-
-// Pruner prunes on ticks.
-type Pruner struct {
-	Store           *store.Store
-	InboxRetention  time.Duration
-	OutboxRetention time.Duration
+// Worker is the housekeeping worker: the prune and watch jobs behind one
+// consumer.
+type Worker struct {
+	// Store is the database; required.
+	Store *store.Store
+	// JS is what the watch job inspects; required to run it.
+	JS jetstream.JetStream
+	// Topology names the streams; its retention settings decide what prune
+	// may delete. Zero means the defaults.
+	Topology bus.Topology
+	// Registerer receives the watch job's gauges; nil keeps them
+	// unregistered.
+	Registerer prometheus.Registerer
 }
 
-// Register adds the housekeeping routes to r.
-func (p *Pruner) Register(r *bus.Router) {
-	r.Handle(bus.ConsumerSpec{Name: ConsumerTick, Kind: bus.Ticks, Filter: "housekeeping.>"}, p.Handle)
+// Register adds the housekeeping route to r.
+func (w *Worker) Register(r *bus.Router) {
+	topo := w.Topology
+	if topo.Streams == nil {
+		topo = topo.WithDefaults()
+	}
+	p := &Pruner{Store: w.Store, Topology: topo}
+	wa := &Watcher{Store: w.Store, JS: w.JS, Topology: topo}
+	if w.Registerer != nil {
+		wa.Register(w.Registerer)
+	}
+	r.Handle(bus.ConsumerSpec{Name: ConsumerTick, Kind: bus.Ticks, Filter: "housekeeping.>"}, Dispatch(p, wa))
 }
 
-// Handle prunes relative to the tick's slot, not the clock, so a late or
-// replayed tick does what its slot asked for. Deleting is idempotent, so
-// redelivery is harmless.
-func (p *Pruner) Handle(ctx context.Context, m *bus.Message) error {
-	t, err := scheduler.ParseTick(m.Data)
-	if err != nil {
-		return bus.Permanent(err)
+// Dispatch returns the handler of the housekeeping consumer: each tick goes
+// to its job's handler, and a tick of a job housekeeping does not have is a
+// permanent failure (dead-lettered, for an operator to look at).
+func Dispatch(p *Pruner, w *Watcher) bus.Handler {
+	return func(ctx context.Context, m *bus.Message) error {
+		t, err := scheduler.ParseTick(m.Data)
+		if err != nil {
+			return bus.Permanent(err)
+		}
+		switch t.Job {
+		case scheduler.JobHousekeepingPrune:
+			return p.Handle(ctx, m)
+		case scheduler.JobHousekeepingWatch:
+			return w.Handle(ctx, m)
+		default:
+			return bus.Permanentf("housekeeping has no job %q", t.Job)
+		}
 	}
-	if t.Job != scheduler.JobHousekeepingPrune {
-		return bus.Permanentf("housekeeping has no job %q", t.Job)
+}
+
+// registerGauge registers g on reg, or returns the gauge already registered
+// under its name (a process that builds its router twice).
+func registerGauge(reg prometheus.Registerer, g *prometheus.GaugeVec) *prometheus.GaugeVec {
+	err := reg.Register(g)
+	if err == nil {
+		return g
 	}
-	inRet, outRet := p.InboxRetention, p.OutboxRetention
-	if inRet <= 0 {
-		inRet = InboxRetentionDefault
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(*prometheus.GaugeVec); ok {
+			return existing
+		}
 	}
-	if outRet <= 0 {
-		outRet = OutboxRetentionDefault
-	}
-	in, err := p.Store.PruneInbox(ctx, t.Slot.Add(-inRet))
-	if err != nil {
-		return fmt.Errorf("pruning inbox: %w", err)
-	}
-	out, err := p.Store.PruneOutbox(ctx, t.Slot.Add(-outRet))
-	if err != nil {
-		return fmt.Errorf("pruning outbox: %w", err)
-	}
-	bus.Logger(ctx).WithFields(map[string]any{"slot": t.Slot, "inbox_pruned": in, "outbox_pruned": out}).Info("pruned")
-	return nil
+	panic(fmt.Sprintf("housekeeping: registering metrics: %v", err))
 }

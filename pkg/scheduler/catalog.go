@@ -5,25 +5,43 @@ import (
 	"strings"
 )
 
+// The jobs of the catalog. Each name is also its tick's subject under
+// levqor.tick.
+const (
+	// JobHousekeepingPrune prunes the inbox and outbox tables (package
+	// housekeeping).
+	JobHousekeepingPrune = "housekeeping.prune"
+	// JobHousekeepingWatch inspects consumers and the DLQ, exports their
+	// gauges and raises ops events (package housekeeping).
+	JobHousekeepingWatch = "housekeeping.watch"
+)
+
 // Catalog is every periodic job Levqor runs, each with a worker that does
-// its work. Deployments override specs or disable jobs with Override.
+// its work: a job belongs here only once a worker consumes its tick.
+// Deployments change specs or disable jobs with Override.
 func Catalog() []Job {
 	return []Job{
 		{
 			Name:        JobHousekeepingPrune,
 			Spec:        "0 17 3 * * *",
 			TimeZone:    "UTC",
-			Description: "prune inbox rows older than the longest stream retention and published outbox rows",
+			Description: "delete inbox rows older than any message that can still be delivered or replayed, and outbox rows published longer ago than the EVENTS stream keeps them",
+		},
+		{
+			Name:        JobHousekeepingWatch,
+			Spec:        "0 * * * * *",
+			TimeZone:    "UTC",
+			Description: "export consumer backlog and DLQ gauges; raise ops.dlq_growing and ops.consumer_stuck events",
 		},
 	}
 }
 
-// JobHousekeepingPrune names the pruning job.
-const JobHousekeepingPrune = "housekeeping.prune"
-
-// Override applies a deployment's overrides to jobs. spec is
-// "job=cron spec;job2=off", as in LEVQOR_SCHEDULE: "off" disables a job,
-// anything else replaces its spec. Unknown jobs are errors.
+// Override applies a deployment's overrides to jobs and returns the result;
+// jobs is not modified. spec is "job=cron spec;job2=off", as in
+// LEVQOR_SCHEDULE: "off" disables a job, "on" enables it, anything else
+// replaces its spec, optionally with a time zone in front
+// ("CRON_TZ=Europe/London 0 30 1 * * *"). Unknown jobs and bad specs are
+// errors naming LEVQOR_SCHEDULE.
 func Override(jobs []Job, spec string) ([]Job, error) {
 	out := append([]Job(nil), jobs...)
 	for _, part := range strings.Split(spec, ";") {
@@ -34,26 +52,58 @@ func Override(jobs []Job, spec string) ([]Job, error) {
 		name, val, ok := strings.Cut(part, "=")
 		name, val = strings.TrimSpace(name), strings.TrimSpace(val)
 		if !ok || name == "" || val == "" {
-			return nil, fmt.Errorf("LEVQOR_SCHEDULE: %q: want job=spec or job=off", part)
+			return nil, fmt.Errorf("LEVQOR_SCHEDULE: %q: want job=spec, job=off or job=on", part)
 		}
-		found := false
-		for i := range out {
-			if out[i].Name != name {
-				continue
+		i := indexOf(out, name)
+		if i < 0 {
+			return nil, fmt.Errorf("LEVQOR_SCHEDULE: no job named %q (jobs: %s)", name, strings.Join(names(out), ", "))
+		}
+		switch val {
+		case "off":
+			out[i].Disabled = true
+			continue
+		case "on":
+			out[i].Disabled = false
+			continue
+		}
+		j := out[i]
+		j.Spec = val
+		for _, prefix := range []string{"CRON_TZ=", "TZ="} {
+			if rest, ok := strings.CutPrefix(val, prefix); ok {
+				zone, cronSpec, _ := strings.Cut(rest, " ")
+				j.TimeZone, j.Spec = zone, strings.TrimSpace(cronSpec)
+				break
 			}
-			found = true
-			if val == "off" {
-				out[i].Disabled = true
-			} else {
-				out[i].Spec = val
-				if _, err := out[i].Schedule(); err != nil {
-					return nil, fmt.Errorf("LEVQOR_SCHEDULE: %w", err)
-				}
-			}
 		}
-		if !found {
-			return nil, fmt.Errorf("LEVQOR_SCHEDULE: no job named %q", name)
+		if _, err := j.Schedule(); err != nil {
+			return nil, fmt.Errorf("LEVQOR_SCHEDULE: %w", err)
 		}
+		out[i] = j
 	}
 	return out, nil
+}
+
+// Lookup returns the job called name.
+func Lookup(jobs []Job, name string) (Job, bool) {
+	if i := indexOf(jobs, name); i >= 0 {
+		return jobs[i], true
+	}
+	return Job{}, false
+}
+
+func indexOf(jobs []Job, name string) int {
+	for i := range jobs {
+		if jobs[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func names(jobs []Job) []string {
+	out := make([]string, len(jobs))
+	for i, j := range jobs {
+		out[i] = j.Name
+	}
+	return out
 }

@@ -1,11 +1,3 @@
-// Package scheduler publishes ticks for periodic jobs. Workers do the work;
-// the scheduler only says "slot S of job J has come".
-//
-// Every tick's Nats-Msg-Id is "<job>@<slot time in UTC>", so any number of
-// scheduler replicas can run: JetStream stores each slot once and drops the
-// rest as duplicates. After downtime, slots missed within the catch-up
-// window are published oldest first, each with its own slot time; older ones
-// are counted and skipped rather than flooding the workers.
 package scheduler
 
 import (
@@ -13,109 +5,73 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"strings"
 	"time"
-	_ "time/tzdata" // jobs name time zones; the runtime image has no zoneinfo
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/robfig/cron/v3"
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/bus"
 )
 
-// Job is one periodic job.
-type Job struct {
-	// Name is also the tick's subject under the TICKS prefix, e.g.
-	// "housekeeping.prune" → levqor.tick.housekeeping.prune.
-	Name string
-	// Spec is a cron expression with an optional leading seconds field, or
-	// a descriptor such as @hourly.
-	Spec string
-	// TimeZone the spec is read in (IANA name); empty means UTC.
-	TimeZone string
-	// Description says what the job does, for `levqor schedule list`.
-	Description string
-	// Disabled jobs publish nothing.
-	Disabled bool
-}
-
-// Tick is the payload of a tick message. Handlers act on Slot, not on the
-// time they happen to run.
-type Tick struct {
-	Job    string    `json:"job"`
-	Slot   time.Time `json:"slot"`
-	Manual bool      `json:"manual,omitempty"`
-}
-
-// MsgID is the dedupe id of a job's slot.
-func MsgID(job string, slot time.Time) string {
-	return job + "@" + slot.UTC().Format(time.RFC3339)
-}
-
-// ParseTick decodes a tick payload.
-func ParseTick(data []byte) (Tick, error) {
-	var t Tick
-	if err := json.Unmarshal(data, &t); err != nil {
-		return t, fmt.Errorf("tick payload: %w", err)
-	}
-	if t.Job == "" || t.Slot.IsZero() {
-		return t, errors.New("tick payload: job and slot are required")
-	}
-	return t, nil
-}
-
-var parser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// Schedule parses a job's spec in its time zone.
-func (j Job) Schedule() (cron.Schedule, error) {
-	loc := time.UTC
-	if j.TimeZone != "" {
-		var err error
-		if loc, err = time.LoadLocation(j.TimeZone); err != nil {
-			return nil, fmt.Errorf("job %s: time zone %q: %w", j.Name, j.TimeZone, err)
-		}
-	}
-	s, err := parser.Parse(j.Spec)
-	if err != nil {
-		return nil, fmt.Errorf("job %s: spec %q: %w", j.Name, j.Spec, err)
-	}
-	if ss, ok := s.(*cron.SpecSchedule); ok {
-		ss.Location = loc
-	}
-	return s, nil
-}
-
-// Defaults.
+// Defaults and limits.
 const (
+	// CatchUpWindowDefault is how far back a scheduler that was down
+	// publishes the slots it missed; the configuration's default too.
 	CatchUpWindowDefault = 6 * time.Hour
-	// maxCatchUpPerJob bounds how many missed slots one start publishes for
-	// a job even within the window (a per-second job down for an hour).
-	maxCatchUpPerJob = 1000
+	// MinCatchUpWindow is the shortest catch-up window. A slot a few
+	// seconds late (a GC pause, a slow publish) is never skipped.
+	MinCatchUpWindow = time.Minute
+	// MaxCatchUpDefault bounds how many missed slots of one job are
+	// published at once even within the window (a per-minute job down for
+	// six hours has 360): the newest are published, the older ones
+	// skipped and counted.
+	MaxCatchUpDefault = 1000
+	// TimeoutDefault bounds one request to JetStream.
+	TimeoutDefault = 5 * time.Second
+	// retryMax caps the wait between attempts while JetStream is
+	// unreachable.
+	retryMax = 5 * time.Second
 )
 
 // Config configures a Scheduler.
 type Config struct {
+	// Topology names the TICKS stream and its subjects; its TICKS dedupe
+	// window bounds the job periods and the catch-up window. Required
+	// (with defaults filled in).
 	Topology bus.Topology
-	Jobs     []Job
+	// Jobs are the jobs to schedule, usually Override(Catalog(), …).
+	// Disabled jobs are kept for Trigger and listing but publish nothing.
+	Jobs []Job
 	// CatchUpWindow is how far back missed slots are still published.
+	// Values below MinCatchUpWindow, zero included, mean MinCatchUpWindow.
 	CatchUpWindow time.Duration
-	Logger        logrus.FieldLogger
-	// Now is the clock; nil means time.Now. Tests move it.
+	// MaxCatchUp bounds the missed slots published at once per job; zero
+	// means MaxCatchUpDefault.
+	MaxCatchUp int
+	// Timeout bounds one publish or read; zero means TimeoutDefault.
+	Timeout time.Duration
+	// Logger receives a line per tick published; required.
+	Logger logrus.FieldLogger
+	// Now is the clock; nil means time.Now. Tests move it and call Nudge.
 	Now func() time.Time
 }
 
 type entry struct {
-	job   Job
-	sched cron.Schedule
-	next  time.Time
+	job     Job
+	sched   *Schedule
+	next    time.Time
+	started bool // next has been set from the stream
 }
 
-// Scheduler publishes ticks.
+// Scheduler publishes the ticks of its jobs. Run it in any number of
+// replicas; each slot is stored once.
 type Scheduler struct {
 	cfg     Config
+	window  time.Duration
 	js      jetstream.JetStream
 	pub     *bus.Publisher
 	log     logrus.FieldLogger
@@ -130,21 +86,45 @@ type metrics struct {
 	skipped   *prometheus.CounterVec
 	lag       *prometheus.HistogramVec
 	errors    *prometheus.CounterVec
+	lastSlot  *prometheus.GaugeVec
 }
 
-// New validates the jobs and returns a scheduler.
+// New validates the jobs and returns a scheduler; nothing runs until Run.
+// It refuses a job whose slots lie further apart than the TICKS stream's
+// dedupe window, and a catch-up window longer than it: in either case a
+// slot published by two replicas, or by one catching up, could be stored
+// twice.
 func New(js jetstream.JetStream, cfg Config) (*Scheduler, error) {
-	if cfg.CatchUpWindow <= 0 {
-		cfg.CatchUpWindow = CatchUpWindowDefault
+	if cfg.Logger == nil {
+		return nil, errors.New("scheduler: Logger is required")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Logger == nil {
-		return nil, errors.New("scheduler: Logger is required")
+	if cfg.MaxCatchUp <= 0 {
+		cfg.MaxCatchUp = MaxCatchUpDefault
 	}
-	s := &Scheduler{cfg: cfg, js: js, pub: bus.NewPublisher(js, cfg.Topology), log: cfg.Logger, wake: make(chan struct{}, 1)}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = TimeoutDefault
+	}
+	dedupe := cfg.Topology.Streams[bus.Ticks].Duplicates
+	if dedupe <= 0 {
+		return nil, errors.New("scheduler: the topology has no TICKS dedupe window (fill it with Topology.WithDefaults)")
+	}
+	window := max(cfg.CatchUpWindow, MinCatchUpWindow)
+	if window > dedupe {
+		return nil, fmt.Errorf("LEVQOR_CATCHUP_WINDOW %s exceeds the TICKS stream's dedupe window %s: a slot caught up that late could be stored twice", window, dedupe)
+	}
+	s := &Scheduler{
+		cfg:    cfg,
+		window: window,
+		js:     js,
+		pub:    bus.NewPublisher(js, cfg.Topology),
+		log:    cfg.Logger,
+		wake:   make(chan struct{}, 1),
+	}
 	seen := map[string]bool{}
+	now := cfg.Now()
 	for _, j := range cfg.Jobs {
 		if seen[j.Name] {
 			return nil, fmt.Errorf("scheduler: job %s defined twice", j.Name)
@@ -154,85 +134,149 @@ func New(js jetstream.JetStream, cfg Config) (*Scheduler, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !j.Disabled {
-			s.entries = append(s.entries, &entry{job: j, sched: sc})
+		if j.Disabled {
+			continue
 		}
+		if sc.Next(now).IsZero() {
+			return nil, fmt.Errorf("job %s: spec %q never fires", j.Name, j.Spec)
+		}
+		if p := sc.Period(now); p > dedupe {
+			return nil, fmt.Errorf("job %s: spec %q leaves up to %s between slots, more than the TICKS stream's dedupe window %s", j.Name, j.Spec, p.Round(time.Minute), dedupe)
+		}
+		s.entries = append(s.entries, &entry{job: j, sched: sc})
 	}
 	s.m = metrics{
-		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_scheduler_ticks_published_total", Help: "Ticks stored by JetStream, by job."}, []string{"job"}),
-		dupes:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_scheduler_ticks_duplicate_total", Help: "Ticks another replica had already published, by job."}, []string{"job"}),
-		skipped:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_scheduler_slots_skipped_total", Help: "Missed slots older than the catch-up window, by job."}, []string{"job"}),
-		lag:       prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "levqor_scheduler_publish_lag_seconds", Help: "Delay between a slot's time and its publish.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 12)}, []string{"job"}),
-		errors:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_scheduler_publish_errors_total", Help: "Failed tick publishes, by job (retried)."}, []string{"job"}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "levqor_scheduler_ticks_published_total",
+			Help: "Scheduled ticks stored by JetStream from this replica, by job.",
+		}, []string{"job"}),
+		dupes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "levqor_scheduler_ticks_duplicate_total",
+			Help: "Ticks JetStream dropped as duplicates because another replica had published the slot, by job.",
+		}, []string{"job"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "levqor_scheduler_slots_skipped_total",
+			Help: "Missed slots not published because they were older than the catch-up window or beyond the catch-up limit, by job.",
+		}, []string{"job"}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "levqor_scheduler_publish_lag_seconds",
+			Help:    "Time from a slot to JetStream's acknowledgement of its tick, by job; hours after a catch-up.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 12), // 10ms to ~11.6h
+		}, []string{"job"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "levqor_scheduler_publish_errors_total",
+			Help: "Failed tick publishes or reads of the last tick, by job (retried).",
+		}, []string{"job"}),
+		lastSlot: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "levqor_scheduler_last_slot_timestamp_seconds",
+			Help: "Unix time of the newest slot this replica saw stored in TICKS, by job.",
+		}, []string{"job"}),
 	}
 	return s, nil
 }
 
 // Register adds the scheduler's metrics to reg.
 func (s *Scheduler) Register(reg prometheus.Registerer) {
-	reg.MustRegister(s.m.published, s.m.dupes, s.m.skipped, s.m.lag, s.m.errors)
+	reg.MustRegister(s.m.published, s.m.dupes, s.m.skipped, s.m.lag, s.m.errors, s.m.lastSlot)
 }
 
-// LastSlot returns the slot of the job's newest tick in the TICKS stream,
-// or the zero time when it has none.
-func (s *Scheduler) LastSlot(ctx context.Context, job string) (time.Time, error) {
+// Jobs returns every job of the scheduler, disabled ones included.
+func (s *Scheduler) Jobs() []Job { return append([]Job(nil), s.cfg.Jobs...) }
+
+// CatchUpWindow is the effective catch-up window.
+func (s *Scheduler) CatchUpWindow() time.Duration { return s.window }
+
+// LastTick is what the TICKS stream says about a job.
+type LastTick struct {
+	// Slot is the newest scheduled slot published, zero when the stream
+	// holds none (never published, or older than the stream keeps).
+	Slot time.Time `json:"slot,omitempty"`
+	// Manual is the newest tick when an operator triggered it after the
+	// last scheduled one.
+	Manual *Tick `json:"manual,omitempty"`
+	// Stored is when JetStream stored the newest tick.
+	Stored time.Time `json:"stored,omitempty"`
+}
+
+// ErrUnreadableTick means the newest message on a job's tick subject is not
+// a tick (someone published there by hand). Run then starts the job from
+// its next slot, as if it had no history.
+var ErrUnreadableTick = errors.New("not a tick")
+
+// Last reads the newest tick of job from the TICKS stream.
+func (s *Scheduler) Last(ctx context.Context, job string) (LastTick, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
 	stream, err := s.js.Stream(ctx, s.cfg.Topology.StreamName(bus.Ticks))
 	if err != nil {
-		return time.Time{}, err
+		return LastTick{}, fmt.Errorf("reading the last tick of %s: %w", job, err)
 	}
 	msg, err := stream.GetLastMsgForSubject(ctx, s.cfg.Topology.Subject(bus.Ticks, job))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return time.Time{}, nil
+		return LastTick{}, nil
 	}
 	if err != nil {
-		return time.Time{}, err
+		return LastTick{}, fmt.Errorf("reading the last tick of %s: %w", job, err)
 	}
 	t, err := ParseTick(msg.Data)
 	if err != nil {
-		return time.Time{}, err
+		return LastTick{}, fmt.Errorf("the last tick of %s (stream sequence %d): %w: %w", job, msg.Sequence, ErrUnreadableTick, err)
 	}
-	return t.Slot, nil
+	lt := LastTick{Slot: t.Slot, Stored: msg.Time.UTC()}
+	if t.Manual {
+		lt.Manual, lt.Slot = &t, time.Time{}
+		if t.LastScheduled != nil {
+			lt.Slot = t.LastScheduled.UTC()
+		}
+	}
+	return lt, nil
 }
 
-// Run publishes ticks until ctx ends.
+// Run publishes ticks until ctx ends, then returns nil. It first reads each
+// job's last slot from the stream and catches up what was missed; while
+// JetStream is unreachable it keeps retrying, and catches up within the
+// window once it answers again.
 func (s *Scheduler) Run(ctx context.Context) error {
 	if len(s.entries) == 0 {
 		s.log.Warn("no enabled jobs; scheduler idle")
 		<-ctx.Done()
 		return nil
 	}
-	for _, e := range s.entries {
-		s.catchUp(ctx, e)
-	}
+	retry := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(200*time.Millisecond),
+		backoff.WithMaxInterval(retryMax),
+		backoff.WithMaxElapsedTime(0),
+	)
 	for {
-		sort.Slice(s.entries, func(i, j int) bool { return s.entries[i].next.Before(s.entries[j].next) })
-		first := s.entries[0]
-		wait := first.next.Sub(s.cfg.Now())
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+		now := s.cfg.Now()
+		failed := false
+		for _, e := range s.entries {
+			if ctx.Err() != nil {
 				return nil
-			case <-s.wake:
-				t.Stop()
-				continue
-			case <-t.C:
+			}
+			if !s.fire(ctx, e, now) {
+				failed = true
 			}
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		now := s.cfg.Now()
-		for _, e := range s.entries {
-			for !e.next.After(now) && ctx.Err() == nil {
-				if s.publishSlot(ctx, e.job, e.next, false) {
-					e.next = e.sched.Next(e.next)
-				} else {
-					sleepCtx(ctx, time.Second)
-					break
-				}
+		wait, ok := s.untilNext()
+		if failed {
+			if d := retry.NextBackOff(); !ok || d < wait {
+				wait = d
 			}
+		} else {
+			retry.Reset()
+		}
+		timer := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-s.wake:
+			timer.Stop()
+		case <-timer.C:
 		}
 	}
 }
@@ -245,103 +289,176 @@ func (s *Scheduler) Nudge() {
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
+// untilNext is the time until the earliest next slot of the started jobs.
+func (s *Scheduler) untilNext() (time.Duration, bool) {
+	var earliest time.Time
+	for _, e := range s.entries {
+		if e.started && !e.next.IsZero() && (earliest.IsZero() || e.next.Before(earliest)) {
+			earliest = e.next
+		}
 	}
+	if earliest.IsZero() {
+		return 0, false
+	}
+	return earliest.Sub(s.cfg.Now()), true
 }
 
-// catchUp publishes the slots missed since the job's last tick that are
-// within the window, and sets the entry's next slot.
-func (s *Scheduler) catchUp(ctx context.Context, e *entry) {
-	now := s.cfg.Now()
-	var last time.Time
-	for ctx.Err() == nil {
-		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		var err error
-		last, err = s.LastSlot(lctx, e.job.Name)
-		cancel()
-		if err == nil {
-			break
+// fire publishes e's slots that are due at now, skipping those older than
+// the catch-up window or beyond the catch-up limit. It reports false when
+// JetStream did not answer; the unpublished slot is tried again next time.
+func (s *Scheduler) fire(ctx context.Context, e *entry, now time.Time) bool {
+	log := s.log.WithField("job", e.job.Name)
+	if !e.started {
+		last, err := s.Last(ctx, e.job.Name)
+		if errors.Is(err, ErrUnreadableTick) {
+			log.WithError(err).Error("cannot tell the last slot; starting with the next slot and catching up nothing")
+			last, err = LastTick{}, nil
 		}
-		s.log.WithError(err).WithField("job", e.job.Name).Warn("cannot read last tick; retrying")
-		sleepCtx(ctx, time.Second)
-	}
-	if last.IsZero() {
-		// First run ever: start from now, nothing to catch up.
-		e.next = e.sched.Next(now)
-		return
-	}
-	horizon := now.Add(-s.cfg.CatchUpWindow)
-	skipped, published := 0, 0
-	slot := e.sched.Next(last)
-	for !slot.After(now) && ctx.Err() == nil {
-		switch {
-		case slot.Before(horizon):
-			skipped++
-		case published >= maxCatchUpPerJob:
-			skipped++
-		default:
-			if !s.publishSlot(ctx, e.job, slot, false) {
-				e.next = slot // retried by Run
-				return
+		if err != nil {
+			if ctx.Err() == nil {
+				s.m.errors.WithLabelValues(e.job.Name).Inc()
+				log.WithError(err).Warn("cannot read the last tick yet; retrying")
 			}
-			published++
+			return false
 		}
-		slot = e.sched.Next(slot)
+		e.started = true
+		if last.Slot.IsZero() {
+			// Nothing published before (or all of it expired): nothing to
+			// catch up.
+			e.next = e.sched.Next(now)
+			log.WithField("next_slot", e.next.Format(time.RFC3339)).Info("no earlier tick in the stream; starting with the next slot")
+		} else {
+			e.next = e.sched.Next(last.Slot)
+			s.m.lastSlot.WithLabelValues(e.job.Name).Set(float64(last.Slot.Unix()))
+		}
+	}
+	if e.next.IsZero() || e.next.After(now) {
+		return true
+	}
+	horizon := now.Add(-s.window)
+	var due []time.Time
+	skipped := 0
+	var firstSkipped time.Time
+	slot := e.next
+	for ; !slot.IsZero() && !slot.After(now); slot = e.sched.Next(slot) {
+		if slot.Before(horizon) {
+			if skipped == 0 {
+				firstSkipped = slot
+			}
+			skipped++
+			continue
+		}
+		due = append(due, slot)
+		if len(due) > s.cfg.MaxCatchUp {
+			if skipped == 0 {
+				firstSkipped = due[0]
+			}
+			due = due[1:]
+			skipped++
+		}
 	}
 	if skipped > 0 {
 		s.m.skipped.WithLabelValues(e.job.Name).Add(float64(skipped))
-		s.log.WithFields(logrus.Fields{"job": e.job.Name, "skipped": skipped, "window": s.cfg.CatchUpWindow.String()}).
-			Warn("missed slots older than the catch-up window were skipped")
+		log.WithFields(logrus.Fields{
+			"skipped":       skipped,
+			"first_skipped": firstSkipped.Format(time.RFC3339),
+			"window":        s.window.String(),
+			"max_catch_up":  s.cfg.MaxCatchUp,
+		}).Warn("missed slots older than the catch-up window or beyond its limit were skipped")
 	}
-	if published > 0 {
-		s.log.WithFields(logrus.Fields{"job": e.job.Name, "published": published}).Info("caught up missed slots")
+	if len(due) > 1 {
+		log.WithFields(logrus.Fields{
+			"slots": len(due),
+			"from":  due[0].Format(time.RFC3339),
+			"to":    due[len(due)-1].Format(time.RFC3339),
+		}).Info("catching up missed slots, oldest first")
+	}
+	for _, d := range due {
+		if ctx.Err() != nil {
+			e.next = d
+			return true
+		}
+		if !s.publishSlot(ctx, e.job, d) {
+			e.next = d
+			return false
+		}
 	}
 	e.next = slot
-}
-
-// publishSlot publishes one tick and reports whether JetStream has it.
-func (s *Scheduler) publishSlot(ctx context.Context, job Job, slot time.Time, manual bool) bool {
-	slot = slot.UTC()
-	data, _ := json.Marshal(Tick{Job: job.Name, Slot: slot, Manual: manual})
-	id := MsgID(job.Name, slot)
-	if manual {
-		id = "manual:" + id + ":" + s.cfg.Now().UTC().Format(time.RFC3339Nano)
-	}
-	h := nats.Header{}
-	h.Set(bus.HeaderCorrelationID, id)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	res, err := s.pub.Publish(pctx, s.cfg.Topology.Subject(bus.Ticks, job.Name), id, h, data)
-	log := s.log.WithFields(logrus.Fields{"job": job.Name, "slot": slot.Format(time.RFC3339), "msg_id": id})
-	if err != nil {
-		s.m.errors.WithLabelValues(job.Name).Inc()
-		log.WithError(err).Warn("tick publish failed; retrying")
-		return false
-	}
-	if res.Duplicate {
-		s.m.dupes.WithLabelValues(job.Name).Inc()
-		log.Debug("tick already published by another replica")
-		return true
-	}
-	s.m.published.WithLabelValues(job.Name).Inc()
-	s.m.lag.WithLabelValues(job.Name).Observe(s.cfg.Now().Sub(slot).Seconds())
-	log.WithField("stream_seq", res.Seq).Info("tick published")
 	return true
 }
 
-// Trigger publishes an extra tick for job now, with a distinct id and
-// marked manual, for an operator who wants a job to run at once.
-func (s *Scheduler) Trigger(ctx context.Context, job string) error {
-	for _, j := range s.cfg.Jobs {
-		if j.Name == job {
-			if !s.publishSlot(ctx, j, s.cfg.Now().Truncate(time.Second), true) {
-				return fmt.Errorf("publishing a manual tick for %s failed", job)
-			}
-			return nil
+// publishSlot publishes the tick of one scheduled slot and reports whether
+// JetStream has it (stored now, or earlier by another replica).
+func (s *Scheduler) publishSlot(ctx context.Context, job Job, slot time.Time) bool {
+	slot = slot.UTC()
+	id := MsgID(job.Name, slot)
+	log := s.log.WithFields(logrus.Fields{"job": job.Name, "slot": slot.Format(time.RFC3339), "msg_id": id})
+	res, err := s.publish(ctx, Tick{Job: job.Name, Slot: slot}, id)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.m.errors.WithLabelValues(job.Name).Inc()
+			log.WithError(err).Warn("tick publish failed; retrying")
 		}
+		return false
 	}
-	return fmt.Errorf("no job named %q", job)
+	s.m.lastSlot.WithLabelValues(job.Name).Set(float64(slot.Unix()))
+	if res.Duplicate {
+		s.m.dupes.WithLabelValues(job.Name).Inc()
+		log.WithField("stream_seq", res.Seq).Debug("tick already published by another replica")
+		return true
+	}
+	lag := s.cfg.Now().Sub(slot)
+	s.m.published.WithLabelValues(job.Name).Inc()
+	s.m.lag.WithLabelValues(job.Name).Observe(max(lag, 0).Seconds())
+	log.WithFields(logrus.Fields{"stream_seq": res.Seq, "lag_seconds": lag.Seconds()}).Info("tick published")
+	return true
 }
+
+func (s *Scheduler) publish(ctx context.Context, t Tick, id string) (bus.PubResult, error) {
+	data, err := json.Marshal(t)
+	if err != nil {
+		return bus.PubResult{}, fmt.Errorf("encoding tick: %w", err)
+	}
+	h := nats.Header{}
+	h.Set(bus.HeaderCorrelationID, id)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	return s.pub.Publish(ctx, s.cfg.Topology.Subject(bus.Ticks, t.Job), id, h, data)
+}
+
+// Published describes a tick JetStream stored.
+type Published struct {
+	Tick  Tick   `json:"tick"`
+	MsgID string `json:"msg_id"`
+	// Seq is the tick's sequence in the TICKS stream.
+	Seq uint64 `json:"stream_seq"`
+}
+
+// Trigger publishes an extra tick for job now, marked manual and with an id
+// of its own, for an operator who wants a job to run at once. Its slot is
+// the current second. Disabled jobs can be triggered too.
+func (s *Scheduler) Trigger(ctx context.Context, job string) (Published, error) {
+	if _, ok := Lookup(s.cfg.Jobs, job); !ok {
+		return Published{}, fmt.Errorf("no job named %q (jobs: %s)", job, joinNames(s.cfg.Jobs))
+	}
+	last, err := s.Last(ctx, job)
+	if err != nil {
+		return Published{}, err
+	}
+	t := Tick{Job: job, Slot: s.cfg.Now().UTC().Truncate(time.Second), Manual: true}
+	if !last.Slot.IsZero() {
+		t.LastScheduled = &last.Slot
+	}
+	id := ManualMsgID(job, t.Slot)
+	res, err := s.publish(ctx, t, id)
+	if err != nil {
+		return Published{}, fmt.Errorf("publishing a manual tick for %s: %w", job, err)
+	}
+	if res.Duplicate {
+		return Published{}, fmt.Errorf("publishing a manual tick for %s: JetStream dropped %s as a duplicate", job, id)
+	}
+	s.log.WithFields(logrus.Fields{"job": job, "slot": t.Slot.Format(time.RFC3339), "msg_id": id, "stream_seq": res.Seq}).Info("manual tick published")
+	return Published{Tick: t, MsgID: id, Seq: res.Seq}, nil
+}
+
+func joinNames(jobs []Job) string { return strings.Join(names(jobs), ", ") }

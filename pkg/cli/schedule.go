@@ -1,0 +1,275 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/scheduler"
+	"github.com/levqor/levqor/pkg/telemetry"
+)
+
+func init() {
+	register("schedule", "list | trigger <job> [--json]: periodic jobs, next fire times, last slots", runSchedule)
+}
+
+const scheduleUsage = "schedule list [--json] | schedule trigger <job> [--json]"
+
+// scheduleNATSTimeout bounds connecting to NATS and each read or publish.
+const scheduleNATSTimeout = 5 * time.Second
+
+// scheduleNextCount is how many fire times `schedule list` shows per job.
+const scheduleNextCount = 3
+
+// ScheduleEntry is one job in `levqor schedule list --json`.
+type ScheduleEntry struct {
+	scheduler.Job
+	// Next are the next fire times in the job's time zone; empty for a
+	// disabled job.
+	Next []time.Time `json:"next"`
+	// LastSlot is the newest scheduled slot in the TICKS stream.
+	LastSlot *time.Time `json:"last_slot"`
+	// LastManual is the newest tick when an operator triggered it after
+	// the last scheduled one.
+	LastManual *scheduler.Tick `json:"last_manual,omitempty"`
+	// LastStored is when JetStream stored the newest tick.
+	LastStored *time.Time `json:"last_stored,omitempty"`
+	// Error says why the last tick could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+func runSchedule(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+	if len(args) == 0 {
+		return usageError(scheduleUsage)
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("schedule "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	pos, err := scheduleArgs(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return usageError("%v", err)
+	}
+	switch {
+	case sub == "list" && len(pos) == 0:
+	case sub == "trigger" && len(pos) == 1:
+	case sub == "trigger":
+		return usageError("schedule trigger <job>: name one job (see `levqor schedule list`)")
+	case sub == "list":
+		return usageError("schedule list takes no arguments, got %q", pos)
+	default:
+		return usageError("unknown schedule command %q (%s)", sub, scheduleUsage)
+	}
+
+	cfg, err := config.FromEnv(opts.Getenv)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Topology.Validate(); err != nil {
+		return fmt.Errorf("LEVQOR_SUBJECT_PREFIX/LEVQOR_STREAM_REPLICAS: %w", err)
+	}
+	jobs, err := scheduler.Override(scheduler.Catalog(), cfg.Schedule)
+	if err != nil {
+		return err
+	}
+	if sub == "trigger" {
+		if _, ok := scheduler.Lookup(jobs, pos[0]); !ok {
+			names := make([]string, len(jobs))
+			for i, j := range jobs {
+				names[i] = j.Name
+			}
+			return usageError("no job named %q (jobs: %s)", pos[0], strings.Join(names, ", "))
+		}
+	}
+	log, err := telemetry.NewLogger(stderr, cfg.LogFormat, "warn")
+	if err != nil {
+		return err
+	}
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		natsURL = "nats://" + cfg.DevNATSAddr
+	}
+	var js jetstream.JetStream
+	nc, connErr := nats.Connect(natsURL, nats.Name("levqor-schedule"), nats.Timeout(scheduleNATSTimeout))
+	if connErr == nil {
+		defer nc.Close()
+		if js, connErr = jetstream.New(nc); connErr != nil {
+			js = nil
+		}
+	}
+	if connErr != nil {
+		connErr = fmt.Errorf("connecting to NATS at %s (LEVQOR_NATS_URL, or dev mode's LEVQOR_DEV_NATS_ADDR): %w", redactNATSURL(natsURL), connErr)
+	}
+	sched, err := scheduler.New(js, scheduler.Config{
+		Topology:      cfg.Topology,
+		Jobs:          jobs,
+		CatchUpWindow: cfg.CatchUpWindow,
+		Timeout:       scheduleNATSTimeout,
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+
+	if sub == "trigger" {
+		if connErr != nil {
+			return connErr
+		}
+		return scheduleTrigger(ctx, sched, pos[0], *asJSON, stdout, stderr)
+	}
+	entries := scheduleList(ctx, sched, js != nil, time.Now())
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(entries); err != nil {
+			return err
+		}
+	} else {
+		printSchedule(stdout, entries, sched.CatchUpWindow())
+	}
+	if connErr != nil {
+		return fmt.Errorf("last slots unknown: %w", connErr)
+	}
+	for _, e := range entries {
+		if e.Error != "" {
+			return fmt.Errorf("reading the last tick of %s: %s", e.Name, e.Error)
+		}
+	}
+	return nil
+}
+
+// scheduleArgs parses flags given before, between or after the positional
+// arguments and returns the positional ones.
+func scheduleArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func scheduleList(ctx context.Context, s *scheduler.Scheduler, withNATS bool, now time.Time) []ScheduleEntry {
+	var out []ScheduleEntry
+	for _, j := range s.Jobs() {
+		e := ScheduleEntry{Job: j, Next: []time.Time{}}
+		sc, err := j.Schedule()
+		if err != nil { // New validated every job; kept for safety
+			e.Error = err.Error()
+			out = append(out, e)
+			continue
+		}
+		if !j.Disabled {
+			for _, t := range sc.NextN(now, scheduleNextCount) {
+				e.Next = append(e.Next, t.In(sc.Location()))
+			}
+		}
+		if withNATS {
+			last, err := s.Last(ctx, j.Name)
+			switch {
+			case err != nil:
+				e.Error = err.Error()
+			default:
+				if !last.Slot.IsZero() {
+					t := last.Slot.In(sc.Location())
+					e.LastSlot = &t
+				}
+				if !last.Stored.IsZero() {
+					t := last.Stored
+					e.LastStored = &t
+				}
+				e.LastManual = last.Manual
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func printSchedule(w io.Writer, entries []ScheduleEntry, window time.Duration) {
+	fmt.Fprintf(w, "%d jobs; missed slots are caught up for %s (LEVQOR_CATCHUP_WINDOW); times in each job's zone\n", len(entries), window)
+	const layout = "2006-01-02 15:04:05 MST"
+	for _, e := range entries {
+		state := "enabled"
+		if e.Disabled {
+			state = "disabled by LEVQOR_SCHEDULE"
+		}
+		zone := e.TimeZone
+		if zone == "" {
+			zone = "UTC"
+		}
+		fmt.Fprintf(w, "\n%s  (%s)\n", e.Name, state)
+		fmt.Fprintf(w, "  spec       %s  [%s]\n", e.Spec, zone)
+		if e.Disabled {
+			fmt.Fprintf(w, "  next       -\n")
+		} else {
+			next := make([]string, len(e.Next))
+			for i, t := range e.Next {
+				next[i] = t.Format(layout)
+			}
+			fmt.Fprintf(w, "  next       %s\n", strings.Join(next, "   "))
+		}
+		switch {
+		case e.Error != "":
+			fmt.Fprintf(w, "  last slot  unknown: %s\n", e.Error)
+		case e.LastSlot != nil:
+			fmt.Fprintf(w, "  last slot  %s\n", e.LastSlot.Format(layout))
+		default:
+			fmt.Fprintf(w, "  last slot  none in the TICKS stream\n")
+		}
+		if e.LastManual != nil {
+			fmt.Fprintf(w, "  manual     %s (triggered by an operator)\n", e.LastManual.Slot.Format(time.RFC3339))
+		}
+		fmt.Fprintf(w, "  does       %s\n", e.Description)
+	}
+}
+
+func scheduleTrigger(ctx context.Context, s *scheduler.Scheduler, job string, asJSON bool, stdout, stderr io.Writer) error {
+	if j, _ := scheduler.Lookup(s.Jobs(), job); j.Disabled {
+		fmt.Fprintf(stderr, "note: %s is disabled by LEVQOR_SCHEDULE; its worker still handles this tick\n", job)
+	}
+	p, err := s.Trigger(ctx, job)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(p)
+	}
+	fmt.Fprintf(stdout, "published manual tick %s\n  slot %s, TICKS sequence %d\n", p.MsgID, p.Tick.Slot.Format(time.RFC3339), p.Seq)
+	return nil
+}
+
+// redactNATSURL hides credentials (user and password, or a token) in a
+// NATS URL, or a comma-separated list of them, so that it can be printed.
+func redactNATSURL(raw string) string {
+	parts := strings.Split(raw, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			scheme := ""
+			if k := strings.Index(p, "://"); k >= 0 && k < at {
+				scheme = p[:k+3]
+			}
+			parts[i] = scheme + "xxxxx@" + p[at+1:]
+		}
+	}
+	return strings.Join(parts, ",")
+}

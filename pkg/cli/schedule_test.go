@@ -1,0 +1,196 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/bus/bustest"
+	"github.com/levqor/levqor/pkg/cli"
+	"github.com/levqor/levqor/pkg/scheduler"
+)
+
+func schedule(t *testing.T, env map[string]string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := cli.RunWith(context.Background(), append([]string{"schedule"}, args...), &out, &errOut, cli.Options{Getenv: getenv(env)})
+	return out.String(), errOut.String(), err
+}
+
+func scheduleJSON(t *testing.T, env map[string]string) map[string]cli.ScheduleEntry {
+	t.Helper()
+	out, errOut, err := schedule(t, env, "list", "--json")
+	require.NoError(t, err, errOut)
+	var entries []cli.ScheduleEntry
+	require.NoError(t, json.Unmarshal([]byte(out), &entries))
+	byName := map[string]cli.ScheduleEntry{}
+	for _, e := range entries {
+		byName[e.Name] = e
+	}
+	return byName
+}
+
+func TestScheduleListAndTrigger(t *testing.T) {
+	t.Parallel()
+	nenv := bustest.Start(t)
+	env := map[string]string{"LEVQOR_NATS_URL": nenv.Server.ClientURL()}
+	before := time.Now()
+
+	t.Run("ListShowsTheWholeCatalog", func(t *testing.T) {
+		entries := scheduleJSON(t, env)
+		require.Len(t, entries, len(scheduler.Catalog()))
+		for _, j := range scheduler.Catalog() {
+			e, ok := entries[j.Name]
+			require.True(t, ok, j.Name)
+			require.Equal(t, j.Spec, e.Spec)
+			require.Equal(t, j.Description, e.Description)
+			require.False(t, e.Disabled)
+			require.Len(t, e.Next, 3, "three next fire times")
+			require.True(t, e.Next[0].After(before))
+			require.True(t, e.Next[1].After(e.Next[0]) && e.Next[2].After(e.Next[1]))
+			require.Nil(t, e.LastSlot, "nothing published yet")
+		}
+		watch := entries[scheduler.JobHousekeepingWatch]
+		require.Equal(t, time.Minute, watch.Next[1].Sub(watch.Next[0]), "the watch runs every minute")
+		require.Zero(t, watch.Next[0].Second())
+
+		out, _, err := schedule(t, env, "list")
+		require.NoError(t, err)
+		for _, j := range scheduler.Catalog() {
+			require.Contains(t, out, j.Name)
+			require.Contains(t, out, j.Spec)
+		}
+		require.Contains(t, out, "none in the TICKS stream")
+	})
+
+	t.Run("TriggerPublishesAManualTick", func(t *testing.T) {
+		out, _, err := schedule(t, env, "trigger", scheduler.JobHousekeepingWatch)
+		require.NoError(t, err)
+		require.Contains(t, out, "published manual tick housekeeping.watch@")
+		msgs := nenv.Messages(t, bus.Ticks)
+		require.Len(t, msgs, 1)
+		tk, err := scheduler.ParseTick(msgs[0].Data)
+		require.NoError(t, err)
+		require.True(t, tk.Manual)
+		require.Contains(t, out, msgs[0].Header.Get(bus.HeaderMsgID))
+
+		jsonOut, _, err := schedule(t, env, "trigger", "--json", scheduler.JobHousekeepingWatch)
+		require.NoError(t, err)
+		var p scheduler.Published
+		require.NoError(t, json.Unmarshal([]byte(jsonOut), &p))
+		require.NotEqual(t, msgs[0].Header.Get(bus.HeaderMsgID), p.MsgID, "a second trigger is a second tick")
+		require.Len(t, nenv.Messages(t, bus.Ticks), 2)
+
+		entries := scheduleJSON(t, env)
+		watch := entries[scheduler.JobHousekeepingWatch]
+		require.NotNil(t, watch.LastManual)
+		require.Equal(t, p.Tick.Slot, watch.LastManual.Slot)
+		require.Nil(t, watch.LastSlot, "a manual tick is not a scheduled slot")
+	})
+
+	t.Run("ListShowsTheLastScheduledSlot", func(t *testing.T) {
+		slot := time.Now().UTC().Truncate(time.Minute)
+		b, err := json.Marshal(scheduler.Tick{Job: scheduler.JobHousekeepingPrune, Slot: slot})
+		require.NoError(t, err)
+		_, err = bus.NewPublisher(nenv.JS, nenv.Topo).Publish(context.Background(),
+			nenv.Topo.Subject(bus.Ticks, scheduler.JobHousekeepingPrune), scheduler.MsgID(scheduler.JobHousekeepingPrune, slot), nil, b)
+		require.NoError(t, err)
+		prune := scheduleJSON(t, env)[scheduler.JobHousekeepingPrune]
+		require.NotNil(t, prune.LastSlot)
+		require.True(t, slot.Equal(*prune.LastSlot))
+		out, _, err := schedule(t, env, "list")
+		require.NoError(t, err)
+		require.Contains(t, out, slot.Format("2006-01-02 15:04:05 MST"))
+	})
+
+	t.Run("OverridesShow", func(t *testing.T) {
+		env := map[string]string{
+			"LEVQOR_NATS_URL": nenv.Server.ClientURL(),
+			"LEVQOR_SCHEDULE": "housekeeping.prune=off;housekeeping.watch=CRON_TZ=Europe/London 0 30 1 * * *",
+		}
+		entries := scheduleJSON(t, env)
+		prune := entries[scheduler.JobHousekeepingPrune]
+		require.True(t, prune.Disabled)
+		require.Empty(t, prune.Next, "a disabled job does not fire")
+		watch := entries[scheduler.JobHousekeepingWatch]
+		require.Equal(t, "Europe/London", watch.TimeZone)
+		require.Equal(t, "01:30", watch.Next[0].Format("15:04"), "shown in the job's zone")
+		out, _, err := schedule(t, env, "list")
+		require.NoError(t, err)
+		require.Contains(t, out, "housekeeping.prune  (disabled by LEVQOR_SCHEDULE)")
+
+		_, errOut, err := schedule(t, env, "trigger", scheduler.JobHousekeepingPrune)
+		require.NoError(t, err)
+		require.Contains(t, errOut, "disabled", "the operator is told the job is disabled")
+	})
+}
+
+func TestScheduleErrors(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		args  []string
+		env   map[string]string
+		usage bool
+		want  string
+	}{
+		"NoSubcommand":     {nil, nil, true, "schedule list"},
+		"UnknownSub":       {[]string{"frob"}, nil, true, "frob"},
+		"TriggerNoJob":     {[]string{"trigger"}, nil, true, "name one job"},
+		"TriggerTwoJobs":   {[]string{"trigger", "a", "b"}, nil, true, "name one job"},
+		"TriggerUnknown":   {[]string{"trigger", "billing.nope"}, nil, true, "housekeeping.watch"},
+		"ListArgs":         {[]string{"list", "x"}, nil, true, "no arguments"},
+		"BadFlag":          {[]string{"list", "--yaml"}, nil, true, "yaml"},
+		"BadOverride":      {[]string{"list"}, map[string]string{"LEVQOR_SCHEDULE": "housekeeping.prune=every day"}, false, "LEVQOR_SCHEDULE"},
+		"CatchUpTooLong":   {[]string{"list"}, map[string]string{"LEVQOR_CATCHUP_WINDOW": "96h"}, false, "LEVQOR_CATCHUP_WINDOW"},
+		"TriggerNoNATS":    {[]string{"trigger", "housekeeping.watch"}, map[string]string{"LEVQOR_NATS_URL": "nats://127.0.0.1:1"}, false, "LEVQOR_NATS_URL"},
+		"ListNoNATS":       {[]string{"list"}, map[string]string{"LEVQOR_NATS_URL": "nats://127.0.0.1:1"}, false, "last slots unknown"},
+		"DevNATSByDefault": {[]string{"list"}, map[string]string{"LEVQOR_DEV_NATS_ADDR": "127.0.0.1:1"}, false, "127.0.0.1:1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := schedule(t, tc.env, tc.args...)
+			require.Error(t, err)
+			require.Equal(t, tc.usage, errors.Is(err, cli.ErrUsage), "%v", err)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+
+	t.Run("ListWithoutNATSStillShowsTheCatalog", func(t *testing.T) {
+		out, _, err := schedule(t, map[string]string{"LEVQOR_NATS_URL": "nats://operator:s3cret-pass@127.0.0.1:1"}, "list")
+		require.Error(t, err)
+		require.Equal(t, 1, cli.ExitCode(err))
+		require.NotContains(t, err.Error(), "s3cret-pass", "credentials are never printed")
+		require.NotContains(t, err.Error(), "operator")
+		for _, j := range scheduler.Catalog() {
+			require.Contains(t, out, j.Name)
+		}
+	})
+}
+
+func TestScheduleInDevMode(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"LEVQOR_DATA_DIR":      t.TempDir(),
+		"LEVQOR_HTTP_ADDR":     "127.0.0.1:0",
+		"LEVQOR_DEV_NATS_ADDR": "127.0.0.1:0",
+		"LEVQOR_LOG_LEVEL":     "warn",
+	}
+	d := startDev(t, env)
+	// An operator's shell in dev mode sets nothing but the dev NATS address.
+	cliEnv := map[string]string{"LEVQOR_DEV_NATS_ADDR": strings.TrimPrefix(d.info.NATSURL, "nats://")}
+	out, errOut, err := schedule(t, cliEnv, "list")
+	require.NoError(t, err, errOut)
+	t.Logf("levqor schedule list:\n%s", out)
+	for _, j := range scheduler.Catalog() {
+		require.Contains(t, out, j.Name)
+	}
+	out, _, err = schedule(t, cliEnv, "trigger", scheduler.JobHousekeepingWatch)
+	require.NoError(t, err)
+	require.Contains(t, out, "published manual tick")
+}
