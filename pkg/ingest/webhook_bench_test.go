@@ -1,0 +1,65 @@
+package ingest_test
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/bus/bustest"
+	"github.com/levqor/levqor/pkg/ingest"
+	"github.com/levqor/levqor/pkg/stripesim"
+	"github.com/levqor/levqor/pkg/telemetry"
+)
+
+// BenchmarkWebhook measures ingest's hot path in process: signature check,
+// envelope parse, synchronous JetStream publish (file storage) and the JSON
+// answer. Each iteration is a new event, so nothing is deduplicated.
+func BenchmarkWebhook(b *testing.B) {
+	env := bustest.Start(b)
+	log := logrus.New()
+	log.Out = io.Discard
+	const secret = "whsec_bench"
+	srv, err := ingest.New(ingest.Config{WebhookSecrets: []string{secret}}, bus.NewPublisher(env.JS, env.Topo), nil, log, telemetry.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := srv.Handler()
+	payloads := make([][]byte, b.N)
+	sigs := make([]string, b.N)
+	for i := range payloads {
+		payloads[i], _ = stripesim.NewEvent("invoice.paid", stripesim.EventOptions{})
+		sigs[i] = stripesim.Sign(payloads[i], secret, time.Now())
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req := httptest.NewRequest(http.MethodPost, "/webhooks/stripe", bytes.NewReader(payloads[i]))
+		req.Header.Set("Stripe-Signature", sigs[i])
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// BenchmarkVerifySignature is stripe-go's signature check on a typical
+// event, the part of the hot path no implementation can skip.
+func BenchmarkVerifySignature(b *testing.B) {
+	payload, _ := stripesim.NewEvent("customer.subscription.updated", stripesim.EventOptions{})
+	sig := stripesim.Sign(payload, "whsec_bench", time.Now())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := webhook.ValidatePayloadWithTolerance(payload, sig, "whsec_bench", 5*time.Minute); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
