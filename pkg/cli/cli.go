@@ -170,14 +170,8 @@ func runProcess(ctx context.Context, cmd string, args []string, stdout, stderr i
 // and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := Run(ctx, args, stdout, stderr)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, ErrUsage):
+	if err != nil {
 		fmt.Fprintln(stderr, "levqor:", err)
-		return 2
-	default:
-		fmt.Fprintln(stderr, "levqor:", err)
-		return 1
 	}
+	return ExitCode(err)
 }
