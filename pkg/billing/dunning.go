@@ -12,10 +12,10 @@ import (
 	"github.com/levqor/levqor/pkg/store"
 )
 
-// Billing's periodic jobs.
+// Billing's periodic jobs, as the scheduler's catalog names them.
 const (
-	JobDunning   = "billing.dunning"
-	JobReconcile = "billing.reconcile"
+	JobDunning   = scheduler.JobBillingDunning
+	JobReconcile = scheduler.JobBillingReconcile
 )
 
 // HandleTick runs billing's periodic jobs, acting on the tick's slot. Both

@@ -1,6 +1,3 @@
-// Package billing is the billing worker: it turns Stripe's events into what
-// each account has paid for. Its first duty is the event ledger: every
-// Stripe event Levqor receives is recorded exactly once, as Stripe sent it.
 package billing
 
 import (
@@ -9,7 +6,6 @@ import (
 	"time"
 
 	"github.com/levqor/levqor/pkg/bus"
-	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/stripeevent"
 )
@@ -51,9 +47,4 @@ func RecordStripeEvent(ctx context.Context, tx *store.Tx, m *bus.Message) error 
 	}
 	bus.Logger(ctx).WithField("stripe_event_id", env.ID).Info("stripe event recorded")
 	return nil
-}
-
-// Register adds the billing worker's routes to r.
-func Register(r *bus.Router, s *store.Store) {
-	r.Handle(StripeConsumer(), inbox.Handler(s, RecordStripeEvent))
 }

@@ -101,11 +101,16 @@ func summary(s store.Subscription) string {
 		items = append(items, fmt.Sprintf("%s×%d", it.PriceID, it.Quantity))
 	}
 	slices.Sort(items)
+	unknown := slices.Clone(s.UnknownPrices)
+	slices.Sort(unknown)
+	// Unknown prices are compared too: once the catalog learns a price,
+	// reconciliation applies it.
 	b, _ := json.Marshal(struct {
-		Status string
-		Items  []string
-		Cancel bool
-	}{s.Status, items, s.CancelAtPeriodEnd})
+		Status  string
+		Items   []string
+		Cancel  bool
+		Unknown []string `json:",omitempty"`
+	}{s.Status, items, s.CancelAtPeriodEnd, unknown})
 	return string(b)
 }
 
@@ -173,11 +178,22 @@ func (w *Worker) fromStripe(sub *stripe.Subscription, src store.SourceEvent) sto
 }
 
 // reconcileTick runs Reconcile for a tick. It is idempotent (it compares
-// against Stripe), so a redelivered tick is harmless.
+// against Stripe), so a redelivered tick is harmless. Without a Stripe API
+// key there is nothing to compare with: the tick is skipped with a warning
+// and counted (result "skipped") rather than dead-lettered every day,
+// because a deployment without STRIPE_API_KEY (dev mode without
+// stripe-mock) has chosen not to call Stripe.
 func (w *Worker) reconcileTick(ctx context.Context, m *bus.Message, slot time.Time) error {
+	log := bus.Logger(ctx).WithField("slot", slot)
 	if w.Stripe == nil {
-		return bus.Permanent(ErrNoStripeAPI)
+		w.m().reconciles.WithLabelValues("skipped").Inc()
+		log.Warn("reconciliation skipped: " + ErrNoStripeAPI.Error())
+		return nil
 	}
-	_, err := w.Reconcile(ctx, time.Now())
-	return err
+	if _, err := w.Reconcile(ctx, time.Now()); err != nil {
+		w.m().reconciles.WithLabelValues("failed").Inc()
+		return err
+	}
+	w.m().reconciles.WithLabelValues("ok").Inc()
+	return nil
 }

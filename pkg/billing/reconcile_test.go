@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/billing"
+	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 	"github.com/levqor/levqor/pkg/stripemock"
@@ -112,4 +114,33 @@ func TestReconcileWithoutStripeKeyIsAClearError(t *testing.T) {
 	h := newHarness(t, storetest.SQLite(t))
 	_, err := h.w.Reconcile(context.Background(), time.Now())
 	require.ErrorIs(t, err, billing.ErrNoStripeAPI)
+}
+
+// TestReconcileAppliesAPriceTheCatalogLearned: a subscription on a price
+// the catalog did not know leaves the account as it was; once the catalog
+// has the price, the next reconciliation applies it.
+func TestReconcileAppliesAPriceTheCatalogLearned(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	base := stripemock.Start(t)
+	fixture := mockSubscription(t, base)
+	require.NotEmpty(t, fixture.Items.Data)
+	price := fixture.Items.Data[0].Price.ID
+	h := newHarness(t, st)
+	h.w.Stripe = accounts.NewStripeClient("sk_test_levqor", base, storetest.Logger(t))
+	h.account("acc_learn", fixture.Customer.ID)
+
+	_, err := h.w.Reconcile(context.Background(), time.Now())
+	require.NoError(t, err)
+	require.Nil(t, h.get("acc_learn").Tier, "an unknown price changes nothing")
+
+	learned, err := catalog.Parse([]byte(strings.Replace(string(catalog.Example), "price_levqor_growth_monthly", price, 1)))
+	require.NoError(t, err)
+	h.w.Catalog = learned
+	rep, err := h.w.Reconcile(context.Background(), time.Now())
+	require.NoError(t, err)
+	require.Len(t, rep.Repairs, 1)
+	require.Equal(t, "changed", rep.Repairs[0].Kind)
+	require.Contains(t, rep.Repairs[0].From, price, "the repair shows the price that was unknown")
+	require.Equal(t, "growth", *h.get("acc_learn").Tier)
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 
+	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/inbox"
@@ -48,52 +50,77 @@ const (
 	EventChargeRefunded        = "charge_refunded"
 	EventDisputeOpened         = "dispute_opened"
 	EventUnknownPrice          = "unknown_price"
-	EventUnlinkedCustomer      = "unlinked_customer"
 )
 
 // Worker is the billing worker: it turns Stripe events into each account's
-// subscriptions, invoices, status and entitlements.
+// subscriptions, invoices, status and entitlements, runs the dunning and
+// reconciliation ticks, and carries out the billing commands of the
+// product API (Checkout and billing portal sessions).
 type Worker struct {
 	Store    *store.Store
 	Catalog  *catalog.Catalog
 	Topology bus.Topology
 	// Stripe is the API client, for fetching objects an event does not
-	// describe fully; nil when no key is configured.
+	// describe fully, creating sessions and reconciling; nil when no key
+	// is configured: events are still applied, while commands answer 503
+	// and reconciliation is skipped, each saying that STRIPE_API_KEY is
+	// missing.
 	Stripe *client.API
 	// Grace is the dunning grace period.
 	Grace time.Duration
 	Log   logrus.FieldLogger
+	// Runtime does the bookkeeping of billing commands; nil makes Register
+	// use one without notifications (waiting clients then learn outcomes
+	// at their deadline).
+	Runtime *command.Runtime
+	// Metrics are the worker's metrics; nil makes unregistered ones. A
+	// process that builds several workers shares one NewMetrics.
+	Metrics *Metrics
 
-	metrics *workerMetrics
+	metricsOnce sync.Once
 }
 
-type workerMetrics struct {
+// Metrics are the billing worker's Prometheus metrics.
+type Metrics struct {
 	unknownPrices prometheus.Counter
 	stale         *prometheus.CounterVec
 	unlinked      prometheus.Counter
 	suspended     prometheus.Counter
 	repairs       *prometheus.CounterVec
+	reconciles    *prometheus.CounterVec
+	sessions      *prometheus.CounterVec
+}
+
+// NewMetrics creates the billing metrics and registers them on reg (nil:
+// not registered). Call it once per registry.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		unknownPrices: prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_unknown_prices_total", Help: "Subscription items whose price is not in the catalog (entitlements left unchanged)."}),
+		stale:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_stale_events_total", Help: "Stripe events older than the state already held, ignored."}, []string{"type"}),
+		unlinked:      prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_unlinked_customer_events_total", Help: "Events for Stripe customers, or checkout sessions for accounts, that no Levqor account matches; recorded in the ledger only."}),
+		suspended:     prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_suspensions_total", Help: "Accounts suspended after their grace period."}),
+		repairs:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_reconcile_repairs_total", Help: "Drift repaired by reconciliation, by kind."}, []string{"kind"}),
+		reconciles:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_reconcile_runs_total", Help: "Scheduled reconciliations by result: ok, failed, or skipped for want of STRIPE_API_KEY."}, []string{"result"}),
+		sessions:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_sessions_created_total", Help: "Stripe sessions created for billing commands, by kind: checkout_subscription, checkout_payment, portal."}, []string{"kind"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.unknownPrices, m.stale, m.unlinked, m.suspended, m.repairs, m.reconciles, m.sessions)
+	}
+	return m
 }
 
 // RegisterMetrics creates the worker's metrics on reg.
 func (w *Worker) RegisterMetrics(reg prometheus.Registerer) {
-	w.metrics = &workerMetrics{
-		unknownPrices: prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_unknown_prices_total", Help: "Subscription items whose price is not in the catalog (entitlements left unchanged)."}),
-		stale:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_stale_events_total", Help: "Stripe events older than the state already held, ignored."}, []string{"type"}),
-		unlinked:      prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_unlinked_customer_events_total", Help: "Events for Stripe customers no account is linked to."}),
-		suspended:     prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_suspensions_total", Help: "Accounts suspended after their grace period."}),
-		repairs:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_reconcile_repairs_total", Help: "Drift repaired by reconciliation, by kind."}, []string{"kind"}),
-	}
-	if reg != nil {
-		reg.MustRegister(w.metrics.unknownPrices, w.metrics.stale, w.metrics.unlinked, w.metrics.suspended, w.metrics.repairs)
-	}
+	w.Metrics = NewMetrics(reg)
 }
 
-func (w *Worker) m() *workerMetrics {
-	if w.metrics == nil {
-		w.RegisterMetrics(nil)
-	}
-	return w.metrics
+func (w *Worker) m() *Metrics {
+	w.metricsOnce.Do(func() {
+		if w.Metrics == nil {
+			w.Metrics = NewMetrics(nil)
+		}
+	})
+	return w.Metrics
 }
 
 func (w *Worker) grace() time.Duration {
@@ -104,10 +131,17 @@ func (w *Worker) grace() time.Duration {
 }
 
 // Register adds the billing worker's routes to r: every Stripe event
-// (ledger, then state) and the dunning tick.
+// (ledger, then state), the billing ticks, the billing commands and the
+// consumer that marks dead-lettered commands failed.
 func (w *Worker) Register(r *bus.Router) {
+	w.m()
+	if w.Runtime == nil {
+		w.Runtime = &command.Runtime{Store: w.Store, Prefix: w.Topology.Prefix}
+	}
 	r.Handle(StripeConsumer(), inbox.Handler(w.Store, w.HandleStripe))
 	r.Handle(bus.ConsumerSpec{Name: ConsumerTick, Kind: bus.Ticks, Filter: "billing.>"}, w.HandleTick)
+	r.Handle(CommandConsumer(), w.Runtime.Handler(w.HandleCommand))
+	r.Handle(w.Runtime.DeadLetters(WorkerName, ConsumerCommands))
 }
 
 // ConsumerTick is the billing worker's consumer on TICKS.
@@ -184,8 +218,8 @@ func (a *apply) emit(ctx context.Context, what, accountID string, payload map[st
 	return err
 }
 
-// account finds the account billed through customer; nil (and a warning,
-// a metric and an operator event) when no account is linked to it.
+// account finds the account billed through customer; nil (with a warning
+// and a metric) when no account is linked to it.
 func (a *apply) account(ctx context.Context, customer string) (*store.Account, error) {
 	if customer == "" {
 		return nil, nil
@@ -384,6 +418,8 @@ func (w *Worker) recompute(ctx context.Context, tx *store.Tx, acc *store.Account
 	if err := tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc.ID, Tier: tier, Status: status, Entitlements: entJSON}); err != nil {
 		return err
 	}
+	bus.Logger(ctx).WithFields(logrus.Fields{"account_id": acc.ID, "tier": tierName(tier), "previous_tier": tierName(acc.Tier),
+		"status": status, "previous_status": acc.Status}).Info("account billing changed")
 	if tierChanged || entChanged {
 		if err := emit(ctx, EventEntitlementsChanged, acc.ID, map[string]any{
 			"tier": tier, "entitlements": json.RawMessage(entJSON), "previous_tier": acc.Tier, "previous_entitlements": acc.Entitlements,
@@ -397,6 +433,13 @@ func (w *Worker) recompute(ctx context.Context, tx *store.Tx, acc *store.Account
 		}
 	}
 	return nil
+}
+
+func tierName(t *string) string {
+	if t == nil {
+		return ""
+	}
+	return *t
 }
 
 func equalTier(a, b *string) bool {
@@ -533,7 +576,13 @@ func (a *apply) checkout(ctx context.Context) error {
 	}
 	acc, err := a.tx.GetAccount(ctx, accountID)
 	if errors.Is(err, store.ErrNotFound) {
-		return bus.Permanentf("checkout session %s names unknown account %s", cs.ID, accountID)
+		// A session Levqor did not create (a payment link, another
+		// environment on the same Stripe account): no retry can find the
+		// account, and the event is in the ledger for operators.
+		a.w.m().unlinked.Inc()
+		a.log.WithFields(logrus.Fields{"checkout_session": cs.ID, "account_ref": accountID}).
+			Warn("checkout session names no Levqor account; recorded in the ledger only")
+		return nil
 	}
 	if err != nil {
 		return err

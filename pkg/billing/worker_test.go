@@ -270,9 +270,17 @@ func TestCheckoutLinksCustomerAndRecordsDFY(t *testing.T) {
 	ps, _ = st.DFYPurchases(context.Background(), "acc_co")
 	require.Len(t, ps, 2)
 
-	bad, err := stripesim.NewEvent("checkout.session.completed", stripesim.EventOptions{AccountRef: "acc_nobody"})
+	// A session for no Levqor account (a payment link, another
+	// environment): recorded in the ledger, not dead-lettered, and no
+	// account is linked to its customer.
+	foreign, err := stripesim.NewEvent("checkout.session.completed", stripesim.EventOptions{ID: "evt_co_foreign", AccountRef: "acc_nobody", Customer: "cus_foreign"})
 	require.NoError(t, err)
-	require.True(t, bus.IsPermanent(h.deliver(bad)), "an unknown account cannot be fixed by retrying")
+	h.must(foreign)
+	_, err = st.GetStripeEvent(context.Background(), "evt_co_foreign")
+	require.NoError(t, err, "in the ledger")
+	_, err = st.GetAccount(context.Background(), "acc_nobody")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.Equal(t, "cus_from_checkout", h.get("acc_co").StripeCustomerID, "no other account changed")
 }
 
 func TestRefundsAndDisputes(t *testing.T) {

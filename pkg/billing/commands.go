@@ -1,0 +1,254 @@
+package billing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/stripe/stripe-go/v76"
+
+	"github.com/levqor/levqor/pkg/api/command"
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/store"
+)
+
+// WorkerName is the worker's name in LEVQOR_WORKERS.
+const WorkerName = "billing"
+
+// ConsumerCommands is the billing worker's durable consumer on COMMANDS.
+const ConsumerCommands = "billing-cmd"
+
+// Domain is the command domain the worker handles: levqor.cmd.billing.*.
+const Domain = "billing"
+
+// Actions of the billing domain.
+const (
+	// ActionCheckout creates a Stripe Checkout Session (CheckoutParams).
+	ActionCheckout = "checkout"
+	// ActionPortal creates a Stripe billing portal session (PortalParams).
+	ActionPortal = "portal"
+)
+
+// CommandConsumer declares billing-cmd: every billing command.
+func CommandConsumer() bus.ConsumerSpec {
+	return bus.ConsumerSpec{Name: ConsumerCommands, Kind: bus.Commands, Filter: Domain + ".>"}
+}
+
+// CheckoutIdempotencyKey is the Stripe idempotency key of the Checkout
+// Session that command cmdID creates: every retry of the command, after a
+// Stripe 5xx, a timeout or a crash before the commit, sends the same key,
+// so Stripe answers with the session it already made instead of a second.
+func CheckoutIdempotencyKey(cmdID string) string { return "levqor-" + cmdID + "-checkout" }
+
+// PortalIdempotencyKey is the Stripe idempotency key of the billing portal
+// session that command cmdID creates.
+func PortalIdempotencyKey(cmdID string) string { return "levqor-" + cmdID + "-portal" }
+
+// CheckoutResult is the result of billing.checkout: where to send the
+// customer to pay.
+type CheckoutResult struct {
+	// ID is the Checkout Session id, cs_….
+	ID string `json:"id"`
+	// URL is the Stripe-hosted payment page.
+	URL string `json:"url"`
+	// Mode is subscription or payment.
+	Mode string `json:"mode"`
+}
+
+// PortalResult is the result of billing.portal.
+type PortalResult struct {
+	// URL is the Stripe-hosted billing portal, valid for a short time.
+	URL string `json:"url"`
+}
+
+// ErrStripeNotConfiguredMessage is what a billing command answers when
+// the worker has no Stripe API to call.
+const ErrStripeNotConfiguredMessage = "Stripe is not configured for the billing worker: set STRIPE_API_KEY, " +
+	"or in dev mode STRIPE_API_BASE=http://127.0.0.1:12111 with stripe-mock running"
+
+// HandleCommand carries out one billing command (a command.Func).
+func (w *Worker) HandleCommand(ctx context.Context, e *command.Envelope) (command.Effect, error) {
+	if e.Domain != Domain {
+		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
+			fmt.Sprintf("the billing worker does not handle %s", e.Type()))
+	}
+	switch e.Action {
+	case ActionCheckout:
+		return w.checkoutSession(ctx, e)
+	case ActionPortal:
+		return w.portalSession(ctx, e)
+	default:
+		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
+			fmt.Sprintf("unknown billing command %q", e.Action))
+	}
+}
+
+// commandAccount returns the account a command is for, with its Stripe
+// customer.
+func (w *Worker) commandAccount(ctx context.Context, e *command.Envelope) (*store.Account, error) {
+	if e.AccountID == "" {
+		return nil, invalid("account_id", "account_id is required")
+	}
+	acc, err := w.Store.GetAccount(ctx, e.AccountID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, command.Fail(http.StatusNotFound, "not_found", "account_id", "no account "+e.AccountID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acc.StripeCustomerID == "" {
+		return nil, command.Fail(http.StatusConflict, "no_stripe_customer", "account_id",
+			"account "+acc.ID+" has no Stripe customer to bill")
+	}
+	return acc, nil
+}
+
+func (w *Worker) checkoutSession(ctx context.Context, e *command.Envelope) (command.Effect, error) {
+	var p CheckoutParams
+	if err := decodeParams(e.Params, &p); err != nil {
+		return nil, err
+	}
+	p.Normalize()
+	plan, err := p.Plan(w.Catalog)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := w.commandAccount(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	if plan.Mode == stripe.CheckoutSessionModeSubscription {
+		subs, err := w.Store.AccountSubscriptions(ctx, acc.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range subs {
+			if slices.Contains(entitledStatuses, s.Status) {
+				return nil, command.Fail(http.StatusConflict, "already_subscribed", "items",
+					fmt.Sprintf("account %s already has subscription %s (%s): change its plan in a billing portal session instead of starting a second one", acc.ID, s.ID, s.Status))
+			}
+		}
+	}
+	if w.Stripe == nil {
+		return nil, command.Fail(http.StatusServiceUnavailable, "stripe_not_configured", "", ErrStripeNotConfiguredMessage)
+	}
+	params := &stripe.CheckoutSessionParams{
+		Mode:              stripe.String(string(plan.Mode)),
+		Customer:          stripe.String(acc.StripeCustomerID),
+		ClientReferenceID: stripe.String(acc.ID),
+		SuccessURL:        stripe.String(p.SuccessURL),
+		CancelURL:         stripe.String(p.CancelURL),
+	}
+	params.Context = ctx
+	for _, l := range plan.Lines {
+		params.LineItems = append(params.LineItems, &stripe.CheckoutSessionLineItemParams{
+			Price: stripe.String(l.PriceID), Quantity: stripe.Int64(l.Quantity),
+		})
+	}
+	params.AddMetadata("levqor_account", acc.ID)
+	switch plan.Mode {
+	case stripe.CheckoutSessionModePayment:
+		params.AddMetadata("levqor_products", plan.Products())
+		params.PaymentIntentData = &stripe.CheckoutSessionPaymentIntentDataParams{}
+		params.PaymentIntentData.AddMetadata("levqor_account", acc.ID)
+	default:
+		params.SubscriptionData = &stripe.CheckoutSessionSubscriptionDataParams{}
+		params.SubscriptionData.AddMetadata("levqor_account", acc.ID)
+	}
+	params.SetIdempotencyKey(CheckoutIdempotencyKey(e.ID))
+	cs, err := w.Stripe.CheckoutSessions.New(params)
+	if err != nil {
+		return nil, commandStripeError("creating checkout session", err)
+	}
+	w.m().sessions.WithLabelValues("checkout_" + string(plan.Mode)).Inc()
+	bus.Logger(ctx).WithFields(logrus.Fields{"account_id": acc.ID, "checkout_session": cs.ID, "mode": plan.Mode}).Info("checkout session created")
+	res := CheckoutResult{ID: cs.ID, URL: cs.URL, Mode: string(plan.Mode)}
+	return func(context.Context, *store.Tx) (command.Outcome, error) {
+		return command.Outcome{Status: http.StatusCreated, Result: res}, nil
+	}, nil
+}
+
+func (w *Worker) portalSession(ctx context.Context, e *command.Envelope) (command.Effect, error) {
+	var p PortalParams
+	if err := decodeParams(e.Params, &p); err != nil {
+		return nil, err
+	}
+	p.Normalize()
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	acc, err := w.commandAccount(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	if w.Stripe == nil {
+		return nil, command.Fail(http.StatusServiceUnavailable, "stripe_not_configured", "", ErrStripeNotConfiguredMessage)
+	}
+	params := &stripe.BillingPortalSessionParams{Customer: stripe.String(acc.StripeCustomerID), ReturnURL: stripe.String(p.ReturnURL)}
+	params.Context = ctx
+	params.SetIdempotencyKey(PortalIdempotencyKey(e.ID))
+	ps, err := w.Stripe.BillingPortalSessions.New(params)
+	if err != nil {
+		return nil, commandStripeError("creating billing portal session", err)
+	}
+	w.m().sessions.WithLabelValues("portal").Inc()
+	bus.Logger(ctx).WithField("account_id", acc.ID).Info("billing portal session created")
+	res := PortalResult{URL: ps.URL}
+	return func(context.Context, *store.Tx) (command.Outcome, error) {
+		return command.Outcome{Status: http.StatusCreated, Result: res}, nil
+	}, nil
+}
+
+// StripeRetryAfter is how long a command waits after Stripe's rate limit.
+const StripeRetryAfter = 2 * time.Second
+
+// commandStripeError classifies a Stripe failure of a command: Stripe
+// refusing the request (4xx) fails the command with 422 naming the field
+// where Stripe named one; its rate limit waits; server errors, timeouts and
+// network failures are transient and retried by the bus with the same
+// idempotency key; so is a refused API key, which an operator must fix (the
+// command ends in the dead-letter queue, and is marked failed, if they do
+// not).
+func commandStripeError(doing string, err error) error {
+	var se *stripe.Error
+	if errors.As(err, &se) {
+		switch code := se.HTTPStatusCode; {
+		case code == http.StatusTooManyRequests:
+			return bus.RetryAfter(fmt.Errorf("stripe: %s: rate limited", doing), StripeRetryAfter)
+		case code == http.StatusUnauthorized || code == http.StatusForbidden:
+			return fmt.Errorf("stripe: %s: the API key was refused (%d); check STRIPE_API_KEY", doing, code)
+		case code >= 400 && code < 500:
+			return command.Fail(http.StatusUnprocessableEntity, "stripe_rejected", stripeField(se.Param),
+				"Stripe refused the request: "+se.Msg)
+		}
+		return fmt.Errorf("stripe: %s: status %d: %s", doing, se.HTTPStatusCode, se.Msg)
+	}
+	return fmt.Errorf("stripe: %s: %w", doing, err)
+}
+
+// stripeField maps a Stripe parameter to the API field it came from.
+func stripeField(param string) string {
+	switch {
+	case param == "success_url", param == "cancel_url", param == "return_url":
+		return param
+	case param == "customer":
+		return "account_id"
+	case strings.HasPrefix(param, "line_items"):
+		// line_items[0][price] → items[0].key
+		rest := strings.TrimPrefix(param, "line_items")
+		idx, tail, _ := strings.Cut(strings.TrimPrefix(rest, "["), "]")
+		if idx == "" {
+			return "items"
+		}
+		if strings.Contains(tail, "quantity") {
+			return "items[" + idx + "].quantity"
+		}
+		return "items[" + idx + "].key"
+	}
+	return ""
+}

@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/levqor/levqor/pkg/accounts"
+	"github.com/levqor/levqor/pkg/billing"
+	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/config"
+)
+
+func init() {
+	register("billing", "reconcile [--json]: repair billing state that drifted from Stripe, now", runBilling)
+}
+
+// billingReconcileTimeout bounds an on-demand reconciliation: listing
+// every subscription from Stripe, a hundred per page.
+const billingReconcileTimeout = 10 * time.Minute
+
+const billingUsage = `levqor billing reconcile [--json]`
+
+func runBilling(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+	if len(args) == 0 {
+		return usageError("%s", billingUsage)
+	}
+	switch args[0] {
+	case "reconcile":
+		return runBillingReconcile(ctx, args[1:], stdout, stderr, opts)
+	default:
+		return usageError("unknown billing command %q\n%s", args[0], billingUsage)
+	}
+}
+
+// runBillingReconcile runs what the daily billing.reconcile tick runs, once:
+// it lists every subscription from the Stripe API (STRIPE_API_KEY, and
+// STRIPE_API_BASE for stripe-mock) and repairs the database
+// (LEVQOR_DATABASE_URL, or dev mode's SQLite file). The events the repairs
+// announce go out through the outbox when a workers process (or dev mode)
+// runs its relay.
+func runBillingReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+	fs := flag.NewFlagSet("billing reconcile", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageError("billing reconcile takes no arguments, got %q", fs.Args())
+	}
+	cfg, err := config.FromEnv(opts.Getenv)
+	if err != nil {
+		return err
+	}
+	key := cfg.StripeAPIKey
+	if key == "" && cfg.StripeAPIBase != "" {
+		key = config.StripeDevAPIKey // stripe-mock, as dev mode does
+	}
+	if key == "" {
+		return errors.New("STRIPE_API_KEY: required to compare with Stripe (in dev, STRIPE_API_BASE=http://127.0.0.1:12111 with stripe-mock running)")
+	}
+	cat, err := catalog.Load(cfg.Catalog)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, billingReconcileTimeout)
+	defer cancel()
+	st, err := openKeyStore(ctx, stderr, opts)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	// Repairs are printed below; the logger only says what went wrong.
+	log := logrus.New()
+	log.Out = stderr
+	log.Level = logrus.ErrorLevel
+	w := &billing.Worker{
+		Store: st, Catalog: cat, Topology: cfg.Topology, Grace: cfg.DunningGrace, Log: log,
+		Stripe: accounts.NewStripeClient(key, cfg.StripeAPIBase, log),
+	}
+	rep, err := w.Reconcile(ctx, time.Now())
+	if err != nil {
+		return schemaHint(fmt.Errorf("reconciling: %w", err))
+	}
+	if *asJSON {
+		if rep.Repairs == nil {
+			rep.Repairs = []billing.Repair{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintf(stdout, "listed %d subscription(s) from Stripe; %d repair(s)\n", rep.Listed, len(rep.Repairs))
+	if len(rep.Repairs) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tSUBSCRIPTION\tACCOUNT\tFROM\tTO")
+	for _, r := range rep.Repairs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Kind, r.SubscriptionID, dash(r.AccountID), dash(r.From), r.To)
+	}
+	return tw.Flush()
+}
