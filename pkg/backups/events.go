@@ -1,0 +1,157 @@
+package backups
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/levqor/levqor/pkg/billing"
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/store"
+)
+
+// billingEvent holds the fields of billing's events that retention reads.
+type billingEvent struct {
+	AccountID            string          `json:"account_id"`
+	Tier                 *string         `json:"tier"`
+	Entitlements         json.RawMessage `json:"entitlements"`
+	PreviousTier         *string         `json:"previous_tier"`
+	PreviousEntitlements json.RawMessage `json:"previous_entitlements"`
+	Status               string          `json:"status"`
+	PreviousStatus       string          `json:"previous_status"`
+	At                   time.Time       `json:"at"`
+}
+
+// HandleEvent follows billing's events (an inbox.TxHandler, so each is
+// applied once). Sweeps read the account's entitlements and status when
+// they run, so nothing needs re-planning here; what changes is recorded in
+// the audit trail of each of the account's sources, so that a customer
+// can see why their retention changed:
+//
+//   - billing.entitlements_changed with a different tier policy: the new
+//     default policy, and what it means for each source (a source policy
+//     beyond the new tier's limits is cut to them);
+//   - billing.account_status_changed into or out of suspended: deletion
+//     pauses or resumes.
+//
+// Other billing events do not concern retention and are acknowledged.
+func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) error {
+	what, _ := w.topology().Unprefixed(bus.Events, m.Subject)
+	var apply func(context.Context, *store.Tx, *bus.Message, billingEvent) error
+	switch what {
+	case "billing." + billing.EventEntitlementsChanged:
+		apply = w.entitlementsChanged
+	case "billing." + billing.EventStatusChanged:
+		apply = w.statusChanged
+	default:
+		return nil
+	}
+	var ev billingEvent
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		return bus.Permanentf("decoding %s: %v", what, err)
+	}
+	if ev.AccountID == "" {
+		ev.AccountID = m.Account()
+	}
+	if ev.AccountID == "" {
+		return bus.Permanentf("%s names no account", what)
+	}
+	if ev.At.IsZero() {
+		ev.At = m.Published
+	}
+	return apply(ctx, tx, m, ev)
+}
+
+func (w *Worker) entitlementsChanged(ctx context.Context, tx *store.Tx, m *bus.Message, ev billingEvent) error {
+	prev, err := Entitlements(ev.PreviousEntitlements)
+	if err != nil {
+		return bus.Permanentf("previous_entitlements: %v", err)
+	}
+	cur, err := Entitlements(ev.Entitlements)
+	if err != nil {
+		return bus.Permanentf("entitlements: %v", err)
+	}
+	prevPolicy, _ := json.Marshal(prev.Retention)
+	curPolicy, _ := json.Marshal(cur.Retention)
+	if bytes.Equal(prevPolicy, curPolicy) && deref(ev.PreviousTier) == deref(ev.Tier) {
+		return nil
+	}
+	sources, err := tx.SourcesOfAccount(ctx, ev.AccountID)
+	if err != nil {
+		return err
+	}
+	reason := fmt.Sprintf("the account's tier changed from %s to %s: its default retention policy is now %s (was %s)",
+		tierName(ev.PreviousTier), tierName(ev.Tier), curPolicy, prevPolicy)
+	for _, src := range sources {
+		eff, err := EffectivePolicy(&src, &store.Account{ID: ev.AccountID, Entitlements: ev.Entitlements})
+		if err != nil {
+			return err
+		}
+		policy, err := json.Marshal(eff.Policy)
+		if err != nil {
+			return err
+		}
+		detail, err := json.Marshal(map[string]any{
+			"previous_tier": ev.PreviousTier, "tier": ev.Tier, "previous_tier_policy": json.RawMessage(prevPolicy),
+			"tier_policy": json.RawMessage(curPolicy), "policy_origin": eff.Origin, "event_id": m.ID(),
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.AppendRetentionAudit(ctx, store.RetentionAudit{
+			AccountID: src.AccountID, SourceID: src.ID, Action: AuditDefaultChanged, Actor: "billing",
+			Policy: policy, Reasons: append([]string{reason}, eff.Notes...), Detail: detail, At: ev.At,
+		}); err != nil {
+			return err
+		}
+	}
+	if len(sources) > 0 {
+		bus.Logger(ctx).WithField("account_id", ev.AccountID).WithField("sources", len(sources)).Info("tier policy change recorded")
+	}
+	return nil
+}
+
+func (w *Worker) statusChanged(ctx context.Context, tx *store.Tx, m *bus.Message, ev billingEvent) error {
+	var action, reason string
+	switch {
+	case ev.Status == billing.StatusSuspended && ev.PreviousStatus != billing.StatusSuspended:
+		action, reason = AuditRetentionPaused, "billing suspended the account: sweeps delete and purge nothing until it is active again"
+	case ev.PreviousStatus == billing.StatusSuspended && ev.Status != billing.StatusSuspended:
+		action, reason = AuditRetentionResumed, fmt.Sprintf("the account is %s again: sweeps apply its retention policies", ev.Status)
+	default:
+		return nil
+	}
+	sources, err := tx.SourcesOfAccount(ctx, ev.AccountID)
+	if err != nil {
+		return err
+	}
+	detail, err := json.Marshal(map[string]any{"status": ev.Status, "previous_status": ev.PreviousStatus, "event_id": m.ID()})
+	if err != nil {
+		return err
+	}
+	for _, src := range sources {
+		if _, err := tx.AppendRetentionAudit(ctx, store.RetentionAudit{
+			AccountID: src.AccountID, SourceID: src.ID, Action: action, Actor: "billing",
+			Reasons: []string{reason}, Detail: detail, At: ev.At,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func tierName(s *string) string {
+	if s == nil || *s == "" {
+		return "no tier"
+	}
+	return *s
+}

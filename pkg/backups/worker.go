@@ -1,0 +1,292 @@
+package backups
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/levqor/levqor/pkg/api/command"
+	"github.com/levqor/levqor/pkg/blob"
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/inbox"
+	"github.com/levqor/levqor/pkg/scheduler"
+	"github.com/levqor/levqor/pkg/store"
+)
+
+// WorkerName is the worker's name in LEVQOR_WORKERS.
+const WorkerName = "retention"
+
+// Domain is the command domain the worker handles:
+// levqor.cmd.retention.<action>.
+const Domain = "retention"
+
+// The worker's durable consumers.
+const (
+	ConsumerCommands = "retention-cmd"
+	ConsumerTicks    = "retention-tick"
+	ConsumerEvents   = "retention-event"
+)
+
+// Actions of the retention domain.
+const (
+	ActionCreateSource   = "create_source"
+	ActionRecordSnapshot = "record_snapshot"
+	ActionSetPolicy      = "set_policy"
+	ActionPlaceHold      = "place_hold"
+	ActionReleaseHold    = "release_hold"
+	ActionSweep          = "sweep"
+	ActionRestore        = "restore_snapshot"
+)
+
+// Id prefixes of the domain's resources.
+const (
+	SourceIDPrefix   = "src_"
+	SnapshotIDPrefix = "snap_"
+	HoldIDPrefix     = "hold_"
+)
+
+// JobSweep is the periodic sweep, as the scheduler's catalog names it.
+const JobSweep = scheduler.JobRetentionSweep
+
+// EventSweepBlocked is the operator alert a blocked sweep raises, under
+// levqor.event.backup.
+const EventSweepBlocked = "backup.sweep_blocked"
+
+// Defaults of Settings.
+const (
+	MaxShareDefault   = config.SweepMaxShareDefault
+	TrashGraceDefault = config.TrashGraceDefault
+)
+
+// Settings are the deployment's retention knobs.
+type Settings struct {
+	// MaxShare is the largest share of a source's active snapshots one
+	// sweep may send to the trash (LEVQOR_SWEEP_MAX_SHARE).
+	MaxShare float64
+	// TrashGrace is how long a trashed snapshot keeps its blob before a
+	// sweep purges it (LEVQOR_TRASH_GRACE).
+	TrashGrace time.Duration
+}
+
+// WithDefaults fills unset fields.
+func (s Settings) WithDefaults() Settings {
+	if s.MaxShare <= 0 {
+		s.MaxShare = MaxShareDefault
+	}
+	if s.TrashGrace <= 0 {
+		s.TrashGrace = TrashGraceDefault
+	}
+	return s
+}
+
+// CommandConsumer declares retention-cmd: every retention command.
+func CommandConsumer() bus.ConsumerSpec {
+	return bus.ConsumerSpec{Name: ConsumerCommands, Kind: bus.Commands, Filter: Domain + ".>"}
+}
+
+// TickConsumer declares retention-tick: the retention jobs' ticks.
+func TickConsumer() bus.ConsumerSpec {
+	return bus.ConsumerSpec{Name: ConsumerTicks, Kind: bus.Ticks, Filter: "retention.>"}
+}
+
+// EventConsumer declares retention-event: billing's events, whose
+// entitlement and status changes change what retention may delete.
+func EventConsumer() bus.ConsumerSpec {
+	return bus.ConsumerSpec{Name: ConsumerEvents, Kind: bus.Events, Filter: "billing.>"}
+}
+
+// ErrBlobsNotConfiguredMessage is what a command or sweep that needs the
+// blob store answers when the worker has none.
+const ErrBlobsNotConfiguredMessage = "the retention worker has no blob store: set LEVQOR_BLOB_DIR (dev mode uses LEVQOR_DATA_DIR/blobs)"
+
+// The worker's handlers have the shapes their runtimes expect.
+var (
+	_ command.Func    = (*Worker)(nil).Handle
+	_ bus.Handler     = (*Worker)(nil).HandleTick
+	_ inbox.TxHandler = (*Worker)(nil).HandleEvent
+)
+
+// Worker is the backup-retention worker: it keeps the catalog of backup
+// sources and snapshots, carries out the retention commands, applies
+// retention policies on the retention.sweep tick, and follows billing's
+// entitlement and status changes.
+type Worker struct {
+	// Store holds the catalog; required.
+	Store *store.Store
+	// Blobs holds the snapshots' bytes; nil fails what needs them, with
+	// ErrBlobsNotConfiguredMessage.
+	Blobs blob.Store
+	// Runtime does the command bookkeeping; required.
+	Runtime *command.Runtime
+	// Topology names the subjects of the events the worker emits.
+	Topology bus.Topology
+	// Settings are the sweep's limits; zero fields take the defaults.
+	Settings Settings
+	// Metrics counts what sweeps do; nil counts nothing.
+	Metrics *Metrics
+}
+
+func (w *Worker) settings() Settings { return w.Settings.WithDefaults() }
+
+func (w *Worker) topology() bus.Topology {
+	if w.Topology.Streams == nil {
+		return w.Topology.WithDefaults()
+	}
+	return w.Topology
+}
+
+// Register adds the worker's consumers to r: retention-cmd and
+// retention-dlq for the commands, retention-tick for the sweep and
+// retention-event for billing's events.
+func (w *Worker) Register(r *bus.Router) {
+	r.Handle(CommandConsumer(), w.Runtime.Handler(w.Handle))
+	r.Handle(w.Runtime.DeadLetters(WorkerName, ConsumerCommands))
+	r.Handle(TickConsumer(), w.HandleTick)
+	r.Handle(EventConsumer(), inbox.Handler(w.Store, w.HandleEvent))
+}
+
+// Handle carries out one retention command (a command.Func).
+func (w *Worker) Handle(ctx context.Context, e *command.Envelope) (command.Effect, error) {
+	if e.Domain != Domain {
+		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
+			fmt.Sprintf("the retention worker does not handle %s", e.Type()))
+	}
+	switch e.Action {
+	case ActionCreateSource:
+		return w.createSource(ctx, e)
+	case ActionRecordSnapshot:
+		return w.recordSnapshot(ctx, e)
+	case ActionSetPolicy:
+		return w.setPolicy(ctx, e)
+	case ActionPlaceHold:
+		return w.placeHold(ctx, e)
+	case ActionReleaseHold:
+		return w.releaseHold(ctx, e)
+	case ActionSweep:
+		return w.sweepCommand(ctx, e)
+	case ActionRestore:
+		return w.restore(ctx, e)
+	default:
+		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
+			fmt.Sprintf("unknown retention command %q", e.Action))
+	}
+}
+
+// HandleTick runs the retention.sweep job for the tick's slot. It does not
+// go through the inbox: every step of a sweep is idempotent (a snapshot is
+// moved only from the state the step expects, and deleting a deleted blob
+// succeeds), so a redelivered tick finds nothing left to do, or finishes
+// what a crash interrupted.
+func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
+	t, err := scheduler.ParseTick(m.Data)
+	if err != nil {
+		return bus.Permanent(err)
+	}
+	if t.Job != JobSweep {
+		return bus.Permanentf("retention has no job %q", t.Job)
+	}
+	return w.SweepAll(ctx, t.Slot, "sweep:"+scheduler.MsgID(t.Job, t.Slot))
+}
+
+// SweepAll sweeps every source at now, as actor. A source that fails does
+// not stop the others; the errors are returned together, so the tick is
+// retried and the retry finishes what is left.
+func (w *Worker) SweepAll(ctx context.Context, now time.Time, actor string) error {
+	if w.Blobs == nil {
+		return errors.New(ErrBlobsNotConfiguredMessage)
+	}
+	log := bus.Logger(ctx).WithField("slot", now.UTC().Format(time.RFC3339))
+	start := time.Now()
+	var errs []error
+	var sources, trashed, purged, blocked int
+	var after *store.SourceCursor
+	for {
+		page, err := w.Store.ListSources(ctx, store.ListSourcesParams{Limit: 200, After: after})
+		if err != nil {
+			return err
+		}
+		for _, src := range page {
+			res, err := w.SweepSource(ctx, src.ID, SweepOptions{Now: now, Actor: actor})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("source %s: %w", src.ID, err))
+				log.WithFields(logrus.Fields{"source_id": src.ID, "account_id": src.AccountID, "error": err.Error()}).Error("sweep of a source failed; the tick will be retried")
+				continue
+			}
+			sources++
+			trashed += len(res.Trashed)
+			purged += len(res.Purged)
+			if res.Outcome == OutcomeBlocked {
+				blocked++
+			}
+		}
+		if len(page) < 200 {
+			break
+		}
+		last := page[len(page)-1]
+		after = &store.SourceCursor{CreatedAt: last.CreatedAt, ID: last.ID}
+	}
+	w.Metrics.sweep(time.Since(start), len(errs) > 0)
+	log.WithFields(logrus.Fields{"sources": sources, "trashed": trashed, "purged": purged, "blocked": blocked, "failed": len(errs)}).Info("retention sweep done")
+	return errors.Join(errs...)
+}
+
+// derivedID is the id of the resource command cmdID creates: the same on
+// every retry of the command.
+func derivedID(prefix, what, cmdID string) string {
+	sum := sha256.Sum256([]byte("levqor " + what + " created by " + cmdID))
+	return command.DerivedID(prefix, sum[:])
+}
+
+// Metrics count what sweeps do.
+type Metrics struct {
+	trashed  prometheus.Counter
+	purged   prometheus.Counter
+	blocked  prometheus.Counter
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics creates the worker's metrics on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		trashed: prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_retention_snapshots_trashed_total", Help: "Snapshots sweeps sent to the trash."}),
+		purged:  prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_retention_snapshots_purged_total", Help: "Snapshots whose blobs sweeps deleted after the trash grace period."}),
+		blocked: prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_retention_sweeps_blocked_total", Help: "Sources whose sweep was blocked because it would delete too large a share at once (alert raised)."}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "levqor_retention_sweep_duration_seconds", Help: "Duration of a sweep of every source, by result.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}, []string{"result"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.trashed, m.purged, m.blocked, m.duration)
+	}
+	return m
+}
+
+func (m *Metrics) add(trashed, purged int, blocked bool) {
+	if m == nil {
+		return
+	}
+	m.trashed.Add(float64(trashed))
+	m.purged.Add(float64(purged))
+	if blocked {
+		m.blocked.Inc()
+	}
+}
+
+func (m *Metrics) sweep(d time.Duration, failed bool) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if failed {
+		result = "failed"
+	}
+	m.duration.WithLabelValues(result).Observe(d.Seconds())
+}
