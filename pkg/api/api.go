@@ -11,7 +11,9 @@ import (
 
 	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/auth"
+	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/httpjson"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -49,6 +51,14 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies (413 beyond); zero takes the
 	// default.
 	MaxBodyBytes int64
+	// Catalog checks the product keys of billing requests before they
+	// become commands, and names them in billing reads; nil leaves the
+	// keys to the billing worker, which checks them again in any case.
+	Catalog *catalog.Catalog
+	// Retention holds the sweep limits (LEVQOR_SWEEP_MAX_SHARE,
+	// LEVQOR_TRASH_GRACE) that the retention dry-run applies, so that it
+	// answers what the sweep will do; zero fields take the defaults.
+	Retention backups.Settings
 }
 
 // Server serves the product API.
@@ -60,6 +70,8 @@ type Server struct {
 	authz   *auth.Authorizer
 	log     logrus.FieldLogger
 	limiter *limiter
+	catalog *catalog.Catalog
+	sweep   backups.Settings
 	now     func() time.Time
 }
 
@@ -92,6 +104,8 @@ func New(cfg Config) (*Server, error) {
 		authz:   cfg.Authorizer,
 		log:     cfg.Logger,
 		limiter: newLimiter(rate.Limit(cfg.Rate), cfg.Burst),
+		catalog: cfg.Catalog,
+		sweep:   cfg.Retention.WithDefaults(),
 		now:     time.Now,
 	}, nil
 }
@@ -104,6 +118,8 @@ func (s *Server) Register(handle func(pattern string, h http.Handler)) {
 	handle("GET /v1/accounts/{id}", s.Guard(auth.AnyKey, http.HandlerFunc(s.getAccount)))
 	handle("PATCH /v1/accounts/{id}", s.Guard(auth.AnyKey, http.HandlerFunc(s.updateAccount)))
 	handle("GET /v1/commands/{id}", s.Guard(auth.AnyKey, http.HandlerFunc(s.getCommand)))
+	s.registerBilling(handle)
+	s.registerRetention(handle)
 	handle("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/catalog"
 )
 
 // Defaults. Dev mode works with no configuration at all.
@@ -33,6 +34,15 @@ const (
 	APIRateDefault          = 10
 	APIBurstDefault         = 20
 	APIMaxBodyBytesDefault  = 64 << 10
+	// SweepMaxShareDefault is the largest share of a backup source's
+	// snapshots one retention sweep may delete before it stops and alerts.
+	SweepMaxShareDefault = 0.5
+	// TrashGraceDefault is how long a deleted snapshot stays restorable in
+	// the trash before its blob is purged.
+	TrashGraceDefault = 7 * 24 * time.Hour
+	// DunningGraceDefault is how long an account stays past due after a
+	// failed payment before it is suspended.
+	DunningGraceDefault = 7 * 24 * time.Hour
 	// StripeDevAPIKey is the key dev mode uses against STRIPE_API_BASE
 	// (stripe-mock) when STRIPE_API_KEY is not set. stripe-mock accepts
 	// any sk_test_ key of letters and digits.
@@ -116,6 +126,23 @@ type Config struct {
 	// CatchUpWindow is how far back the scheduler publishes missed slots
 	// (LEVQOR_CATCHUP_WINDOW).
 	CatchUpWindow time.Duration
+	// BlobDir is where the retention worker keeps snapshot blobs
+	// (LEVQOR_BLOB_DIR): required by a workers process that runs it; dev
+	// mode defaults to <LEVQOR_DATA_DIR>/blobs.
+	BlobDir string
+	// SweepMaxShare is the largest share (0 to 1] of a source's snapshots
+	// one retention sweep may send to the trash; beyond it the sweep stops
+	// for that source and alerts operators (LEVQOR_SWEEP_MAX_SHARE).
+	SweepMaxShare float64
+	// TrashGrace is how long trashed snapshots stay restorable before
+	// their blobs are purged (LEVQOR_TRASH_GRACE).
+	TrashGrace time.Duration
+	// Catalog is the product catalog file, YAML or JSON (LEVQOR_CATALOG);
+	// "" uses the example shipped with Levqor (docs/catalog.md).
+	Catalog string
+	// DunningGrace is how long an account stays past due after a failed
+	// payment before billing suspends it (LEVQOR_DUNNING_GRACE).
+	DunningGrace time.Duration
 }
 
 // Role names a process, for ValidateFor.
@@ -168,6 +195,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		ShutdownTimeout:  p.duration("LEVQOR_SHUTDOWN_TIMEOUT", ShutdownTimeoutDefault),
 		Schedule:         p.str("LEVQOR_SCHEDULE", ""),
 		CatchUpWindow:    p.duration("LEVQOR_CATCHUP_WINDOW", CatchUpWindowDefault),
+		BlobDir:          p.str("LEVQOR_BLOB_DIR", ""),
+		SweepMaxShare:    p.float("LEVQOR_SWEEP_MAX_SHARE", SweepMaxShareDefault),
+		TrashGrace:       p.duration("LEVQOR_TRASH_GRACE", TrashGraceDefault),
+		Catalog:          p.str("LEVQOR_CATALOG", ""),
+		DunningGrace:     p.duration("LEVQOR_DUNNING_GRACE", DunningGraceDefault),
 	}
 	return c, errors.Join(p.errs...)
 }
@@ -202,6 +234,12 @@ func (c Config) ValidateFor(role Role) error {
 	if c.CatchUpWindow < 0 {
 		bad("LEVQOR_CATCHUP_WINDOW", "must not be negative")
 	}
+	if c.SweepMaxShare <= 0 || c.SweepMaxShare > 1 {
+		bad("LEVQOR_SWEEP_MAX_SHARE", "%g: want a share more than 0 and at most 1 (0.5 lets one sweep delete half a source's snapshots)", c.SweepMaxShare)
+	}
+	if c.TrashGrace <= 0 {
+		bad("LEVQOR_TRASH_GRACE", "must be positive (e.g. 168h for a week)")
+	}
 	if c.APIRate <= 0 || c.APIRate > 100000 {
 		bad("LEVQOR_API_RATE", "%g: want requests per second, more than 0", c.APIRate)
 	}
@@ -219,6 +257,15 @@ func (c Config) ValidateFor(role Role) error {
 	if c.StripeAPIBase != "" {
 		if u, err := url.Parse(c.StripeAPIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("STRIPE_API_BASE", "%q: want http(s)://host[:port], e.g. http://127.0.0.1:12111 for stripe-mock", c.StripeAPIBase)
+		}
+	}
+	if c.DunningGrace <= 0 {
+		bad("LEVQOR_DUNNING_GRACE", "must be positive (e.g. 168h for a week)")
+	}
+	if role == RoleIngest || role == RoleWorkers || role == RoleDev {
+		// The error names LEVQOR_CATALOG and every bad entry.
+		if _, err := catalog.Load(c.Catalog); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	needNATS := role == RoleIngest || role == RoleWorkers || role == RoleScheduler

@@ -17,8 +17,11 @@ import (
 
 	"github.com/levqor/levqor/pkg/api"
 	"github.com/levqor/levqor/pkg/auth"
+	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/httpjson"
+	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/telemetry"
 )
@@ -45,6 +48,15 @@ type Config struct {
 	// NC receives the notifications that end a ?wait=; nil makes such
 	// requests answer at once.
 	NC *nats.Conn
+	// Catalog validates the product keys of billing requests; nil leaves
+	// that to the billing worker (api.Config.Catalog).
+	Catalog *catalog.Catalog
+	// Retention holds the sweep limits the retention dry-run reports
+	// (api.Config.Retention).
+	Retention backups.Settings
+	// Ops, when set, serves the operator API (/admin/consumers, /admin/dlq,
+	// …) behind the operator-only guard.
+	Ops *ops.Ops
 }
 
 // Server serves ingest's HTTP API.
@@ -116,7 +128,8 @@ func New(cfg Config, pub *bus.Publisher, st *store.Store, log logrus.FieldLogger
 		}
 		s.api, err = api.New(api.Config{
 			Store: st, Publisher: pub, NC: cfg.NC, Authorizer: authz, Logger: log,
-			Rate: cfg.APIRate, Burst: cfg.APIBurst, MaxBodyBytes: cfg.APIMaxBodyBytes,
+			Rate: cfg.APIRate, Burst: cfg.APIBurst, MaxBodyBytes: cfg.APIMaxBodyBytes, Catalog: cfg.Catalog,
+			Retention: cfg.Retention,
 		})
 		if err != nil {
 			return nil, err
@@ -124,6 +137,12 @@ func New(cfg Config, pub *bus.Publisher, st *store.Store, log logrus.FieldLogger
 		// Operators only, through the same authorizer as the product API.
 		s.handle("GET /admin/stripe-events/{id}", s.api.Guard(auth.OperatorOnly, http.HandlerFunc(s.getStripeEvent)))
 		s.api.Register(s.handle)
+		if cfg.Ops != nil {
+			ops.NewAPI(cfg.Ops, func(r *http.Request) string {
+				p, _ := auth.FromContext(r.Context())
+				return "key:" + p.KeyID
+			}).Register(s.handle, func(h http.Handler) http.Handler { return s.api.Guard(auth.OperatorOnly, h) })
+		}
 	}
 	tele := http.NewServeMux()
 	telemetry.Mount(tele, reg, checks...)

@@ -14,6 +14,16 @@ const (
 	// JobHousekeepingWatch inspects consumers and the DLQ, exports their
 	// gauges and raises ops events (package housekeeping).
 	JobHousekeepingWatch = "housekeeping.watch"
+	// JobBillingDunning suspends accounts still past due when their grace
+	// period ends (package billing).
+	JobBillingDunning = "billing.dunning"
+	// JobBillingReconcile repairs drift between billing's state and the
+	// Stripe API (package billing).
+	JobBillingReconcile = "billing.reconcile"
+	// JobRetentionSweep applies every backup source's retention policy:
+	// trash what it removes, purge what outlived the trash's grace period
+	// (package backups).
+	JobRetentionSweep = "retention.sweep"
 )
 
 // Catalog is every periodic job Levqor runs, each with a worker that does
@@ -32,6 +42,24 @@ func Catalog() []Job {
 			Spec:        "0 * * * * *",
 			TimeZone:    "UTC",
 			Description: "export consumer backlog and DLQ gauges; raise ops.dlq_growing and ops.consumer_stuck events",
+		},
+		{
+			Name:        JobBillingDunning,
+			Spec:        "0 0 * * * *",
+			TimeZone:    "UTC",
+			Description: "suspend accounts still past due whose payment grace period (LEVQOR_DUNNING_GRACE) ended at the slot; backups pause, nothing is deleted",
+		},
+		{
+			Name:        JobBillingReconcile,
+			Spec:        "0 30 4 * * *",
+			TimeZone:    "UTC",
+			Description: "list every subscription from the Stripe API and repair drift from missed webhooks or dashboard changes; needs STRIPE_API_KEY",
+		},
+		{
+			Name:        JobRetentionSweep,
+			Spec:        "0 5 * * * *",
+			TimeZone:    "UTC",
+			Description: "apply each backup source's retention policy: trash what it removes (never held, newest or suspended accounts' snapshots; blocked above LEVQOR_SWEEP_MAX_SHARE) and purge blobs past LEVQOR_TRASH_GRACE",
 		},
 	}
 }

@@ -120,6 +120,9 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = "sqlite:" + filepath.Join(cfg.DataDir, "levqor.db")
 	}
+	if cfg.BlobDir == "" {
+		cfg.BlobDir = filepath.Join(cfg.DataDir, "blobs")
+	}
 	if cfg.StripeAPIKey == "" && cfg.StripeAPIBase != "" {
 		cfg.StripeAPIKey = config.StripeDevAPIKey
 	}
@@ -211,11 +214,12 @@ Create an API key:  go run ./cmd/levqor apikey create --operator --name me
 	return err
 }
 
-// stripeTarget says where dev mode's accounts worker sends Stripe calls.
+// stripeTarget says where dev mode's accounts and billing workers send
+// Stripe calls.
 func stripeTarget(cfg config.Config) string {
 	switch {
 	case cfg.StripeAPIKey == "":
-		return "not configured: creating accounts fails until STRIPE_API_BASE (stripe-mock) or STRIPE_API_KEY is set"
+		return "not configured: creating accounts and checkout sessions fails until STRIPE_API_BASE (stripe-mock) or STRIPE_API_KEY is set"
 	case cfg.StripeAPIBase != "":
 		return cfg.StripeAPIBase
 	default:

@@ -16,11 +16,14 @@ import (
 
 	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/api/command"
+	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/housekeeping"
 	"github.com/levqor/levqor/pkg/ingest"
+	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/outbox"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
@@ -36,7 +39,23 @@ type Env struct {
 	JS    jetstream.JetStream
 	Store *store.Store // nil for the scheduler
 
-	busMetrics *bus.Metrics
+	busMetrics       *bus.Metrics
+	retentionMetrics *backups.Metrics
+	billingMetrics   *billing.Metrics
+	catalog          *catalog.Catalog
+}
+
+// Catalog returns the product catalog of LEVQOR_CATALOG (the shipped
+// example when unset), loaded once per Env.
+func (e *Env) Catalog() (*catalog.Catalog, error) {
+	if e.catalog == nil {
+		c, err := catalog.Load(e.Cfg.Catalog)
+		if err != nil {
+			return nil, err
+		}
+		e.catalog = c
+	}
+	return e.catalog, nil
 }
 
 // ConnectNATS connects to url and keeps reconnecting forever: a NATS
@@ -102,7 +121,21 @@ func (e *Env) Checks() []telemetry.Check {
 // is accepted as an operator besides operator API keys: dev mode passes
 // its token, production passes "".
 func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
+	cat, err := e.Catalog()
+	if err != nil {
+		return nil, err
+	}
+	th, err := ops.ThresholdsFromEnv(nil)
+	if err != nil {
+		return nil, err
+	}
+	o, err := e.Ops(th)
+	if err != nil {
+		return nil, err
+	}
 	return ingest.New(ingest.Config{
+		Ops:              o,
+		Catalog:          cat,
 		WebhookSecrets:   e.Cfg.WebhookSecrets,
 		Tolerance:        e.Cfg.WebhookTolerance,
 		DevOperatorToken: devOperatorToken,
@@ -111,11 +144,12 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 		APIRate:          e.Cfg.APIRate,
 		APIBurst:         e.Cfg.APIBurst,
 		NC:               e.NC,
+		Retention:        e.retentionSettings(),
 	}, bus.NewPublisher(e.JS, e.Cfg.Topology), e.Store, e.Log.WithField("component", "ingest"), e.Reg, e.Checks()...)
 }
 
 // Workers lists the workers a workers process can run, in start order.
-var Workers = []string{"billing", "housekeeping", accounts.WorkerName}
+var Workers = []string{billing.WorkerName, "housekeeping", accounts.WorkerName, backups.WorkerName}
 
 // ResolveWorkers expands "all" and rejects unknown names.
 func ResolveWorkers(names []string) ([]string, error) {
@@ -169,12 +203,22 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 	}
 	for _, n := range names {
 		switch n {
-		case "billing":
-			billing.Register(r, e.Store)
+		case billing.WorkerName:
+			w, err := e.billingWorker()
+			if err != nil {
+				return nil, err
+			}
+			w.Register(r)
 		case "housekeeping":
 			(&housekeeping.Worker{Store: e.Store, JS: e.JS, Topology: e.Cfg.Topology, Registerer: e.Reg}).Register(r)
 		case accounts.WorkerName:
 			e.accountsWorker().Register(r)
+		case backups.WorkerName:
+			w, err := e.retentionWorker()
+			if err != nil {
+				return nil, err
+			}
+			w.Register(r)
 		}
 	}
 	return r, nil
@@ -192,6 +236,33 @@ func (e *Env) accountsWorker() *accounts.Worker {
 		w.Stripe = accounts.NewStripeClient(e.Cfg.StripeAPIKey, e.Cfg.StripeAPIBase, e.Log.WithField("component", "stripe"))
 	}
 	return w
+}
+
+// billingWorker builds the billing worker. Without a Stripe API key it
+// still applies Stripe events and runs dunning; its commands answer 503
+// saying how to configure Stripe, and reconciliation is skipped.
+func (e *Env) billingWorker() (*billing.Worker, error) {
+	cat, err := e.Catalog()
+	if err != nil {
+		return nil, err
+	}
+	if e.billingMetrics == nil {
+		e.billingMetrics = billing.NewMetrics(e.Reg)
+	}
+	log := e.Log.WithField("component", "billing")
+	w := &billing.Worker{
+		Store:    e.Store,
+		Catalog:  cat,
+		Topology: e.Cfg.Topology,
+		Grace:    e.Cfg.DunningGrace,
+		Log:      log,
+		Runtime:  &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
+		Metrics:  e.billingMetrics,
+	}
+	if e.Cfg.StripeAPIKey != "" {
+		w.Stripe = accounts.NewStripeClient(e.Cfg.StripeAPIKey, e.Cfg.StripeAPIBase, e.Log.WithField("component", "stripe"))
+	}
+	return w, nil
 }
 
 // Relay builds the outbox relay.

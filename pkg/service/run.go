@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/levqor/levqor/pkg/accounts"
+	"github.com/levqor/levqor/pkg/backups"
+	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/telemetry"
@@ -104,6 +106,15 @@ func RunWorkers(ctx context.Context, cfg config.Config, log logrus.FieldLogger) 
 	}
 	if slices.Contains(names, accounts.WorkerName) && cfg.StripeAPIKey == "" {
 		return errors.New("STRIPE_API_KEY: required by the accounts worker, which creates Stripe customers (or leave it out of LEVQOR_WORKERS)")
+	}
+	if slices.Contains(names, backups.WorkerName) && cfg.BlobDir == "" {
+		return errors.New("LEVQOR_BLOB_DIR: required by the retention worker, which keeps snapshot blobs there (or leave retention out of LEVQOR_WORKERS)")
+	}
+	if slices.Contains(names, billing.WorkerName) && cfg.StripeAPIKey == "" {
+		// Billing applies Stripe's events without the API; only its
+		// sessions and reconciliation need it.
+		log.Warn("STRIPE_API_KEY is not set: the billing worker applies Stripe events and runs dunning, " +
+			"but answers checkout and portal commands with 503 and skips reconciliation")
 	}
 	env, err := connect(ctx, cfg, "levqor-workers", true, log)
 	if err != nil {
