@@ -210,6 +210,17 @@ const StripeRetryAfter = 2 * time.Second
 // and so is an authentication failure, which an operator must fix (it
 // ends in the dead-letter queue if they do not).
 func stripeError(doing string, err error) error {
+	return StripeCommandError(doing, err, func(p string) string { return stripeFields[p] })
+}
+
+// StripeCommandError classifies a Stripe failure of a command: Stripe
+// refusing the request (4xx) fails the command with 422 naming the API
+// field that fieldOf maps Stripe's parameter to; its rate limit waits;
+// server errors, timeouts and network failures are transient and retried by
+// the bus with the same idempotency key; so is a refused API key, which an
+// operator must fix (the command ends in the dead-letter queue, and is
+// marked failed, if they do not).
+func StripeCommandError(doing string, err error, fieldOf func(stripeParam string) string) error {
 	var se *stripe.Error
 	if errors.As(err, &se) {
 		switch code := se.HTTPStatusCode; {
@@ -218,7 +229,7 @@ func stripeError(doing string, err error) error {
 		case code == http.StatusUnauthorized || code == http.StatusForbidden:
 			return fmt.Errorf("stripe: %s: the API key was refused (%d); check STRIPE_API_KEY", doing, code)
 		case code >= 400 && code < 500:
-			return command.Fail(http.StatusUnprocessableEntity, "stripe_rejected", stripeFields[se.Param],
+			return command.Fail(http.StatusUnprocessableEntity, "stripe_rejected", fieldOf(se.Param),
 				"Stripe refused the request: "+se.Msg)
 		}
 		return fmt.Errorf("stripe: %s: status %d: %s", doing, se.HTTPStatusCode, se.Msg)

@@ -7,11 +7,11 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/stripe/stripe-go/v76"
 
+	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/store"
@@ -204,31 +204,11 @@ func (w *Worker) portalSession(ctx context.Context, e *command.Envelope) (comman
 	}, nil
 }
 
-// StripeRetryAfter is how long a command waits after Stripe's rate limit.
-const StripeRetryAfter = 2 * time.Second
-
-// commandStripeError classifies a Stripe failure of a command: Stripe
-// refusing the request (4xx) fails the command with 422 naming the field
-// where Stripe named one; its rate limit waits; server errors, timeouts and
-// network failures are transient and retried by the bus with the same
-// idempotency key; so is a refused API key, which an operator must fix (the
-// command ends in the dead-letter queue, and is marked failed, if they do
-// not).
+// commandStripeError classifies a Stripe failure of a billing command the
+// way every command does (accounts.StripeCommandError), naming billing's
+// own fields.
 func commandStripeError(doing string, err error) error {
-	var se *stripe.Error
-	if errors.As(err, &se) {
-		switch code := se.HTTPStatusCode; {
-		case code == http.StatusTooManyRequests:
-			return bus.RetryAfter(fmt.Errorf("stripe: %s: rate limited", doing), StripeRetryAfter)
-		case code == http.StatusUnauthorized || code == http.StatusForbidden:
-			return fmt.Errorf("stripe: %s: the API key was refused (%d); check STRIPE_API_KEY", doing, code)
-		case code >= 400 && code < 500:
-			return command.Fail(http.StatusUnprocessableEntity, "stripe_rejected", stripeField(se.Param),
-				"Stripe refused the request: "+se.Msg)
-		}
-		return fmt.Errorf("stripe: %s: status %d: %s", doing, se.HTTPStatusCode, se.Msg)
-	}
-	return fmt.Errorf("stripe: %s: %w", doing, err)
+	return accounts.StripeCommandError(doing, err, stripeField)
 }
 
 // stripeField maps a Stripe parameter to the API field it came from.

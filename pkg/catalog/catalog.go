@@ -6,9 +6,7 @@
 package catalog
 
 import (
-	"bytes"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,9 +15,8 @@ import (
 	"sort"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/levqor/levqor/pkg/retention"
+	"github.com/levqor/levqor/pkg/strictyaml"
 )
 
 // Example is the catalog shipped with Levqor, used by dev mode when
@@ -135,45 +132,11 @@ func Load(path string) (*Catalog, error) {
 // Parse reads a catalog from YAML or JSON (JSON is YAML) and validates it.
 // Unknown keys are errors.
 func Parse(data []byte) (*Catalog, error) {
-	var generic any
-	if err := yaml.Unmarshal(data, &generic); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	js, err := json.Marshal(jsonable(generic))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
 	var f File
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
+	if err := strictyaml.Decode(data, &f); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return New(f)
-}
-
-// jsonable turns YAML's map[string]any trees into JSON-encodable values.
-func jsonable(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			t[k] = jsonable(x)
-		}
-		return t
-	case map[any]any:
-		m := make(map[string]any, len(t))
-		for k, x := range t {
-			m[fmt.Sprint(k)] = jsonable(x)
-		}
-		return m
-	case []any:
-		for i, x := range t {
-			t[i] = jsonable(x)
-		}
-		return t
-	default:
-		return v
-	}
 }
 
 // New validates f and indexes its prices.

@@ -12,8 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/levqor/levqor/pkg/strictyaml"
 	"github.com/levqor/levqor/pkg/support/sla"
 )
 
@@ -139,12 +138,7 @@ func Load(path string) (*Rules, error) {
 // Parse reads a rules file from YAML or JSON (JSON is YAML) and validates
 // it.
 func Parse(data []byte) (*Rules, error) {
-	var generic any
-	if err := yaml.Unmarshal(data, &generic); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	generic = jsonable(generic)
-	js, err := json.Marshal(generic)
+	js, generic, err := strictyaml.ToJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -158,30 +152,6 @@ func Parse(data []byte) (*Rules, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return New(f)
-}
-
-// jsonable turns YAML's map[string]any trees into JSON-encodable values.
-func jsonable(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			t[k] = jsonable(x)
-		}
-		return t
-	case map[any]any:
-		m := make(map[string]any, len(t))
-		for k, x := range t {
-			m[fmt.Sprint(k)] = jsonable(x)
-		}
-		return m
-	case []any:
-		for i, x := range t {
-			t[i] = jsonable(x)
-		}
-		return t
-	default:
-		return v
-	}
 }
 
 // locate finds the first place (in sorted key order) where the decoded
