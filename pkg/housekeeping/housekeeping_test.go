@@ -69,6 +69,13 @@ func TestPruneActsOnTheSlotAndIsIdempotent(t *testing.T) {
 		require.NoError(t, st.MarkOutboxPublished(ctx, ids[:1], slot.Add(-outRet-time.Hour)))
 		require.NoError(t, st.MarkOutboxPublished(ctx, ids[1:2], slot.Add(-outRet+time.Hour)))
 		// ids[2] stays unpublished, however old.
+		for id, at := range map[string]time.Time{"cmd_old": slot.Add(-inRet - time.Hour), "cmd_recent": slot.Add(-inRet + time.Hour)} {
+			_, _, err := st.CreateCommand(ctx, store.Command{ID: id, Scope: "operator", Domain: "accounts", Action: "create", RequestHash: "h", CreatedAt: at})
+			require.NoError(t, err)
+			require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+				return tx.CompleteCommand(ctx, store.CommandOutcome{ID: id, Status: store.CommandSucceeded, HTTPStatus: 200, Result: []byte(`{}`), At: at})
+			}))
+		}
 
 		p := &housekeeping.Pruner{Store: st, Topology: topo}
 		m := tick(t, scheduler.JobHousekeepingPrune, slot)
@@ -88,6 +95,10 @@ func TestPruneActsOnTheSlotAndIsIdempotent(t *testing.T) {
 		var left []int64
 		require.NoError(t, st.DB().SelectContext(ctx, &left, `SELECT id FROM outbox ORDER BY id`))
 		require.Equal(t, ids[1:], left, "only the outbox row published before the retention is gone")
+		_, err = st.GetCommand(ctx, "cmd_old")
+		require.ErrorIs(t, err, store.ErrNotFound, "a command finished before the inbox retention is pruned")
+		_, err = st.GetCommand(ctx, "cmd_recent")
+		require.NoError(t, err, "a recent command keeps its status and result")
 	})
 }
 

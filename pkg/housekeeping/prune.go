@@ -49,7 +49,8 @@ type Pruner struct {
 	OutboxRetention time.Duration
 }
 
-// Handle prunes relative to the tick's slot, not the clock, so a late or
+// Handle prunes the inbox, the outbox and finished commands relative to
+// the tick's slot, not the clock, so a late or
 // replayed tick does what its slot asked for. Deleting is idempotent, so
 // redelivery is harmless.
 func (p *Pruner) Handle(ctx context.Context, m *bus.Message) error {
@@ -79,10 +80,18 @@ func (p *Pruner) Handle(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return fmt.Errorf("pruning outbox: %w", err)
 	}
+	// Finished commands follow the inbox: a replayed command message
+	// still finds its row (and its result) as long as the inbox would
+	// recognise the message.
+	cmds, err := p.Store.PruneCommands(ctx, t.Slot.Add(-inRet))
+	if err != nil {
+		return fmt.Errorf("pruning commands: %w", err)
+	}
 	bus.Logger(ctx).WithFields(map[string]any{
-		"slot":          t.Slot.Format(time.RFC3339),
-		"inbox_pruned":  in,
-		"outbox_pruned": out,
+		"slot":            t.Slot.Format(time.RFC3339),
+		"inbox_pruned":    in,
+		"outbox_pruned":   out,
+		"commands_pruned": cmds,
 	}).Info("pruned")
 	return nil
 }

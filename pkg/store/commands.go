@@ -371,3 +371,23 @@ func (s *Store) MarkCommandRunning(ctx context.Context, id string, at time.Time)
 	}
 	return n == 1, nil
 }
+
+const pruneCommandsSQL = `DELETE FROM commands WHERE status IN (?, ?) AND updated_at < ?`
+
+// PruneCommands deletes commands that finished (succeeded or failed) before
+// before and returns how many it deleted. Pending commands are never
+// pruned. A pruned command's Idempotency-Key can be used again and its
+// status URL answers 404, so before must lie further back than clients
+// retry with a key and than any replay of the command's message (the
+// inbox's retention).
+func (s *Store) PruneCommands(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.rebind(pruneCommandsSQL), CommandSucceeded, CommandFailed, ts(before))
+	if err != nil {
+		return 0, fmt.Errorf("store: pruning commands: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: pruning commands: %w", err)
+	}
+	return n, nil
+}

@@ -172,3 +172,35 @@ func TestCommandLifecycle(t *testing.T) {
 		})
 	})
 }
+
+func TestPruneCommands(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := t.Context()
+		for _, id := range []string{"cmd_done_old", "cmd_failed_old", "cmd_pending_old", "cmd_done_new"} {
+			_, _, err := s.CreateCommand(ctx, newCommand(id, "account:acc_a", id, "h"))
+			require.NoError(t, err)
+		}
+		old, recent := base.Add(time.Hour), base.Add(48*time.Hour)
+		complete(t, s, store.CommandOutcome{ID: "cmd_done_old", Status: store.CommandSucceeded, HTTPStatus: 200, Result: []byte(`{}`), At: old})
+		_, err := s.FailPendingCommand(ctx, store.CommandOutcome{ID: "cmd_failed_old", Status: store.CommandFailed, HTTPStatus: 422,
+			Error: &store.CommandError{Code: "invalid", Message: "no"}, At: old})
+		require.NoError(t, err)
+		complete(t, s, store.CommandOutcome{ID: "cmd_done_new", Status: store.CommandSucceeded, HTTPStatus: 200, Result: []byte(`{}`), At: recent})
+
+		n, err := s.PruneCommands(ctx, base.Add(24*time.Hour))
+		require.NoError(t, err)
+		require.EqualValues(t, 2, n, "the two commands that finished before the cutoff")
+		for _, id := range []string{"cmd_done_old", "cmd_failed_old"} {
+			_, err := s.GetCommand(ctx, id)
+			require.ErrorIs(t, err, store.ErrNotFound, id)
+		}
+		for _, id := range []string{"cmd_pending_old", "cmd_done_new"} {
+			_, err := s.GetCommand(ctx, id)
+			require.NoError(t, err, "%s stays: pending commands are never pruned, recent ones are kept", id)
+		}
+		_, created, err := s.CreateCommand(ctx, newCommand("cmd_again", "account:acc_a", "cmd_done_old", "h"))
+		require.NoError(t, err)
+		require.True(t, created, "a pruned command's idempotency key is free again")
+	})
+}
