@@ -1,7 +1,8 @@
 // Package blob stores backup snapshots' bytes: a small Store interface
-// (Put, Get, Delete, Stat, List) and Local, its implementation on a local
-// file system, which dev mode uses under LEVQOR_DATA_DIR/blobs and
-// production workers under LEVQOR_BLOB_DIR.
+// (Put, Get, Delete, Stat, List) and two implementations: Local, on a
+// local file system, which dev mode uses under LEVQOR_DATA_DIR/blobs and
+// production workers under LEVQOR_BLOB_DIR, and S3, on any S3-compatible
+// object store, selected by LEVQOR_BLOB_S3_ENDPOINT.
 //
 // The interface promises what safe deletion needs: Put is atomic (a reader
 // sees the old blob or the new one, never part of one, and a failed Put
@@ -10,5 +11,5 @@
 // storage (ValidateKey), so no key can name a path outside the store.
 //
 // Package blobtest holds the conformance suite every implementation must
-// pass; an S3-compatible store will run the same suite.
+// pass; Local and S3 both run it.
 package blob

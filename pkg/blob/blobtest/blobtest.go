@@ -1,6 +1,6 @@
 // Package blobtest is the conformance suite of blob.Store: every
-// implementation (the local file system today, an S3-compatible store
-// later) must pass Run, which checks the promises safe deletion relies on:
+// implementation (the local file system and the S3-compatible store)
+// must pass Run, which checks the promises safe deletion relies on:
 // atomic writes, idempotent deletes, correct checksums, prefix listing and
 // the refusal of keys that could escape the store.
 package blobtest
