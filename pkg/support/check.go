@@ -1,0 +1,164 @@
+package support
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/scheduler"
+	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/support/sla"
+)
+
+// checkPage is how many tickets the SLA check reads at a time.
+const checkPage = 200
+
+// CheckResult counts what one SLA check did.
+type CheckResult struct {
+	// Checked is how many open and pending tickets were evaluated.
+	Checked int `json:"checked"`
+	// AtRisk and Breached count the escalations raised.
+	AtRisk   int `json:"at_risk"`
+	Breached int `json:"breached"`
+}
+
+// HandleTick runs the support.sla_check job at the tick's slot. It does
+// not go through the inbox: each ticket is checked in its own
+// transaction, and its escalations are recorded under unique keys
+// (sla.EscalationKey), so a redelivered tick escalates nothing twice and
+// finishes what a crash interrupted.
+func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
+	t, err := scheduler.ParseTick(m.Data)
+	if err != nil {
+		return bus.Permanent(err)
+	}
+	if t.Job != JobSLACheck {
+		return bus.Permanentf("support has no job %q", t.Job)
+	}
+	_, err = w.CheckSLA(ctx, t.Slot)
+	return err
+}
+
+// CheckSLA evaluates every open and pending ticket's clocks at now and
+// escalates those at risk or breached that have not been escalated for
+// it: a breach moves the ticket to the escalation queue with its severity
+// one step up; both record an escalation and an entry in the ticket's
+// history, and raise levqor.event.support.sla_at_risk or .sla_breached. A
+// ticket that fails does not stop the others; the errors are returned
+// together so the tick is retried.
+func (w *Worker) CheckSLA(ctx context.Context, now time.Time) (CheckResult, error) {
+	now = now.UTC().Truncate(time.Microsecond)
+	start := time.Now()
+	log := bus.Logger(ctx).WithField("slot", now.Format(time.RFC3339))
+	var res CheckResult
+	var errs []error
+	after := ""
+	for {
+		ids, err := w.Store.ActiveTicketIDs(ctx, after, checkPage)
+		if err != nil {
+			w.Metrics.check(time.Since(start), true)
+			return res, err
+		}
+		for _, id := range ids {
+			if err := w.checkTicket(ctx, id, now, &res); err != nil {
+				errs = append(errs, fmt.Errorf("ticket %s: %w", id, err))
+				log.WithFields(logrus.Fields{"ticket_id": id, "error": err.Error()}).Error("SLA check of a ticket failed; the tick will be retried")
+			}
+		}
+		if len(ids) < checkPage {
+			break
+		}
+		after = ids[len(ids)-1]
+	}
+	w.Metrics.check(time.Since(start), len(errs) > 0)
+	log.WithFields(logrus.Fields{"tickets": res.Checked, "at_risk": res.AtRisk, "breached": res.Breached, "failed": len(errs)}).Info("SLA check done")
+	return res, errors.Join(errs...)
+}
+
+func (w *Worker) checkTicket(ctx context.Context, id string, now time.Time, res *CheckResult) error {
+	var atRisk, breached int
+	err := w.Store.InTx(ctx, func(tx *store.Tx) error {
+		atRisk, breached = 0, 0
+		t, err := tx.LockTicket(ctx, id)
+		if err != nil {
+			return err
+		}
+		if t.Status != store.TicketOpen && t.Status != store.TicketPending {
+			return nil
+		}
+		keys, err := tx.EscalationKeys(ctx, t.ID)
+		if err != nil {
+			return err
+		}
+		before := *t
+		escs := w.policy().Escalations(now, slaTicket(t), keys)
+		for _, esc := range escs {
+			e := store.TicketEscalation{
+				TicketID: t.ID, AccountID: t.AccountID, Key: esc.Key, Clock: esc.Clock, State: string(esc.State),
+				SeverityBefore: t.Severity, SeverityAfter: t.Severity, QueueBefore: t.Queue, QueueAfter: t.Queue, At: now,
+			}
+			if !esc.Due.IsZero() {
+				due := esc.Due.UTC()
+				e.DueAt = &due
+			}
+			if esc.State == sla.StateBreached {
+				e.SeverityAfter, e.QueueAfter = esc.Severity, esc.Queue
+			}
+			recorded, err := tx.RecordEscalation(ctx, e)
+			if err != nil {
+				return err
+			}
+			if !recorded {
+				continue
+			}
+			kind, what := "sla_at_risk", EventSLAAtRisk
+			if esc.State == sla.StateBreached {
+				kind, what = "escalated", EventSLABreached
+				t.Severity, t.Queue, t.Breached = e.SeverityAfter, e.QueueAfter, true
+				breached++
+			} else {
+				atRisk++
+			}
+			detail := map[string]any{"key": e.Key, "clock": e.Clock, "state": e.State, "due": e.DueAt,
+				"severity_before": e.SeverityBefore, "severity": e.SeverityAfter, "queue_before": e.QueueBefore, "queue": e.QueueAfter}
+			if err := history(ctx, tx, t, kind, "sla_check", now, detail); err != nil {
+				return err
+			}
+			if err := w.emit(ctx, tx, "sla_check-"+t.ID, what, t, now, map[string]any{
+				"escalation_key": e.Key, "clock": e.Clock, "due": e.DueAt, "severity_before": e.SeverityBefore, "queue_before": e.QueueBefore,
+			}); err != nil {
+				return err
+			}
+			w.Metrics.escalated(e.Clock, e.State)
+			bus.Logger(ctx).WithFields(logrus.Fields{"account_id": t.AccountID, "ticket_id": t.ID, "escalation_key": e.Key,
+				"severity": t.Severity, "queue": t.Queue}).Warn("ticket escalated")
+		}
+		w.refresh(t, now)
+		if !changed(&before, t) {
+			return nil
+		}
+		if atRisk+breached > 0 {
+			t.UpdatedAt = now
+		}
+		return tx.UpdateTicket(ctx, *t)
+	})
+	if err != nil {
+		return err
+	}
+	res.Checked++
+	res.AtRisk += atRisk
+	res.Breached += breached
+	return nil
+}
+
+// changed reports whether the check changed what the ticket shows.
+func changed(a, b *store.Ticket) bool {
+	eq := func(x, y *time.Time) bool { return (x == nil) == (y == nil) && (x == nil || x.Equal(*y)) }
+	return a.Severity != b.Severity || a.Queue != b.Queue || a.Breached != b.Breached ||
+		a.FirstResponseState != b.FirstResponseState || a.ResolutionState != b.ResolutionState ||
+		!eq(a.FirstResponseDue, b.FirstResponseDue) || !eq(a.ResolutionDue, b.ResolutionDue)
+}

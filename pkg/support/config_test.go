@@ -1,0 +1,33 @@
+package support_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/config"
+)
+
+// TestRulesFileIsCheckedAtStart: a workers process with a broken
+// LEVQOR_SUPPORT_RULES refuses to start, naming the variable, the file and
+// the field; unset, the shipped rules are used.
+func TestRulesFileIsCheckedAtStart(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("triage:\n  categories: [other]\n  default_category: misc\n"), 0o600))
+	vars := map[string]string{"LEVQOR_NATS_URL": "nats://127.0.0.1:4222", "LEVQOR_DATABASE_URL": "sqlite:x.db", "LEVQOR_SUPPORT_RULES": path}
+	cfg, err := config.FromEnv(func(k string) string { return vars[k] })
+	require.NoError(t, err)
+	require.Equal(t, path, cfg.SupportRules)
+	err = cfg.ValidateFor(config.RoleWorkers)
+	require.ErrorContains(t, err, "LEVQOR_SUPPORT_RULES "+path)
+	require.ErrorContains(t, err, "triage.default_category")
+	require.ErrorContains(t, cfg.ValidateFor(config.RoleDev), "LEVQOR_SUPPORT_RULES")
+
+	delete(vars, "LEVQOR_SUPPORT_RULES")
+	cfg, err = config.FromEnv(func(k string) string { return vars[k] })
+	require.NoError(t, err)
+	require.NoError(t, cfg.ValidateFor(config.RoleWorkers))
+}
