@@ -43,6 +43,7 @@ func (s *Server) registerRetention(handle func(pattern string, h http.Handler)) 
 	handle("DELETE /v1/snapshots/{id}/hold", anyKey(s.holdSnapshot(backups.ActionReleaseHold)))
 	handle("POST /v1/snapshots/{id}/restore-from-trash", s.Guard(auth.OperatorOnly, http.HandlerFunc(s.restoreSnapshot)))
 	handle("GET /v1/trash", anyKey(s.listTrash))
+	s.registerRuns(handle)
 }
 
 // SourceList is a page of sources, newest first.
@@ -94,7 +95,12 @@ func (s *Server) createSource(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.Normalize()
+	p.ByOperator = principal(r).Operator
 	if err := p.Validate(); err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, err := backups.ParseConfig(p.Kind, p.Config, s.sweep.AllowedPaths); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -36,15 +36,29 @@ type SourceView struct {
 	Snapshots map[string]store.SnapshotTally `json:"snapshots,omitempty"`
 	// Holds are the active holds on the source and its snapshots.
 	Holds []store.LegalHold `json:"holds,omitempty"`
+	// Runnable is true for sources Levqor backs up itself (directory, and
+	// postgres with a DSN); the others are record-only catalog entries.
+	Runnable bool `json:"runnable"`
+	// Config is a runnable source's config, its DSN's password redacted.
+	Config *SourceConfig `json:"config,omitempty"`
 }
 
-// NewSourceView describes src of account acc.
+// NewSourceView describes src of account acc. Its config is shown
+// redacted: a DSN's password never leaves the worker.
 func NewSourceView(src *store.BackupSource, acc *store.Account) (SourceView, error) {
 	eff, err := EffectivePolicy(src, acc)
 	if err != nil {
 		return SourceView{}, err
 	}
-	return SourceView{BackupSource: *src, EffectivePolicy: eff.Policy, PolicyOrigin: eff.Origin, Tier: eff.Tier, PolicyNotes: eff.Notes}, nil
+	v := SourceView{BackupSource: *src, EffectivePolicy: eff.Policy, PolicyOrigin: eff.Origin, Tier: eff.Tier, PolicyNotes: eff.Notes,
+		Runnable: Runs(src)}
+	if len(src.Config) > 0 {
+		if c, err := SourceConfigOf(src); err == nil {
+			r := c.Redacted()
+			v.Config = &r
+		}
+	}
+	return v, nil
 }
 
 // RestoreResult is what retention.restore_snapshot answers.
@@ -115,6 +129,16 @@ func (w *Worker) createSource(_ context.Context, e *command.Envelope) (command.E
 		}
 		own = &pol
 	}
+	cfg, err := ParseConfig(p.Kind, p.Config, w.settings().AllowedPaths)
+	if err != nil {
+		return nil, err
+	}
+	var config json.RawMessage
+	if Runnable(p.Kind) && p.Config != nil {
+		if config, err = json.Marshal(cfg); err != nil {
+			return nil, err
+		}
+	}
 	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
 		if err := tx.LockAccountForSources(ctx, e.AccountID); errors.Is(err, store.ErrNotFound) {
 			return command.Outcome{}, notFound("account_id", "no account "+e.AccountID)
@@ -149,9 +173,13 @@ func (w *Worker) createSource(_ context.Context, e *command.Envelope) (command.E
 				return command.Outcome{}, err
 			}
 		}
+		schedule := p.Schedule
+		if schedule == "" {
+			schedule = DefaultSchedule(ent.Tier)
+		}
 		src := store.BackupSource{
 			ID: derivedID(SourceIDPrefix, "source", e.ID), AccountID: acc.ID, Name: p.Name, Kind: p.Kind,
-			Schedule: p.Schedule, TimeZone: p.TimeZone, Policy: raw, CreatedAt: time.Now(),
+			Schedule: schedule, TimeZone: p.TimeZone, Policy: raw, Config: config, CreatedAt: time.Now(),
 		}
 		inserted, err := tx.InsertSource(ctx, src)
 		if err != nil {
@@ -160,9 +188,11 @@ func (w *Worker) createSource(_ context.Context, e *command.Envelope) (command.E
 		if !inserted {
 			return command.Outcome{}, conflict("name_taken", "name", fmt.Sprintf("the account already has a source named %q", p.Name))
 		}
-		if err := audit(ctx, tx, e, src.ID, "", AuditSourceCreated, own, nil, map[string]any{
-			"name": src.Name, "kind": src.Kind, "schedule": src.Schedule, "time_zone": src.TimeZone,
-		}); err != nil {
+		detail := map[string]any{"name": src.Name, "kind": src.Kind, "schedule": src.Schedule, "time_zone": src.TimeZone}
+		if config != nil {
+			detail["config"] = cfg.Redacted()
+		}
+		if err := audit(ctx, tx, e, src.ID, "", AuditSourceCreated, own, nil, detail); err != nil {
 			return command.Outcome{}, err
 		}
 		stored, err := tx.GetSource(ctx, src.ID)

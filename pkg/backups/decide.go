@@ -42,6 +42,7 @@ const (
 	ReasonSuspended   = "the account is suspended: nothing is deleted while it cannot pay"
 	ReasonEmptyPolicy = "the policy is empty: nothing is deleted"
 	ReasonInterrupted = "finishing a purge that was interrupted"
+	ReasonCorrupt     = "verification found the snapshot corrupt: it does not count as a good snapshot"
 )
 
 // PlanEntry is one snapshot in a plan and what happens to it.
@@ -52,6 +53,9 @@ type PlanEntry struct {
 	SizeBytes  int64      `json:"size_bytes"`
 	State      string     `json:"state"`
 	PurgeAfter *time.Time `json:"purge_after,omitempty"`
+	// Integrity is what verification found (unverified, verified,
+	// corrupt).
+	Integrity string `json:"integrity,omitempty"`
 	// Decision is DecisionKeep, DecisionTrash or DecisionPurge.
 	Decision string `json:"decision"`
 	// Reasons say why: the policy's reasons for a kept snapshot ("daily
@@ -204,22 +208,37 @@ func Decide(in DecideInput) (*Plan, error) {
 		return nil, fmt.Errorf("planning source %s: %w", in.Source.ID, err)
 	}
 
+	// The newest good snapshot is the newest one verification has not
+	// found corrupt: a corrupt snapshot protects nothing.
+	newestGood := ""
+	for _, s := range active {
+		if s.Integrity != store.SnapshotCorrupt {
+			newestGood = s.ID
+			break
+		}
+	}
 	trashing := 0
-	for i, s := range active {
+	for _, s := range active {
 		e := entry(s)
 		if reasons, kept := res.Reasons[s.ID]; kept {
 			e.Decision, e.Reasons = DecisionKeep, append([]string(nil), reasons...)
 			if r := holdReason(s.ID); r != "" {
 				e.Reasons = append(e.Reasons, r)
 			}
+			if s.Integrity == store.SnapshotCorrupt {
+				e.Reasons = append(e.Reasons, ReasonCorrupt)
+			}
 		} else {
 			e.Decision, e.Reasons = DecisionTrash, []string{ReasonNotKept}
+			if s.Integrity == store.SnapshotCorrupt {
+				e.Reasons = append(e.Reasons, ReasonCorrupt)
+			}
 			switch r := holdReason(s.ID); {
 			case suspended:
 				e.Decision, e.Reasons = DecisionKeep, append(e.Reasons, ReasonSuspended)
 			case r != "":
 				e.Decision, e.Reasons = DecisionKeep, append(e.Reasons, r)
-			case i == 0:
+			case s.ID == newestGood:
 				e.Decision, e.Reasons = DecisionKeep, append(e.Reasons, ReasonNewestGood)
 			default:
 				trashing++
@@ -317,7 +336,7 @@ func entry(s store.Snapshot) PlanEntry {
 	if tags == nil {
 		tags = []string{}
 	}
-	return PlanEntry{ID: s.ID, TakenAt: s.TakenAt, Tags: tags, SizeBytes: s.SizeBytes, State: s.State, PurgeAfter: s.PurgeAfter, BlobKey: s.BlobKey}
+	return PlanEntry{ID: s.ID, TakenAt: s.TakenAt, Tags: tags, SizeBytes: s.SizeBytes, State: s.State, PurgeAfter: s.PurgeAfter, BlobKey: s.BlobKey, Integrity: s.Integrity}
 }
 
 func stamp(t *time.Time) string {

@@ -31,4 +31,14 @@
 // consumer retention-cmd); the sweep runs on levqor.tick.retention.sweep
 // (retention-tick) at the tick's slot; billing's events arrive on
 // retention-event. Every retention decision writes an audit entry.
+//
+// Sources of the kinds directory and postgres are backed up by the worker
+// itself (runs.go): levqor.cmd.backup.* commands on backup-cmd stream a
+// source with package archive through a pipe into the blob store, with no
+// transaction open, and record the snapshot only once the blob is durable;
+// they also restore snapshots and verify them on request. backup-tick
+// carries backup.due (scheduled runs), backup.verify (integrity sampling;
+// a corrupt snapshot never counts as a source's good one) and
+// backup.overdue. Limits: the account's storage quota, its concurrent runs
+// and the worker's.
 package backups

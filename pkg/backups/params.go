@@ -56,6 +56,13 @@ type CreateSourceParams struct {
 	// Policy is the source's own retention policy, within its tier's
 	// limits; absent or null follows the tier's default policy.
 	Policy json.RawMessage `json:"policy,omitempty"`
+	// Config is the settings of a runnable kind (RunnableKinds):
+	// {"path": …} for a directory source, {"dsn": …} for a postgres one.
+	// Only operators create runnable sources.
+	Config json.RawMessage `json:"config,omitempty"`
+	// ByOperator is set by the API from the caller's key, whatever a
+	// request body says.
+	ByOperator bool `json:"by_operator,omitempty"`
 }
 
 // Normalize trims white space and fills the default time zone.
@@ -70,6 +77,9 @@ func (p *CreateSourceParams) Normalize() {
 	}
 	if isNull(p.Policy) {
 		p.Policy = nil
+	}
+	if isNull(p.Config) {
+		p.Config = nil
 	}
 }
 
@@ -86,7 +96,15 @@ func (p *CreateSourceParams) Validate() error {
 	if !kindRe.MatchString(p.Kind) {
 		return invalid("kind", "kind must be a lower-case word of up to 32 letters, digits, '-' or '_' starting with a letter, such as postgres or files")
 	}
-	if err := ValidateSchedule(p.Schedule, p.TimeZone); err != nil {
+	runs := Runnable(p.Kind) && (p.Config != nil || p.Kind == KindDirectory)
+	if runs && !p.ByOperator {
+		return forbidden("kind", fmt.Sprintf("only operators create %s sources that Levqor backs up: its agents set them up (Done-For-You)", p.Kind))
+	}
+	spec := p.Schedule
+	if spec == "" && runs {
+		spec = "@daily" // the tier's schedule is filled in by the worker; check the zone
+	}
+	if err := ValidateSchedule(spec, p.TimeZone); err != nil {
 		return err
 	}
 	if p.Policy != nil {

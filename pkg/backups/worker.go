@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,14 @@ const (
 	ConsumerCommands = "retention-cmd"
 	ConsumerTicks    = "retention-tick"
 	ConsumerEvents   = "retention-event"
+	// ConsumerRuns carries the backup.* commands that stream data (runs,
+	// restores, verifications) and ConsumerBackupTicks the backup.* jobs,
+	// apart from the quick retention ones.
+	ConsumerRuns        = "backup-cmd"
+	ConsumerBackupTicks = "backup-tick"
+	// RunsDLQWorker names the dead-letter consumer of backup-cmd:
+	// backup-dlq.
+	RunsDLQWorker = "backup"
 )
 
 // Actions of the retention domain.
@@ -63,6 +72,28 @@ const EventSweepBlocked = "backup.sweep_blocked"
 const (
 	MaxShareDefault   = config.SweepMaxShareDefault
 	TrashGraceDefault = config.TrashGraceDefault
+	// MaxRunsDefault is LEVQOR_BACKUP_MAX_RUNS: runs at once per worker
+	// process.
+	MaxRunsDefault = 2
+	// MaxRunsPerAccountDefault is LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT.
+	MaxRunsPerAccountDefault = 1
+	// VerifySampleDefault is LEVQOR_VERIFY_SAMPLE: snapshots re-read per
+	// backup.verify tick.
+	VerifySampleDefault = 5
+	// OverdueGraceDefault is LEVQOR_OVERDUE_GRACE.
+	OverdueGraceDefault = time.Hour
+	// RunTimeoutDefault is LEVQOR_BACKUP_TIMEOUT: the longest one run,
+	// restore or verification may take.
+	RunTimeoutDefault = 12 * time.Hour
+	// BusyRetryDefault is how long a run over a concurrency limit waits
+	// before it is delivered again.
+	BusyRetryDefault = 30 * time.Second
+	// ProgressEveryDefault is how often a running run records its
+	// progress.
+	ProgressEveryDefault = time.Second
+	// DueLookbackDefault is how far back backup.due looks for a schedule
+	// slot that has no run yet.
+	DueLookbackDefault = time.Hour
 )
 
 // Settings are the deployment's retention knobs.
@@ -73,6 +104,30 @@ type Settings struct {
 	// TrashGrace is how long a trashed snapshot keeps its blob before a
 	// sweep purges it (LEVQOR_TRASH_GRACE).
 	TrashGrace time.Duration
+	// AllowedPaths are the directories directory sources and restores may
+	// use (LEVQOR_BACKUP_PATHS); empty refuses them.
+	AllowedPaths []string
+	// MaxRuns bounds the runs, restores and verifications one worker
+	// process streams at once (LEVQOR_BACKUP_MAX_RUNS); MaxRunsPerAccount
+	// the runs of one account across all workers
+	// (LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT). Over either, the command is
+	// delivered again after BusyRetry.
+	MaxRuns           int
+	MaxRunsPerAccount int
+	BusyRetry         time.Duration
+	// VerifySample is how many snapshots a backup.verify tick re-reads
+	// (LEVQOR_VERIFY_SAMPLE).
+	VerifySample int
+	// OverdueGrace is how late past its schedule a source's last good
+	// snapshot may be before backup.overdue alerts (LEVQOR_OVERDUE_GRACE).
+	OverdueGrace time.Duration
+	// RunTimeout bounds one run, restore or verification
+	// (LEVQOR_BACKUP_TIMEOUT).
+	RunTimeout time.Duration
+	// ProgressEvery is how often a run records its progress.
+	ProgressEvery time.Duration
+	// DueLookback is how far back backup.due looks for unrun slots.
+	DueLookback time.Duration
 }
 
 // WithDefaults fills unset fields.
@@ -83,6 +138,25 @@ func (s Settings) WithDefaults() Settings {
 	if s.TrashGrace <= 0 {
 		s.TrashGrace = TrashGraceDefault
 	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if s.MaxRuns <= 0 {
+		s.MaxRuns = MaxRunsDefault
+	}
+	if s.MaxRunsPerAccount <= 0 {
+		s.MaxRunsPerAccount = MaxRunsPerAccountDefault
+	}
+	if s.VerifySample <= 0 {
+		s.VerifySample = VerifySampleDefault
+	}
+	def(&s.BusyRetry, BusyRetryDefault)
+	def(&s.OverdueGrace, OverdueGraceDefault)
+	def(&s.RunTimeout, RunTimeoutDefault)
+	def(&s.ProgressEvery, ProgressEveryDefault)
+	def(&s.DueLookback, DueLookbackDefault)
 	return s
 }
 
@@ -94,6 +168,18 @@ func CommandConsumer() bus.ConsumerSpec {
 // TickConsumer declares retention-tick: the retention jobs' ticks.
 func TickConsumer() bus.ConsumerSpec {
 	return bus.ConsumerSpec{Name: ConsumerTicks, Kind: bus.Ticks, Filter: "retention.>"}
+}
+
+// RunConsumer declares backup-cmd: the backup.* commands, which stream
+// data and may run for hours.
+func RunConsumer() bus.ConsumerSpec {
+	return bus.ConsumerSpec{Name: ConsumerRuns, Kind: bus.Commands, Filter: RunDomain + ".>"}
+}
+
+// BackupTickConsumer declares backup-tick: the backup.due, backup.verify
+// and backup.overdue ticks (one filter subject per consumer).
+func BackupTickConsumer() bus.ConsumerSpec {
+	return bus.ConsumerSpec{Name: ConsumerBackupTicks, Kind: bus.Ticks, Filter: "backup.>"}
 }
 
 // EventConsumer declares retention-event: billing's events, whose
@@ -109,7 +195,9 @@ const ErrBlobsNotConfiguredMessage = "the retention worker has no blob store: se
 // The worker's handlers have the shapes their runtimes expect.
 var (
 	_ command.Func    = (*Worker)(nil).Handle
+	_ command.Func    = (*Worker)(nil).HandleBackup
 	_ bus.Handler     = (*Worker)(nil).HandleTick
+	_ bus.Handler     = (*Worker)(nil).HandleBackupTick
 	_ inbox.TxHandler = (*Worker)(nil).HandleEvent
 )
 
@@ -131,6 +219,12 @@ type Worker struct {
 	Settings Settings
 	// Metrics counts what sweeps do; nil counts nothing.
 	Metrics *Metrics
+	// Publisher publishes the run commands of backup.due; nil fails that
+	// job.
+	Publisher *bus.Publisher
+
+	slotsOnce sync.Once
+	slots     chan struct{}
 }
 
 func (w *Worker) settings() Settings { return w.Settings.WithDefaults() }
@@ -150,6 +244,50 @@ func (w *Worker) Register(r *bus.Router) {
 	r.Handle(w.Runtime.DeadLetters(WorkerName, ConsumerCommands))
 	r.Handle(TickConsumer(), w.HandleTick)
 	r.Handle(EventConsumer(), inbox.Handler(w.Store, w.HandleEvent))
+	r.Handle(RunConsumer(), w.longRunning(w.Runtime.Handler(w.HandleBackup)))
+	r.Handle(w.Runtime.DeadLetters(RunsDLQWorker, ConsumerRuns))
+	r.Handle(BackupTickConsumer(), w.longRunning(w.HandleBackupTick))
+}
+
+// longRunning lets h run up to LEVQOR_BACKUP_TIMEOUT rather than the
+// router's handler timeout, which suits quick handlers: backups stream for
+// as long as their data takes. The router keeps the message ours with
+// InProgress the whole time; a shutdown still cancels h at once.
+func (w *Worker) longRunning(h bus.Handler) bus.Handler {
+	return func(ctx context.Context, m *bus.Message) error {
+		run, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.settings().RunTimeout)
+		defer cancel()
+		stop := context.AfterFunc(ctx, func() {
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				cancel() // the router is shutting down
+			}
+		})
+		defer stop()
+		return h(run, m)
+	}
+}
+
+// HandleBackup carries out one backup.* command (a command.Func).
+func (w *Worker) HandleBackup(ctx context.Context, e *command.Envelope) (command.Effect, error) {
+	if e.Domain != RunDomain {
+		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
+			fmt.Sprintf("backup-cmd does not handle %s", e.Type()))
+	}
+	switch e.Action {
+	case ActionRun:
+		return w.runBackup(ctx, e)
+	case ActionRestoreData:
+		return w.restoreData(ctx, e)
+	case ActionVerifySnapshot:
+		return w.verifyCommand(ctx, e)
+	case ActionPause, ActionResume:
+		return w.pauseSource(ctx, e)
+	case ActionSetConfig:
+		return w.setConfig(ctx, e)
+	default:
+		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
+			fmt.Sprintf("unknown backup command %q", e.Action))
+	}
 }
 
 // Handle carries out one retention command (a command.Func).

@@ -44,6 +44,15 @@ type BackupSource struct {
 	// BlockedSince is set while sweeps refuse to delete because they
 	// would remove too large a share of the source at once.
 	BlockedSince *time.Time `json:"blocked_since,omitempty"`
+	// Config is the settings of a kind that runs (directory: {"path"},
+	// postgres: {"dsn"}) as JSON; nil for record-only kinds. It may hold a
+	// secret, so it is never marshalled: the API shows it redacted.
+	Config json.RawMessage `json:"-"`
+	// PausedAt is set while the source is paused: no scheduled runs, no
+	// overdue alerts.
+	PausedAt *time.Time `json:"paused_at,omitempty"`
+	// OverdueIncident is the overdue incident last raised for the source.
+	OverdueIncident string `json:"-"`
 	// CreatedAt and UpdatedAt are set by the store; zero means now.
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -60,23 +69,31 @@ type sourceRow struct {
 	BlockedSince sql.NullTime `db:"blocked_since"`
 	CreatedAt    time.Time    `db:"created_at"`
 	UpdatedAt    time.Time    `db:"updated_at"`
+	Config       []byte       `db:"config"`
+	PausedAt     sql.NullTime `db:"paused_at"`
+	Overdue      string       `db:"overdue_incident"`
 }
 
 func (r sourceRow) source() BackupSource {
 	s := BackupSource{
 		ID: r.ID, AccountID: r.AccountID, Name: r.Name, Kind: r.Kind, Schedule: r.Schedule, TimeZone: r.TimeZone,
 		BlockedSince: fromNull(r.BlockedSince), CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+		PausedAt: fromNull(r.PausedAt), OverdueIncident: r.Overdue,
 	}
 	if len(r.Policy) > 0 {
 		s.Policy = json.RawMessage(r.Policy)
 	}
+	if len(r.Config) > 0 {
+		s.Config = json.RawMessage(r.Config)
+	}
 	return s
 }
 
-const sourceColumns = `id, account_id, name, kind, schedule, time_zone, policy, blocked_since, created_at, updated_at`
+const sourceColumns = `id, account_id, name, kind, schedule, time_zone, policy, blocked_since, created_at, updated_at,
+config, paused_at, overdue_incident`
 
 const insertSourceSQL = `INSERT INTO backup_sources (` + sourceColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, '')
 ON CONFLICT DO NOTHING`
 
 // InsertSource adds s within tx and reports whether it was new: false when
@@ -89,9 +106,13 @@ func (tx *Tx) InsertSource(ctx context.Context, s BackupSource) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("store: inserting source %s: policy: %w", s.ID, err)
 	}
+	config, err := nullJSON(s.Config)
+	if err != nil {
+		return false, fmt.Errorf("store: inserting source %s: config: %w", s.ID, err)
+	}
 	at := ts(orNow(s.CreatedAt))
 	res, err := tx.tx.ExecContext(ctx, tx.rebind(insertSourceSQL),
-		s.ID, s.AccountID, s.Name, s.Kind, s.Schedule, s.TimeZone, policy, at, at)
+		s.ID, s.AccountID, s.Name, s.Kind, s.Schedule, s.TimeZone, policy, at, at, config)
 	if err != nil {
 		return false, fmt.Errorf("store: inserting source %s: %w", s.ID, err)
 	}
@@ -321,7 +342,25 @@ type Snapshot struct {
 	PurgedAt   *time.Time `json:"purged_at,omitempty"`
 	// UpdatedAt is when its state last changed.
 	UpdatedAt time.Time `json:"updated_at"`
+	// Integrity is what verification found: SnapshotUnverified,
+	// SnapshotVerified or SnapshotCorrupt. A corrupt snapshot keeps its
+	// state, but never counts as a source's good snapshot.
+	Integrity string `json:"integrity"`
+	// VerifiedAt is when it was last verified; VerifyError why it is
+	// corrupt.
+	VerifiedAt  *time.Time `json:"verified_at,omitempty"`
+	VerifyError string     `json:"verify_error,omitempty"`
+	// Manifest summarizes the archive of a snapshot a run made (kind,
+	// files, source bytes); nil for snapshots recorded by agents.
+	Manifest json.RawMessage `json:"manifest,omitempty"`
 }
+
+// Snapshot integrity, as verification finds it.
+const (
+	SnapshotUnverified = "unverified"
+	SnapshotVerified   = "verified"
+	SnapshotCorrupt    = "corrupt"
+)
 
 type snapshotRow struct {
 	ID         string       `db:"id"`
@@ -340,6 +379,10 @@ type snapshotRow struct {
 	PurgeAfter sql.NullTime `db:"purge_after"`
 	PurgedAt   sql.NullTime `db:"purged_at"`
 	UpdatedAt  time.Time    `db:"updated_at"`
+	Integrity  string       `db:"integrity"`
+	VerifiedAt sql.NullTime `db:"verified_at"`
+	VerifyErr  string       `db:"verify_error"`
+	Manifest   []byte       `db:"manifest"`
 }
 
 func (r snapshotRow) snapshot() (Snapshot, error) {
@@ -349,7 +392,10 @@ func (r snapshotRow) snapshot() (Snapshot, error) {
 		SizeBytes: r.SizeBytes, SHA256: r.SHA256, BlobKey: r.BlobKey, State: r.State,
 		RecordedBy: r.RecordedBy, RecordedAt: r.RecordedAt.UTC(),
 		TrashedAt: fromNull(r.TrashedAt), PurgeAfter: fromNull(r.PurgeAfter), PurgedAt: fromNull(r.PurgedAt),
-		UpdatedAt: r.UpdatedAt.UTC(),
+		UpdatedAt: r.UpdatedAt.UTC(), Integrity: r.Integrity, VerifiedAt: fromNull(r.VerifiedAt), VerifyError: r.VerifyErr,
+	}
+	if len(r.Manifest) > 0 {
+		s.Manifest = json.RawMessage(r.Manifest)
 	}
 	if r.UTCOffset == 0 {
 		s.TakenAt = r.TakenAt.UTC()
@@ -376,10 +422,10 @@ func snapshots(rows []snapshotRow) ([]Snapshot, error) {
 }
 
 const snapshotColumns = `id, account_id, source_id, taken_at, utc_offset, size_bytes, sha256, blob_key, tags, state,
-recorded_by, recorded_at, trashed_at, purge_after, purged_at, updated_at`
+recorded_by, recorded_at, trashed_at, purge_after, purged_at, updated_at, integrity, verified_at, verify_error, manifest`
 
 const insertSnapshotSQL = `INSERT INTO backup_snapshots (` + snapshotColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, 'unverified', NULL, '', ?)
 ON CONFLICT DO NOTHING`
 
 // InsertSnapshot adds s, active, within tx and reports whether it was new:
@@ -396,11 +442,15 @@ func (tx *Tx) InsertSnapshot(ctx context.Context, s Snapshot) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("store: inserting snapshot %s: tags: %w", s.ID, err)
 	}
+	manifest, err := nullJSON(s.Manifest)
+	if err != nil {
+		return false, fmt.Errorf("store: inserting snapshot %s: manifest: %w", s.ID, err)
+	}
 	_, offset := s.TakenAt.Zone()
 	at := ts(orNow(s.RecordedAt))
 	res, err := tx.tx.ExecContext(ctx, tx.rebind(insertSnapshotSQL),
 		s.ID, s.AccountID, s.SourceID, ts(s.TakenAt), offset, s.SizeBytes, s.SHA256, s.BlobKey, string(tagJSON),
-		SnapshotActive, s.RecordedBy, at, at)
+		SnapshotActive, s.RecordedBy, at, at, manifest)
 	if err != nil {
 		return false, fmt.Errorf("store: inserting snapshot %s: %w", s.ID, err)
 	}

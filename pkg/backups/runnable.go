@@ -1,0 +1,262 @@
+package backups
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/levqor/levqor/pkg/api/command"
+	"github.com/levqor/levqor/pkg/archive"
+	"github.com/levqor/levqor/pkg/store"
+)
+
+// Kinds of source that Levqor backs up itself, by a run. Every other kind
+// is a record-only catalog entry whose snapshots an external agent
+// records.
+const (
+	// KindDirectory is a directory tree on the worker's host: files,
+	// permissions and modification times.
+	KindDirectory = archive.KindDirectory
+	// KindPostgres is a PostgreSQL database, dumped with pg_dump in its
+	// custom format.
+	KindPostgres = archive.KindPostgres
+)
+
+// RunnableKinds lists the kinds a run can back up.
+var RunnableKinds = []string{KindDirectory, KindPostgres}
+
+// Runnable reports whether sources of kind can be backed up by runs.
+func Runnable(kind string) bool { return slices.Contains(RunnableKinds, kind) }
+
+// Runs reports whether src is backed up by runs: a runnable kind with a
+// config. A postgres source created without one stays a record-only
+// catalog entry, as before runs existed, until an operator gives it one.
+func Runs(src *store.BackupSource) bool { return Runnable(src.Kind) && len(src.Config) > 0 }
+
+// PathsVariable names the allow-list of directories that directory
+// sources and restores may use.
+const PathsVariable = "LEVQOR_BACKUP_PATHS"
+
+// SourceConfig is the settings of a runnable source: Path for a directory
+// source, DSN for a postgres one. The DSN is a secret: it is stored, and
+// shown only through Redacted.
+type SourceConfig struct {
+	// Path is the absolute path of the directory to back up; it must lie
+	// under LEVQOR_BACKUP_PATHS.
+	Path string `json:"path,omitempty"`
+	// DSN is the connection string of the database to back up,
+	// postgres://user:password@host:port/db?sslmode=….
+	DSN string `json:"dsn,omitempty"`
+}
+
+// ParseConfig reads and checks the config of a source of kind: required
+// for a runnable kind, refused for any other. Errors are 422
+// *command.Errors naming the field ("config.path").
+func ParseConfig(kind string, raw json.RawMessage, roots []string) (SourceConfig, error) {
+	var c SourceConfig
+	if !Runnable(kind) {
+		if !isNull(raw) {
+			return c, invalid("config", fmt.Sprintf("kind %s is a record-only catalog entry and takes no config; runnable kinds are %s", kind, strings.Join(RunnableKinds, " and ")))
+		}
+		return c, nil
+	}
+	if isNull(raw) {
+		if kind == KindPostgres {
+			return c, nil // a record-only catalog entry: an agent records its snapshots
+		}
+		return c, invalid("config", configHint(kind))
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, invalid("config", "config must be an object: "+configHint(kind))
+	}
+	c.Path, c.DSN = strings.TrimSpace(c.Path), strings.TrimSpace(c.DSN)
+	switch kind {
+	case KindDirectory:
+		if c.DSN != "" {
+			return c, invalid("config.dsn", "a directory source takes config.path, not config.dsn")
+		}
+		if c.Path == "" {
+			return c, invalid("config.path", configHint(kind))
+		}
+		clean, err := CheckPath("config.path", c.Path, roots)
+		if err != nil {
+			return c, err
+		}
+		c.Path = clean
+	case KindPostgres:
+		if c.Path != "" {
+			return c, invalid("config.path", "a postgres source takes config.dsn, not config.path")
+		}
+		if err := ValidateDSN("config.dsn", c.DSN); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func configHint(kind string) string {
+	if kind == KindDirectory {
+		return `a directory source needs config.path: the absolute path of the directory to back up, e.g. {"path": "/srv/data"}`
+	}
+	return `a postgres source needs config.dsn: the connection string of the database, e.g. {"dsn": "postgres://backup:secret@db:5432/app?sslmode=require"}`
+}
+
+// SourceConfigOf decodes the stored config of src.
+func SourceConfigOf(src *store.BackupSource) (SourceConfig, error) {
+	var c SourceConfig
+	if len(src.Config) == 0 {
+		return c, fmt.Errorf("source %s (%s) has no config", src.ID, src.Kind)
+	}
+	if err := json.Unmarshal(src.Config, &c); err != nil {
+		return c, fmt.Errorf("source %s: stored config: %w", src.ID, err)
+	}
+	return c, nil
+}
+
+// Redacted is the config as the API shows it: the DSN's password, and any
+// password parameter, replaced by ***.
+func (c SourceConfig) Redacted() SourceConfig {
+	if c.DSN != "" {
+		c.DSN = RedactDSN(c.DSN)
+	}
+	return c
+}
+
+// Redacted is a placeholder for secrets in what Levqor shows.
+const Redacted = "***"
+
+// RedactDSN returns dsn with its password (in the user info or a password
+// parameter) replaced by ***. A DSN that does not parse is replaced whole.
+func RedactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return Redacted
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), Redacted)
+		}
+	}
+	q := u.Query()
+	changed := false
+	for k := range q {
+		if strings.EqualFold(k, "password") {
+			q.Set(k, Redacted)
+			changed = true
+		}
+	}
+	if changed {
+		u.RawQuery = q.Encode()
+	}
+	return strings.Replace(u.String(), url.QueryEscape(Redacted), Redacted, -1)
+}
+
+// ValidateDSN checks a PostgreSQL connection string: a postgres:// or
+// postgresql:// URL naming a host and a database. The message never
+// repeats the DSN.
+func ValidateDSN(field, dsn string) error {
+	if dsn == "" {
+		return invalid(field, field+" is required: postgres://user:password@host:5432/database")
+	}
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return invalid(field, field+" must be a URL postgres://user:password@host:5432/database (key=value strings are not accepted)")
+	}
+	if u.Host == "" || strings.Trim(u.Path, "/") == "" {
+		return invalid(field, field+" must name a host and a database: postgres://user:password@host:5432/database")
+	}
+	return nil
+}
+
+// scrub removes a DSN, and its password, from text bound for logs, run
+// rows and command outcomes.
+func scrub(text, dsn string) string {
+	if dsn == "" {
+		return text
+	}
+	text = strings.ReplaceAll(text, dsn, RedactDSN(dsn))
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && len(pw) >= 3 {
+			text = strings.ReplaceAll(text, pw, Redacted)
+		}
+	}
+	return text
+}
+
+// CheckPath checks that p is an absolute path under one of roots (the
+// LEVQOR_BACKUP_PATHS allow-list) once cleaned and with its symbolic links
+// resolved, as far as it exists: a link inside a root that points outside
+// it does not pass. It returns the cleaned path. Errors are 422
+// *command.Errors naming field.
+func CheckPath(field, p string, roots []string) (string, error) {
+	if len(roots) == 0 {
+		return "", invalid(field, fmt.Sprintf("directory backups and restores are disabled on this deployment: set %s to the comma-separated absolute directories they may use", PathsVariable))
+	}
+	if !filepath.IsAbs(p) {
+		return "", invalid(field, field+" must be an absolute path")
+	}
+	if strings.ContainsRune(p, 0) {
+		return "", invalid(field, field+" must not contain NUL")
+	}
+	clean := filepath.Clean(p)
+	resolved, err := resolve(clean)
+	if err != nil {
+		return "", invalid(field, fmt.Sprintf("%s cannot be resolved: %v", field, errors.Unwrap(err)))
+	}
+	for _, root := range roots {
+		r, err := resolve(filepath.Clean(root))
+		if err != nil {
+			continue
+		}
+		if resolved == r || strings.HasPrefix(resolved, strings.TrimSuffix(r, string(filepath.Separator))+string(filepath.Separator)) {
+			return clean, nil
+		}
+	}
+	return "", invalid(field, fmt.Sprintf("%s is not under %s (%s)", clean, PathsVariable, strings.Join(roots, ", ")))
+}
+
+// resolve evaluates the symbolic links of the longest existing prefix of
+// p and appends the rest.
+func resolve(p string) (string, error) {
+	rest := ""
+	cur := p
+	for {
+		r, err := filepath.EvalSymlinks(cur)
+		if err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return p, nil
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
+}
+
+// DevPaths is the allow-list dev mode uses when LEVQOR_BACKUP_PATHS is
+// unset: the working directory and the OS temporary directory.
+func DevPaths() []string {
+	var out []string
+	if wd, err := os.Getwd(); err == nil {
+		out = append(out, wd)
+	}
+	return append(out, os.TempDir())
+}
+
+func forbidden(field, msg string) error {
+	return command.Fail(http.StatusForbidden, "forbidden", field, msg)
+}

@@ -1,0 +1,505 @@
+package backups
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/levqor/levqor/pkg/api/command"
+	"github.com/levqor/levqor/pkg/archive"
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/store"
+)
+
+// Events the runs raise, under levqor.event.
+const (
+	EventQuotaExceeded = "backup.quota_exceeded"
+	EventCorrupt       = "backup.corrupt"
+	EventOverdue       = "backup.overdue"
+)
+
+// Audit actions of runs and restores.
+const (
+	AuditRunFailed    = "run.failed"
+	AuditDataRestored = "data.restored"
+	AuditCorrupt      = "snapshot.corrupt"
+	AuditPaused       = "source.paused"
+	AuditResumed      = "source.resumed"
+	AuditConfigSet    = "source.config_set"
+)
+
+// GB is the unit of the storage quota (entitlements' storage_gb): 10^9
+// bytes, as storage is sold.
+const GB = 1_000_000_000
+
+// RunStaleAfter is how old a running run's heartbeat may be before it no
+// longer counts against its account's concurrent runs: its worker died.
+// Runs beat every ProgressEvery, far more often.
+const RunStaleAfter = 2 * time.Minute
+
+// errQuota is why a stream stopped: it would exceed the storage quota.
+var errQuota = errors.New("the backup would exceed the account's storage quota")
+
+// runFailure is a run's failure as the run row and the client see it.
+type runFailure struct {
+	reason string
+	// event, when set, is raised with the failure.
+	event   string
+	payload map[string]any
+}
+
+// runBackup carries out backup.run (a command.Func): it marks the run
+// running in a short transaction, streams the source through a pipe into
+// the blob store with no transaction open, and returns the Effect that
+// records the snapshot, the run's success and the command's outcome in one
+// transaction. On failure it deletes the partial blob, marks the run
+// failed with the reason, and returns the error to the router: transient
+// errors are retried with backoff, then dead-lettered; bad configuration
+// is permanent.
+func (w *Worker) runBackup(ctx context.Context, e *command.Envelope) (command.Effect, error) {
+	var p RunParams
+	if err := decodeParams(e.Params, &p); err != nil {
+		return nil, err
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	src, err := w.Store.GetSource(ctx, p.SourceID)
+	if src, err = ownSource(src, err, e, p.SourceID); err != nil {
+		return nil, err
+	}
+	if !Runs(src) {
+		return nil, unprocessable("not_runnable", "source_id", fmt.Sprintf("source %s is a record-only %s source: an external agent records its snapshots (POST /v1/sources/%s/snapshots)", src.ID, src.Kind, src.ID))
+	}
+	if w.Blobs == nil {
+		return nil, blobsMissing()
+	}
+	set := w.settings()
+	log := bus.Logger(ctx).WithFields(logrus.Fields{"source_id": src.ID, "account_id": src.AccountID, "run_id": RunID(e.ID)})
+	run := store.BackupRun{ID: RunID(e.ID), AccountID: src.AccountID, SourceID: src.ID, CommandID: e.ID, Trigger: p.Trigger, Slot: p.Slot}
+
+	release, ok := w.acquireRun()
+	if !ok {
+		return nil, bus.RetryAfter(fmt.Errorf("this worker already runs %d backups (LEVQOR_BACKUP_MAX_RUNS)", set.MaxRuns), set.BusyRetry)
+	}
+	defer release()
+
+	started := time.Now()
+	var current *store.BackupRun
+	busy := 0
+	err = w.Store.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.LockAccountForSources(ctx, src.AccountID); err != nil {
+			return err
+		}
+		n, err := tx.CountRunningRuns(ctx, src.AccountID, run.ID, started.Add(-RunStaleAfter))
+		if err != nil {
+			return err
+		}
+		if n >= set.MaxRunsPerAccount {
+			busy = n
+			return nil
+		}
+		current, err = tx.StartRun(ctx, run, started)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if busy > 0 {
+		return nil, bus.RetryAfter(fmt.Errorf("account %s already has %d backups running (LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT=%d)", src.AccountID, busy, set.MaxRunsPerAccount), set.BusyRetry)
+	}
+	if current.State == store.RunSucceeded {
+		// Its outcome was committed with the inbox claim, so the runtime
+		// never gets here for the same message; a replay forced by an
+		// operator answers what the run did, and runs nothing again.
+		return w.runOutcome(current.ID), nil
+	}
+
+	cfg, err := SourceConfigOf(src)
+	if err == nil && src.Kind == KindDirectory {
+		_, err = CheckPath("config.path", cfg.Path, set.AllowedPaths)
+	}
+	if err != nil {
+		reason := "the source's config is not usable: " + errorText(err)
+		w.failRun(ctx, log, run, runFailure{reason: reason})
+		return nil, bus.Permanent(errors.New(reason))
+	}
+
+	acc, err := w.Store.GetAccount(ctx, src.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	ent, err := Entitlements(acc.Entitlements)
+	if err != nil {
+		return nil, bus.Permanent(err)
+	}
+	quota := int64(ent.StorageGB) * GB
+	used, err := w.Store.AccountStoredBytes(ctx, src.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	quotaFailure := func(stored int64) error {
+		reason := fmt.Sprintf("storage quota exceeded: the account stores %s of its %s (%s tier)", humanBytes(used), humanBytes(quota), tierOr(ent.Tier))
+		if stored > 0 {
+			reason = fmt.Sprintf("storage quota exceeded: the account stores %s of its %s (%s tier) and this backup passed %s before it was stopped; nothing was recorded",
+				humanBytes(used), humanBytes(quota), tierOr(ent.Tier), humanBytes(stored))
+		}
+		w.failRun(ctx, log, run, runFailure{reason: reason, event: EventQuotaExceeded, payload: map[string]any{
+			"account_id": src.AccountID, "source_id": src.ID, "run_id": run.ID, "incident": "quota:" + run.ID,
+			"reason": reason, "quota_bytes": quota, "used_bytes": used, "tier": ent.Tier,
+		}})
+		return unprocessable("quota_exceeded", "", reason)
+	}
+	if used >= quota {
+		return nil, quotaFailure(0)
+	}
+
+	loc := time.UTC
+	if l, err := time.LoadLocation(src.TimeZone); err == nil {
+		loc = l
+	}
+	takenAt := started.In(loc).Truncate(time.Second)
+	key := fmt.Sprintf("%s/%s/%s.lvq", src.AccountID, src.ID, run.ID)
+	res, err := w.stream(ctx, log, src, cfg, run.ID, key, quota-used)
+	if err != nil {
+		switch {
+		case errors.Is(err, errQuota):
+			return nil, quotaFailure(res.stored)
+		case ctx.Err() != nil:
+			w.failRun(ctx, log, run, runFailure{reason: "interrupted: " + scrub(ctx.Err().Error(), cfg.DSN) + "; the run is retried"})
+			return nil, ctx.Err()
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission):
+			reason := "the source cannot be read: " + scrub(err.Error(), cfg.DSN)
+			w.failRun(ctx, log, run, runFailure{reason: reason})
+			return nil, bus.Permanent(errors.New(reason))
+		}
+		reason := scrub(err.Error(), cfg.DSN)
+		w.failRun(ctx, log, run, runFailure{reason: reason})
+		return nil, errors.New(reason)
+	}
+	log.WithFields(logrus.Fields{"stored_bytes": res.size, "source_bytes": res.manifest.SourceBytes, "blob_key": key}).Info("backup streamed")
+
+	summary, err := json.Marshal(manifestSummary(res.manifest))
+	if err != nil {
+		return nil, err
+	}
+	recordedBy := e.KeyID
+	if recordedBy == "" {
+		recordedBy = "scheduler"
+	}
+	snap := store.Snapshot{
+		ID: derivedID(SnapshotIDPrefix, "snapshot", e.ID), AccountID: src.AccountID, SourceID: src.ID,
+		TakenAt: takenAt, SizeBytes: res.size, SHA256: res.sum, BlobKey: key, Tags: []string{}, RecordedBy: recordedBy,
+		RecordedAt: time.Now(), Manifest: summary,
+	}
+	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
+		if _, err := tx.LockSource(ctx, src.ID); err != nil {
+			return command.Outcome{}, err
+		}
+		inserted, err := tx.InsertSnapshot(ctx, snap)
+		if err != nil {
+			return command.Outcome{}, err
+		}
+		if !inserted {
+			return command.Outcome{}, recordConflict(ctx, tx, snap)
+		}
+		if err := tx.FinishRun(ctx, store.FinishRunParams{ID: run.ID, SnapshotID: snap.ID, SourceBytes: res.manifest.SourceBytes,
+			StoredBytes: res.size, SHA256: res.sum}); err != nil {
+			return command.Outcome{}, err
+		}
+		if err := audit(ctx, tx, e, src.ID, snap.ID, AuditSnapshotRecorded, nil, []string{"a " + p.Trigger + " run backed the source up"}, map[string]any{
+			"run_id": run.ID, "taken_at": snap.TakenAt, "size_bytes": snap.SizeBytes, "sha256": snap.SHA256, "blob_key": snap.BlobKey,
+			"source_bytes": res.manifest.SourceBytes,
+		}); err != nil {
+			return command.Outcome{}, err
+		}
+		view, err := runView(ctx, tx, run.ID)
+		if err != nil {
+			return command.Outcome{}, err
+		}
+		return command.Outcome{Status: http.StatusCreated, Result: view}, nil
+	}, nil
+}
+
+// runOutcome answers with the run as it is.
+func (w *Worker) runOutcome(id string) command.Effect {
+	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
+		view, err := runView(ctx, tx, id)
+		if err != nil {
+			return command.Outcome{}, err
+		}
+		return command.Outcome{Status: http.StatusOK, Result: view}, nil
+	}
+}
+
+func runView(ctx context.Context, tx *store.Tx, id string) (RunView, error) {
+	r, err := tx.GetRun(ctx, id)
+	if err != nil {
+		return RunView{}, err
+	}
+	v := RunView{BackupRun: *r}
+	if r.SnapshotID != "" {
+		if v.Snapshot, err = tx.GetSnapshot(ctx, r.SnapshotID); err != nil {
+			return RunView{}, err
+		}
+	}
+	return v, nil
+}
+
+// failRun records the failure in a short transaction of its own, with its
+// event, even when ctx has ended (a shutdown): the run must not stay
+// "running".
+func (w *Worker) failRun(ctx context.Context, log logrus.FieldLogger, run store.BackupRun, f runFailure) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := w.Store.InTx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.FailRun(ctx, run.ID, f.reason, time.Now()); err != nil {
+			return err
+		}
+		if f.event != "" {
+			if err := w.raise(ctx, tx, f.event, run.AccountID, "run-"+run.ID, f.payload); err != nil {
+				return err
+			}
+		}
+		d, err := json.Marshal(map[string]any{"run_id": run.ID, "command_id": run.CommandID, "trigger": run.Trigger})
+		if err != nil {
+			return err
+		}
+		_, err = tx.AppendRetentionAudit(ctx, store.RetentionAudit{
+			AccountID: run.AccountID, SourceID: run.SourceID, Action: AuditRunFailed, Actor: "run:" + run.ID,
+			Reasons: []string{f.reason}, Detail: d,
+		})
+		return err
+	})
+	entry := log.WithField("reason", f.reason)
+	if err != nil {
+		entry.WithField("error", err.Error()).Error("backup run failed and the failure could not be recorded")
+		return
+	}
+	entry.Warn("backup run failed")
+}
+
+// raise writes an event to the outbox within tx.
+func (w *Worker) raise(ctx context.Context, tx *store.Tx, what, accountID, correlation string, payload map[string]any) error {
+	if _, ok := payload["at"]; !ok {
+		payload["at"] = time.Now().UTC()
+	}
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return err
+	}
+	_, err = tx.EnqueueOutbox(ctx, store.OutboxMessage{
+		Subject: w.topology().Subject(bus.Events, what),
+		Headers: map[string]string{bus.HeaderAccount: accountID, bus.HeaderCorrelationID: correlation},
+		Payload: b,
+	})
+	return err
+}
+
+// streamed is what a stream stored.
+type streamed struct {
+	size     int64
+	sum      string
+	manifest archive.Manifest
+	// stored is how far a stream stopped for the quota got.
+	stored int64
+}
+
+// stream writes the source's archive through a pipe into the blob store,
+// never holding it whole in memory, and reports progress about every
+// ProgressEvery. On failure the partial blob is deleted (Put leaves none
+// by contract; the delete makes sure, and also removes a complete blob an
+// earlier, crashed attempt of the same run left).
+func (w *Worker) stream(ctx context.Context, log logrus.FieldLogger, src *store.BackupSource, cfg SourceConfig, runID, key string, room int64) (streamed, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	lw := &limitWriter{w: pw, room: room}
+	var done atomic.Int64
+	progress := func(n int64) { done.Store(n) }
+	type written struct {
+		m   archive.Manifest
+		err error
+	}
+	out := make(chan written, 1)
+	go func() {
+		var m archive.Manifest
+		var err error
+		switch src.Kind {
+		case KindDirectory:
+			m, err = archive.WriteDirectory(sctx, lw, cfg.Path, progress)
+		case KindPostgres:
+			m, err = archive.WritePostgres(sctx, lw, cfg.DSN, progress)
+		default:
+			err = fmt.Errorf("kind %s does not run", src.Kind)
+		}
+		_ = pw.CloseWithError(err) // nil: the reader sees EOF
+		out <- written{m, err}
+	}()
+	stopProgress := w.reportProgress(ctx, log, runID, &done)
+	size, sum, perr := w.Blobs.Put(sctx, key, pr)
+	if perr != nil {
+		cancel()
+		_ = pr.CloseWithError(perr) // unblock the writer
+	}
+	wr := <-out
+	stopProgress()
+	var err error
+	switch {
+	case lw.exceeded.Load():
+		err = errQuota
+	case wr.err != nil:
+		err = wr.err
+	case perr != nil:
+		err = perr
+	case size != lw.n.Load():
+		err = fmt.Errorf("the blob store stored %d bytes of %d", size, lw.n.Load())
+	}
+	if err != nil {
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer dcancel()
+		if derr := w.Blobs.Delete(dctx, key); derr != nil {
+			log.WithFields(logrus.Fields{"blob_key": key, "error": derr.Error()}).Error("could not delete the partial blob of a failed run")
+		}
+		return streamed{stored: lw.n.Load()}, err
+	}
+	return streamed{size: size, sum: sum, manifest: wr.m}, nil
+}
+
+// reportProgress writes the run's progress (and heartbeat) about every
+// ProgressEvery until the returned stop is called, each write one short
+// statement of its own.
+func (w *Worker) reportProgress(ctx context.Context, log logrus.FieldLogger, runID string, done *atomic.Int64) (stop func()) {
+	every := w.settings().ProgressEvery
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := w.Store.RunProgress(ctx, runID, done.Load(), time.Now()); err != nil && ctx.Err() == nil {
+					log.WithField("error", err.Error()).Warn("could not record the run's progress")
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-finished }
+}
+
+// limitWriter counts what passes and fails once more than room bytes
+// would be stored.
+type limitWriter struct {
+	w        io.Writer
+	room     int64
+	n        atomic.Int64
+	exceeded atomic.Bool
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.n.Load()+int64(len(p)) > l.room {
+		l.exceeded.Store(true)
+		return 0, errQuota
+	}
+	n, err := l.w.Write(p)
+	l.n.Add(int64(n))
+	return n, err
+}
+
+// acquireRun takes one of the worker's LEVQOR_BACKUP_MAX_RUNS slots
+// without waiting.
+func (w *Worker) acquireRun() (release func(), ok bool) {
+	w.slotsOnce.Do(func() { w.slots = make(chan struct{}, w.settings().MaxRuns) })
+	select {
+	case w.slots <- struct{}{}:
+		return func() { <-w.slots }, true
+	default:
+		return nil, false
+	}
+}
+
+// ManifestSummary is what a snapshot records of its archive's manifest:
+// enough to say what it holds without reading the blob.
+type ManifestSummary struct {
+	Kind        string    `json:"kind"`
+	Files       int       `json:"files"`
+	Dirs        int       `json:"dirs,omitempty"`
+	Symlinks    int       `json:"symlinks,omitempty"`
+	Skipped     int       `json:"skipped,omitempty"`
+	SourceBytes int64     `json:"source_bytes"`
+	DumpSHA256  string    `json:"dump_sha256,omitempty"`
+	DumpSize    int64     `json:"dump_size,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+func manifestSummary(m archive.Manifest) ManifestSummary {
+	s := ManifestSummary{Kind: m.Kind, SourceBytes: m.SourceBytes, DumpSHA256: m.DumpSHA256, DumpSize: m.DumpSize,
+		CreatedAt: m.CreatedAt.UTC(), Skipped: len(m.Skipped)}
+	for _, f := range m.Files {
+		switch f.Type {
+		case archive.TypeFile:
+			s.Files++
+		case archive.TypeDir:
+			s.Dirs++
+		case archive.TypeSymlink:
+			s.Symlinks++
+		}
+	}
+	if m.Kind == archive.KindPostgres {
+		s.Files = 1
+	}
+	return s
+}
+
+// SummaryOf decodes a snapshot's manifest summary; ok is false for a
+// snapshot an agent recorded, whose blob is not an archive.
+func SummaryOf(s *store.Snapshot) (ManifestSummary, bool) {
+	var m ManifestSummary
+	if len(s.Manifest) == 0 || json.Unmarshal(s.Manifest, &m) != nil || m.Kind == "" {
+		return m, false
+	}
+	return m, true
+}
+
+func errorText(err error) string {
+	var ce *command.Error
+	if errors.As(err, &ce) {
+		return ce.Message
+	}
+	return err.Error()
+}
+
+func tierOr(t string) string {
+	if t == "" {
+		return "no"
+	}
+	return t
+}
+
+// humanBytes formats n in decimal units, as quotas are sold.
+func humanBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}

@@ -1,0 +1,333 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/levqor/levqor/pkg/api"
+	apicommand "github.com/levqor/levqor/pkg/api/command"
+	"github.com/levqor/levqor/pkg/backups"
+	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/httpjson"
+	"github.com/levqor/levqor/pkg/service"
+	"github.com/levqor/levqor/pkg/store"
+)
+
+func init() {
+	register("backup", "run <src_…> [--wait] | pause <src_…> | resume <src_…>: back a source up now, pause or resume its schedule", runBackup)
+	register("restore", "<snap_…> --to <dir> | --dsn <postgres://…> [--overwrite]: restore a snapshot's data (operators)", runRestore)
+}
+
+const (
+	backupUsage  = "backup run <src_…> [--wait] [--url URL] [--key KEY] | backup pause <src_…> | backup resume <src_…>"
+	restoreUsage = "restore <snap_…> --to <dir> | --dsn <postgres://…> [--overwrite] [--url URL] [--key KEY]"
+)
+
+// pollEvery is how often a waiting CLI reads a run or command.
+const pollEvery = 500 * time.Millisecond
+
+// apiFlags are the flags of the commands that call the product API.
+type apiFlags struct {
+	url, key *string
+}
+
+func addAPIFlags(fs *flag.FlagSet, cfg config.Config) apiFlags {
+	return apiFlags{
+		url: fs.String("url", "http://"+cfg.HTTPAddr, "the ingest URL"),
+		key: fs.String("key", "", "API key (default LEVQOR_API_KEY, else dev mode's operator token from LEVQOR_DATA_DIR)"),
+	}
+}
+
+// client resolves the key as `levqor snapshots seed` does.
+func (f apiFlags) client(cfg config.Config, opts Options) (*apiCaller, error) {
+	key := *f.key
+	if key == "" {
+		key = opts.Getenv("LEVQOR_API_KEY")
+	}
+	if key == "" && cfg.AdminToken != "" {
+		key = cfg.AdminToken
+	}
+	if key == "" {
+		s, err := service.LoadDevSecrets(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("no API key: give --key or LEVQOR_API_KEY (%w)", err)
+		}
+		key = s.AdminToken
+	}
+	return &apiCaller{url: strings.TrimSuffix(*f.url, "/"), key: key, http: &http.Client{Timeout: 60 * time.Second}}, nil
+}
+
+// parseWithID parses args holding one id (of prefix) and flags, in any
+// order.
+func parseWithID(fs *flag.FlagSet, args []string, prefix, what string) (string, error) {
+	var id string
+	rest := args
+	for len(rest) > 0 {
+		if err := fs.Parse(rest); err != nil {
+			return "", err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		if id != "" {
+			return "", usageError("%s: one %s, got %q and %q", fs.Name(), what, id, fs.Arg(0))
+		}
+		id, rest = fs.Arg(0), fs.Args()[1:]
+	}
+	if !apicommand.ValidID(id, prefix) {
+		return "", usageError("%s: give the %s (%s…)", fs.Name(), what, prefix)
+	}
+	return id, nil
+}
+
+func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+	if len(args) == 0 {
+		return usageError("%s", backupUsage)
+	}
+	cfg, err := config.FromEnv(opts.Getenv)
+	if err != nil {
+		return err
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("backup "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	af := addAPIFlags(fs, cfg)
+	wait := fs.Bool("wait", false, "run: wait for the run to end, printing its progress")
+	switch sub {
+	case "run", "pause", "resume":
+	default:
+		return usageError("%s", backupUsage)
+	}
+	src, err := parseWithID(fs, args[1:], backups.SourceIDPrefix, "source")
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	c, err := af.client(cfg, opts)
+	if err != nil {
+		return err
+	}
+	if sub != "run" {
+		v, err := c.command(ctx, http.MethodPost, "/v1/sources/"+src+"/"+sub, nil)
+		if err != nil {
+			return err
+		}
+		var s backups.SourceView
+		if err := json.Unmarshal(v.Result, &s); err != nil {
+			return fmt.Errorf("reading the source: %w", err)
+		}
+		state := "running on schedule " + s.Schedule + " (" + s.TimeZone + ")"
+		if s.PausedAt != nil {
+			state = "paused since " + s.PausedAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(stdout, "%s %s\n", s.ID, state)
+		return nil
+	}
+	status, hdr, body, err := c.do(ctx, http.MethodPost, "/v1/sources/"+src+"/runs", nil)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusAccepted && status != http.StatusOK && status != http.StatusCreated {
+		return apiError(status, body)
+	}
+	runID := hdr.Get(api.HeaderRunID)
+	var cmd api.CommandView
+	if err := json.Unmarshal(body, &cmd); err != nil || runID == "" {
+		return fmt.Errorf("the API answered %d without a run", status)
+	}
+	fmt.Fprintf(stdout, "run %s queued (command %s)\n", runID, cmd.CommandID)
+	if !*wait {
+		return nil
+	}
+	return c.followRun(ctx, runID, stdout)
+}
+
+// followRun polls the run until it ends, printing a progress line each
+// time its state or bytes change.
+func (c *apiCaller) followRun(ctx context.Context, id string, stdout io.Writer) error {
+	last := ""
+	for {
+		status, _, body, err := c.do(ctx, http.MethodGet, "/v1/runs/"+id, nil)
+		if err != nil {
+			return err
+		}
+		if status != http.StatusOK {
+			return apiError(status, body)
+		}
+		var r backups.RunView
+		if err := json.Unmarshal(body, &r); err != nil {
+			return fmt.Errorf("reading the run: %w", err)
+		}
+		line := fmt.Sprintf("%s  %s read", r.State, formatBytes(r.BytesDone))
+		switch r.State {
+		case store.RunSucceeded:
+			fmt.Fprintf(stdout, "succeeded  %s read, %s stored  snapshot %s  sha256 %s\n",
+				formatBytes(r.SourceBytes), formatBytes(r.StoredBytes), r.SnapshotID, r.SHA256)
+			return nil
+		case store.RunFailed:
+			if r.Attempts == 0 {
+				return fmt.Errorf("run %s failed: %s", id, r.Error)
+			}
+			// A failed attempt may still be retried by the worker; the
+			// command says whether it gave up.
+			cs, _, cb, err := c.do(ctx, http.MethodGet, "/v1/commands/"+r.CommandID, nil)
+			if err != nil {
+				return err
+			}
+			var cmd api.CommandView
+			if cs == http.StatusOK && json.Unmarshal(cb, &cmd) == nil && !(cmd.Status == store.CommandQueued || cmd.Status == store.CommandRunning) {
+				return fmt.Errorf("run %s failed: %s", id, r.Error)
+			}
+			line = fmt.Sprintf("retrying  attempt %d failed: %s", r.Attempts, r.Error)
+		}
+		if line != last {
+			fmt.Fprintln(stdout, line)
+			last = line
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+	cfg, err := config.FromEnv(opts.Getenv)
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	af := addAPIFlags(fs, cfg)
+	to := fs.String("to", "", "the directory to restore a directory snapshot into (under LEVQOR_BACKUP_PATHS)")
+	dsn := fs.String("dsn", "", "the database to restore a postgres snapshot into")
+	overwrite := fs.Bool("overwrite", false, "restore into a non-empty target, replacing what has the same name")
+	snap, err := parseWithID(fs, args, backups.SnapshotIDPrefix, "snapshot")
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if (*to == "") == (*dsn == "") {
+		return usageError("%s: give --to or --dsn", restoreUsage)
+	}
+	c, err := af.client(cfg, opts)
+	if err != nil {
+		return err
+	}
+	body := backups.RestoreDataBody{TargetPath: *to, TargetDSN: *dsn, Overwrite: *overwrite}
+	v, err := c.command(ctx, http.MethodPost, "/v1/snapshots/"+snap+"/restore", body)
+	if err != nil {
+		return err
+	}
+	var res backups.RestoreDataResult
+	if err := json.Unmarshal(v.Result, &res); err != nil {
+		return fmt.Errorf("reading the restore's result: %w", err)
+	}
+	target := res.TargetPath
+	if target == "" {
+		target = res.TargetDSN
+	}
+	fmt.Fprintf(stdout, "restored %s to %s: %d files, %s, every checksum verified\n", res.SnapshotID, target, res.Files, formatBytes(res.Bytes))
+	return nil
+}
+
+// apiCaller calls the product API with one key.
+type apiCaller struct {
+	url, key string
+	http     *http.Client
+}
+
+func (c *apiCaller) do(ctx context.Context, method, path string, body any) (int, http.Header, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url+path, rd)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return resp.StatusCode, resp.Header, b, err
+}
+
+// command sends a change request and waits, as long as it takes, for the
+// command's outcome; a failed command is an error naming the field.
+func (c *apiCaller) command(ctx context.Context, method, path string, body any) (*api.CommandView, error) {
+	status, _, b, err := c.do(ctx, method, path+"?wait=25s", body)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var v api.CommandView
+		if status >= 300 && status != http.StatusAccepted {
+			return nil, apiError(status, b)
+		}
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, fmt.Errorf("the API answered %d: %w", status, err)
+		}
+		switch v.Status {
+		case store.CommandSucceeded:
+			return &v, nil
+		case store.CommandFailed:
+			return nil, apiError(v.HTTPStatus, b)
+		}
+		if status, _, b, err = c.do(ctx, http.MethodGet, "/v1/commands/"+v.CommandID+"?wait=25s", nil); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// formatBytes is n in decimal units.
+func formatBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+// apiError is the error of an answer: a failed command's, or the API's
+// own error shape with the answer's status.
+func apiError(status int, body []byte) error {
+	var v api.CommandView
+	if json.Unmarshal(body, &v) == nil && v.CommandID != "" && v.Error != nil {
+		return detailError(v.HTTPStatus, *v.Error)
+	}
+	var e httpjson.ErrorBody
+	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
+		return detailError(status, e.Error)
+	}
+	return fmt.Errorf("the API answered %d", status)
+}

@@ -1,0 +1,107 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/backups"
+	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/cli"
+	"github.com/levqor/levqor/pkg/retention"
+	"github.com/levqor/levqor/pkg/store"
+)
+
+// TestBackupWalkthrough is the README's backup walkthrough in dev mode:
+// an operator adds a directory source, `levqor backup run --wait` backs
+// it up with a progress line, the snapshot shows its size, backup.verify
+// checks it, and `levqor restore` brings it back elsewhere.
+func TestBackupWalkthrough(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"LEVQOR_DATA_DIR":      t.TempDir(),
+		"LEVQOR_HTTP_ADDR":     "127.0.0.1:0",
+		"LEVQOR_DEV_NATS_ADDR": "127.0.0.1:0",
+		"LEVQOR_LOG_LEVEL":     "warn",
+		"LEVQOR_SCHEDULE":      "backup.due=off;billing.reconcile=off",
+	}
+	d := startDev(t, env)
+	ctx := context.Background()
+	op := apiClient{url: d.info.IngestURL, key: d.info.AdminToken}
+	run := func(args ...string) (string, error) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		err := cli.RunWith(ctx, append(args, "--url", d.info.IngestURL), &out, &errOut, cli.Options{Getenv: getenv(env)})
+		return out.String() + errOut.String(), err
+	}
+
+	// An account on the starter tier, as billing leaves it after checkout
+	// (the billing walkthrough does that part through Stripe).
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(env["LEVQOR_DATA_DIR"], "levqor.db"), logrus.New())
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	acc := "acc_" + strings.Repeat("b", 26)
+	ent, err := json.Marshal(catalog.Entitlements{Tier: "starter", StorageGB: 100, Sources: 2, Retention: retention.Policy{KeepDaily: 7}})
+	require.NoError(t, err)
+	tier := "starter"
+	require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.InsertAccount(ctx, store.Account{ID: acc, Name: "Ada Backups Ltd", ContactEmail: "ops@ada.example", StripeCustomerID: "cus_ada"}); err != nil {
+			return err
+		}
+		return tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc, Tier: &tier, Status: "active", Entitlements: ent})
+	}))
+	var out string
+
+	data := filepath.Join(t.TempDir(), "site")
+	require.NoError(t, os.MkdirAll(filepath.Join(data, "img"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(data, "index.html"), bytes.Repeat([]byte("<p>hello</p>\n"), 10000), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(data, "img", "logo.svg"), []byte("<svg/>"), 0o600))
+	var src backups.SourceView
+	op.result(t, http.MethodPost, "/v1/sources", map[string]any{"account_id": acc, "name": "website", "kind": "directory",
+		"config": map[string]string{"path": data}}, &src)
+
+	out, err = run("backup", "run", src.ID, "--wait")
+	require.NoError(t, err, out)
+	require.Regexp(t, `(?m)^run run_[a-z2-7]{26} queued \(command cmd_`, out)
+	m := regexp.MustCompile(`(?m)^succeeded  130\.0 kB read, .* stored  snapshot (snap_[a-z2-7]{26})  sha256 [0-9a-f]{64}$`).FindStringSubmatch(out)
+	require.NotNil(t, m, out)
+	snap := m[1]
+
+	var s store.Snapshot
+	require.Equal(t, http.StatusOK, op.call(t, http.MethodGet, "/v1/snapshots/"+snap, nil, &s))
+	require.Less(t, s.SizeBytes, int64(10000), "13 kB of repeated lines compress well")
+
+	var sOut, sErr bytes.Buffer
+	require.NoError(t, cli.RunWith(ctx, []string{"schedule", "trigger", "backup.verify"}, &sOut, &sErr, cli.Options{
+		Getenv: getenv(map[string]string{"LEVQOR_DEV_NATS_ADDR": strings.TrimPrefix(d.info.NATSURL, "nats://")})}), sErr.String())
+	require.Contains(t, sOut.String(), "published manual tick")
+	require.Eventually(t, func() bool {
+		op.call(t, http.MethodGet, "/v1/snapshots/"+snap, nil, &s)
+		return s.Integrity == store.SnapshotVerified
+	}, 20*time.Second, 100*time.Millisecond)
+
+	target := filepath.Join(t.TempDir(), "site-restored")
+	out, err = run("restore", snap, "--to", target)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "restored "+snap+" to "+target+": 2 files, 130.0 kB, every checksum verified")
+	b, err := os.ReadFile(filepath.Join(target, "index.html"))
+	require.NoError(t, err)
+	require.Len(t, b, 130000)
+
+	out, err = run("restore", snap, "--to", target)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "target_not_empty (target_path)")
+	_, err = run("restore", snap, "--to", "/etc/levqor-restore")
+	require.ErrorContains(t, err, "LEVQOR_BACKUP_PATHS")
+	require.False(t, strings.Contains(out, "panic"))
+}
