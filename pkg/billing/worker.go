@@ -131,14 +131,15 @@ func (w *Worker) grace() time.Duration {
 }
 
 // Register adds the billing worker's routes to r: every Stripe event
-// (ledger, then state), the billing ticks, the billing commands and the
+// (ledger, then state; in batches, one transaction each, see
+// inbox.BatchHandler), the billing ticks, the billing commands and the
 // consumer that marks dead-lettered commands failed.
 func (w *Worker) Register(r *bus.Router) {
 	w.m()
 	if w.Runtime == nil {
 		w.Runtime = &command.Runtime{Store: w.Store, Prefix: w.Topology.Prefix}
 	}
-	r.Handle(StripeConsumer(), inbox.Handler(w.Store, w.HandleStripe))
+	r.HandleBatch(StripeConsumer(), inbox.BatchHandler(w.Store, w.HandleStripe), bus.BatchOptions{Key: StripeEventKey})
 	r.Handle(bus.ConsumerSpec{Name: ConsumerTick, Kind: bus.Ticks, Filter: "billing.>"}, w.HandleTick)
 	r.Handle(CommandConsumer(), w.Runtime.Handler(w.HandleCommand))
 	r.Handle(w.Runtime.DeadLetters(WorkerName, ConsumerCommands))
@@ -153,12 +154,15 @@ func (w *Worker) HandleStripe(ctx context.Context, tx *store.Tx, m *bus.Message)
 	if err := RecordStripeEvent(ctx, tx, m); err != nil {
 		return err
 	}
-	var ev stripe.Event
+	var ev stripeEvent
 	if err := json.Unmarshal(m.Data, &ev); err != nil {
 		return bus.Permanentf("decoding stripe event: %v", err)
 	}
 	if ev.Data == nil || len(ev.Data.Raw) == 0 {
 		return bus.Permanentf("stripe event %s has no data.object", ev.ID)
+	}
+	if raw := bytes.TrimLeft(ev.Data.Raw, " \t\r\n"); raw[0] != '{' && !bytes.Equal(raw, []byte("null")) {
+		return bus.Permanentf("stripe event %s: data.object is not a JSON object", ev.ID)
 	}
 	a := &apply{w: w, tx: tx, m: m, ev: &ev, src: store.SourceEvent{ID: ev.ID, Created: time.Unix(ev.Created, 0).UTC()},
 		log: bus.Logger(ctx).WithFields(logrus.Fields{"stripe_event_id": ev.ID, "event_type": ev.Type})}
@@ -184,12 +188,25 @@ func (w *Worker) HandleStripe(ctx context.Context, tx *store.Tx, m *bus.Message)
 	}
 }
 
+// stripeEvent is what the handlers read of a Stripe event. Decoding into
+// stripe.Event would also decode data.object into a generic map that
+// nothing reads, the largest cost of an event; each handler decodes the
+// raw object into the type it needs instead.
+type stripeEvent struct {
+	ID      string           `json:"id"`
+	Type    stripe.EventType `json:"type"`
+	Created int64            `json:"created"`
+	Data    *struct {
+		Raw json.RawMessage `json:"object"`
+	} `json:"data"`
+}
+
 // apply carries one event through its handler.
 type apply struct {
 	w   *Worker
 	tx  *store.Tx
 	m   *bus.Message
-	ev  *stripe.Event
+	ev  *stripeEvent
 	src store.SourceEvent
 	log logrus.FieldLogger
 }
@@ -509,6 +526,11 @@ func (a *apply) invoice(ctx context.Context) error {
 		return nil
 	}
 	payload := map[string]any{"invoice_id": inv.ID, "amount_due": inv.AmountDue, "currency": inv.Currency, "attempt_count": inv.AttemptCount, "tier": acc.Tier}
+	// The account's status follows its dunning state; an invoice event
+	// that leaves that state alone cannot change the account, whose
+	// tier and status were derived from the same subscriptions and
+	// dunning when they last changed.
+	dunningChanged := false
 	switch a.ev.Type {
 	case "invoice.payment_failed":
 		d, err := a.tx.GetDunning(ctx, acc.ID)
@@ -525,6 +547,7 @@ func (a *apply) invoice(ctx context.Context) error {
 			if err := a.tx.PutDunning(ctx, nd, time.Time{}); err != nil {
 				return err
 			}
+			dunningChanged = true
 			payload["grace_until"] = nd.GraceUntil
 		} else if a.src.Created.After(d.EventCreated) {
 			// Already behind: the newest failed invoice is the one a
@@ -552,11 +575,15 @@ func (a *apply) invoice(ctx context.Context) error {
 			if err := a.tx.PutDunning(ctx, *d, time.Time{}); err != nil {
 				return err
 			}
+			dunningChanged = true
 			payload["previous_state"] = was
 			if err := a.emit(ctx, EventPaymentRecovered, acc.ID, payload); err != nil {
 				return err
 			}
 		}
+	}
+	if !dunningChanged {
+		return nil
 	}
 	return a.recompute(ctx, acc)
 }

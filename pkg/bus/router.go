@@ -92,6 +92,13 @@ type RouterConfig struct {
 	HandlerTimeout time.Duration
 	// AckWait applies to every route whose ConsumerSpec leaves it zero.
 	AckWait time.Duration
+	// BatchSize is the most messages in one batch of a batch route
+	// (HandleBatch) whose options leave it zero; 1 turns batching off.
+	BatchSize int
+	// BatchWait is how long a batch that is not full waits for more
+	// messages before it starts, for batch routes whose options leave it
+	// zero; 0 starts a batch with what has arrived.
+	BatchWait time.Duration
 	// Logger receives the router's logs; required.
 	Logger logrus.FieldLogger
 	// Metrics, optional.
@@ -114,6 +121,9 @@ func (c RouterConfig) withDefaults() RouterConfig {
 	}
 	if c.RetryAttempts == 0 {
 		c.RetryAttempts = RetryAttemptsDefault
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = BatchSizeDefault
 	}
 	def(&c.RetryInitial, RetryInitialDefault)
 	def(&c.RetryMax, RetryMaxDefault)
@@ -140,13 +150,22 @@ func (c RouterConfig) Validate() error {
 	if c.Concurrency < 1 || c.MaxDeliver < 1 || c.RetryAttempts < 1 {
 		return errors.New("router: Concurrency, MaxDeliver and RetryAttempts must be at least 1")
 	}
+	if c.BatchSize < 1 || c.BatchSize > BatchSizeMax || c.BatchWait < 0 {
+		return fmt.Errorf("router: BatchSize must be 1 to %d and BatchWait not negative", BatchSizeMax)
+	}
 	return nil
 }
 
 // Route binds a handler to a durable consumer.
 type Route struct {
 	Consumer ConsumerSpec
-	Handler  Handler
+	// Handler handles one message. On a batch route it runs Batch on a
+	// batch of one, for tools that replay messages one at a time.
+	Handler Handler
+	// Batch, set by HandleBatch, handles the route's messages in batches
+	// shaped by BatchOptions; nil on a route registered with Handle.
+	Batch        BatchHandler
+	BatchOptions BatchOptions
 }
 
 // Router pulls messages from durable consumers and hands them to handlers.
@@ -208,14 +227,14 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	for _, rt := range r.routes {
-		h := Recoverer(rt.Handler)
-		for i := len(r.middleware) - 1; i >= 0; i-- {
-			h = r.middleware[i](h)
-		}
-		rt.Handler = Logging(r.log)(h)
+		rt.Handler = r.wrap(rt.Handler)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if rt.Batch != nil {
+				r.runBatchRoute(ctx, rt)
+				return
+			}
 			r.runRoute(ctx, rt)
 		}()
 	}
@@ -386,9 +405,15 @@ func (r *Router) process(rt Route, jm jetstream.Msg) {
 		metrics.messages.WithLabelValues(name, OutcomeAcked).Inc()
 		return
 	}
+	r.settle(m, err, log)
+}
+
+// settle decides the fate of a delivery whose handling failed with err:
+// released at shutdown, dead-lettered, or retried after a delay.
+func (r *Router) settle(m *Message, err error, log logrus.FieldLogger) {
 	if r.stopping.Load() && r.handlerCtx.Err() != nil {
-		_ = jm.Nak()
-		metrics.messages.WithLabelValues(name, OutcomeReleased).Inc()
+		_ = m.raw.Nak()
+		r.cfg.Metrics.messages.WithLabelValues(m.Consumer, OutcomeReleased).Inc()
 		log.WithError(err).Info("handler cancelled by shutdown; released for redelivery")
 		return
 	}

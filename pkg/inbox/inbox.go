@@ -3,6 +3,10 @@
 // (consumer, message id) in the inbox table; a second delivery of the same
 // message finds the row, changes nothing and is acknowledged.
 //
+// BatchHandler does the same for a whole batch of messages in one
+// transaction, with a savepoint per message, so that a consumer pays for
+// one commit per batch and a failing message is undone and retried alone.
+//
 // An operator re-running a window of messages after fixing a bug (see
 // package ops) can ask for the handlers of one consumer to run again
 // despite the inbox, with WithForce, and learn what the inbox decided for
