@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -76,6 +76,37 @@ type metrics struct {
 	duration   *prometheus.HistogramVec
 	stripe     *prometheus.CounterVec
 	apiVersion *prometheus.CounterVec
+
+	// The webhook's results, resolved once: a label lookup per request is
+	// a hash and a lock the hot path does not need.
+	stripeAccepted, stripeDuplicate, stripeRejected, stripeUnavailable prometheus.Counter
+	// routes holds each route's resolved children, filled by handle
+	// before serving starts and only read afterwards.
+	routes map[string]*routeMetrics
+}
+
+// routeMetrics are one route's resolved metric children.
+type routeMetrics struct {
+	duration prometheus.Observer
+	// codes maps a status code to its counter, resolved on first use.
+	codes sync.Map // int → prometheus.Counter
+}
+
+func (m *metrics) route(route string) *routeMetrics {
+	if rm := m.routes[route]; rm != nil {
+		return rm
+	}
+	return &routeMetrics{duration: m.duration.WithLabelValues(route)}
+}
+
+func (rm *routeMetrics) count(m *metrics, route string, code int) {
+	if c, ok := rm.codes.Load(code); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.requests.WithLabelValues(route, strconv.Itoa(code))
+	rm.codes.Store(code, c)
+	c.Inc()
 }
 
 // New builds the server. reg receives ingest's metrics and is served on
@@ -119,6 +150,11 @@ func New(cfg Config, pub *bus.Publisher, st *store.Store, log logrus.FieldLogger
 		},
 	}
 	reg.MustRegister(s.m.requests, s.m.duration, s.m.stripe, s.m.apiVersion)
+	s.m.stripeAccepted = s.m.stripe.WithLabelValues("accepted")
+	s.m.stripeDuplicate = s.m.stripe.WithLabelValues("duplicate")
+	s.m.stripeRejected = s.m.stripe.WithLabelValues("rejected")
+	s.m.stripeUnavailable = s.m.stripe.WithLabelValues("unavailable")
+	s.m.routes = map[string]*routeMetrics{"unmatched": {duration: s.m.duration.WithLabelValues("unmatched")}}
 
 	s.handle("POST /webhooks/stripe", http.HandlerFunc(s.stripeWebhook))
 	if st != nil {
@@ -158,6 +194,9 @@ func New(cfg Config, pub *bus.Publisher, st *store.Store, log logrus.FieldLogger
 func (s *Server) handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
 	s.routes = append(s.routes, pattern)
+	if s.m.routes[pattern] == nil {
+		s.m.routes[pattern] = &routeMetrics{duration: s.m.duration.WithLabelValues(pattern)}
+	}
 }
 
 // Routes returns the patterns of every route, e.g. "GET /healthz", sorted.
@@ -205,21 +244,34 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Security headers on every answer. The slices are shared by all
+// responses: net/http only reads them, and Set or Add on a response replace
+// or copy them (len == cap).
+var securityHeaders = [...]struct {
+	name  string
+	value []string
+}{
+	{"X-Content-Type-Options", []string{"nosniff"}},
+	{"X-Frame-Options", []string{"DENY"}},
+	{"Content-Security-Policy", []string{"default-src 'none'; frame-ancestors 'none'"}},
+	{"Referrer-Policy", []string{"no-referrer"}},
+	{"Cache-Control", []string{"no-store"}},
+}
+
 func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-store")
+		for _, sh := range securityHeaders {
+			h[sh.name] = sh.value
+		}
+		// The correlation id travels on the response header, where the
+		// handlers (and api's correlationID) read it.
 		corr := r.Header.Get(bus.HeaderCorrelationID)
 		if !validCorrelationID(corr) {
 			corr = newID()
 		}
-		h.Set(bus.HeaderCorrelationID, corr)
-		r = r.WithContext(context.WithValue(r.Context(), corrKey{}, corr))
+		h[bus.HeaderCorrelationID] = []string{corr}
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(sw, r)
 		route := r.Pattern
@@ -227,8 +279,9 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			route = "unmatched"
 		}
 		d := time.Since(start)
-		s.m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
-		s.m.duration.WithLabelValues(route).Observe(d.Seconds())
+		rm := s.m.route(route)
+		rm.count(&s.m, route, sw.code)
+		rm.duration.Observe(d.Seconds())
 		if sw.code >= 500 || (sw.code >= 400 && route != "unmatched") {
 			s.log.WithFields(logrus.Fields{
 				"method": r.Method, "route": route, "status": sw.code,
@@ -236,13 +289,6 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			}).Info("request refused")
 		}
 	})
-}
-
-type corrKey struct{}
-
-func correlationID(ctx context.Context) string {
-	s, _ := ctx.Value(corrKey{}).(string)
-	return s
 }
 
 // validCorrelationID accepts a caller's id only if it is short and

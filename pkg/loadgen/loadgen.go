@@ -53,6 +53,43 @@ type Config struct {
 	OutOfOrder float64
 	// Seed makes a run reproducible; 0 picks one.
 	Seed uint64
+	// Prepare is how many events are generated and signed before the
+	// clock starts, so that the timed run measures the server rather than
+	// the generator sharing its CPU: 0 prepares what the run will need
+	// (Count, or Rate × Duration) up to PrepareMax; a negative value
+	// prepares none. Events beyond the prepared ones are generated while
+	// sending, exactly as the prepared ones would have been.
+	Prepare int
+}
+
+// PrepareMax bounds the events prepared ahead by default: about 6 KB each,
+// so at most about 300 MB of the load generator's memory.
+const PrepareMax = 50_000
+
+// resignAfter is how old a prepared signature may get before the event is
+// signed again at sending time: ingest accepts signatures up to five
+// minutes old.
+const resignAfter = 4 * time.Minute
+
+// prepareCount is how many events Run prepares for c.
+func (c Config) prepareCount() int {
+	if c.Prepare < 0 {
+		return 0
+	}
+	n := c.Prepare
+	if n == 0 {
+		n = PrepareMax
+		if c.Count > 0 {
+			n = min(n, c.Count)
+		}
+		if c.Rate > 0 && c.Duration > 0 {
+			n = min(n, int(c.Rate*c.Duration.Seconds())+1)
+		}
+	}
+	if c.Count > 0 {
+		n = min(n, c.Count)
+	}
+	return n
 }
 
 // Validate reports the first problem with c, naming the flag.
@@ -120,12 +157,31 @@ type Report struct {
 	// Unique lists every distinct event id acknowledged with 2xx, with the
 	// time of its first acknowledgement (for end-to-end measurements).
 	Unique map[string]time.Time `json:"-"`
+	// Prepared is how many events were generated and signed before the
+	// clock started.
+	Prepared int `json:"prepared"`
+	// CPUSeconds is the CPU time (user + system) the load generator itself
+	// used during the timed run: on a shared machine it is the share the
+	// server under test did not get. 0 where the platform does not say.
+	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
-// event is one planned delivery.
+// event is one planned delivery. Prepared events carry their signature;
+// the others are signed when sent.
 type event struct {
-	id      string
-	payload []byte
+	id       string
+	payload  []byte
+	sig      string
+	signedAt time.Time
+}
+
+// signature returns the Stripe-Signature header for ev: the prepared one
+// while it is fresh, else a new one.
+func (ev *event) signature(secret string) string {
+	if ev.sig != "" && time.Since(ev.signedAt) < resignAfter {
+		return ev.sig
+	}
+	return stripesim.Sign(ev.payload, secret, time.Now())
 }
 
 // generator plans events per account in life order.
@@ -249,6 +305,21 @@ func Run(ctx context.Context, cfg Config, progress func(Report)) (Report, error)
 	}
 	defer client.CloseIdleConnections()
 	gen := newGenerator(cfg)
+	// Prepared events come out of the same generator in the same order,
+	// duplicates and out-of-order deliveries included: only when the
+	// work is done changes.
+	pool := make([]*event, cfg.prepareCount())
+	now := time.Now()
+	for i := range pool {
+		ev, err := gen.nextEvent()
+		if err != nil {
+			return Report{}, err
+		}
+		if ev.sig == "" { // a duplicate is already signed
+			ev.sig, ev.signedAt = stripesim.Sign(ev.payload, cfg.Secret, now), now
+		}
+		pool[i] = ev
+	}
 	var limiter *rate.Limiter
 	if cfg.Rate > 0 {
 		limiter = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
@@ -256,19 +327,22 @@ func Run(ctx context.Context, cfg Config, progress func(Report)) (Report, error)
 
 	var (
 		mu        sync.Mutex
-		rep       = Report{Status: map[string]int{}, Unique: map[string]time.Time{}}
-		latencies = make([]time.Duration, 0, 1<<16)
+		rep       = Report{Status: map[string]int{}, Unique: map[string]time.Time{}, Prepared: len(pool)}
+		latencies = make([]time.Duration, 0, max(1<<16, len(pool)))
 		issued    int
 	)
-	take := func() bool {
+	// take returns the sequence number of the next request, or false when
+	// Count is reached.
+	take := func() (int, bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		if cfg.Count > 0 && issued >= cfg.Count {
-			return false
+			return 0, false
 		}
 		issued++
-		return true
+		return issued - 1, true
 	}
+	cpuStart := cpuTime()
 	start := time.Now()
 	stopProgress := make(chan struct{})
 	if progress != nil {
@@ -296,7 +370,12 @@ func Run(ctx context.Context, cfg Config, progress func(Report)) (Report, error)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil && take() {
+			buf := make([]byte, 4096)
+			for ctx.Err() == nil {
+				seq, ok := take()
+				if !ok {
+					return
+				}
 				intended := time.Now()
 				if limiter != nil {
 					r := limiter.Reserve()
@@ -309,12 +388,17 @@ func Run(ctx context.Context, cfg Config, progress func(Report)) (Report, error)
 					case <-time.After(delay):
 					}
 				}
-				ev, err := gen.nextEvent()
-				if err != nil {
-					once.Do(func() { genErr = err })
-					return
+				var ev *event
+				if seq < len(pool) {
+					ev = pool[seq]
+				} else {
+					var err error
+					if ev, err = gen.nextEvent(); err != nil {
+						once.Do(func() { genErr = err })
+						return
+					}
 				}
-				code, dup, err := send(ctx, client, cfg, ev)
+				code, dup, err := send(ctx, client, cfg, ev, buf)
 				// Measured from when the request should have left, so a
 				// slow server cannot hide queueing (coordinated omission).
 				lat := time.Since(intended)
@@ -347,6 +431,9 @@ func Run(ctx context.Context, cfg Config, progress func(Report)) (Report, error)
 	wg.Wait()
 	close(stopProgress)
 	rep.Elapsed = time.Since(start)
+	if c := cpuTime(); c > 0 {
+		rep.CPUSeconds = (c - cpuStart).Seconds()
+	}
 	if rep.Elapsed > 0 {
 		rep.Throughput = float64(rep.Accepted) / rep.Elapsed.Seconds()
 	}
@@ -356,18 +443,24 @@ func Run(ctx context.Context, cfg Config, progress func(Report)) (Report, error)
 
 var dupMarker = []byte(`"duplicate":true`)
 
-func send(ctx context.Context, c *http.Client, cfg Config, ev *event) (int, bool, error) {
+// send posts ev and reports the status and whether ingest acknowledged it
+// as a duplicate. buf is the sender's own buffer for the short answer; the
+// rest of a longer one is drained so the connection is reused.
+func send(ctx context.Context, c *http.Client, cfg Config, ev *event, buf []byte) (int, bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, bytes.NewReader(ev.payload))
 	if err != nil {
 		return 0, false, err
 	}
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	req.Header.Set("Stripe-Signature", stripesim.Sign(ev.payload, cfg.Secret, time.Now()))
+	req.Header = http.Header{
+		"Content-Type":     {"application/json; charset=utf-8"},
+		"Stripe-Signature": {ev.signature(cfg.Secret)},
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, false, err
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	n, _ := io.ReadFull(resp.Body, buf)
+	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode, bytes.Contains(body, dupMarker), nil
+	return resp.StatusCode, bytes.Contains(buf[:n], dupMarker), nil
 }

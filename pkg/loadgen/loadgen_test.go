@@ -117,3 +117,46 @@ func TestWaitCommittedMeasuresAcceptedToCommitted(t *testing.T) {
 	require.True(t, e.TimedOut, "an event never committed is reported, not waited for forever")
 	require.Equal(t, 1, e.Committed)
 }
+
+func TestRunPreparesEventsBeforeTheClock(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct{ prepare, want int }{
+		"All":     {0, 300},
+		"Some":    {120, 120},
+		"None":    {-1, 0},
+		"Clamped": {1000, 300},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := &fakeIngest{seen: map[string]int{}}
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+			rep, err := loadgen.Run(context.Background(), loadgen.Config{
+				URL: srv.URL, Secret: "whsec_load", Connections: 8, Count: 300, Accounts: 20,
+				Duplicates: 0.1, OutOfOrder: 0.1, Seed: 11, Prepare: tc.prepare,
+			}, nil)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, rep.Prepared)
+			require.Equal(t, 300, rep.Accepted)
+			require.Zero(t, f.bad, "prepared and live events are all correctly signed")
+			require.Equal(t, len(f.seen), len(rep.Unique))
+			require.Greater(t, rep.CPUSeconds, 0.0, "the load generator reports its own CPU time")
+		})
+	}
+}
+
+func TestPreparedRunSendsTheSameEventsAsALiveOne(t *testing.T) {
+	t.Parallel()
+	run := func(prepare int) map[string]int {
+		f := &fakeIngest{seen: map[string]int{}}
+		srv := httptest.NewServer(f)
+		defer srv.Close()
+		_, err := loadgen.Run(context.Background(), loadgen.Config{
+			URL: srv.URL, Secret: "whsec_load", Connections: 1, Count: 200, Accounts: 5,
+			Duplicates: 0.2, OutOfOrder: 0.2, Seed: 42, Prepare: prepare,
+		}, nil)
+		require.NoError(t, err)
+		return f.seen
+	}
+	require.Equal(t, run(-1), run(0), "preparing changes when events are built, not which")
+}
