@@ -192,6 +192,107 @@ func TestComposeConfigValid(t *testing.T) {
 	}
 }
 
+// clusterConf is the NATS configuration every node of the cluster profile
+// mounts.
+const clusterConf = "deploy/nats/cluster.conf"
+
+var clusterNodes = []string{"nats-1", "nats-2", "nats-3"}
+
+// TestComposeClusterProfile checks the `cluster` profile: three JetStream
+// nodes routed to each other with `sync_interval: always`, and app services
+// that use all three with streams replicated three times.
+func TestComposeClusterProfile(t *testing.T) {
+	bin := requireTool(t, "docker-compose")
+
+	_, stderr, err := composeRun(t, bin, composeSecrets, "--profile", "cluster", "config", "-q")
+	require.NoError(t, err, "docker-compose --profile cluster config -q rejected %s:\n%s", composeFile, stderr)
+	stdout, stderr, err := composeRun(t, bin, composeSecrets, "--profile", "cluster", "config")
+	require.NoError(t, err, "docker-compose --profile cluster config:\n%s", stderr)
+	var cfg struct {
+		Services map[string]map[string]any `yaml:"services"`
+		Volumes  map[string]any            `yaml:"volumes"`
+	}
+	require.NoError(t, yaml.Unmarshal([]byte(stdout), &cfg))
+
+	conf, err := os.ReadFile(clusterConf)
+	require.NoError(t, err)
+	t.Run("config", func(t *testing.T) {
+		c := string(conf)
+		require.Regexp(t, `(?m)^\s*sync_interval:\s*always\s*$`, c, "billing data needs every write fsynced")
+		require.Regexp(t, `(?m)^server_name:\s*\$NATS_SERVER_NAME\s*$`, c, "each node names itself from its environment")
+		for _, n := range clusterNodes {
+			require.Contains(t, c, "nats-route://"+n+":6222", "the routes must list %s", n)
+		}
+	})
+
+	for _, n := range clusterNodes {
+		t.Run(n, func(t *testing.T) {
+			svc := cfg.Services[n]
+			require.NotNil(t, svc, "service %s missing from the cluster profile", n)
+			require.Contains(t, words(svc["profiles"]), "cluster", "%s belongs to the cluster profile only", n)
+			require.Contains(t, str(svc["image"]), "nats:")
+			require.Equal(t, []string{"-c", "/etc/nats/cluster.conf"}, words(svc["command"]))
+			require.Equal(t, n, environment(svc["environment"])["NATS_SERVER_NAME"])
+			require.NotNil(t, svc["healthcheck"], "%s needs a healthcheck for depends_on: service_healthy", n)
+			requireNamedVolume(t, svc, cfg.Volumes, "/data")
+			var mounted bool
+			for _, v := range svc["volumes"].([]any) {
+				switch v := v.(type) {
+				case map[string]any:
+					if str(v["target"]) == "/etc/nats/cluster.conf" {
+						mounted = true
+						require.Equal(t, "bind", str(v["type"]))
+						require.True(t, strings.HasSuffix(str(v["source"]), clusterConf), "mounts %s", v["source"])
+						require.Equal(t, "true", str(v["read_only"]), "the config is mounted read-only")
+					}
+				case string:
+					if parts := strings.Split(v, ":"); len(parts) == 3 && parts[1] == "/etc/nats/cluster.conf" {
+						mounted = true
+						require.True(t, strings.HasSuffix(parts[0], clusterConf), "mounts %s", parts[0])
+						require.Equal(t, "ro", parts[2], "the config is mounted read-only")
+					}
+				}
+			}
+			require.True(t, mounted, "%s must mount %s at /etc/nats/cluster.conf", n, clusterConf)
+		})
+	}
+
+	built := dockerfileBinaries(t)
+	for _, name := range appServices {
+		t.Run(name+"-cluster", func(t *testing.T) {
+			svc := cfg.Services[name+"-cluster"]
+			require.NotNil(t, svc, "service %s-cluster missing from the cluster profile", name)
+			require.Contains(t, words(svc["profiles"]), "cluster")
+			require.Equal(t, appImage, str(svc["image"]))
+			cmd := words(svc["command"])
+			require.NotEmpty(t, cmd)
+			require.Equal(t, name, path.Base(cmd[0]))
+			require.Contains(t, built, path.Base(cmd[0]))
+
+			env := environment(svc["environment"])
+			require.Equal(t, "3", env["LEVQOR_STREAM_REPLICAS"], "streams are replicated on all three nodes")
+			urls := strings.Split(env["LEVQOR_NATS_URL"], ",")
+			require.Len(t, urls, 3, "%s knows every node, so it reconnects to a survivor", name)
+			deps, _ := svc["depends_on"].(map[string]any)
+			for i, n := range clusterNodes {
+				require.Equal(t, "nats://"+n+":4222", urls[i])
+				d, _ := deps[n].(map[string]any)
+				require.NotNil(t, d, "%s must depend on %s", name, n)
+				require.Equal(t, "service_healthy", str(d["condition"]))
+			}
+			require.NotContains(t, deps, "nats", "the cluster services do not use the single node")
+			require.Contains(t, env["LEVQOR_DATABASE_URL"], "@postgres:5432/")
+		})
+	}
+
+	// The default services stay on the single node, outside any profile.
+	for _, name := range append([]string{"nats"}, appServices...) {
+		require.Empty(t, cfg.Services[name]["profiles"], "%s must start without a profile", name)
+	}
+	require.Equal(t, "nats://nats:4222", environment(cfg.Services["ingest"]["environment"])["LEVQOR_NATS_URL"])
+	require.NotContains(t, environment(cfg.Services["ingest"]["environment"]), "LEVQOR_STREAM_REPLICAS")
+}
+
 func requireNamedVolume(t *testing.T, svc map[string]any, volumes map[string]any, target string) {
 	t.Helper()
 	list, _ := svc["volumes"].([]any)
