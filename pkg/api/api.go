@@ -120,6 +120,7 @@ func (s *Server) Register(handle func(pattern string, h http.Handler)) {
 	handle("GET /v1/commands/{id}", s.Guard(auth.AnyKey, http.HandlerFunc(s.getCommand)))
 	s.registerBilling(handle)
 	s.registerRetention(handle)
+	s.registerTickets(handle)
 	handle("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
 }
 

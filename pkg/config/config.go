@@ -10,12 +10,15 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/support/triage"
 )
 
 // Defaults. Dev mode works with no configuration at all.
@@ -47,6 +50,13 @@ const (
 	// (stripe-mock) when STRIPE_API_KEY is not set. stripe-mock accepts
 	// any sk_test_ key of letters and digits.
 	StripeDevAPIKey = "sk_test_levqordev"
+	// Backup defaults: runs at once per worker and per account, the
+	// longest run, the verification sample and the overdue grace.
+	BackupMaxRunsDefault           = 2
+	BackupMaxRunsPerAccountDefault = 1
+	BackupTimeoutDefault           = 12 * time.Hour
+	VerifySampleDefault            = 5
+	OverdueGraceDefault            = time.Hour
 )
 
 // Config is every setting of every Levqor process. Each process validates
@@ -77,9 +87,16 @@ type Config struct {
 	// Workers is the subset of workers a workers process runs
 	// (LEVQOR_WORKERS, comma-separated, or "all").
 	Workers []string
-	// Concurrency is messages handled at once per consumer
-	// (LEVQOR_WORKER_CONCURRENCY).
+	// Concurrency is messages handled at once per consumer, or batches
+	// on a consumer that handles batches (LEVQOR_WORKER_CONCURRENCY).
 	Concurrency int
+	// BatchSize is the most messages a batch consumer (billing's Stripe
+	// events) handles in one transaction; 1 turns batching off
+	// (LEVQOR_BATCH_SIZE).
+	BatchSize int
+	// BatchWait is how long a batch that is not full waits for more
+	// messages before it starts; 0 starts at once (LEVQOR_BATCH_WAIT).
+	BatchWait time.Duration
 	// MaxDeliver is deliveries before a message is dead-lettered
 	// (LEVQOR_MAX_DELIVER).
 	MaxDeliver int
@@ -130,6 +147,10 @@ type Config struct {
 	// (LEVQOR_BLOB_DIR): required by a workers process that runs it; dev
 	// mode defaults to <LEVQOR_DATA_DIR>/blobs.
 	BlobDir string
+	// BlobS3 configures an S3-compatible blob store (LEVQOR_BLOB_S3_*);
+	// when its endpoint is set the retention worker keeps its blobs there
+	// instead of in BlobDir.
+	BlobS3 BlobS3
 	// SweepMaxShare is the largest share (0 to 1] of a source's snapshots
 	// one retention sweep may send to the trash; beyond it the sweep stops
 	// for that source and alerts operators (LEVQOR_SWEEP_MAX_SHARE).
@@ -143,6 +164,134 @@ type Config struct {
 	// DunningGrace is how long an account stays past due after a failed
 	// payment before billing suspends it (LEVQOR_DUNNING_GRACE).
 	DunningGrace time.Duration
+	// SupportRules is the support rules file, YAML or JSON: triage,
+	// routing and SLA targets (LEVQOR_SUPPORT_RULES); "" uses the rules
+	// shipped with Levqor (docs/support.md).
+	SupportRules string
+	// BackupPaths are the absolute directories directory sources and
+	// restores may use (LEVQOR_BACKUP_PATHS, comma-separated); unset
+	// refuses them, except in dev mode, which allows the working directory
+	// and the OS temporary directory.
+	BackupPaths []string
+	// BackupMaxRuns bounds the backups one worker process streams at once
+	// (LEVQOR_BACKUP_MAX_RUNS); BackupMaxRunsPerAccount the runs of one
+	// account across all workers (LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT).
+	BackupMaxRuns           int
+	BackupMaxRunsPerAccount int
+	// BackupTimeout bounds one backup run, restore or verification
+	// (LEVQOR_BACKUP_TIMEOUT).
+	BackupTimeout time.Duration
+	// VerifySample is how many snapshots each backup.verify tick re-reads
+	// (LEVQOR_VERIFY_SAMPLE).
+	VerifySample int
+	// OverdueGrace is how late past its schedule a source's last good
+	// snapshot may be before backup.overdue alerts (LEVQOR_OVERDUE_GRACE).
+	OverdueGrace time.Duration
+}
+
+// BlobS3PartSizeMiBDefault is the default multipart part size of the S3
+// blob store, in MiB: each upload in flight holds one part in memory.
+const BlobS3PartSizeMiBDefault = blob.S3PartSizeDefault >> 20
+
+// BlobS3 is the S3-compatible blob store's configuration. Its String
+// method leaves the secret key out.
+type BlobS3 struct {
+	// Endpoint is host[:port] or http(s)://host[:port]
+	// (LEVQOR_BLOB_S3_ENDPOINT); setting it selects the S3 store.
+	Endpoint string
+	// Bucket holds the blobs and must exist (LEVQOR_BLOB_S3_BUCKET).
+	Bucket string
+	// Region is the bucket's region; "" asks the endpoint
+	// (LEVQOR_BLOB_S3_REGION).
+	Region string
+	// Prefix is put before every blob key, so a bucket can be shared
+	// (LEVQOR_BLOB_S3_PREFIX).
+	Prefix string
+	// AccessKey and SecretKey sign requests (LEVQOR_BLOB_S3_ACCESS_KEY,
+	// LEVQOR_BLOB_S3_SECRET_KEY; AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY when those are unset).
+	AccessKey string
+	SecretKey string
+	// Insecure talks plain HTTP to a host[:port] endpoint
+	// (LEVQOR_BLOB_S3_INSECURE).
+	Insecure bool
+	// PartSizeMiB is the multipart part size (LEVQOR_BLOB_S3_PART_SIZE_MIB):
+	// the memory one upload holds, and 1/10000 of the largest blob.
+	PartSizeMiB int
+}
+
+// Enabled tells whether the S3 store is selected.
+func (b BlobS3) Enabled() bool { return b.Endpoint != "" }
+
+// StoreConfig is the blob store's view of the configuration.
+func (b BlobS3) StoreConfig() blob.S3Config {
+	return blob.S3Config{
+		Endpoint:  b.Endpoint,
+		Insecure:  b.Insecure,
+		Bucket:    b.Bucket,
+		Region:    b.Region,
+		Prefix:    b.Prefix,
+		AccessKey: b.AccessKey,
+		SecretKey: b.SecretKey,
+		PartSize:  int64(b.PartSizeMiB) << 20,
+	}
+}
+
+// String describes the configuration without the secret key.
+func (b BlobS3) String() string { return b.StoreConfig().String() }
+
+// GoString is String, so %#v cannot leak the secret key either.
+func (b BlobS3) GoString() string { return b.String() }
+
+// validate checks the S3 settings, naming the variable at fault and never
+// repeating a key.
+func (b BlobS3) validate() []error {
+	var errs []error
+	bad := func(variable, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", variable, fmt.Sprintf(format, args...)))
+	}
+	if !b.Enabled() {
+		for _, v := range []struct {
+			variable string
+			set      bool
+		}{
+			{"LEVQOR_BLOB_S3_BUCKET", b.Bucket != ""},
+			{"LEVQOR_BLOB_S3_REGION", b.Region != ""},
+			{"LEVQOR_BLOB_S3_PREFIX", b.Prefix != ""},
+			{"LEVQOR_BLOB_S3_INSECURE", b.Insecure},
+		} {
+			if v.set {
+				bad(v.variable, "set, but LEVQOR_BLOB_S3_ENDPOINT is not: set the endpoint to keep blobs in S3 (without it they go to LEVQOR_BLOB_DIR)")
+			}
+		}
+		return errs
+	}
+	insecure := b.Insecure
+	if b.Insecure && strings.HasPrefix(strings.ToLower(b.Endpoint), "https://") {
+		bad("LEVQOR_BLOB_S3_INSECURE", "true, but LEVQOR_BLOB_S3_ENDPOINT is an https:// URL: drop one of them")
+		insecure = false
+	}
+	if _, _, err := blob.ParseS3Endpoint(b.Endpoint, insecure); err != nil {
+		bad("LEVQOR_BLOB_S3_ENDPOINT", "%v (e.g. s3.eu-west-1.amazonaws.com or http://127.0.0.1:9000)", err)
+	}
+	if b.Bucket == "" {
+		bad("LEVQOR_BLOB_S3_BUCKET", "required with LEVQOR_BLOB_S3_ENDPOINT: the bucket that keeps the snapshot blobs")
+	} else if err := blob.ValidateBucketName(b.Bucket); err != nil {
+		bad("LEVQOR_BLOB_S3_BUCKET", "%v", err)
+	}
+	if err := blob.ValidatePrefix(b.Prefix); err != nil {
+		bad("LEVQOR_BLOB_S3_PREFIX", "%v", err)
+	}
+	if b.AccessKey == "" {
+		bad("LEVQOR_BLOB_S3_ACCESS_KEY", "required with LEVQOR_BLOB_S3_ENDPOINT (or AWS_ACCESS_KEY_ID)")
+	}
+	if b.SecretKey == "" {
+		bad("LEVQOR_BLOB_S3_SECRET_KEY", "required with LEVQOR_BLOB_S3_ENDPOINT (or AWS_SECRET_ACCESS_KEY)")
+	}
+	if size := int64(b.PartSizeMiB) << 20; size < blob.S3MinPartSize || size > blob.S3MaxPartSize {
+		bad("LEVQOR_BLOB_S3_PART_SIZE_MIB", "%d: want %d to %d", b.PartSizeMiB, blob.S3MinPartSize>>20, blob.S3MaxPartSize>>20)
+	}
+	return errs
 }
 
 // Role names a process, for ValidateFor.
@@ -181,6 +330,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		Concurrency:      p.integer("LEVQOR_WORKER_CONCURRENCY", bus.ConcurrencyDefault),
 		MaxDeliver:       p.integer("LEVQOR_MAX_DELIVER", bus.MaxDeliverDefault),
 		AckWait:          p.duration("LEVQOR_ACK_WAIT", bus.AckWaitDefault),
+		BatchSize:        p.integer("LEVQOR_BATCH_SIZE", bus.BatchSizeDefault),
+		BatchWait:        p.duration("LEVQOR_BATCH_WAIT", bus.BatchWaitDefault),
 		WebhookSecrets:   p.list("STRIPE_WEBHOOK_SECRET", ""),
 		WebhookTolerance: p.duration("LEVQOR_WEBHOOK_TOLERANCE", WebhookToleranceDefault),
 		AdminToken:       p.str("LEVQOR_ADMIN_TOKEN", ""),
@@ -200,6 +351,23 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		TrashGrace:       p.duration("LEVQOR_TRASH_GRACE", TrashGraceDefault),
 		Catalog:          p.str("LEVQOR_CATALOG", ""),
 		DunningGrace:     p.duration("LEVQOR_DUNNING_GRACE", DunningGraceDefault),
+		SupportRules:     p.str(triage.EnvVar, ""),
+		BackupPaths:      p.list("LEVQOR_BACKUP_PATHS", ""),
+		BackupMaxRuns:    p.integer("LEVQOR_BACKUP_MAX_RUNS", BackupMaxRunsDefault),
+		BackupTimeout:    p.duration("LEVQOR_BACKUP_TIMEOUT", BackupTimeoutDefault),
+		VerifySample:     p.integer("LEVQOR_VERIFY_SAMPLE", VerifySampleDefault),
+		OverdueGrace:     p.duration("LEVQOR_OVERDUE_GRACE", OverdueGraceDefault),
+	}
+	c.BackupMaxRunsPerAccount = p.integer("LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT", BackupMaxRunsPerAccountDefault)
+	c.BlobS3 = BlobS3{
+		Endpoint:    p.str("LEVQOR_BLOB_S3_ENDPOINT", ""),
+		Bucket:      p.str("LEVQOR_BLOB_S3_BUCKET", ""),
+		Region:      p.str("LEVQOR_BLOB_S3_REGION", ""),
+		Prefix:      p.str("LEVQOR_BLOB_S3_PREFIX", ""),
+		AccessKey:   p.str("LEVQOR_BLOB_S3_ACCESS_KEY", p.str("AWS_ACCESS_KEY_ID", "")),
+		SecretKey:   p.str("LEVQOR_BLOB_S3_SECRET_KEY", p.str("AWS_SECRET_ACCESS_KEY", "")),
+		Insecure:    p.boolean("LEVQOR_BLOB_S3_INSECURE"),
+		PartSizeMiB: p.integer("LEVQOR_BLOB_S3_PART_SIZE_MIB", BlobS3PartSizeMiBDefault),
 	}
 	return c, errors.Join(p.errs...)
 }
@@ -218,6 +386,12 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.Concurrency < 1 || c.Concurrency > 1024 {
 		bad("LEVQOR_WORKER_CONCURRENCY", "%d: want 1 to 1024", c.Concurrency)
+	}
+	if c.BatchSize < 1 || c.BatchSize > bus.BatchSizeMax {
+		bad("LEVQOR_BATCH_SIZE", "%d: want 1 (no batching) to %d", c.BatchSize, bus.BatchSizeMax)
+	}
+	if c.BatchWait < 0 || c.BatchWait > time.Minute {
+		bad("LEVQOR_BATCH_WAIT", "%s: want 0 to 1m (e.g. 20ms)", c.BatchWait)
 	}
 	if c.MaxDeliver < 1 || c.MaxDeliver > 100 {
 		bad("LEVQOR_MAX_DELIVER", "%d: want 1 to 100", c.MaxDeliver)
@@ -262,11 +436,40 @@ func (c Config) ValidateFor(role Role) error {
 	if c.DunningGrace <= 0 {
 		bad("LEVQOR_DUNNING_GRACE", "must be positive (e.g. 168h for a week)")
 	}
+	for _, p := range c.BackupPaths {
+		if !filepath.IsAbs(p) {
+			bad("LEVQOR_BACKUP_PATHS", "%q: want absolute directories, comma-separated", p)
+		}
+	}
+	if c.BackupMaxRuns < 1 || c.BackupMaxRuns > 1024 {
+		bad("LEVQOR_BACKUP_MAX_RUNS", "%d: want 1 to 1024", c.BackupMaxRuns)
+	}
+	if c.BackupMaxRunsPerAccount < 1 || c.BackupMaxRunsPerAccount > 1024 {
+		bad("LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT", "%d: want 1 to 1024", c.BackupMaxRunsPerAccount)
+	}
+	if c.BackupTimeout < time.Minute {
+		bad("LEVQOR_BACKUP_TIMEOUT", "want at least 1m (e.g. 12h)")
+	}
+	if c.VerifySample < 1 || c.VerifySample > 10000 {
+		bad("LEVQOR_VERIFY_SAMPLE", "%d: want 1 to 10000 snapshots per tick", c.VerifySample)
+	}
+	if c.OverdueGrace < 0 {
+		bad("LEVQOR_OVERDUE_GRACE", "must not be negative (e.g. 1h)")
+	}
 	if role == RoleIngest || role == RoleWorkers || role == RoleDev {
 		// The error names LEVQOR_CATALOG and every bad entry.
 		if _, err := catalog.Load(c.Catalog); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if role == RoleWorkers || role == RoleDev {
+		// The error names LEVQOR_SUPPORT_RULES, the file and the field.
+		if _, err := triage.Load(c.SupportRules); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if role == RoleWorkers || role == RoleDev {
+		errs = append(errs, c.BlobS3.validate()...)
 	}
 	needNATS := role == RoleIngest || role == RoleWorkers || role == RoleScheduler
 	needDB := role == RoleIngest || role == RoleWorkers || role == RoleMigrate

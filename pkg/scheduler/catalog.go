@@ -24,6 +24,18 @@ const (
 	// trash what it removes, purge what outlived the trash's grace period
 	// (package backups).
 	JobRetentionSweep = "retention.sweep"
+	// JobBackupDue publishes a run for every runnable source whose
+	// schedule slot has come (package backups).
+	JobBackupDue = "backup.due"
+	// JobBackupVerify re-reads a sample of snapshots and checks their
+	// checksums (package backups).
+	JobBackupVerify = "backup.verify"
+	// JobBackupOverdue alerts on sources whose last good snapshot is older
+	// than their schedule allows (package backups).
+	JobBackupOverdue = "backup.overdue"
+	// JobSupportSLACheck escalates support tickets whose SLA clocks are at
+	// risk or breached (package support).
+	JobSupportSLACheck = "support.sla_check"
 )
 
 // Catalog is every periodic job Levqor runs, each with a worker that does
@@ -35,7 +47,7 @@ func Catalog() []Job {
 			Name:        JobHousekeepingPrune,
 			Spec:        "0 17 3 * * *",
 			TimeZone:    "UTC",
-			Description: "delete inbox rows older than any message that can still be delivered or replayed, and outbox rows published longer ago than the EVENTS stream keeps them",
+			Description: "delete inbox rows and finished commands older than any message that can still be delivered or replayed, and outbox rows published longer ago than the EVENTS stream keeps them",
 		},
 		{
 			Name:        JobHousekeepingWatch,
@@ -60,6 +72,30 @@ func Catalog() []Job {
 			Spec:        "0 5 * * * *",
 			TimeZone:    "UTC",
 			Description: "apply each backup source's retention policy: trash what it removes (never held, newest or suspended accounts' snapshots; blocked above LEVQOR_SWEEP_MAX_SHARE) and purge blobs past LEVQOR_TRASH_GRACE",
+		},
+		{
+			Name:        JobBackupDue,
+			Spec:        "0 * * * * *",
+			TimeZone:    "UTC",
+			Description: "publish a backup run for each unpaused directory or postgres source whose schedule slot has come and has no run yet (one per slot)",
+		},
+		{
+			Name:        JobBackupVerify,
+			Spec:        "0 40 * * * *",
+			TimeZone:    "UTC",
+			Description: "re-read LEVQOR_VERIFY_SAMPLE snapshots, least recently verified first, and check their SHA-256 and archive checksums; a mismatch marks the snapshot corrupt and raises backup.corrupt",
+		},
+		{
+			Name:        JobBackupOverdue,
+			Spec:        "0 */15 * * * *",
+			TimeZone:    "UTC",
+			Description: "raise backup.overdue once per incident for an unpaused runnable source whose last good snapshot is older than its schedule's interval plus LEVQOR_OVERDUE_GRACE",
+		},
+		{
+			Name:        JobSupportSLACheck,
+			Spec:        "0 */2 * * * *",
+			TimeZone:    "UTC",
+			Description: "escalate support tickets whose SLA clocks are at risk or breached (queue escalations, severity up one step), once per clock and state; raise levqor.event.support.sla_at_risk and .sla_breached",
 		},
 	}
 }

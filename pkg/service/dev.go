@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/embeddednats"
 	"github.com/levqor/levqor/pkg/store"
@@ -122,6 +123,9 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	}
 	if cfg.BlobDir == "" {
 		cfg.BlobDir = filepath.Join(cfg.DataDir, "blobs")
+	}
+	if len(cfg.BackupPaths) == 0 {
+		cfg.BackupPaths = backups.DevPaths()
 	}
 	if cfg.StripeAPIKey == "" && cfg.StripeAPIBase != "" {
 		cfg.StripeAPIKey = config.StripeDevAPIKey

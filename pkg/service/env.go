@@ -27,6 +27,8 @@ import (
 	"github.com/levqor/levqor/pkg/outbox"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/support"
+	"github.com/levqor/levqor/pkg/support/triage"
 	"github.com/levqor/levqor/pkg/telemetry"
 )
 
@@ -42,6 +44,7 @@ type Env struct {
 	busMetrics       *bus.Metrics
 	retentionMetrics *backups.Metrics
 	billingMetrics   *billing.Metrics
+	supportMetrics   *support.Metrics
 	catalog          *catalog.Catalog
 }
 
@@ -149,7 +152,7 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 }
 
 // Workers lists the workers a workers process can run, in start order.
-var Workers = []string{billing.WorkerName, "housekeeping", accounts.WorkerName, backups.WorkerName}
+var Workers = []string{billing.WorkerName, "housekeeping", accounts.WorkerName, backups.WorkerName, support.WorkerName}
 
 // ResolveWorkers expands "all" and rejects unknown names.
 func ResolveWorkers(names []string) ([]string, error) {
@@ -191,6 +194,8 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 	r, err := bus.NewRouter(e.JS, bus.RouterConfig{
 		Topology:        e.Cfg.Topology,
 		Concurrency:     e.Cfg.Concurrency,
+		BatchSize:       e.Cfg.BatchSize,
+		BatchWait:       e.Cfg.BatchWait,
 		MaxDeliver:      e.Cfg.MaxDeliver,
 		ShutdownTimeout: e.Cfg.ShutdownTimeout,
 		Logger:          e.Log.WithField("component", "worker"),
@@ -215,6 +220,12 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 			e.accountsWorker().Register(r)
 		case backups.WorkerName:
 			w, err := e.retentionWorker()
+			if err != nil {
+				return nil, err
+			}
+			w.Register(r)
+		case support.WorkerName:
+			w, err := e.supportWorker()
 			if err != nil {
 				return nil, err
 			}
@@ -263,6 +274,30 @@ func (e *Env) billingWorker() (*billing.Worker, error) {
 		w.Stripe = accounts.NewStripeClient(e.Cfg.StripeAPIKey, e.Cfg.StripeAPIBase, e.Log.WithField("component", "stripe"))
 	}
 	return w, nil
+}
+
+// supportWorker builds the support worker with the rules of
+// LEVQOR_SUPPORT_RULES (the shipped rules when unset).
+func (e *Env) supportWorker() (*support.Worker, error) {
+	rules, err := triage.Load(e.Cfg.SupportRules)
+	if err != nil {
+		return nil, err
+	}
+	cat, err := e.Catalog()
+	if err != nil {
+		return nil, err
+	}
+	if e.supportMetrics == nil {
+		e.supportMetrics = support.NewMetrics(e.Reg)
+	}
+	return &support.Worker{
+		Store:    e.Store,
+		Rules:    rules,
+		Catalog:  cat,
+		Runtime:  &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
+		Topology: e.Cfg.Topology,
+		Metrics:  e.supportMetrics,
+	}, nil
 }
 
 // Relay builds the outbox relay.

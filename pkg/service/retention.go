@@ -4,17 +4,24 @@ import (
 	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/blob"
+	"github.com/levqor/levqor/pkg/bus"
 )
 
 // retentionSettings are the sweep limits of the configuration.
 func (e *Env) retentionSettings() backups.Settings {
-	return backups.Settings{MaxShare: e.Cfg.SweepMaxShare, TrashGrace: e.Cfg.TrashGrace}.WithDefaults()
+	return backups.Settings{
+		MaxShare: e.Cfg.SweepMaxShare, TrashGrace: e.Cfg.TrashGrace,
+		AllowedPaths: e.Cfg.BackupPaths, MaxRuns: e.Cfg.BackupMaxRuns, MaxRunsPerAccount: e.Cfg.BackupMaxRunsPerAccount,
+		RunTimeout: e.Cfg.BackupTimeout, VerifySample: e.Cfg.VerifySample, OverdueGrace: e.Cfg.OverdueGrace,
+	}.WithDefaults()
 }
 
-// retentionWorker builds the backup-retention worker. Its blobs live under
-// LEVQOR_BLOB_DIR; without one (a process that only builds routes, such as
-// the operator tools) it has no blob store and fails the commands and
-// sweeps that need one, naming the variable. RunWorkers requires it.
+// retentionWorker builds the backup-retention worker. Its blobs live in
+// the S3 bucket of LEVQOR_BLOB_S3_* when LEVQOR_BLOB_S3_ENDPOINT is set,
+// else under LEVQOR_BLOB_DIR; without either (a process that only builds
+// routes, such as the operator tools) it has no blob store and fails the
+// commands and sweeps that need one, naming the variable. RunWorkers
+// requires one.
 func (e *Env) retentionWorker() (*backups.Worker, error) {
 	if e.retentionMetrics == nil {
 		e.retentionMetrics = backups.NewMetrics(e.Reg)
@@ -26,7 +33,17 @@ func (e *Env) retentionWorker() (*backups.Worker, error) {
 		Settings: e.retentionSettings(),
 		Metrics:  e.retentionMetrics,
 	}
-	if e.Cfg.BlobDir != "" {
+	if e.JS != nil {
+		w.Publisher = bus.NewPublisher(e.JS, e.Cfg.Topology)
+	}
+	switch {
+	case e.Cfg.BlobS3.Enabled():
+		blobs, err := blob.NewS3(e.Cfg.BlobS3.StoreConfig())
+		if err != nil {
+			return nil, err
+		}
+		w.Blobs = blobs
+	case e.Cfg.BlobDir != "":
 		blobs, err := blob.NewLocal(e.Cfg.BlobDir)
 		if err != nil {
 			return nil, err
