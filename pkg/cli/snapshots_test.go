@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,25 +26,42 @@ type apiClient struct {
 	url, key string
 }
 
+// call sends one request and decodes the answer into out. Like any well
+// behaved client it waits out a 429 for the Retry-After the API gives:
+// the walkthroughs send requests faster than a key's rate allows.
 func (c apiClient) call(t *testing.T, method, path string, body any, out any) int {
 	t.Helper()
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
-		b, err := json.Marshal(body)
+		var err error
+		payload, err = json.Marshal(body)
 		require.NoError(t, err)
-		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, c.url+path, rd)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	var resp *http.Response
+	var b []byte
+	for attempt := 0; ; attempt++ {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(payload)
+		}
+		req, err := http.NewRequest(method, c.url+path, rd)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+c.key)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err = http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		if resp.StatusCode != http.StatusTooManyRequests || attempt == 5 {
+			break
+		}
+		wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+		require.NoError(t, err, "a 429 says when to retry")
+		time.Sleep(time.Duration(wait) * time.Second)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
 	if out != nil {
 		require.NoError(t, json.Unmarshal(b, out), string(b))
 	}
