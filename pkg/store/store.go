@@ -62,7 +62,8 @@ type Store struct {
 //
 // Accepted URLs:
 //
-//   - postgres://… or postgresql://… for PostgreSQL, passed to lib/pq as is;
+//   - postgres://… or postgresql://… for PostgreSQL, passed to lib/pq with
+//     binary_parameters=yes added unless the URL sets it (see postgresDSN);
 //   - sqlite:<path> or sqlite://<path> for SQLite, e.g. sqlite:levqor.db or
 //     sqlite:///var/lib/levqor/levqor.db. Query parameters of the
 //     modernc.org/sqlite driver may follow the path and override the
@@ -166,7 +167,7 @@ func parseURL(raw string) (dialect, dsn string, err error) {
 		if !strings.HasPrefix(rest, "//") {
 			return "", "", fmt.Errorf("store: %s %q: want postgres://host/database", URLEnv, RedactURL(raw))
 		}
-		return DialectPostgres, raw, nil
+		return DialectPostgres, postgresDSN(raw), nil
 	case "sqlite":
 		rest = strings.TrimPrefix(rest, "//")
 		if path, _, _ := strings.Cut(rest, "?"); path == "" {
@@ -176,6 +177,28 @@ func parseURL(raw string) (dialect, dsn string, err error) {
 	default:
 		return "", "", fmt.Errorf("store: %s has unsupported scheme %q: want postgres://…, postgresql://… or sqlite:<path>", URLEnv, scheme)
 	}
+}
+
+// postgresDSN turns on lib/pq's binary_parameters unless raw sets it. By
+// default lib/pq sends a statement with arguments in two round trips
+// (parse and describe, then bind and execute); with binary parameters it
+// sends them in one. Handlers run several statements per message, so this
+// roughly halves the database round trips on the workers' hot path
+// (docs/benchmarks.md). The store never passes []byte to a column whose
+// binary input format differs from its text format (JSON goes as text),
+// which is what the option requires.
+func postgresDSN(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return raw // lib/pq reports the error with its own message
+	}
+	q := u.Query()
+	if q.Has("binary_parameters") {
+		return raw
+	}
+	q.Set("binary_parameters", "yes")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // sqliteDSN adds the store's connection settings to a SQLite path, keeping
