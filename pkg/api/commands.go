@@ -351,3 +351,41 @@ func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
 	}
 	s.answer(w, r, cmd, wt, wait)
 }
+
+// commandSpec is the command an endpoint asks a worker to carry out.
+type commandSpec struct {
+	domain, action, accountID string
+	params                    any
+}
+
+// errAnswered is what a build function of serveCommand returns when it
+// has answered the request itself (a 503 from a read it needed, say).
+var errAnswered = errors.New("api: request already answered")
+
+// serveCommand is the rest of every command endpoint once it has found the
+// resource the caller may see: it reads ?wait= and Idempotency-Key,
+// decodes the JSON body into a B (when optional, an empty body is B's zero
+// value), lets build turn it into the command or the error that refuses
+// it, and submits the command. One sequence for every endpoint keeps the
+// order of the checks, and so the error a bad request sees first, the same
+// everywhere.
+func serveCommand[B any](s *Server, w http.ResponseWriter, r *http.Request, optional bool, build func(body B) (commandSpec, error)) {
+	sub, ok := s.commandRequest(w, r)
+	if !ok {
+		return
+	}
+	var body B
+	if optional && !s.readOptionalJSON(w, r, &body) || !optional && !s.readJSON(w, r, &body) {
+		return
+	}
+	c, err := build(body)
+	if errors.Is(err, errAnswered) {
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	sub.domain, sub.action, sub.accountID, sub.params = c.domain, c.action, c.accountID, c.params
+	s.submit(w, r, sub)
+}

@@ -45,28 +45,15 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var empty struct{}
-	if !s.readOptionalJSON(w, r, &empty) {
-		return
-	}
-	if !backups.Runs(src) {
-		writeError(w, command.Fail(http.StatusUnprocessableEntity, "not_runnable", "id",
-			"source "+src.ID+" is a record-only "+src.Kind+" source: an external agent records its snapshots"))
-		return
-	}
-	p := backups.RunParams{SourceID: src.ID, Trigger: store.RunManual}
-	sub.domain, sub.action, sub.accountID, sub.params = backups.RunDomain, backups.ActionRun, src.AccountID, p
-	s.submitRun(w, r, sub)
-}
-
-// submitRun submits a run and names it in Levqor-Run-Id once the command
-// id is known.
-func (s *Server) submitRun(w http.ResponseWriter, r *http.Request, sub submission) {
-	s.submit(&runHeaderWriter{ResponseWriter: w}, r, sub)
+	// The run's id is the command's: name it once Location is known.
+	serveCommand(s, &runHeaderWriter{ResponseWriter: w}, r, true, func(struct{}) (commandSpec, error) {
+		if !backups.Runs(src) {
+			return commandSpec{}, command.Fail(http.StatusUnprocessableEntity, "not_runnable", "id",
+				"source "+src.ID+" is a record-only "+src.Kind+" source: an external agent records its snapshots")
+		}
+		p := backups.RunParams{SourceID: src.ID, Trigger: store.RunManual}
+		return commandSpec{backups.RunDomain, backups.ActionRun, src.AccountID, p}, nil
+	})
 }
 
 // runHeaderWriter adds Levqor-Run-Id from the Location header (the
@@ -193,16 +180,9 @@ func (s *Server) pauseSource(action string) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		sub, ok := s.commandRequest(w, r)
-		if !ok {
-			return
-		}
-		var empty struct{}
-		if !s.readOptionalJSON(w, r, &empty) {
-			return
-		}
-		sub.domain, sub.action, sub.accountID, sub.params = backups.RunDomain, action, src.AccountID, backups.SourceParams{SourceID: src.ID}
-		s.submit(w, r, sub)
+		serveCommand(s, w, r, true, func(struct{}) (commandSpec, error) {
+			return commandSpec{backups.RunDomain, action, src.AccountID, backups.SourceParams{SourceID: src.ID}}, nil
+		})
 	}
 }
 
@@ -213,34 +193,23 @@ func (s *Server) setSourceConfig(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var body backups.ConfigBody
-	if !s.readJSON(w, r, &body) {
-		return
-	}
-	p := backups.SetConfigParams{SourceID: src.ID, ByOperator: principal(r).Operator, ConfigBody: body}
-	if err := p.Validate(); err != nil {
-		writeError(w, err)
-		return
-	}
-	cfg, err := backups.ParseConfig(src.Kind, p.Config, s.sweep.AllowedPaths)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if !backups.Runnable(src.Kind) {
-		writeError(w, command.Fail(http.StatusUnprocessableEntity, "not_runnable", "id", "source "+src.ID+" is a record-only "+src.Kind+" source and takes no config"))
-		return
-	}
-	if p.Config, err = json.Marshal(cfg); err != nil {
-		writeError(w, err)
-		return
-	}
-	sub.domain, sub.action, sub.accountID, sub.params = backups.RunDomain, backups.ActionSetConfig, src.AccountID, p
-	s.submit(w, r, sub)
+	serveCommand(s, w, r, false, func(body backups.ConfigBody) (commandSpec, error) {
+		p := backups.SetConfigParams{SourceID: src.ID, ByOperator: principal(r).Operator, ConfigBody: body}
+		if err := p.Validate(); err != nil {
+			return commandSpec{}, err
+		}
+		cfg, err := backups.ParseConfig(src.Kind, p.Config, s.sweep.AllowedPaths)
+		if err != nil {
+			return commandSpec{}, err
+		}
+		if !backups.Runnable(src.Kind) {
+			return commandSpec{}, command.Fail(http.StatusUnprocessableEntity, "not_runnable", "id", "source "+src.ID+" is a record-only "+src.Kind+" source and takes no config")
+		}
+		if p.Config, err = json.Marshal(cfg); err != nil {
+			return commandSpec{}, err
+		}
+		return commandSpec{backups.RunDomain, backups.ActionSetConfig, src.AccountID, p}, nil
+	})
 }
 
 // restoreData serves POST /v1/snapshots/{id}/restore (operators): the
@@ -250,34 +219,24 @@ func (s *Server) restoreData(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var body backups.RestoreDataBody
-	if !s.readJSON(w, r, &body) {
-		return
-	}
-	body.Normalize()
-	p := backups.RestoreDataParams{SnapshotID: snap.ID, ByOperator: principal(r).Operator, RestoreDataBody: body}
-	if err := p.Validate(); err != nil {
-		writeError(w, err)
-		return
-	}
-	if p.TargetPath != "" {
-		clean, err := backups.CheckPath("target_path", p.TargetPath, s.sweep.AllowedPaths)
-		if err != nil {
-			writeError(w, err)
-			return
+	serveCommand(s, w, r, false, func(body backups.RestoreDataBody) (commandSpec, error) {
+		body.Normalize()
+		p := backups.RestoreDataParams{SnapshotID: snap.ID, ByOperator: principal(r).Operator, RestoreDataBody: body}
+		if err := p.Validate(); err != nil {
+			return commandSpec{}, err
 		}
-		p.TargetPath = clean
-	}
-	if snap.State == store.SnapshotPurging || snap.State == store.SnapshotPurged {
-		writeError(w, command.Fail(http.StatusConflict, "snapshot_purged", "id", "snapshot "+snap.ID+" is "+snap.State+": its blob is deleted"))
-		return
-	}
-	sub.domain, sub.action, sub.accountID, sub.params = backups.RunDomain, backups.ActionRestoreData, snap.AccountID, p
-	s.submit(w, r, sub)
+		if p.TargetPath != "" {
+			clean, err := backups.CheckPath("target_path", p.TargetPath, s.sweep.AllowedPaths)
+			if err != nil {
+				return commandSpec{}, err
+			}
+			p.TargetPath = clean
+		}
+		if snap.State == store.SnapshotPurging || snap.State == store.SnapshotPurged {
+			return commandSpec{}, command.Fail(http.StatusConflict, "snapshot_purged", "id", "snapshot "+snap.ID+" is "+snap.State+": its blob is deleted")
+		}
+		return commandSpec{backups.RunDomain, backups.ActionRestoreData, snap.AccountID, p}, nil
+	})
 }
 
 // verifySnapshot serves POST /v1/snapshots/{id}/verify: the command
@@ -287,14 +246,7 @@ func (s *Server) verifySnapshot(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var empty struct{}
-	if !s.readOptionalJSON(w, r, &empty) {
-		return
-	}
-	sub.domain, sub.action, sub.accountID, sub.params = backups.RunDomain, backups.ActionVerifySnapshot, snap.AccountID, backups.SnapshotParams{SnapshotID: snap.ID}
-	s.submit(w, r, sub)
+	serveCommand(s, w, r, true, func(struct{}) (commandSpec, error) {
+		return commandSpec{backups.RunDomain, backups.ActionVerifySnapshot, snap.AccountID, backups.SnapshotParams{SnapshotID: snap.ID}}, nil
+	})
 }

@@ -86,34 +86,25 @@ type planRequest struct {
 // createSource serves POST /v1/sources: the command
 // retention.create_source.
 func (s *Server) createSource(w http.ResponseWriter, r *http.Request) {
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var p backups.CreateSourceParams
-	if !s.readJSON(w, r, &p) {
-		return
-	}
-	p.Normalize()
-	p.ByOperator = principal(r).Operator
-	if err := p.Validate(); err != nil {
-		writeError(w, err)
-		return
-	}
-	if _, err := backups.ParseConfig(p.Kind, p.Config, s.sweep.AllowedPaths); err != nil {
-		writeError(w, err)
-		return
-	}
-	acc, ok := s.requestAccount(w, r, p.AccountID)
-	if !ok {
-		return
-	}
-	p.AccountID = acc.ID
-	if p.Policy != nil && !s.checkPolicy(w, acc, p.Policy) {
-		return
-	}
-	sub.domain, sub.action, sub.accountID, sub.params = backups.Domain, backups.ActionCreateSource, acc.ID, p
-	s.submit(w, r, sub)
+	serveCommand(s, w, r, false, func(p backups.CreateSourceParams) (commandSpec, error) {
+		p.Normalize()
+		p.ByOperator = principal(r).Operator
+		if err := p.Validate(); err != nil {
+			return commandSpec{}, err
+		}
+		if _, err := backups.ParseConfig(p.Kind, p.Config, s.sweep.AllowedPaths); err != nil {
+			return commandSpec{}, err
+		}
+		acc, ok := s.requestAccount(w, r, p.AccountID)
+		if !ok {
+			return commandSpec{}, errAnswered
+		}
+		p.AccountID = acc.ID
+		if p.Policy != nil && !s.checkPolicy(w, acc, p.Policy) {
+			return commandSpec{}, errAnswered
+		}
+		return commandSpec{backups.Domain, backups.ActionCreateSource, acc.ID, p}, nil
+	})
 }
 
 // listSources serves GET /v1/sources: an account's own sources; operators
@@ -284,27 +275,18 @@ func (s *Server) recordSnapshot(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var body backups.SnapshotBody
-	if !s.readJSON(w, r, &body) {
-		return
-	}
-	body.Normalize()
-	p := backups.RecordSnapshotParams{SourceID: src.ID, SnapshotBody: body}
-	if err := p.Validate(); err != nil {
-		writeError(w, err)
-		return
-	}
-	if p.BlobKey != "" && !strings.HasPrefix(p.BlobKey, src.AccountID+"/") {
-		writeError(w, command.Fail(http.StatusUnprocessableEntity, "invalid_field", "blob_key",
-			fmt.Sprintf("blob_key must be under the account's own prefix %s/", src.AccountID)))
-		return
-	}
-	sub.domain, sub.action, sub.accountID, sub.params = backups.Domain, backups.ActionRecordSnapshot, src.AccountID, p
-	s.submit(w, r, sub)
+	serveCommand(s, w, r, false, func(body backups.SnapshotBody) (commandSpec, error) {
+		body.Normalize()
+		p := backups.RecordSnapshotParams{SourceID: src.ID, SnapshotBody: body}
+		if err := p.Validate(); err != nil {
+			return commandSpec{}, err
+		}
+		if p.BlobKey != "" && !strings.HasPrefix(p.BlobKey, src.AccountID+"/") {
+			return commandSpec{}, command.Fail(http.StatusUnprocessableEntity, "invalid_field", "blob_key",
+				fmt.Sprintf("blob_key must be under the account's own prefix %s/", src.AccountID))
+		}
+		return commandSpec{backups.Domain, backups.ActionRecordSnapshot, src.AccountID, p}, nil
+	})
 }
 
 // setPolicy serves PUT /v1/sources/{id}/policy: the command
@@ -314,31 +296,23 @@ func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var body backups.PolicyBody
-	if !s.readJSON(w, r, &body) {
-		return
-	}
-	p := backups.SetPolicyParams{SourceID: src.ID, PolicyBody: body}
-	if err := p.Validate(); err != nil {
-		writeError(w, err)
-		return
-	}
-	if !isJSONNull(p.Policy) {
-		acc, err := s.store.GetAccount(r.Context(), src.AccountID)
-		if err != nil {
-			s.unavailable(w, r, err, "cannot read the account")
-			return
+	serveCommand(s, w, r, false, func(body backups.PolicyBody) (commandSpec, error) {
+		p := backups.SetPolicyParams{SourceID: src.ID, PolicyBody: body}
+		if err := p.Validate(); err != nil {
+			return commandSpec{}, err
 		}
-		if !s.checkPolicy(w, acc, p.Policy) {
-			return
+		if !isJSONNull(p.Policy) {
+			acc, err := s.store.GetAccount(r.Context(), src.AccountID)
+			if err != nil {
+				s.unavailable(w, r, err, "cannot read the account")
+				return commandSpec{}, errAnswered
+			}
+			if !s.checkPolicy(w, acc, p.Policy) {
+				return commandSpec{}, errAnswered
+			}
 		}
-	}
-	sub.domain, sub.action, sub.accountID, sub.params = backups.Domain, backups.ActionSetPolicy, src.AccountID, p
-	s.submit(w, r, sub)
+		return commandSpec{backups.Domain, backups.ActionSetPolicy, src.AccountID, p}, nil
+	})
 }
 
 // planRetention serves POST /v1/sources/{id}/retention/plan: the dry run
@@ -412,26 +386,15 @@ func (s *Server) holdSnapshot(action string) http.HandlerFunc {
 }
 
 func (s *Server) hold(w http.ResponseWriter, r *http.Request, action, target, id, accountID string) {
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var body backups.HoldBody
 	placing := action == backups.ActionPlaceHold
-	if placing && !s.readJSON(w, r, &body) {
-		return
-	}
-	if !placing && !s.readOptionalJSON(w, r, &body) {
-		return
-	}
-	body.Reason = strings.TrimSpace(body.Reason)
-	p := backups.HoldParams{Target: target, ID: id, ByOperator: principal(r).Operator, HoldBody: body}
-	if err := p.Validate(placing); err != nil {
-		writeError(w, err)
-		return
-	}
-	sub.domain, sub.action, sub.accountID, sub.params = backups.Domain, action, accountID, p
-	s.submit(w, r, sub)
+	serveCommand(s, w, r, !placing, func(body backups.HoldBody) (commandSpec, error) {
+		body.Reason = strings.TrimSpace(body.Reason)
+		p := backups.HoldParams{Target: target, ID: id, ByOperator: principal(r).Operator, HoldBody: body}
+		if err := p.Validate(placing); err != nil {
+			return commandSpec{}, err
+		}
+		return commandSpec{backups.Domain, action, accountID, p}, nil
+	})
 }
 
 // restoreSnapshot serves POST /v1/snapshots/{id}/restore-from-trash
@@ -442,22 +405,14 @@ func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var body backups.RestoreBody
-	if !s.readJSON(w, r, &body) {
-		return
-	}
-	body.Reason = strings.TrimSpace(body.Reason)
-	p := backups.RestoreParams{SnapshotID: snap.ID, ByOperator: principal(r).Operator, RestoreBody: body}
-	if err := p.Validate(); err != nil {
-		writeError(w, err)
-		return
-	}
-	sub.domain, sub.action, sub.accountID, sub.params = backups.Domain, backups.ActionRestore, snap.AccountID, p
-	s.submit(w, r, sub)
+	serveCommand(s, w, r, false, func(body backups.RestoreBody) (commandSpec, error) {
+		body.Reason = strings.TrimSpace(body.Reason)
+		p := backups.RestoreParams{SnapshotID: snap.ID, ByOperator: principal(r).Operator, RestoreBody: body}
+		if err := p.Validate(); err != nil {
+			return commandSpec{}, err
+		}
+		return commandSpec{backups.Domain, backups.ActionRestore, snap.AccountID, p}, nil
+	})
 }
 
 // sweepSource serves POST /v1/sources/{id}/sweep: the command
@@ -467,21 +422,13 @@ func (s *Server) sweepSource(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var body backups.SweepBody
-	if !s.readOptionalJSON(w, r, &body) {
-		return
-	}
-	p := backups.SweepParams{SourceID: src.ID, ByOperator: principal(r).Operator, SweepBody: body}
-	if err := p.Validate(); err != nil {
-		writeError(w, err)
-		return
-	}
-	sub.domain, sub.action, sub.accountID, sub.params = backups.Domain, backups.ActionSweep, src.AccountID, p
-	s.submit(w, r, sub)
+	serveCommand(s, w, r, true, func(body backups.SweepBody) (commandSpec, error) {
+		p := backups.SweepParams{SourceID: src.ID, ByOperator: principal(r).Operator, SweepBody: body}
+		if err := p.Validate(); err != nil {
+			return commandSpec{}, err
+		}
+		return commandSpec{backups.Domain, backups.ActionSweep, src.AccountID, p}, nil
+	})
 }
 
 // listAudit serves GET /v1/sources/{id}/audit: every retention decision

@@ -40,32 +40,23 @@ type TicketList struct {
 // createTicket serves POST /v1/tickets: the command
 // support.create_ticket.
 func (s *Server) createTicket(w http.ResponseWriter, r *http.Request) {
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var p support.CreateTicketParams
-	if !s.readJSON(w, r, &p) {
-		return
-	}
-	p.Normalize()
-	p.ByOperator = principal(r).Operator
-	if err := p.Validate(); err != nil {
-		writeError(w, err)
-		return
-	}
-	if p.AccountID == "" && principal(r).Operator {
-		writeError(w, command.Fail(http.StatusUnprocessableEntity, "invalid_field", "account_id",
-			"account_id is required with an operator key: the account the ticket is about (acc_…)"))
-		return
-	}
-	acc, ok := s.requestAccount(w, r, p.AccountID)
-	if !ok {
-		return
-	}
-	p.AccountID = acc.ID
-	sub.domain, sub.action, sub.accountID, sub.params = support.Domain, support.ActionCreateTicket, acc.ID, p
-	s.submit(w, r, sub)
+	serveCommand(s, w, r, false, func(p support.CreateTicketParams) (commandSpec, error) {
+		p.Normalize()
+		p.ByOperator = principal(r).Operator
+		if err := p.Validate(); err != nil {
+			return commandSpec{}, err
+		}
+		if p.AccountID == "" && principal(r).Operator {
+			return commandSpec{}, command.Fail(http.StatusUnprocessableEntity, "invalid_field", "account_id",
+				"account_id is required with an operator key: the account the ticket is about (acc_…)")
+		}
+		acc, ok := s.requestAccount(w, r, p.AccountID)
+		if !ok {
+			return commandSpec{}, errAnswered
+		}
+		p.AccountID = acc.ID
+		return commandSpec{support.Domain, support.ActionCreateTicket, acc.ID, p}, nil
+	})
 }
 
 // listTickets serves GET /v1/tickets: an account's own tickets; operators
@@ -179,22 +170,14 @@ func (s *Server) addTicketMessage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var body support.MessageBody
-	if !s.readJSON(w, r, &body) {
-		return
-	}
-	body.Body = strings.TrimSpace(body.Body)
-	p := support.AddMessageParams{TicketID: t.ID, MessageBody: body, ByOperator: principal(r).Operator}
-	if err := p.Validate(); err != nil {
-		writeError(w, err)
-		return
-	}
-	sub.domain, sub.action, sub.accountID, sub.params = support.Domain, support.ActionAddMessage, t.AccountID, p
-	s.submit(w, r, sub)
+	serveCommand(s, w, r, false, func(body support.MessageBody) (commandSpec, error) {
+		body.Body = strings.TrimSpace(body.Body)
+		p := support.AddMessageParams{TicketID: t.ID, MessageBody: body, ByOperator: principal(r).Operator}
+		if err := p.Validate(); err != nil {
+			return commandSpec{}, err
+		}
+		return commandSpec{support.Domain, support.ActionAddMessage, t.AccountID, p}, nil
+	})
 }
 
 // setTicketStatus serves POST /v1/tickets/{id}/status: the command
@@ -205,23 +188,15 @@ func (s *Server) setTicketStatus(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sub, ok := s.commandRequest(w, r)
-	if !ok {
-		return
-	}
-	var body support.StatusBody
-	if !s.readJSON(w, r, &body) {
-		return
-	}
-	body.Status = strings.ToLower(strings.TrimSpace(body.Status))
-	body.Reason = strings.TrimSpace(body.Reason)
-	p := support.SetStatusParams{TicketID: t.ID, StatusBody: body, ByOperator: principal(r).Operator}
-	if err := p.Validate(); err != nil {
-		writeError(w, err)
-		return
-	}
-	sub.domain, sub.action, sub.accountID, sub.params = support.Domain, support.ActionSetStatus, t.AccountID, p
-	s.submit(w, r, sub)
+	serveCommand(s, w, r, false, func(body support.StatusBody) (commandSpec, error) {
+		body.Status = strings.ToLower(strings.TrimSpace(body.Status))
+		body.Reason = strings.TrimSpace(body.Reason)
+		p := support.SetStatusParams{TicketID: t.ID, StatusBody: body, ByOperator: principal(r).Operator}
+		if err := p.Validate(); err != nil {
+			return commandSpec{}, err
+		}
+		return commandSpec{support.Domain, support.ActionSetStatus, t.AccountID, p}, nil
+	})
 }
 
 // visibleTicket returns the ticket of the path's {id} if the caller may
