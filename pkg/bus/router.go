@@ -37,6 +37,9 @@ type Failure struct {
 	Error        string
 	DeadLettered bool
 	At           time.Time
+	// AccountID is the message's Levqor-Account header; empty when it
+	// names no account.
+	AccountID string
 }
 
 // FailureRecorder stores failures where operators can see them.
@@ -511,7 +514,7 @@ func (r *Router) recordFailure(m *Message, err error, dead bool) {
 	defer cancel()
 	f := Failure{
 		Consumer: m.Consumer, MsgID: m.ID(), Subject: m.Subject, Stream: m.Stream,
-		StreamSeq: m.StreamSeq, Deliveries: int(m.Deliveries), Error: err.Error(),
+		StreamSeq: m.StreamSeq, Deliveries: int(m.Deliveries), AccountID: m.Account(), Error: err.Error(),
 		DeadLettered: dead, At: time.Now().UTC(),
 	}
 	if rerr := r.cfg.Failures.RecordFailure(ctx, f); rerr != nil {

@@ -57,6 +57,10 @@ const (
 	BackupTimeoutDefault           = 12 * time.Hour
 	VerifySampleDefault            = 5
 	OverdueGraceDefault            = time.Hour
+	// DLQAccountThresholdDefault is how many of one account's messages a
+	// consumer must dead-letter between two watches for the housekeeping
+	// watch to raise ops.dlq_growing for the account.
+	DLQAccountThresholdDefault = 3
 )
 
 // Config is every setting of every Levqor process. Each process validates
@@ -187,6 +191,10 @@ type Config struct {
 	// OverdueGrace is how late past its schedule a source's last good
 	// snapshot may be before backup.overdue alerts (LEVQOR_OVERDUE_GRACE).
 	OverdueGrace time.Duration
+	// DLQAccountThreshold is how many of one account's messages a consumer
+	// must dead-letter between two watches before the watch raises
+	// ops.dlq_growing for the account (LEVQOR_DLQ_ACCOUNT_THRESHOLD).
+	DLQAccountThreshold int
 }
 
 // BlobS3PartSizeMiBDefault is the default multipart part size of the S3
@@ -359,6 +367,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		OverdueGrace:     p.duration("LEVQOR_OVERDUE_GRACE", OverdueGraceDefault),
 	}
 	c.BackupMaxRunsPerAccount = p.integer("LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT", BackupMaxRunsPerAccountDefault)
+	c.DLQAccountThreshold = p.integer("LEVQOR_DLQ_ACCOUNT_THRESHOLD", DLQAccountThresholdDefault)
 	c.BlobS3 = BlobS3{
 		Endpoint:    p.str("LEVQOR_BLOB_S3_ENDPOINT", ""),
 		Bucket:      p.str("LEVQOR_BLOB_S3_BUCKET", ""),
@@ -455,6 +464,9 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.OverdueGrace < 0 {
 		bad("LEVQOR_OVERDUE_GRACE", "must not be negative (e.g. 1h)")
+	}
+	if c.DLQAccountThreshold < 1 || c.DLQAccountThreshold > 1000000 {
+		bad("LEVQOR_DLQ_ACCOUNT_THRESHOLD", "%d: want 1 to 1000000 dead letters of one account between two watches", c.DLQAccountThreshold)
 	}
 	if role == RoleIngest || role == RoleWorkers || role == RoleDev {
 		// The error names LEVQOR_CATALOG and every bad entry.

@@ -29,6 +29,9 @@ type Worker struct {
 	// Registerer receives the watch job's gauges; nil keeps them
 	// unregistered.
 	Registerer prometheus.Registerer
+	// DLQAccountThreshold is the watch's Watcher.DLQAccountThreshold; zero
+	// means DLQAccountThresholdDefault.
+	DLQAccountThreshold int
 }
 
 // Register adds the housekeeping route to r.
@@ -38,7 +41,7 @@ func (w *Worker) Register(r *bus.Router) {
 		topo = topo.WithDefaults()
 	}
 	p := &Pruner{Store: w.Store, Topology: topo}
-	wa := &Watcher{Store: w.Store, JS: w.JS, Topology: topo}
+	wa := &Watcher{Store: w.Store, JS: w.JS, Topology: topo, DLQAccountThreshold: w.DLQAccountThreshold}
 	if w.Registerer != nil {
 		wa.Register(w.Registerer)
 	}

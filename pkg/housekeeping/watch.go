@@ -32,6 +32,15 @@ const (
 // consumer cannot make progress (its database down, a bad deploy).
 const StuckRedeliveredDefault = 3
 
+// DLQAccountThresholdDefault is how many of one account's messages a
+// consumer must dead-letter between two watches for the watch to raise
+// ops.dlq_growing for that account, so support opens a ticket for it.
+const DLQAccountThresholdDefault = 3
+
+// accountWindowDefault is how far back the first watch, with no previous
+// slot to count from, looks for an account's dead letters.
+const accountWindowDefault = time.Hour
+
 // observeTimeout bounds one inspection of NATS.
 const observeTimeout = 10 * time.Second
 
@@ -58,7 +67,11 @@ type ConsumerStatus struct {
 	Stuck bool `json:"stuck"`
 }
 
-// DLQGrowing is the payload of levqor.event.ops.dlq_growing.
+// DLQGrowing is the payload of levqor.event.ops.dlq_growing. The watch
+// raises it per consumer whose DLQ grew (no AccountID) and per (account,
+// consumer) whose dead letters of the account reached the threshold since
+// the previous watch (AccountID and DeadLettered set, and the
+// Levqor-Account header).
 type DLQGrowing struct {
 	Consumer string `json:"consumer"`
 	Stream   string `json:"stream,omitempty"`
@@ -69,6 +82,13 @@ type DLQGrowing struct {
 	PreviousSlot *time.Time `json:"previous_slot,omitempty"`
 	// Slot is the watch's slot.
 	Slot time.Time `json:"slot"`
+	// AccountID is the account whose messages were dead-lettered; empty
+	// on the per-consumer event.
+	AccountID string `json:"account_id,omitempty"`
+	// DeadLettered is how many of the account's messages the consumer
+	// dead-lettered after PreviousSlot (or in the hour before Slot when
+	// the watch has no previous slot), up to Slot.
+	DeadLettered int `json:"dead_lettered,omitempty"`
 }
 
 // ConsumerStuck is the payload of levqor.event.ops.consumer_stuck.
@@ -97,6 +117,10 @@ type Watcher struct {
 	// StuckRedelivered is the stuck threshold; zero means
 	// StuckRedeliveredDefault.
 	StuckRedelivered int
+	// DLQAccountThreshold is how many of one account's messages a consumer
+	// must dead-letter between two watches to raise ops.dlq_growing for
+	// the account; zero means DLQAccountThresholdDefault.
+	DLQAccountThreshold int
 
 	once     sync.Once
 	mu       sync.Mutex
@@ -152,6 +176,13 @@ func (w *Watcher) threshold() int {
 	return StuckRedeliveredDefault
 }
 
+func (w *Watcher) accountThreshold() int {
+	if w.DLQAccountThreshold > 0 {
+		return w.DLQAccountThreshold
+	}
+	return DLQAccountThresholdDefault
+}
+
 // Handle runs one watch: it inspects NATS, exports the gauges and, through
 // the inbox (once per tick, however often it is delivered), records what it
 // saw and raises events for what changed since the previous slot. A tick
@@ -197,7 +228,11 @@ func (w *Watcher) Handle(ctx context.Context, m *bus.Message) error {
 		return nil
 	}
 	for _, r := range raised {
-		log.WithFields(r.status.logFields()).WithField("event", w.topo().Subject(bus.Events, r.event)).Warn(r.message)
+		fields := r.status.logFields()
+		if r.accountID != "" {
+			fields["account_id"], fields["dead_lettered"] = r.accountID, r.deadLettered
+		}
+		log.WithFields(fields).WithField("event", w.topo().Subject(bus.Events, r.event)).Warn(r.message)
 	}
 	log.WithField("consumers", len(seen)).Debug("watched")
 	return nil
@@ -209,6 +244,9 @@ type raisedEvent struct {
 	event   string
 	message string
 	status  ConsumerStatus
+	// accountID and deadLettered are set on a per-account event.
+	accountID    string
+	deadLettered int
 }
 
 // record compares seen with the previous watch's state within tx, enqueues
@@ -242,10 +280,10 @@ func (w *Watcher) record(ctx context.Context, tx *store.Tx, m *bus.Message, t sc
 				ps := p.Slot
 				ev.PreviousSlot = &ps
 			}
-			if err := w.enqueue(ctx, tx, EventDLQGrowing, corr, ev); err != nil {
+			if err := w.enqueue(ctx, tx, EventDLQGrowing, corr, "", ev); err != nil {
 				return nil, err
 			}
-			raised = append(raised, raisedEvent{EventDLQGrowing, "dead-letter queue growing", c})
+			raised = append(raised, raisedEvent{event: EventDLQGrowing, message: "dead-letter queue growing", status: c})
 		}
 		if c.Stuck && !p.Stuck {
 			ev := ConsumerStuck{
@@ -253,10 +291,10 @@ func (w *Watcher) record(ctx context.Context, tx *store.Tx, m *bus.Message, t sc
 				Redelivered: c.Redelivered, OldestUnacked: c.OldestUnacked, DLQMessages: c.DLQMessages,
 				Threshold: w.threshold(), Slot: t.Slot,
 			}
-			if err := w.enqueue(ctx, tx, EventConsumerStuck, corr, ev); err != nil {
+			if err := w.enqueue(ctx, tx, EventConsumerStuck, corr, "", ev); err != nil {
 				return nil, err
 			}
-			raised = append(raised, raisedEvent{EventConsumerStuck, "consumer stuck", c})
+			raised = append(raised, raisedEvent{event: EventConsumerStuck, message: "consumer stuck", status: c})
 		}
 		err := tx.SaveWatchState(ctx, store.WatchState{
 			Consumer: c.Consumer, Stream: c.Stream, DLQMessages: int64(c.DLQMessages), Stuck: c.Stuck, Slot: t.Slot,
@@ -265,17 +303,78 @@ func (w *Watcher) record(ctx context.Context, tx *store.Tx, m *bus.Message, t sc
 			return nil, err
 		}
 	}
+	accounts, err := w.recordAccounts(ctx, tx, t, corr, prev, seen)
+	if err != nil {
+		return nil, err
+	}
+	return append(raised, accounts...), nil
+}
+
+// recordAccounts raises ops.dlq_growing for each (account, consumer) whose
+// dead letters of the account reached the threshold in the window from the
+// previous watch's slot (the hour before t.Slot when there was none) to
+// t.Slot. Consecutive windows do not overlap, so a dead letter counts in
+// one watch only.
+func (w *Watcher) recordAccounts(ctx context.Context, tx *store.Tx, t scheduler.Tick, corr string, prev map[string]store.WatchState, seen []ConsumerStatus) ([]raisedEvent, error) {
+	var since time.Time
+	for _, p := range prev {
+		if p.Slot.After(since) {
+			since = p.Slot
+		}
+	}
+	var previousSlot *time.Time
+	if since.IsZero() || !since.Before(t.Slot) {
+		since = t.Slot.Add(-accountWindowDefault)
+	} else {
+		ps := since
+		previousSlot = &ps
+	}
+	counts, err := tx.AccountDeadLetters(ctx, since, t.Slot)
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]ConsumerStatus, len(seen))
+	for _, c := range seen {
+		byName[c.Consumer] = c
+	}
+	var raised []raisedEvent
+	for _, n := range counts {
+		if n.DeadLettered < w.accountThreshold() {
+			continue
+		}
+		c, ok := byName[n.Consumer]
+		if !ok {
+			c = ConsumerStatus{Consumer: n.Consumer}
+		}
+		ev := DLQGrowing{
+			Consumer: n.Consumer, Stream: c.Stream, DLQMessages: c.DLQMessages, Previous: uint64(prev[n.Consumer].DLQMessages),
+			PreviousSlot: previousSlot, Slot: t.Slot, AccountID: n.AccountID, DeadLettered: n.DeadLettered,
+		}
+		if err := w.enqueue(ctx, tx, EventDLQGrowing, corr, n.AccountID, ev); err != nil {
+			return nil, err
+		}
+		raised = append(raised, raisedEvent{
+			event: EventDLQGrowing, message: "dead letters piling up for an account", status: c,
+			accountID: n.AccountID, deadLettered: n.DeadLettered,
+		})
+	}
 	return raised, nil
 }
 
-func (w *Watcher) enqueue(ctx context.Context, tx *store.Tx, event, corr string, payload any) error {
+// enqueue writes an event to the outbox within tx, with the watch tick's
+// correlation id and, when account is not empty, the Levqor-Account header.
+func (w *Watcher) enqueue(ctx context.Context, tx *store.Tx, event, corr, account string, payload any) error {
 	b, err := json.Marshal(payload)
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", event, err)
 	}
+	headers := map[string]string{bus.HeaderCorrelationID: corr}
+	if account != "" {
+		headers[bus.HeaderAccount] = account
+	}
 	_, err = tx.EnqueueOutbox(ctx, store.OutboxMessage{
 		Subject: w.topo().Subject(bus.Events, event),
-		Headers: map[string]string{bus.HeaderCorrelationID: corr},
+		Headers: headers,
 		Payload: b,
 	})
 	return err

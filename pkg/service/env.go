@@ -177,7 +177,7 @@ type storeFailures struct{ s *store.Store }
 func (f storeFailures) RecordFailure(ctx context.Context, x bus.Failure) error {
 	return f.s.RecordFailure(ctx, store.Failure{
 		Consumer: x.Consumer, MsgID: x.MsgID, Subject: x.Subject, Stream: x.Stream,
-		StreamSeq: x.StreamSeq, Deliveries: x.Deliveries, Error: x.Error,
+		StreamSeq: x.StreamSeq, Deliveries: x.Deliveries, AccountID: x.AccountID, Error: x.Error,
 		DeadLettered: x.DeadLettered, At: x.At,
 	})
 }
@@ -215,7 +215,7 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 			}
 			w.Register(r)
 		case "housekeeping":
-			(&housekeeping.Worker{Store: e.Store, JS: e.JS, Topology: e.Cfg.Topology, Registerer: e.Reg}).Register(r)
+			(&housekeeping.Worker{Store: e.Store, JS: e.JS, Topology: e.Cfg.Topology, Registerer: e.Reg, DLQAccountThreshold: e.Cfg.DLQAccountThreshold}).Register(r)
 		case accounts.WorkerName:
 			e.accountsWorker().Register(r)
 		case backups.WorkerName:

@@ -25,6 +25,9 @@ type Failure struct {
 	StreamSeq uint64 `json:"stream_seq"`
 	// Deliveries is JetStream's delivery count at this attempt.
 	Deliveries int `json:"deliveries"`
+	// AccountID is the account the message belongs to (its Levqor-Account
+	// header); empty when it names none.
+	AccountID string `json:"account_id,omitempty"`
 	// Error is the handler's error message.
 	Error string `json:"error"`
 	// DeadLettered is true once the message has gone to the DLQ.
@@ -38,8 +41,8 @@ type Failure struct {
 const MaxErrorLength = 8 << 10
 
 const recordFailureSQL = `INSERT INTO message_failures
-(consumer, msg_id, subject, stream, stream_seq, deliveries, last_error, first_failed_at, last_failed_at, dead_lettered)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+(consumer, msg_id, subject, stream, stream_seq, deliveries, last_error, first_failed_at, last_failed_at, dead_lettered, account_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (consumer, msg_id) DO UPDATE SET
 	subject = excluded.subject,
 	stream = excluded.stream,
@@ -47,7 +50,8 @@ ON CONFLICT (consumer, msg_id) DO UPDATE SET
 	deliveries = excluded.deliveries,
 	last_error = excluded.last_error,
 	last_failed_at = excluded.last_failed_at,
-	dead_lettered = excluded.dead_lettered`
+	dead_lettered = excluded.dead_lettered,
+	account_id = excluded.account_id`
 
 // RecordFailure stores f as the latest failure of f.Consumer at f.MsgID. The
 // first failure's time is kept; everything else is replaced, so that a
@@ -60,11 +64,45 @@ func (s *Store) RecordFailure(ctx context.Context, f Failure) error {
 	at := ts(orNow(f.At))
 	_, err := s.db.ExecContext(ctx, s.rebind(recordFailureSQL),
 		f.Consumer, f.MsgID, f.Subject, f.Stream, f.StreamSeq, f.Deliveries,
-		cleanError(f.Error), at, at, f.DeadLettered)
+		cleanError(f.Error), at, at, f.DeadLettered, f.AccountID)
 	if err != nil {
 		return fmt.Errorf("store: recording failure of %s/%s: %w", f.Consumer, f.MsgID, err)
 	}
 	return nil
+}
+
+// AccountDeadLetters is how many messages of one account one consumer
+// dead-lettered in a window.
+type AccountDeadLetters struct {
+	// AccountID is the account the messages belong to.
+	AccountID string `db:"account_id" json:"account_id"`
+	// Consumer is the durable consumer that gave up on them.
+	Consumer string `db:"consumer" json:"consumer"`
+	// DeadLettered is how many of its messages went to the DLQ.
+	DeadLettered int `db:"dead_lettered" json:"dead_lettered"`
+}
+
+const accountDeadLettersSQL = `SELECT account_id, consumer, COUNT(*) AS dead_lettered
+FROM message_failures
+WHERE dead_lettered AND account_id <> '' AND last_failed_at > ? AND last_failed_at <= ?
+GROUP BY account_id, consumer
+ORDER BY account_id, consumer`
+
+// AccountDeadLetters counts, per (account, consumer), the messages whose
+// latest failure sent them to the DLQ in the window (since, until]. Failures
+// of messages that name no account are left out: they are the platform's,
+// not a customer's. The result is sorted by account, then consumer. It runs
+// within tx so the housekeeping watch reads it with the state it saves.
+func (tx *Tx) AccountDeadLetters(ctx context.Context, since, until time.Time) ([]AccountDeadLetters, error) {
+	if !since.Before(until) {
+		return nil, fmt.Errorf("store: counting dead letters per account: since %s must be before until %s",
+			since.UTC().Format(time.RFC3339Nano), until.UTC().Format(time.RFC3339Nano))
+	}
+	var out []AccountDeadLetters
+	if err := tx.tx.SelectContext(ctx, &out, tx.rebind(accountDeadLettersSQL), ts(since), ts(until)); err != nil {
+		return nil, fmt.Errorf("store: counting dead letters per account: %w", err)
+	}
+	return out, nil
 }
 
 // cleanError makes an error message storable in both dialects: valid UTF-8,

@@ -298,14 +298,19 @@ func sweepBlocked(m *bus.Message) (*incident, error) {
 }
 
 // dlqGrowing reads ops.dlq_growing: a ticket only when the event names an
-// account (in its payload or its Levqor-Account header), one per consumer.
+// account (in its payload or its Levqor-Account header), one per (account,
+// consumer): the incident key names the consumer and tickets are looked up
+// per account, so a repeat while the ticket is open only adds to its
+// history. The housekeeping watch raises such events when dead letters of
+// one account pile up (dead_lettered: how many since its previous watch).
 func dlqGrowing(m *bus.Message) (*incident, error) {
 	var ev struct {
-		AccountID   string    `json:"account_id"`
-		Consumer    string    `json:"consumer"`
-		DLQMessages uint64    `json:"dlq_messages"`
-		Previous    uint64    `json:"previous_dlq_messages"`
-		Slot        time.Time `json:"slot"`
+		AccountID    string    `json:"account_id"`
+		Consumer     string    `json:"consumer"`
+		DLQMessages  uint64    `json:"dlq_messages"`
+		Previous     uint64    `json:"previous_dlq_messages"`
+		DeadLettered int       `json:"dead_lettered"`
+		Slot         time.Time `json:"slot"`
 	}
 	if err := decodeEvent(IncidentDLQGrowing, m, &ev); err != nil {
 		return nil, err
@@ -320,12 +325,18 @@ func dlqGrowing(m *bus.Message) (*incident, error) {
 	if ev.Consumer == "" {
 		return nil, bus.Permanentf("%s: consumer is required", IncidentDLQGrowing)
 	}
-	return &incident{
+	inc := &incident{
 		AccountID: ev.AccountID, Key: IncidentDLQGrowing + ":" + ev.Consumer,
 		Subject: "Messages for this account are failing in " + ev.Consumer,
 		Body: fmt.Sprintf("Dead letters of consumer %s grew from %d to %d: work for this account is not being done. "+
 			"Operators: `levqor dlq list --consumer %s`.", ev.Consumer, ev.Previous, ev.DLQMessages, ev.Consumer),
 		Category: "other", Severity: "high", At: ev.Slot,
 		Detail: map[string]any{"consumer": ev.Consumer, "dlq_messages": ev.DLQMessages},
-	}, nil
+	}
+	if ev.DeadLettered > 0 {
+		inc.Body = fmt.Sprintf("Consumer %s sent %d messages of this account to the dead-letter queue since the previous watch: "+
+			"work for this account is not being done. Operators: `levqor dlq list --consumer %s`.", ev.Consumer, ev.DeadLettered, ev.Consumer)
+		inc.Detail["dead_lettered"] = ev.DeadLettered
+	}
+	return inc, nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/housekeeping"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 	"github.com/levqor/levqor/pkg/support"
@@ -146,4 +147,50 @@ func TestAutomaticTicketsFromEachDomain(t *testing.T) {
 		require.True(t, bus.IsPermanent(err), "%s: %v", name, err)
 	}
 	require.Len(t, tickets(t, b, ent), 3)
+}
+
+// TestAutomaticTicketForAccountDeadLetters: the housekeeping watch's
+// per-account ops.dlq_growing opens one ticket for that account and
+// consumer; a repeat while it is open is noted on it, not a second ticket.
+func TestAutomaticTicketForAccountDeadLetters(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		b := setup(t, st)
+		ctx := t.Context()
+		t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+		acc := b.account(t, "business", "business")
+		other := b.account(t, "growth", "standard")
+		piling := func(account, consumer string, slot time.Time, dead int) housekeeping.DLQGrowing {
+			prev := slot.Add(-time.Minute)
+			return housekeeping.DLQGrowing{Consumer: consumer, Stream: "COMMANDS", DLQMessages: 9, Previous: 4,
+				PreviousSlot: &prev, Slot: slot, AccountID: account, DeadLettered: dead}
+		}
+
+		require.NoError(t, b.event(t, support.IncidentDLQGrowing, "", piling(acc, "retention-cmd", t0, 4)))
+		list := tickets(t, b, acc)
+		require.Len(t, list, 1)
+		tk := list[0]
+		require.Equal(t, store.TicketAutomatic, tk.Origin)
+		require.Equal(t, "ops.dlq_growing:retention-cmd", tk.IncidentKey)
+		require.Equal(t, "Messages for this account are failing in retention-cmd", tk.Subject)
+		require.Equal(t, t0, tk.OpenedAt, "timed by the watch's slot")
+		msgs, err := st.TicketMessages(ctx, tk.ID)
+		require.NoError(t, err)
+		require.Len(t, msgs, 1)
+		require.Contains(t, msgs[0].Body, "sent 4 messages of this account to the dead-letter queue")
+
+		require.NoError(t, b.event(t, support.IncidentDLQGrowing, "", piling(acc, "retention-cmd", t0.Add(time.Minute), 3)))
+		list = tickets(t, b, acc)
+		require.Len(t, list, 1, "a repeat while the ticket is open does not open another")
+		require.Equal(t, tk.ID, list[0].ID)
+		hist, err := st.TicketEvents(ctx, tk.ID)
+		require.NoError(t, err)
+		require.Equal(t, "incident_repeated", hist[len(hist)-1].Kind)
+
+		require.NoError(t, b.event(t, support.IncidentDLQGrowing, "", piling(acc, "billing-cmd", t0, 3)))
+		require.Len(t, tickets(t, b, acc), 2, "another consumer failing the account is another incident")
+		require.NoError(t, b.event(t, support.IncidentDLQGrowing, "", piling(other, "retention-cmd", t0, 3)))
+		require.Len(t, tickets(t, b, other), 1, "another account gets its own ticket")
+		require.Len(t, tickets(t, b, acc), 2)
+	})
 }
