@@ -356,7 +356,7 @@ func TestRouterShutdownFinishesInFlightWork(t *testing.T) {
 	stop()
 	handled := finished.Load()
 	require.GreaterOrEqual(t, handled, int32(1), "in-flight work finished before Run returned")
-	require.Eventually(t, func() bool { return b.consumerInfo(t).NumAckPending == 0 }, 2*time.Second, 10*time.Millisecond,
+	require.Eventually(t, func() bool { return b.consumerInfo(t).NumAckPending == 0 }, 5*time.Second, 10*time.Millisecond,
 		"nothing left half-handled: finished work acked, the rest released (not waiting out an ack timeout)")
 
 	// A new worker picks up the rest; every message handled exactly once.
