@@ -182,9 +182,18 @@ func New(cfg Config, pub *bus.Publisher, st *store.Store, log logrus.FieldLogger
 	}
 	tele := http.NewServeMux()
 	telemetry.Mount(tele, reg, checks...)
-	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
+	for _, p := range []string{"GET /healthz", "GET /readyz"} {
 		s.handle(p, tele)
 	}
+	// Metrics name every route and count every account's traffic: on the
+	// public listener they are for operators (Prometheus sends the key as
+	// a bearer token). Liveness and readiness stay open for load
+	// balancers; they say only whether NATS and the database answer.
+	var metrics http.Handler = tele
+	if s.api != nil {
+		metrics = s.api.Guard(auth.OperatorOnly, tele)
+	}
+	s.handle("GET /metrics", metrics)
 	s.mux.HandleFunc("/", s.unmatched)
 	return s, nil
 }

@@ -191,7 +191,7 @@ Levqor dev mode is running. Ctrl-C stops it.
 
   ingest            %s
   stripe webhooks   %s
-  health            %s/healthz  %s/readyz  %s/metrics
+  health            %s/healthz  %s/readyz  %s/metrics (operator token)
   NATS (JetStream)  %s   (nats --server %s stream ls)
   database          %s
   data dir          %s
