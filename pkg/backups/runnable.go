@@ -135,8 +135,10 @@ func (c SourceConfig) Redacted() SourceConfig {
 // Redacted is a placeholder for secrets in what Levqor shows.
 const Redacted = "***"
 
-// RedactDSN returns dsn with its password (in the user info or a password
-// parameter) replaced by ***. A DSN that does not parse is replaced whole.
+// RedactDSN returns dsn with its password (in the user info) and every
+// parameter that can carry a secret (password, sslpassword, any name with
+// "pass", "secret" or "token" in it) replaced by ***. A DSN that does not
+// parse is replaced whole.
 func RedactDSN(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil || u.Scheme == "" {
@@ -150,7 +152,7 @@ func RedactDSN(dsn string) string {
 	q := u.Query()
 	changed := false
 	for k := range q {
-		if strings.EqualFold(k, "password") {
+		if secretParam(k) {
 			q.Set(k, Redacted)
 			changed = true
 		}
@@ -159,6 +161,13 @@ func RedactDSN(dsn string) string {
 		u.RawQuery = q.Encode()
 	}
 	return strings.Replace(u.String(), url.QueryEscape(Redacted), Redacted, -1)
+}
+
+// secretParam reports whether a connection parameter's value may be a
+// secret.
+func secretParam(name string) bool {
+	n := strings.ToLower(name)
+	return strings.Contains(n, "pass") || strings.Contains(n, "secret") || strings.Contains(n, "token")
 }
 
 // ValidateDSN checks a PostgreSQL connection string: a postgres:// or
