@@ -307,8 +307,6 @@ func dlqGrowing(m *bus.Message) (*incident, error) {
 	var ev struct {
 		AccountID    string    `json:"account_id"`
 		Consumer     string    `json:"consumer"`
-		DLQMessages  uint64    `json:"dlq_messages"`
-		Previous     uint64    `json:"previous_dlq_messages"`
 		DeadLettered int       `json:"dead_lettered"`
 		Slot         time.Time `json:"slot"`
 	}
@@ -325,17 +323,19 @@ func dlqGrowing(m *bus.Message) (*incident, error) {
 	if ev.Consumer == "" {
 		return nil, bus.Permanentf("%s: consumer is required", IncidentDLQGrowing)
 	}
+	// The ticket is the customer's to read: it says what happened to
+	// their work, not the platform-wide dead-letter counts.
 	inc := &incident{
 		AccountID: ev.AccountID, Key: IncidentDLQGrowing + ":" + ev.Consumer,
 		Subject: "Messages for this account are failing in " + ev.Consumer,
-		Body: fmt.Sprintf("Dead letters of consumer %s grew from %d to %d: work for this account is not being done. "+
-			"Operators: `levqor dlq list --consumer %s`.", ev.Consumer, ev.Previous, ev.DLQMessages, ev.Consumer),
+		Body: "Some of this account's work failed repeatedly and was set aside for an operator to fix and replay " +
+			"(consumer " + ev.Consumer + "). Nothing is lost; it is not done yet.",
 		Category: "other", Severity: "high", At: ev.Slot,
-		Detail: map[string]any{"consumer": ev.Consumer, "dlq_messages": ev.DLQMessages},
+		Detail: map[string]any{"consumer": ev.Consumer},
 	}
 	if ev.DeadLettered > 0 {
-		inc.Body = fmt.Sprintf("Consumer %s sent %d messages of this account to the dead-letter queue since the previous watch: "+
-			"work for this account is not being done. Operators: `levqor dlq list --consumer %s`.", ev.Consumer, ev.DeadLettered, ev.Consumer)
+		inc.Body = fmt.Sprintf("%d messages of this account failed repeatedly in %s and were set aside for an operator to fix "+
+			"and replay. Nothing is lost; that work is not done yet.", ev.DeadLettered, ev.Consumer)
 		inc.Detail["dead_lettered"] = ev.DeadLettered
 	}
 	return inc, nil

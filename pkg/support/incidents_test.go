@@ -177,7 +177,8 @@ func TestAutomaticTicketForAccountDeadLetters(t *testing.T) {
 		msgs, err := st.TicketMessages(ctx, tk.ID)
 		require.NoError(t, err)
 		require.Len(t, msgs, 1)
-		require.Contains(t, msgs[0].Body, "sent 4 messages of this account to the dead-letter queue")
+		require.Contains(t, msgs[0].Body, "4 messages of this account failed repeatedly in retention-cmd")
+		require.NotContains(t, msgs[0].Body, "levqor dlq", "the customer's ticket carries no operator commands")
 
 		require.NoError(t, b.event(t, support.IncidentDLQGrowing, "", piling(acc, "retention-cmd", t0.Add(time.Minute), 3)))
 		list = tickets(t, b, acc)
