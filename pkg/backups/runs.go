@@ -86,36 +86,52 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope) (command.Ef
 	log := bus.Logger(ctx).WithFields(logrus.Fields{"source_id": src.ID, "account_id": src.AccountID, "run_id": RunID(e.ID)})
 	run := store.BackupRun{ID: RunID(e.ID), AccountID: src.AccountID, SourceID: src.ID, CommandID: e.ID, Trigger: p.Trigger, Slot: p.Slot}
 
-	release, ok := w.acquireRun()
-	if !ok {
-		return nil, bus.RetryAfter(fmt.Errorf("this worker already runs %d backups (LEVQOR_BACKUP_MAX_RUNS)", set.MaxRuns), set.BusyRetry)
+	// Over a run limit, the run waits here rather than spend one of the
+	// message's deliveries: the router keeps the message ours meanwhile.
+	wait := w.busyWait(log, set)
+	var (
+		release func()
+		started time.Time
+		current *store.BackupRun
+	)
+	for {
+		rel, err := wait.slot(ctx, "runs")
+		if err != nil {
+			return nil, err
+		}
+		started = time.Now()
+		busy := 0
+		err = w.Store.InTx(ctx, func(tx *store.Tx) error {
+			if err := tx.LockAccountForSources(ctx, src.AccountID); err != nil {
+				return err
+			}
+			n, err := tx.CountRunningRuns(ctx, src.AccountID, run.ID, started.Add(-RunStaleAfter))
+			if err != nil {
+				return err
+			}
+			if n >= set.MaxRunsPerAccount {
+				busy = n
+				return nil
+			}
+			current, err = tx.StartRun(ctx, run, started)
+			return err
+		})
+		if err != nil {
+			rel()
+			return nil, err
+		}
+		if busy == 0 {
+			release = rel
+			break
+		}
+		// The worker's slot is not held while the account's runs finish:
+		// other accounts' runs may use it.
+		rel()
+		if err := wait.pause(ctx, "LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT", fmt.Errorf("account %s already has %d backups running (LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT=%d)", src.AccountID, busy, set.MaxRunsPerAccount)); err != nil {
+			return nil, err
+		}
 	}
 	defer release()
-
-	started := time.Now()
-	var current *store.BackupRun
-	busy := 0
-	err = w.Store.InTx(ctx, func(tx *store.Tx) error {
-		if err := tx.LockAccountForSources(ctx, src.AccountID); err != nil {
-			return err
-		}
-		n, err := tx.CountRunningRuns(ctx, src.AccountID, run.ID, started.Add(-RunStaleAfter))
-		if err != nil {
-			return err
-		}
-		if n >= set.MaxRunsPerAccount {
-			busy = n
-			return nil
-		}
-		current, err = tx.StartRun(ctx, run, started)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if busy > 0 {
-		return nil, bus.RetryAfter(fmt.Errorf("account %s already has %d backups running (LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT=%d)", src.AccountID, busy, set.MaxRunsPerAccount), set.BusyRetry)
-	}
 	if current.State == store.RunSucceeded {
 		// Its outcome was committed with the inbox claim, so the runtime
 		// never gets here for the same message; a replay forced by an
@@ -420,16 +436,90 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// acquireRun takes one of the worker's LEVQOR_BACKUP_MAX_RUNS slots
-// without waiting.
-func (w *Worker) acquireRun() (release func(), ok bool) {
+// runSlots is the worker's semaphore of LEVQOR_BACKUP_MAX_RUNS slots.
+func (w *Worker) runSlots() chan struct{} {
 	w.slotsOnce.Do(func() { w.slots = make(chan struct{}, w.settings().MaxRuns) })
-	select {
-	case w.slots <- struct{}{}:
-		return func() { <-w.slots }, true
-	default:
-		return nil, false
+	return w.slots
+}
+
+// busyWaiter waits, for up to LEVQOR_BACKUP_BUSY_WAIT in all, for the
+// capacity one delivery of a run or restore needs, and past that bound
+// answers bus.RetryAfter(BusyRetry): only then does waiting spend one of
+// the message's deliveries. A waiting handler holds one of the backup-cmd
+// consumer's handler slots.
+type busyWaiter struct {
+	w       *Worker
+	log     logrus.FieldLogger
+	set     Settings
+	until   time.Time
+	waiting bool
+}
+
+// busyWait starts the bound of one delivery's wait.
+func (w *Worker) busyWait(log logrus.FieldLogger, set Settings) *busyWaiter {
+	return &busyWaiter{w: w, log: log, set: set, until: time.Now().Add(set.BusyWait)}
+}
+
+// started logs, once per delivery, that the work waits and for which
+// limit.
+func (b *busyWaiter) started(limit string) {
+	if b.waiting {
+		return
 	}
+	b.waiting = true
+	b.log.WithFields(logrus.Fields{"limit": limit, "busy_wait": b.set.BusyWait.String()}).Info("waiting for a free backup slot")
+}
+
+// slot takes one of the worker's LEVQOR_BACKUP_MAX_RUNS slots, waiting
+// for one to be released until the bound; what says what the slots do
+// ("runs", "streams") in the error.
+func (b *busyWaiter) slot(ctx context.Context, what string) (release func(), err error) {
+	slots := b.w.runSlots()
+	release = func() { <-slots }
+	select {
+	case slots <- struct{}{}:
+		return release, nil
+	default:
+	}
+	busy := fmt.Errorf("this worker already %s %d backups (LEVQOR_BACKUP_MAX_RUNS)", what, b.set.MaxRuns)
+	left := time.Until(b.until)
+	if left <= 0 {
+		return nil, b.giveUp(busy)
+	}
+	b.started("LEVQOR_BACKUP_MAX_RUNS")
+	t := time.NewTimer(left)
+	defer t.Stop()
+	select {
+	case slots <- struct{}{}:
+		return release, nil
+	case <-t.C:
+		return nil, b.giveUp(busy)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// pause waits one BusyPoll, or what is left of the bound, before the
+// caller checks limit again; past the bound it answers busy to be
+// retried later.
+func (b *busyWaiter) pause(ctx context.Context, limit string, busy error) error {
+	left := time.Until(b.until)
+	if left <= 0 {
+		return b.giveUp(busy)
+	}
+	b.started(limit)
+	t := time.NewTimer(min(left, b.set.BusyPoll))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *busyWaiter) giveUp(busy error) error {
+	return bus.RetryAfter(fmt.Errorf("%w, still after waiting LEVQOR_BACKUP_BUSY_WAIT=%s", busy, b.set.BusyWait), b.set.BusyRetry)
 }
 
 // ManifestSummary is what a snapshot records of its archive's manifest:

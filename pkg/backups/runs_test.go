@@ -49,6 +49,9 @@ type runner struct {
 	puts  *failingPuts
 	logs  *bytes.Buffer
 	logMu *sync.Mutex
+	// deliveries is the highest delivery count seen of each message id
+	// on backup-cmd.
+	deliveries sync.Map
 }
 
 // pro has room for a few sources and 1 GB.
@@ -82,6 +85,15 @@ func startRunner(t *testing.T, st *store.Store, tune func(*backups.Settings)) *r
 		ShutdownTimeout: 5 * time.Second,
 	})
 	require.NoError(t, err)
+	run := &runner{bundle: b, env: env, pub: pub, root: root, puts: puts, logs: logs, logMu: mu}
+	r.Use(bus.Logging(log), func(next bus.Handler) bus.Handler {
+		return func(ctx context.Context, m *bus.Message) error {
+			if m.Consumer == backups.ConsumerRuns {
+				run.deliveries.Store(m.ID(), m.Deliveries)
+			}
+			return next(ctx, m)
+		}
+	})
 	b.w.Register(r)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -94,7 +106,14 @@ func startRunner(t *testing.T, st *store.Store, tune func(*backups.Settings)) *r
 			t.Error("router did not stop")
 		}
 	})
-	return &runner{bundle: b, env: env, pub: pub, root: root, puts: puts, logs: logs, logMu: mu}
+	return run
+}
+
+// delivered is how many times backup-cmd was handed command id.
+func (r *runner) delivered(id string) uint64 {
+	n, _ := r.deliveries.Load(id)
+	d, _ := n.(uint64)
+	return d
 }
 
 type lockedWriter struct {
@@ -514,34 +533,90 @@ func TestQuotaExceededFailsTheRunWithAnEvent(t *testing.T) {
 	require.Empty(t, blobs, "the stream stopped at the quota left nothing behind")
 }
 
-func TestConcurrentRunsOverTheAccountLimitAreRetriedLater(t *testing.T) {
-	t.Parallel()
-	st := storetest.SQLite(t)
-	r := startRunner(t, st, func(s *backups.Settings) { s.MaxRunsPerAccount, s.BusyRetry = 1, 2*time.Second })
-	data := filepath.Join(r.root, "data")
-	tree(t, data)
-	src := r.directorySource(t, "files", data)
-	// Another run of the account is streaming on some worker.
-	busy := store.BackupRun{ID: "run_busy", AccountID: r.acc, SourceID: src, CommandID: "cmd_busy", Trigger: store.RunManual}
+// accountBusy starts a run of src as another worker would: it counts
+// against the account's concurrent runs until finished.
+func accountBusy(t *testing.T, st *store.Store, acc, src string) (finish func()) {
+	t.Helper()
+	busy := store.BackupRun{ID: "run_busy", AccountID: acc, SourceID: src, CommandID: "cmd_busy", Trigger: store.RunManual}
 	require.NoError(t, st.InTx(t.Context(), func(tx *store.Tx) error {
 		_, err := tx.StartRun(t.Context(), busy, time.Now())
 		return err
 	}))
+	return func() {
+		require.NoError(t, st.InTx(t.Context(), func(tx *store.Tx) error {
+			_, err := tx.FailRun(t.Context(), busy.ID, "done elsewhere", time.Now())
+			return err
+		}))
+	}
+}
+
+func TestARunOverTheAccountLimitWaitsForTheOtherRunWithoutRedelivery(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	r := startRunner(t, st, func(s *backups.Settings) {
+		s.MaxRunsPerAccount, s.BusyWait, s.BusyPoll, s.BusyRetry = 1, time.Minute, 50*time.Millisecond, 100*time.Millisecond
+	})
+	data := filepath.Join(r.root, "data")
+	tree(t, data)
+	src := r.directorySource(t, "files", data)
+	finish := accountBusy(t, st, r.acc, src)
 
 	id := r.submit(t, backups.RunDomain, backups.ActionRun, backups.RunParams{SourceID: src, Trigger: store.RunManual})
-	require.Eventually(t, func() bool { return strings.Contains(r.logText(), "LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT") }, 10*time.Second, 10*time.Millisecond,
-		"the run is sent back to wait for the account's other run")
+	require.Eventually(t, func() bool { return strings.Contains(r.logText(), "waiting for a free backup slot") }, 10*time.Second, 10*time.Millisecond,
+		"the run waits for the account's other run")
+	// Several polls later it still waits, on its first delivery.
+	time.Sleep(500 * time.Millisecond)
+	c, err := st.GetCommand(t.Context(), id)
+	require.NoError(t, err)
+	require.True(t, c.Pending(), "waiting for the account's other run")
+	_, err = st.GetRun(t.Context(), backups.RunID(id))
+	require.ErrorIs(t, err, store.ErrNotFound, "the run has not started")
+	require.EqualValues(t, 1, r.delivered(id))
+
+	finish()
+	c = r.outcome(t, id, 30*time.Second)
+	var v backups.RunView
+	succeeded(t, c, &v)
+	require.Equal(t, store.RunSucceeded, v.State)
+	require.NotNil(t, v.Snapshot)
+	require.EqualValues(t, 1, r.delivered(id), "waiting spent no delivery")
+	logs := r.logText()
+	require.Equal(t, 1, strings.Count(logs, "waiting for a free backup slot"), "the wait is logged once")
+	require.NotContains(t, logs, "will retry")
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "waiting for a free backup slot") {
+			require.Contains(t, line, "account_id="+r.acc)
+			require.Contains(t, line, "source_id="+src)
+			require.Contains(t, line, "LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT")
+		}
+	}
+}
+
+func TestARunWaitingLongerThanTheBusyWaitIsRetriedLater(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	r := startRunner(t, st, func(s *backups.Settings) {
+		s.MaxRunsPerAccount, s.BusyWait, s.BusyPoll, s.BusyRetry = 1, 100*time.Millisecond, 20*time.Millisecond, 2*time.Second
+	})
+	data := filepath.Join(r.root, "data")
+	tree(t, data)
+	src := r.directorySource(t, "files", data)
+	finish := accountBusy(t, st, r.acc, src)
+
+	id := r.submit(t, backups.RunDomain, backups.ActionRun, backups.RunParams{SourceID: src, Trigger: store.RunManual})
+	require.Eventually(t, func() bool {
+		return strings.Contains(r.logText(), "LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT=1), still after waiting LEVQOR_BACKUP_BUSY_WAIT=100ms")
+	}, 10*time.Second, 10*time.Millisecond, "past the bound the run is sent back to wait for the account's other run")
+	require.Contains(t, r.logText(), "retry_in=2s", "it is redelivered after BusyRetry")
 	c, err := st.GetCommand(t.Context(), id)
 	require.NoError(t, err)
 	require.True(t, c.Pending(), "waiting for the account's other run")
 	_, err = st.GetRun(t.Context(), backups.RunID(id))
 	require.ErrorIs(t, err, store.ErrNotFound, "the run has not started")
 
-	require.NoError(t, st.InTx(t.Context(), func(tx *store.Tx) error {
-		_, err := tx.FailRun(t.Context(), "run_busy", "done elsewhere", time.Now())
-		return err
-	}))
+	finish()
 	succeeded(t, r.outcome(t, id, 30*time.Second), nil)
+	require.EqualValues(t, 2, r.delivered(id), "the second delivery ran it")
 }
 
 func TestScheduledRunsAndOverdueAlerts(t *testing.T) {

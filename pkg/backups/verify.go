@@ -239,13 +239,13 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope) (command.
 			return nil, err
 		}
 	}
-	release, ok := w.acquireRun()
-	if !ok {
-		return nil, bus.RetryAfter(fmt.Errorf("this worker already streams %d backups (LEVQOR_BACKUP_MAX_RUNS)", set.MaxRuns), set.BusyRetry)
+	log := bus.Logger(ctx).WithFields(logrus.Fields{"snapshot_id": snap.ID, "account_id": snap.AccountID, "source_id": snap.SourceID})
+	release, err := w.busyWait(log, set).slot(ctx, "streams")
+	if err != nil {
+		return nil, err
 	}
 	defer release()
 
-	log := bus.Logger(ctx).WithFields(logrus.Fields{"snapshot_id": snap.ID, "account_id": snap.AccountID})
 	rc, err := w.Blobs.Get(ctx, snap.BlobKey)
 	if errors.Is(err, blob.ErrNotFound) {
 		reason := fmt.Sprintf("its blob %s is missing from the blob store", snap.BlobKey)

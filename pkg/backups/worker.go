@@ -88,6 +88,13 @@ const (
 	// BusyRetryDefault is how long a run over a concurrency limit waits
 	// before it is delivered again.
 	BusyRetryDefault = 30 * time.Second
+	// BusyWaitDefault is LEVQOR_BACKUP_BUSY_WAIT: how long one delivery
+	// of a run or restore waits in process for a free slot before it is
+	// sent back to wait BusyRetry.
+	BusyWaitDefault = config.BackupBusyWaitDefault
+	// BusyPollDefault is how often a run waiting for its account's other
+	// runs counts them again.
+	BusyPollDefault = 5 * time.Second
 	// ProgressEveryDefault is how often a running run records its
 	// progress.
 	ProgressEveryDefault = time.Second
@@ -110,11 +117,15 @@ type Settings struct {
 	// MaxRuns bounds the runs, restores and verifications one worker
 	// process streams at once (LEVQOR_BACKUP_MAX_RUNS); MaxRunsPerAccount
 	// the runs of one account across all workers
-	// (LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT). Over either, the command is
+	// (LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT). Over either, the command
+	// waits in process for up to BusyWait (LEVQOR_BACKUP_BUSY_WAIT),
+	// counting the account's runs again every BusyPoll, and is then
 	// delivered again after BusyRetry.
 	MaxRuns           int
 	MaxRunsPerAccount int
 	BusyRetry         time.Duration
+	BusyWait          time.Duration
+	BusyPoll          time.Duration
 	// VerifySample is how many snapshots a backup.verify tick re-reads
 	// (LEVQOR_VERIFY_SAMPLE).
 	VerifySample int
@@ -153,6 +164,8 @@ func (s Settings) WithDefaults() Settings {
 		s.VerifySample = VerifySampleDefault
 	}
 	def(&s.BusyRetry, BusyRetryDefault)
+	def(&s.BusyWait, BusyWaitDefault)
+	def(&s.BusyPoll, BusyPollDefault)
 	def(&s.OverdueGrace, OverdueGraceDefault)
 	def(&s.RunTimeout, RunTimeoutDefault)
 	def(&s.ProgressEvery, ProgressEveryDefault)

@@ -51,10 +51,12 @@ const (
 	// any sk_test_ key of letters and digits.
 	StripeDevAPIKey = "sk_test_levqordev"
 	// Backup defaults: runs at once per worker and per account, the
-	// longest run, the verification sample and the overdue grace.
+	// longest run, the wait for a free slot (LEVQOR_BACKUP_BUSY_WAIT), the
+	// verification sample and the overdue grace.
 	BackupMaxRunsDefault           = 2
 	BackupMaxRunsPerAccountDefault = 1
 	BackupTimeoutDefault           = 12 * time.Hour
+	BackupBusyWaitDefault          = 15 * time.Minute
 	VerifySampleDefault            = 5
 	OverdueGraceDefault            = time.Hour
 	// DLQAccountThresholdDefault is how many of one account's messages a
@@ -185,6 +187,10 @@ type Config struct {
 	// BackupTimeout bounds one backup run, restore or verification
 	// (LEVQOR_BACKUP_TIMEOUT).
 	BackupTimeout time.Duration
+	// BackupBusyWait is how long one delivery of a run or restore waits in
+	// process for a free slot under those limits before it is redelivered
+	// later (LEVQOR_BACKUP_BUSY_WAIT).
+	BackupBusyWait time.Duration
 	// VerifySample is how many snapshots each backup.verify tick re-reads
 	// (LEVQOR_VERIFY_SAMPLE).
 	VerifySample int
@@ -367,6 +373,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		OverdueGrace:     p.duration("LEVQOR_OVERDUE_GRACE", OverdueGraceDefault),
 	}
 	c.BackupMaxRunsPerAccount = p.integer("LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT", BackupMaxRunsPerAccountDefault)
+	c.BackupBusyWait = p.duration("LEVQOR_BACKUP_BUSY_WAIT", BackupBusyWaitDefault)
 	c.DLQAccountThreshold = p.integer("LEVQOR_DLQ_ACCOUNT_THRESHOLD", DLQAccountThresholdDefault)
 	c.BlobS3 = BlobS3{
 		Endpoint:    p.str("LEVQOR_BLOB_S3_ENDPOINT", ""),
@@ -458,6 +465,9 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.BackupTimeout < time.Minute {
 		bad("LEVQOR_BACKUP_TIMEOUT", "want at least 1m (e.g. 12h)")
+	}
+	if c.BackupBusyWait < time.Second || c.BackupBusyWait >= c.BackupTimeout {
+		bad("LEVQOR_BACKUP_BUSY_WAIT", "%s: want at least 1s and less than LEVQOR_BACKUP_TIMEOUT (%s), e.g. 15m", c.BackupBusyWait, c.BackupTimeout)
 	}
 	if c.VerifySample < 1 || c.VerifySample > 10000 {
 		bad("LEVQOR_VERIFY_SAMPLE", "%d: want 1 to 10000 snapshots per tick", c.VerifySample)

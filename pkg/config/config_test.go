@@ -22,6 +22,7 @@ func TestDefaultsMakeDevModeValid(t *testing.T) {
 	require.Equal(t, "levqor", c.Topology.Prefix)
 	require.Equal(t, 5*time.Minute, c.WebhookTolerance)
 	require.EqualValues(t, 1<<20, c.MaxBodyBytes)
+	require.Equal(t, 15*time.Minute, c.BackupBusyWait)
 }
 
 func TestProductionRolesNameMissingVariables(t *testing.T) {
@@ -59,6 +60,9 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"APIBody":    {map[string]string{"LEVQOR_API_MAX_BODY_BYTES": "10"}, config.RoleDev, "LEVQOR_API_MAX_BODY_BYTES"},
 		"StripeKey":  {map[string]string{"STRIPE_API_KEY": "pk_test_publishable"}, config.RoleWorkers, "STRIPE_API_KEY"},
 		"StripeBase": {map[string]string{"STRIPE_API_BASE": "127.0.0.1:12111"}, config.RoleDev, "STRIPE_API_BASE"},
+		"BusyWait":   {map[string]string{"LEVQOR_BACKUP_BUSY_WAIT": "soon"}, config.RoleDev, "LEVQOR_BACKUP_BUSY_WAIT"},
+		"BusyWait0":  {map[string]string{"LEVQOR_BACKUP_BUSY_WAIT": "0s"}, config.RoleDev, "LEVQOR_BACKUP_BUSY_WAIT"},
+		"BusyWaitGT": {map[string]string{"LEVQOR_BACKUP_BUSY_WAIT": "2h", "LEVQOR_BACKUP_TIMEOUT": "1h"}, config.RoleDev, "LEVQOR_BACKUP_BUSY_WAIT"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := config.FromEnv(env(tc.env))

@@ -12,7 +12,7 @@ func (e *Env) retentionSettings() backups.Settings {
 	return backups.Settings{
 		MaxShare: e.Cfg.SweepMaxShare, TrashGrace: e.Cfg.TrashGrace,
 		AllowedPaths: e.Cfg.BackupPaths, MaxRuns: e.Cfg.BackupMaxRuns, MaxRunsPerAccount: e.Cfg.BackupMaxRunsPerAccount,
-		RunTimeout: e.Cfg.BackupTimeout, VerifySample: e.Cfg.VerifySample, OverdueGrace: e.Cfg.OverdueGrace,
+		RunTimeout: e.Cfg.BackupTimeout, BusyWait: e.Cfg.BackupBusyWait, VerifySample: e.Cfg.VerifySample, OverdueGrace: e.Cfg.OverdueGrace,
 	}.WithDefaults()
 }
 
