@@ -30,7 +30,8 @@ import (
 // The router acknowledges exactly the messages whose step succeeded, after
 // the handler returned nil. A failed message goes through the same path as
 // a failed single delivery, retried alone; when the handler returns an
-// error, every message of the batch is retried. A message the handler
+// error, every message of the batch is run again alone, in order, so that
+// only the one that fails alone is retried later. A message the handler
 // never stepped is retried too (ErrNotStepped). step must be called from
 // one goroutine at a time.
 type BatchHandler func(ctx context.Context, msgs []*Message, step Step) error
@@ -366,17 +367,9 @@ func (r *Router) processBatch(rt Route, in []*Message) {
 	inflight.Add(float64(len(msgs)))
 	defer inflight.Sub(float64(len(msgs)))
 
-	results, err := r.runBatchRetrying(rt, msgs)
+	results, err := r.runBatch(rt, msgs)
 	if err != nil {
-		// Nothing was committed: every message is retried. A batch error
-		// says nothing about any one message, so it never dead-letters
-		// one at once; MaxDeliver still does.
-		if IsPermanent(err) {
-			err = errors.New(err.Error())
-		}
-		for _, m := range msgs {
-			r.settle(m, err, r.msgLog(m))
-		}
+		r.processAlone(rt, msgs, err)
 		return
 	}
 	acked := r.cfg.Metrics.messages.WithLabelValues(name, OutcomeAcked)
@@ -424,22 +417,143 @@ func (r *Router) retryBackoff(attempts int) backoff.BackOff {
 	return backoff.WithContext(backoff.WithMaxRetries(eb, uint64(attempts)), r.handlerCtx)
 }
 
-// runBatchRetrying runs the batch, retrying it whole a few times in-process
-// while the handler fails as a whole (nothing committed).
-func (r *Router) runBatchRetrying(rt Route, msgs []*Message) ([]error, error) {
-	var results []error
-	err := backoff.Retry(func() error {
-		res, err := r.runBatch(rt, msgs)
-		if err != nil {
-			if r.handlerCtx.Err() != nil {
-				return backoff.Permanent(err)
-			}
-			return err
+// holdBackMinMargin is the least extra delay a message held back behind a
+// failed message of its key gets over that message's own retry delay, so
+// that JetStream hands the failed one back first.
+const holdBackMinMargin = 100 * time.Millisecond
+
+// processAlone settles the messages of a batch that failed as a whole
+// (nothing committed: the commit failed, the handler's deadline hit). A
+// batch error says nothing about which message caused it, and batching the
+// same messages again would let one culprit (a slow call, a message that
+// makes the commit fail) spend every message's deliveries. So each message
+// is run alone, in order, one transaction each: those that succeed are
+// acked, and only a failing one goes the way of a failed delivery (backoff,
+// then the DLQ at MaxDeliver).
+//
+// Per-key order: once a message of a key is handed back for a retry, the
+// later messages of that key in this batch are not run; they are handed
+// back too, with a little more delay than the failed one, so that they
+// come back after it and are applied behind it. Holding them back costs
+// them a delivery, so one whose deliveries are used up is run anyway
+// rather than dead-lettered for another message's fault (effects stay
+// exactly-once through the inbox; only the order may slip). A key is not
+// held once its failed message is dead-lettered: that one will not come
+// back. Without BatchOptions.Key nothing is held back, as no order is
+// promised then.
+func (r *Router) processAlone(rt Route, msgs []*Message, batchErr error) {
+	if r.handlerCtx.Err() != nil {
+		// Shutting down: every message is released.
+		for _, m := range msgs {
+			r.settle(m, batchErr, r.msgLog(m))
 		}
-		results = res
-		return nil
-	}, r.retryBackoff(r.cfg.RetryAttempts-1))
-	return results, err
+		return
+	}
+	r.log.WithError(batchErr).WithFields(logrus.Fields{"consumer": rt.Consumer.Name, "batch_size": len(msgs)}).
+		Warn("batch failed as a whole; running its messages alone")
+	acked := r.cfg.Metrics.messages.WithLabelValues(rt.Consumer.Name, OutcomeAcked)
+	held := map[string]time.Duration{} // key → hold-back delay
+	for _, m := range msgs {
+		log := r.msgLog(m)
+		if r.handlerCtx.Err() != nil {
+			r.settle(m, batchErr, log)
+			continue
+		}
+		key, keyed := r.batchKey(rt, m)
+		if d, ok := held[key]; keyed && ok {
+			if int(m.Deliveries) < r.cfg.MaxDeliver {
+				r.holdBack(m, d, log)
+				continue
+			}
+			log.Warn("an earlier message of the same key is being retried, but this one has no deliveries left to wait; running it now")
+		}
+		var err error
+		if len(msgs) == 1 {
+			err = batchFailure(batchErr) // it has just run alone
+		} else {
+			err = r.runAlone(rt, m)
+		}
+		if err != nil && r.retryable(err) && r.cfg.RetryAttempts > 1 {
+			err = r.retryAlone(rt, m, err)
+		}
+		if err == nil {
+			r.ack(m, acked)
+			continue
+		}
+		d, later := r.retryDelay(m, err)
+		if !later {
+			r.settle(m, err, log)
+			continue
+		}
+		r.recordFailure(m, err, false)
+		r.retryLater(m, d, err, log)
+		if keyed {
+			held[key] = max(held[key], d+max(d/4, holdBackMinMargin))
+		}
+	}
+}
+
+// retryDelay reports whether a failed message is handed back for another
+// delivery (not dead-lettered, not released at shutdown) and after how
+// long, as settle decides.
+func (r *Router) retryDelay(m *Message, err error) (time.Duration, bool) {
+	if r.stopping.Load() && r.handlerCtx.Err() != nil {
+		return 0, false
+	}
+	if IsPermanent(err) || int(m.Deliveries) >= r.cfg.MaxDeliver {
+		return 0, false
+	}
+	var ra *RetryAfterError
+	if errors.As(err, &ra) {
+		return ra.Delay, true
+	}
+	return r.NakDelay(int(m.Deliveries)), true
+}
+
+// holdBack hands m back unrun, to come back after d, behind a failed
+// message of its key. It is no failure of m's.
+func (r *Router) holdBack(m *Message, d time.Duration, log logrus.FieldLogger) {
+	if err := m.raw.NakWithDelay(d); err != nil {
+		log.WithError(err).Warn("nak failed; JetStream redelivers after the ack wait")
+	}
+	r.cfg.Metrics.messages.WithLabelValues(m.Consumer, OutcomeRetried).Inc()
+	log.WithField("retry_in", d.String()).Info("held back behind a failed message of the same key")
+}
+
+// batchKey is m's key under the route's BatchOptions.Key; ok is false
+// without a Key or when it panics.
+func (r *Router) batchKey(rt Route, m *Message) (key string, ok bool) {
+	kf := rt.BatchOptions.Key
+	if kf == nil {
+		return "", false
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			r.msgLog(m).Errorf("batch key function panicked: %v", p)
+			key, ok = "", false
+		}
+	}()
+	return kf(m), true
+}
+
+// runAlone runs m as a batch of one and returns its error.
+func (r *Router) runAlone(rt Route, m *Message) error {
+	res, err := r.runBatch(rt, []*Message{m})
+	if err != nil {
+		return batchFailure(err)
+	}
+	return res[0]
+}
+
+// batchFailure is a batch handler's own error (nothing committed) as a
+// message's failure. It is never permanent: a failed commit or a database
+// gone read-only says nothing final about the message, and MaxDeliver
+// still ends its retries.
+func batchFailure(err error) error {
+	if IsPermanent(err) {
+		return errors.New(err.Error())
+	}
+	return err
 }
 
 // retryAlone gives a message that failed in a batch the rest of its
@@ -456,13 +570,7 @@ func (r *Router) retryAlone(rt Route, m *Message, err error) error {
 		if r.handlerCtx.Err() != nil {
 			return err
 		}
-		res, berr := r.runBatch(rt, []*Message{m})
-		switch {
-		case berr != nil:
-			err = berr
-		default:
-			err = res[0]
-		}
+		err = r.runAlone(rt, m)
 		if err == nil || !r.retryable(err) {
 			return err
 		}

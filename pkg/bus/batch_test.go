@@ -244,7 +244,7 @@ func TestBatchRouteDeadLettersAPermanentFailureAndAppliesTheOthers(t *testing.T)
 	require.True(t, fs[0].DeadLettered)
 }
 
-func TestBatchRouteAcksNothingWhenTheCommitFails(t *testing.T) {
+func TestBatchRouteRunsABatchWhoseCommitFailedAgainMessageByMessage(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.Concurrency = 1
@@ -258,19 +258,111 @@ func TestBatchRouteAcksNothingWhenTheCommitFails(t *testing.T) {
 	}
 	b.runBatch(t, d.handler(), bus.BatchOptions{MaxMessages: 6, MaxWait: 200 * time.Millisecond})
 	b.settled(t)
-	applied, _, calls := d.snapshot()
+	applied, batches, calls := d.snapshot()
 	requireAppliedOnce(t, applied, ids)
 	require.Equal(t, ids, calls[0].ids)
-	seen := map[string]uint64{}
-	for _, c := range calls[1:] {
+	require.Len(t, calls, 1+len(ids), "the failed batch, then each message alone")
+	for i, c := range calls[1:] {
+		require.Equal(t, []string{ids[i]}, c.ids, "alone, in stream order")
+		require.Equal(t, []uint64{1}, c.deliveries, "within the same delivery: nothing was handed back")
+	}
+	require.Len(t, batches, len(ids), "nothing was committed by the failed batch")
+	require.Empty(t, b.fail.all(), "no message failed alone")
+	require.Zero(t, b.env.StreamMsgs(t, bus.DLQ))
+}
+
+func TestBatchRouteDeadLettersOnlyTheMessageThatFailsEveryBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.Concurrency = 1
+	b.cfg.NakBaseDelay = 20 * time.Millisecond
+	ids := b.publishN(t, "m", 3)
+	b.publish(t, "culprit", "{}")
+	for i := 3; i < 6; i++ {
+		ids = append(ids, "m"+strconv.Itoa(i))
+		b.publish(t, ids[i], "{}")
+	}
+	d := newMemTx()
+	// The culprit's effects break the commit (a deferred constraint),
+	// whatever batch it is in.
+	d.commit = func(_ int, msgs []*bus.Message) error {
+		for _, m := range msgs {
+			if m.ID() == "culprit" {
+				return errors.New("commit: deferred constraint violated")
+			}
+		}
+		return nil
+	}
+	b.runBatch(t, d.handler(), bus.BatchOptions{MaxMessages: 7, MaxWait: 200 * time.Millisecond})
+	b.settled(t)
+	applied, batches, calls := d.snapshot()
+	requireAppliedOnce(t, applied, ids)
+	for _, bt := range batches {
+		require.NotContains(t, bt, "culprit")
+	}
+	var culpritDeliveries []uint64
+	for _, c := range calls {
 		for i, id := range c.ids {
-			seen[id] = c.deliveries[i]
+			if id == "culprit" {
+				culpritDeliveries = append(culpritDeliveries, c.deliveries[i])
+			} else {
+				require.EqualValues(t, 1, c.deliveries[i], "%s was acked at its first delivery", id)
+			}
 		}
 	}
-	for _, id := range ids {
-		require.EqualValues(t, 2, seen[id], "%s was not acked and came back", id)
+	require.Equal(t, []uint64{1, 1, 2, 3, 4}, culpritDeliveries, "in the batch, alone, then alone at each redelivery")
+	dl := b.env.Messages(t, bus.DLQ)
+	require.Len(t, dl, 1, "only the culprit is dead-lettered")
+	require.Equal(t, "culprit", dl[0].Header.Get(bus.HeaderOriginalMsgID))
+	require.Equal(t, "4", dl[0].Header.Get(bus.HeaderDlqDeliveries))
+	require.Contains(t, dl[0].Header.Get(bus.HeaderDlqReason), "deferred constraint")
+	fs := b.fail.all()
+	require.Len(t, fs, 4)
+	for i, f := range fs {
+		require.Equal(t, "culprit", f.MsgID)
+		require.Equal(t, i == 3, f.DeadLettered)
 	}
-	require.Len(t, b.fail.all(), 6, "each message's failed delivery is recorded")
+}
+
+func TestBatchRouteKeepsKeyOrderWhenRunningAFailedBatchAlone(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.Concurrency = 1
+	for _, id := range []string{"a-0", "b-0", "a-1", "b-1", "a-2"} {
+		b.publish(t, id, "{}")
+	}
+	keyOf := func(m *bus.Message) string { k, _, _ := strings.Cut(m.ID(), "-"); return k }
+	d := newMemTx()
+	d.commit = func(_ int, msgs []*bus.Message) error {
+		for _, m := range msgs {
+			if m.ID() == "a-1" && m.Deliveries == 1 {
+				return errors.New("commit: lock timeout")
+			}
+		}
+		return nil
+	}
+	b.runBatch(t, d.handler(), bus.BatchOptions{MaxMessages: 5, MaxWait: 50 * time.Millisecond, Key: keyOf})
+	b.settled(t)
+	applied, batches, calls := d.snapshot()
+	requireAppliedOnce(t, applied, []string{"a-0", "b-0", "a-1", "b-1", "a-2"})
+	order := map[string][]string{}
+	for _, bt := range batches {
+		for _, id := range bt {
+			order[id[:1]] = append(order[id[:1]], id)
+		}
+	}
+	require.Equal(t, []string{"a-0", "a-1", "a-2"}, order["a"], "a-2 was not applied before a-1")
+	require.Equal(t, []string{"b-0", "b-1"}, order["b"], "the other key went on")
+	for _, c := range calls[1:] {
+		for i, id := range c.ids {
+			if id == "a-2" {
+				require.EqualValues(t, 2, c.deliveries[i], "a-2 was held back, not run behind the failed a-1")
+			}
+		}
+	}
+	fs := b.fail.all()
+	require.Len(t, fs, 1, "holding a-2 back is no failure of its own")
+	require.Equal(t, "a-1", fs[0].MsgID)
 	require.Zero(t, b.env.StreamMsgs(t, bus.DLQ))
 }
 
