@@ -132,7 +132,8 @@ var ErrKindMismatch = errors.New("archive: wrong archive kind")
 
 // ErrSourceChanged is wrapped by WriteDirectory when a file changed while
 // it was being read (its size, modification time or identity differs from
-// when its entry was taken). The backup fails rather than record a file
+// when its entry was taken), or an entry was replaced between being
+// listed and being opened (a directory swapped for a symlink, say). The backup fails rather than record a file
 // torn between two versions; running it again usually succeeds.
 var ErrSourceChanged = errors.New("archive: source changed during backup")
 

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"syscall"
 	"time"
 )
 
@@ -31,10 +33,15 @@ const restoreTempPrefix = ".levqor-restore-"
 // listed in Manifest.Skipped. Each file is read once, in chunks, so memory
 // stays flat whatever the file sizes.
 //
-// An entry that vanishes between being listed and being read is left out,
-// as if deleted just before the backup. A file that changes while it is
-// read fails the backup with ErrSourceChanged. On any error w holds an
-// incomplete stream that Verify rejects; the caller discards it.
+// Every directory is opened as an os.Root and everything in it is looked
+// up by name relative to that handle, so nothing outside root can be
+// read, even if a directory is swapped for a symlink during the walk.
+// An entry that vanishes between being listed and being opened is left
+// out, as if deleted just before the backup. An entry replaced by
+// another (a symlink swapped in for a directory, say) or a file that
+// changes while it is read fails the backup with ErrSourceChanged. On
+// any error w holds an incomplete stream that Verify rejects; the caller
+// discards it.
 func WriteDirectory(ctx context.Context, w io.Writer, root string, p Progress) (Manifest, error) {
 	if root == "" {
 		return Manifest{}, errors.New("archive: a source directory is required")
@@ -45,6 +52,14 @@ func WriteDirectory(ctx context.Context, w io.Writer, root string, p Progress) (
 	}
 	if !info.IsDir() {
 		return Manifest{}, fmt.Errorf("archive: source %s is not a directory", root)
+	}
+	dir, err := os.OpenRoot(root)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("archive: opening source directory: %w", err)
+	}
+	defer dir.Close()
+	if info, err = dir.Stat("."); err != nil {
+		return Manifest{}, fmt.Errorf("archive: source directory: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return Manifest{}, err
@@ -64,7 +79,7 @@ func WriteDirectory(ctx context.Context, w io.Writer, root string, p Progress) (
 	if err := dw.writeEntry(".", info, ""); err != nil {
 		return Manifest{}, err
 	}
-	if err := dw.walk(".", root); err != nil {
+	if err := dw.walk(dir, "."); err != nil {
 		return Manifest{}, err
 	}
 	t := trailer{Entries: int64(len(dw.m.Files)), Files: dw.files, SourceBytes: dw.bytes}
@@ -75,6 +90,11 @@ func WriteDirectory(ctx context.Context, w io.Writer, root string, p Progress) (
 	dw.m.SourceBytes = dw.bytes
 	return dw.m, nil
 }
+
+// testHookBeforeOpen, when set by a test, runs between the lstat that
+// decides how an entry is stored and the open that reads it, so a test
+// can change the tree exactly there.
+var testHookBeforeOpen func(rel string)
 
 // dirWriter holds the state of one WriteDirectory.
 type dirWriter struct {
@@ -87,23 +107,21 @@ type dirWriter struct {
 	bytes    int64
 }
 
-// walk writes the entries under the directory rel (at abs on disk).
-func (d *dirWriter) walk(rel, abs string) error {
-	ents, err := os.ReadDir(abs)
+// walk writes the entries of the directory rel, open as dir. Every lookup
+// is by a single name relative to dir, so a parent swapped for a symlink
+// after dir was opened changes nothing.
+func (d *dirWriter) walk(dir *os.Root, rel string) error {
+	names, err := readNames(dir, -1)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			// Removed since it was listed: it stays in the archive, empty.
-			return nil
-		}
 		return fmt.Errorf("archive: reading directory %q: %w", rel, err)
 	}
-	for _, de := range ents {
+	slices.Sort(names)
+	for _, name := range names {
 		if err := d.ctx.Err(); err != nil {
 			return err
 		}
-		childRel := path.Join(rel, de.Name())
-		childAbs := filepath.Join(abs, de.Name())
-		info, err := de.Info()
+		childRel := path.Join(rel, name)
+		info, err := dir.Lstat(name)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
@@ -112,25 +130,22 @@ func (d *dirWriter) walk(rel, abs string) error {
 		}
 		switch mode := info.Mode(); {
 		case mode.IsDir():
-			if err := d.writeEntry(childRel, info, ""); err != nil {
-				return err
-			}
-			if err := d.walk(childRel, childAbs); err != nil {
+			if err := d.writeDir(dir, name, childRel, info); err != nil {
 				return err
 			}
 		case mode&fs.ModeSymlink != 0:
-			target, err := os.Readlink(childAbs)
+			target, err := dir.Readlink(name)
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
 					continue
 				}
-				return fmt.Errorf("archive: reading symlink %q: %w", childRel, err)
+				return d.openFailed(dir, name, childRel, info, err)
 			}
 			if err := d.writeEntry(childRel, info, target); err != nil {
 				return err
 			}
 		case mode.IsRegular():
-			if err := d.writeFile(childRel, childAbs, info); err != nil {
+			if err := d.writeFile(dir, name, childRel, info); err != nil {
 				return err
 			}
 		default:
@@ -138,6 +153,44 @@ func (d *dirWriter) walk(rel, abs string) error {
 		}
 	}
 	return nil
+}
+
+// writeDir opens the directory name in dir, checks it is the one the walk
+// listed, and writes it and its contents.
+func (d *dirWriter) writeDir(dir *os.Root, name, rel string, listed fs.FileInfo) error {
+	if testHookBeforeOpen != nil {
+		testHookBeforeOpen(rel)
+	}
+	sub, err := dir.OpenRoot(name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return d.openFailed(dir, name, rel, listed, err)
+	}
+	defer sub.Close()
+	info, err := sub.Stat(".")
+	if err != nil {
+		return fmt.Errorf("archive: reading %q: %w", rel, err)
+	}
+	if !info.IsDir() || !os.SameFile(listed, info) {
+		return fmt.Errorf("%w: %q was replaced while the backup listed it", ErrSourceChanged, rel)
+	}
+	if err := d.writeEntry(rel, listed, ""); err != nil {
+		return err
+	}
+	return d.walk(sub, rel)
+}
+
+// openFailed explains an entry that was listed but could not be opened:
+// ErrSourceChanged if something else now stands in its place (such as a
+// symlink leading out of the source, which the os.Root refuses to
+// follow), else the error itself.
+func (d *dirWriter) openFailed(dir *os.Root, name, rel string, listed fs.FileInfo, err error) error {
+	if now, lerr := dir.Lstat(name); lerr == nil && !os.SameFile(listed, now) {
+		return fmt.Errorf("%w: %q was replaced while the backup listed it", ErrSourceChanged, rel)
+	}
+	return fmt.Errorf("archive: opening %q: %w", rel, err)
 }
 
 // writeEntry writes the entry record of a directory or symlink, or the
@@ -169,14 +222,18 @@ func (d *dirWriter) writeEntry(rel string, info fs.FileInfo, link string) error 
 }
 
 // writeFile writes a regular file: its entry, its contents in data
-// records and the sum record.
-func (d *dirWriter) writeFile(rel, abs string, listed fs.FileInfo) error {
-	f, err := os.Open(abs)
+// records and the sum record. It is opened without blocking, so a named pipe swapped in for the file
+// is found by the identity check rather than waited on.
+func (d *dirWriter) writeFile(dir *os.Root, name, rel string, listed fs.FileInfo) error {
+	if testHookBeforeOpen != nil {
+		testHookBeforeOpen(rel)
+	}
+	f, err := dir.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		return fmt.Errorf("archive: opening %q: %w", rel, err)
+		return d.openFailed(dir, name, rel, listed, err)
 	}
 	defer f.Close()
 	info, err := f.Stat()
@@ -262,11 +319,27 @@ func RestoreDirectory(ctx context.Context, r io.Reader, target string, opts Rest
 	case !info.IsDir():
 		return Stats{}, fmt.Errorf("archive: restore target %s is not a directory", target)
 	}
+	if testHookBeforeOpenTarget != nil {
+		testHookBeforeOpenTarget(target)
+	}
 	root, err := os.OpenRoot(target)
 	if err != nil {
 		return Stats{}, fmt.Errorf("archive: opening restore target: %w", err)
 	}
 	defer root.Close()
+	// The directory opened must be the one checked above (or, if just
+	// created, the one now at target itself, not a symlink put there in
+	// between); else the restore would write wherever that points.
+	opened, err := root.Stat(".")
+	if err != nil {
+		return Stats{}, fmt.Errorf("archive: opening restore target: %w", err)
+	}
+	if createdTarget {
+		info, err = os.Lstat(target)
+	}
+	if err != nil || !os.SameFile(info, opened) {
+		return Stats{}, fmt.Errorf("archive: restore target %s was replaced while the restore opened it", target)
+	}
 	names, err := readNames(root, 1)
 	if err != nil {
 		return Stats{}, fmt.Errorf("archive: reading restore target: %w", err)
@@ -280,18 +353,24 @@ func RestoreDirectory(ctx context.Context, r io.Reader, target string, opts Rest
 	if err == nil {
 		return stats, nil
 	}
-	switch {
-	case createdTarget:
-		_ = os.RemoveAll(target)
-	case wasEmpty:
+	// Cleared through root, so only what the restore wrote goes, even if
+	// target names a different directory by now.
+	if wasEmpty {
 		if names, rerr := readNames(root, -1); rerr == nil {
 			for _, n := range names {
 				_ = root.RemoveAll(n)
 			}
 		}
 	}
+	if createdTarget {
+		_ = os.Remove(target)
+	}
 	return Stats{}, err
 }
+
+// testHookBeforeOpenTarget, when set by a test, runs between the checks
+// of a restore target and its opening.
+var testHookBeforeOpenTarget func(target string)
 
 func readNames(root *os.Root, n int) ([]string, error) {
 	f, err := root.Open(".")

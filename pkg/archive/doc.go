@@ -60,10 +60,15 @@
 // WriteDirectory reads a live tree without snapshots of its own, so it
 // decides as follows. An entry that disappears between being listed and
 // being opened is left out, as if it had been deleted just before the
-// backup; a directory that disappears after its entry was written stays
-// in the archive, empty. A file whose identity, size or modification time
-// changes while it is read fails the whole backup with ErrSourceChanged:
-// an archive never holds a file torn between two versions. Sockets, named
+// backup; a directory that disappears after it was opened stays in the
+// archive, empty. Each directory is opened as an os.Root and its entries
+// are looked up relative to it, and every opened entry must be the one
+// that was listed, so a directory swapped for a symlink mid-walk can
+// never pull files from outside the source into the archive. An entry
+// replaced by another, or a file whose identity, size or modification
+// time changes while it is read, fails the whole backup with
+// ErrSourceChanged: an archive never holds a file torn between two
+// versions. Sockets, named
 // pipes and devices hold no data a restore could recreate; they are left
 // out and listed in Manifest.Skipped. Hard links are stored as separate
 // files. Ownership and symlinks' own times are not recorded.
