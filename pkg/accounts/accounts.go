@@ -107,19 +107,10 @@ func (w *Worker) Register(r *bus.Router) {
 
 // Handle carries out one accounts command.
 func (w *Worker) Handle(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	if e.Domain != Domain {
-		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
-			fmt.Sprintf("the accounts worker does not handle %s", e.Type()))
-	}
-	switch e.Action {
-	case ActionCreate:
-		return w.create(ctx, e)
-	case ActionUpdate:
-		return w.update(ctx, e)
-	default:
-		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
-			fmt.Sprintf("unknown accounts command %q", e.Action))
-	}
+	return command.Route(ctx, e, "accounts", Domain, command.Actions{
+		ActionCreate: w.create,
+		ActionUpdate: w.update,
+	})
 }
 
 func (w *Worker) create(ctx context.Context, e *command.Envelope) (command.Effect, error) {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -282,52 +281,27 @@ func (w *Worker) longRunning(h bus.Handler) bus.Handler {
 
 // HandleBackup carries out one backup.* command (a command.Func).
 func (w *Worker) HandleBackup(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	if e.Domain != RunDomain {
-		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
-			fmt.Sprintf("backup-cmd does not handle %s", e.Type()))
-	}
-	switch e.Action {
-	case ActionRun:
-		return w.runBackup(ctx, e)
-	case ActionRestoreData:
-		return w.restoreData(ctx, e)
-	case ActionVerifySnapshot:
-		return w.verifyCommand(ctx, e)
-	case ActionPause, ActionResume:
-		return w.pauseSource(ctx, e)
-	case ActionSetConfig:
-		return w.setConfig(ctx, e)
-	default:
-		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
-			fmt.Sprintf("unknown backup command %q", e.Action))
-	}
+	return command.Route(ctx, e, "backup", RunDomain, command.Actions{
+		ActionRun:            w.runBackup,
+		ActionRestoreData:    w.restoreData,
+		ActionVerifySnapshot: w.verifyCommand,
+		ActionPause:          w.pauseSource,
+		ActionResume:         w.pauseSource,
+		ActionSetConfig:      w.setConfig,
+	})
 }
 
 // Handle carries out one retention command (a command.Func).
 func (w *Worker) Handle(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	if e.Domain != Domain {
-		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
-			fmt.Sprintf("the retention worker does not handle %s", e.Type()))
-	}
-	switch e.Action {
-	case ActionCreateSource:
-		return w.createSource(ctx, e)
-	case ActionRecordSnapshot:
-		return w.recordSnapshot(ctx, e)
-	case ActionSetPolicy:
-		return w.setPolicy(ctx, e)
-	case ActionPlaceHold:
-		return w.placeHold(ctx, e)
-	case ActionReleaseHold:
-		return w.releaseHold(ctx, e)
-	case ActionSweep:
-		return w.sweepCommand(ctx, e)
-	case ActionRestore:
-		return w.restore(ctx, e)
-	default:
-		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
-			fmt.Sprintf("unknown retention command %q", e.Action))
-	}
+	return command.Route(ctx, e, "retention", Domain, command.Actions{
+		ActionCreateSource:   w.createSource,
+		ActionRecordSnapshot: w.recordSnapshot,
+		ActionSetPolicy:      w.setPolicy,
+		ActionPlaceHold:      w.placeHold,
+		ActionReleaseHold:    w.releaseHold,
+		ActionSweep:          w.sweepCommand,
+		ActionRestore:        w.restore,
+	})
 }
 
 // HandleTick runs the retention.sweep job for the tick's slot. It does not

@@ -73,19 +73,10 @@ const ErrStripeNotConfiguredMessage = "Stripe is not configured for the billing 
 
 // HandleCommand carries out one billing command (a command.Func).
 func (w *Worker) HandleCommand(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	if e.Domain != Domain {
-		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
-			fmt.Sprintf("the billing worker does not handle %s", e.Type()))
-	}
-	switch e.Action {
-	case ActionCheckout:
-		return w.checkoutSession(ctx, e)
-	case ActionPortal:
-		return w.portalSession(ctx, e)
-	default:
-		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
-			fmt.Sprintf("unknown billing command %q", e.Action))
-	}
+	return command.Route(ctx, e, "billing", Domain, command.Actions{
+		ActionCheckout: w.checkoutSession,
+		ActionPortal:   w.portalSession,
+	})
 }
 
 // commandAccount returns the account a command is for, with its Stripe

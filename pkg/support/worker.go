@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,21 +137,11 @@ func (w *Worker) Register(r *bus.Router) {
 
 // Handle carries out one support command (a command.Func).
 func (w *Worker) Handle(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	if e.Domain != Domain {
-		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
-			fmt.Sprintf("the support worker does not handle %s", e.Type()))
-	}
-	switch e.Action {
-	case ActionCreateTicket:
-		return w.createTicket(ctx, e)
-	case ActionAddMessage:
-		return w.addMessage(ctx, e)
-	case ActionSetStatus:
-		return w.setStatus(ctx, e)
-	default:
-		return nil, command.Fail(http.StatusUnprocessableEntity, "unsupported_command", "",
-			fmt.Sprintf("unknown support command %q", e.Action))
-	}
+	return command.Route(ctx, e, "support", Domain, command.Actions{
+		ActionCreateTicket: w.createTicket,
+		ActionAddMessage:   w.addMessage,
+		ActionSetStatus:    w.setStatus,
+	})
 }
 
 // TicketIDFor is the id of the ticket command cmdID opens: the same on
