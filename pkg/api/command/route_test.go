@@ -15,7 +15,10 @@ func TestRoute(t *testing.T) {
 	t.Parallel()
 	var ran string
 	actions := command.Actions{
-		"create": func(ctx context.Context, e *command.Envelope) (command.Effect, error) { ran = e.Action; return nil, nil },
+		"create": func(ctx context.Context, e *command.Envelope) (command.Effect, error) {
+			ran = e.Action
+			return nil, nil
+		},
 	}
 	_, err := command.Route(context.Background(), &command.Envelope{Domain: "tickets", Action: "create"}, "support", "tickets", actions)
 	require.NoError(t, err)
