@@ -12,8 +12,8 @@ import (
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -108,20 +108,12 @@ func (w *Worker) Register(r *bus.Router) {
 // Handle carries out one accounts command.
 func (w *Worker) Handle(ctx context.Context, e *command.Envelope) (command.Effect, error) {
 	return command.Route(ctx, e, "accounts", Domain, command.Actions{
-		ActionCreate: w.create,
-		ActionUpdate: w.update,
+		ActionCreate: command.Typed(w.create),
+		ActionUpdate: command.Typed(w.update),
 	})
 }
 
-func (w *Worker) create(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	var p CreateParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	p.Normalize()
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) create(ctx context.Context, e *command.Envelope, p CreateParams) (command.Effect, error) {
 	if w.Stripe == nil {
 		return nil, command.Fail(http.StatusServiceUnavailable, "stripe_not_configured", "", ErrStripeNotConfiguredMessage)
 	}
@@ -150,15 +142,7 @@ func (w *Worker) create(ctx context.Context, e *command.Envelope) (command.Effec
 	}, nil
 }
 
-func (w *Worker) update(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	var p UpdateParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	p.Normalize()
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) update(ctx context.Context, e *command.Envelope, p UpdateParams) (command.Effect, error) {
 	a, err := w.Store.GetAccount(ctx, e.AccountID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, command.Fail(http.StatusNotFound, "not_found", "id", "no account "+e.AccountID)

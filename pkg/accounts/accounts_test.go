@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/accounts"
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 	"github.com/levqor/levqor/pkg/stripemock"

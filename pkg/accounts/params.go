@@ -1,18 +1,14 @@
 package accounts
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/mail"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/levqor/levqor/pkg/api/command"
+	"github.com/levqor/levqor/pkg/command"
 )
 
 // Limits on account fields.
@@ -116,17 +112,4 @@ func validateEmail(email string) error {
 
 func invalid(field, msg string) error {
 	return command.Fail(http.StatusUnprocessableEntity, "invalid_field", field, msg)
-}
-
-// decodeParams decodes a command's params strictly into v.
-func decodeParams(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return command.Fail(http.StatusUnprocessableEntity, "invalid_params", "", "command parameters do not decode: "+err.Error())
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return command.Fail(http.StatusUnprocessableEntity, "invalid_params", "", "command parameters have trailing data")
-	}
-	return nil
 }

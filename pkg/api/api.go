@@ -9,11 +9,11 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/time/rate"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/httpjson"
 	"github.com/levqor/levqor/pkg/store"
 )

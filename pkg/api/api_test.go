@@ -14,8 +14,8 @@ import (
 
 	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/api"
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 )

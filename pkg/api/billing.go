@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/levqor/levqor/pkg/accounts"
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/httpjson"
 	"github.com/levqor/levqor/pkg/store"
 )

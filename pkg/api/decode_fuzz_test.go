@@ -8,7 +8,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/api"
-	"github.com/levqor/levqor/pkg/api/command"
+	"github.com/levqor/levqor/pkg/command"
 )
 
 // FuzzDecodeCommand drives the decoding of command bodies, the parser that

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/levqor/levqor/pkg/accounts"
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/backups"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/httpjson"
 	"github.com/levqor/levqor/pkg/store"
 )

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/auth"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/httpjson"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/support"

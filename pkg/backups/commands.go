@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/blob"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/retention"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -106,15 +106,7 @@ func audit(ctx context.Context, tx *store.Tx, e *command.Envelope, sourceID, sna
 	return err
 }
 
-func (w *Worker) createSource(_ context.Context, e *command.Envelope) (command.Effect, error) {
-	var p CreateSourceParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	p.Normalize()
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) createSource(_ context.Context, e *command.Envelope, p CreateSourceParams) (command.Effect, error) {
 	switch {
 	case e.AccountID == "":
 		return nil, invalid("account_id", "account_id is required: the account the source belongs to")
@@ -216,15 +208,7 @@ func ownSource(src *store.BackupSource, err error, e *command.Envelope, id strin
 	return src, err
 }
 
-func (w *Worker) recordSnapshot(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	var p RecordSnapshotParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	p.Normalize()
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) recordSnapshot(ctx context.Context, e *command.Envelope, p RecordSnapshotParams) (command.Effect, error) {
 	if w.Blobs == nil {
 		return nil, blobsMissing()
 	}
@@ -347,14 +331,7 @@ func (w *Worker) digest(ctx context.Context, key string) (int64, string, error) 
 	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func (w *Worker) setPolicy(_ context.Context, e *command.Envelope) (command.Effect, error) {
-	var p SetPolicyParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) setPolicy(_ context.Context, e *command.Envelope, p SetPolicyParams) (command.Effect, error) {
 	var own *retention.Policy
 	if !isNull(p.Policy) {
 		pol, err := ParsePolicy(p.Policy)
@@ -443,14 +420,8 @@ func holdTarget(ctx context.Context, tx *store.Tx, e *command.Envelope, p HoldPa
 	return src, snap, err
 }
 
-func (w *Worker) placeHold(_ context.Context, e *command.Envelope) (command.Effect, error) {
-	var p HoldParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(true); err != nil {
-		return nil, err
-	}
+func (w *Worker) placeHold(_ context.Context, e *command.Envelope, pp PlaceHoldParams) (command.Effect, error) {
+	p := pp.HoldParams
 	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
 		src, snap, err := holdTarget(ctx, tx, e, p)
 		if err != nil {
@@ -489,14 +460,8 @@ func (w *Worker) placeHold(_ context.Context, e *command.Envelope) (command.Effe
 	}, nil
 }
 
-func (w *Worker) releaseHold(_ context.Context, e *command.Envelope) (command.Effect, error) {
-	var p HoldParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(false); err != nil {
-		return nil, err
-	}
+func (w *Worker) releaseHold(_ context.Context, e *command.Envelope, pp ReleaseHoldParams) (command.Effect, error) {
+	p := pp.HoldParams
 	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
 		src, _, err := holdTarget(ctx, tx, e, p)
 		if err != nil {
@@ -531,14 +496,7 @@ func (w *Worker) releaseHold(_ context.Context, e *command.Envelope) (command.Ef
 	}, nil
 }
 
-func (w *Worker) sweepCommand(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	var p SweepParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) sweepCommand(ctx context.Context, e *command.Envelope, p SweepParams) (command.Effect, error) {
 	src, err := w.Store.GetSource(ctx, p.SourceID)
 	if _, err := ownSource(src, err, e, p.SourceID); err != nil {
 		return nil, err
@@ -561,14 +519,7 @@ func (w *Worker) sweepCommand(ctx context.Context, e *command.Envelope) (command
 	}, nil
 }
 
-func (w *Worker) restore(_ context.Context, e *command.Envelope) (command.Effect, error) {
-	var p RestoreParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) restore(_ context.Context, e *command.Envelope, p RestoreParams) (command.Effect, error) {
 	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
 		src, snap, err := holdTarget(ctx, tx, e, HoldParams{Target: TargetSnapshot, ID: p.SnapshotID})
 		if err != nil {

@@ -1,13 +1,11 @@
 package backups
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"slices"
@@ -17,8 +15,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/levqor/levqor/pkg/accounts"
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/blob"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/retention"
 	"github.com/levqor/levqor/pkg/scheduler"
 )
@@ -358,6 +356,19 @@ func (p *HoldParams) Validate(placing bool) error {
 	return validateText("reason", p.Reason, ReasonMaxLength, placing)
 }
 
+// PlaceHoldParams are the parameters of retention.place_hold: a hold
+// with its reason.
+type PlaceHoldParams struct{ HoldParams }
+
+// Validate checks the target and requires a reason.
+func (p *PlaceHoldParams) Validate() error { return p.HoldParams.Validate(true) }
+
+// ReleaseHoldParams are the parameters of retention.release_hold.
+type ReleaseHoldParams struct{ HoldParams }
+
+// Validate checks the target; the reason is optional.
+func (p *ReleaseHoldParams) Validate() error { return p.HoldParams.Validate(false) }
+
 // SweepBody is the body of POST /v1/sources/{id}/sweep.
 type SweepBody struct {
 	// DryRun computes what the sweep would do and changes nothing.
@@ -445,17 +456,4 @@ func clip(s string) string {
 		return s[:64] + "…"
 	}
 	return s
-}
-
-// decodeParams decodes a command's params strictly into v.
-func decodeParams(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return command.Fail(http.StatusUnprocessableEntity, "invalid_params", "", "command parameters do not decode: "+err.Error())
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return command.Fail(http.StatusUnprocessableEntity, "invalid_params", "", "command parameters have trailing data")
-	}
-	return nil
 }

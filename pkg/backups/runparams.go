@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/levqor/levqor/pkg/api/command"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 )
 

@@ -13,9 +13,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/archive"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -64,14 +64,7 @@ type runFailure struct {
 // failed with the reason, and returns the error to the router: transient
 // errors are retried with backoff, then dead-lettered; bad configuration
 // is permanent.
-func (w *Worker) runBackup(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	var p RunParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams) (command.Effect, error) {
 	src, err := w.Store.GetSource(ctx, p.SourceID)
 	if src, err = ownSource(src, err, e, p.SourceID); err != nil {
 		return nil, err

@@ -27,12 +27,12 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/bus/bustest"
 	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/retention"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/levqor/levqor/pkg/api/command"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -27,14 +27,7 @@ func DefaultSchedule(tier string) string {
 // pauseSource carries out backup.pause_source and backup.resume_source.
 // A paused source gets no scheduled runs and raises no overdue alerts;
 // manual runs still work.
-func (w *Worker) pauseSource(_ context.Context, e *command.Envelope) (command.Effect, error) {
-	var p SourceParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) pauseSource(_ context.Context, e *command.Envelope, p SourceParams) (command.Effect, error) {
 	pause := e.Action == ActionPause
 	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
 		src, err := tx.LockSource(ctx, p.SourceID)
@@ -69,14 +62,7 @@ func (w *Worker) pauseSource(_ context.Context, e *command.Envelope) (command.Ef
 }
 
 // setConfig carries out backup.set_config (operators).
-func (w *Worker) setConfig(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	var p SetConfigParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) setConfig(ctx context.Context, e *command.Envelope, p SetConfigParams) (command.Effect, error) {
 	src, err := w.Store.GetSource(ctx, p.SourceID)
 	if src, err = ownSource(src, err, e, p.SourceID); err != nil {
 		return nil, err

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -29,21 +29,20 @@ const (
 // id is derived from its source and slot, a snapshot is marked corrupt
 // once, and an overdue incident is raised once.
 func (w *Worker) HandleBackupTick(ctx context.Context, m *bus.Message) error {
-	t, err := scheduler.ParseTick(m.Data)
-	if err != nil {
-		return bus.Permanent(err)
-	}
-	switch t.Job {
-	case JobDue:
-		_, err = w.Due(ctx, t.Slot)
-	case JobVerify:
-		_, err = w.VerifySample(ctx, t.Slot)
-	case JobOverdue:
-		_, err = w.Overdue(ctx, t.Slot)
-	default:
-		return bus.Permanentf("backup-tick has no job %q", t.Job)
-	}
-	return err
+	return scheduler.Dispatch("backup-tick", scheduler.Jobs{
+		JobDue: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
+			_, err := w.Due(ctx, t.Slot)
+			return err
+		},
+		JobVerify: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
+			_, err := w.VerifySample(ctx, t.Slot)
+			return err
+		},
+		JobOverdue: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
+			_, err := w.Overdue(ctx, t.Slot)
+			return err
+		},
+	})(ctx, m)
 }
 
 // ScheduledCommandID is the id of the run command for source's schedule

@@ -14,10 +14,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/archive"
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -149,14 +149,7 @@ func (c *countReader) Read(p []byte) (int, error) {
 }
 
 // verifyCommand carries out backup.verify_snapshot: one snapshot, now.
-func (w *Worker) verifyCommand(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	var p SnapshotParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) verifyCommand(ctx context.Context, e *command.Envelope, p SnapshotParams) (command.Effect, error) {
 	if w.Blobs == nil {
 		return nil, blobsMissing()
 	}
@@ -193,15 +186,7 @@ func (w *Worker) verifyCommand(ctx context.Context, e *command.Envelope) (comman
 // restoreData carries out backup.restore_data: it streams the snapshot's
 // blob into archive.RestoreDirectory or RestorePostgres, which check every
 // checksum on the way, and checks the blob's own SHA-256 at the end.
-func (w *Worker) restoreData(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	var p RestoreDataParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	p.Normalize()
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p RestoreDataParams) (command.Effect, error) {
 	if w.Blobs == nil {
 		return nil, blobsMissing()
 	}

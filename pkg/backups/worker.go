@@ -11,9 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/scheduler"
@@ -282,25 +282,25 @@ func (w *Worker) longRunning(h bus.Handler) bus.Handler {
 // HandleBackup carries out one backup.* command (a command.Func).
 func (w *Worker) HandleBackup(ctx context.Context, e *command.Envelope) (command.Effect, error) {
 	return command.Route(ctx, e, "backup", RunDomain, command.Actions{
-		ActionRun:            w.runBackup,
-		ActionRestoreData:    w.restoreData,
-		ActionVerifySnapshot: w.verifyCommand,
-		ActionPause:          w.pauseSource,
-		ActionResume:         w.pauseSource,
-		ActionSetConfig:      w.setConfig,
+		ActionRun:            command.Typed(w.runBackup),
+		ActionRestoreData:    command.Typed(w.restoreData),
+		ActionVerifySnapshot: command.Typed(w.verifyCommand),
+		ActionPause:          command.Typed(w.pauseSource),
+		ActionResume:         command.Typed(w.pauseSource),
+		ActionSetConfig:      command.Typed(w.setConfig),
 	})
 }
 
 // Handle carries out one retention command (a command.Func).
 func (w *Worker) Handle(ctx context.Context, e *command.Envelope) (command.Effect, error) {
 	return command.Route(ctx, e, "retention", Domain, command.Actions{
-		ActionCreateSource:   w.createSource,
-		ActionRecordSnapshot: w.recordSnapshot,
-		ActionSetPolicy:      w.setPolicy,
-		ActionPlaceHold:      w.placeHold,
-		ActionReleaseHold:    w.releaseHold,
-		ActionSweep:          w.sweepCommand,
-		ActionRestore:        w.restore,
+		ActionCreateSource:   command.Typed(w.createSource),
+		ActionRecordSnapshot: command.Typed(w.recordSnapshot),
+		ActionSetPolicy:      command.Typed(w.setPolicy),
+		ActionPlaceHold:      command.Typed(w.placeHold),
+		ActionReleaseHold:    command.Typed(w.releaseHold),
+		ActionSweep:          command.Typed(w.sweepCommand),
+		ActionRestore:        command.Typed(w.restore),
 	})
 }
 
@@ -310,14 +310,11 @@ func (w *Worker) Handle(ctx context.Context, e *command.Envelope) (command.Effec
 // succeeds), so a redelivered tick finds nothing left to do, or finishes
 // what a crash interrupted.
 func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
-	t, err := scheduler.ParseTick(m.Data)
-	if err != nil {
-		return bus.Permanent(err)
-	}
-	if t.Job != JobSweep {
-		return bus.Permanentf("retention has no job %q", t.Job)
-	}
-	return w.SweepAll(ctx, t.Slot, "sweep:"+scheduler.MsgID(t.Job, t.Slot))
+	return scheduler.Dispatch("retention", scheduler.Jobs{
+		JobSweep: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
+			return w.SweepAll(ctx, t.Slot, "sweep:"+scheduler.MsgID(t.Job, t.Slot))
+		},
+	})(ctx, m)
 }
 
 // SweepAll sweeps every source at now, as actor. A source that fails does

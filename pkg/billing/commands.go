@@ -12,8 +12,8 @@ import (
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/levqor/levqor/pkg/accounts"
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -74,8 +74,8 @@ const ErrStripeNotConfiguredMessage = "Stripe is not configured for the billing 
 // HandleCommand carries out one billing command (a command.Func).
 func (w *Worker) HandleCommand(ctx context.Context, e *command.Envelope) (command.Effect, error) {
 	return command.Route(ctx, e, "billing", Domain, command.Actions{
-		ActionCheckout: w.checkoutSession,
-		ActionPortal:   w.portalSession,
+		ActionCheckout: command.Typed(w.checkoutSession),
+		ActionPortal:   command.Typed(w.portalSession),
 	})
 }
 
@@ -99,12 +99,7 @@ func (w *Worker) commandAccount(ctx context.Context, e *command.Envelope) (*stor
 	return acc, nil
 }
 
-func (w *Worker) checkoutSession(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	var p CheckoutParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	p.Normalize()
+func (w *Worker) checkoutSession(ctx context.Context, e *command.Envelope, p CheckoutParams) (command.Effect, error) {
 	plan, err := p.Plan(w.Catalog)
 	if err != nil {
 		return nil, err
@@ -164,15 +159,7 @@ func (w *Worker) checkoutSession(ctx context.Context, e *command.Envelope) (comm
 	}, nil
 }
 
-func (w *Worker) portalSession(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	var p PortalParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	p.Normalize()
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) portalSession(ctx context.Context, e *command.Envelope, p PortalParams) (command.Effect, error) {
 	acc, err := w.commandAccount(ctx, e)
 	if err != nil {
 		return nil, err

@@ -20,10 +20,10 @@ import (
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/levqor/levqor/pkg/accounts"
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 	"github.com/levqor/levqor/pkg/stripemock"

@@ -24,18 +24,14 @@ const (
 // the Stripe API, which must not happen inside a database transaction, so
 // ticks do not go through the inbox.
 func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
-	t, err := scheduler.ParseTick(m.Data)
-	if err != nil {
-		return bus.Permanent(err)
-	}
-	switch t.Job {
-	case JobDunning:
-		return w.Store.InTx(ctx, func(tx *store.Tx) error { return w.suspendOverdue(ctx, tx, m, t.Slot) })
-	case JobReconcile:
-		return w.reconcileTick(ctx, m, t.Slot)
-	default:
-		return bus.Permanentf("billing has no job %q", t.Job)
-	}
+	return scheduler.Dispatch("billing", scheduler.Jobs{
+		JobDunning: func(ctx context.Context, m *bus.Message, t scheduler.Tick) error {
+			return w.Store.InTx(ctx, func(tx *store.Tx) error { return w.suspendOverdue(ctx, tx, m, t.Slot) })
+		},
+		JobReconcile: func(ctx context.Context, m *bus.Message, t scheduler.Tick) error {
+			return w.reconcileTick(ctx, m, t.Slot)
+		},
+	})(ctx, m)
 }
 
 // suspendOverdue suspends every account still past due when its grace

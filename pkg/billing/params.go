@@ -1,11 +1,7 @@
 package billing
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -13,8 +9,8 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/command"
 )
 
 // Limits on billing command parameters.
@@ -238,17 +234,4 @@ func validateURL(field, raw string) error {
 
 func invalid(field, msg string) error {
 	return command.Fail(http.StatusUnprocessableEntity, "invalid_field", field, msg)
-}
-
-// decodeParams decodes a command's params strictly into v.
-func decodeParams(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return command.Fail(http.StatusUnprocessableEntity, "invalid_params", "", "command parameters do not decode: "+err.Error())
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return command.Fail(http.StatusUnprocessableEntity, "invalid_params", "", "command parameters have trailing data")
-	}
-	return nil
 }

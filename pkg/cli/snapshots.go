@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/levqor/levqor/pkg/api"
-	apicommand "github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/backups"
+	apicommand "github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/httpjson"
 	"github.com/levqor/levqor/pkg/service"

@@ -1,7 +1,6 @@
 package housekeeping
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
@@ -52,20 +51,10 @@ func (w *Worker) Register(r *bus.Router) {
 // to its job's handler, and a tick of a job housekeeping does not have is a
 // permanent failure (dead-lettered, for an operator to look at).
 func Dispatch(p *Pruner, w *Watcher) bus.Handler {
-	return func(ctx context.Context, m *bus.Message) error {
-		t, err := scheduler.ParseTick(m.Data)
-		if err != nil {
-			return bus.Permanent(err)
-		}
-		switch t.Job {
-		case scheduler.JobHousekeepingPrune:
-			return p.Handle(ctx, m)
-		case scheduler.JobHousekeepingWatch:
-			return w.Handle(ctx, m)
-		default:
-			return bus.Permanentf("housekeeping has no job %q", t.Job)
-		}
-	}
+	return scheduler.Dispatch("housekeeping", scheduler.Jobs{
+		scheduler.JobHousekeepingPrune: p.Run,
+		scheduler.JobHousekeepingWatch: w.Run,
+	})
 }
 
 // registerGauge registers g on reg, or returns the gauge already registered

@@ -54,13 +54,11 @@ type Pruner struct {
 // replayed tick does what its slot asked for. Deleting is idempotent, so
 // redelivery is harmless.
 func (p *Pruner) Handle(ctx context.Context, m *bus.Message) error {
-	t, err := scheduler.ParseTick(m.Data)
-	if err != nil {
-		return bus.Permanent(err)
-	}
-	if t.Job != scheduler.JobHousekeepingPrune {
-		return bus.Permanentf("prune cannot handle a tick of %q", t.Job)
-	}
+	return scheduler.Dispatch("prune", scheduler.Jobs{scheduler.JobHousekeepingPrune: p.Run})(ctx, m)
+}
+
+// Run is Handle for a decoded tick.
+func (p *Pruner) Run(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
 	topo := p.Topology
 	if topo.Streams == nil {
 		topo = topo.WithDefaults()

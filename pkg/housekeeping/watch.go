@@ -188,13 +188,11 @@ func (w *Watcher) accountThreshold() int {
 // saw and raises events for what changed since the previous slot. A tick
 // for a slot older than one already watched changes nothing.
 func (w *Watcher) Handle(ctx context.Context, m *bus.Message) error {
-	t, err := scheduler.ParseTick(m.Data)
-	if err != nil {
-		return bus.Permanent(err)
-	}
-	if t.Job != scheduler.JobHousekeepingWatch {
-		return bus.Permanentf("watch cannot handle a tick of %q", t.Job)
-	}
+	return scheduler.Dispatch("watch", scheduler.Jobs{scheduler.JobHousekeepingWatch: w.Run})(ctx, m)
+}
+
+// Run is Handle for a decoded tick.
+func (w *Watcher) Run(ctx context.Context, m *bus.Message, t scheduler.Tick) error {
 	if w.JS == nil {
 		return bus.Permanentf("the watch needs JetStream, and this worker was built without it")
 	}

@@ -15,11 +15,11 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/accounts"
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/housekeeping"
 	"github.com/levqor/levqor/pkg/ingest"

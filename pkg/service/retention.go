@@ -1,10 +1,10 @@
 package service
 
 import (
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 )
 
 // retentionSettings are the sweep limits of the configuration.

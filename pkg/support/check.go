@@ -32,15 +32,12 @@ type CheckResult struct {
 // (sla.EscalationKey), so a redelivered tick escalates nothing twice and
 // finishes what a crash interrupted.
 func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
-	t, err := scheduler.ParseTick(m.Data)
-	if err != nil {
-		return bus.Permanent(err)
-	}
-	if t.Job != JobSLACheck {
-		return bus.Permanentf("support has no job %q", t.Job)
-	}
-	_, err = w.CheckSLA(ctx, t.Slot)
-	return err
+	return scheduler.Dispatch("support", scheduler.Jobs{
+		JobSLACheck: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
+			_, err := w.CheckSLA(ctx, t.Slot)
+			return err
+		},
+	})(ctx, m)
 }
 
 // CheckSLA evaluates every open and pending ticket's clocks at now and

@@ -12,8 +12,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/support/triage"
 )
@@ -112,15 +112,7 @@ const (
 
 func actorOf(e *command.Envelope) string { return "key:" + e.KeyID }
 
-func (w *Worker) createTicket(_ context.Context, e *command.Envelope) (command.Effect, error) {
-	var p CreateTicketParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	p.Normalize()
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) createTicket(_ context.Context, e *command.Envelope, p CreateTicketParams) (command.Effect, error) {
 	if p.AccountID == "" {
 		p.AccountID = e.AccountID
 	}
@@ -162,15 +154,7 @@ func lockOwn(ctx context.Context, tx *store.Tx, e *command.Envelope, id string) 
 	return t, err
 }
 
-func (w *Worker) addMessage(_ context.Context, e *command.Envelope) (command.Effect, error) {
-	var p AddMessageParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	p.Body = strings.TrimSpace(p.Body)
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) addMessage(_ context.Context, e *command.Envelope, p AddMessageParams) (command.Effect, error) {
 	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
 		t, err := lockOwn(ctx, tx, e, p.TicketID)
 		if err != nil {
@@ -228,16 +212,7 @@ func (w *Worker) addMessage(_ context.Context, e *command.Envelope) (command.Eff
 	}, nil
 }
 
-func (w *Worker) setStatus(_ context.Context, e *command.Envelope) (command.Effect, error) {
-	var p SetStatusParams
-	if err := decodeParams(e.Params, &p); err != nil {
-		return nil, err
-	}
-	p.Status = strings.ToLower(strings.TrimSpace(p.Status))
-	p.Reason = strings.TrimSpace(p.Reason)
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
+func (w *Worker) setStatus(_ context.Context, e *command.Envelope, p SetStatusParams) (command.Effect, error) {
 	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
 		t, err := lockOwn(ctx, tx, e, p.TicketID)
 		if err != nil {

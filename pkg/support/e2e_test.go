@@ -15,10 +15,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/api"
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/bus/bustest"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/service"

@@ -10,9 +10,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 )
 

@@ -1,11 +1,7 @@
 package support
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"slices"
@@ -14,7 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/levqor/levqor/pkg/accounts"
-	"github.com/levqor/levqor/pkg/api/command"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/support/sla"
 )
@@ -90,6 +86,9 @@ type AddMessageParams struct {
 	ByOperator bool `json:"by_operator,omitempty"`
 }
 
+// Normalize trims the body.
+func (p *AddMessageParams) Normalize() { p.Body = strings.TrimSpace(p.Body) }
+
 // Validate returns a 422 *command.Error naming the first bad field.
 func (p *AddMessageParams) Validate() error {
 	if !command.ValidID(p.TicketID, TicketIDPrefix) {
@@ -114,6 +113,12 @@ type SetStatusParams struct {
 	StatusBody
 	// ByOperator is set by the API: only agents may set pending.
 	ByOperator bool `json:"by_operator,omitempty"`
+}
+
+// Normalize lower-cases the status and trims the reason.
+func (p *SetStatusParams) Normalize() {
+	p.Status = strings.ToLower(strings.TrimSpace(p.Status))
+	p.Reason = strings.TrimSpace(p.Reason)
 }
 
 // Validate returns a 422 *command.Error naming the first bad field.
@@ -150,17 +155,4 @@ func validateText(field, s string, max int, required, multiline bool) error {
 
 func invalid(field, msg string) error {
 	return command.Fail(http.StatusUnprocessableEntity, "invalid_field", field, msg)
-}
-
-// decodeParams decodes a command's params strictly into v.
-func decodeParams(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return command.Fail(http.StatusUnprocessableEntity, "invalid_params", "", "command parameters do not decode: "+err.Error())
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return command.Fail(http.StatusUnprocessableEntity, "invalid_params", "", "command parameters have trailing data")
-	}
-	return nil
 }

@@ -10,9 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/levqor/levqor/pkg/api/command"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
@@ -138,9 +138,9 @@ func (w *Worker) Register(r *bus.Router) {
 // Handle carries out one support command (a command.Func).
 func (w *Worker) Handle(ctx context.Context, e *command.Envelope) (command.Effect, error) {
 	return command.Route(ctx, e, "support", Domain, command.Actions{
-		ActionCreateTicket: w.createTicket,
-		ActionAddMessage:   w.addMessage,
-		ActionSetStatus:    w.setStatus,
+		ActionCreateTicket: command.Typed(w.createTicket),
+		ActionAddMessage:   command.Typed(w.addMessage),
+		ActionSetStatus:    command.Typed(w.setStatus),
 	})
 }
 

@@ -6,6 +6,12 @@
 // transaction as its effects; then it tells waiting clients on core NATS
 // (<prefix>.notify.command.<id>), so that `?wait=` needs no polling.
 //
+// It sits below the domains and the API (which imports it to submit
+// commands), so that a domain depends on the runtime, never on the HTTP
+// layer. A domain registers its actions with Route, each written as a
+// TypedFunc over its parameter struct: Typed decodes the params strictly,
+// normalizes and validates them once, so no domain decodes by hand.
+//
 // A worker's handler is a Func wrapped by Runtime.Handler, which does the
 // bookkeeping: running → succeeded/failed, exactly once through the inbox.
 // A Func that returns an *Error fails the command with that HTTP status:

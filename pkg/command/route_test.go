@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/levqor/levqor/pkg/api/command"
+	"github.com/levqor/levqor/pkg/command"
 )
 
 func TestRoute(t *testing.T) {
