@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/stripeapi"
 )
 
 // WorkerName is the worker's name in LEVQOR_WORKERS.
@@ -48,42 +48,6 @@ func AccountIDFor(cmdID string) string {
 	return command.DerivedID(AccountIDPrefix, sum[:])
 }
 
-// StripeHTTPTimeout bounds one call to the Stripe API.
-const StripeHTTPTimeout = 20 * time.Second
-
-// NewStripeClient returns a Stripe API client with key; base, when set,
-// replaces https://api.stripe.com (stripe-mock in tests and dev).
-// stripe-go's retry warnings (method and path only) go to log; its error
-// lines are dropped, because they can quote what Stripe said about customer
-// data: failures reach the logs through the worker, classified and without
-// request parameters.
-func NewStripeClient(key, base string, log logrus.FieldLogger) *client.API {
-	cfg := &stripe.BackendConfig{
-		HTTPClient:    &http.Client{Timeout: StripeHTTPTimeout},
-		LeveledLogger: stripeLogger{log},
-	}
-	if base != "" {
-		cfg.URL = stripe.String(base)
-	}
-	backend := stripe.GetBackendWithConfig(stripe.APIBackend, cfg)
-	return client.New(key, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
-}
-
-// stripeLogger passes stripe-go's warnings to logrus and drops the rest.
-type stripeLogger struct{ log logrus.FieldLogger }
-
-var _ stripe.LeveledLoggerInterface = stripeLogger{}
-
-func (stripeLogger) Debugf(string, ...any)              {}
-func (stripeLogger) Infof(string, ...any)               {}
-func (stripeLogger) Errorf(string, ...any)              {}
-func (l stripeLogger) Warnf(format string, args ...any) { l.log.Warnf(format, args...) }
-
-// ErrStripeNotConfiguredMessage is what a command answers when the worker
-// has no Stripe API to call.
-const ErrStripeNotConfiguredMessage = "Stripe is not configured for the accounts worker: set STRIPE_API_KEY, " +
-	"or in dev mode STRIPE_API_BASE=http://127.0.0.1:12111 with stripe-mock running"
-
 // Worker carries out account commands.
 type Worker struct {
 	// Store holds accounts and the command bookkeeping.
@@ -115,7 +79,7 @@ func (w *Worker) Handle(ctx context.Context, e *command.Envelope) (command.Effec
 
 func (w *Worker) create(ctx context.Context, e *command.Envelope, p CreateParams) (command.Effect, error) {
 	if w.Stripe == nil {
-		return nil, command.Fail(http.StatusServiceUnavailable, "stripe_not_configured", "", ErrStripeNotConfiguredMessage)
+		return nil, stripeapi.NotConfigured(WorkerName)
 	}
 	id := AccountIDFor(e.ID)
 	params := &stripe.CustomerParams{Name: stripe.String(p.Name), Email: stripe.String(p.ContactEmail)}
@@ -151,7 +115,7 @@ func (w *Worker) update(ctx context.Context, e *command.Envelope, p UpdateParams
 		return nil, err
 	}
 	if w.Stripe == nil {
-		return nil, command.Fail(http.StatusServiceUnavailable, "stripe_not_configured", "", ErrStripeNotConfiguredMessage)
+		return nil, stripeapi.NotConfigured(WorkerName)
 	}
 	params := &stripe.CustomerParams{Name: p.Name, Email: p.ContactEmail}
 	params.Context = ctx
@@ -176,38 +140,8 @@ func (w *Worker) update(ctx context.Context, e *command.Envelope, p UpdateParams
 // stripeFields maps Stripe's parameter names to the API's field names.
 var stripeFields = map[string]string{"email": "contact_email", "name": "name"}
 
-// StripeRetryAfter is how long a command waits after Stripe's rate limit.
-const StripeRetryAfter = 2 * time.Second
-
-// stripeError classifies a Stripe failure: Stripe refusing the request
-// (4xx) fails the command with 422 naming the field; its rate limit waits;
-// server errors, timeouts and network failures are transient and retried,
-// and so is an authentication failure, which an operator must fix (it
-// ends in the dead-letter queue if they do not).
+// stripeError classifies a Stripe failure of an accounts command, naming
+// the API's field for Stripe's parameter (stripeapi.CommandError).
 func stripeError(doing string, err error) error {
-	return StripeCommandError(doing, err, func(p string) string { return stripeFields[p] })
-}
-
-// StripeCommandError classifies a Stripe failure of a command: Stripe
-// refusing the request (4xx) fails the command with 422 naming the API
-// field that fieldOf maps Stripe's parameter to; its rate limit waits;
-// server errors, timeouts and network failures are transient and retried by
-// the bus with the same idempotency key; so is a refused API key, which an
-// operator must fix (the command ends in the dead-letter queue, and is
-// marked failed, if they do not).
-func StripeCommandError(doing string, err error, fieldOf func(stripeParam string) string) error {
-	var se *stripe.Error
-	if errors.As(err, &se) {
-		switch code := se.HTTPStatusCode; {
-		case code == http.StatusTooManyRequests:
-			return bus.RetryAfter(fmt.Errorf("stripe: %s: rate limited", doing), StripeRetryAfter)
-		case code == http.StatusUnauthorized || code == http.StatusForbidden:
-			return fmt.Errorf("stripe: %s: the API key was refused (%d); check STRIPE_API_KEY", doing, code)
-		case code >= 400 && code < 500:
-			return command.Fail(http.StatusUnprocessableEntity, "stripe_rejected", fieldOf(se.Param),
-				"Stripe refused the request: "+se.Msg)
-		}
-		return fmt.Errorf("stripe: %s: status %d: %s", doing, se.HTTPStatusCode, se.Msg)
-	}
-	return fmt.Errorf("stripe: %s: %w", doing, err)
+	return stripeapi.CommandError(doing, err, func(p string) string { return stripeFields[p] })
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
+	"github.com/levqor/levqor/pkg/stripeapi"
 	"github.com/levqor/levqor/pkg/stripemock"
 )
 
@@ -59,7 +60,7 @@ func newWorker(t *testing.T, st *store.Store, stripeURL string) *accounts.Worker
 	t.Helper()
 	w := &accounts.Worker{Store: st, Runtime: &command.Runtime{Store: st, Prefix: "levqor"}}
 	if stripeURL != "" {
-		w.Stripe = accounts.NewStripeClient(stripemock.TestKey, stripeURL, storetest.Logger(t))
+		w.Stripe = stripeapi.New(stripeapi.Config{Key: stripemock.TestKey, BaseURL: stripeURL, Log: storetest.Logger(t)})
 	}
 	return w
 }

@@ -11,10 +11,10 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/stripe/stripe-go/v76"
 
-	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/stripeapi"
 )
 
 // WorkerName is the worker's name in LEVQOR_WORKERS.
@@ -66,11 +66,6 @@ type PortalResult struct {
 	URL string `json:"url"`
 }
 
-// ErrStripeNotConfiguredMessage is what a billing command answers when
-// the worker has no Stripe API to call.
-const ErrStripeNotConfiguredMessage = "Stripe is not configured for the billing worker: set STRIPE_API_KEY, " +
-	"or in dev mode STRIPE_API_BASE=http://127.0.0.1:12111 with stripe-mock running"
-
 // HandleCommand carries out one billing command (a command.Func).
 func (w *Worker) HandleCommand(ctx context.Context, e *command.Envelope) (command.Effect, error) {
 	return command.Route(ctx, e, "billing", Domain, command.Actions{
@@ -121,7 +116,7 @@ func (w *Worker) checkoutSession(ctx context.Context, e *command.Envelope, p Che
 		}
 	}
 	if w.Stripe == nil {
-		return nil, command.Fail(http.StatusServiceUnavailable, "stripe_not_configured", "", ErrStripeNotConfiguredMessage)
+		return nil, stripeapi.NotConfigured(WorkerName)
 	}
 	params := &stripe.CheckoutSessionParams{
 		Mode:              stripe.String(string(plan.Mode)),
@@ -165,7 +160,7 @@ func (w *Worker) portalSession(ctx context.Context, e *command.Envelope, p Porta
 		return nil, err
 	}
 	if w.Stripe == nil {
-		return nil, command.Fail(http.StatusServiceUnavailable, "stripe_not_configured", "", ErrStripeNotConfiguredMessage)
+		return nil, stripeapi.NotConfigured(WorkerName)
 	}
 	params := &stripe.BillingPortalSessionParams{Customer: stripe.String(acc.StripeCustomerID), ReturnURL: stripe.String(p.ReturnURL)}
 	params.Context = ctx
@@ -183,10 +178,10 @@ func (w *Worker) portalSession(ctx context.Context, e *command.Envelope, p Porta
 }
 
 // commandStripeError classifies a Stripe failure of a billing command the
-// way every command does (accounts.StripeCommandError), naming billing's
-// own fields.
+// way every command does (stripeapi.CommandError), naming billing's own
+// fields.
 func commandStripeError(doing string, err error) error {
-	return accounts.StripeCommandError(doing, err, stripeField)
+	return stripeapi.CommandError(doing, err, stripeField)
 }
 
 // stripeField maps a Stripe parameter to the API field it came from.

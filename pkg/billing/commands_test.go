@@ -19,13 +19,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/stripe/stripe-go/v76"
 
-	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
+	"github.com/levqor/levqor/pkg/stripeapi"
 	"github.com/levqor/levqor/pkg/stripemock"
 )
 
@@ -167,7 +167,7 @@ func commandHarness(t *testing.T, st *store.Store, stripeURL string) *harness {
 	h := newHarness(t, st)
 	h.w.Runtime = &command.Runtime{Store: st, Prefix: "levqor"}
 	if stripeURL != "" {
-		h.w.Stripe = accounts.NewStripeClient(stripemock.TestKey, stripeURL, storetest.Logger(t))
+		h.w.Stripe = stripeapi.New(stripeapi.Config{Key: stripemock.TestKey, BaseURL: stripeURL, Log: storetest.Logger(t)})
 	}
 	return h
 }
@@ -375,7 +375,7 @@ func TestCommandFailuresAreAnswered(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			h := commandHarness(t, st, "")
 			if tc.stripe {
-				h.w.Stripe = accounts.NewStripeClient(stripemock.TestKey, base, storetest.Logger(t))
+				h.w.Stripe = stripeapi.New(stripeapi.Config{Key: stripemock.TestKey, BaseURL: base, Log: storetest.Logger(t)})
 			}
 			m := queue(t, st, tc.action, tc.accountID, tc.params)
 			require.NoError(t, h.w.Runtime.Handler(h.w.HandleCommand)(t.Context(), m), "answered, so acknowledged")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/stripeapi"
 )
 
 // ErrNoStripeAPI means an operation needs the Stripe API and no key is
@@ -65,7 +66,7 @@ func (w *Worker) Reconcile(ctx context.Context, now time.Time) (ReconcileReport,
 		}
 	}
 	if err := it.Err(); err != nil {
-		return rep, stripeError("listing subscriptions", err)
+		return rep, stripeapi.Classify("listing subscriptions", err)
 	}
 	local, err := w.Store.AllSubscriptions(ctx)
 	if err != nil {

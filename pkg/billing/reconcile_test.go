@@ -16,11 +16,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/stripe/stripe-go/v76"
 
-	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
+	"github.com/levqor/levqor/pkg/stripeapi"
 	"github.com/levqor/levqor/pkg/stripemock"
 )
 
@@ -29,7 +29,7 @@ func mockSubscription(t *testing.T, base string) *stripe.Subscription {
 	t.Helper()
 	log := logrus.New()
 	log.Out = io.Discard
-	api := accounts.NewStripeClient("sk_test_levqor", base, log)
+	api := stripeapi.New(stripeapi.Config{Key: "sk_test_levqor", BaseURL: base, Log: log})
 	it := api.Subscriptions.List(&stripe.SubscriptionListParams{Status: stripe.String("all")})
 	require.True(t, it.Next(), "stripe-mock lists a subscription")
 	return it.Subscription()
@@ -42,7 +42,7 @@ func TestReconcileRepairsDrift(t *testing.T) {
 		h := newHarness(t, st)
 		log := logrus.New()
 		log.Out = io.Discard
-		h.w.Stripe = accounts.NewStripeClient("sk_test_levqor", base, log)
+		h.w.Stripe = stripeapi.New(stripeapi.Config{Key: "sk_test_levqor", BaseURL: base, Log: log})
 		h.account("acc_rec", fixture.Customer.ID)
 
 		// Drift: Levqor believes the subscription is canceled (a webhook was
@@ -97,7 +97,7 @@ func TestStripeServerErrorsAreRetriedNotFatal(t *testing.T) {
 	h := newHarness(t, storetest.SQLite(t))
 	log := logrus.New()
 	log.Out = io.Discard
-	h.w.Stripe = accounts.NewStripeClient("sk_test_levqor", flaky.URL, log)
+	h.w.Stripe = stripeapi.New(stripeapi.Config{Key: "sk_test_levqor", BaseURL: flaky.URL, Log: log})
 	_, err := h.w.Reconcile(context.Background(), time.Now())
 	if err != nil {
 		// stripe-go's own retries were used up: the error must be
@@ -127,7 +127,7 @@ func TestReconcileAppliesAPriceTheCatalogLearned(t *testing.T) {
 	require.NotEmpty(t, fixture.Items.Data)
 	price := fixture.Items.Data[0].Price.ID
 	h := newHarness(t, st)
-	h.w.Stripe = accounts.NewStripeClient("sk_test_levqor", base, storetest.Logger(t))
+	h.w.Stripe = stripeapi.New(stripeapi.Config{Key: "sk_test_levqor", BaseURL: base, Log: storetest.Logger(t)})
 	h.account("acc_learn", fixture.Customer.ID)
 
 	_, err := h.w.Reconcile(context.Background(), time.Now())

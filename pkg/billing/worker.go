@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,7 +18,6 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/command"
-	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -139,7 +136,7 @@ func (w *Worker) Register(r *bus.Router) {
 	if w.Runtime == nil {
 		w.Runtime = &command.Runtime{Store: w.Store, Prefix: w.Topology.Prefix}
 	}
-	r.HandleBatch(StripeConsumer(), inbox.BatchHandler(w.Store, w.HandleStripe), bus.BatchOptions{Key: StripeEventKey})
+	r.HandleBatch(StripeConsumer(), w.StripeHandler(), bus.BatchOptions{Key: StripeEventKey})
 	r.Handle(bus.ConsumerSpec{Name: ConsumerTick, Kind: bus.Ticks, Filter: "billing.>"}, w.HandleTick)
 	r.Handle(CommandConsumer(), w.Runtime.Handler(w.HandleCommand))
 	r.Handle(w.Runtime.DeadLetters(WorkerName, ConsumerCommands))
@@ -288,13 +285,21 @@ func (a *apply) subscription(ctx context.Context) error {
 	case errors.Is(err, store.ErrNotFound):
 		if a.ev.Type == "customer.subscription.updated" && a.w.Stripe != nil {
 			// An update for a subscription never seen: the event shows
-			// only what changed lately; ask Stripe for the whole object.
-			cur, err := a.w.fetchSubscription(sub.ID)
-			if err != nil {
-				return err
+			// only what changed lately; use the whole object, which
+			// prefetch asked Stripe for before the transaction.
+			f := prefetched(ctx)
+			if f == nil {
+				return errNotPrefetched("subscription " + sub.ID)
 			}
-			if cur != nil {
-				sub = *cur
+			got, ok := f.subscriptions[sub.ID]
+			if !ok {
+				return errNotPrefetched("subscription " + sub.ID)
+			}
+			if got.err != nil {
+				return got.err
+			}
+			if got.sub != nil {
+				sub = *got.sub
 			}
 		}
 	default:
@@ -623,7 +628,7 @@ func (a *apply) checkout(ctx context.Context) error {
 	if cs.Mode != stripe.CheckoutSessionModePayment {
 		return nil
 	}
-	products, err := a.w.checkoutProducts(&cs)
+	products, err := a.w.checkoutProducts(ctx, &cs)
 	if err != nil {
 		return err
 	}
@@ -647,41 +652,6 @@ func (a *apply) checkout(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// checkoutProducts returns the product keys a payment-mode session bought:
-// from the metadata Levqor puts on the sessions it creates, otherwise from
-// the session's line items fetched from Stripe.
-func (w *Worker) checkoutProducts(cs *stripe.CheckoutSession) (map[string]int64, error) {
-	out := map[string]int64{}
-	if meta := cs.Metadata["levqor_products"]; meta != "" {
-		for _, part := range strings.Split(meta, ",") {
-			key, q, _ := strings.Cut(part, ":")
-			n, err := strconv.ParseInt(q, 10, 64)
-			if err != nil || n < 1 {
-				n = 1
-			}
-			out[strings.TrimSpace(key)] += n
-		}
-		return out, nil
-	}
-	if w.Stripe == nil {
-		return nil, bus.Permanentf("checkout session %s carries no levqor_products metadata and no Stripe API key is configured to list its line items", cs.ID)
-	}
-	it := w.Stripe.CheckoutSessions.ListLineItems(&stripe.CheckoutSessionListLineItemsParams{Session: stripe.String(cs.ID)})
-	for it.Next() {
-		li := it.LineItem()
-		if li.Price == nil {
-			continue
-		}
-		if ref, ok := w.Catalog.Resolve(catalog.Item{PriceID: li.Price.ID, LookupKey: li.Price.LookupKey}); ok {
-			out[ref.Key] += max(li.Quantity, 1)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return nil, stripeError("listing line items of "+cs.ID, err)
-	}
-	return out, nil
 }
 
 func (a *apply) refund(ctx context.Context) error {
@@ -782,33 +752,4 @@ func (a *apply) customer(ctx context.Context) error {
 		return err
 	}
 	return a.emit(ctx, EventStatusChanged, acc.ID, map[string]any{"status": StatusCanceled, "previous_status": acc.Status, "reason": "stripe customer deleted"})
-}
-
-// fetchSubscription gets the current subscription from Stripe; nil when
-// Stripe no longer has it.
-func (w *Worker) fetchSubscription(id string) (*stripe.Subscription, error) {
-	sub, err := w.Stripe.Subscriptions.Get(id, &stripe.SubscriptionParams{})
-	var se *stripe.Error
-	if errors.As(err, &se) && se.HTTPStatusCode == 404 {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, stripeError("fetching subscription "+id, err)
-	}
-	return sub, nil
-}
-
-// stripeError classifies a Stripe API error: 4xx other than 429 cannot be
-// fixed by retrying; everything else (5xx, 429, network) is transient.
-func stripeError(what string, err error) error {
-	var se *stripe.Error
-	if errors.As(err, &se) {
-		switch {
-		case se.HTTPStatusCode == 429:
-			return bus.RetryAfter(fmt.Errorf("%s: %w", what, err), 5*time.Second)
-		case se.HTTPStatusCode >= 400 && se.HTTPStatusCode < 500:
-			return bus.Permanent(fmt.Errorf("%s: %w", what, err))
-		}
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }

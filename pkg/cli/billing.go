@@ -12,10 +12,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/stripeapi"
 )
 
 func init() {
@@ -87,7 +87,7 @@ func runBillingReconcile(ctx context.Context, args []string, stdout, stderr io.W
 	log.Level = logrus.ErrorLevel
 	w := &billing.Worker{
 		Store: st, Catalog: cat, Topology: cfg.Topology, Grace: cfg.DunningGrace, Log: log,
-		Stripe: accounts.NewStripeClient(key, cfg.StripeAPIBase, log),
+		Stripe: stripeapi.New(stripeapi.Config{Key: key, BaseURL: cfg.StripeAPIBase, Log: log}),
 	}
 	rep, err := w.Reconcile(ctx, time.Now())
 	if err != nil {

@@ -14,11 +14,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/stripe/stripe-go/v76"
 
-	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/cli"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
+	"github.com/levqor/levqor/pkg/stripeapi"
 	"github.com/levqor/levqor/pkg/stripemock"
 )
 
@@ -30,7 +30,7 @@ func TestBillingReconcile(t *testing.T) {
 	base := stripemock.Start(t)
 	log := logrus.New()
 	log.Out = io.Discard
-	it := accounts.NewStripeClient(stripemock.TestKey, base, log).Subscriptions.List(&stripe.SubscriptionListParams{Status: stripe.String("all")})
+	it := stripeapi.New(stripeapi.Config{Key: stripemock.TestKey, BaseURL: base, Log: log}).Subscriptions.List(&stripe.SubscriptionListParams{Status: stripe.String("all")})
 	require.True(t, it.Next(), "stripe-mock lists a subscription")
 	fixture := it.Subscription()
 

@@ -27,6 +27,7 @@ import (
 	"github.com/levqor/levqor/pkg/outbox"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/stripeapi"
 	"github.com/levqor/levqor/pkg/support"
 	"github.com/levqor/levqor/pkg/support/triage"
 	"github.com/levqor/levqor/pkg/telemetry"
@@ -244,7 +245,7 @@ func (e *Env) accountsWorker() *accounts.Worker {
 		Runtime: &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
 	}
 	if e.Cfg.StripeAPIKey != "" {
-		w.Stripe = accounts.NewStripeClient(e.Cfg.StripeAPIKey, e.Cfg.StripeAPIBase, e.Log.WithField("component", "stripe"))
+		w.Stripe = stripeapi.New(stripeapi.Config{Key: e.Cfg.StripeAPIKey, BaseURL: e.Cfg.StripeAPIBase, Log: e.Log.WithField("component", "stripe")})
 	}
 	return w
 }
@@ -271,7 +272,7 @@ func (e *Env) billingWorker() (*billing.Worker, error) {
 		Metrics:  e.billingMetrics,
 	}
 	if e.Cfg.StripeAPIKey != "" {
-		w.Stripe = accounts.NewStripeClient(e.Cfg.StripeAPIKey, e.Cfg.StripeAPIBase, e.Log.WithField("component", "stripe"))
+		w.Stripe = stripeapi.New(stripeapi.Config{Key: e.Cfg.StripeAPIKey, BaseURL: e.Cfg.StripeAPIBase, Log: e.Log.WithField("component", "stripe")})
 	}
 	return w, nil
 }
