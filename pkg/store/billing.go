@@ -168,13 +168,8 @@ func nonNilSlice[T any](s []T) []T {
 }
 
 // AccountSubscriptions lists an account's subscriptions, newest first.
-func (tx *Tx) AccountSubscriptions(ctx context.Context, accountID string) ([]Subscription, error) {
-	return selectSubscriptions(ctx, tx.tx, tx.rebind(`SELECT `+subscriptionColumns+` FROM billing_subscriptions WHERE account_id = ? ORDER BY source_event_created DESC, id`), accountID)
-}
-
-// AccountSubscriptions lists an account's subscriptions, newest first.
-func (s *Store) AccountSubscriptions(ctx context.Context, accountID string) ([]Subscription, error) {
-	return selectSubscriptions(ctx, s.db, s.rebind(`SELECT `+subscriptionColumns+` FROM billing_subscriptions WHERE account_id = ? ORDER BY source_event_created DESC, id`), accountID)
+func (q Querier) AccountSubscriptions(ctx context.Context, accountID string) ([]Subscription, error) {
+	return selectSubscriptions(ctx, q.db, q.rebind(`SELECT `+subscriptionColumns+` FROM billing_subscriptions WHERE account_id = ? ORDER BY source_event_created DESC, id`), accountID)
 }
 
 // AllSubscriptions lists every subscription, for reconciliation.
@@ -182,11 +177,7 @@ func (s *Store) AllSubscriptions(ctx context.Context) ([]Subscription, error) {
 	return selectSubscriptions(ctx, s.db, `SELECT `+subscriptionColumns+` FROM billing_subscriptions ORDER BY id`)
 }
 
-type selecter interface {
-	SelectContext(ctx context.Context, dest any, query string, args ...any) error
-}
-
-func selectSubscriptions(ctx context.Context, q selecter, query string, args ...any) ([]Subscription, error) {
+func selectSubscriptions(ctx context.Context, q dbtx, query string, args ...any) ([]Subscription, error) {
 	var rows []subscriptionRow
 	if err := q.SelectContext(ctx, &rows, query, args...); err != nil {
 		return nil, fmt.Errorf("store: listing subscriptions: %w", err)
@@ -475,9 +466,9 @@ func (r dunningRow) dunning() Dunning {
 
 // GetDunning returns an account's dunning row or an error wrapping
 // ErrNotFound.
-func (tx *Tx) GetDunning(ctx context.Context, accountID string) (*Dunning, error) {
+func (q Querier) GetDunning(ctx context.Context, accountID string) (*Dunning, error) {
 	var r dunningRow
-	err := tx.tx.GetContext(ctx, &r, tx.rebind(`SELECT * FROM billing_dunning WHERE account_id = ?`), accountID)
+	err := q.db.GetContext(ctx, &r, q.rebind(`SELECT * FROM billing_dunning WHERE account_id = ?`), accountID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: dunning of %s: %w", accountID, ErrNotFound)
 	}
@@ -514,18 +505,6 @@ func (tx *Tx) GraceExpired(ctx context.Context, t time.Time) ([]Dunning, error) 
 		out = append(out, r.dunning())
 	}
 	return out, nil
-}
-
-// GetDunning returns an account's dunning row or an error wrapping
-// ErrNotFound.
-func (s *Store) GetDunning(ctx context.Context, accountID string) (*Dunning, error) {
-	var d *Dunning
-	err := s.InTx(ctx, func(tx *Tx) error {
-		var err error
-		d, err = tx.GetDunning(ctx, accountID)
-		return err
-	})
-	return d, err
 }
 
 // nullTime is t for a nullable time column: NULL when nil.

@@ -126,13 +126,8 @@ func (tx *Tx) InsertSource(ctx context.Context, s BackupSource) (bool, error) {
 const getSourceSQL = `SELECT ` + sourceColumns + ` FROM backup_sources WHERE id = ?`
 
 // GetSource returns source id, or an error wrapping ErrNotFound.
-func (s *Store) GetSource(ctx context.Context, id string) (*BackupSource, error) {
-	return getSource(ctx, s.db, s.rebind(getSourceSQL), id)
-}
-
-// GetSource is Store.GetSource within tx.
-func (tx *Tx) GetSource(ctx context.Context, id string) (*BackupSource, error) {
-	return getSource(ctx, tx.tx, tx.rebind(getSourceSQL), id)
+func (q Querier) GetSource(ctx context.Context, id string) (*BackupSource, error) {
+	return getSource(ctx, q.db, q.rebind(getSourceSQL), id)
 }
 
 // LockSource is GetSource that also locks the source's row until tx ends
@@ -147,11 +142,7 @@ func (tx *Tx) LockSource(ctx context.Context, id string) (*BackupSource, error) 
 	return getSource(ctx, tx.tx, tx.rebind(q), id)
 }
 
-type retentionGetter interface {
-	GetContext(ctx context.Context, dest any, query string, args ...any) error
-}
-
-func getSource(ctx context.Context, q retentionGetter, query, id string) (*BackupSource, error) {
+func getSource(ctx context.Context, q dbtx, query, id string) (*BackupSource, error) {
 	var r sourceRow
 	err := q.GetContext(ctx, &r, query, id)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -464,13 +455,8 @@ func (tx *Tx) InsertSnapshot(ctx context.Context, s Snapshot) (bool, error) {
 const getSnapshotSQL = `SELECT ` + snapshotColumns + ` FROM backup_snapshots WHERE id = ?`
 
 // GetSnapshot returns snapshot id, or an error wrapping ErrNotFound.
-func (s *Store) GetSnapshot(ctx context.Context, id string) (*Snapshot, error) {
-	return getSnapshot(ctx, s.db, s.rebind(getSnapshotSQL), id)
-}
-
-// GetSnapshot is Store.GetSnapshot within tx.
-func (tx *Tx) GetSnapshot(ctx context.Context, id string) (*Snapshot, error) {
-	return getSnapshot(ctx, tx.tx, tx.rebind(getSnapshotSQL), id)
+func (q Querier) GetSnapshot(ctx context.Context, id string) (*Snapshot, error) {
+	return getSnapshot(ctx, q.db, q.rebind(getSnapshotSQL), id)
 }
 
 // SnapshotByBlobKey returns the snapshot whose blob is key, or an error
@@ -479,7 +465,7 @@ func (tx *Tx) SnapshotByBlobKey(ctx context.Context, key string) (*Snapshot, err
 	return getSnapshot(ctx, tx.tx, tx.rebind(`SELECT `+snapshotColumns+` FROM backup_snapshots WHERE blob_key = ?`), key)
 }
 
-func getSnapshot(ctx context.Context, q retentionGetter, query, id string) (*Snapshot, error) {
+func getSnapshot(ctx context.Context, q dbtx, query, id string) (*Snapshot, error) {
 	var r snapshotRow
 	err := q.GetContext(ctx, &r, query, id)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -495,22 +481,13 @@ func getSnapshot(ctx context.Context, q retentionGetter, query, id string) (*Sna
 	return &s, nil
 }
 
-type retentionSelector interface {
-	SelectContext(ctx context.Context, dest any, query string, args ...any) error
-}
-
 // SourceSnapshots returns every snapshot of the source in one of states
 // (all states when none is given), newest first.
-func (s *Store) SourceSnapshots(ctx context.Context, sourceID string, states ...string) ([]Snapshot, error) {
-	return sourceSnapshots(ctx, s.db, s.rebind, sourceID, states)
+func (q Querier) SourceSnapshots(ctx context.Context, sourceID string, states ...string) ([]Snapshot, error) {
+	return sourceSnapshots(ctx, q.db, q.rebind, sourceID, states)
 }
 
-// SourceSnapshots is Store.SourceSnapshots within tx.
-func (tx *Tx) SourceSnapshots(ctx context.Context, sourceID string, states ...string) ([]Snapshot, error) {
-	return sourceSnapshots(ctx, tx.tx, tx.rebind, sourceID, states)
-}
-
-func sourceSnapshots(ctx context.Context, q retentionSelector, rebind func(string) string, sourceID string, states []string) ([]Snapshot, error) {
+func sourceSnapshots(ctx context.Context, q dbtx, rebind func(string) string, sourceID string, states []string) ([]Snapshot, error) {
 	query := `SELECT ` + snapshotColumns + ` FROM backup_snapshots WHERE source_id = ?`
 	args := []any{sourceID}
 	if len(states) > 0 {
@@ -779,16 +756,11 @@ WHERE source_id = ? AND released_at IS NULL ORDER BY placed_at, id`
 
 // SourceHolds returns the active holds on the source and on its
 // snapshots, oldest first.
-func (s *Store) SourceHolds(ctx context.Context, sourceID string) ([]LegalHold, error) {
-	return sourceHolds(ctx, s.db, s.rebind(sourceHoldsSQL), sourceID)
+func (q Querier) SourceHolds(ctx context.Context, sourceID string) ([]LegalHold, error) {
+	return sourceHolds(ctx, q.db, q.rebind(sourceHoldsSQL), sourceID)
 }
 
-// SourceHolds is Store.SourceHolds within tx.
-func (tx *Tx) SourceHolds(ctx context.Context, sourceID string) ([]LegalHold, error) {
-	return sourceHolds(ctx, tx.tx, tx.rebind(sourceHoldsSQL), sourceID)
-}
-
-func sourceHolds(ctx context.Context, q retentionSelector, query, sourceID string) ([]LegalHold, error) {
+func sourceHolds(ctx context.Context, q dbtx, query, sourceID string) ([]LegalHold, error) {
 	var rows []holdRow
 	if err := q.SelectContext(ctx, &rows, query, sourceID); err != nil {
 		return nil, fmt.Errorf("store: listing holds of %s: %w", sourceID, err)

@@ -195,16 +195,11 @@ WHERE id = ?`), RunSucceeded, p.SnapshotID, p.SourceBytes, p.SourceBytes, p.Stor
 const getRunSQL = `SELECT ` + runColumns + ` FROM backup_runs WHERE id = ?`
 
 // GetRun returns run id, or an error wrapping ErrNotFound.
-func (s *Store) GetRun(ctx context.Context, id string) (*BackupRun, error) {
-	return getRun(ctx, s.db, s.rebind(getRunSQL), id)
+func (q Querier) GetRun(ctx context.Context, id string) (*BackupRun, error) {
+	return getRun(ctx, q.db, q.rebind(getRunSQL), id)
 }
 
-// GetRun is Store.GetRun within tx.
-func (tx *Tx) GetRun(ctx context.Context, id string) (*BackupRun, error) {
-	return getRun(ctx, tx.tx, tx.rebind(getRunSQL), id)
-}
-
-func getRun(ctx context.Context, q retentionGetter, query, id string) (*BackupRun, error) {
+func getRun(ctx context.Context, q dbtx, query, id string) (*BackupRun, error) {
 	var r runRow
 	err := q.GetContext(ctx, &r, query, id)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -51,6 +51,7 @@ var _ io.Closer = (*Store)(nil)
 // concurrent use. Create it with Open, apply the schema with Migrate and
 // release it with Close.
 type Store struct {
+	Querier
 	db      *sqlx.DB
 	dialect string
 	url     string // redacted, for logs and errors
@@ -97,6 +98,7 @@ func Open(ctx context.Context, url string, log logrus.FieldLogger) (*Store, erro
 		db.SetConnMaxIdleTime(0)
 	}
 	s := &Store{
+		Querier: Querier{db: db},
 		db:      db,
 		dialect: dialect,
 		url:     redacted,

@@ -254,7 +254,7 @@ func (tx *Tx) UpdateTicket(ctx context.Context, t Ticket) error {
 
 const getTicketSQL = `SELECT ` + ticketColumns + ` FROM support_tickets WHERE id = ?`
 
-func getTicket(ctx context.Context, q retentionGetter, query string, args ...any) (*Ticket, error) {
+func getTicket(ctx context.Context, q dbtx, query string, args ...any) (*Ticket, error) {
 	var r ticketRow
 	err := q.GetContext(ctx, &r, query, args...)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -14,6 +14,7 @@ import (
 // inbox claim and outbox messages, so that they commit or vanish as one.
 // A Tx must not be used after that function returns.
 type Tx struct {
+	Querier
 	tx *sqlx.Tx
 }
 
@@ -44,7 +45,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 			panic(p)
 		}
 	}()
-	if err := fn(&Tx{tx: sqlTx}); err != nil {
+	if err := fn(&Tx{Querier: Querier{db: sqlTx}, tx: sqlTx}); err != nil {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {
