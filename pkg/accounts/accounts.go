@@ -32,9 +32,6 @@ const (
 	ActionUpdate = "update"
 )
 
-// AccountIDPrefix starts every account id.
-const AccountIDPrefix = "acc_"
-
 // CommandConsumer declares accounts-cmd: every accounts command.
 func CommandConsumer() bus.ConsumerSpec {
 	return bus.ConsumerSpec{Name: ConsumerCommands, Kind: bus.Commands, Filter: Domain + ".>"}
@@ -45,7 +42,7 @@ func CommandConsumer() bus.ConsumerSpec {
 // account.
 func AccountIDFor(cmdID string) string {
 	sum := sha256.Sum256([]byte("levqor account created by " + cmdID))
-	return command.DerivedID(AccountIDPrefix, sum[:])
+	return command.DerivedID(store.AccountIDPrefix, sum[:])
 }
 
 // Worker carries out account commands.

@@ -123,7 +123,7 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 // one does, so that ids cannot be probed.
 func (s *Server) visibleAccountID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
-	if !command.ValidID(id, accounts.AccountIDPrefix) {
+	if !command.ValidID(id, store.AccountIDPrefix) {
 		httpjson.Error(w, http.StatusBadRequest, "invalid_id", "not an account id (acc_…)", "id")
 		return "", false
 	}
@@ -200,7 +200,7 @@ func decodeCursor(s string) (*store.AccountCursor, error) {
 	if err := DecodeJSON(b, &c); err != nil {
 		return nil, err
 	}
-	if c.CreatedAt.IsZero() || !command.ValidID(c.ID, accounts.AccountIDPrefix) {
+	if c.CreatedAt.IsZero() || !command.ValidID(c.ID, store.AccountIDPrefix) {
 		return nil, errors.New("incomplete cursor")
 	}
 	return &store.AccountCursor{CreatedAt: c.CreatedAt, ID: c.ID}, nil

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/catalog"
@@ -141,7 +140,7 @@ func (s *Server) bodyAccountID(w http.ResponseWriter, r *http.Request, id string
 		}
 		id = p.AccountID
 	}
-	if !command.ValidID(id, accounts.AccountIDPrefix) {
+	if !command.ValidID(id, store.AccountIDPrefix) {
 		writeError(w, command.Fail(http.StatusUnprocessableEntity, "invalid_field", "account_id", "not an account id (acc_…)"))
 		return "", false
 	}

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/command"
@@ -560,7 +559,7 @@ func (s *Server) requestAccount(w http.ResponseWriter, r *http.Request, id strin
 func (s *Server) listAccount(w http.ResponseWriter, r *http.Request) (string, bool) {
 	p := principal(r)
 	id := r.URL.Query().Get("account_id")
-	if id != "" && !command.ValidID(id, accounts.AccountIDPrefix) {
+	if id != "" && !command.ValidID(id, store.AccountIDPrefix) {
 		httpjson.Error(w, http.StatusBadRequest, "invalid_parameter", "account_id must be an account id (acc_…)", "account_id")
 		return "", false
 	}

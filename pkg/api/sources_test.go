@@ -31,7 +31,7 @@ func (h *harness) subscribe(t *testing.T, acc string, ent catalog.Entitlements) 
 	require.NoError(t, err)
 	ctx := t.Context()
 	require.NoError(t, h.st.InTx(ctx, func(tx *store.Tx) error {
-		return tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc, Tier: &ent.Tier, Status: "active", Entitlements: raw})
+		return tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc, Tier: &ent.Tier, Status: store.AccountStatusActive, Entitlements: raw})
 	}))
 }
 

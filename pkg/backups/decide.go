@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/retention"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -153,7 +152,7 @@ func Decide(in DecideInput) (*Plan, error) {
 		AccountStatus: in.Account.Status, MaxShare: maxShare,
 		Snapshots: []PlanEntry{}, Purge: []PlanEntry{},
 	}
-	suspended := in.Account.Status == billing.StatusSuspended
+	suspended := in.Account.Status == store.AccountStatusSuspended
 	empty := eff.Policy.IsEmpty()
 
 	var sourceHold *store.LegalHold

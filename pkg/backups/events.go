@@ -5,24 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
-	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/store"
 )
-
-// billingEvent holds the fields of billing's events that retention reads.
-type billingEvent struct {
-	AccountID            string          `json:"account_id"`
-	Tier                 *string         `json:"tier"`
-	Entitlements         json.RawMessage `json:"entitlements"`
-	PreviousTier         *string         `json:"previous_tier"`
-	PreviousEntitlements json.RawMessage `json:"previous_entitlements"`
-	Status               string          `json:"status"`
-	PreviousStatus       string          `json:"previous_status"`
-	At                   time.Time       `json:"at"`
-}
 
 // HandleEvent follows billing's events (an inbox.TxHandler, so each is
 // applied once). Sweeps read the account's entitlements and status when
@@ -39,32 +26,47 @@ type billingEvent struct {
 // Other billing events do not concern retention and are acknowledged.
 func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) error {
 	what, _ := w.topology().Unprefixed(bus.Events, m.Subject)
-	var apply func(context.Context, *store.Tx, *bus.Message, billingEvent) error
-	switch what {
-	case "billing." + billing.EventEntitlementsChanged:
-		apply = w.entitlementsChanged
-	case "billing." + billing.EventStatusChanged:
-		apply = w.statusChanged
+	switch events.Name(what) {
+	case events.NameEntitlementsChanged:
+		ev, err := events.Decode[events.EntitlementsChanged](m)
+		if err != nil {
+			return err
+		}
+		if err := completeBilling(what, &ev.Billing, m); err != nil {
+			return err
+		}
+		return w.entitlementsChanged(ctx, tx, m, ev)
+	case events.NameAccountStatusChanged:
+		ev, err := events.Decode[events.AccountStatusChanged](m)
+		if err != nil {
+			return err
+		}
+		if err := completeBilling(what, &ev.Billing, m); err != nil {
+			return err
+		}
+		return w.statusChanged(ctx, tx, m, ev)
 	default:
 		return nil
 	}
-	var ev billingEvent
-	if err := json.Unmarshal(m.Data, &ev); err != nil {
-		return bus.Permanentf("decoding %s: %v", what, err)
-	}
-	if ev.AccountID == "" {
-		ev.AccountID = m.Account()
-	}
-	if ev.AccountID == "" {
-		return bus.Permanentf("%s names no account", what)
-	}
-	if ev.At.IsZero() {
-		ev.At = m.Published
-	}
-	return apply(ctx, tx, m, ev)
 }
 
-func (w *Worker) entitlementsChanged(ctx context.Context, tx *store.Tx, m *bus.Message, ev billingEvent) error {
+// completeBilling fills in what billing event what left out, from its
+// message: the account from the Levqor-Account header, the time from when
+// it was published. An event that names no account is permanently bad.
+func completeBilling(what string, b *events.Billing, m *bus.Message) error {
+	if b.AccountID == "" {
+		b.AccountID = m.Account()
+	}
+	if b.AccountID == "" {
+		return bus.Permanentf("%s names no account", what)
+	}
+	if b.At.IsZero() {
+		b.At = m.Published
+	}
+	return nil
+}
+
+func (w *Worker) entitlementsChanged(ctx context.Context, tx *store.Tx, m *bus.Message, ev events.EntitlementsChanged) error {
 	prev, err := Entitlements(ev.PreviousEntitlements)
 	if err != nil {
 		return bus.Permanentf("previous_entitlements: %v", err)
@@ -113,12 +115,12 @@ func (w *Worker) entitlementsChanged(ctx context.Context, tx *store.Tx, m *bus.M
 	return nil
 }
 
-func (w *Worker) statusChanged(ctx context.Context, tx *store.Tx, m *bus.Message, ev billingEvent) error {
+func (w *Worker) statusChanged(ctx context.Context, tx *store.Tx, m *bus.Message, ev events.AccountStatusChanged) error {
 	var action, reason string
 	switch {
-	case ev.Status == billing.StatusSuspended && ev.PreviousStatus != billing.StatusSuspended:
+	case ev.Status == store.AccountStatusSuspended && ev.PreviousStatus != store.AccountStatusSuspended:
 		action, reason = AuditRetentionPaused, "billing suspended the account: sweeps delete and purge nothing until it is active again"
-	case ev.PreviousStatus == billing.StatusSuspended && ev.Status != billing.StatusSuspended:
+	case ev.PreviousStatus == store.AccountStatusSuspended && ev.Status != store.AccountStatusSuspended:
 		action, reason = AuditRetentionResumed, fmt.Sprintf("the account is %s again: sweeps apply its retention policies", ev.Status)
 	default:
 		return nil

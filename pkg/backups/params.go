@@ -14,11 +14,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/retention"
 	"github.com/levqor/levqor/pkg/scheduler"
+	"github.com/levqor/levqor/pkg/store"
 )
 
 // Limits on the fields of sources and snapshots.
@@ -85,7 +85,7 @@ func (p *CreateSourceParams) Normalize() {
 // policy's limits depend on the account's tier and are checked by the
 // worker (and by the API before it queues the command).
 func (p *CreateSourceParams) Validate() error {
-	if p.AccountID != "" && !command.ValidID(p.AccountID, accounts.AccountIDPrefix) {
+	if p.AccountID != "" && !command.ValidID(p.AccountID, store.AccountIDPrefix) {
 		return invalid("account_id", "account_id must be an account id (acc_…)")
 	}
 	if err := validateText("name", p.Name, NameMaxLength, true); err != nil {

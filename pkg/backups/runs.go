@@ -16,14 +16,8 @@ import (
 	"github.com/levqor/levqor/pkg/archive"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/store"
-)
-
-// Events the runs raise, under levqor.event.
-const (
-	EventQuotaExceeded = "backup.quota_exceeded"
-	EventCorrupt       = "backup.corrupt"
-	EventOverdue       = "backup.overdue"
 )
 
 // Audit actions of runs and restores.
@@ -52,8 +46,7 @@ var errQuota = errors.New("the backup would exceed the account's storage quota")
 type runFailure struct {
 	reason string
 	// event, when set, is raised with the failure.
-	event   string
-	payload map[string]any
+	event events.Event
 }
 
 // runBackup carries out backup.run (a command.Func): it marks the run
@@ -161,9 +154,9 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 			reason = fmt.Sprintf("storage quota exceeded: the account stores %s of its %s (%s tier) and this backup passed %s before it was stopped; nothing was recorded",
 				humanBytes(used), humanBytes(quota), tierOr(ent.Tier), humanBytes(stored))
 		}
-		w.failRun(ctx, log, run, runFailure{reason: reason, event: EventQuotaExceeded, payload: map[string]any{
-			"account_id": src.AccountID, "source_id": src.ID, "run_id": run.ID, "incident": "quota:" + run.ID,
-			"reason": reason, "quota_bytes": quota, "used_bytes": used, "tier": ent.Tier,
+		w.failRun(ctx, log, run, runFailure{reason: reason, event: events.BackupQuotaExceeded{
+			AccountID: src.AccountID, SourceID: src.ID, RunID: run.ID, Incident: "quota:" + run.ID,
+			Reason: reason, QuotaBytes: quota, UsedBytes: used, Tier: ent.Tier, At: time.Now().UTC(),
 		}})
 		return unprocessable("quota_exceeded", "", reason)
 	}
@@ -273,8 +266,8 @@ func (w *Worker) failRun(ctx context.Context, log logrus.FieldLogger, run store.
 		if _, err := tx.FailRun(ctx, run.ID, f.reason, time.Now()); err != nil {
 			return err
 		}
-		if f.event != "" {
-			if err := w.raise(ctx, tx, f.event, run.AccountID, "run-"+run.ID, f.payload); err != nil {
+		if f.event != nil {
+			if err := w.raise(ctx, tx, f.event, "run-"+run.ID); err != nil {
 				return err
 			}
 		}
@@ -296,20 +289,10 @@ func (w *Worker) failRun(ctx context.Context, log logrus.FieldLogger, run store.
 	entry.Warn("backup run failed")
 }
 
-// raise writes an event to the outbox within tx.
-func (w *Worker) raise(ctx context.Context, tx *store.Tx, what, accountID, correlation string, payload map[string]any) error {
-	if _, ok := payload["at"]; !ok {
-		payload["at"] = time.Now().UTC()
-	}
-	b, err := json.Marshal(payload)
-	if err != nil {
-		return err
-	}
-	_, err = tx.EnqueueOutbox(ctx, store.OutboxMessage{
-		Subject: w.topology().Subject(bus.Events, what),
-		Headers: map[string]string{bus.HeaderAccount: accountID, bus.HeaderCorrelationID: correlation},
-		Payload: b,
-	})
+// raise writes ev to the outbox within tx, correlated with the incident
+// or run it reports.
+func (w *Worker) raise(ctx context.Context, tx *store.Tx, ev events.Event, correlation string) error {
+	_, err := events.Emit(ctx, tx, w.topology(), ev, correlation)
 	return err
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus/bustest"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/retention"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
@@ -190,13 +191,13 @@ func (r *runner) backup(t *testing.T, src string) (backups.RunView, *store.Comma
 }
 
 // outbox returns the payloads of unpublished events on subject tail what.
-func (r *runner) events(t *testing.T, what string) []map[string]any {
+func (r *runner) events(t *testing.T, what events.Name) []map[string]any {
 	t.Helper()
 	rows, err := r.st.UnpublishedOutbox(t.Context(), 1000)
 	require.NoError(t, err)
 	var out []map[string]any
 	for _, m := range rows {
-		if m.Subject == r.env.Topo.Subject(bus.Events, what) {
+		if m.Subject == what.Subject(r.env.Topo) {
 			var p map[string]any
 			require.NoError(t, json.Unmarshal(m.Payload, &p))
 			out = append(out, p)
@@ -419,7 +420,7 @@ func TestDirectoryBackupRunsVerifiesAndRestores(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, store.SnapshotCorrupt, got.Integrity)
 			require.Contains(t, got.VerifyError, "SHA-256")
-			ev := r.events(t, backups.EventCorrupt)
+			ev := r.events(t, events.NameBackupCorrupt)
 			require.Len(t, ev, 1)
 			require.Equal(t, r.acc, ev[0]["account_id"])
 			require.Equal(t, src, ev[0]["source_id"])
@@ -429,7 +430,7 @@ func TestDirectoryBackupRunsVerifiesAndRestores(t *testing.T) {
 			res, err = r.w.VerifySample(t.Context(), time.Now())
 			require.NoError(t, err)
 			require.Zero(t, res.Checked, "a corrupt snapshot is not sampled again")
-			require.Len(t, r.events(t, backups.EventCorrupt), 1, "one event per corrupt snapshot")
+			require.Len(t, r.events(t, events.NameBackupCorrupt), 1, "one event per corrupt snapshot")
 			e := failed(t, restore(t, true), http.StatusConflict, "id")
 			require.Equal(t, "snapshot_corrupt", e.Code)
 		})
@@ -524,7 +525,7 @@ func TestQuotaExceededFailsTheRunWithAnEvent(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, store.RunFailed, run.State)
 	require.Equal(t, e.Message, run.Error)
-	ev := r.events(t, backups.EventQuotaExceeded)
+	ev := r.events(t, events.NameBackupQuotaExceeded)
 	require.Len(t, ev, 1)
 	require.Equal(t, src, ev[0]["source_id"])
 	require.Equal(t, r.acc, ev[0]["account_id"])
@@ -644,7 +645,7 @@ func TestScheduledRunsAndOverdueAlerts(t *testing.T) {
 		res, err = r.w.Overdue(ctx, time.Now())
 		require.NoError(t, err)
 		require.Equal(t, backups.OverdueResult{Overdue: 1, Raised: 0}, res, "the same incident is not raised twice")
-		ev := r.events(t, backups.EventOverdue)
+		ev := r.events(t, events.NameBackupOverdue)
 		require.Len(t, ev, 1)
 		require.Equal(t, "overdue:"+src+":never", ev[0]["incident"])
 		require.Equal(t, src, ev[0]["source_id"])
@@ -674,7 +675,7 @@ func TestScheduledRunsAndOverdueAlerts(t *testing.T) {
 		res, err = r.w.Overdue(ctx, time.Now().Add(3*time.Hour))
 		require.NoError(t, err)
 		require.Equal(t, 1, res.Raised, "a later lapse is a new incident")
-		ev := r.events(t, backups.EventOverdue)
+		ev := r.events(t, events.NameBackupOverdue)
 		require.Len(t, ev, 2)
 		require.NotEqual(t, ev[0]["incident"], ev[1]["incident"])
 	})

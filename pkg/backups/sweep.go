@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -261,19 +262,10 @@ func (w *Worker) purge(ctx context.Context, sourceID string, e PlanEntry, o Swee
 // alertBlocked raises levqor.event.backup.sweep_blocked through the
 // outbox, in the transaction that records the block.
 func (w *Worker) alertBlocked(ctx context.Context, tx *store.Tx, src *store.BackupSource, plan *Plan, o SweepOptions) error {
-	payload, err := json.Marshal(map[string]any{
-		"account_id": src.AccountID, "source_id": src.ID, "source_name": src.Name,
-		"would_trash": plan.Counts.Blocked, "active": plan.Counts.Active, "max_share": plan.MaxShare,
-		"policy": plan.Policy, "policy_origin": plan.Origin, "tier": plan.Tier,
-		"message": plan.Message, "at": o.Now.UTC(), "actor": o.Actor,
-	})
-	if err != nil {
-		return err
-	}
-	_, err = tx.EnqueueOutbox(ctx, store.OutboxMessage{
-		Subject: w.topology().Subject(bus.Events, EventSweepBlocked),
-		Headers: map[string]string{bus.HeaderAccount: src.AccountID, bus.HeaderCorrelationID: "sweep-" + src.ID},
-		Payload: payload,
-	})
-	return err
+	return w.raise(ctx, tx, events.SweepBlocked{
+		AccountID: src.AccountID, SourceID: src.ID, SourceName: src.Name,
+		WouldTrash: plan.Counts.Blocked, Active: plan.Counts.Active, MaxShare: plan.MaxShare,
+		Policy: plan.Policy, PolicyOrigin: plan.Origin, Tier: plan.Tier,
+		Message: plan.Message, At: o.Now.UTC(), Actor: o.Actor,
+	}, "sweep-"+src.ID)
 }

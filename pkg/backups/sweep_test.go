@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/backups"
-	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/retention"
 	"github.com/levqor/levqor/pkg/store"
@@ -179,7 +178,7 @@ func TestEmptyPolicyDeletesNothing(t *testing.T) {
 
 		// Billing removes the tier: entitlements {}.
 		require.NoError(t, st.InTx(t.Context(), func(tx *store.Tx) error {
-			return tx.SetAccountBilling(t.Context(), store.AccountBilling{ID: b.acc, Status: billing.StatusCanceled, Entitlements: json.RawMessage(`{}`)})
+			return tx.SetAccountBilling(t.Context(), store.AccountBilling{ID: b.acc, Status: store.AccountStatusCanceled, Entitlements: json.RawMessage(`{}`)})
 		}))
 		b.daily(t, src, 20, day(30))
 		res := b.sweep(t, src, now.Add(grace+time.Hour))
@@ -272,7 +271,7 @@ func TestSuspendedAccountKeepsEverything(t *testing.T) {
 		now := day(10).Add(time.Hour)
 		require.Len(t, b.sweep(t, src, now).Trashed, 2)
 
-		b.setStatus(t, billing.StatusSuspended)
+		b.setStatus(t, store.AccountStatusSuspended)
 		more := b.daily(t, src, 10, day(20))
 		res := b.sweep(t, src, now.Add(grace+time.Hour))
 		require.Equal(t, backups.OutcomeSuspended, res.Outcome)
@@ -293,7 +292,7 @@ func TestSuspendedAccountKeepsEverything(t *testing.T) {
 			return n
 		}(), "the policy does remove some: the guard is what keeps them")
 
-		b.setStatus(t, billing.StatusActive)
+		b.setStatus(t, store.AccountStatusActive)
 		res = b.sweep(t, src, now.Add(grace+2*time.Hour))
 		require.NotEmpty(t, res.Trashed, "active again: retention applies")
 		require.ElementsMatch(t, []string{ids[1], ids[2]}, res.Purged)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -203,12 +204,12 @@ func (w *Worker) Overdue(ctx context.Context, now time.Time) (OverdueResult, err
 				reason = fmt.Sprintf("no good snapshot since the source was created at %s: the schedule %q runs about every %s, plus %s of grace",
 					since.UTC().Format(time.RFC3339), src.Schedule, interval, grace)
 			}
-			return w.raise(ctx, tx, EventOverdue, src.AccountID, incident, map[string]any{
-				"account_id": src.AccountID, "source_id": src.ID, "source_name": src.Name, "incident": incident,
-				"last_good_at": lastAt, "last_good_snapshot_id": nilIfNever(lastID), "schedule": src.Schedule,
-				"time_zone": src.TimeZone, "expected_every_seconds": int64(interval.Seconds()), "grace_seconds": int64(grace.Seconds()),
-				"reason": reason, "at": now.UTC(),
-			})
+			return w.raise(ctx, tx, events.BackupOverdue{
+				AccountID: src.AccountID, SourceID: src.ID, SourceName: src.Name, Incident: incident,
+				LastGoodAt: lastAt, LastGoodSnapshotID: nilIfNever(lastID), Schedule: src.Schedule,
+				TimeZone: src.TimeZone, ExpectedEverySeconds: int64(interval.Seconds()), GraceSeconds: int64(grace.Seconds()),
+				Reason: reason, At: now.UTC(),
+			}, incident)
 		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("source %s: %w", src.ID, err))
@@ -222,11 +223,11 @@ func (w *Worker) Overdue(ctx context.Context, now time.Time) (OverdueResult, err
 	return res, errors.Join(errs...)
 }
 
-func nilIfNever(id string) any {
+func nilIfNever(id string) *string {
 	if id == "never" {
 		return nil
 	}
-	return id
+	return &id
 }
 
 // scheduleInterval is the longest gap between src's next few schedule

@@ -18,6 +18,7 @@ import (
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -94,10 +95,10 @@ func (w *Worker) recordIntegrity(ctx context.Context, tx *store.Tx, s *store.Sna
 	}); err != nil {
 		return err
 	}
-	return w.raise(ctx, tx, EventCorrupt, s.AccountID, incident, map[string]any{
-		"account_id": s.AccountID, "source_id": s.SourceID, "snapshot_id": s.ID, "incident": incident,
-		"reason": reason, "taken_at": s.TakenAt, "blob_key": s.BlobKey, "sha256": s.SHA256, "size_bytes": s.SizeBytes,
-	})
+	return w.raise(ctx, tx, events.BackupCorrupt{
+		AccountID: s.AccountID, SourceID: s.SourceID, SnapshotID: s.ID, Incident: incident,
+		Reason: reason, TakenAt: s.TakenAt, BlobKey: s.BlobKey, SHA256: s.SHA256, SizeBytes: s.SizeBytes, At: time.Now().UTC(),
+	}, incident)
 }
 
 // check reads the snapshot's blob once: its size and SHA-256 against the

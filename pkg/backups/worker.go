@@ -14,7 +14,6 @@ import (
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
-	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
@@ -63,14 +62,14 @@ const (
 // JobSweep is the periodic sweep, as the scheduler's catalog names it.
 const JobSweep = scheduler.JobRetentionSweep
 
-// EventSweepBlocked is the operator alert a blocked sweep raises, under
-// levqor.event.backup.
-const EventSweepBlocked = "backup.sweep_blocked"
-
 // Defaults of Settings.
 const (
-	MaxShareDefault   = config.SweepMaxShareDefault
-	TrashGraceDefault = config.TrashGraceDefault
+	// MaxShareDefault is LEVQOR_SWEEP_MAX_SHARE: the largest share of a
+	// source's snapshots one sweep may delete before it stops and alerts.
+	MaxShareDefault = 0.5
+	// TrashGraceDefault is LEVQOR_TRASH_GRACE: how long a deleted
+	// snapshot stays restorable in the trash before its blob is purged.
+	TrashGraceDefault = 7 * 24 * time.Hour
 	// MaxRunsDefault is LEVQOR_BACKUP_MAX_RUNS: runs at once per worker
 	// process.
 	MaxRunsDefault = 2
@@ -90,7 +89,7 @@ const (
 	// BusyWaitDefault is LEVQOR_BACKUP_BUSY_WAIT: how long one delivery
 	// of a run or restore waits in process for a free slot before it is
 	// sent back to wait BusyRetry.
-	BusyWaitDefault = config.BackupBusyWaitDefault
+	BusyWaitDefault = 15 * time.Minute
 	// BusyPollDefault is how often a run waiting for its account's other
 	// runs counts them again.
 	BusyPollDefault = 5 * time.Second

@@ -2,12 +2,12 @@ package billing
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -52,35 +52,20 @@ func (w *Worker) suspendOverdue(ctx context.Context, tx *store.Tx, m *bus.Messag
 		if err := tx.PutDunning(ctx, d, time.Time{}); err != nil {
 			return err
 		}
-		emit := func(ctx context.Context, what, accountID string, payload map[string]any) error {
-			return w.emitTx(ctx, tx, m, what, accountID, slot, payload)
+		out := emitter{tx: tx, topo: w.Topology, at: slot}
+		if m != nil {
+			out.correlation = m.CorrelationID()
 		}
-		if err := emit(ctx, EventAccountSuspended, acc.ID, map[string]any{
-			"invoice_id": d.InvoiceID, "past_due_since": d.PastDueSince, "grace_until": d.GraceUntil, "tier": acc.Tier,
+		if err := out.emit(ctx, events.AccountSuspended{
+			Billing: out.meta(acc.ID), InvoiceID: d.InvoiceID, PastDueSince: d.PastDueSince, GraceUntil: d.GraceUntil, Tier: acc.Tier,
 		}); err != nil {
 			return err
 		}
-		if err := w.recompute(ctx, tx, acc, emit); err != nil {
+		if err := w.recompute(ctx, tx, acc, out); err != nil {
 			return err
 		}
 		w.m().suspended.Inc()
 		bus.Logger(ctx).WithFields(logrus.Fields{"account_id": acc.ID, "invoice_id": d.InvoiceID, "slot": slot}).Warn("account suspended after its grace period")
 	}
 	return nil
-}
-
-// emitTx writes a billing event to the outbox outside an event handler.
-func (w *Worker) emitTx(ctx context.Context, tx *store.Tx, m *bus.Message, what, accountID string, at time.Time, payload map[string]any) error {
-	payload["account_id"] = accountID
-	payload["at"] = at
-	b, err := json.Marshal(payload)
-	if err != nil {
-		return err
-	}
-	h := map[string]string{bus.HeaderAccount: accountID}
-	if m != nil && m.CorrelationID() != "" {
-		h[bus.HeaderCorrelationID] = m.CorrelationID()
-	}
-	_, err = tx.EnqueueOutbox(ctx, store.OutboxMessage{Subject: w.Topology.Subject(bus.Events, "billing."+what), Headers: h, Payload: b})
-	return err
 }

@@ -144,11 +144,7 @@ func (w *Worker) repairOne(ctx context.Context, sub *stripe.Subscription, src st
 		if acc == nil {
 			return nil
 		}
-		emit := func(ctx context.Context, what, accountID string, payload map[string]any) error {
-			payload["reconciled"] = true
-			return w.emitTx(ctx, tx, nil, what, accountID, src.Created, payload)
-		}
-		return w.recompute(ctx, tx, acc, emit)
+		return w.recompute(ctx, tx, acc, emitter{tx: tx, topo: w.Topology, at: src.Created, reconciled: true})
 	})
 	return repair, err
 }

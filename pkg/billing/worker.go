@@ -18,36 +18,13 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/store"
 )
 
 // GraceDefault is how long an account stays past due after a failed
 // payment before it is suspended.
 const GraceDefault = 7 * 24 * time.Hour
-
-// Account statuses billing sets.
-const (
-	StatusActive    = "active"
-	StatusPastDue   = "past_due"
-	StatusSuspended = "suspended"
-	StatusPaused    = "paused"
-	StatusCanceled  = "canceled"
-)
-
-// Events billing emits, under levqor.event.billing.
-const (
-	EventEntitlementsChanged   = "entitlements_changed"
-	EventStatusChanged         = "account_status_changed"
-	EventPaymentFailed         = "payment_failed"
-	EventPaymentActionRequired = "payment_action_required"
-	EventPaymentRecovered      = "payment_recovered"
-	EventAccountSuspended      = "account_suspended"
-	EventTrialWillEnd          = "trial_will_end"
-	EventDFYPurchased          = "dfy_purchased"
-	EventChargeRefunded        = "charge_refunded"
-	EventDisputeOpened         = "dispute_opened"
-	EventUnknownPrice          = "unknown_price"
-)
 
 // Worker is the billing worker: it turns Stripe events into each account's
 // subscriptions, invoices, status and entitlements, runs the dunning and
@@ -215,20 +192,36 @@ func (a *apply) object(v any) error {
 	return nil
 }
 
-// emit writes a billing event to the outbox in the handler's transaction.
-func (a *apply) emit(ctx context.Context, what, accountID string, payload map[string]any) error {
-	payload["account_id"] = accountID
-	payload["stripe_event_id"] = a.ev.ID
-	payload["at"] = a.src.Created
-	b, err := json.Marshal(payload)
-	if err != nil {
-		return err
-	}
-	h := map[string]string{bus.HeaderAccount: accountID}
-	if c := a.m.CorrelationID(); c != "" {
-		h[bus.HeaderCorrelationID] = c
-	}
-	_, err = a.tx.EnqueueOutbox(ctx, store.OutboxMessage{Subject: a.w.Topology.Subject(bus.Events, "billing."+what), Headers: h, Payload: b})
+// out writes the handler's events: caused by the Stripe event, at its
+// created time, in the handler's transaction.
+func (a *apply) out() emitter {
+	return emitter{tx: a.tx, topo: a.w.Topology, correlation: a.m.CorrelationID(), stripeEventID: a.ev.ID, at: a.src.Created}
+}
+
+// emit writes ev to the outbox in the handler's transaction.
+func (a *apply) emit(ctx context.Context, ev events.Event) error { return a.out().emit(ctx, ev) }
+
+// meta is what every event of the handler says of the account and cause.
+func (a *apply) meta(accountID string) events.Billing { return a.out().meta(accountID) }
+
+// emitter writes billing's events with what is known of their cause: the
+// Stripe event, or the tick or reconciliation that made the change.
+type emitter struct {
+	tx            *store.Tx
+	topo          bus.Topology
+	correlation   string
+	stripeEventID string
+	at            time.Time
+	reconciled    bool
+}
+
+// meta is the part of every billing event about account and cause.
+func (e emitter) meta(accountID string) events.Billing {
+	return events.Billing{AccountID: accountID, StripeEventID: e.stripeEventID, At: e.at}
+}
+
+func (e emitter) emit(ctx context.Context, ev events.Event) error {
+	_, err := events.Emit(ctx, e.tx, e.topo, ev, e.correlation)
 	return err
 }
 
@@ -340,7 +333,7 @@ func (a *apply) subscription(ctx context.Context) error {
 		a.w.m().unknownPrices.Add(float64(len(s.UnknownPrices)))
 		a.log.WithFields(logrus.Fields{"subscription": s.ID, "prices": strings.Join(s.UnknownPrices, ",")}).
 			Error("subscription has prices that are not in the catalog; entitlements left unchanged")
-		if err := a.emit(ctx, EventUnknownPrice, s.AccountID, map[string]any{"subscription_id": s.ID, "prices": s.UnknownPrices}); err != nil {
+		if err := a.emit(ctx, events.UnknownPrice{Billing: a.meta(s.AccountID), SubscriptionID: s.ID, Prices: s.UnknownPrices}); err != nil {
 			return err
 		}
 	}
@@ -364,12 +357,10 @@ var entitledStatuses = []string{"active", "trialing", "past_due"}
 // subscriptions and dunning, writes them if they changed, and tells the
 // other domains.
 func (a *apply) recompute(ctx context.Context, acc *store.Account) error {
-	return a.w.recompute(ctx, a.tx, acc, a.emit)
+	return a.w.recompute(ctx, a.tx, acc, a.out())
 }
 
-type emitFunc func(ctx context.Context, what, accountID string, payload map[string]any) error
-
-func (w *Worker) recompute(ctx context.Context, tx *store.Tx, acc *store.Account, emit emitFunc) error {
+func (w *Worker) recompute(ctx context.Context, tx *store.Tx, acc *store.Account, out emitter) error {
 	subs, err := tx.AccountSubscriptions(ctx, acc.ID)
 	if err != nil {
 		return err
@@ -409,23 +400,23 @@ func (w *Worker) recompute(ctx context.Context, tx *store.Tx, acc *store.Account
 		tier, entJSON = acc.Tier, acc.Entitlements
 	}
 
-	status := StatusActive
+	status := store.AccountStatusActive
 	switch {
 	case ent.Tier != "":
-		status = StatusActive
+		status = store.AccountStatusActive
 	case anyPaused:
-		status = StatusPaused
+		status = store.AccountStatusPaused
 	case anySub:
-		status = StatusCanceled
+		status = store.AccountStatusCanceled
 	default:
 		status = acc.Status
 	}
 	if d, err := tx.GetDunning(ctx, acc.ID); err == nil {
 		switch d.State {
 		case store.DunningPastDue:
-			status = StatusPastDue
+			status = store.AccountStatusPastDue
 		case store.DunningSuspended:
-			status = StatusSuspended
+			status = store.AccountStatusSuspended
 		}
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
@@ -443,14 +434,17 @@ func (w *Worker) recompute(ctx context.Context, tx *store.Tx, acc *store.Account
 	bus.Logger(ctx).WithFields(logrus.Fields{"account_id": acc.ID, "tier": tierName(tier), "previous_tier": tierName(acc.Tier),
 		"status": status, "previous_status": acc.Status}).Info("account billing changed")
 	if tierChanged || entChanged {
-		if err := emit(ctx, EventEntitlementsChanged, acc.ID, map[string]any{
-			"tier": tier, "entitlements": json.RawMessage(entJSON), "previous_tier": acc.Tier, "previous_entitlements": acc.Entitlements,
+		if err := out.emit(ctx, events.EntitlementsChanged{
+			Billing: out.meta(acc.ID), Tier: tier, Entitlements: entJSON, PreviousTier: acc.Tier, PreviousEntitlements: acc.Entitlements,
+			Reconciled: out.reconciled,
 		}); err != nil {
 			return err
 		}
 	}
 	if statusChanged {
-		if err := emit(ctx, EventStatusChanged, acc.ID, map[string]any{"status": status, "previous_status": acc.Status, "tier": tier}); err != nil {
+		if err := out.emit(ctx, events.AccountStatusChanged{
+			Billing: out.meta(acc.ID), Status: status, PreviousStatus: acc.Status, Tier: tier, Reconciled: out.reconciled,
+		}); err != nil {
 			return err
 		}
 	}
@@ -490,7 +484,7 @@ func (a *apply) trialWillEnd(ctx context.Context) error {
 	if err != nil || acc == nil {
 		return err
 	}
-	return a.emit(ctx, EventTrialWillEnd, acc.ID, map[string]any{"subscription_id": sub.ID, "trial_end": unixPtr(sub.TrialEnd)})
+	return a.emit(ctx, events.TrialWillEnd{Billing: a.meta(acc.ID), SubscriptionID: sub.ID, TrialEnd: unixPtr(sub.TrialEnd)})
 }
 
 func (a *apply) invoice(ctx context.Context) error {
@@ -530,7 +524,8 @@ func (a *apply) invoice(ctx context.Context) error {
 	if acc == nil {
 		return nil
 	}
-	payload := map[string]any{"invoice_id": inv.ID, "amount_due": inv.AmountDue, "currency": inv.Currency, "attempt_count": inv.AttemptCount, "tier": acc.Tier}
+	about := events.Invoice{Billing: a.meta(acc.ID), InvoiceID: inv.ID, AmountDue: inv.AmountDue, Currency: string(inv.Currency),
+		AttemptCount: inv.AttemptCount, Tier: acc.Tier}
 	// The account's status follows its dunning state; an invoice event
 	// that leaves that state alone cannot change the account, whose
 	// tier and status were derived from the same subscriptions and
@@ -538,6 +533,7 @@ func (a *apply) invoice(ctx context.Context) error {
 	dunningChanged := false
 	switch a.ev.Type {
 	case "invoice.payment_failed":
+		failed := events.PaymentFailed{Invoice: about}
 		d, err := a.tx.GetDunning(ctx, acc.ID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
@@ -553,7 +549,7 @@ func (a *apply) invoice(ctx context.Context) error {
 				return err
 			}
 			dunningChanged = true
-			payload["grace_until"] = nd.GraceUntil
+			failed.GraceUntil = &nd.GraceUntil
 		} else if a.src.Created.After(d.EventCreated) {
 			// Already behind: the newest failed invoice is the one a
 			// payment must settle; the grace period keeps running.
@@ -562,11 +558,11 @@ func (a *apply) invoice(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := a.emit(ctx, EventPaymentFailed, acc.ID, payload); err != nil {
+		if err := a.emit(ctx, failed); err != nil {
 			return err
 		}
 	case "invoice.payment_action_required":
-		if err := a.emit(ctx, EventPaymentActionRequired, acc.ID, payload); err != nil {
+		if err := a.emit(ctx, events.PaymentActionRequired{Invoice: about}); err != nil {
 			return err
 		}
 	case "invoice.paid":
@@ -581,8 +577,7 @@ func (a *apply) invoice(ctx context.Context) error {
 				return err
 			}
 			dunningChanged = true
-			payload["previous_state"] = was
-			if err := a.emit(ctx, EventPaymentRecovered, acc.ID, payload); err != nil {
+			if err := a.emit(ctx, events.PaymentRecovered{Invoice: about, PreviousState: was}); err != nil {
 				return err
 			}
 		}
@@ -646,7 +641,7 @@ func (a *apply) checkout(ctx context.Context) error {
 			return err
 		}
 		if inserted {
-			if err := a.emit(ctx, EventDFYPurchased, acc.ID, map[string]any{"package": key, "quantity": qty, "checkout_session_id": cs.ID}); err != nil {
+			if err := a.emit(ctx, events.DFYPurchased{Billing: a.meta(acc.ID), Package: key, Quantity: qty, CheckoutSessionID: cs.ID}); err != nil {
 				return err
 			}
 		}
@@ -686,7 +681,7 @@ func (a *apply) refund(ctx context.Context) error {
 	if acc == nil {
 		return nil
 	}
-	return a.emit(ctx, EventChargeRefunded, acc.ID, map[string]any{"charge_id": ch.ID, "amount": ch.Amount, "amount_refunded": ch.AmountRefunded, "currency": ch.Currency})
+	return a.emit(ctx, events.ChargeRefunded{Billing: a.meta(acc.ID), ChargeID: ch.ID, Amount: ch.Amount, AmountRefunded: ch.AmountRefunded, Currency: string(ch.Currency)})
 }
 
 func (a *apply) dispute(ctx context.Context) error {
@@ -730,7 +725,7 @@ func (a *apply) dispute(ctx context.Context) error {
 	if acc == nil {
 		return nil
 	}
-	return a.emit(ctx, EventDisputeOpened, acc.ID, map[string]any{"dispute_id": d.ID, "charge_id": c.ID, "amount": d.Amount, "reason": d.Reason})
+	return a.emit(ctx, events.DisputeOpened{Billing: a.meta(acc.ID), DisputeID: d.ID, ChargeID: c.ID, Amount: d.Amount, Reason: string(d.Reason)})
 }
 
 func (a *apply) customer(ctx context.Context) error {
@@ -745,11 +740,13 @@ func (a *apply) customer(ctx context.Context) error {
 	if a.ev.Type != "customer.deleted" {
 		return nil // the ledger keeps the change; Levqor's contact details are the account's own
 	}
-	if acc.Status == StatusCanceled {
+	if acc.Status == store.AccountStatusCanceled {
 		return nil
 	}
-	if err := a.tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc.ID, Tier: nil, Status: StatusCanceled, Entitlements: json.RawMessage("{}")}); err != nil {
+	if err := a.tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc.ID, Tier: nil, Status: store.AccountStatusCanceled, Entitlements: json.RawMessage("{}")}); err != nil {
 		return err
 	}
-	return a.emit(ctx, EventStatusChanged, acc.ID, map[string]any{"status": StatusCanceled, "previous_status": acc.Status, "reason": "stripe customer deleted"})
+	return a.emit(ctx, events.AccountStatusChanged{
+		Billing: a.meta(acc.ID), Status: store.AccountStatusCanceled, PreviousStatus: acc.Status, Reason: "stripe customer deleted",
+	})
 }

@@ -58,7 +58,7 @@ func TestBackupWalkthrough(t *testing.T) {
 		if _, err := tx.InsertAccount(ctx, store.Account{ID: acc, Name: "Ada Backups Ltd", ContactEmail: "ops@ada.example", StripeCustomerID: "cus_ada"}); err != nil {
 			return err
 		}
-		return tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc, Tier: &tier, Status: "active", Entitlements: ent})
+		return tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc, Tier: &tier, Status: store.AccountStatusActive, Entitlements: ent})
 	}))
 	var out string
 

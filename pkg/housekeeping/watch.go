@@ -2,7 +2,6 @@ package housekeeping
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -14,16 +13,10 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
-)
-
-// The events the watch raises, under the EVENTS prefix
-// (levqor.event.ops.dlq_growing, levqor.event.ops.consumer_stuck).
-const (
-	EventDLQGrowing    = "ops.dlq_growing"
-	EventConsumerStuck = "ops.consumer_stuck"
 )
 
 // StuckRedeliveredDefault is how many of a consumer's unacknowledged
@@ -65,45 +58,6 @@ type ConsumerStatus struct {
 	// Stuck: messages awaiting acknowledgement, at least the threshold of
 	// them redelivered.
 	Stuck bool `json:"stuck"`
-}
-
-// DLQGrowing is the payload of levqor.event.ops.dlq_growing. The watch
-// raises it per consumer whose DLQ grew (no AccountID) and per (account,
-// consumer) whose dead letters of the account reached the threshold since
-// the previous watch (AccountID and DeadLettered set, and the
-// Levqor-Account header).
-type DLQGrowing struct {
-	Consumer string `json:"consumer"`
-	Stream   string `json:"stream,omitempty"`
-	// DLQMessages is the count now, Previous the count at PreviousSlot (0
-	// and nil when the consumer was not seen before).
-	DLQMessages  uint64     `json:"dlq_messages"`
-	Previous     uint64     `json:"previous_dlq_messages"`
-	PreviousSlot *time.Time `json:"previous_slot,omitempty"`
-	// Slot is the watch's slot.
-	Slot time.Time `json:"slot"`
-	// AccountID is the account whose messages were dead-lettered; empty
-	// on the per-consumer event.
-	AccountID string `json:"account_id,omitempty"`
-	// DeadLettered is how many of the account's messages the consumer
-	// dead-lettered after PreviousSlot (or in the hour before Slot when
-	// the watch has no previous slot), up to Slot.
-	DeadLettered int `json:"dead_lettered,omitempty"`
-}
-
-// ConsumerStuck is the payload of levqor.event.ops.consumer_stuck.
-type ConsumerStuck struct {
-	Consumer      string     `json:"consumer"`
-	Stream        string     `json:"stream"`
-	Pending       uint64     `json:"pending_messages"`
-	AckPending    int        `json:"ack_pending_messages"`
-	Redelivered   int        `json:"redelivered_messages"`
-	OldestUnacked *time.Time `json:"oldest_unacked_stored_at,omitempty"`
-	DLQMessages   uint64     `json:"dlq_messages"`
-	// Threshold is the redelivered count at which a consumer is stuck.
-	Threshold int `json:"threshold"`
-	// Slot is the watch's slot.
-	Slot time.Time `json:"slot"`
 }
 
 // Watcher handles housekeeping.watch ticks.
@@ -230,7 +184,7 @@ func (w *Watcher) Run(ctx context.Context, m *bus.Message, t scheduler.Tick) err
 		if r.accountID != "" {
 			fields["account_id"], fields["dead_lettered"] = r.accountID, r.deadLettered
 		}
-		log.WithFields(fields).WithField("event", w.topo().Subject(bus.Events, r.event)).Warn(r.message)
+		log.WithFields(fields).WithField("event", r.event.Subject(w.topo())).Warn(r.message)
 	}
 	log.WithField("consumers", len(seen)).Debug("watched")
 	return nil
@@ -239,7 +193,7 @@ func (w *Watcher) Run(ctx context.Context, m *bus.Message, t scheduler.Tick) err
 // raisedEvent is an event record enqueued, logged once its transaction has
 // committed.
 type raisedEvent struct {
-	event   string
+	event   events.Name
 	message string
 	status  ConsumerStatus
 	// accountID and deadLettered are set on a per-account event.
@@ -273,26 +227,26 @@ func (w *Watcher) record(ctx context.Context, tx *store.Tx, m *bus.Message, t sc
 	for _, c := range seen {
 		p, known := prev[c.Consumer]
 		if int64(c.DLQMessages) > p.DLQMessages {
-			ev := DLQGrowing{Consumer: c.Consumer, Stream: c.Stream, DLQMessages: c.DLQMessages, Previous: uint64(p.DLQMessages), Slot: t.Slot}
+			ev := events.DLQGrowing{Consumer: c.Consumer, Stream: c.Stream, DLQMessages: c.DLQMessages, Previous: uint64(p.DLQMessages), Slot: t.Slot}
 			if known {
 				ps := p.Slot
 				ev.PreviousSlot = &ps
 			}
-			if err := w.enqueue(ctx, tx, EventDLQGrowing, corr, "", ev); err != nil {
+			if err := w.enqueue(ctx, tx, ev, corr); err != nil {
 				return nil, err
 			}
-			raised = append(raised, raisedEvent{event: EventDLQGrowing, message: "dead-letter queue growing", status: c})
+			raised = append(raised, raisedEvent{event: events.NameDLQGrowing, message: "dead-letter queue growing", status: c})
 		}
 		if c.Stuck && !p.Stuck {
-			ev := ConsumerStuck{
+			ev := events.ConsumerStuck{
 				Consumer: c.Consumer, Stream: c.Stream, Pending: c.Pending, AckPending: c.AckPending,
 				Redelivered: c.Redelivered, OldestUnacked: c.OldestUnacked, DLQMessages: c.DLQMessages,
 				Threshold: w.threshold(), Slot: t.Slot,
 			}
-			if err := w.enqueue(ctx, tx, EventConsumerStuck, corr, "", ev); err != nil {
+			if err := w.enqueue(ctx, tx, ev, corr); err != nil {
 				return nil, err
 			}
-			raised = append(raised, raisedEvent{event: EventConsumerStuck, message: "consumer stuck", status: c})
+			raised = append(raised, raisedEvent{event: events.NameConsumerStuck, message: "consumer stuck", status: c})
 		}
 		err := tx.SaveWatchState(ctx, store.WatchState{
 			Consumer: c.Consumer, Stream: c.Stream, DLQMessages: int64(c.DLQMessages), Stuck: c.Stuck, Slot: t.Slot,
@@ -344,15 +298,15 @@ func (w *Watcher) recordAccounts(ctx context.Context, tx *store.Tx, t scheduler.
 		if !ok {
 			c = ConsumerStatus{Consumer: n.Consumer}
 		}
-		ev := DLQGrowing{
+		ev := events.DLQGrowing{
 			Consumer: n.Consumer, Stream: c.Stream, DLQMessages: c.DLQMessages, Previous: uint64(prev[n.Consumer].DLQMessages),
 			PreviousSlot: previousSlot, Slot: t.Slot, AccountID: n.AccountID, DeadLettered: n.DeadLettered,
 		}
-		if err := w.enqueue(ctx, tx, EventDLQGrowing, corr, n.AccountID, ev); err != nil {
+		if err := w.enqueue(ctx, tx, ev, corr); err != nil {
 			return nil, err
 		}
 		raised = append(raised, raisedEvent{
-			event: EventDLQGrowing, message: "dead letters piling up for an account", status: c,
+			event: events.NameDLQGrowing, message: "dead letters piling up for an account", status: c,
 			accountID: n.AccountID, deadLettered: n.DeadLettered,
 		})
 	}
@@ -360,21 +314,10 @@ func (w *Watcher) recordAccounts(ctx context.Context, tx *store.Tx, t scheduler.
 }
 
 // enqueue writes an event to the outbox within tx, with the watch tick's
-// correlation id and, when account is not empty, the Levqor-Account header.
-func (w *Watcher) enqueue(ctx context.Context, tx *store.Tx, event, corr, account string, payload any) error {
-	b, err := json.Marshal(payload)
-	if err != nil {
-		return fmt.Errorf("encoding %s: %w", event, err)
-	}
-	headers := map[string]string{bus.HeaderCorrelationID: corr}
-	if account != "" {
-		headers[bus.HeaderAccount] = account
-	}
-	_, err = tx.EnqueueOutbox(ctx, store.OutboxMessage{
-		Subject: w.topo().Subject(bus.Events, event),
-		Headers: headers,
-		Payload: b,
-	})
+// correlation id and, when the event names an account, the Levqor-Account
+// header.
+func (w *Watcher) enqueue(ctx context.Context, tx *store.Tx, ev events.Event, corr string) error {
+	_, err := events.Emit(ctx, tx, w.topo(), ev, corr)
 	return err
 }
 

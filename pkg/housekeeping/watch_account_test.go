@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/bus"
-	"github.com/levqor/levqor/pkg/housekeeping"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
@@ -19,7 +19,7 @@ import (
 // accountEvent is a per-account ops.dlq_growing in the outbox.
 type accountEvent struct {
 	header string
-	body   housekeeping.DLQGrowing
+	body   events.DLQGrowing
 }
 
 // accountEvents returns the outbox's ops.dlq_growing events that name an
@@ -33,7 +33,7 @@ func accountEvents(t *testing.T, st *store.Store) ([]accountEvent, int) {
 		if m.Subject != "levqor.event.ops.dlq_growing" {
 			continue
 		}
-		var body housekeeping.DLQGrowing
+		var body events.DLQGrowing
 		require.NoError(t, json.Unmarshal(m.Payload, &body))
 		if body.AccountID == "" {
 			continue

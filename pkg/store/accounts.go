@@ -9,9 +9,28 @@ import (
 	"time"
 )
 
-// AccountStatusActive is the status of an account that may use the
-// platform; it is every new account's status.
-const AccountStatusActive = "active"
+// Account statuses. Billing derives them from the account's subscriptions
+// and dunning; the other domains read them (retention deletes nothing for
+// a suspended account).
+const (
+	// AccountStatusActive is the status of an account that may use the
+	// platform; it is every new account's status.
+	AccountStatusActive = "active"
+	// AccountStatusPastDue: a payment failed and the grace period runs.
+	AccountStatusPastDue = "past_due"
+	// AccountStatusSuspended: the grace period ended unpaid; retention
+	// deletes nothing until a payment restores the account.
+	AccountStatusSuspended = "suspended"
+	// AccountStatusPaused: no subscription grants a tier and one of
+	// them is paused.
+	AccountStatusPaused = "paused"
+	// AccountStatusCanceled: the account's subscriptions ended, or its
+	// Stripe customer was deleted.
+	AccountStatusCanceled = "canceled"
+)
+
+// AccountIDPrefix starts every account id ("acc_…").
+const AccountIDPrefix = "acc_"
 
 // Account is a tenant: a customer of Levqor, linked to its Stripe customer.
 // Its JSON form is the product API's representation of an account.
@@ -27,7 +46,8 @@ type Account struct {
 	// Tier is the service tier; nil until billing sets it from a
 	// subscription.
 	Tier *string `json:"tier"`
-	// Status is AccountStatusActive, or a status billing sets.
+	// Status is one of the AccountStatus* constants: AccountStatusActive
+	// when created, then what billing sets.
 	Status string `json:"status"`
 	// Entitlements is what the tier grants (retention, quotas, SLA), as
 	// billing writes it; {} until then.
@@ -117,23 +137,9 @@ func (tx *Tx) InsertAccount(ctx context.Context, a Account) (inserted bool, err 
 const getAccountSQL = `SELECT ` + accountColumns + ` FROM accounts WHERE id = ?`
 
 // GetAccount returns the account id, or an error wrapping ErrNotFound.
-func (s *Store) GetAccount(ctx context.Context, id string) (*Account, error) {
+func (q Querier) GetAccount(ctx context.Context, id string) (*Account, error) {
 	var r accountRow
-	err := s.db.GetContext(ctx, &r, s.rebind(getAccountSQL), id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("store: account %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: getting account %s: %w", id, err)
-	}
-	a := r.account()
-	return &a, nil
-}
-
-// GetAccount is Store.GetAccount within tx.
-func (tx *Tx) GetAccount(ctx context.Context, id string) (*Account, error) {
-	var r accountRow
-	err := tx.tx.GetContext(ctx, &r, tx.rebind(getAccountSQL), id)
+	err := q.db.GetContext(ctx, &r, q.rebind(getAccountSQL), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: account %s: %w", id, ErrNotFound)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/support/sla"
@@ -112,9 +113,9 @@ func (w *Worker) checkTicket(ctx context.Context, id string, now time.Time, res 
 			if !recorded {
 				continue
 			}
-			kind, what := "sla_at_risk", EventSLAAtRisk
+			kind := "sla_at_risk"
 			if esc.State == sla.StateBreached {
-				kind, what = "escalated", EventSLABreached
+				kind = "escalated"
 				t.Severity, t.Queue, t.Breached = e.SeverityAfter, e.QueueAfter, true
 				breached++
 			} else {
@@ -125,9 +126,13 @@ func (w *Worker) checkTicket(ctx context.Context, id string, now time.Time, res 
 			if err := history(ctx, tx, t, kind, "sla_check", now, detail); err != nil {
 				return err
 			}
-			if err := w.emit(ctx, tx, "sla_check-"+t.ID, what, t, now, map[string]any{
-				"escalation_key": e.Key, "clock": e.Clock, "due": e.DueAt, "severity_before": e.SeverityBefore, "queue_before": e.QueueBefore,
-			}); err != nil {
+			about := events.SLAEscalation{Ticket: ticketAt(t, now), EscalationKey: e.Key, Clock: e.Clock, Due: e.DueAt,
+				SeverityBefore: e.SeverityBefore, QueueBefore: e.QueueBefore}
+			var ev events.Event = events.SLAAtRisk{SLAEscalation: about}
+			if esc.State == sla.StateBreached {
+				ev = events.SLABreached{SLAEscalation: about}
+			}
+			if err := w.emit(ctx, tx, "sla_check-"+t.ID, ev); err != nil {
 				return err
 			}
 			w.Metrics.escalated(e.Clock, e.State)

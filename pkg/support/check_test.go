@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 	"github.com/levqor/levqor/pkg/support"
@@ -43,7 +44,7 @@ func TestSLACheckEscalatesOnce(t *testing.T) {
 		require.Equal(t, "at_risk", tk.FirstResponseState)
 		require.False(t, tk.Breached)
 		evs := b.events(t)[before:]
-		require.Equal(t, []string{support.EventSLAAtRisk}, kinds(evs))
+		require.Equal(t, []events.Name{events.NameSLAAtRisk}, kinds(evs))
 		require.Equal(t, "first_response.at_risk", evs[0].Payload["escalation_key"])
 
 		// 31 minutes: breached. Escalated to the escalations queue, one
@@ -58,7 +59,7 @@ func TestSLACheckEscalatesOnce(t *testing.T) {
 		require.True(t, tk.Breached)
 		require.Equal(t, "breached", tk.FirstResponseState)
 		evs = b.events(t)[before:]
-		require.Equal(t, []string{support.EventSLAAtRisk, support.EventSLABreached}, kinds(evs))
+		require.Equal(t, []events.Name{events.NameSLAAtRisk, events.NameSLABreached}, kinds(evs))
 		require.Equal(t, "first_response.breached", evs[1].Payload["escalation_key"])
 		require.Equal(t, "escalations", evs[1].Payload["queue"])
 		require.Equal(t, "high", evs[1].Payload["severity_before"])

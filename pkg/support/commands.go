@@ -14,6 +14,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/support/triage"
 )
@@ -90,11 +91,10 @@ func (w *Worker) open(ctx context.Context, tx *store.Tx, n newTicket) (*store.Ti
 	if err := history(ctx, tx, t, "opened", n.Actor, n.At, detail); err != nil {
 		return nil, err
 	}
-	extra := map[string]any{"first_response_due": t.FirstResponseDue, "resolution_due": t.ResolutionDue, "fired_rules": d.FiredRules}
-	if n.IncidentKey != "" {
-		extra["incident_key"] = n.IncidentKey
-	}
-	if err := w.emit(ctx, tx, n.Correlation, EventTicketOpened, t, n.At, extra); err != nil {
+	if err := w.emit(ctx, tx, n.Correlation, events.TicketOpened{
+		Ticket: ticketAt(t, n.At), FirstResponseDue: t.FirstResponseDue, ResolutionDue: t.ResolutionDue,
+		FiredRules: d.FiredRules, IncidentKey: n.IncidentKey,
+	}); err != nil {
 		return nil, err
 	}
 	w.Metrics.ticketOpened(t.Origin, t.Queue)
@@ -198,8 +198,8 @@ func (w *Worker) addMessage(_ context.Context, e *command.Envelope, p AddMessage
 		if err := history(ctx, tx, t, "message_added", actorOf(e), at, detail); err != nil {
 			return command.Outcome{}, err
 		}
-		if err := w.emit(ctx, tx, e.ID, EventMessageAdded, t, at, map[string]any{
-			"message_id": id, "author": author, "first_response": firstResponse,
+		if err := w.emit(ctx, tx, e.ID, events.MessageAdded{
+			Ticket: ticketAt(t, at), MessageID: id, Author: author, FirstResponse: firstResponse,
 		}); err != nil {
 			return command.Outcome{}, err
 		}
@@ -244,9 +244,15 @@ func (w *Worker) setStatus(_ context.Context, e *command.Envelope, p SetStatusPa
 // statusChanged records a status change in the history and announces it:
 // ticket_reopened for a reopening, ticket_updated otherwise.
 func (w *Worker) statusChanged(ctx context.Context, tx *store.Tx, e *command.Envelope, t *store.Ticket, from string, reopened bool, at time.Time, reason string) error {
-	kind, what := "status_changed", EventTicketUpdated
+	kind := "status_changed"
+	var ev events.Event = events.TicketUpdated{
+		Ticket: ticketAt(t, at), PreviousStatus: from, FirstResponseDue: t.FirstResponseDue, ResolutionDue: t.ResolutionDue,
+	}
 	if reopened {
-		kind, what = "reopened", EventTicketReopened
+		kind = "reopened"
+		ev = events.TicketReopened{
+			Ticket: ticketAt(t, at), PreviousStatus: from, FirstResponseDue: t.FirstResponseDue, ResolutionDue: t.ResolutionDue,
+		}
 		w.Metrics.ticketReopened()
 	}
 	detail := map[string]any{"status": t.Status, "previous_status": from, "command_id": e.ID}
@@ -256,7 +262,5 @@ func (w *Worker) statusChanged(ctx context.Context, tx *store.Tx, e *command.Env
 	if err := history(ctx, tx, t, kind, actorOf(e), at, detail); err != nil {
 		return err
 	}
-	return w.emit(ctx, tx, e.ID, what, t, at, map[string]any{
-		"previous_status": from, "first_response_due": t.FirstResponseDue, "resolution_due": t.ResolutionDue,
-	})
+	return w.emit(ctx, tx, e.ID, ev)
 }

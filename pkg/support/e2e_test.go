@@ -20,6 +20,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus/bustest"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/store"
@@ -61,7 +62,7 @@ func TestEndToEndThroughNATS(t *testing.T) {
 			if _, err := tx.InsertAccount(ctx, store.Account{ID: acc, Name: "Ent", ContactEmail: "ops@ent.example", StripeCustomerID: "cus_ent"}); err != nil {
 				return err
 			}
-			return tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc, Tier: &tier, Status: "active",
+			return tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc, Tier: &tier, Status: store.AccountStatusActive,
 				Entitlements: json.RawMessage(`{"tier":"enterprise","sla":"enterprise","storage_gb":1,"sources":1,"retention":{}}`)})
 		}))
 		k, err := auth.GenerateKey()
@@ -180,13 +181,13 @@ func TestEndToEndThroughNATS(t *testing.T) {
 		var breaches, openedEvents int
 		for _, m := range nenv.Messages(t, bus.Events) {
 			switch m.Subject {
-			case env.Cfg.Topology.Subject(bus.Events, support.EventSLABreached):
+			case events.NameSLABreached.Subject(env.Cfg.Topology):
 				breaches++
 				var p map[string]any
 				require.NoError(t, json.Unmarshal(m.Data, &p))
 				require.Equal(t, opened.ID, p["ticket_id"])
 				require.Equal(t, acc, m.Header.Get(bus.HeaderAccount))
-			case env.Cfg.Topology.Subject(bus.Events, support.EventTicketOpened):
+			case events.NameTicketOpened.Subject(env.Cfg.Topology):
 				openedEvents++
 			}
 		}

@@ -2,7 +2,6 @@ package support
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,19 +9,19 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/store"
 )
 
 // The events that open tickets, as subjects under levqor.event.
 const (
-	IncidentPaymentFailed = "billing." + billing.EventPaymentFailed
-	IncidentBackupOverdue = "backup.overdue"
-	IncidentBackupCorrupt = "backup.corrupt"
-	IncidentSweepBlocked  = "backup.sweep_blocked"
-	IncidentDLQGrowing    = "ops.dlq_growing"
+	IncidentPaymentFailed = string(events.NamePaymentFailed)
+	IncidentBackupOverdue = string(events.NameBackupOverdue)
+	IncidentBackupCorrupt = string(events.NameBackupCorrupt)
+	IncidentSweepBlocked  = string(events.NameSweepBlocked)
+	IncidentDLQGrowing    = string(events.NameDLQGrowing)
 )
 
 // PaymentFailedTiers are the tiers whose failed payments open a ticket:
@@ -138,8 +137,8 @@ func (w *Worker) raise(ctx context.Context, tx *store.Tx, m *bus.Message, what s
 	}
 	w.Metrics.ticketReopened()
 	log.WithField("ticket_id", t.ID).Info("incident happened again; ticket reopened")
-	return w.emit(ctx, tx, m.CorrelationID(), EventTicketReopened, t, at, map[string]any{
-		"previous_status": from, "incident_key": inc.Key, "first_response_due": t.FirstResponseDue, "resolution_due": t.ResolutionDue,
+	return w.emit(ctx, tx, m.CorrelationID(), events.TicketReopened{
+		Ticket: ticketAt(t, at), PreviousStatus: from, IncidentKey: inc.Key, FirstResponseDue: t.FirstResponseDue, ResolutionDue: t.ResolutionDue,
 	})
 }
 
@@ -153,28 +152,11 @@ func asEventError(err error) error {
 	return err
 }
 
-// decodeEvent decodes an event's payload into v, permanently failing on
-// anything but a JSON object.
-func decodeEvent(what string, m *bus.Message, v any) error {
-	if err := json.Unmarshal(m.Data, v); err != nil {
-		return bus.Permanentf("decoding %s: %v", what, err)
-	}
-	return nil
-}
-
 // paymentFailed reads billing.payment_failed: a ticket for business and
 // enterprise accounts, one per invoice.
 func (w *Worker) paymentFailed(ctx context.Context, tx *store.Tx, m *bus.Message) (*incident, error) {
-	var ev struct {
-		AccountID    string    `json:"account_id"`
-		InvoiceID    string    `json:"invoice_id"`
-		AmountDue    int64     `json:"amount_due"`
-		Currency     string    `json:"currency"`
-		AttemptCount int64     `json:"attempt_count"`
-		GraceUntil   time.Time `json:"grace_until"`
-		At           time.Time `json:"at"`
-	}
-	if err := decodeEvent(IncidentPaymentFailed, m, &ev); err != nil {
+	ev, err := events.Decode[events.PaymentFailed](m)
+	if err != nil {
 		return nil, err
 	}
 	if ev.AccountID == "" {
@@ -201,7 +183,7 @@ func (w *Worker) paymentFailed(ctx context.Context, tx *store.Tx, m *bus.Message
 	body := fmt.Sprintf("Stripe could not collect the payment of invoice %s (%s %s, attempt %d). "+
 		"Billing marks the account past due; it is suspended if the invoice stays unpaid after the grace period.",
 		ev.InvoiceID, formatAmount(ev.AmountDue), strings.ToUpper(ev.Currency), ev.AttemptCount)
-	if !ev.GraceUntil.IsZero() {
+	if ev.GraceUntil != nil && !ev.GraceUntil.IsZero() {
 		body += " Grace period ends " + ev.GraceUntil.UTC().Format(time.RFC3339) + "."
 	}
 	return &incident{
@@ -223,17 +205,23 @@ func formatAmount(minor int64) string {
 // source_id and incident (the dedupe key) are required, snapshot_id is
 // optional.
 func backupIncident(what string, m *bus.Message) (*incident, error) {
+	// What the ticket needs of either event.
 	var ev struct {
-		AccountID  string    `json:"account_id"`
-		SourceID   string    `json:"source_id"`
-		SourceName string    `json:"source_name"`
-		SnapshotID string    `json:"snapshot_id"`
-		Incident   string    `json:"incident"`
-		Message    string    `json:"message"`
-		At         time.Time `json:"at"`
+		AccountID, SourceID, SourceName, SnapshotID, Incident string
+		At                                                    time.Time
 	}
-	if err := decodeEvent(what, m, &ev); err != nil {
-		return nil, err
+	if what == IncidentBackupOverdue {
+		o, err := events.Decode[events.BackupOverdue](m)
+		if err != nil {
+			return nil, err
+		}
+		ev.AccountID, ev.SourceID, ev.SourceName, ev.Incident, ev.At = o.AccountID, o.SourceID, o.SourceName, o.Incident, o.At
+	} else {
+		c, err := events.Decode[events.BackupCorrupt](m)
+		if err != nil {
+			return nil, err
+		}
+		ev.AccountID, ev.SourceID, ev.SnapshotID, ev.Incident, ev.At = c.AccountID, c.SourceID, c.SnapshotID, c.Incident, c.At
 	}
 	var missing []string
 	for _, f := range [][2]string{{"account_id", ev.AccountID}, {"source_id", ev.SourceID}, {"incident", ev.Incident}} {
@@ -261,25 +249,14 @@ func backupIncident(what string, m *bus.Message) (*incident, error) {
 		inc.Body += " Snapshot: " + ev.SnapshotID + "."
 		inc.Detail["snapshot_id"] = ev.SnapshotID
 	}
-	if ev.Message != "" {
-		inc.Body += "\n\n" + ev.Message
-	}
 	return inc, nil
 }
 
 // sweepBlocked reads backup.sweep_blocked: one ticket per source while
 // sweeps of it stay blocked.
 func sweepBlocked(m *bus.Message) (*incident, error) {
-	var ev struct {
-		AccountID  string    `json:"account_id"`
-		SourceID   string    `json:"source_id"`
-		SourceName string    `json:"source_name"`
-		WouldTrash int       `json:"would_trash"`
-		Active     int       `json:"active"`
-		Message    string    `json:"message"`
-		At         time.Time `json:"at"`
-	}
-	if err := decodeEvent(IncidentSweepBlocked, m, &ev); err != nil {
+	ev, err := events.Decode[events.SweepBlocked](m)
+	if err != nil {
 		return nil, err
 	}
 	if ev.AccountID == "" || ev.SourceID == "" {
@@ -304,13 +281,8 @@ func sweepBlocked(m *bus.Message) (*incident, error) {
 // history. The housekeeping watch raises such events when dead letters of
 // one account pile up (dead_lettered: how many since its previous watch).
 func dlqGrowing(m *bus.Message) (*incident, error) {
-	var ev struct {
-		AccountID    string    `json:"account_id"`
-		Consumer     string    `json:"consumer"`
-		DeadLettered int       `json:"dead_lettered"`
-		Slot         time.Time `json:"slot"`
-	}
-	if err := decodeEvent(IncidentDLQGrowing, m, &ev); err != nil {
+	ev, err := events.Decode[events.DLQGrowing](m)
+	if err != nil {
 		return nil, err
 	}
 	if ev.AccountID == "" {

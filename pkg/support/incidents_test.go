@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/bus"
-	"github.com/levqor/levqor/pkg/housekeeping"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 	"github.com/levqor/levqor/pkg/support"
@@ -65,13 +65,13 @@ func TestAutomaticTicketsOnePerIncident(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, msgs, 2)
 
-		var mine []string
+		var mine []events.Name
 		for _, e := range b.events(t) {
 			if e.Payload["ticket_id"] == tk.ID {
 				mine = append(mine, e.What)
 			}
 		}
-		require.Equal(t, []string{support.EventTicketOpened, support.EventTicketUpdated, support.EventTicketReopened}, mine)
+		require.Equal(t, []events.Name{events.NameTicketOpened, events.NameTicketUpdated, events.NameTicketReopened}, mine)
 		hist, err := st.TicketEvents(ctx, tk.ID)
 		require.NoError(t, err)
 		var histKinds []string
@@ -126,7 +126,7 @@ func TestAutomaticTicketsFromEachDomain(t *testing.T) {
 
 	// Events support does not use, its own included, are acknowledged.
 	require.NoError(t, b.event(t, "billing.entitlements_changed", "", map[string]any{"account_id": ent}))
-	require.NoError(t, b.event(t, support.EventTicketOpened, "", map[string]any{"account_id": ent}))
+	require.NoError(t, b.event(t, string(events.NameTicketOpened), "", map[string]any{"account_id": ent}))
 
 	// Malformed incidents are permanent failures, and open nothing.
 	for name, tc := range map[string]struct {
@@ -160,9 +160,9 @@ func TestAutomaticTicketForAccountDeadLetters(t *testing.T) {
 		t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 		acc := b.account(t, "business", "business")
 		other := b.account(t, "growth", "standard")
-		piling := func(account, consumer string, slot time.Time, dead int) housekeeping.DLQGrowing {
+		piling := func(account, consumer string, slot time.Time, dead int) events.DLQGrowing {
 			prev := slot.Add(-time.Minute)
-			return housekeeping.DLQGrowing{Consumer: consumer, Stream: "COMMANDS", DLQMessages: 9, Previous: 4,
+			return events.DLQGrowing{Consumer: consumer, Stream: "COMMANDS", DLQMessages: 9, Previous: 4,
 				PreviousSlot: &prev, Slot: slot, AccountID: account, DeadLettered: dead}
 		}
 

@@ -9,7 +9,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/support/sla"
@@ -54,7 +53,7 @@ func (p *CreateTicketParams) Normalize() {
 
 // Validate returns a 422 *command.Error naming the first bad field.
 func (p *CreateTicketParams) Validate() error {
-	if p.AccountID != "" && !command.ValidID(p.AccountID, accounts.AccountIDPrefix) {
+	if p.AccountID != "" && !command.ValidID(p.AccountID, store.AccountIDPrefix) {
 		return invalid("account_id", "account_id must be an account id (acc_…)")
 	}
 	if err := validateText("subject", p.Subject, SubjectMaxLength, true, false); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
@@ -150,19 +151,19 @@ func (b *bundle) events(t *testing.T) []outboxEvent {
 	for _, m := range msgs {
 		var p map[string]any
 		require.NoError(t, json.Unmarshal(m.Payload, &p))
-		out = append(out, outboxEvent{What: strings.TrimPrefix(m.Subject, "levqor.event."), Payload: p, Account: m.Headers[bus.HeaderAccount]})
+		out = append(out, outboxEvent{What: events.Name(strings.TrimPrefix(m.Subject, "levqor.event.")), Payload: p, Account: m.Headers[bus.HeaderAccount]})
 	}
 	return out
 }
 
 type outboxEvent struct {
-	What    string
+	What    events.Name
 	Payload map[string]any
 	Account string
 }
 
-func kinds(evs []outboxEvent) []string {
-	var out []string
+func kinds(evs []outboxEvent) []events.Name {
+	var out []events.Name
 	for _, e := range evs {
 		out = append(out, e.What)
 	}

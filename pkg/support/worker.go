@@ -13,6 +13,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
@@ -47,18 +48,6 @@ const TicketIDPrefix = "tkt_"
 // JobSLACheck is the periodic breach watch, as the scheduler's catalog
 // names it.
 const JobSLACheck = scheduler.JobSupportSLACheck
-
-// Events the worker emits, under levqor.event. They carry the ticket's
-// account, id, subject, status, category, severity and queue, so that a
-// mailer or a chat bridge needs nothing else; never message bodies.
-const (
-	EventTicketOpened   = "support.ticket_opened"
-	EventTicketUpdated  = "support.ticket_updated"
-	EventMessageAdded   = "support.message_added"
-	EventSLAAtRisk      = "support.sla_at_risk"
-	EventSLABreached    = "support.sla_breached"
-	EventTicketReopened = "support.ticket_reopened"
-)
 
 // CommandConsumer declares support-cmd: every support command.
 func CommandConsumer() bus.ConsumerSpec {
@@ -333,25 +322,20 @@ func transition(t *store.Ticket, to string, at time.Time) (reopened bool, err er
 	return reopened, nil
 }
 
-// emit writes a support event about t to the outbox in tx.
-func (w *Worker) emit(ctx context.Context, tx *store.Tx, correlation, what string, t *store.Ticket, at time.Time, extra map[string]any) error {
-	payload := map[string]any{
-		"account_id": t.AccountID, "ticket_id": t.ID, "subject": t.Subject, "status": t.Status,
-		"category": t.Category, "severity": t.Severity, "queue": t.Queue, "origin": t.Origin, "at": at.UTC(),
-	}
-	for k, v := range extra {
-		payload[k] = v
-	}
-	b, err := json.Marshal(payload)
-	if err != nil {
-		return err
-	}
-	h := map[string]string{bus.HeaderAccount: t.AccountID}
-	if correlation != "" {
-		h[bus.HeaderCorrelationID] = correlation
-	}
-	_, err = tx.EnqueueOutbox(ctx, store.OutboxMessage{Subject: w.topology().Subject(bus.Events, what), Headers: h, Payload: b})
+// emit writes a support event to the outbox in tx. The events are listed
+// in pkg/events; they carry the ticket's account, id, subject, status,
+// category, severity and queue (ticketAt), never message bodies.
+func (w *Worker) emit(ctx context.Context, tx *store.Tx, correlation string, ev events.Event) error {
+	_, err := events.Emit(ctx, tx, w.topology(), ev, correlation)
 	return err
+}
+
+// ticketAt is what every support event says of t, changed at at.
+func ticketAt(t *store.Ticket, at time.Time) events.Ticket {
+	return events.Ticket{
+		AccountID: t.AccountID, TicketID: t.ID, Subject: t.Subject, Status: t.Status,
+		Category: t.Category, Severity: t.Severity, Queue: t.Queue, Origin: t.Origin, At: at.UTC(),
+	}
 }
 
 // history appends an entry to t's history.

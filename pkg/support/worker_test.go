@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 	"github.com/levqor/levqor/pkg/support"
@@ -96,7 +97,7 @@ func TestCreateTicketTriagesRoutesAndTimesIt(t *testing.T) {
 		require.Len(t, list, 4)
 
 		evs := b.events(t)
-		require.Equal(t, []string{support.EventTicketOpened, support.EventTicketOpened, support.EventTicketOpened, support.EventTicketOpened}, kinds(evs))
+		require.Equal(t, []events.Name{events.NameTicketOpened, events.NameTicketOpened, events.NameTicketOpened, events.NameTicketOpened}, kinds(evs))
 		require.Equal(t, ent, evs[0].Account)
 		require.Equal(t, ent, evs[0].Payload["account_id"])
 		require.Equal(t, "We lost data", evs[0].Payload["subject"])
@@ -163,12 +164,12 @@ func TestConversationClocksAndStatus(t *testing.T) {
 		other := b.account(t, "growth", "standard")
 		b.fails(t, support.ActionSetStatus, other, support.SetStatusParams{TicketID: id, StatusBody: support.StatusBody{Status: store.TicketOpen}}, t0.Add(9*time.Hour), http.StatusNotFound, "not_found", "id")
 
-		require.Equal(t, []string{
-			support.EventTicketOpened, support.EventMessageAdded, support.EventMessageAdded, support.EventMessageAdded,
-			support.EventTicketUpdated,                            // pending
-			support.EventMessageAdded, support.EventTicketUpdated, // customer answer → open
-			support.EventTicketUpdated, support.EventTicketReopened, // resolved, reopened
-			support.EventTicketUpdated, // closed
+		require.Equal(t, []events.Name{
+			events.NameTicketOpened, events.NameMessageAdded, events.NameMessageAdded, events.NameMessageAdded,
+			events.NameTicketUpdated,                          // pending
+			events.NameMessageAdded, events.NameTicketUpdated, // customer answer → open
+			events.NameTicketUpdated, events.NameTicketReopened, // resolved, reopened
+			events.NameTicketUpdated, // closed
 		}, kinds(b.events(t)))
 		hist, err := st.TicketEvents(ctx, id)
 		require.NoError(t, err)

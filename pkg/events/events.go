@@ -1,0 +1,89 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/store"
+)
+
+// Name is an event's name under the EVENTS prefix: "<domain>.<what>", such
+// as "billing.entitlements_changed". Its subject is Name.Subject.
+type Name string
+
+// Subject is the subject n is published on in topology t, e.g.
+// "levqor.event.billing.entitlements_changed".
+func (n Name) Subject(t bus.Topology) string { return t.Subject(bus.Events, string(n)) }
+
+// String returns the name itself.
+func (n Name) String() string { return string(n) }
+
+// Event is a payload of the EVENTS stream: every struct of this package.
+type Event interface {
+	// EventName is the event's name, which picks its subject.
+	EventName() Name
+	// EventAccount is the account the event concerns, written to the
+	// Levqor-Account header; "" for an event about the platform.
+	EventAccount() string
+}
+
+// Every payload is an Event.
+var (
+	_ Event = EntitlementsChanged{}
+	_ Event = AccountStatusChanged{}
+	_ Event = PaymentFailed{}
+	_ Event = PaymentActionRequired{}
+	_ Event = PaymentRecovered{}
+	_ Event = AccountSuspended{}
+	_ Event = TrialWillEnd{}
+	_ Event = DFYPurchased{}
+	_ Event = ChargeRefunded{}
+	_ Event = DisputeOpened{}
+	_ Event = UnknownPrice{}
+	_ Event = BackupQuotaExceeded{}
+	_ Event = BackupCorrupt{}
+	_ Event = BackupOverdue{}
+	_ Event = SweepBlocked{}
+	_ Event = TicketOpened{}
+	_ Event = TicketUpdated{}
+	_ Event = TicketReopened{}
+	_ Event = MessageAdded{}
+	_ Event = SLAAtRisk{}
+	_ Event = SLABreached{}
+	_ Event = DLQGrowing{}
+	_ Event = ConsumerStuck{}
+)
+
+// Emit writes ev to the outbox within tx, to be published by the relay
+// once tx commits: on ev's subject in topo, with ev as its JSON payload,
+// the Levqor-Account header when ev names an account and the
+// Levqor-Correlation-Id header when correlationID is not empty. It returns
+// the outbox row's id.
+func Emit(ctx context.Context, tx *store.Tx, topo bus.Topology, ev Event, correlationID string) (int64, error) {
+	name := ev.EventName()
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return 0, fmt.Errorf("encoding %s: %w", name, err)
+	}
+	headers := map[string]string{}
+	if a := ev.EventAccount(); a != "" {
+		headers[bus.HeaderAccount] = a
+	}
+	if correlationID != "" {
+		headers[bus.HeaderCorrelationID] = correlationID
+	}
+	return tx.EnqueueOutbox(ctx, store.OutboxMessage{Subject: name.Subject(topo), Headers: headers, Payload: payload})
+}
+
+// Decode reads m's payload as the event E, one of this package's payload
+// structs (not a pointer to one). A payload that is not E's JSON is a
+// permanent failure (bus.Permanent): no redelivery can fix it.
+func Decode[E Event](m *bus.Message) (E, error) {
+	var ev E
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		return ev, bus.Permanentf("decoding %s: %v", ev.EventName(), err)
+	}
+	return ev, nil
+}
