@@ -13,9 +13,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/billing"
-	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/config"
-	"github.com/levqor/levqor/pkg/stripeapi"
+	"github.com/levqor/levqor/pkg/service"
 )
 
 func init() {
@@ -70,10 +69,7 @@ func runBillingReconcile(ctx context.Context, args []string, stdout, stderr io.W
 	if key == "" {
 		return errors.New("STRIPE_API_KEY: required to compare with Stripe (in dev, STRIPE_API_BASE=http://127.0.0.1:12111 with stripe-mock running)")
 	}
-	cat, err := catalog.Load(cfg.Catalog)
-	if err != nil {
-		return err
-	}
+	cfg.StripeAPIKey = key
 	ctx, cancel := context.WithTimeout(ctx, billingReconcileTimeout)
 	defer cancel()
 	st, err := openKeyStore(ctx, stderr, opts)
@@ -85,9 +81,9 @@ func runBillingReconcile(ctx context.Context, args []string, stdout, stderr io.W
 	log := logrus.New()
 	log.Out = stderr
 	log.Level = logrus.ErrorLevel
-	w := &billing.Worker{
-		Store: st, Catalog: cat, Topology: cfg.Topology, Grace: cfg.DunningGrace, Log: log,
-		Stripe: stripeapi.New(stripeapi.Config{Key: key, BaseURL: cfg.StripeAPIBase, Log: log}),
+	w, err := (&service.Env{Cfg: cfg, Store: st, Log: log}).BillingWorker()
+	if err != nil {
+		return err
 	}
 	rep, err := w.Reconcile(ctx, time.Now())
 	if err != nil {

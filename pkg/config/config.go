@@ -15,54 +15,32 @@ import (
 	"strings"
 	"time"
 
+	"github.com/levqor/levqor/pkg/api"
+	"github.com/levqor/levqor/pkg/backups"
+	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/housekeeping"
+	"github.com/levqor/levqor/pkg/ingest"
+	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/support/triage"
 )
 
 // Defaults. Dev mode works with no configuration at all.
 const (
-	DataDirDefault          = ".levqor"
-	HTTPAddrDefault         = "127.0.0.1:8080"
-	AdminAddrDefault        = "127.0.0.1:9090"
-	DevNATSAddrDefault      = "127.0.0.1:4223"
-	LogFormatDefault        = "text"
-	LogLevelDefault         = "info"
-	WebhookToleranceDefault = 5 * time.Minute
-	MaxBodyBytesDefault     = 1 << 20
-	ShutdownTimeoutDefault  = 15 * time.Second
-	WorkersDefault          = "all"
-	CatchUpWindowDefault    = 6 * time.Hour
-	APIRateDefault          = 10
-	APIBurstDefault         = 20
-	APIMaxBodyBytesDefault  = 64 << 10
-	// SweepMaxShareDefault is the largest share of a backup source's
-	// snapshots one retention sweep may delete before it stops and alerts.
-	SweepMaxShareDefault = 0.5
-	// TrashGraceDefault is how long a deleted snapshot stays restorable in
-	// the trash before its blob is purged.
-	TrashGraceDefault = 7 * 24 * time.Hour
-	// DunningGraceDefault is how long an account stays past due after a
-	// failed payment before it is suspended.
-	DunningGraceDefault = 7 * 24 * time.Hour
+	DataDirDefault         = ".levqor"
+	HTTPAddrDefault        = "127.0.0.1:8080"
+	AdminAddrDefault       = "127.0.0.1:9090"
+	DevNATSAddrDefault     = "127.0.0.1:4223"
+	LogFormatDefault       = "text"
+	LogLevelDefault        = "info"
+	ShutdownTimeoutDefault = 15 * time.Second
+	WorkersDefault         = "all"
 	// StripeDevAPIKey is the key dev mode uses against STRIPE_API_BASE
 	// (stripe-mock) when STRIPE_API_KEY is not set. stripe-mock accepts
 	// any sk_test_ key of letters and digits.
 	StripeDevAPIKey = "sk_test_levqordev"
-	// Backup defaults: runs at once per worker and per account, the
-	// longest run, the wait for a free slot (LEVQOR_BACKUP_BUSY_WAIT), the
-	// verification sample and the overdue grace.
-	BackupMaxRunsDefault           = 2
-	BackupMaxRunsPerAccountDefault = 1
-	BackupTimeoutDefault           = 12 * time.Hour
-	BackupBusyWaitDefault          = 15 * time.Minute
-	VerifySampleDefault            = 5
-	OverdueGraceDefault            = time.Hour
-	// DLQAccountThresholdDefault is how many of one account's messages a
-	// consumer must dead-letter between two watches for the housekeeping
-	// watch to raise ops.dlq_growing for the account.
-	DLQAccountThresholdDefault = 3
 )
 
 // Config is every setting of every Levqor process. Each process validates
@@ -347,34 +325,34 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		BatchSize:        p.integer("LEVQOR_BATCH_SIZE", bus.BatchSizeDefault),
 		BatchWait:        p.duration("LEVQOR_BATCH_WAIT", bus.BatchWaitDefault),
 		WebhookSecrets:   p.list("STRIPE_WEBHOOK_SECRET", ""),
-		WebhookTolerance: p.duration("LEVQOR_WEBHOOK_TOLERANCE", WebhookToleranceDefault),
+		WebhookTolerance: p.duration("LEVQOR_WEBHOOK_TOLERANCE", ingest.ToleranceDefault),
 		AdminToken:       p.str("LEVQOR_ADMIN_TOKEN", ""),
-		MaxBodyBytes:     int64(p.integer("LEVQOR_MAX_BODY_BYTES", MaxBodyBytesDefault)),
-		APIRate:          p.float("LEVQOR_API_RATE", APIRateDefault),
-		APIBurst:         p.integer("LEVQOR_API_BURST", APIBurstDefault),
-		APIMaxBodyBytes:  int64(p.integer("LEVQOR_API_MAX_BODY_BYTES", APIMaxBodyBytesDefault)),
+		MaxBodyBytes:     int64(p.integer("LEVQOR_MAX_BODY_BYTES", ingest.MaxBodyBytesDefault)),
+		APIRate:          p.float("LEVQOR_API_RATE", api.RateDefault),
+		APIBurst:         p.integer("LEVQOR_API_BURST", api.BurstDefault),
+		APIMaxBodyBytes:  int64(p.integer("LEVQOR_API_MAX_BODY_BYTES", api.MaxBodyBytesDefault)),
 		StripeAPIKey:     p.str("STRIPE_API_KEY", ""),
 		StripeAPIBase:    p.str("STRIPE_API_BASE", ""),
 		LogFormat:        p.str("LEVQOR_LOG_FORMAT", LogFormatDefault),
 		LogLevel:         p.str("LEVQOR_LOG_LEVEL", LogLevelDefault),
 		ShutdownTimeout:  p.duration("LEVQOR_SHUTDOWN_TIMEOUT", ShutdownTimeoutDefault),
 		Schedule:         p.str("LEVQOR_SCHEDULE", ""),
-		CatchUpWindow:    p.duration("LEVQOR_CATCHUP_WINDOW", CatchUpWindowDefault),
+		CatchUpWindow:    p.duration("LEVQOR_CATCHUP_WINDOW", scheduler.CatchUpWindowDefault),
 		BlobDir:          p.str("LEVQOR_BLOB_DIR", ""),
-		SweepMaxShare:    p.float("LEVQOR_SWEEP_MAX_SHARE", SweepMaxShareDefault),
-		TrashGrace:       p.duration("LEVQOR_TRASH_GRACE", TrashGraceDefault),
+		SweepMaxShare:    p.float("LEVQOR_SWEEP_MAX_SHARE", backups.MaxShareDefault),
+		TrashGrace:       p.duration("LEVQOR_TRASH_GRACE", backups.TrashGraceDefault),
 		Catalog:          p.str("LEVQOR_CATALOG", ""),
-		DunningGrace:     p.duration("LEVQOR_DUNNING_GRACE", DunningGraceDefault),
+		DunningGrace:     p.duration("LEVQOR_DUNNING_GRACE", billing.GraceDefault),
 		SupportRules:     p.str(triage.EnvVar, ""),
 		BackupPaths:      p.list("LEVQOR_BACKUP_PATHS", ""),
-		BackupMaxRuns:    p.integer("LEVQOR_BACKUP_MAX_RUNS", BackupMaxRunsDefault),
-		BackupTimeout:    p.duration("LEVQOR_BACKUP_TIMEOUT", BackupTimeoutDefault),
-		VerifySample:     p.integer("LEVQOR_VERIFY_SAMPLE", VerifySampleDefault),
-		OverdueGrace:     p.duration("LEVQOR_OVERDUE_GRACE", OverdueGraceDefault),
+		BackupMaxRuns:    p.integer("LEVQOR_BACKUP_MAX_RUNS", backups.MaxRunsDefault),
+		BackupTimeout:    p.duration("LEVQOR_BACKUP_TIMEOUT", backups.RunTimeoutDefault),
+		VerifySample:     p.integer("LEVQOR_VERIFY_SAMPLE", backups.VerifySampleDefault),
+		OverdueGrace:     p.duration("LEVQOR_OVERDUE_GRACE", backups.OverdueGraceDefault),
 	}
-	c.BackupMaxRunsPerAccount = p.integer("LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT", BackupMaxRunsPerAccountDefault)
-	c.BackupBusyWait = p.duration("LEVQOR_BACKUP_BUSY_WAIT", BackupBusyWaitDefault)
-	c.DLQAccountThreshold = p.integer("LEVQOR_DLQ_ACCOUNT_THRESHOLD", DLQAccountThresholdDefault)
+	c.BackupMaxRunsPerAccount = p.integer("LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT", backups.MaxRunsPerAccountDefault)
+	c.BackupBusyWait = p.duration("LEVQOR_BACKUP_BUSY_WAIT", backups.BusyWaitDefault)
+	c.DLQAccountThreshold = p.integer("LEVQOR_DLQ_ACCOUNT_THRESHOLD", housekeeping.DLQAccountThresholdDefault)
 	c.BlobS3 = BlobS3{
 		Endpoint:    p.str("LEVQOR_BLOB_S3_ENDPOINT", ""),
 		Bucket:      p.str("LEVQOR_BLOB_S3_BUCKET", ""),

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/levqor/levqor/pkg/api"
 	"github.com/levqor/levqor/pkg/config"
 )
 
@@ -109,6 +110,6 @@ func TestAPIAndStripeSettings(t *testing.T) {
 	require.Equal(t, "http://127.0.0.1:12111", c.StripeAPIBase)
 	d, err := config.FromEnv(env(nil))
 	require.NoError(t, err)
-	require.EqualValues(t, config.APIRateDefault, d.APIRate)
-	require.Equal(t, config.APIBurstDefault, d.APIBurst)
+	require.EqualValues(t, api.RateDefault, d.APIRate)
+	require.Equal(t, api.BurstDefault, d.APIBurst)
 }

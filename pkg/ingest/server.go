@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -109,6 +110,16 @@ func (rm *routeMetrics) count(m *metrics, route string, code int) {
 	c.Inc()
 }
 
+// Defaults of Config.
+const (
+	// MaxBodyBytesDefault is LEVQOR_MAX_BODY_BYTES: the largest webhook
+	// body accepted; Stripe's events are far smaller.
+	MaxBodyBytesDefault = 1 << 20
+	// ToleranceDefault is LEVQOR_WEBHOOK_TOLERANCE: the accepted age of a
+	// signature's timestamp, Stripe's own default.
+	ToleranceDefault = 5 * time.Minute
+)
+
 // New builds the server. reg receives ingest's metrics and is served on
 // /metrics together with the given readiness checks. Without a store (st
 // nil, for tests of the webhook alone) only the webhook and the health
@@ -117,12 +128,8 @@ func New(cfg Config, pub *bus.Publisher, st *store.Store, log logrus.FieldLogger
 	if len(cfg.WebhookSecrets) == 0 {
 		return nil, errors.New("ingest: at least one webhook secret is required (STRIPE_WEBHOOK_SECRET)")
 	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 1 << 20
-	}
-	if cfg.Tolerance <= 0 {
-		cfg.Tolerance = 5 * time.Minute
-	}
+	cfg.MaxBodyBytes = cmp.Or(max(cfg.MaxBodyBytes, 0), MaxBodyBytesDefault)
+	cfg.Tolerance = cmp.Or(max(cfg.Tolerance, 0), ToleranceDefault)
 	s := &Server{
 		cfg:   cfg,
 		pub:   pub,

@@ -180,7 +180,7 @@ func TestBillingEndToEndInDevMode(t *testing.T) {
 			require.Equal(t, "growth", *b.Tier, "entitled until the grace period ends")
 			require.NotNil(t, b.Dunning)
 			require.Equal(t, "past_due", b.Dunning.State)
-			require.Equal(t, t1.Add(3*time.Second+config.DunningGraceDefault).UTC(), b.Dunning.GraceUntil)
+			require.Equal(t, t1.Add(3*time.Second+billing.GraceDefault).UTC(), b.Dunning.GraceUntil)
 		})
 	}
 }

@@ -190,7 +190,7 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 		return nil, err
 	}
 	if e.busMetrics == nil {
-		e.busMetrics = bus.NewMetrics(e.Reg)
+		e.busMetrics = bus.NewMetrics(e.registerer())
 	}
 	r, err := bus.NewRouter(e.JS, bus.RouterConfig{
 		Topology:        e.Cfg.Topology,
@@ -210,7 +210,7 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 	for _, n := range names {
 		switch n {
 		case billing.WorkerName:
-			w, err := e.billingWorker()
+			w, err := e.BillingWorker()
 			if err != nil {
 				return nil, err
 			}
@@ -250,16 +250,18 @@ func (e *Env) accountsWorker() *accounts.Worker {
 	return w
 }
 
-// billingWorker builds the billing worker. Without a Stripe API key it
+// BillingWorker builds the billing worker. Without a Stripe API key it
 // still applies Stripe events and runs dunning; its commands answer 503
-// saying how to configure Stripe, and reconciliation is skipped.
-func (e *Env) billingWorker() (*billing.Worker, error) {
+// saying how to configure Stripe, and reconciliation is skipped. Tools
+// that run one of its jobs by hand (`levqor billing reconcile`) build it
+// here too, so the worker is put together in one place.
+func (e *Env) BillingWorker() (*billing.Worker, error) {
 	cat, err := e.Catalog()
 	if err != nil {
 		return nil, err
 	}
 	if e.billingMetrics == nil {
-		e.billingMetrics = billing.NewMetrics(e.Reg)
+		e.billingMetrics = billing.NewMetrics(e.registerer())
 	}
 	log := e.Log.WithField("component", "billing")
 	w := &billing.Worker{
@@ -289,7 +291,7 @@ func (e *Env) supportWorker() (*support.Worker, error) {
 		return nil, err
 	}
 	if e.supportMetrics == nil {
-		e.supportMetrics = support.NewMetrics(e.Reg)
+		e.supportMetrics = support.NewMetrics(e.registerer())
 	}
 	return &support.Worker{
 		Store:    e.Store,
@@ -326,4 +328,14 @@ func (e *Env) Scheduler() (*scheduler.Scheduler, error) {
 	}
 	s.Register(e.Reg)
 	return s, nil
+}
+
+// registerer is where the process's metrics go: nil, so that they stay
+// unregistered, for a tool that builds a component without a registry (a
+// nil *prometheus.Registry in an interface would not compare equal to nil).
+func (e *Env) registerer() prometheus.Registerer {
+	if e.Reg == nil {
+		return nil
+	}
+	return e.Reg
 }

@@ -24,7 +24,7 @@ func (e *Env) retentionSettings() backups.Settings {
 // requires one.
 func (e *Env) retentionWorker() (*backups.Worker, error) {
 	if e.retentionMetrics == nil {
-		e.retentionMetrics = backups.NewMetrics(e.Reg)
+		e.retentionMetrics = backups.NewMetrics(e.registerer())
 	}
 	w := &backups.Worker{
 		Store:    e.Store,
