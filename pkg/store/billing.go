@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jmoiron/sqlx"
 )
 
 // Stripe-derived billing state. Each object records the Stripe event it
@@ -114,25 +112,11 @@ func (tx *Tx) GetSubscription(ctx context.Context, id string) (*Subscription, er
 // for; ids it does not hold are absent from the map. Billing asks before
 // its transaction opens, to fetch from Stripe what it will need.
 func (s *Store) KnownSubscriptionIDs(ctx context.Context, ids []string) (map[string]bool, error) {
-	out := make(map[string]bool)
-	err := eachChunk(ids, func(chunk []string) error {
-		q, args, err := sqlx.In(`SELECT id FROM billing_subscriptions WHERE id IN (?)`, chunk)
-		if err != nil {
-			return err
-		}
-		var found []string
-		if err := s.db.SelectContext(ctx, &found, s.rebind(q), args...); err != nil {
-			return err
-		}
-		for _, id := range found {
-			out[id] = true
-		}
-		return nil
-	})
+	known, err := knownIDs(ctx, s.db, "billing_subscriptions", ids)
 	if err != nil {
 		return nil, fmt.Errorf("store: looking up subscriptions: %w", err)
 	}
-	return out, nil
+	return known, nil
 }
 
 // PutSubscription inserts or replaces a subscription.

@@ -133,14 +133,24 @@ func (s *Store) ProcessedMsgIDs(ctx context.Context, consumer string, ids []stri
 // KnownStripeEventIDs reports which of ids the Stripe event ledger holds.
 // Ids it does not hold are absent from the map.
 func (s *Store) KnownStripeEventIDs(ctx context.Context, ids []string) (map[string]bool, error) {
+	known, err := knownIDs(ctx, s.db, "stripe_events", ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: looking up stripe events: %w", err)
+	}
+	return known, nil
+}
+
+// knownIDs reports which of ids table holds in its id column, in chunks
+// of inChunk. table is one of the store's own names, never input.
+func knownIDs(ctx context.Context, q dbtx, table string, ids []string) (map[string]bool, error) {
 	out := make(map[string]bool)
 	err := eachChunk(ids, func(chunk []string) error {
-		q, args, err := sqlx.In(`SELECT id FROM stripe_events WHERE id IN (?)`, chunk)
+		query, args, err := sqlx.In(`SELECT id FROM `+table+` WHERE id IN (?)`, chunk)
 		if err != nil {
 			return err
 		}
 		var found []string
-		if err := s.db.SelectContext(ctx, &found, s.rebind(q), args...); err != nil {
+		if err := q.SelectContext(ctx, &found, q.Rebind(query), args...); err != nil {
 			return err
 		}
 		for _, id := range found {
@@ -148,10 +158,7 @@ func (s *Store) KnownStripeEventIDs(ctx context.Context, ids []string) (map[stri
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store: looking up stripe events: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 func eachChunk(ids []string, fn func([]string) error) error {
