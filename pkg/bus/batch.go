@@ -147,8 +147,9 @@ type batchRun struct {
 
 // runBatchRoute fetches from the route's consumer into lanes. With a Key
 // each lane has its own queue and a message goes to the lane of its key;
-// without one, the lanes share a queue.
-func (r *Router) runBatchRoute(ctx context.Context, rt Route) {
+// without one, the lanes share a queue. It calls pulled once it will open
+// no more pulls, then waits for its lanes.
+func (r *Router) runBatchRoute(ctx context.Context, rt Route, pulled func()) {
 	log := r.log.WithField("consumer", rt.Consumer.Name)
 	cons := r.ensureConsumer(ctx, rt.Consumer, log)
 	if cons == nil {
@@ -185,6 +186,7 @@ func (r *Router) runBatchRoute(ctx context.Context, rt Route) {
 		b.heartbeat()
 	}()
 	defer b.stop()
+	defer pulled()
 
 	fetchBackoff := newFetchBackoff()
 	for ctx.Err() == nil {
@@ -199,17 +201,17 @@ func (r *Router) runBatchRoute(ctx context.Context, rt Route) {
 			continue
 		}
 		got := 0
+		var late []jetstream.Msg
 		for jm := range batch.Messages() {
-			got++
 			if ctx.Err() != nil {
-				// Stopping: hand it straight back for another worker.
-				_ = jm.Nak()
-				r.cfg.Metrics.messages.WithLabelValues(rt.Consumer.Name, OutcomeReleased).Inc()
-				b.unreserve(1)
+				late = append(late, jm)
 				continue
 			}
+			got++
 			b.dispatch(jm)
 		}
+		// The pull is over: what came after the stop goes to another worker.
+		r.releaseFetched(rt.Consumer.Name, late)
 		b.unreserve(n - got)
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			cons = r.fetchFailed(ctx, rt, cons, err, fetchBackoff, log)
@@ -337,6 +339,9 @@ func (b *batchRun) runLane(q *batchQueue) {
 			return
 		}
 		if b.ctx.Err() != nil {
+			// Stopping: release the batch, once no pull can take it
+			// straight back (see releaseFetched).
+			<-b.r.pullsOver
 			for _, m := range msgs {
 				_ = m.raw.Nak()
 				b.r.cfg.Metrics.messages.WithLabelValues(b.rt.Consumer.Name, OutcomeReleased).Inc()

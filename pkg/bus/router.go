@@ -89,7 +89,8 @@ type RouterConfig struct {
 	FetchWait time.Duration
 	// ShutdownTimeout is how long Run waits, after its context ends, for
 	// in-flight handlers before cancelling them and releasing their
-	// messages for redelivery.
+	// messages for redelivery. Handlers are never cancelled while a pull
+	// is still open (a pull lasts at most FetchWait); see releaseFetched.
 	ShutdownTimeout time.Duration
 	// HandlerTimeout bounds one handler call.
 	HandlerTimeout time.Duration
@@ -184,6 +185,10 @@ type Router struct {
 	handlerCtx    context.Context
 	cancelHandler context.CancelFunc
 	stopping      atomic.Bool
+	// pullsOver is closed once Run's context has ended and every route's
+	// last pull is over: a message released after that stays released
+	// (see releaseFetched).
+	pullsOver chan struct{}
 }
 
 // NewRouter returns a router on js. Register routes with Handle, then Run.
@@ -228,29 +233,48 @@ func (r *Router) Run(ctx context.Context) error {
 	if len(r.routes) == 0 {
 		return errors.New("router: no routes")
 	}
-	var wg sync.WaitGroup
+	r.pullsOver = make(chan struct{})
+	var wg, pulling sync.WaitGroup
 	for _, rt := range r.routes {
 		rt.Handler = r.wrap(rt.Handler)
 		wg.Add(1)
+		pulling.Add(1)
 		go func() {
 			defer wg.Done()
+			// The route calls pulled when its fetch loop ends, before it
+			// waits for its handlers; the defer covers a route stopped
+			// before it could fetch.
+			pulled := sync.OnceFunc(pulling.Done)
+			defer pulled()
 			if rt.Batch != nil {
-				r.runBatchRoute(ctx, rt)
+				r.runBatchRoute(ctx, rt, pulled)
 				return
 			}
-			r.runRoute(ctx, rt)
+			r.runRoute(ctx, rt, pulled)
 		}()
 	}
 	<-ctx.Done()
 	r.stopping.Store(true)
-	timer := time.AfterFunc(r.cfg.ShutdownTimeout, r.cancelHandler)
+	go func() {
+		pulling.Wait()
+		close(r.pullsOver)
+	}()
+	// Handlers cancelled at the deadline release their messages, so not
+	// while a pull is still open.
+	timer := time.AfterFunc(r.cfg.ShutdownTimeout, func() {
+		<-r.pullsOver
+		r.cancelHandler()
+	})
 	wg.Wait()
 	timer.Stop()
 	r.cancelHandler()
 	return nil
 }
 
-func (r *Router) runRoute(ctx context.Context, rt Route) {
+// runRoute fetches from the route's consumer and handles each message in
+// its own goroutine until ctx ends. It calls pulled once it will open no
+// more pulls, then waits for its handlers.
+func (r *Router) runRoute(ctx context.Context, rt Route, pulled func()) {
 	log := r.log.WithField("consumer", rt.Consumer.Name)
 	cons := r.ensureConsumer(ctx, rt.Consumer, log)
 	if cons == nil {
@@ -269,6 +293,7 @@ func (r *Router) runRoute(ctx context.Context, rt Route) {
 	}
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
+	defer pulled()
 	fetchBackoff := newFetchBackoff()
 	for ctx.Err() == nil {
 		select {
@@ -293,15 +318,13 @@ func (r *Router) runRoute(ctx context.Context, rt Route) {
 			continue
 		}
 		got := 0
+		var late []jetstream.Msg
 		for jm := range batch.Messages() {
-			got++
 			if ctx.Err() != nil {
-				// Stopping: hand it straight back for another worker.
-				_ = jm.Nak()
-				r.cfg.Metrics.messages.WithLabelValues(rt.Consumer.Name, OutcomeReleased).Inc()
-				release(1)
+				late = append(late, jm)
 				continue
 			}
+			got++
 			inflight.Add(1)
 			go func() {
 				defer inflight.Done()
@@ -309,12 +332,27 @@ func (r *Router) runRoute(ctx context.Context, rt Route) {
 				r.process(rt, jm)
 			}()
 		}
+		// The pull is over: what came after the stop goes to another worker.
+		r.releaseFetched(rt.Consumer.Name, late)
 		release(n - got)
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			cons = r.fetchFailed(ctx, rt, cons, err, fetchBackoff, log)
 			continue
 		}
 		fetchBackoff.Reset()
+	}
+}
+
+// releaseFetched hands back, for another worker, messages that a pull
+// delivered after the route began to stop. Only once that pull is over:
+// JetStream redelivers a released message at once to a pull still
+// waiting, so releasing into one bounces the message back, spending one
+// of its deliveries each time, until the pull is full or expires. At the
+// defaults that is enough for the next worker to dead-letter it unrun.
+func (r *Router) releaseFetched(consumer string, msgs []jetstream.Msg) {
+	for _, jm := range msgs {
+		_ = jm.Nak()
+		r.cfg.Metrics.messages.WithLabelValues(consumer, OutcomeReleased).Inc()
 	}
 }
 
