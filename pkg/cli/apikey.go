@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -21,31 +20,20 @@ import (
 )
 
 func init() {
-	register("apikey", "create | list | revoke API keys (writes the database directly)", runAPIKey)
+	registerGroup("apikey", "create | list | revoke API keys (writes the database directly)", apikeyUsage, map[string]commandFunc{
+		"create": runAPIKeyCreate, "list": runAPIKeyList, "revoke": runAPIKeyRevoke,
+	})
 }
 
 // apikeyTimeout bounds reaching the database.
 const apikeyTimeout = 30 * time.Second
 
-const apikeyUsage = `levqor apikey create --account <acc_…> | --operator [--name <label>] [-q | --json]
-levqor apikey list [--account <acc_…> | --operator] [--all] [--json]
-levqor apikey revoke <key_…>`
-
-func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	if len(args) == 0 {
-		return usageError("%s", apikeyUsage)
-	}
-	switch args[0] {
-	case "create":
-		return runAPIKeyCreate(ctx, args[1:], stdout, stderr, opts)
-	case "list":
-		return runAPIKeyList(ctx, args[1:], stdout, stderr, opts)
-	case "revoke":
-		return runAPIKeyRevoke(ctx, args[1:], stdout, stderr, opts)
-	default:
-		return usageError("unknown apikey command %q\n%s", args[0], apikeyUsage)
-	}
-}
+const (
+	apikeyCreateUsage = "apikey create --account <acc_…> | --operator [--name <label>] [-q | --json]"
+	apikeyListUsage   = "apikey list [--account <acc_…> | --operator] [--all] [--json]"
+	apikeyRevokeUsage = "apikey revoke <key_…> [--json]"
+	apikeyUsage       = apikeyCreateUsage + "\n" + apikeyListUsage + "\n" + apikeyRevokeUsage
+)
 
 // openKeyStore opens the database the keys live in: LEVQOR_DATABASE_URL,
 // or dev mode's SQLite file under LEVQOR_DATA_DIR. It does not migrate: a
@@ -83,18 +71,14 @@ func schemaHint(err error) error {
 }
 
 func runAPIKeyCreate(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("apikey create", apikeyCreateUsage, stdout, envStore...)
 	account := fs.String("account", "", "the account the key belongs to (acc_…)")
 	operator := fs.Bool("operator", false, "an operator key: sees every account and may use /admin")
 	name := fs.String("name", "", "a label for listings, e.g. who or what uses the key")
 	quiet := fs.Bool("q", false, "print only the key (for scripts: KEY=$(levqor apikey create … -q))")
 	asJSON := fs.Bool("json", false, "print the new key as JSON")
-	if err := fs.Parse(args); err != nil {
-		return usageError("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageError("apikey create takes no arguments, got %q", fs.Args())
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	if *operator == (*account != "") {
 		return usageError("apikey create needs exactly one of --account <acc_…> or --operator")
@@ -145,17 +129,13 @@ func runAPIKeyCreate(ctx context.Context, args []string, stdout, stderr io.Write
 }
 
 func runAPIKeyList(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet("apikey list", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("apikey list", apikeyListUsage, stdout, envStore...)
 	account := fs.String("account", "", "only this account's keys")
 	operator := fs.Bool("operator", false, "only operator keys")
 	all := fs.Bool("all", false, "include revoked keys")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return usageError("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageError("apikey list takes no arguments, got %q", fs.Args())
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	if *operator && *account != "" {
 		return usageError("apikey list takes --account or --operator, not both")
@@ -198,9 +178,13 @@ func runAPIKeyList(ctx context.Context, args []string, stdout, stderr io.Writer,
 }
 
 func runAPIKeyRevoke(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	if len(args) != 1 || !strings.HasPrefix(args[0], "key_") {
-		return usageError("apikey revoke <key_…> (the id from `levqor apikey list`, not the key itself)")
+	fs := newFlags("apikey revoke", apikeyRevokeUsage, stdout, envStore...)
+	asJSON := fs.Bool("json", false, "print the revoked key as JSON")
+	id, err := fs.parseID(args, "key_", "API key (from `levqor apikey list`, not the key itself)")
+	if err != nil {
+		return err
 	}
+	args = []string{id}
 	ctx, cancel := context.WithTimeout(ctx, apikeyTimeout)
 	defer cancel()
 	st, err := openKeyStore(ctx, stderr, opts)
@@ -214,6 +198,9 @@ func runAPIKeyRevoke(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	if err != nil {
 		return schemaHint(err)
+	}
+	if *asJSON {
+		return writeJSON(stdout, k)
 	}
 	fmt.Fprintf(stdout, "Revoked %s (%s…) at %s; requests with it are refused from now on.\n", k.ID, k.Prefix, k.RevokedAt.Format(time.RFC3339))
 	return nil

@@ -105,8 +105,10 @@ func TestAPIKeyCommands(t *testing.T) {
 
 			_, err = apikey(t, env, "create", "--account", "acc_nobody")
 			require.ErrorContains(t, err, "no such account")
+			_, err = apikey(t, env, "revoke", "key_aaaaaaaaaaaaaaaaaaaaaaaaaa")
+			require.ErrorContains(t, err, "no API key key_aaaaaaaaaaaaaaaaaaaaaaaaaa")
 			_, err = apikey(t, env, "revoke", "key_unknown")
-			require.ErrorContains(t, err, "no API key key_unknown")
+			require.ErrorContains(t, err, "is not a well-formed API key")
 		})
 	}
 }

@@ -4,18 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/levqor/levqor/pkg/api"
 	"github.com/levqor/levqor/pkg/backups"
-	apicommand "github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/httpjson"
 	"github.com/levqor/levqor/pkg/service"
@@ -23,13 +22,21 @@ import (
 )
 
 func init() {
-	register("backup", "run <src_…> [--wait] | pause <src_…> | resume <src_…>: back a source up now, pause or resume its schedule", runBackup)
+	registerGroup("backup", "run <src_…> [--wait] | pause <src_…> | resume <src_…>: back a source up now, pause or resume its schedule",
+		backupUsage, map[string]commandFunc{"run": backupCommand("run"), "pause": backupCommand("pause"), "resume": backupCommand("resume")})
 	register("restore", "<snap_…> --to <dir> | --dsn <postgres://…> [--overwrite]: restore a snapshot's data (operators)", runRestore)
 }
 
+// backupSynopsis is each backup subcommand's usage line.
+var backupSynopsis = map[string]string{
+	"run":    "backup run <src_…> [--wait] [--json] [--url URL] [--key KEY]",
+	"pause":  "backup pause <src_…> [--json] [--url URL] [--key KEY]",
+	"resume": "backup resume <src_…> [--json] [--url URL] [--key KEY]",
+}
+
 const (
-	backupUsage  = "backup run <src_…> [--wait] [--url URL] [--key KEY] | backup pause <src_…> | backup resume <src_…>"
-	restoreUsage = "restore <snap_…> --to <dir> | --dsn <postgres://…> [--overwrite] [--url URL] [--key KEY]"
+	backupUsage  = "backup run <src_…> [--wait] [--json]\nbackup pause <src_…> [--json]\nbackup resume <src_…> [--json]"
+	restoreUsage = "restore <snap_…> --to <dir> | --dsn <postgres://…> [--overwrite] [--json] [--url URL] [--key KEY]"
 )
 
 // pollEvery is how often a waiting CLI reads a run or command.
@@ -66,52 +73,27 @@ func (f apiFlags) client(cfg config.Config, opts Options) (*apiCaller, error) {
 	return &apiCaller{url: strings.TrimSuffix(*f.url, "/"), key: key, http: &http.Client{Timeout: 60 * time.Second}}, nil
 }
 
-// parseWithID parses args holding one id (of prefix) and flags, in any
-// order.
-func parseWithID(fs *flag.FlagSet, args []string, prefix, what string) (string, error) {
-	var id string
-	rest := args
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			return "", err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		if id != "" {
-			return "", usageError("%s: one %s, got %q and %q", fs.Name(), what, id, fs.Arg(0))
-		}
-		id, rest = fs.Arg(0), fs.Args()[1:]
+// backupCommand is `levqor backup <sub>`.
+func backupCommand(sub string) commandFunc {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+		return runBackup(ctx, sub, args, stdout, opts)
 	}
-	if !apicommand.ValidID(id, prefix) {
-		return "", usageError("%s: give the %s (%s…)", fs.Name(), what, prefix)
-	}
-	return id, nil
 }
 
-func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	if len(args) == 0 {
-		return usageError("%s", backupUsage)
-	}
+func runBackup(ctx context.Context, sub string, args []string, stdout io.Writer, opts Options) error {
 	cfg, err := config.FromEnv(opts.Getenv)
 	if err != nil {
 		return err
 	}
-	sub := args[0]
-	fs := flag.NewFlagSet("backup "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	af := addAPIFlags(fs, cfg)
-	wait := fs.Bool("wait", false, "run: wait for the run to end, printing its progress")
-	switch sub {
-	case "run", "pause", "resume":
-	default:
-		return usageError("%s", backupUsage)
+	fs := newFlags("backup "+sub, backupSynopsis[sub], stdout, envAPI...)
+	af := addAPIFlags(fs.FlagSet, cfg)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	wait := new(bool)
+	if sub == "run" {
+		wait = fs.Bool("wait", false, "wait for the run to end, printing its progress (with --json: only the finished run)")
 	}
-	src, err := parseWithID(fs, args[1:], backups.SourceIDPrefix, "source")
+	src, err := fs.parseID(args, backups.SourceIDPrefix, "source")
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	c, err := af.client(cfg, opts)
@@ -126,6 +108,9 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer, opt
 		var s backups.SourceView
 		if err := json.Unmarshal(v.Result, &s); err != nil {
 			return fmt.Errorf("reading the source: %w", err)
+		}
+		if *asJSON {
+			return writeJSON(stdout, s)
 		}
 		state := "running on schedule " + s.Schedule + " (" + s.TimeZone + ")"
 		if s.PausedAt != nil {
@@ -146,16 +131,27 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer, opt
 	if err := json.Unmarshal(body, &cmd); err != nil || runID == "" {
 		return fmt.Errorf("the API answered %d without a run", status)
 	}
-	fmt.Fprintf(stdout, "run %s queued (command %s)\n", runID, cmd.CommandID)
-	if !*wait {
-		return nil
+	switch {
+	case *wait:
+		if !*asJSON {
+			fmt.Fprintf(stdout, "run %s queued (command %s)\n", runID, cmd.CommandID)
+		}
+		return c.followRun(ctx, runID, stdout, *asJSON)
+	case *asJSON:
+		return writeJSON(stdout, map[string]string{"run_id": runID, "command_id": cmd.CommandID})
 	}
-	return c.followRun(ctx, runID, stdout)
+	fmt.Fprintf(stdout, "run %s queued (command %s)\n", runID, cmd.CommandID)
+	return nil
 }
 
 // followRun polls the run until it ends, printing a progress line each
-// time its state or bytes change.
-func (c *apiCaller) followRun(ctx context.Context, id string, stdout io.Writer) error {
+// time its state or bytes change; asJSON prints only the finished run, as
+// JSON.
+func (c *apiCaller) followRun(ctx context.Context, id string, stdout io.Writer, asJSON bool) error {
+	out := stdout
+	if asJSON {
+		stdout = io.Discard
+	}
 	last := ""
 	for {
 		status, _, body, err := c.do(ctx, http.MethodGet, "/v1/runs/"+id, nil)
@@ -172,6 +168,9 @@ func (c *apiCaller) followRun(ctx context.Context, id string, stdout io.Writer) 
 		line := fmt.Sprintf("%s  %s read", r.State, formatBytes(r.BytesDone))
 		switch r.State {
 		case store.RunSucceeded:
+			if asJSON {
+				return writeJSON(out, r)
+			}
 			fmt.Fprintf(stdout, "succeeded  %s read, %s stored  snapshot %s  sha256 %s\n",
 				formatBytes(r.SourceBytes), formatBytes(r.StoredBytes), r.SnapshotID, r.SHA256)
 			return nil
@@ -208,21 +207,25 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer, op
 	if err != nil {
 		return err
 	}
-	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	af := addAPIFlags(fs, cfg)
+	fs := newFlags("restore", restoreUsage, stdout, envAPI...)
+	af := addAPIFlags(fs.FlagSet, cfg)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
 	to := fs.String("to", "", "the directory to restore a directory snapshot into (under LEVQOR_BACKUP_PATHS)")
 	dsn := fs.String("dsn", "", "the database to restore a postgres snapshot into")
 	overwrite := fs.Bool("overwrite", false, "restore into a non-empty target, replacing what has the same name")
-	snap, err := parseWithID(fs, args, backups.SnapshotIDPrefix, "snapshot")
+	snap, err := fs.parseID(args, backups.SnapshotIDPrefix, "snapshot")
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	if (*to == "") == (*dsn == "") {
-		return usageError("%s: give --to or --dsn", restoreUsage)
+		return usageError("restore: give one of --to or --dsn (see `levqor restore --help`)")
+	}
+	if *to != "" {
+		// A relative directory is the caller's, resolved here: the worker
+		// runs elsewhere and accepts absolute paths only.
+		if *to, err = filepath.Abs(*to); err != nil {
+			return usageError("--to: %v", err)
+		}
 	}
 	c, err := af.client(cfg, opts)
 	if err != nil {
@@ -236,6 +239,9 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer, op
 	var res backups.RestoreDataResult
 	if err := json.Unmarshal(v.Result, &res); err != nil {
 		return fmt.Errorf("reading the restore's result: %w", err)
+	}
+	if *asJSON {
+		return writeJSON(stdout, res)
 	}
 	target := res.TargetPath
 	if target == "" {

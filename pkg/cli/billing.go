@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -18,26 +17,15 @@ import (
 )
 
 func init() {
-	register("billing", "reconcile [--json]: repair billing state that drifted from Stripe, now", runBilling)
+	registerGroup("billing", "reconcile [--json]: repair billing state that drifted from Stripe, now", billingReconcileUsage,
+		map[string]commandFunc{"reconcile": runBillingReconcile})
 }
 
 // billingReconcileTimeout bounds an on-demand reconciliation: listing
 // every subscription from Stripe, a hundred per page.
 const billingReconcileTimeout = 10 * time.Minute
 
-const billingUsage = `levqor billing reconcile [--json]`
-
-func runBilling(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	if len(args) == 0 {
-		return usageError("%s", billingUsage)
-	}
-	switch args[0] {
-	case "reconcile":
-		return runBillingReconcile(ctx, args[1:], stdout, stderr, opts)
-	default:
-		return usageError("unknown billing command %q\n%s", args[0], billingUsage)
-	}
-}
+const billingReconcileUsage = "billing reconcile [--json]"
 
 // runBillingReconcile runs what the daily billing.reconcile tick runs, once:
 // it lists every subscription from the Stripe API (STRIPE_API_KEY, and
@@ -46,17 +34,12 @@ func runBilling(ctx context.Context, args []string, stdout, stderr io.Writer, op
 // announce go out through the outbox when a workers process (or dev mode)
 // runs its relay.
 func runBillingReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet("billing reconcile", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("billing reconcile", billingReconcileUsage, stdout,
+		envOf(envStripe, envStore, []string{"LEVQOR_CATALOG", "LEVQOR_SUBJECT_PREFIX"})...).
+		describe("Lists every subscription from Stripe and repairs what drifted in the database, as the daily billing.reconcile job does.")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageError("billing reconcile takes no arguments, got %q", fs.Args())
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	cfg, err := config.FromEnv(opts.Getenv)
 	if err != nil {

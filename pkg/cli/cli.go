@@ -6,7 +6,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -38,6 +37,9 @@ Usage:
   levqor probe <url>                  exit 0 if url answers 2xx (container healthchecks)
 
 Configuration comes from LEVQOR_* and STRIPE_* environment variables.
+Every command answers --help with its usage, flags and the variables it
+reads. Exit codes: 0 done, 1 failed, 2 usage error, 3 found something wrong
+(status, stuck) or some items of a batch failed.
 `
 
 // Options are the process-wide inputs of Run.
@@ -58,6 +60,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // RunWith is Run with options.
 func RunWith(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+	err := runWith(ctx, args, stdout, stderr, opts)
+	if errors.Is(err, errHelpShown) {
+		return nil
+	}
+	return err
+}
+
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
@@ -69,14 +79,6 @@ func RunWith(ctx context.Context, args []string, stdout, stderr io.Writer, opts 
 		return nil
 	}
 	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "dev", "ingest", "workers", "scheduler", "migrate":
-		return runProcess(ctx, cmd, rest, stdout, stderr, opts)
-	case "webhook":
-		return runWebhook(ctx, rest, stdout, stderr, opts)
-	case "probe":
-		return runProbe(ctx, rest, stdout)
-	}
 	if c, ok := commands[cmd]; ok {
 		return c.run(ctx, rest, stdout, stderr, opts)
 	}
@@ -90,6 +92,9 @@ type commandFunc func(ctx context.Context, args []string, stdout, stderr io.Writ
 type command struct {
 	run  commandFunc
 	help string
+	// core commands are in the usage's first lines, not under "More
+	// commands".
+	core bool
 }
 
 // commands holds the operator and tool commands; each lives in its own
@@ -104,11 +109,24 @@ func register(name, help string, run commandFunc) {
 	commands[name] = command{run: run, help: help}
 }
 
+func init() {
+	for _, name := range []string{"dev", "ingest", "workers", "scheduler", "migrate"} {
+		commands[name] = command{run: processCommand(name), core: true}
+	}
+	registerGroup("webhook", "", "webhook send <event type> [flags]\nwebhook types", map[string]commandFunc{
+		"send": runWebhookSend, "types": runWebhookTypes,
+	})
+	commands["webhook"] = command{run: commands["webhook"].run, core: true}
+	commands["probe"] = command{run: runProbe, core: true}
+}
+
 // usageText is the usage with every registered command listed.
 func usageText() string {
 	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+	for n, c := range commands {
+		if !c.core {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	var b strings.Builder
@@ -122,21 +140,36 @@ func usageText() string {
 	return b.String()
 }
 
-func runProcess(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	workers := fs.String("workers", "", "workers to run, comma-separated: "+strings.Join(service.Workers, ",")+" (default LEVQOR_WORKERS or all)")
-	if err := fs.Parse(args); err != nil {
-		return usageError("%v", err)
+// processSynopsis is each process command's usage line.
+var processSynopsis = map[string]string{
+	"dev":       "dev [--workers w,…]    run everything locally (embedded NATS + SQLite)",
+	"ingest":    "ingest                 run the ingest process",
+	"workers":   "workers [--workers w,…] run the workers process",
+	"scheduler": "scheduler              run the scheduler process",
+	"migrate":   "migrate                apply database migrations and exit",
+}
+
+// processCommand runs one of the processes (or migrate) until ctx ends.
+func processCommand(cmd string) commandFunc {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+		return runProcess(ctx, cmd, args, stdout, stderr, opts)
 	}
-	if fs.NArg() > 0 {
-		return usageError("%s takes no arguments, got %q", cmd, fs.Args())
+}
+
+func runProcess(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, opts Options) error {
+	f := newFlags(cmd, processSynopsis[cmd], stdout, envProcess...)
+	var workers *string
+	if cmd == "dev" || cmd == "workers" {
+		workers = f.String("workers", "", "workers to run, comma-separated: "+strings.Join(service.Workers, ",")+" (default LEVQOR_WORKERS or all)")
+	}
+	if err := f.parseNone(args); err != nil {
+		return err
 	}
 	cfg, err := config.FromEnv(opts.Getenv)
 	if err != nil {
 		return err
 	}
-	if *workers != "" {
+	if workers != nil && *workers != "" {
 		cfg.Workers = strings.Split(*workers, ",")
 	}
 	format := cfg.LogFormat

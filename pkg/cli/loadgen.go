@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -29,8 +28,9 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer, op
 	if err != nil {
 		return err
 	}
-	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("loadgen", "loadgen [--rate r] [--count n | --duration d] [--connections c] [--wait d] [--json]", stdout,
+		"LEVQOR_HTTP_ADDR", "STRIPE_WEBHOOK_SECRET", "LEVQOR_DATABASE_URL", "LEVQOR_DATA_DIR").
+		describe("Sends signed Stripe webhooks to ingest at a rate and reports throughput and latency.")
 	var lc loadgen.Config
 	fs.StringVar(&lc.URL, "url", "http://"+cfg.HTTPAddr+"/webhooks/stripe", "ingest webhook URL")
 	fs.StringVar(&lc.Secret, "secret", "", "signing secret (default STRIPE_WEBHOOK_SECRET, else dev mode's)")
@@ -46,8 +46,8 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer, op
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	wait := fs.Duration("wait", 0, "after sending, wait up to this long for every event to be committed and report end-to-end latency")
 	dbURL := fs.String("database-url", "", "ledger database for --wait (default LEVQOR_DATABASE_URL, else dev mode's)")
-	if err := fs.Parse(args); err != nil {
-		return usageError("%v", err)
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	if lc.Mix, err = parseMix(*mix); err != nil {
 		return usageError("%v", err)

@@ -204,36 +204,6 @@ func quiet(log *logrus.Logger) logrus.FieldLogger {
 	return log
 }
 
-// parseInterleaved parses flags that may come before, between or after
-// positional arguments, and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
-// parseFlags parses args, turning flag errors into usage errors; help is
-// flag.ErrHelp as is.
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil, err
-	}
-	if err != nil {
-		return nil, usageError("%v", err)
-	}
-	return pos, nil
-}
-
 // timeFlag parses a time flag's value; empty gives the zero time.
 func timeFlag(name, v string) (time.Time, error) {
 	if v == "" {

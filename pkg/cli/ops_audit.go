@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -15,18 +13,16 @@ func init() {
 }
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	of := addOpsFlags(fs, opts, false)
+	fs := newFlags("audit", "audit [--action a] [--actor a] [--since t] [--limit n] [--json]", stdout, envOps...).
+		describe("Lists operator actions, newest first: who did what, when, to what.")
+	of := addOpsFlags(fs.FlagSet, opts, false)
 	p := store.ListAuditParams{}
 	fs.StringVar(&p.Action, "action", "", "only this action, e.g. dlq.replay")
 	fs.StringVar(&p.Actor, "actor", "", "only this actor")
 	since := fs.String("since", "", "at or after: RFC 3339, a date, or a duration ago")
 	fs.IntVar(&p.Limit, "limit", 20, "newest first, at most this many")
-	pos, err := parseFlags(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {

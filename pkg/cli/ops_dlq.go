@@ -18,38 +18,32 @@ import (
 )
 
 func init() {
-	register("dlq", "list | show <seq> | replay <seq>… | purge <seq>…: dead letters", runDLQ)
+	registerGroup("dlq", "list | show <seq> | replay <seq>… | purge <seq>…: dead letters", dlqUsage, map[string]commandFunc{
+		"list": runDLQList, "show": runDLQShow,
+		"replay": func(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+			return runDLQBatch(ctx, "replay", args, stdout, stderr, opts)
+		},
+		"purge": func(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+			return runDLQBatch(ctx, "purge", args, stdout, stderr, opts)
+		},
+	})
 }
 
-const dlqUsage = `levqor dlq list    [--consumer c] [--subject s] [--since t] [--until t] [--reason text] [--limit n] [--json]
-levqor dlq show    <seq> [--json]
-levqor dlq replay  <seq>… | --all [filters] [--dry-run] [--json] [--actor name]
-levqor dlq purge   <seq>… | --all [filters] [--dry-run] [--yes] [--json] [--actor name]
+// dlqSynopsis is each dlq subcommand's usage line.
+var dlqSynopsis = map[string]string{
+	"list":   "dlq list [--consumer c] [--subject s] [--since t] [--until t] [--reason text] [--limit n] [--json]",
+	"show":   "dlq show <seq> [--json]",
+	"replay": "dlq replay <seq>… | --all [filters] [--dry-run] [--json] [--actor name]",
+	"purge":  "dlq purge <seq>… | --all [filters] [--dry-run] [--yes] [--json] [--actor name]",
+}
 
-Times (--since, --until) are RFC 3339, a date, or a duration ago (90m, 2h, 3d).
+const dlqUsage = "dlq list    [filters] [--limit n] [--json]\ndlq show    <seq> [--json]\n" +
+	"dlq replay  <seq>… | --all [filters] [--dry-run] [--json]\ndlq purge   <seq>… | --all [filters] [--dry-run] [--yes] [--json]"
+
+// dlqAbout is what every dlq subcommand's --help explains.
+const dlqAbout = `Times (--since, --until) are RFC 3339, a date, or a duration ago (90m, 2h, 3d).
 --subject is the original subject; * and > wildcards work (levqor.stripe.invoice.*).
 Exit codes: 0 done, 1 failed, 2 usage, 3 some items failed and some succeeded.`
-
-func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, dlqUsage)
-		return usageError("dlq needs a command: list, show, replay or purge")
-	}
-	switch args[0] {
-	case "list":
-		return runDLQList(ctx, args[1:], stdout, stderr, opts)
-	case "show":
-		return runDLQShow(ctx, args[1:], stdout, stderr, opts)
-	case "replay", "purge":
-		return runDLQBatch(ctx, args[0], args[1:], stdout, stderr, opts)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, dlqUsage)
-		return nil
-	default:
-		fmt.Fprintln(stderr, dlqUsage)
-		return usageError("unknown dlq command %q (list, show, replay, purge)", args[0])
-	}
-}
 
 // dlqFilterFlags are the filters list, replay --all and purge --all share.
 type dlqFilterFlags struct {
@@ -79,15 +73,12 @@ func (f dlqFilterFlags) filter() (ops.DLQFilter, error) {
 }
 
 func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet("dlq list", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	of := addOpsFlags(fs, opts, false)
-	ff := addDLQFilterFlags(fs)
+	fs := newFlags("dlq list", dlqSynopsis["list"], stdout, envOps...).describe(dlqAbout)
+	of := addOpsFlags(fs.FlagSet, opts, false)
+	ff := addDLQFilterFlags(fs.FlagSet)
 	limit := fs.Int("limit", 50, "show at most this many, oldest first (0: all)")
-	pos, err := parseFlags(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
@@ -126,13 +117,10 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer, op
 }
 
 func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet("dlq show", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	of := addOpsFlags(fs, opts, true)
-	pos, err := parseFlags(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
+	fs := newFlags("dlq show", dlqSynopsis["show"], stdout, envOf(envOps, []string{"USER"})...).describe(dlqAbout)
+	of := addOpsFlags(fs.FlagSet, opts, true)
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
@@ -190,20 +178,17 @@ func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer, op
 }
 
 func runDLQBatch(ctx context.Context, action string, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet("dlq "+action, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	of := addOpsFlags(fs, opts, true)
-	ff := addDLQFilterFlags(fs)
+	fs := newFlags("dlq "+action, dlqSynopsis[action], stdout, envOf(envOps, []string{"USER"})...).describe(dlqAbout)
+	of := addOpsFlags(fs.FlagSet, opts, true)
+	ff := addDLQFilterFlags(fs.FlagSet)
 	all := fs.Bool("all", false, "every dead letter matching the filters")
 	dryRun := fs.Bool("dry-run", false, "show what would be done, do nothing")
 	var yes *bool
 	if action == "purge" {
 		yes = fs.Bool("yes", false, "do not ask for confirmation")
 	}
-	pos, err := parseFlags(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
 	sel := ops.DLQSelection{All: *all, DryRun: *dryRun}

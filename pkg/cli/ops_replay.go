@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -16,19 +14,13 @@ func init() {
 }
 
 func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, `levqor replay --consumer c --since t [--stream s] [--until t] [--subject s] [--force] [--dry-run] [--json]
-
-Re-runs one consumer's handlers, in this process, over the messages its
+	fs := newFlags("replay", "replay --consumer c --since t [--stream s] [--until t] [--subject s] [--force] [--dry-run] [--json]",
+		stdout, envOf(envOps, []string{"USER"})...).describe(`Re-runs one consumer's handlers, in this process, over the messages its
 stream stored between --since and --until. No other consumer sees them.
 Messages the consumer already processed are skipped by its inbox unless
 --force re-runs them (after fixing a handler bug). Exit codes: 0 done,
 1 failed, 2 usage, 3 some messages failed.`)
-		fs.PrintDefaults()
-	}
-	of := addOpsFlags(fs, opts, true)
+	of := addOpsFlags(fs.FlagSet, opts, true)
 	req := ops.WindowRequest{}
 	fs.StringVar(&req.Consumer, "consumer", "", "consumer whose handlers re-run, e.g. billing-stripe (required)")
 	fs.StringVar(&req.Stream, "stream", "", "the consumer's stream, as a check (e.g. STRIPE)")
@@ -37,10 +29,8 @@ Messages the consumer already processed are skipped by its inbox unless
 	fs.StringVar(&req.Subject, "subject", "", "only this subject or filter, e.g. levqor.stripe.invoice.*")
 	fs.BoolVar(&req.Force, "force", false, "re-run handlers for messages the consumer already processed")
 	fs.BoolVar(&req.DryRun, "dry-run", false, "list what would run and what the inbox would skip; run nothing")
-	pos, err := parseFlags(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -18,13 +16,11 @@ func init() {
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	of := addOpsFlags(fs, opts, false)
-	pos, err := parseFlags(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
+	fs := newFlags("status", "status [--json]", stdout, envOps...).
+		describe("Streams and consumers: healthy, lagging or stuck. Exit codes: 0 healthy, 1 failed, 2 usage, 3 something is lagging or stuck.")
+	of := addOpsFlags(fs.FlagSet, opts, false)
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
@@ -111,14 +107,12 @@ func bytesSize(n uint64) string {
 }
 
 func runStuck(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet("stuck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	of := addOpsFlags(fs, opts, false)
+	fs := newFlags("stuck", "stuck [--consumer c] [--json]", stdout, envOps...).
+		describe("Messages failing repeatedly or unacknowledged for long. Exit codes: 0 none, 1 failed, 2 usage, 3 some are stuck.")
+	of := addOpsFlags(fs.FlagSet, opts, false)
 	consumer := fs.String("consumer", "", "only this consumer, e.g. billing-stripe")
-	pos, err := parseFlags(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -12,32 +10,23 @@ import (
 )
 
 func init() {
-	register("stripe", "backfill --since t [--dry-run]: publish Stripe events the ledger never saw", runStripe)
+	registerGroup("stripe", "backfill --since t [--dry-run]: publish Stripe events the ledger never saw",
+		stripeBackfillUsage, map[string]commandFunc{"backfill": runStripeBackfill})
 }
 
-func runStripe(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	if len(args) == 0 || args[0] != "backfill" {
-		return usageError("stripe backfill --since <time> [--dry-run] [--json]")
-	}
-	fs := flag.NewFlagSet("stripe backfill", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, `levqor stripe backfill --since t [--dry-run] [--json]
+const stripeBackfillUsage = "stripe backfill --since t [--dry-run] [--json]"
 
-Lists the Stripe events created since --since from the Stripe API
+func runStripeBackfill(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+	fs := newFlags("stripe backfill", stripeBackfillUsage, stdout, envOf(envOps, envStripe, []string{"USER"})...).describe(`Lists the Stripe events created since --since from the Stripe API
 (STRIPE_API_KEY, STRIPE_API_BASE; Stripe keeps 30 days) and publishes to
 the STRIPE stream each one the event ledger has never recorded, for when
 webhooks were down longer than Stripe retries them. Exit codes: 0 done,
 1 failed, 2 usage, 3 some events could not be published.`)
-		fs.PrintDefaults()
-	}
-	of := addOpsFlags(fs, opts, true)
+	of := addOpsFlags(fs.FlagSet, opts, true)
 	since := fs.String("since", "", "oldest event creation time: RFC 3339, a date, or a duration ago such as 3d (required)")
 	dryRun := fs.Bool("dry-run", false, "list and compare with the ledger; publish nothing")
-	pos, err := parseFlags(fs, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {

@@ -336,7 +336,7 @@ func TestOperatorCommandsRefuseBadInput(t *testing.T) {
 		code    int
 		message string
 	}{
-		"NoDLQCommand":       {[]string{"dlq"}, 2, "dlq needs a command"},
+		"NoDLQCommand":       {[]string{"dlq"}, 2, "dlq needs a subcommand"},
 		"ReplayWithoutSeqs":  {[]string{"dlq", "replay"}, 2, "needs DLQ sequences, or --all"},
 		"SeqNotANumber":      {[]string{"dlq", "show", "abc"}, 2, `want a DLQ sequence`},
 		"BadSince":           {[]string{"dlq", "list", "--since", "last tuesday"}, 2, "--since"},

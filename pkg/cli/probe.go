@@ -5,15 +5,25 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 )
 
 // runProbe exits 0 when the URL answers 2xx: the healthcheck of containers
 // whose image has no shell or curl.
-func runProbe(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) != 1 {
-		return usageError("probe <url>")
+func runProbe(ctx context.Context, args []string, stdout, _ io.Writer, _ Options) error {
+	f := newFlags("probe", "probe <http://host:port/path>   exit 0 if the URL answers 2xx within 3s", stdout)
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
 	}
+	if len(pos) != 1 {
+		return usageError("probe: give one URL, e.g. levqor probe http://127.0.0.1:8080/healthz")
+	}
+	if u, err := url.Parse(pos[0]); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usageError("probe: %q is not an http(s) URL, e.g. http://127.0.0.1:8080/healthz", pos[0])
+	}
+	args = pos
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)

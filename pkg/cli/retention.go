@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,37 +17,24 @@ import (
 const maxRetentionInput = 64 << 20
 
 func init() {
-	register("retention", "plan --policy F --snapshots F: what a retention policy keeps, and why", runRetention)
-}
-
-func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	if len(args) == 0 {
-		return usageError("retention plan --policy <policy.json> --snapshots <snapshots.json>")
-	}
-	switch args[0] {
-	case "plan":
-		return runRetentionPlan(args[1:], stdout, stderr, opts)
-	default:
-		return usageError("unknown retention command %q (plan)", args[0])
-	}
+	registerGroup("retention", "plan --policy F --snapshots F: what a retention policy keeps, and why", retentionPlanUsage,
+		map[string]commandFunc{"plan": func(_ context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+			return runRetentionPlan(args, stdout, stderr, opts)
+		}})
 }
 
 // runRetentionPlan prints, as JSON, which snapshots a policy keeps and
 // removes and why: the dry run of a retention sweep, with no state.
+const retentionPlanUsage = "retention plan --policy <policy.json> --snapshots <snapshots.json> [--now t]"
+
 func runRetentionPlan(args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet("retention plan", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("retention plan", retentionPlanUsage, stdout).
+		describe("Prints, as JSON, which snapshots the policy keeps and removes and why: a sweep's dry run, with no state.")
 	policyPath := fs.String("policy", "", "policy JSON file, or - for stdin (see docs/retention.md)")
 	snapshotsPath := fs.String("snapshots", "", `snapshots JSON file, or - for stdin: [{"id": …, "time": "RFC 3339", "tags": […]}]`)
 	nowFlag := fs.String("now", "", "the current time, RFC 3339 (default: now); snapshots after it do not move the keep_within windows")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageError("retention plan takes no arguments, got %q", fs.Args())
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	if *policyPath == "" || *snapshotsPath == "" {
 		return usageError("retention plan needs --policy <file> and --snapshots <file>")

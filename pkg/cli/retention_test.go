@@ -152,7 +152,7 @@ func TestRetentionPlanErrors(t *testing.T) {
 		msg  string
 	}{
 		{"NoSubcommand", []string{"retention"}, 2, "retention plan --policy"},
-		{"UnknownSubcommand", []string{"retention", "apply"}, 2, `unknown retention command "apply"`},
+		{"UnknownSubcommand", []string{"retention", "apply"}, 2, `unknown retention subcommand "apply"`},
 		{"MissingFlags", []string{"retention", "plan", "--policy", examplePolicy}, 2, "needs --policy <file> and --snapshots <file>"},
 		{"BothStdin", []string{"retention", "plan", "--policy", "-", "--snapshots", "-"}, 2, "only one of"},
 		{"UnknownFlag", []string{"retention", "plan", "--polcy", "x"}, 2, "polcy"},

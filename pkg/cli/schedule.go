@@ -3,8 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -19,10 +17,24 @@ import (
 )
 
 func init() {
-	register("schedule", "list | trigger <job> [--json]: periodic jobs, next fire times, last slots", runSchedule)
+	registerGroup("schedule", "list | trigger <job> [--json]: periodic jobs, next fire times, last slots", scheduleUsage,
+		map[string]commandFunc{"list": scheduleCommand("list"), "trigger": scheduleCommand("trigger")})
 }
 
-const scheduleUsage = "schedule list [--json] | schedule trigger <job> [--json]"
+// scheduleSynopsis is each schedule subcommand's usage line.
+var scheduleSynopsis = map[string]string{
+	"list":    "schedule list [--json]",
+	"trigger": "schedule trigger <job> [--json]",
+}
+
+const scheduleUsage = "schedule list [--json]\nschedule trigger <job> [--json]"
+
+// scheduleCommand is `levqor schedule <sub>`.
+func scheduleCommand(sub string) commandFunc {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
+		return runSchedule(ctx, sub, args, stdout, stderr, opts)
+	}
+}
 
 // scheduleNATSTimeout bounds connecting to NATS and each read or publish.
 const scheduleNATSTimeout = 5 * time.Second
@@ -47,30 +59,19 @@ type ScheduleEntry struct {
 	Error string `json:"error,omitempty"`
 }
 
-func runSchedule(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	if len(args) == 0 {
-		return usageError(scheduleUsage)
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("schedule "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr io.Writer, opts Options) error {
+	fs := newFlags("schedule "+sub, scheduleSynopsis[sub], stdout,
+		envOf(envBus, []string{"LEVQOR_SCHEDULE", "LEVQOR_CATCHUP_WINDOW"})...)
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	pos, err := scheduleArgs(fs, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
+	pos, err := fs.parse(args)
 	if err != nil {
-		return usageError("%v", err)
+		return err
 	}
 	switch {
-	case sub == "list" && len(pos) == 0:
-	case sub == "trigger" && len(pos) == 1:
-	case sub == "trigger":
-		return usageError("schedule trigger <job>: name one job (see `levqor schedule list`)")
-	case sub == "list":
+	case sub == "list" && len(pos) > 0:
 		return usageError("schedule list takes no arguments, got %q", pos)
-	default:
-		return usageError("unknown schedule command %q (%s)", sub, scheduleUsage)
+	case sub == "trigger" && len(pos) != 1:
+		return usageError("schedule trigger <job>: name one job (see `levqor schedule list`)")
 	}
 
 	cfg, err := config.FromEnv(opts.Getenv)
@@ -148,22 +149,6 @@ func runSchedule(ctx context.Context, args []string, stdout, stderr io.Writer, o
 		}
 	}
 	return nil
-}
-
-// scheduleArgs parses flags given before, between or after the positional
-// arguments and returns the positional ones.
-func scheduleArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 func scheduleList(ctx context.Context, s *scheduler.Scheduler, withNATS bool, now time.Time) []ScheduleEntry {

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,21 +22,15 @@ import (
 )
 
 func init() {
-	register("snapshots", "seed --source src_… --days N: record test snapshots through the API", runSnapshots)
+	registerGroup("snapshots", "seed --source src_… --days N: record test snapshots through the API", snapshotsUsage,
+		map[string]commandFunc{"seed": runSnapshotsSeed})
 }
 
-const snapshotsUsage = `levqor snapshots seed --source <src_…> [--days 30] [--at 02:00] [--zone UTC] [--end YYYY-MM-DD] [--tags a,b] [--url URL] [--key KEY]`
+const snapshotsUsage = `snapshots seed --source <src_…> [--days 30] [--at 02:00] [--zone UTC] [--end YYYY-MM-DD] [--tags a,b] [--url URL] [--key KEY]`
 
 // seedMaxRetries bounds how often one snapshot is retried after a rate
 // limit or an unavailable answer.
 const seedMaxRetries = 20
-
-func runSnapshots(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	if len(args) == 0 || args[0] != "seed" {
-		return usageError("%s", snapshotsUsage)
-	}
-	return runSnapshotsSeed(ctx, args[1:], stdout, stderr, opts)
-}
 
 // runSnapshotsSeed records one snapshot a day for --days days through the
 // product API, as a backup agent would: each a POST
@@ -50,8 +42,7 @@ func runSnapshotsSeed(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	fs := flag.NewFlagSet("snapshots seed", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("snapshots seed", snapshotsUsage, stdout, envAPI...)
 	source := fs.String("source", "", "the source (src_…)")
 	days := fs.Int("days", 30, "how many days of snapshots, one a day, the newest on --end")
 	at := fs.String("at", "02:00", "the time of day each snapshot is taken, HH:MM")
@@ -60,14 +51,8 @@ func runSnapshotsSeed(ctx context.Context, args []string, stdout, stderr io.Writ
 	tags := fs.String("tags", "", "comma-separated tags for every snapshot")
 	url := fs.String("url", "http://"+cfg.HTTPAddr, "the ingest URL")
 	key := fs.String("key", "", "API key (default LEVQOR_API_KEY, else dev mode's operator token from LEVQOR_DATA_DIR)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageError("snapshots seed takes no arguments, got %q", fs.Args())
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	if !apicommand.ValidID(*source, backups.SourceIDPrefix) {
 		return usageError("--source must be a source id (src_…); create one with POST /v1/sources")

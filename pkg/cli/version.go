@@ -3,8 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -54,17 +52,10 @@ func Version() VersionInfo {
 }
 
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer, _ Options) error {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("version", "version [--json]", stdout)
 	asJSON := fs.Bool("json", false, "print the version as JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageError("version takes no arguments, got %q", fs.Args())
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	v := Version()
 	if *asJSON {

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,26 +13,20 @@ import (
 	"github.com/levqor/levqor/pkg/stripesim"
 )
 
-func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	if len(args) == 0 {
-		return usageError("webhook send <event type> [flags] | webhook types")
+func runWebhookTypes(_ context.Context, args []string, stdout, _ io.Writer, _ Options) error {
+	f := newFlags("webhook types", "webhook types   list the event types webhook send knows", stdout)
+	if err := f.parseNone(args); err != nil {
+		return err
 	}
-	switch args[0] {
-	case "types":
-		for _, t := range stripesim.SupportedTypes() {
-			fmt.Fprintln(stdout, t)
-		}
-		return nil
-	case "send":
-		return runWebhookSend(ctx, args[1:], stdout, stderr, opts)
-	default:
-		return usageError("unknown webhook command %q (send, types)", args[0])
+	for _, t := range stripesim.SupportedTypes() {
+		fmt.Fprintln(stdout, t)
 	}
+	return nil
 }
 
 func runWebhookSend(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := flag.NewFlagSet("webhook send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("webhook send", "webhook send <event type> [flags]   sign a test Stripe event and send it to ingest", stdout,
+		"LEVQOR_HTTP_ADDR", "STRIPE_WEBHOOK_SECRET", "LEVQOR_DATA_DIR")
 	cfg, err := config.FromEnv(opts.Getenv)
 	if err != nil {
 		return err
@@ -47,20 +40,14 @@ func runWebhookSend(ctx context.Context, args []string, stdout, stderr io.Writer
 	price := fs.String("price", "", "price id on subscription items and invoice lines")
 	account := fs.String("account", "", "Levqor account id, as checkout's client_reference_id")
 	printOnly := fs.Bool("print", false, "print the signed event instead of sending it")
-	// Accept the event type before or after the flags.
-	var eventType string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		eventType, args = args[0], args[1:]
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		return usageError("%v", err)
+	if len(pos) != 1 {
+		return usageError("webhook send <event type>: name one event type (see `levqor webhook types`)")
 	}
-	if eventType == "" && fs.NArg() > 0 {
-		eventType = fs.Arg(0)
-	}
-	if eventType == "" {
-		return usageError("webhook send <event type>: see `levqor webhook types`")
-	}
+	eventType := pos[0]
 	eo := stripesim.EventOptions{ID: *id, Customer: *customer, ObjectID: *object, Price: *price, AccountRef: *account}
 	if *dataFile != "" {
 		b, err := os.ReadFile(*dataFile)
