@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -102,16 +104,89 @@ func (s *Server) start() error {
 	if err != nil {
 		return fmt.Errorf("embeddednats: configuring server: %w", err)
 	}
-	if s.opts.Logger != nil {
-		srv.SetLoggerV2(s.opts.Logger, false, false, false)
-	}
+	// The server reports a failure to listen or to open its store only
+	// through its logger's Fatalf, and ReadyForConnections would wait out
+	// its whole timeout: watch for it so a taken port fails at once.
+	watch := &watchLogger{next: s.opts.Logger, fatal: make(chan string, 1)}
+	srv.SetLoggerV2(watch, false, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(ReadyTimeoutDefault) {
-		srv.Shutdown()
-		return fmt.Errorf("embeddednats: server on %s:%d not ready after %s", s.host, s.port, ReadyTimeoutDefault)
+	deadline := time.Now().Add(ReadyTimeoutDefault)
+	for !srv.ReadyForConnections(50 * time.Millisecond) {
+		select {
+		case msg := <-watch.fatal:
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return startError(s.Addr(), msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			srv.Shutdown()
+			return fmt.Errorf("embeddednats: server on %s not ready after %s", s.Addr(), ReadyTimeoutDefault)
+		}
 	}
 	s.srv = srv
 	return nil
+}
+
+// startError turns the server's fatal log line into an error; a taken
+// address wraps syscall.EADDRINUSE so callers can say which setting to
+// change.
+func startError(addr, msg string) error {
+	if strings.Contains(msg, "address already in use") {
+		return fmt.Errorf("embeddednats: %s is already in use by another process: %w", addr, syscall.EADDRINUSE)
+	}
+	return fmt.Errorf("embeddednats: server on %s failed to start: %s", addr, msg)
+}
+
+// watchLogger passes the server's log lines on to next (if any) and
+// reports its first Fatalf. It never exits the process, as the server's
+// own loggers do on Fatalf.
+type watchLogger struct {
+	next  server.Logger
+	fatal chan string
+}
+
+var _ server.Logger = (*watchLogger)(nil)
+
+func (l *watchLogger) Noticef(format string, v ...any) {
+	if l.next != nil {
+		l.next.Noticef(format, v...)
+	}
+}
+
+func (l *watchLogger) Warnf(format string, v ...any) {
+	if l.next != nil {
+		l.next.Warnf(format, v...)
+	}
+}
+
+func (l *watchLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if l.next != nil {
+		l.next.Errorf("%s", msg)
+	}
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
+
+func (l *watchLogger) Errorf(format string, v ...any) {
+	if l.next != nil {
+		l.next.Errorf(format, v...)
+	}
+}
+
+func (l *watchLogger) Debugf(format string, v ...any) {
+	if l.next != nil {
+		l.next.Debugf(format, v...)
+	}
+}
+
+func (l *watchLogger) Tracef(format string, v ...any) {
+	if l.next != nil {
+		l.next.Tracef(format, v...)
+	}
 }
 
 // ClientURL is the nats:// URL clients connect to.

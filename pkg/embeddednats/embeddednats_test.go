@@ -2,6 +2,8 @@ package embeddednats_test
 
 import (
 	"context"
+	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,4 +40,18 @@ func TestRestartKeepsStreams(t *testing.T) {
 		info, err := js.Stream(ctx, "T")
 		return err == nil && info.CachedInfo().State.Msgs == 1
 	}, 10*time.Second, 50*time.Millisecond, "the stream and its message survive a restart")
+}
+
+func TestStartFailsAtOnceWhenTheAddressIsTaken(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+
+	start := time.Now()
+	_, err = embeddednats.Start(embeddednats.Options{Addr: taken.Addr().String(), StoreDir: t.TempDir()})
+	require.Error(t, err)
+	require.Less(t, time.Since(start), 3*time.Second, "a taken port fails fast, not after the ready timeout")
+	require.ErrorIs(t, err, syscall.EADDRINUSE)
+	require.ErrorContains(t, err, taken.Addr().String()+" is already in use")
 }

@@ -10,8 +10,10 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -20,7 +22,9 @@ import (
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/embeddednats"
+	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/stripedev"
 	"github.com/levqor/levqor/pkg/telemetry"
 )
 
@@ -108,10 +112,16 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("LEVQOR_DATA_DIR: %w", err)
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
 	secrets, err := LoadDevSecrets(cfg.DataDir)
 	if err != nil {
 		return err
 	}
+	webhookSecretFromEnv, adminTokenFromEnv := len(cfg.WebhookSecrets) > 0, cfg.AdminToken != ""
 	if len(cfg.WebhookSecrets) == 0 {
 		cfg.WebhookSecrets = []string{secrets.WebhookSecret}
 	}
@@ -131,12 +141,37 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 		cfg.StripeAPIKey = config.StripeDevAPIKey
 	}
 
+	// Take the ports first, so that a taken one fails at once and says
+	// which setting to change.
+	ln, err := listen("LEVQOR_HTTP_ADDR", cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	var standIn *stripedev.Server
+	var standInLn net.Listener
+	if cfg.StripeAPIKey == "" && cfg.StripeAPIBase == "" {
+		standIn, standInLn, err = startStripeStandIn(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer standInLn.Close()
+		cfg.StripeAPIBase, cfg.StripeAPIKey = "http://"+standInLn.Addr().String(), config.StripeDevAPIKey
+		// Reconciliation takes Stripe's list of subscriptions as the
+		// truth; the stand-in knows none of those sent as webhooks, so it
+		// would cancel them all. An explicit LEVQOR_SCHEDULE entry wins.
+		cfg.Schedule = scheduler.JobBillingReconcile + "=off;" + cfg.Schedule
+	}
+
 	srv, err := embeddednats.Start(embeddednats.Options{
 		Addr:       cfg.DevNATSAddr,
 		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
 		SyncAlways: cfg.DevNATSSyncAlways,
 		ServerName: "levqor-dev",
 	})
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return addrInUse("LEVQOR_DEV_NATS_ADDR", cfg.DevNATSAddr)
+	}
 	if err != nil {
 		return fmt.Errorf("starting embedded NATS on %s (LEVQOR_DEV_NATS_ADDR): %w", cfg.DevNATSAddr, err)
 	}
@@ -164,10 +199,6 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("LEVQOR_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
-	}
 	info := DevInfo{
 		IngestURL:     "http://" + ln.Addr().String(),
 		WebhookURL:    "http://" + ln.Addr().String() + "/webhooks/stripe",
@@ -178,10 +209,24 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 		AdminToken:    cfg.AdminToken,
 	}
 
+	inst, err := devInstance(cfg, info, webhookSecretFromEnv, adminTokenFromEnv, standIn != nil)
+	if err != nil {
+		return err
+	}
+	if err := writeDevInstance(inst); err != nil {
+		return fmt.Errorf("LEVQOR_DATA_DIR: writing %s: %w", DevInstanceFile, err)
+	}
+	defer os.Remove(filepath.Join(inst.DataDir, DevInstanceFile))
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return telemetry.ServeListener(gctx, telemetry.NewServer(cfg.HTTPAddr, ingestSrv.Handler()), ln, cfg.ShutdownTimeout, log)
 	})
+	if standIn != nil {
+		g.Go(func() error {
+			return telemetry.ServeListener(gctx, &http.Server{Handler: standIn, ReadHeaderTimeout: 10 * time.Second}, standInLn, cfg.ShutdownTimeout, log)
+		})
+	}
 	g.Go(func() error { return router.Run(gctx) })
 	g.Go(func() error { return relay.Run(gctx) })
 	g.Go(func() error { return sched.Run(gctx) })
@@ -203,25 +248,40 @@ Levqor dev mode is running. Ctrl-C stops it.
 Send a test event:  go run ./cmd/levqor webhook send customer.subscription.created
 Create an API key:  go run ./cmd/levqor apikey create --operator --name me
 `, info.IngestURL, info.WebhookURL, info.IngestURL, info.IngestURL, info.IngestURL,
-		info.NATSURL, info.NATSURL, info.DatabaseURL, info.DataDir, info.WebhookSecret, info.AdminToken, stripeTarget(cfg))
-	if opts.Ready != nil {
-		go func() {
-			deadline := time.Now().Add(10 * time.Second)
-			for !router.Ready() && time.Now().Before(deadline) && gctx.Err() == nil {
-				time.Sleep(10 * time.Millisecond)
+		info.NATSURL, info.NATSURL, info.DatabaseURL, info.DataDir, info.WebhookSecret, info.AdminToken, stripeTarget(cfg, standIn != nil))
+	reminded := make(chan struct{})
+	go func() {
+		defer close(reminded)
+		deadline := time.Now().Add(10 * time.Second)
+		for !router.Ready() && time.Now().Before(deadline) && gctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if router.Ready() {
+			// The banner has scrolled away under the start-up logs by now:
+			// say again where everything is once they settle.
+			select {
+			case <-time.After(devSettleDefault):
+				fmt.Fprint(out, readyReminder(cfg, inst))
+			case <-gctx.Done():
 			}
+		}
+		if opts.Ready != nil {
 			opts.Ready(info)
-		}()
-	}
+		}
+	}()
 	err = g.Wait()
+	<-reminded // nothing writes to out once RunDev has returned
 	log.Info("dev mode stopped")
 	return err
 }
 
 // stripeTarget says where dev mode's accounts and billing workers send
 // Stripe calls.
-func stripeTarget(cfg config.Config) string {
+func stripeTarget(cfg config.Config, standIn bool) string {
 	switch {
+	case standIn:
+		return cfg.StripeAPIBase + "   offline stand-in (no STRIPE_API_KEY or STRIPE_API_BASE set), state in " +
+			filepath.Join(cfg.DataDir, DevStripeStateFile) + "; billing.reconcile is off"
 	case cfg.StripeAPIKey == "":
 		return "not configured: creating accounts and checkout sessions fails until STRIPE_API_BASE (stripe-mock) or STRIPE_API_KEY is set"
 	case cfg.StripeAPIBase != "":

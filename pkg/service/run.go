@@ -65,6 +65,11 @@ func RunIngest(ctx context.Context, cfg config.Config, log logrus.FieldLogger) e
 	if err := cfg.ValidateFor(config.RoleIngest); err != nil {
 		return err
 	}
+	ln, err := listen("LEVQOR_HTTP_ADDR", cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	env, err := connect(ctx, cfg, "levqor-ingest", true, log)
 	if err != nil {
 		return err
@@ -81,7 +86,7 @@ func RunIngest(ctx context.Context, cfg config.Config, log logrus.FieldLogger) e
 	g.Go(func() error { _ = env.EnsureTopology(gctx); return nil }) // fails only when stopping
 	g.Go(func() error {
 		log.WithField("addr", cfg.HTTPAddr).Info("ingest listening")
-		return telemetry.Serve(gctx, telemetry.NewServer(cfg.HTTPAddr, srv.Handler()), cfg.ShutdownTimeout, log)
+		return telemetry.ServeListener(gctx, telemetry.NewServer(cfg.HTTPAddr, srv.Handler()), ln, cfg.ShutdownTimeout, log)
 	})
 	return g.Wait()
 }
@@ -117,6 +122,11 @@ func RunWorkers(ctx context.Context, cfg config.Config, log logrus.FieldLogger) 
 		log.Warn("STRIPE_API_KEY is not set: the billing worker applies Stripe events and runs dunning, " +
 			"but answers checkout and portal commands with 503 and skips reconciliation")
 	}
+	ln, err := listen("LEVQOR_ADMIN_ADDR", cfg.AdminAddr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	env, err := connect(ctx, cfg, "levqor-workers", true, log)
 	if err != nil {
 		return err
@@ -128,7 +138,9 @@ func RunWorkers(ctx context.Context, cfg config.Config, log logrus.FieldLogger) 
 	}
 	relay := env.Relay()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return telemetry.Serve(gctx, env.adminServer(cfg.AdminAddr), cfg.ShutdownTimeout, log) })
+	g.Go(func() error {
+		return telemetry.ServeListener(gctx, env.adminServer(cfg.AdminAddr), ln, cfg.ShutdownTimeout, log)
+	})
 	g.Go(func() error {
 		if err := env.EnsureTopology(gctx); err != nil {
 			return nil // stopping
@@ -144,6 +156,11 @@ func RunScheduler(ctx context.Context, cfg config.Config, log logrus.FieldLogger
 	if err := cfg.ValidateFor(config.RoleScheduler); err != nil {
 		return err
 	}
+	ln, err := listen("LEVQOR_ADMIN_ADDR", cfg.AdminAddr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	env, err := connect(ctx, cfg, "levqor-scheduler", false, log)
 	if err != nil {
 		return err
@@ -154,7 +171,9 @@ func RunScheduler(ctx context.Context, cfg config.Config, log logrus.FieldLogger
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return telemetry.Serve(gctx, env.adminServer(cfg.AdminAddr), cfg.ShutdownTimeout, log) })
+	g.Go(func() error {
+		return telemetry.ServeListener(gctx, env.adminServer(cfg.AdminAddr), ln, cfg.ShutdownTimeout, log)
+	})
 	g.Go(func() error {
 		if err := env.EnsureTopology(gctx); err != nil {
 			return nil

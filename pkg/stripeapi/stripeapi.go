@@ -155,5 +155,5 @@ func NotConfigured(worker string) error {
 // NotConfiguredMessage says how to give worker a Stripe API.
 func NotConfiguredMessage(worker string) string {
 	return "Stripe is not configured for the " + worker + " worker: set STRIPE_API_KEY, " +
-		"or in dev mode STRIPE_API_BASE=http://127.0.0.1:12111 with stripe-mock running"
+		"or STRIPE_API_BASE for a Stripe-compatible API such as stripe-mock (dev mode starts its own offline stand-in)"
 }
