@@ -16,6 +16,7 @@ import (
 	"github.com/levqor/levqor/pkg/api"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 )
@@ -491,4 +492,26 @@ func TestOneErrorShapeAndSecurityHeaders(t *testing.T) {
 	}
 	require.NotEmpty(t, r.header.Get("Levqor-Correlation-Id"))
 	require.NotEmpty(t, r.header.Get("Content-Security-Policy"))
+}
+
+func TestOperatorCommandsAreAudited(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	h := newHarness(t, st, options{})
+	r := h.do(t, http.MethodPost, "/v1/accounts", h.opKey, map[string]string{"name": "Audited Ltd", "contact_email": "ops@audited.example"})
+	require.Equal(t, http.StatusAccepted, r.status, string(r.body))
+	opCmd := r.command(t).CommandID
+
+	acc := h.account(t, "Own Co")
+	own, _ := h.key(t, acc)
+	r = h.do(t, http.MethodPatch, "/v1/accounts/"+acc, own, map[string]string{"contact_email": "new@own.example"})
+	require.Equal(t, http.StatusAccepted, r.status, string(r.body))
+
+	trail, err := st.ListAudit(t.Context(), store.ListAuditParams{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, trail, 1, "the operator's command is in the trail, the customer's own change is not")
+	require.Equal(t, ops.ActionCommandPrefix+"accounts.create", trail[0].Action)
+	require.Equal(t, store.AuditOutcomeAccepted, trail[0].Outcome)
+	require.True(t, strings.HasPrefix(trail[0].Actor, "key:"), "the actor is the operator key's id: %s", trail[0].Actor)
+	require.Contains(t, string(trail[0].Params), opCmd, "the entry names the command, whose outcome it has")
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/httpjson"
+	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -176,6 +177,15 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	})
 	if sub.accountID != "" {
 		log = log.WithField("account_id", sub.accountID)
+	}
+	if created && p.Operator {
+		// What operators change through the API shows in `levqor audit`
+		// beside what they do with the CLI. The commands row above is
+		// already a durable record of the request, so a failure to write
+		// the trail is logged (by ops.Audit) and does not refuse the
+		// command.
+		_ = ops.Audit(ctx, s.store, log, now, "key:"+p.KeyID, ops.ActionCommandPrefix+sub.domain+"."+sub.action,
+			map[string]any{"command_id": cmd.ID, "account_id": sub.accountID}, map[string]any{}, store.AuditOutcomeAccepted)
 	}
 	publish := created
 	if !created {

@@ -29,11 +29,18 @@ type Repair struct {
 	To             string `json:"to"`
 }
 
-// ReconcileReport says what reconciliation looked at and fixed.
+// ReconcileReport says what reconciliation looked at and fixed (or, in a
+// dry run, would fix).
 type ReconcileReport struct {
 	Listed  int      `json:"listed"`
 	Repairs []Repair `json:"repairs"`
+	// DryRun is true when nothing was changed: Repairs are what a real
+	// run would do.
+	DryRun bool `json:"dry_run,omitempty"`
 }
+
+// errDryRun rolls back a dry run's repair once it has been worked out.
+var errDryRun = errors.New("billing: dry run")
 
 // Reconcile lists every subscription from the Stripe API (all pages) and
 // repairs local state that drifted from it: missed webhooks, changes made
@@ -43,7 +50,18 @@ type ReconcileReport struct {
 // Stripe no longer lists are marked canceled. Every repair is logged,
 // counted and announced like any other change.
 func (w *Worker) Reconcile(ctx context.Context, now time.Time) (ReconcileReport, error) {
-	var rep ReconcileReport
+	return w.reconcile(ctx, now, false)
+}
+
+// ReconcileDryRun works out every repair Reconcile would make, each in a
+// transaction that is rolled back: it changes nothing and announces
+// nothing.
+func (w *Worker) ReconcileDryRun(ctx context.Context, now time.Time) (ReconcileReport, error) {
+	return w.reconcile(ctx, now, true)
+}
+
+func (w *Worker) reconcile(ctx context.Context, now time.Time, dryRun bool) (ReconcileReport, error) {
+	rep := ReconcileReport{DryRun: dryRun}
 	if w.Stripe == nil {
 		return rep, ErrNoStripeAPI
 	}
@@ -57,7 +75,7 @@ func (w *Worker) Reconcile(ctx context.Context, now time.Time) (ReconcileReport,
 		sub := it.Subscription()
 		rep.Listed++
 		seen[sub.ID] = true
-		r, err := w.repairOne(ctx, sub, src)
+		r, err := w.repairOne(ctx, sub, src, dryRun)
 		if err != nil {
 			return rep, err
 		}
@@ -77,7 +95,7 @@ func (w *Worker) Reconcile(ctx context.Context, now time.Time) (ReconcileReport,
 			continue
 		}
 		gone := stripe.Subscription{ID: s.ID, Status: stripe.SubscriptionStatusCanceled, Customer: &stripe.Customer{ID: s.CustomerID}}
-		r, err := w.repairOne(ctx, &gone, src)
+		r, err := w.repairOne(ctx, &gone, src, dryRun)
 		if err != nil {
 			return rep, err
 		}
@@ -85,6 +103,10 @@ func (w *Worker) Reconcile(ctx context.Context, now time.Time) (ReconcileReport,
 			r.Kind = "vanished"
 			rep.Repairs = append(rep.Repairs, *r)
 		}
+	}
+	if dryRun {
+		w.Log.WithFields(logrus.Fields{"listed": rep.Listed, "repairs": len(rep.Repairs)}).Info("reconciliation dry run done; nothing changed")
+		return rep, nil
 	}
 	for _, r := range rep.Repairs {
 		w.m().repairs.WithLabelValues(r.Kind).Inc()
@@ -115,7 +137,9 @@ func summary(s store.Subscription) string {
 	return string(b)
 }
 
-func (w *Worker) repairOne(ctx context.Context, sub *stripe.Subscription, src store.SourceEvent) (*Repair, error) {
+// repairOne repairs one subscription in its own transaction; dryRun
+// rolls it back once the repair is known.
+func (w *Worker) repairOne(ctx context.Context, sub *stripe.Subscription, src store.SourceEvent, dryRun bool) (*Repair, error) {
 	var repair *Repair
 	err := w.Store.InTx(ctx, func(tx *store.Tx) error {
 		want := w.fromStripe(sub, src)
@@ -141,11 +165,19 @@ func (w *Worker) repairOne(ctx context.Context, sub *stripe.Subscription, src st
 			return err
 		}
 		repair = r
-		if acc == nil {
-			return nil
+		if acc != nil {
+			if err := w.recompute(ctx, tx, acc, emitter{tx: tx, topo: w.Topology, at: src.Created, reconciled: true}); err != nil {
+				return err
+			}
 		}
-		return w.recompute(ctx, tx, acc, emitter{tx: tx, topo: w.Topology, at: src.Created, reconciled: true})
+		if dryRun {
+			return errDryRun
+		}
+		return nil
 	})
+	if errors.Is(err, errDryRun) {
+		err = nil
+	}
 	return repair, err
 }
 

@@ -54,9 +54,31 @@ func TestReconcileRepairsDrift(t *testing.T) {
 			}
 			return tx.PutSubscription(context.Background(), store.Subscription{ID: "sub_ghost", AccountID: "acc_rec", CustomerID: fixture.Customer.ID, Status: "active", Source: store.SourceEvent{ID: "evt_y", Created: t0}})
 		}))
+		outboxBefore, err := st.UnpublishedOutbox(context.Background(), 1000)
+		require.NoError(t, err)
+		dry, err := h.w.ReconcileDryRun(context.Background(), time.Now())
+		require.NoError(t, err)
+		require.True(t, dry.DryRun)
+		dryKinds := map[string]string{}
+		for _, r := range dry.Repairs {
+			dryKinds[r.SubscriptionID] = r.Kind
+		}
+		require.Equal(t, "changed", dryKinds[fixture.ID], "the dry run reports the repair")
+		require.Equal(t, "vanished", dryKinds["sub_ghost"])
+		require.NoError(t, st.InTx(context.Background(), func(tx *store.Tx) error {
+			held, err := tx.GetSubscription(context.Background(), fixture.ID)
+			require.NoError(t, err)
+			require.Equal(t, "canceled", held.Status, "the dry run changed nothing")
+			return nil
+		}))
+		outboxAfter, err := st.UnpublishedOutbox(context.Background(), 1000)
+		require.NoError(t, err)
+		require.Len(t, outboxAfter, len(outboxBefore), "the dry run announced nothing")
+
 		rep, err := h.w.Reconcile(context.Background(), time.Now())
 		require.NoError(t, err)
 		require.GreaterOrEqual(t, rep.Listed, 1)
+		require.Len(t, rep.Repairs, len(dry.Repairs), "the real run makes the repairs the dry run listed")
 		kinds := map[string]string{}
 		for _, r := range rep.Repairs {
 			kinds[r.SubscriptionID] = r.Kind

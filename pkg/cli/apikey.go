@@ -16,6 +16,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -71,7 +72,8 @@ func schemaHint(err error) error {
 }
 
 func runAPIKeyCreate(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := newFlags("apikey create", apikeyCreateUsage, stdout, envStore...)
+	fs := newFlags("apikey create", apikeyCreateUsage, stdout, envOf(envStore, []string{"USER"})...)
+	actor := addActorFlag(fs, opts)
 	account := fs.String("account", "", "the account the key belongs to (acc_…)")
 	operator := fs.Bool("operator", false, "an operator key: sees every account and may use /admin")
 	name := fs.String("name", "", "a label for listings, e.g. who or what uses the key")
@@ -103,6 +105,10 @@ func runAPIKeyCreate(ctx context.Context, args []string, stdout, stderr io.Write
 			return fmt.Errorf("--account %s: no such account (create it with POST /v1/accounts first)", *account)
 		}
 		return schemaHint(err)
+	}
+	if err := auditCLI(ctx, st, stderr, *actor, ops.ActionAPIKeyCreate,
+		map[string]any{"key_id": k.ID, "operator": *operator, "account_id": *account, "name": *name}, nil, store.AuditOutcomeOK); err != nil {
+		return err
 	}
 	scope := "operator"
 	if !*operator {
@@ -178,7 +184,8 @@ func runAPIKeyList(ctx context.Context, args []string, stdout, stderr io.Writer,
 }
 
 func runAPIKeyRevoke(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := newFlags("apikey revoke", apikeyRevokeUsage, stdout, envStore...)
+	fs := newFlags("apikey revoke", apikeyRevokeUsage, stdout, envOf(envStore, []string{"USER"})...)
+	actor := addActorFlag(fs, opts)
 	asJSON := fs.Bool("json", false, "print the revoked key as JSON")
 	id, err := fs.parseID(args, "key_", "API key (from `levqor apikey list`, not the key itself)")
 	if err != nil {
@@ -198,6 +205,10 @@ func runAPIKeyRevoke(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	if err != nil {
 		return schemaHint(err)
+	}
+	if err := auditCLI(ctx, st, stderr, *actor, ops.ActionAPIKeyRevoke,
+		map[string]any{"key_id": k.ID, "operator": k.Operator, "account_id": k.AccountID}, nil, store.AuditOutcomeOK); err != nil {
+		return err
 	}
 	if *asJSON {
 		return writeJSON(stdout, k)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/cli"
+	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 )
@@ -105,6 +106,12 @@ func TestAPIKeyCommands(t *testing.T) {
 
 			_, err = apikey(t, env, "create", "--account", "acc_nobody")
 			require.ErrorContains(t, err, "no such account")
+			for _, action := range []string{ops.ActionAPIKeyCreate, ops.ActionAPIKeyRevoke} {
+				trail, err := st.ListAudit(ctx, store.ListAuditParams{Action: action, Limit: 10})
+				require.NoError(t, err)
+				require.NotEmpty(t, trail, "%s is in the audit trail", action)
+				require.NotContains(t, string(trail[0].Params), "lvq_", "the trail names the key id, never the key")
+			}
 			_, err = apikey(t, env, "revoke", "key_aaaaaaaaaaaaaaaaaaaaaaaaaa")
 			require.ErrorContains(t, err, "no API key key_aaaaaaaaaaaaaaaaaaaaaaaaaa")
 			_, err = apikey(t, env, "revoke", "key_unknown")

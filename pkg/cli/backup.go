@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,7 +16,6 @@ import (
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/httpjson"
-	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -44,12 +42,17 @@ const pollEvery = 500 * time.Millisecond
 
 // apiFlags are the flags of the commands that call the product API.
 type apiFlags struct {
+	fs       *cmdFlags
 	url, key *string
 }
 
-func addAPIFlags(fs *flag.FlagSet, cfg config.Config) apiFlags {
+// urlSet reports whether --url was given.
+func (f apiFlags) urlSet() bool { return flagSet(f.fs, "url") }
+
+func addAPIFlags(fs *cmdFlags, cfg config.Config) apiFlags {
 	return apiFlags{
-		url: fs.String("url", "http://"+cfg.HTTPAddr, "the ingest URL"),
+		fs:  fs,
+		url: fs.String("url", "http://"+cfg.HTTPAddr, "the ingest URL (default: the running dev mode's, else LEVQOR_HTTP_ADDR's)"),
 		key: fs.String("key", "", "API key (default LEVQOR_API_KEY, else dev mode's operator token from LEVQOR_DATA_DIR)"),
 	}
 }
@@ -64,13 +67,18 @@ func (f apiFlags) client(cfg config.Config, opts Options) (*apiCaller, error) {
 		key = cfg.AdminToken
 	}
 	if key == "" {
-		s, err := service.LoadDevSecrets(cfg.DataDir)
-		if err != nil {
+		var err error
+		if key, err = devSecret(opts, true); err != nil {
 			return nil, fmt.Errorf("no API key: give --key or LEVQOR_API_KEY (%w)", err)
 		}
-		key = s.AdminToken
 	}
-	return &apiCaller{url: strings.TrimSuffix(*f.url, "/"), key: key, http: &http.Client{Timeout: 60 * time.Second}}, nil
+	url := *f.url
+	if !f.urlSet() {
+		if u := devURL(opts, false); u != "" {
+			url = u
+		}
+	}
+	return &apiCaller{url: strings.TrimSuffix(url, "/"), key: key, http: &http.Client{Timeout: 60 * time.Second}}, nil
 }
 
 // backupCommand is `levqor backup <sub>`.
@@ -86,7 +94,7 @@ func runBackup(ctx context.Context, sub string, args []string, stdout io.Writer,
 		return err
 	}
 	fs := newFlags("backup "+sub, backupSynopsis[sub], stdout, envAPI...)
-	af := addAPIFlags(fs.FlagSet, cfg)
+	af := addAPIFlags(fs, cfg)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	wait := new(bool)
 	if sub == "run" {
@@ -208,7 +216,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer, op
 		return err
 	}
 	fs := newFlags("restore", restoreUsage, stdout, envAPI...)
-	af := addAPIFlags(fs.FlagSet, cfg)
+	af := addAPIFlags(fs, cfg)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	to := fs.String("to", "", "the directory to restore a directory snapshot into (under LEVQOR_BACKUP_PATHS)")
 	dsn := fs.String("dsn", "", "the database to restore a postgres snapshot into")

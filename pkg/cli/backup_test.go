@@ -83,7 +83,7 @@ func TestBackupWalkthrough(t *testing.T) {
 
 	var sOut, sErr bytes.Buffer
 	require.NoError(t, cli.RunWith(ctx, []string{"schedule", "trigger", "backup.verify"}, &sOut, &sErr, cli.Options{
-		Getenv: getenv(map[string]string{"LEVQOR_DEV_NATS_ADDR": strings.TrimPrefix(d.info.NATSURL, "nats://")})}), sErr.String())
+		Getenv: getenv(map[string]string{"LEVQOR_DEV_NATS_ADDR": strings.TrimPrefix(d.info.NATSURL, "nats://"), "LEVQOR_DATA_DIR": env["LEVQOR_DATA_DIR"]})}), sErr.String())
 	require.Contains(t, sOut.String(), "published manual tick")
 	require.Eventually(t, func() bool {
 		op.call(t, http.MethodGet, "/v1/snapshots/"+snap, nil, &s)

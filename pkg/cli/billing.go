@@ -13,7 +13,9 @@ import (
 
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/service"
+	"github.com/levqor/levqor/pkg/store"
 )
 
 func init() {
@@ -25,7 +27,7 @@ func init() {
 // every subscription from Stripe, a hundred per page.
 const billingReconcileTimeout = 10 * time.Minute
 
-const billingReconcileUsage = "billing reconcile [--json]"
+const billingReconcileUsage = "billing reconcile [--dry-run] [--json] [--actor name]"
 
 // runBillingReconcile runs what the daily billing.reconcile tick runs, once:
 // it lists every subscription from the Stripe API (STRIPE_API_KEY, and
@@ -35,9 +37,13 @@ const billingReconcileUsage = "billing reconcile [--json]"
 // runs its relay.
 func runBillingReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
 	fs := newFlags("billing reconcile", billingReconcileUsage, stdout,
-		envOf(envStripe, envStore, []string{"LEVQOR_CATALOG", "LEVQOR_SUBJECT_PREFIX"})...).
-		describe("Lists every subscription from Stripe and repairs what drifted in the database, as the daily billing.reconcile job does.")
+		envOf(envStripe, envStore, []string{"LEVQOR_CATALOG", "LEVQOR_SUBJECT_PREFIX", "USER"})...).
+		describe("Lists every subscription from Stripe and repairs what drifted in the database, as the daily\n" +
+			"billing.reconcile job does. --dry-run prints the repairs it would make and changes nothing.\n" +
+			"Either way the run is recorded in the audit trail (levqor audit).")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	dryRun := fs.Bool("dry-run", false, "print the repairs a run would make; change nothing")
+	actor := addActorFlag(fs, opts)
 	if err := fs.parseNone(args); err != nil {
 		return err
 	}
@@ -68,7 +74,22 @@ func runBillingReconcile(ctx context.Context, args []string, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	rep, err := w.Reconcile(ctx, time.Now())
+	reconcile := w.Reconcile
+	if *dryRun {
+		reconcile = w.ReconcileDryRun
+	}
+	rep, err := reconcile(ctx, time.Now())
+	outcome := store.AuditOutcomeOK
+	switch {
+	case err != nil:
+		outcome = store.AuditOutcomeFailed
+	case *dryRun:
+		outcome = store.AuditOutcomeDryRun
+	}
+	if aerr := auditCLI(ctx, st, stderr, *actor, ops.ActionBillingReconcile, map[string]any{"dry_run": *dryRun},
+		map[string]any{"listed": rep.Listed, "repairs": len(rep.Repairs)}, outcome); aerr != nil && err == nil {
+		err = aerr
+	}
 	if err != nil {
 		return schemaHint(fmt.Errorf("reconciling: %w", err))
 	}
@@ -80,7 +101,11 @@ func runBillingReconcile(ctx context.Context, args []string, stdout, stderr io.W
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	fmt.Fprintf(stdout, "listed %d subscription(s) from Stripe; %d repair(s)\n", rep.Listed, len(rep.Repairs))
+	if *dryRun {
+		fmt.Fprintf(stdout, "dry run: listed %d subscription(s) from Stripe; %d repair(s) would be made, none was\n", rep.Listed, len(rep.Repairs))
+	} else {
+		fmt.Fprintf(stdout, "listed %d subscription(s) from Stripe; %d repair(s)\n", rep.Listed, len(rep.Repairs))
+	}
 	if len(rep.Repairs) == 0 {
 		return nil
 	}

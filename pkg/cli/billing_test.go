@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/cli"
+	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 	"github.com/levqor/levqor/pkg/stripeapi"
@@ -55,9 +57,22 @@ func TestBillingReconcile(t *testing.T) {
 				}
 				return tx.PutSubscription(ctx, store.Subscription{ID: "sub_ghost", AccountID: "acc_rec", CustomerID: fixture.Customer.ID, Status: "active", Source: store.SourceEvent{ID: "evt_old2", Created: then}})
 			}))
-			vars := map[string]string{"LEVQOR_DATABASE_URL": dbURL, "STRIPE_API_BASE": base}
+			vars := map[string]string{"LEVQOR_DATABASE_URL": dbURL, "STRIPE_API_BASE": base, "USER": "ana"}
 
 			var out, errOut bytes.Buffer
+			require.NoError(t, cli.RunWith(ctx, []string{"billing", "reconcile", "--dry-run"}, &out, &errOut, cli.Options{Getenv: getenv(vars)}), errOut.String())
+			dry := strings.Split(strings.TrimSpace(out.String()), "\n")
+			require.Regexp(t, `^dry run: listed \d+ subscription\(s\) from Stripe; 2 repair\(s\) would be made, none was$`, dry[0])
+			require.Regexp(t, `^changed\s+`+fixture.ID, dry[2], "the dry run prints the repairs")
+			held, err := st.AccountSubscriptions(ctx, "acc_rec")
+			require.NoError(t, err)
+			for _, s := range held {
+				if s.ID == fixture.ID {
+					require.Equal(t, "canceled", s.Status, "the dry run changed nothing")
+				}
+			}
+
+			out.Reset()
 			require.NoError(t, cli.RunWith(ctx, []string{"billing", "reconcile"}, &out, &errOut, cli.Options{Getenv: getenv(vars)}), errOut.String())
 			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 			require.Regexp(t, `^listed \d+ subscription\(s\) from Stripe; 2 repair\(s\)$`, lines[0])
@@ -81,6 +96,14 @@ func TestBillingReconcile(t *testing.T) {
 			require.GreaterOrEqual(t, rep.Listed, 1)
 			require.NotNil(t, rep.Repairs)
 			require.Empty(t, rep.Repairs, "nothing left to repair")
+
+			trail, err := st.ListAudit(ctx, store.ListAuditParams{Action: ops.ActionBillingReconcile, Limit: 10})
+			require.NoError(t, err)
+			require.Len(t, trail, 3, "every run, the dry one too, is in the audit trail")
+			require.Equal(t, store.AuditOutcomeDryRun, trail[2].Outcome)
+			require.Equal(t, store.AuditOutcomeOK, trail[1].Outcome)
+			require.Equal(t, "ana", trail[1].Actor)
+			require.JSONEq(t, `{"listed":`+strconv.Itoa(rep.Listed)+`,"repairs":2}`, string(trail[1].Counts))
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"testing"
 	"time"
@@ -90,6 +91,15 @@ func TestDevModeEndToEnd(t *testing.T) {
 	require.Contains(t, out.String(), "200")
 
 	waitProcessed(t, d.info, id)
+
+	// From another directory, naming only the data directory: the running
+	// dev mode's URL and secret are found (dev.json), nothing is invented.
+	out.Reset()
+	err = cli.RunWith(context.Background(), []string{"webhook", "send", "invoice.paid"}, &out, &bytes.Buffer{},
+		cli.Options{Getenv: getenv(map[string]string{"LEVQOR_DATA_DIR": env["LEVQOR_DATA_DIR"]})})
+	require.NoError(t, err, out.String())
+	require.Contains(t, out.String(), "→ 200", "signed with dev mode's own secret and sent to its port")
+
 	took := d.stop(t)
 	t.Logf("dev mode stopped in %s", took)
 	require.Less(t, took, 10*time.Second, "Ctrl-C shuts everything down within seconds")
@@ -173,4 +183,16 @@ func TestProbe(t *testing.T) {
 	defer bad.Close()
 	require.Equal(t, 0, cli.Main(context.Background(), []string{"probe", ok.URL}, &bytes.Buffer{}, &bytes.Buffer{}))
 	require.Equal(t, 1, cli.Main(context.Background(), []string{"probe", bad.URL}, &bytes.Buffer{}, &bytes.Buffer{}))
+}
+
+func TestWebhookSendNeverInventsASecret(t *testing.T) {
+	t.Parallel()
+	empty := t.TempDir()
+	err := cli.RunWith(context.Background(), []string{"webhook", "send", "invoice.paid", "--url", "http://127.0.0.1:1/webhooks/stripe"},
+		&bytes.Buffer{}, &bytes.Buffer{}, cli.Options{Getenv: getenv(map[string]string{"LEVQOR_DATA_DIR": empty})})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "start dev mode", "the error says what to do")
+	entries, err := os.ReadDir(empty)
+	require.NoError(t, err)
+	require.Empty(t, entries, "no secret was generated in a data directory dev mode never used")
 }

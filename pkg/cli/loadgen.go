@@ -15,7 +15,6 @@ import (
 
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/loadgen"
-	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -56,11 +55,9 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer, op
 		lc.Secret = cfg.WebhookSecrets[0]
 	}
 	if lc.Secret == "" {
-		s, err := service.LoadDevSecrets(cfg.DataDir)
-		if err != nil {
+		if lc.Secret, err = devSecret(opts, false); err != nil {
 			return err
 		}
-		lc.Secret = s.WebhookSecret
 	}
 	if err := lc.Validate(); err != nil {
 		return usageError("%v", err)

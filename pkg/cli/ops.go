@@ -114,6 +114,24 @@ func addOpsFlags(fs *flag.FlagSet, opts Options, mutating bool) opsFlags {
 	return f
 }
 
+// addActorFlag adds --actor, who is acting, to a command that changes
+// something an operator must be able to trace (`levqor audit`).
+func addActorFlag(fs *cmdFlags, opts Options) *string {
+	return fs.String("actor", defaultActor(opts), "who is acting, for the audit trail (default: $USER)")
+}
+
+// auditCLI records an operator action of a CLI tool in the audit trail of
+// st (ops.Audit); warnings go to stderr.
+func auditCLI(ctx context.Context, st *store.Store, stderr io.Writer, actor, action string, params, counts any, outcome string) error {
+	log := logrus.New()
+	log.Out = stderr
+	log.Level = logrus.WarnLevel
+	if counts == nil {
+		counts = map[string]any{}
+	}
+	return ops.Audit(ctx, st, log, time.Now(), actor, action, params, counts, outcome)
+}
+
 // defaultActor is the operator's login: $USER, $LOGNAME, or the account
 // the command runs as.
 func defaultActor(opts Options) string {

@@ -12,7 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/scheduler"
+	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/telemetry"
 )
 
@@ -24,7 +26,7 @@ func init() {
 // scheduleSynopsis is each schedule subcommand's usage line.
 var scheduleSynopsis = map[string]string{
 	"list":    "schedule list [--json]",
-	"trigger": "schedule trigger <job> [--json]",
+	"trigger": "schedule trigger <job> [--json] [--actor name]",
 }
 
 const scheduleUsage = "schedule list [--json]\nschedule trigger <job> [--json]"
@@ -63,6 +65,12 @@ func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr 
 	fs := newFlags("schedule "+sub, scheduleSynopsis[sub], stdout,
 		envOf(envBus, []string{"LEVQOR_SCHEDULE", "LEVQOR_CATCHUP_WINDOW"})...)
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	var actor *string
+	if sub == "trigger" {
+		actor = addActorFlag(fs, opts)
+		fs.env = envOf(fs.env, envStore, []string{"USER"})
+		fs.describe("Publishes a manual tick of the job now, outside its schedule, and records it in the audit trail (levqor audit).")
+	}
 	pos, err := fs.parse(args)
 	if err != nil {
 		return err
@@ -128,7 +136,12 @@ func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr 
 		if connErr != nil {
 			return connErr
 		}
-		return scheduleTrigger(ctx, sched, pos[0], *asJSON, stdout, stderr)
+		st, err := openKeyStore(ctx, stderr, opts)
+		if err != nil {
+			return fmt.Errorf("a trigger is recorded in the audit trail: %w", err)
+		}
+		defer st.Close()
+		return scheduleTrigger(ctx, sched, st, *actor, pos[0], *asJSON, stdout, stderr)
 	}
 	entries := scheduleList(ctx, sched, js != nil, time.Now())
 	if *asJSON {
@@ -226,12 +239,17 @@ func printSchedule(w io.Writer, entries []ScheduleEntry, window time.Duration) {
 	}
 }
 
-func scheduleTrigger(ctx context.Context, s *scheduler.Scheduler, job string, asJSON bool, stdout, stderr io.Writer) error {
+func scheduleTrigger(ctx context.Context, s *scheduler.Scheduler, st *store.Store, actor, job string, asJSON bool, stdout, stderr io.Writer) error {
 	if j, _ := scheduler.Lookup(s.Jobs(), job); j.Disabled {
 		fmt.Fprintf(stderr, "note: %s is disabled by LEVQOR_SCHEDULE; its worker still handles this tick\n", job)
 	}
 	p, err := s.Trigger(ctx, job)
 	if err != nil {
+		_ = auditCLI(ctx, st, stderr, actor, ops.ActionScheduleTrigger, map[string]any{"job": job}, nil, store.AuditOutcomeFailed)
+		return err
+	}
+	if err := auditCLI(ctx, st, stderr, actor, ops.ActionScheduleTrigger,
+		map[string]any{"job": job, "msg_id": p.MsgID, "slot": p.Tick.Slot}, map[string]any{"seq": p.Seq}, store.AuditOutcomeOK); err != nil {
 		return err
 	}
 	if asJSON {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,9 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/bus/bustest"
 	"github.com/levqor/levqor/pkg/cli"
+	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/scheduler"
+	"github.com/levqor/levqor/pkg/store"
 )
 
 func schedule(t *testing.T, env map[string]string, args ...string) (string, string, error) {
@@ -40,7 +43,9 @@ func scheduleJSON(t *testing.T, env map[string]string) map[string]cli.ScheduleEn
 func TestScheduleListAndTrigger(t *testing.T) {
 	t.Parallel()
 	nenv := bustest.Start(t)
-	env := map[string]string{"LEVQOR_NATS_URL": nenv.Server.ClientURL()}
+	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "levqor.db")
+	st := migratedURL(t, dbURL)
+	env := map[string]string{"LEVQOR_NATS_URL": nenv.Server.ClientURL(), "LEVQOR_DATABASE_URL": dbURL, "USER": "ana"}
 	before := time.Now()
 
 	t.Run("ListShowsTheWholeCatalog", func(t *testing.T) {
@@ -88,6 +93,12 @@ func TestScheduleListAndTrigger(t *testing.T) {
 		require.NotEqual(t, msgs[0].Header.Get(bus.HeaderMsgID), p.MsgID, "a second trigger is a second tick")
 		require.Len(t, nenv.Messages(t, bus.Ticks), 2)
 
+		trail, err := st.ListAudit(t.Context(), store.ListAuditParams{Action: ops.ActionScheduleTrigger, Limit: 10})
+		require.NoError(t, err)
+		require.Len(t, trail, 2, "each trigger is in the audit trail")
+		require.Equal(t, "ana", trail[0].Actor)
+		require.Contains(t, string(trail[0].Params), p.MsgID, "the newest names its tick")
+
 		entries := scheduleJSON(t, env)
 		watch := entries[scheduler.JobHousekeepingWatch]
 		require.NotNil(t, watch.LastManual)
@@ -112,8 +123,9 @@ func TestScheduleListAndTrigger(t *testing.T) {
 
 	t.Run("OverridesShow", func(t *testing.T) {
 		env := map[string]string{
-			"LEVQOR_NATS_URL": nenv.Server.ClientURL(),
-			"LEVQOR_SCHEDULE": "housekeeping.prune=off;housekeeping.watch=CRON_TZ=Europe/London 0 30 1 * * *",
+			"LEVQOR_NATS_URL":     nenv.Server.ClientURL(),
+			"LEVQOR_DATABASE_URL": dbURL,
+			"LEVQOR_SCHEDULE":     "housekeeping.prune=off;housekeeping.watch=CRON_TZ=Europe/London 0 30 1 * * *",
 		}
 		entries := scheduleJSON(t, env)
 		prune := entries[scheduler.JobHousekeepingPrune]
@@ -183,7 +195,7 @@ func TestScheduleInDevMode(t *testing.T) {
 	}
 	d := startDev(t, env)
 	// An operator's shell in dev mode sets nothing but the dev NATS address.
-	cliEnv := map[string]string{"LEVQOR_DEV_NATS_ADDR": strings.TrimPrefix(d.info.NATSURL, "nats://")}
+	cliEnv := map[string]string{"LEVQOR_DEV_NATS_ADDR": strings.TrimPrefix(d.info.NATSURL, "nats://"), "LEVQOR_DATA_DIR": env["LEVQOR_DATA_DIR"]}
 	out, errOut, err := schedule(t, cliEnv, "list")
 	require.NoError(t, err, errOut)
 	t.Logf("levqor schedule list:\n%s", out)

@@ -17,7 +17,6 @@ import (
 	apicommand "github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/httpjson"
-	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -87,11 +86,9 @@ func runSnapshotsSeed(ctx context.Context, args []string, stdout, stderr io.Writ
 		*key = cfg.AdminToken
 	}
 	if *key == "" {
-		s, err := service.LoadDevSecrets(cfg.DataDir)
-		if err != nil {
-			return err
+		if *key, err = devSecret(opts, true); err != nil {
+			return fmt.Errorf("no API key: give --key or LEVQOR_API_KEY (%w)", err)
 		}
-		*key = s.AdminToken
 	}
 	c := &seedClient{url: strings.TrimSuffix(*url, "/"), key: *key, http: &http.Client{Timeout: 40 * time.Second}, stderr: stderr}
 	recorded := 0

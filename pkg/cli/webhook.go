@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/levqor/levqor/pkg/config"
-	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/stripesim"
 )
 
@@ -70,12 +69,15 @@ func runWebhookSend(ctx context.Context, args []string, stdout, stderr io.Writer
 	if *secret == "" && len(cfg.WebhookSecrets) > 0 {
 		*secret = cfg.WebhookSecrets[0]
 	}
-	if *secret == "" {
-		s, err := service.LoadDevSecrets(cfg.DataDir)
-		if err != nil {
-			return err
+	if !flagSet(fs, "url") {
+		if u := devURL(opts, true); u != "" {
+			*url = u
 		}
-		*secret = s.WebhookSecret
+	}
+	if *secret == "" {
+		if *secret, err = devSecret(opts, false); err != nil {
+			return fmt.Errorf("no signing secret: give --secret or STRIPE_WEBHOOK_SECRET (%w)", err)
+		}
 	}
 	sender := &stripesim.Sender{URL: *url, Secret: *secret}
 	res, err := sender.Send(ctx, payload)

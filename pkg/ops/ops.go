@@ -252,12 +252,28 @@ const (
 	ActionDLQPurge       = "dlq.purge"
 	ActionReplayWindow   = "replay.window"
 	ActionStripeBackfill = "stripe.backfill"
+	// Actions of the CLI's own tools and of operator keys on the API.
+	ActionAPIKeyCreate     = "apikey.create"
+	ActionAPIKeyRevoke     = "apikey.revoke"
+	ActionBillingReconcile = "billing.reconcile"
+	ActionScheduleTrigger  = "schedule.trigger"
+	// ActionCommandPrefix starts the action of a product API command an
+	// operator key submitted: "command.<domain>.<action>", e.g.
+	// command.backup.pause.
+	ActionCommandPrefix = "command."
 )
 
-// audit writes the action to the audit trail and logs it. An action that
-// cannot be audited is reported as failed: the caller's effects have
-// happened, but an operator must know the trail has a gap.
+// audit writes the action to the audit trail and logs it (Audit).
 func (o *Ops) audit(ctx context.Context, actor, action string, params, counts any, outcome string) error {
+	return Audit(ctx, o.store, o.log, o.now(), actor, action, params, counts, outcome)
+}
+
+// Audit writes an operator action to the audit trail (store.RecordAudit)
+// and logs it: the one way every operator tool, CLI or API, records what it
+// did. An action that cannot be audited is reported as failed: the
+// caller's effects have happened, but an operator must know the trail has
+// a gap.
+func Audit(ctx context.Context, st *store.Store, log logrus.FieldLogger, at time.Time, actor, action string, params, counts any, outcome string) error {
 	if actor == "" {
 		actor = "unknown"
 	}
@@ -269,20 +285,20 @@ func (o *Ops) audit(ctx context.Context, actor, action string, params, counts an
 	if err != nil {
 		return fmt.Errorf("encoding audit counts: %w", err)
 	}
-	log := o.log.WithFields(logrus.Fields{
+	entry := log.WithFields(logrus.Fields{
 		"actor": actor, "action": action, "params": string(p), "counts": string(c), "outcome": outcome,
 	})
 	// The trail must be written even when the caller's context has just
 	// been cancelled, once the action has had its effects.
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if _, err := o.store.RecordAudit(actx, store.AuditEntry{
-		At: o.now(), Actor: actor, Action: action, Params: p, Counts: c, Outcome: outcome,
+	if _, err := st.RecordAudit(actx, store.AuditEntry{
+		At: at, Actor: actor, Action: action, Params: p, Counts: c, Outcome: outcome,
 	}); err != nil {
-		log.WithError(err).Error("operator action done but not written to the audit trail")
+		entry.WithError(err).Error("operator action done but not written to the audit trail")
 		return fmt.Errorf("writing the audit trail: %w", err)
 	}
-	log.Info("operator action")
+	entry.Info("operator action")
 	return nil
 }
 

@@ -41,6 +41,9 @@ const (
 	AuditOutcomeFailed = "failed"
 	// AuditOutcomeDryRun means the action only reported what it would do.
 	AuditOutcomeDryRun = "dry_run"
+	// AuditOutcomeAccepted means the action became a command a worker
+	// carries out; its result is the command's (GET /v1/commands/{id}).
+	AuditOutcomeAccepted = "accepted"
 )
 
 // MaxAuditFieldLength bounds actor and action so that a hostile or broken
