@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/scheduler"
@@ -26,7 +28,7 @@ func init() {
 // scheduleSynopsis is each schedule subcommand's usage line.
 var scheduleSynopsis = map[string]string{
 	"list":    "schedule list [--json]",
-	"trigger": "schedule trigger <job> [--json] [--actor name]",
+	"trigger": "schedule trigger <job> [--wait [--timeout d]] [--json] [--actor name]",
 }
 
 const scheduleUsage = "schedule list [--json]\nschedule trigger <job> [--json]"
@@ -65,9 +67,12 @@ func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr 
 	fs := newFlags("schedule "+sub, scheduleSynopsis[sub], stdout,
 		envOf(envBus, []string{"LEVQOR_SCHEDULE", "LEVQOR_CATCHUP_WINDOW"})...)
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	var to triggerOptions
 	var actor *string
 	if sub == "trigger" {
 		actor = addActorFlag(fs, opts)
+		fs.BoolVar(&to.wait, "wait", false, "wait until every worker consuming the tick has handled it, and say how each did")
+		fs.DurationVar(&to.timeout, "timeout", 5*time.Minute, "with --wait: how long to wait")
 		fs.env = envOf(fs.env, envStore, []string{"USER"})
 		fs.describe("Publishes a manual tick of the job now, outside its schedule, and records it in the audit trail (levqor audit).")
 	}
@@ -141,7 +146,8 @@ func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr 
 			return fmt.Errorf("a trigger is recorded in the audit trail: %w", err)
 		}
 		defer st.Close()
-		return scheduleTrigger(ctx, sched, st, *actor, pos[0], *asJSON, stdout, stderr)
+		to.actor, to.asJSON = *actor, *asJSON
+		return scheduleTrigger(ctx, sched, js, cfg.Topology, st, pos[0], to, stdout, stderr)
 	}
 	entries := scheduleList(ctx, sched, js != nil, time.Now())
 	if *asJSON {
@@ -239,26 +245,65 @@ func printSchedule(w io.Writer, entries []ScheduleEntry, window time.Duration) {
 	}
 }
 
-func scheduleTrigger(ctx context.Context, s *scheduler.Scheduler, st *store.Store, actor, job string, asJSON bool, stdout, stderr io.Writer) error {
+// triggerOptions are schedule trigger's flags.
+type triggerOptions struct {
+	actor   string
+	asJSON  bool
+	wait    bool
+	timeout time.Duration
+}
+
+// TriggerResult is `levqor schedule trigger --json`: the tick published
+// and, with --wait, what each consumer of it did.
+type TriggerResult struct {
+	scheduler.Published
+	Handling []ops.Handling `json:"handling,omitempty"`
+}
+
+func scheduleTrigger(ctx context.Context, s *scheduler.Scheduler, js jetstream.JetStream, topo bus.Topology, st *store.Store, job string, o triggerOptions, stdout, stderr io.Writer) error {
 	if j, _ := scheduler.Lookup(s.Jobs(), job); j.Disabled {
 		fmt.Fprintf(stderr, "note: %s is disabled by LEVQOR_SCHEDULE; its worker still handles this tick\n", job)
 	}
 	p, err := s.Trigger(ctx, job)
 	if err != nil {
-		_ = auditCLI(ctx, st, stderr, actor, ops.ActionScheduleTrigger, map[string]any{"job": job}, nil, store.AuditOutcomeFailed)
+		_ = auditCLI(ctx, st, stderr, o.actor, ops.ActionScheduleTrigger, map[string]any{"job": job}, nil, store.AuditOutcomeFailed)
 		return err
 	}
-	if err := auditCLI(ctx, st, stderr, actor, ops.ActionScheduleTrigger,
+	if err := auditCLI(ctx, st, stderr, o.actor, ops.ActionScheduleTrigger,
 		map[string]any{"job": job, "msg_id": p.MsgID, "slot": p.Tick.Slot}, map[string]any{"seq": p.Seq}, store.AuditOutcomeOK); err != nil {
 		return err
 	}
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(p)
+	if !o.asJSON {
+		fmt.Fprintf(stdout, "published manual tick %s\n  slot %s, TICKS sequence %d\n", p.MsgID, p.Tick.Slot.Format(time.RFC3339), p.Seq)
 	}
-	fmt.Fprintf(stdout, "published manual tick %s\n  slot %s, TICKS sequence %d\n", p.MsgID, p.Tick.Slot.Format(time.RFC3339), p.Seq)
-	return nil
+	res := TriggerResult{Published: p}
+	var waitErr error
+	if o.wait {
+		wctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		res.Handling, waitErr = ops.WaitHandled(wctx, js, topo, bus.Ticks, topo.Subject(bus.Ticks, job), p.Seq)
+		if errors.Is(waitErr, context.DeadlineExceeded) {
+			waitErr = fmt.Errorf("%s not handled within %s (--timeout): see `levqor stuck`", job, o.timeout)
+		}
+		for _, h := range res.Handling {
+			if !o.asJSON {
+				line := "  " + h.Consumer + "  " + h.State
+				if h.State == ops.HandlingDeadLettered {
+					line += fmt.Sprintf(" (dlq seq %d): %s", h.DLQSeq, h.Reason)
+				}
+				fmt.Fprintln(stdout, line)
+			}
+			if h.State == ops.HandlingDeadLettered && waitErr == nil {
+				waitErr = fmt.Errorf("%s was dead-lettered by %s: see `levqor dlq show %d`", job, h.Consumer, h.DLQSeq)
+			}
+		}
+	}
+	if o.asJSON {
+		if err := writeJSON(stdout, res); err != nil {
+			return err
+		}
+	}
+	return waitErr
 }
 
 // redactNATSURL hides credentials (user and password, or a token) in a

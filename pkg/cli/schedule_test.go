@@ -205,4 +205,11 @@ func TestScheduleInDevMode(t *testing.T) {
 	out, _, err = schedule(t, cliEnv, "trigger", scheduler.JobHousekeepingWatch)
 	require.NoError(t, err)
 	require.Contains(t, out, "published manual tick")
+
+	// --wait returns once the worker has handled the tick, and says so.
+	out, errOut, err = schedule(t, cliEnv, "trigger", scheduler.JobHousekeepingPrune, "--wait", "--json", "--timeout", "30s")
+	require.NoError(t, err, errOut)
+	var res cli.TriggerResult
+	require.NoError(t, json.Unmarshal([]byte(out), &res), out)
+	require.Equal(t, []ops.Handling{{Consumer: "housekeeping-tick", State: ops.HandlingDone}}, res.Handling)
 }
