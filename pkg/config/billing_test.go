@@ -11,6 +11,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/service"
 )
 
 func TestCatalogIsValidatedAtStart(t *testing.T) {
@@ -38,20 +39,20 @@ func TestCatalogIsValidatedAtStart(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, c.Catalog)
 		for _, role := range []config.Role{config.RoleIngest, config.RoleWorkers, config.RoleDev} {
-			require.NoError(t, c.ValidateFor(role), role)
+			require.NoError(t, check(c, role), role)
 		}
 	})
 	t.Run("AFileOfOurOwn", func(t *testing.T) {
 		c, err := config.FromEnv(env(with("LEVQOR_CATALOG", good)))
 		require.NoError(t, err)
 		require.Equal(t, good, c.Catalog)
-		require.NoError(t, c.ValidateFor(config.RoleWorkers))
+		require.NoError(t, check(c, config.RoleWorkers))
 	})
 	for _, role := range []config.Role{config.RoleIngest, config.RoleWorkers, config.RoleDev} {
 		t.Run("BadFileFails"+strings.ToUpper(string(role[:1]))+string(role[1:]), func(t *testing.T) {
 			c, err := config.FromEnv(env(with("LEVQOR_CATALOG", bad)))
 			require.NoError(t, err)
-			err = c.ValidateFor(role)
+			err = check(c, role)
 			require.ErrorContains(t, err, "LEVQOR_CATALOG")
 			require.ErrorContains(t, err, "tiers.starter.prices.monthly", "names the entry")
 			require.ErrorContains(t, err, "price_levqor_starter_monthly")
@@ -60,12 +61,12 @@ func TestCatalogIsValidatedAtStart(t *testing.T) {
 	t.Run("MissingFile", func(t *testing.T) {
 		c, err := config.FromEnv(env(with("LEVQOR_CATALOG", filepath.Join(dir, "nope.yaml"))))
 		require.NoError(t, err)
-		require.ErrorContains(t, c.ValidateFor(config.RoleDev), "LEVQOR_CATALOG")
+		require.ErrorContains(t, check(c, config.RoleDev), "LEVQOR_CATALOG")
 	})
 	t.Run("NotNeededByTheScheduler", func(t *testing.T) {
 		c, err := config.FromEnv(env(with("LEVQOR_CATALOG", bad)))
 		require.NoError(t, err)
-		require.NoError(t, c.ValidateFor(config.RoleScheduler))
+		require.NoError(t, check(c, config.RoleScheduler))
 	})
 }
 
@@ -78,12 +79,19 @@ func TestDunningGrace(t *testing.T) {
 	c, err = config.FromEnv(env(map[string]string{"LEVQOR_DUNNING_GRACE": "72h"}))
 	require.NoError(t, err)
 	require.Equal(t, 72*time.Hour, c.DunningGrace)
-	require.NoError(t, c.ValidateFor(config.RoleDev))
+	require.NoError(t, check(c, config.RoleDev))
 
 	_, err = config.FromEnv(env(map[string]string{"LEVQOR_DUNNING_GRACE": "7d"}))
 	require.ErrorContains(t, err, "LEVQOR_DUNNING_GRACE")
 
 	c, err = config.FromEnv(env(map[string]string{"LEVQOR_DUNNING_GRACE": "-1h"}))
 	require.NoError(t, err)
-	require.ErrorContains(t, c.ValidateFor(config.RoleDev), "LEVQOR_DUNNING_GRACE")
+	require.ErrorContains(t, check(c, config.RoleDev), "LEVQOR_DUNNING_GRACE")
+}
+
+// check is what a process runs at start: the configuration and the files
+// it names (service.Check).
+func check(c config.Config, role config.Role) error {
+	_, err := service.Check(c, role)
+	return err
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
-	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/housekeeping"
 	"github.com/levqor/levqor/pkg/ingest"
 	"github.com/levqor/levqor/pkg/scheduler"
@@ -455,18 +454,6 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.DLQAccountThreshold < 1 || c.DLQAccountThreshold > 1000000 {
 		bad("LEVQOR_DLQ_ACCOUNT_THRESHOLD", "%d: want 1 to 1000000 dead letters of one account between two watches", c.DLQAccountThreshold)
-	}
-	if role == RoleIngest || role == RoleWorkers || role == RoleDev {
-		// The error names LEVQOR_CATALOG and every bad entry.
-		if _, err := catalog.Load(c.Catalog); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if role == RoleWorkers || role == RoleDev {
-		// The error names LEVQOR_SUPPORT_RULES, the file and the field.
-		if _, err := triage.Load(c.SupportRules); err != nil {
-			errs = append(errs, err)
-		}
 	}
 	if role == RoleWorkers || role == RoleDev {
 		errs = append(errs, c.BlobS3.validate()...)

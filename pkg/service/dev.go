@@ -106,7 +106,8 @@ type DevInfo struct {
 // and the scheduler. It prints where everything is to out and returns after
 // a clean shutdown when ctx ends.
 func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out io.Writer, opts DevOptions) error {
-	if err := cfg.ValidateFor(config.RoleDev); err != nil {
+	files, err := Check(cfg, config.RoleDev)
+	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -178,7 +179,7 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	defer srv.Stop()
 	cfg.NATSURL = srv.ClientURL()
 
-	env, err := connect(ctx, cfg, "levqor-dev", true, log)
+	env, err := connect(ctx, cfg, files, "levqor-dev", true, log)
 	if err != nil {
 		return err
 	}

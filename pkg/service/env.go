@@ -47,6 +47,7 @@ type Env struct {
 	billingMetrics   *billing.Metrics
 	supportMetrics   *support.Metrics
 	catalog          *catalog.Catalog
+	rules            *triage.Rules
 }
 
 // Catalog returns the product catalog of LEVQOR_CATALOG (the shipped
@@ -282,9 +283,13 @@ func (e *Env) BillingWorker() (*billing.Worker, error) {
 // supportWorker builds the support worker with the rules of
 // LEVQOR_SUPPORT_RULES (the shipped rules when unset).
 func (e *Env) supportWorker() (*support.Worker, error) {
-	rules, err := triage.Load(e.Cfg.SupportRules)
-	if err != nil {
-		return nil, err
+	rules := e.rules
+	if rules == nil {
+		var err error
+		if rules, err = triage.Load(e.Cfg.SupportRules); err != nil {
+			return nil, err
+		}
+		e.rules = rules
 	}
 	cat, err := e.Catalog()
 	if err != nil {

@@ -20,8 +20,8 @@ import (
 )
 
 // connect opens NATS and (when withDB) the database, migrating it.
-func connect(ctx context.Context, cfg config.Config, name string, withDB bool, log logrus.FieldLogger) (*Env, error) {
-	env := &Env{Cfg: cfg, Log: log, Reg: telemetry.NewRegistry()}
+func connect(ctx context.Context, cfg config.Config, files Files, name string, withDB bool, log logrus.FieldLogger) (*Env, error) {
+	env := &Env{Cfg: cfg, Log: log, Reg: telemetry.NewRegistry(), catalog: files.Catalog, rules: files.Rules}
 	nc, js, err := ConnectNATS(cfg.NATSURL, name, log)
 	if err != nil {
 		return nil, err
@@ -62,7 +62,8 @@ func (e *Env) close() {
 
 // RunIngest runs the ingest process until ctx ends.
 func RunIngest(ctx context.Context, cfg config.Config, log logrus.FieldLogger) error {
-	if err := cfg.ValidateFor(config.RoleIngest); err != nil {
+	files, err := Check(cfg, config.RoleIngest)
+	if err != nil {
 		return err
 	}
 	ln, err := listen("LEVQOR_HTTP_ADDR", cfg.HTTPAddr)
@@ -70,7 +71,7 @@ func RunIngest(ctx context.Context, cfg config.Config, log logrus.FieldLogger) e
 		return err
 	}
 	defer ln.Close()
-	env, err := connect(ctx, cfg, "levqor-ingest", true, log)
+	env, err := connect(ctx, cfg, files, "levqor-ingest", true, log)
 	if err != nil {
 		return err
 	}
@@ -102,7 +103,8 @@ func (e *Env) adminServer(addr string) *http.Server {
 // RunWorkers runs the configured workers and the outbox relay until ctx
 // ends.
 func RunWorkers(ctx context.Context, cfg config.Config, log logrus.FieldLogger) error {
-	if err := cfg.ValidateFor(config.RoleWorkers); err != nil {
+	files, err := Check(cfg, config.RoleWorkers)
+	if err != nil {
 		return err
 	}
 	names, err := ResolveWorkers(cfg.Workers)
@@ -127,7 +129,7 @@ func RunWorkers(ctx context.Context, cfg config.Config, log logrus.FieldLogger) 
 		return err
 	}
 	defer ln.Close()
-	env, err := connect(ctx, cfg, "levqor-workers", true, log)
+	env, err := connect(ctx, cfg, files, "levqor-workers", true, log)
 	if err != nil {
 		return err
 	}
@@ -153,7 +155,8 @@ func RunWorkers(ctx context.Context, cfg config.Config, log logrus.FieldLogger) 
 
 // RunScheduler runs the scheduler until ctx ends.
 func RunScheduler(ctx context.Context, cfg config.Config, log logrus.FieldLogger) error {
-	if err := cfg.ValidateFor(config.RoleScheduler); err != nil {
+	_, err := Check(cfg, config.RoleScheduler)
+	if err != nil {
 		return err
 	}
 	ln, err := listen("LEVQOR_ADMIN_ADDR", cfg.AdminAddr)
@@ -161,7 +164,7 @@ func RunScheduler(ctx context.Context, cfg config.Config, log logrus.FieldLogger
 		return err
 	}
 	defer ln.Close()
-	env, err := connect(ctx, cfg, "levqor-scheduler", false, log)
+	env, err := connect(ctx, cfg, Files{}, "levqor-scheduler", false, log)
 	if err != nil {
 		return err
 	}
@@ -185,7 +188,8 @@ func RunScheduler(ctx context.Context, cfg config.Config, log logrus.FieldLogger
 
 // Migrate applies the database migrations and returns.
 func Migrate(ctx context.Context, cfg config.Config, log logrus.FieldLogger) error {
-	if err := cfg.ValidateFor(config.RoleMigrate); err != nil {
+	_, err := Check(cfg, config.RoleMigrate)
+	if err != nil {
 		return err
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL, log)

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/service"
 )
 
 // TestRulesFileIsCheckedAtStart: a workers process with a broken
@@ -21,13 +22,16 @@ func TestRulesFileIsCheckedAtStart(t *testing.T) {
 	cfg, err := config.FromEnv(func(k string) string { return vars[k] })
 	require.NoError(t, err)
 	require.Equal(t, path, cfg.SupportRules)
-	err = cfg.ValidateFor(config.RoleWorkers)
+	_, err = service.Check(cfg, config.RoleWorkers)
 	require.ErrorContains(t, err, "LEVQOR_SUPPORT_RULES "+path)
 	require.ErrorContains(t, err, "triage.default_category")
-	require.ErrorContains(t, cfg.ValidateFor(config.RoleDev), "LEVQOR_SUPPORT_RULES")
+	_, err = service.Check(cfg, config.RoleDev)
+	require.ErrorContains(t, err, "LEVQOR_SUPPORT_RULES")
 
 	delete(vars, "LEVQOR_SUPPORT_RULES")
 	cfg, err = config.FromEnv(func(k string) string { return vars[k] })
 	require.NoError(t, err)
-	require.NoError(t, cfg.ValidateFor(config.RoleWorkers))
+	files, err := service.Check(cfg, config.RoleWorkers)
+	require.NoError(t, err)
+	require.NotNil(t, files.Rules, "unset, the shipped rules are loaded")
 }
