@@ -12,15 +12,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/api"
 	"github.com/levqor/levqor/pkg/auth"
-	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/bus"
-	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/httpjson"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/store"
@@ -34,28 +31,13 @@ type Config struct {
 	WebhookSecrets []string
 	// Tolerance is the accepted age of a signature's timestamp.
 	Tolerance time.Duration
-	// DevOperatorToken, when set, is accepted as an operator besides the
-	// operator API keys. Only dev mode sets it; production authenticates
-	// API keys only.
-	DevOperatorToken string
 	// MaxBodyBytes limits webhook bodies; larger ones get 413.
 	MaxBodyBytes int64
-	// APIMaxBodyBytes limits product API bodies (0: api's default).
-	APIMaxBodyBytes int64
-	// APIRate and APIBurst are each API key's token bucket (0: api's
-	// defaults).
-	APIRate  float64
-	APIBurst int
-	// NC receives the notifications that end a ?wait=; nil makes such
-	// requests answer at once.
-	NC *nats.Conn
-	// Catalog validates the product keys of billing requests; nil leaves
-	// that to the billing worker (api.Config.Catalog).
-	Catalog *catalog.Catalog
-	// Retention holds the sweep limits the retention dry-run reports
-	// (api.Config.Retention).
-	Retention backups.Settings
-	// Ops, when set, serves the operator API (/admin/consumers, /admin/dlq,
+	// API, when set, is the product API served beside the webhook, and
+	// its authorizer guards the operator endpoints (service builds it);
+	// nil serves only the webhook and the health endpoints.
+	API *api.Server
+	// Ops, when set (with API), serves the operator API (/admin/consumers, /admin/dlq,
 	// …) behind the operator-only guard.
 	Ops *ops.Ops
 }
@@ -164,19 +146,11 @@ func New(cfg Config, pub *bus.Publisher, st *store.Store, log logrus.FieldLogger
 	s.m.routes = map[string]*routeMetrics{"unmatched": {duration: s.m.duration.WithLabelValues("unmatched")}}
 
 	s.handle("POST /webhooks/stripe", http.HandlerFunc(s.stripeWebhook))
-	if st != nil {
-		authz, err := auth.New(st, auth.Config{DevOperatorToken: cfg.DevOperatorToken, Logger: log})
-		if err != nil {
-			return nil, err
+	if cfg.API != nil {
+		if st == nil {
+			return nil, errors.New("ingest: the product API needs the store")
 		}
-		s.api, err = api.New(api.Config{
-			Store: st, Publisher: pub, NC: cfg.NC, Authorizer: authz, Logger: log,
-			Rate: cfg.APIRate, Burst: cfg.APIBurst, MaxBodyBytes: cfg.APIMaxBodyBytes, Catalog: cfg.Catalog,
-			Retention: cfg.Retention,
-		})
-		if err != nil {
-			return nil, err
-		}
+		s.api = cfg.API
 		// Operators only, through the same authorizer as the product API.
 		s.handle("GET /admin/stripe-events/{id}", s.api.Guard(auth.OperatorOnly, http.HandlerFunc(s.getStripeEvent)))
 		s.api.Register(s.handle)

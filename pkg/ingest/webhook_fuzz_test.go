@@ -26,7 +26,7 @@ func FuzzStripeWebhook(f *testing.F) {
 	log := logrus.New()
 	log.Out = io.Discard
 	const secret = "whsec_fuzz"
-	srv, err := ingest.New(ingest.Config{WebhookSecrets: []string{secret}, DevOperatorToken: "fuzz-admin-token-0123456789"},
+	srv, err := ingest.New(ingest.Config{WebhookSecrets: []string{secret}},
 		bus.NewPublisher(env.JS, env.Topo), nil, log, telemetry.NewRegistry())
 	if err != nil {
 		f.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/accounts"
+	"github.com/levqor/levqor/pkg/api"
+	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/bus"
@@ -138,19 +140,27 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	log := e.Log.WithField("component", "ingest")
+	pub := bus.NewPublisher(e.JS, e.Cfg.Topology)
+	authz, err := auth.New(e.Store, auth.Config{DevOperatorToken: devOperatorToken, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	a, err := api.New(api.Config{
+		Store: e.Store, Publisher: pub, NC: e.NC, Authorizer: authz, Logger: log,
+		Rate: e.Cfg.APIRate, Burst: e.Cfg.APIBurst, MaxBodyBytes: e.Cfg.APIMaxBodyBytes, Catalog: cat,
+		Retention: e.retentionSettings(),
+	})
+	if err != nil {
+		return nil, err
+	}
 	return ingest.New(ingest.Config{
-		Ops:              o,
-		Catalog:          cat,
-		WebhookSecrets:   e.Cfg.WebhookSecrets,
-		Tolerance:        e.Cfg.WebhookTolerance,
-		DevOperatorToken: devOperatorToken,
-		MaxBodyBytes:     e.Cfg.MaxBodyBytes,
-		APIMaxBodyBytes:  e.Cfg.APIMaxBodyBytes,
-		APIRate:          e.Cfg.APIRate,
-		APIBurst:         e.Cfg.APIBurst,
-		NC:               e.NC,
-		Retention:        e.retentionSettings(),
-	}, bus.NewPublisher(e.JS, e.Cfg.Topology), e.Store, e.Log.WithField("component", "ingest"), e.Reg, e.Checks()...)
+		Ops:            o,
+		API:            a,
+		WebhookSecrets: e.Cfg.WebhookSecrets,
+		Tolerance:      e.Cfg.WebhookTolerance,
+		MaxBodyBytes:   e.Cfg.MaxBodyBytes,
+	}, pub, e.Store, log, e.Reg, e.Checks()...)
 }
 
 // Workers lists the workers a workers process can run, in start order.
