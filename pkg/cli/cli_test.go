@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,10 +96,20 @@ func TestDevModeEndToEnd(t *testing.T) {
 	// From another directory, naming only the data directory: the running
 	// dev mode's URL and secret are found (dev.json), nothing is invented.
 	out.Reset()
-	err = cli.RunWith(context.Background(), []string{"webhook", "send", "invoice.paid"}, &out, &bytes.Buffer{},
+	err = cli.RunWith(context.Background(), []string{"webhook", "send", "invoice.paid", "--json"}, &out, &bytes.Buffer{},
 		cli.Options{Getenv: getenv(map[string]string{"LEVQOR_DATA_DIR": env["LEVQOR_DATA_DIR"]})})
 	require.NoError(t, err, out.String())
-	require.Contains(t, out.String(), "→ 200", "signed with dev mode's own secret and sent to its port")
+	var sent struct {
+		EventID string `json:"event_id"`
+		Status  int    `json:"status"`
+		Body    struct {
+			Received bool `json:"received"`
+		} `json:"body"`
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &sent), out.String())
+	require.Equal(t, http.StatusOK, sent.Status, "signed with dev mode's own secret and sent to its port")
+	require.True(t, sent.Body.Received)
+	require.True(t, strings.HasPrefix(sent.EventID, "evt_"))
 
 	took := d.stop(t)
 	t.Logf("dev mode stopped in %s", took)

@@ -42,6 +42,7 @@ func runSnapshotsSeed(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	fs := newFlags("snapshots seed", snapshotsUsage, stdout, envAPI...)
+	asJSON := fs.Bool("json", false, "print the recorded snapshots as JSON (no progress lines)")
 	source := fs.String("source", "", "the source (src_…)")
 	days := fs.Int("days", 30, "how many days of snapshots, one a day, the newest on --end")
 	at := fs.String("at", "02:00", "the time of day each snapshot is taken, HH:MM")
@@ -92,6 +93,7 @@ func runSnapshotsSeed(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	c := &seedClient{url: strings.TrimSuffix(*url, "/"), key: *key, http: &http.Client{Timeout: 40 * time.Second}, stderr: stderr}
 	recorded := 0
+	var all []store.Snapshot
 	for i := *days - 1; i >= 0; i-- {
 		d := last.AddDate(0, 0, -i)
 		taken := time.Date(d.Year(), d.Month(), d.Day(), clock.Hour(), clock.Minute(), 0, 0, loc)
@@ -99,12 +101,19 @@ func runSnapshotsSeed(ctx context.Context, args []string, stdout, stderr io.Writ
 		if err != nil {
 			return fmt.Errorf("snapshot of %s: %w", taken.Format(time.RFC3339), err)
 		}
+		all = append(all, *snap)
+		recorded++
+		if *asJSON {
+			continue
+		}
 		note := ""
 		if replayed {
 			note = "  (already recorded by an earlier run)"
 		}
 		fmt.Fprintf(stdout, "%s  %s  %d bytes%s\n", snap.TakenAt.Format(time.RFC3339), snap.ID, snap.SizeBytes, note)
-		recorded++
+	}
+	if *asJSON {
+		return writeJSON(stdout, all)
 	}
 	fmt.Fprintf(stdout, "%d snapshots of %s\n", recorded, *source)
 	return nil

@@ -39,6 +39,7 @@ func runWebhookSend(ctx context.Context, args []string, stdout, stderr io.Writer
 	price := fs.String("price", "", "price id on subscription items and invoice lines")
 	account := fs.String("account", "", "Levqor account id, as checkout's client_reference_id")
 	printOnly := fs.Bool("print", false, "print the signed event instead of sending it")
+	asJSON := fs.Bool("json", false, "print ingest's answer as JSON: {event_id, type, status, body}")
 	pos, err := fs.parse(args)
 	if err != nil {
 		return err
@@ -84,7 +85,18 @@ func runWebhookSend(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return fmt.Errorf("sending to %s: %w", *url, err)
 	}
-	fmt.Fprintf(stdout, "%s %s → %d %s\n", eventType, res.EventID, res.Status, strings.TrimSpace(string(res.Body)))
+	if *asJSON {
+		body := json.RawMessage(res.Body)
+		if !json.Valid(body) {
+			b, _ := json.Marshal(string(res.Body))
+			body = b
+		}
+		if err := writeJSON(stdout, map[string]any{"event_id": res.EventID, "type": eventType, "status": res.Status, "body": body}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stdout, "%s %s → %d %s\n", eventType, res.EventID, res.Status, strings.TrimSpace(string(res.Body)))
+	}
 	if res.Status < 200 || res.Status > 299 {
 		return fmt.Errorf("ingest answered %d", res.Status)
 	}
