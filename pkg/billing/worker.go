@@ -402,6 +402,10 @@ func (w *Worker) recompute(ctx context.Context, tx *store.Tx, acc *store.Account
 
 	status := store.AccountStatusActive
 	switch {
+	case unknown:
+		// Nor the status: an entitled subscription whose prices the
+		// catalog does not know is not a cancellation.
+		status = acc.Status
 	case ent.Tier != "":
 		status = store.AccountStatusActive
 	case anyPaused:

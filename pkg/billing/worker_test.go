@@ -196,6 +196,48 @@ func TestUnknownPriceLeavesEntitlementsAlone(t *testing.T) {
 		found = found || r.Subject == "levqor.event.billing.unknown_price"
 	}
 	require.True(t, found, "raised to operators")
+	require.Equal(t, before.Status, after.Status)
+}
+
+// A subscription holding only prices the catalog does not know must not
+// change what the customer gets: Stripe says it is active, so the account
+// is neither canceled nor given a tier on a guess.
+func TestOnlyUnknownPricesChangeNothing(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		h := newHarness(t, st)
+		h.account("acc_only", "cus_only")
+		before := h.get("acc_only")
+		h.must(subEvent(t, "customer.subscription.created", "evt_o1", "sub_only", "cus_only", "active", t0, item{"price_made_up_in_dashboard", 1}))
+		after := h.get("acc_only")
+		require.Equal(t, before.Status, after.Status, "not canceled while Stripe says active")
+		require.Nil(t, after.Tier)
+		require.JSONEq(t, string(before.Entitlements), string(after.Entitlements))
+
+		// Same for an account that had a tier: its tier, entitlements and
+		// status all stay.
+		h.account("acc_had", "cus_had")
+		h.must(subEvent(t, "customer.subscription.created", "evt_o2", "sub_had", "cus_had", "active", t0, item{"price_levqor_growth_monthly", 1}))
+		had := h.get("acc_had")
+		h.must(subEvent(t, "customer.subscription.updated", "evt_o3", "sub_had", "cus_had", "active", t0.Add(time.Minute), item{"price_made_up_in_dashboard", 1}))
+		now := h.get("acc_had")
+		require.Equal(t, had.Status, now.Status)
+		require.Equal(t, *had.Tier, *now.Tier)
+		require.JSONEq(t, string(had.Entitlements), string(now.Entitlements))
+
+		rows, err := st.UnpublishedOutbox(context.Background(), 100)
+		require.NoError(t, err)
+		raised := 0
+		for _, r := range rows {
+			switch r.Subject {
+			case "levqor.event.billing.account_status_changed":
+				require.NotEqual(t, "acc_only", r.Headers[bus.HeaderAccount], "no status change announced on a guess")
+			case "levqor.event.billing.unknown_price":
+				raised++
+			}
+		}
+		require.Equal(t, 2, raised, "each unknown price is raised to operators")
+	})
 }
 
 func TestDunningOverTime(t *testing.T) {
