@@ -263,8 +263,18 @@ func (w *Worker) failRun(ctx context.Context, log logrus.FieldLogger, run store.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	err := w.Store.InTx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.FailRun(ctx, run.ID, f.reason, time.Now()); err != nil {
+		now := time.Now().UTC()
+		failed, err := tx.FailRun(ctx, run.ID, f.reason, now)
+		if err != nil {
 			return err
+		}
+		if failed {
+			if err := w.raise(ctx, tx, events.BackupRunFailed{
+				AccountID: run.AccountID, SourceID: run.SourceID, RunID: run.ID, CommandID: run.CommandID,
+				Trigger: run.Trigger, Attempts: run.Attempts, Incident: "run_failed:" + run.ID, Reason: f.reason, At: now,
+			}, "run-"+run.ID); err != nil {
+				return err
+			}
 		}
 		if f.event != nil {
 			if err := w.raise(ctx, tx, f.event, "run-"+run.ID); err != nil {

@@ -494,6 +494,24 @@ func TestAFailingBlobStoreLeavesNoSnapshotAndNoBlob(t *testing.T) {
 	}
 	require.Len(t, r.env.Messages(t, bus.DLQ), 1)
 
+	// Every failed attempt is announced at once, not only when the source
+	// goes overdue.
+	rows, err := st.UnpublishedOutbox(t.Context(), 100)
+	require.NoError(t, err)
+	var failed []events.BackupRunFailed
+	for _, row := range rows {
+		if row.Subject == "levqor.event."+string(events.NameBackupRunFailed) {
+			var ev events.BackupRunFailed
+			require.NoError(t, json.Unmarshal(row.Payload, &ev))
+			failed = append(failed, ev)
+		}
+	}
+	require.Len(t, failed, 3, "one event per failed attempt")
+	require.Equal(t, got.ID, failed[2].RunID)
+	require.Equal(t, src, failed[2].SourceID)
+	require.Equal(t, c.ID, failed[2].CommandID)
+	require.Contains(t, failed[2].Reason, errStoreDown.Error())
+
 	t.Run("TheNextRunSucceeds", func(t *testing.T) {
 		r.puts.failAfter.Store(0)
 		run, c := r.backup(t, src)

@@ -20,7 +20,35 @@ const (
 	// NameSweepBlocked: a retention sweep would have trashed too large a
 	// share of a source's snapshots at once, and deleted nothing.
 	NameSweepBlocked Name = "backup.sweep_blocked"
+	// NameBackupRunFailed: a backup run ended failed. Every failed run
+	// raises it, at once, so nobody learns of a failure only when the
+	// source goes overdue.
+	NameBackupRunFailed Name = "backup.run_failed"
 )
+
+// BackupRunFailed is the payload of backup.run_failed.
+type BackupRunFailed struct {
+	AccountID string `json:"account_id"`
+	SourceID  string `json:"source_id"`
+	RunID     string `json:"run_id"`
+	CommandID string `json:"command_id"`
+	// Trigger is manual or scheduled.
+	Trigger string `json:"trigger"`
+	// Attempts counts the times a worker started the run; the command
+	// may still try again (GET /v1/commands/{command_id} says).
+	Attempts int `json:"attempts"`
+	// Incident is "run_failed:<run id>".
+	Incident string `json:"incident"`
+	// Reason says what went wrong, in words.
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// EventName is NameBackupRunFailed.
+func (BackupRunFailed) EventName() Name { return NameBackupRunFailed }
+
+// EventAccount is the source's account.
+func (e BackupRunFailed) EventAccount() string { return e.AccountID }
 
 // BackupQuotaExceeded is the payload of backup.quota_exceeded.
 type BackupQuotaExceeded struct {

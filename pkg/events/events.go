@@ -46,6 +46,7 @@ var (
 	_ Event = BackupCorrupt{}
 	_ Event = BackupOverdue{}
 	_ Event = SweepBlocked{}
+	_ Event = BackupRunFailed{}
 	_ Event = TicketOpened{}
 	_ Event = TicketUpdated{}
 	_ Event = TicketReopened{}
