@@ -506,17 +506,17 @@ func (s *Server) list(kind string, keep func(map[string]any, object) bool) http.
 				all = append(all, o)
 			}
 		}
-		page, ok := pageOf(w, p, all)
-		if !ok {
-			return
-		}
-		page["url"] = r.URL.Path
-		writeJSON(w, http.StatusOK, page)
+		writePage(w, r, p, all)
 	}
 }
 
-// pageOf cuts one page out of items by limit (1-100, default 10) and
-// starting_after.
+// writePage answers a list request: one page of items cut by limit (1-100,
+// default 10) and starting_after, as a Stripe list object.
+func writePage(w http.ResponseWriter, r *http.Request, p map[string]any, items []any) {
+	writePage(w, r, p, items)
+}
+
+// pageOf cuts one page out of items by limit and starting_after.
 func pageOf(w http.ResponseWriter, p map[string]any, items []any) (object, bool) {
 	limit := 10
 	if l := str(p, "limit"); l != nil {
@@ -644,12 +644,7 @@ func (s *Server) listLineItems(w http.ResponseWriter, r *http.Request) {
 	for _, it := range s.state.LineItems[id] {
 		items = append(items, it)
 	}
-	page, ok := pageOf(w, p, items)
-	if !ok {
-		return
-	}
-	page["url"] = r.URL.Path
-	writeJSON(w, http.StatusOK, page)
+	writePage(w, r, p, items)
 }
 
 func (s *Server) createPortalSession(w http.ResponseWriter, r *http.Request) {
