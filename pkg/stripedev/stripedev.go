@@ -513,7 +513,12 @@ func (s *Server) list(kind string, keep func(map[string]any, object) bool) http.
 // writePage answers a list request: one page of items cut by limit (1-100,
 // default 10) and starting_after, as a Stripe list object.
 func writePage(w http.ResponseWriter, r *http.Request, p map[string]any, items []any) {
-	writePage(w, r, p, items)
+	page, ok := pageOf(w, p, items)
+	if !ok {
+		return
+	}
+	page["url"] = r.URL.Path
+	writeJSON(w, http.StatusOK, page)
 }
 
 // pageOf cuts one page out of items by limit and starting_after.
