@@ -38,6 +38,7 @@ type Relay struct {
 
 	published prometheus.Counter
 	failures  prometheus.Counter
+	events    *prometheus.CounterVec
 }
 
 // MsgID is the dedupe id of outbox row id.
@@ -46,7 +47,7 @@ func MsgID(id int64) string { return "outbox-" + strconv.FormatInt(id, 10) }
 // Register adds the relay's metrics to reg.
 func (r *Relay) Register(reg prometheus.Registerer) {
 	r.metrics()
-	reg.MustRegister(r.published, r.failures)
+	reg.MustRegister(r.published, r.failures, r.events)
 }
 
 func (r *Relay) metrics() {
@@ -57,6 +58,10 @@ func (r *Relay) metrics() {
 		r.failures = prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "levqor_outbox_errors_total", Help: "Failed outbox polls or publishes.",
 		})
+		r.events = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "levqor_events_published_total",
+			Help: "Events published to EVENTS, by name (e.g. backup.corrupt): what the alert rules watch.",
+		}, []string{"event"})
 	}
 }
 
@@ -115,6 +120,13 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 			return 0, err
 		}
 		r.published.Add(float64(len(done)))
+		for _, m := range rows[:len(done)] {
+			name, ok := r.Publisher.Topology().Unprefixed(bus.Events, m.Subject)
+			if !ok {
+				name = "other"
+			}
+			r.events.WithLabelValues(name).Inc()
+		}
 	}
 	return len(done), perr
 }

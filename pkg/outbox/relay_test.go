@@ -3,9 +3,12 @@ package outbox_test
 import (
 	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
@@ -39,9 +42,13 @@ func TestRelayPublishesCommittedRowsOnce(t *testing.T) {
 		})
 
 		r := &outbox.Relay{Store: st, Publisher: bus.NewPublisher(env.JS, env.Topo), Log: log}
+		reg := prometheus.NewRegistry()
+		r.Register(reg)
 		n, err := r.RelayOnce(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 3, n)
+		require.Contains(t, gatherText(t, reg), `levqor_events_published_total{event="billing.entitlements_changed"} 3`,
+			"counted by event name, for the alert rules")
 		n, err = r.RelayOnce(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n, "published rows are not published again")
@@ -112,4 +119,17 @@ func TestRelayKeepsRowsWhileNATSIsDown(t *testing.T) {
 		return err == nil && n == 1
 	}, 10*time.Second, 100*time.Millisecond)
 	require.EqualValues(t, 1, env.StreamMsgs(t, bus.Events))
+}
+
+// gatherText is reg's metrics in the text exposition format.
+func gatherText(t *testing.T, reg *prometheus.Registry) string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var b strings.Builder
+	for _, mf := range mfs {
+		_, err := expfmt.MetricFamilyToText(&b, mf)
+		require.NoError(t, err)
+	}
+	return b.String()
 }

@@ -54,14 +54,52 @@ type Check struct {
 	Fn   func(ctx context.Context) error
 }
 
+// CheckTimeout bounds one readiness check, for /readyz and for the
+// levqor_check_up gauge.
+const CheckTimeout = 2 * time.Second
+
+// checksCollector exports every readiness check as levqor_check_up{check}:
+// 1 when it passes, 0 when it fails, evaluated at scrape time, so that an
+// alert sees what /readyz would answer (NATS or the database down).
+type checksCollector struct {
+	checks []Check
+	desc   *prometheus.Desc
+}
+
+func newChecksCollector(checks []Check) *checksCollector {
+	return &checksCollector{checks: checks, desc: prometheus.NewDesc("levqor_check_up",
+		"Readiness checks of the process (nats, database): 1 passing, 0 failing, evaluated at scrape time.", []string{"check"}, nil)}
+}
+
+func (c *checksCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *checksCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, chk := range c.checks {
+		ctx, cancel := context.WithTimeout(context.Background(), CheckTimeout)
+		up := 1.0
+		if chk.Fn(ctx) != nil {
+			up = 0
+		}
+		cancel()
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, up, chk.Name)
+	}
+}
+
 // Mount adds GET /healthz (the process is alive), /readyz (every check
-// passes) and /metrics to mux.
+// passes) and /metrics to mux. When reg is also a Registerer, the checks
+// are exported as levqor_check_up (registered once per registry).
 func Mount(mux *http.ServeMux, reg prometheus.Gatherer, checks ...Check) {
+	if r, ok := reg.(prometheus.Registerer); ok && len(checks) > 0 {
+		var are prometheus.AlreadyRegisteredError
+		if err := r.Register(newChecksCollector(checks)); err != nil && !errors.As(err, &are) {
+			panic(fmt.Sprintf("telemetry: registering the readiness checks: %v", err))
+		}
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(r.Context(), CheckTimeout)
 		defer cancel()
 		status := http.StatusOK
 		res := map[string]string{}

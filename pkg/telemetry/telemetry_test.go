@@ -1,0 +1,49 @@
+package telemetry_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/telemetry"
+)
+
+func TestReadinessChecksAreExportedAsMetrics(t *testing.T) {
+	t.Parallel()
+	dbDown := true
+	checks := []telemetry.Check{
+		{Name: "nats", Fn: func(context.Context) error { return nil }},
+		{Name: "database", Fn: func(context.Context) error {
+			if dbDown {
+				return errors.New("connection refused")
+			}
+			return nil
+		}},
+	}
+	reg := telemetry.NewRegistry()
+	mux := http.NewServeMux()
+	telemetry.Mount(mux, reg, checks...)
+	telemetry.Mount(http.NewServeMux(), reg, checks...) // a second listener on the same registry
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		b, _ := io.ReadAll(rec.Body)
+		return rec.Code, string(b)
+	}
+
+	code, body := get("/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "connection refused")
+	_, metrics := get("/metrics")
+	require.Contains(t, metrics, `levqor_check_up{check="nats"} 1`)
+	require.Contains(t, metrics, `levqor_check_up{check="database"} 0`, "an alert sees the database down")
+
+	dbDown = false
+	_, metrics = get("/metrics")
+	require.Contains(t, metrics, `levqor_check_up{check="database"} 1`, "evaluated at scrape time")
+}
