@@ -166,6 +166,16 @@ func (c *apiCaller) followRun(ctx context.Context, id string, stdout io.Writer, 
 		if err != nil {
 			return err
 		}
+		if status == http.StatusTooManyRequests {
+			// The key's token bucket is shared with whatever else uses
+			// it; a poll refused for now is asked again, not fatal.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+			continue
+		}
 		if status != http.StatusOK {
 			return apiError(status, body)
 		}
