@@ -256,6 +256,11 @@ func (b *batchRun) dispatch(jm jetstream.Msg) {
 		b.unreserve(1)
 		return
 	}
+	if m.ForOtherConsumer() {
+		b.r.skip(m, b.r.msgLog(m))
+		b.unreserve(1)
+		return
+	}
 	b.mu.Lock()
 	b.held[m] = struct{}{}
 	b.mu.Unlock()

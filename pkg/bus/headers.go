@@ -17,6 +17,13 @@ const (
 	// HeaderReplayOf is set on a replayed message: the DLQ or stream
 	// sequence it replays.
 	HeaderReplayOf = "Levqor-Replay-Of"
+	// HeaderReplayFor names the one consumer a replay is for. Every other
+	// consumer of the subject acknowledges it without running a handler.
+	HeaderReplayFor = "Levqor-Replay-For"
+	// HeaderReplayForce, "true" on a replay, tells the inbox of the
+	// consumer named in Levqor-Replay-For to run the handler again even
+	// though that consumer already processed the message.
+	HeaderReplayForce = "Levqor-Replay-Force"
 
 	// HeaderDlqReason says why a message was dead-lettered.
 	HeaderDlqReason = "Levqor-Dlq-Reason"

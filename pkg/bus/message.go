@@ -68,6 +68,20 @@ func (m *Message) ID() string {
 	return m.Stream + ":" + strconv.FormatUint(m.StreamSeq, 10)
 }
 
+// ForOtherConsumer reports whether the message is a replay meant for
+// another consumer than the one it was delivered to (see HeaderReplayFor):
+// the router acknowledges it without running a handler.
+func (m *Message) ForOtherConsumer() bool {
+	to := m.Header.Get(HeaderReplayFor)
+	return to != "" && to != m.Consumer
+}
+
+// ForcedReplay reports whether the message is a replay for its consumer
+// that an operator asked to run even if the consumer already processed it.
+func (m *Message) ForcedReplay() bool {
+	return m.Header.Get(HeaderReplayForce) == "true" && m.Header.Get(HeaderReplayFor) == m.Consumer
+}
+
 // CorrelationID follows the work across hops; empty if the sender set none.
 func (m *Message) CorrelationID() string { return m.Header.Get(HeaderCorrelationID) }
 

@@ -17,6 +17,9 @@ const (
 	OutcomeDeadLettered = "dead_lettered"
 	OutcomeReleased     = "released"
 	OutcomeDLQFailed    = "dlq_failed"
+	// OutcomeSkipped is a replay meant for another consumer, acknowledged
+	// without running the handler.
+	OutcomeSkipped = "skipped"
 )
 
 // NewMetrics creates the collectors and registers them on reg (nil: not
@@ -25,7 +28,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "levqor_worker_messages_total",
-			Help: "Deliveries handled, by consumer and outcome (acked, retried, dead_lettered, released, dlq_failed).",
+			Help: "Deliveries handled, by consumer and outcome (acked, retried, dead_lettered, released, dlq_failed, skipped).",
 		}, []string{"consumer", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "levqor_worker_handler_duration_seconds",

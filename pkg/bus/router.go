@@ -425,6 +425,10 @@ func (r *Router) process(rt Route, jm jetstream.Msg) {
 		"correlation_id": m.CorrelationID(),
 	})
 	metrics := r.cfg.Metrics
+	if m.ForOtherConsumer() {
+		r.skip(m, log)
+		return
+	}
 	if int(m.Deliveries) > r.cfg.MaxDeliver {
 		// Only a worker that died or timed out mid-handler gets here: the
 		// last failure we saw ourselves dead-lettered at MaxDeliver.
@@ -447,6 +451,16 @@ func (r *Router) process(rt Route, jm jetstream.Msg) {
 		return
 	}
 	r.settle(m, err, log)
+}
+
+// skip acknowledges a replay meant for another consumer without running
+// the handler: an operator replayed a message for one consumer only.
+func (r *Router) skip(m *Message, log logrus.FieldLogger) {
+	if err := m.raw.Ack(); err != nil {
+		log.WithError(err).Warn("ack of a replay for another consumer failed; it will be redelivered and skipped again")
+	}
+	r.cfg.Metrics.messages.WithLabelValues(m.Consumer, OutcomeSkipped).Inc()
+	log.WithField("replay_for", m.Header.Get(HeaderReplayFor)).Debug("replay for another consumer; acknowledged without running")
 }
 
 // settle decides the fate of a delivery whose handling failed with err:

@@ -2,24 +2,29 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/levqor/levqor/pkg/ops"
 )
 
 func init() {
-	register("replay", "--consumer c --since t [--until t] [--subject s] [--force] [--dry-run]: re-run a window", runReplay)
+	register("replay", "--consumer c --since t [--until t] [--subject s] [--force] [--dry-run] [--wait]: re-run a window", runReplay)
 }
 
 func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
-	fs := newFlags("replay", "replay --consumer c --since t [--stream s] [--until t] [--subject s] [--force] [--dry-run] [--json]",
-		stdout, envOf(envOps, []string{"USER"})...).describe(`Re-runs one consumer's handlers, in this process, over the messages its
-stream stored between --since and --until. No other consumer sees them.
-Messages the consumer already processed are skipped by its inbox unless
---force re-runs them (after fixing a handler bug). Exit codes: 0 done,
-1 failed, 2 usage, 3 some messages failed.`)
+	fs := newFlags("replay", "replay --consumer c --since t [--stream s] [--until t] [--subject s] [--force] [--dry-run] [--wait [--timeout d]] [--json]",
+		stdout, envOf(envOps, []string{"USER"})...).describe(`Re-runs one consumer's handlers over the messages its stream stored
+between --since and --until: each is published again for that consumer
+only (Levqor-Replay-For), its workers run it, and every other consumer
+acknowledges it untouched. Messages the consumer already processed are
+skipped unless --force re-runs them (after fixing a handler bug).
+--wait waits for the workers and counts what they handled and
+dead-lettered. Exit codes: 0 done, 1 failed, 2 usage, 3 some messages
+failed or were dead-lettered.`)
 	of := addOpsFlags(fs.FlagSet, opts, true)
 	req := ops.WindowRequest{}
 	fs.StringVar(&req.Consumer, "consumer", "", "consumer whose handlers re-run, e.g. billing-stripe (required)")
@@ -28,7 +33,9 @@ Messages the consumer already processed are skipped by its inbox unless
 	until := fs.String("until", "", "window end (default: now)")
 	fs.StringVar(&req.Subject, "subject", "", "only this subject or filter, e.g. levqor.stripe.invoice.*")
 	fs.BoolVar(&req.Force, "force", false, "re-run handlers for messages the consumer already processed")
-	fs.BoolVar(&req.DryRun, "dry-run", false, "list what would run and what the inbox would skip; run nothing")
+	fs.BoolVar(&req.DryRun, "dry-run", false, "list what would be replayed and what would be skipped; publish nothing")
+	wait := fs.Bool("wait", false, "wait until the consumer's workers have handled every replay, and count the dead letters")
+	timeout := fs.Duration("timeout", 5*time.Minute, "with --wait: how long to wait")
 	pos, err := fs.parse(args)
 	if err != nil {
 		return err
@@ -56,6 +63,15 @@ Messages the consumer already processed are skipped by its inbox unless
 	if res == nil {
 		return opsError(err)
 	}
+	if err == nil && *wait {
+		wctx, cancel := context.WithTimeout(ctx, *timeout)
+		err = s.ops.WaitWindow(wctx, res)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("%s did not handle every replay within %s (--timeout): is a worker running it? see `levqor stuck --consumer %s`: %w",
+				req.Consumer, *timeout, req.Consumer, err)
+		}
+	}
 	if *of.json {
 		if jerr := writeJSON(stdout, res); jerr != nil {
 			return jerr
@@ -66,7 +82,7 @@ Messages the consumer already processed are skipped by its inbox unless
 	if err != nil {
 		return err
 	}
-	return batchOutcome("replay", res.Processed+res.Skipped, res.Failed)
+	return batchOutcome("replay", res.Replayed+res.Skipped-res.DeadLettered, res.Failed+res.DeadLettered)
 }
 
 func printWindow(w io.Writer, res *ops.WindowResult) {
@@ -86,11 +102,17 @@ func printWindow(w io.Writer, res *ops.WindowResult) {
 		mode = " (forced)"
 	}
 	if r.DryRun {
-		fmt.Fprintf(w, "Dry run%s: %s of %s from %s to %s for %s; %d would run, %d would be skipped as already processed. Nothing ran.\n",
-			mode, plural(res.Selected, "message", "messages"), res.Stream, stamp(r.Since), stamp(r.Until), r.Consumer, res.Processed, res.Skipped)
+		fmt.Fprintf(w, "Dry run%s: %s of %s from %s to %s for %s; %d would be replayed, %d skipped as already processed. Nothing was published.\n",
+			mode, plural(res.Selected, "message", "messages"), res.Stream, stamp(r.Since), stamp(r.Until), r.Consumer, res.Replayed, res.Skipped)
 		return
 	}
-	fmt.Fprintf(w, "Replayed %s of %s from %s to %s through %s%s: %d processed, %d skipped as already processed, %d failed.\n",
+	fmt.Fprintf(w, "Replayed %s of %s from %s to %s for %s%s: %d published, %d skipped as already processed, %d failed.\n",
 		plural(res.Selected, "message", "messages"), res.Stream, stamp(r.Since), stamp(r.Until), r.Consumer, mode,
-		res.Processed, res.Skipped, res.Failed)
+		res.Replayed, res.Skipped, res.Failed)
+	switch {
+	case res.Waited:
+		fmt.Fprintf(w, "%s handled %d and dead-lettered %d of them.\n", r.Consumer, res.Handled, res.DeadLettered)
+	case res.Replayed > 0:
+		fmt.Fprintf(w, "%s's workers run them now (stream seq %d to %d); --wait waits for them.\n", r.Consumer, res.FirstSeq, res.LastSeq)
+	}
 }

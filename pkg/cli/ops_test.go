@@ -271,14 +271,15 @@ func testOperatorCommands(t *testing.T, w *opsWorld) {
 		// test were never processed by billing-stripe.
 		r := w.levqor("", "replay", "--consumer", "billing-stripe", "--stream", "STRIPE", "--since", "1h", "--dry-run")
 		require.Zero(t, r.code, r.stderr)
-		require.Regexp(t, `Dry run: 7 messages of STRIPE from .* for billing-stripe; 2 would run, 5 would be skipped as already processed`, r.stdout)
+		require.Regexp(t, `Dry run: 7 messages of STRIPE from .* for billing-stripe; 2 would be replayed, 5 skipped as already processed`, r.stdout)
 		before, err := w.st.CountStripeEvents(t.Context())
 		require.NoError(t, err)
 
-		r = w.levqor("", "replay", "--consumer", "billing-stripe", "--since", "1h")
+		r = w.levqor("", "replay", "--consumer", "billing-stripe", "--since", "1h", "--wait", "--timeout", "30s")
 		require.Zero(t, r.code, r.stderr)
 		require.Contains(t, r.stdout, "Replayed 7 messages of STRIPE")
-		require.Contains(t, r.stdout, "2 processed, 5 skipped as already processed, 0 failed.")
+		require.Contains(t, r.stdout, "2 published, 5 skipped as already processed, 0 failed.")
+		require.Contains(t, r.stdout, "billing-stripe handled 2 and dead-lettered 0 of them.")
 		after, err := w.st.CountStripeEvents(t.Context())
 		require.NoError(t, err)
 		require.Equal(t, before+2, after, "the two lost events are recorded now")
@@ -287,7 +288,13 @@ func testOperatorCommands(t *testing.T, w *opsWorld) {
 		require.Zero(t, r.code, r.stderr)
 		var res ops.WindowResult
 		require.NoError(t, json.Unmarshal([]byte(r.stdout), &res))
-		require.Equal(t, [4]int{1, 1, 0, 0}, [4]int{res.Selected, res.Processed, res.Skipped, res.Failed}, "just the one invoice.paid, forced")
+		require.Equal(t, [4]int{1, 1, 0, 0}, [4]int{res.Selected, res.Replayed, res.Skipped, res.Failed}, "just the one invoice.paid, forced")
+		require.False(t, res.Waited)
+
+		// Without --wait the command says where the replays are.
+		r = w.levqor("", "replay", "--consumer", "billing-stripe", "--since", "1h", "--subject", "levqor.stripe.invoice.paid", "--force")
+		require.Zero(t, r.code, r.stderr)
+		require.Regexp(t, `billing-stripe's workers run them now \(stream seq \d+ to \d+\); --wait waits for them.`, r.stdout)
 	})
 
 	t.Run("StripeBackfill", func(t *testing.T) {
@@ -317,7 +324,7 @@ func testOperatorCommands(t *testing.T, w *opsWorld) {
 		}
 		require.Equal(t, []string{
 			"stripe.backfill/ok", "stripe.backfill/ok",
-			"replay.window/ok", "replay.window/ok", "replay.window/dry_run",
+			"replay.window/ok", "replay.window/ok", "replay.window/ok", "replay.window/dry_run",
 			"dlq.purge/ok", "dlq.purge/ok",
 			"dlq.replay/partial", "dlq.replay/failed", "dlq.replay/ok", "dlq.replay/dry_run",
 			"dlq.show/ok",
@@ -331,6 +338,7 @@ func testOperatorCommands(t *testing.T, w *opsWorld) {
 func TestOperatorCommandsRefuseBadInput(t *testing.T) {
 	t.Parallel()
 	w := newOpsWorld(t, "sqlite:"+filepath.Join(t.TempDir(), "levqor.db"))
+	w.runWorkers() // the consumers a window replay is checked against
 	for name, tc := range map[string]struct {
 		args    []string
 		code    int

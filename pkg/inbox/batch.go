@@ -25,15 +25,13 @@ const savepoint = "levqor_msg"
 //
 // As with Handler, a message its consumer has already processed, in an
 // earlier batch or earlier in the same batch, changes nothing and is
-// acknowledged; WithForce re-runs it. WithOutcome reports the decision for
-// a batch of one message, the case of operators' replays.
+// acknowledged; a forced replay for its consumer runs again.
 //
 // A batch of one runs without a savepoint: its transaction is its
 // savepoint.
 func BatchHandler(s *store.Store, h TxHandler) bus.BatchHandler {
 	return func(ctx context.Context, msgs []*bus.Message, step bus.Step) error {
 		single := len(msgs) == 1
-		var duplicate, forcedRun bool
 		var failed error // the step error that rolls back a batch of one
 		err := s.InTx(ctx, func(tx *store.Tx) error {
 			for _, m := range msgs {
@@ -42,7 +40,6 @@ func BatchHandler(s *store.Store, h TxHandler) bus.BatchHandler {
 						return err
 					}
 				}
-				dup, force := false, forced(ctx, m.Consumer)
 				serr := step(ctx, m, func(ctx context.Context, m *bus.Message) error {
 					claimed, err := tx.ClaimInbox(ctx, store.InboxEntry{
 						Consumer:    m.Consumer,
@@ -55,8 +52,7 @@ func BatchHandler(s *store.Store, h TxHandler) bus.BatchHandler {
 						return err
 					}
 					if !claimed {
-						dup = true
-						if !force {
+						if !m.ForcedReplay() {
 							bus.Logger(ctx).Info("already processed; acknowledging duplicate delivery")
 							return nil
 						}
@@ -69,7 +65,6 @@ func BatchHandler(s *store.Store, h TxHandler) bus.BatchHandler {
 						failed = serr
 						return serr
 					}
-					duplicate, forcedRun = dup, force
 					continue
 				}
 				if serr != nil {
@@ -90,10 +85,6 @@ func BatchHandler(s *store.Store, h TxHandler) bus.BatchHandler {
 		}
 		if err != nil {
 			return err
-		}
-		if o, ok := ctx.Value(outcomeKey{}).(*Outcome); ok && single {
-			o.Duplicate = duplicate
-			o.Forced = duplicate && forcedRun
 		}
 		return nil
 	}

@@ -184,7 +184,7 @@ func TestBatchHandlerMessagesSeeEarlierMessagesOfTheirBatch(t *testing.T) {
 	})
 }
 
-func TestBatchHandlerOfOneHonoursForceAndReportsItsOutcome(t *testing.T) {
+func TestBatchHandlerOfOneHonoursForcedReplays(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		ctx := t.Context()
@@ -193,16 +193,19 @@ func TestBatchHandlerOfOneHonoursForceAndReportsItsOutcome(t *testing.T) {
 			runs++
 			return effect(ctx, tx, m.ID())
 		}))
-		deliver := func(ctx context.Context) inbox.Outcome {
-			var o inbox.Outcome
-			require.NoError(t, h(inbox.WithOutcome(ctx, &o), message("evt_1", 1)))
-			return o
-		}
-		require.Equal(t, inbox.Outcome{}, deliver(ctx))
-		require.Equal(t, inbox.Outcome{Duplicate: true}, deliver(ctx))
-		require.Equal(t, 1, runs)
-		require.Equal(t, inbox.Outcome{Duplicate: true, Forced: true}, deliver(inbox.WithForce(ctx, consumer)))
-		require.Equal(t, 2, runs)
+		forced := message("evt_1", 1)
+		forced.Header.Set(bus.HeaderOriginalMsgID, "evt_1")
+		forced.Header.Set(bus.HeaderMsgID, "replay:evt_1")
+		forced.Header.Set(bus.HeaderReplayFor, consumer)
+		forced.Header.Set(bus.HeaderReplayForce, "true")
+		require.NoError(t, h(ctx, message("evt_1", 1)))
+		require.NoError(t, h(ctx, message("evt_1", 1)))
+		require.Equal(t, 1, runs, "a redelivery changes nothing")
+		require.NoError(t, h(ctx, forced))
+		require.Equal(t, 2, runs, "a forced replay runs again")
+		forced.Header.Set(bus.HeaderReplayForce, "false")
+		require.NoError(t, h(ctx, forced))
+		require.Equal(t, 2, runs, "an unforced replay is a duplicate")
 
 		boom := errors.New("stripe answered 500")
 		failing := bus.SingleHandler(inbox.BatchHandler(s, func(ctx context.Context, tx *store.Tx, m *bus.Message) error {

@@ -21,30 +21,32 @@ func TestHandlerRunsOncePerConsumerUnlessForced(t *testing.T) {
 			ran[m.Consumer]++
 			return nil
 		})
-		msg := func(consumer string) *bus.Message {
-			return &bus.Message{
+		ctx := t.Context()
+		deliver := func(consumer string, replay ...string) {
+			t.Helper()
+			m := &bus.Message{
 				Subject: "levqor.stripe.invoice.paid", Header: nats.Header{bus.HeaderMsgID: {"evt_1"}},
 				Stream: "STRIPE", Consumer: consumer, StreamSeq: 7, Deliveries: 1,
 			}
+			if len(replay) > 0 {
+				// An operator's forced replay of evt_1 for one consumer.
+				m.Header = nats.Header{bus.HeaderMsgID: {"replay:evt_1"}, bus.HeaderOriginalMsgID: {"evt_1"},
+					bus.HeaderReplayFor: {replay[0]}, bus.HeaderReplayForce: {"true"}}
+			}
+			require.NoError(t, h(ctx, m))
 		}
-		deliver := func(ctx context.Context, consumer string) inbox.Outcome {
-			var o inbox.Outcome
-			require.NoError(t, h(inbox.WithOutcome(ctx, &o), msg(consumer)))
-			return o
-		}
-		ctx := t.Context()
 
-		require.Equal(t, inbox.Outcome{}, deliver(ctx, "billing-stripe"))
-		require.Equal(t, inbox.Outcome{Duplicate: true}, deliver(ctx, "billing-stripe"))
+		deliver("billing-stripe")
+		deliver("billing-stripe")
 		require.Equal(t, 1, ran["billing-stripe"], "a redelivery changes nothing")
 
-		forced := inbox.WithForce(ctx, "billing-stripe")
-		require.Equal(t, inbox.Outcome{Duplicate: true, Forced: true}, deliver(forced, "billing-stripe"))
+		deliver("billing-stripe", "billing-stripe")
 		require.Equal(t, 2, ran["billing-stripe"], "the operator asked for a re-run")
 
-		require.Equal(t, inbox.Outcome{}, deliver(forced, "support-stripe"), "first delivery to another consumer")
-		require.Equal(t, inbox.Outcome{Duplicate: true}, deliver(forced, "support-stripe"), "force is for the named consumer only")
-		require.Equal(t, 1, ran["support-stripe"])
+		deliver("support-stripe", "billing-stripe")
+		require.Equal(t, 1, ran["support-stripe"], "first delivery to another consumer")
+		deliver("support-stripe", "billing-stripe")
+		require.Equal(t, 1, ran["support-stripe"], "force is for the named consumer only")
 
 		states, err := s.ConsumerStates(ctx, "evt_1")
 		require.NoError(t, err)

@@ -429,7 +429,9 @@ func (o *Ops) replayTarget(d DeadLetter) (string, error) {
 
 // ReplayHeaders returns the headers of the replay of a dead letter: the
 // original headers without the Levqor-Dlq-* ones or JetStream's own, with
-// the logical id in Levqor-Msg-Id and Levqor-Replay-Of set to dlqSeq.
+// the logical id in Levqor-Msg-Id, Levqor-Replay-Of set to dlqSeq and
+// Levqor-Replay-For to the consumer that gave up on it: only that consumer
+// runs the replay, the others acknowledge it untouched.
 func ReplayHeaders(dead nats.Header, dlqSeq uint64) nats.Header {
 	h := nats.Header{}
 	for k, v := range dead {
@@ -439,6 +441,9 @@ func ReplayHeaders(dead nats.Header, dlqSeq uint64) nats.Header {
 		h[k] = slices.Clone(v)
 	}
 	h.Set(bus.HeaderReplayOf, strconv.FormatUint(dlqSeq, 10))
+	if c := dead.Get(bus.HeaderDlqConsumer); c != "" {
+		h.Set(bus.HeaderReplayFor, c)
+	}
 	return h
 }
 

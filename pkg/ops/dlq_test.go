@@ -93,6 +93,7 @@ func TestPoisonMessageDeadLetteredShownReplayedProcessedOnce(t *testing.T) {
 		require.Equal(t, "replay:DLQ:"+strconv.FormatUint(dl.Seq, 10), replay.Header.Get(bus.HeaderMsgID))
 		require.Empty(t, replay.Header.Get(bus.HeaderDlqReason))
 		require.Empty(t, replay.Header.Get(bus.HeaderDlqConsumer))
+		require.Equal(t, billingC, replay.Header.Get(bus.HeaderReplayFor), "for the consumer that gave up only")
 
 		// Replaying the same dead letter again finds nothing to replay.
 		again, err := b.ops.ReplayDLQ(ctx, "alice", ops.DLQSelection{Seqs: []uint64{dl.Seq}}, nil)
@@ -110,8 +111,11 @@ func TestPoisonMessageDeadLetteredShownReplayedProcessedOnce(t *testing.T) {
 		// holds the original and its replay.
 		win, err := b.ops.ReplayWindow(ctx, "alice", ops.WindowRequest{Consumer: billingC, Since: time.Now().Add(-time.Hour), Force: true}, nil)
 		require.NoError(t, err)
-		require.Equal(t, [4]int{3, 2, 1, 0}, [4]int{win.Selected, win.Processed, win.Skipped, win.Failed})
+		require.Equal(t, [4]int{3, 2, 1, 0}, [4]int{win.Selected, win.Replayed, win.Skipped, win.Failed})
+		require.NoError(t, b.ops.WaitWindow(waitCtx(t), win))
+		require.Equal(t, 2, win.Handled)
 		require.Equal(t, 2, bill.count("evt_poison"))
+		require.Equal(t, 1, sup.count("evt_poison"))
 
 		replays := b.audit(ops.ActionDLQReplay)
 		require.Len(t, replays, 3)

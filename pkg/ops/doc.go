@@ -8,12 +8,15 @@
 //     letters, marked healthy, lagging or stuck by configured thresholds.
 //   - Stuck: the messages delivered many times or unacknowledged for long,
 //     with the last error the worker reported.
-//   - Dead letters: list, show, replay to the original subject (removing
-//     the dead letter only once the replay is acknowledged) and purge.
+//   - Dead letters: list, show, replay to the original subject for the
+//     consumer that gave up (removing the dead letter only once the replay
+//     is acknowledged) and purge.
 //   - ReplayWindow: re-run one consumer's handlers over a time window of
-//     its stream, in-process, so no other consumer sees the messages again;
-//     the inbox skips what the consumer already processed unless the
-//     operator forces a re-run.
+//     its stream, by publishing the window again with headers naming that
+//     consumer (Levqor-Replay-For), so its workers run it and every other
+//     consumer acknowledges it untouched; what the consumer already
+//     processed is skipped unless the operator forces a re-run. Ops builds
+//     no worker: it needs NATS and the database only.
 //   - Backfill: publish the Stripe events the ledger never saw, listed from
 //     the Stripe API, for when webhooks were down longer than Stripe
 //     retries.

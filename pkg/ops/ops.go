@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -151,9 +150,6 @@ type Config struct {
 	Store *store.Store
 	// Log receives one line per operator action; required.
 	Log logrus.FieldLogger
-	// Routes are the worker handlers ReplayWindow may run, one per durable
-	// consumer (bus.Router.Routes of a router with every worker).
-	Routes []bus.Route
 	// Settings holds thresholds and the Stripe API.
 	Settings Settings
 	// HTTPClient calls the Stripe API; nil means a client with a 30s
@@ -165,15 +161,14 @@ type Config struct {
 
 // Ops carries out operator actions. It is safe for concurrent use.
 type Ops struct {
-	js     jetstream.JetStream
-	topo   bus.Topology
-	store  *store.Store
-	log    logrus.FieldLogger
-	pub    *bus.Publisher
-	routes map[string]bus.Route
-	set    Settings
-	http   *http.Client
-	now    func() time.Time
+	js    jetstream.JetStream
+	topo  bus.Topology
+	store *store.Store
+	log   logrus.FieldLogger
+	pub   *bus.Publisher
+	set   Settings
+	http  *http.Client
+	now   func() time.Time
 }
 
 // New checks cfg and returns an Ops.
@@ -189,13 +184,6 @@ func New(cfg Config) (*Ops, error) {
 	if err := cfg.Topology.Validate(); err != nil {
 		return nil, fmt.Errorf("ops: %w", err)
 	}
-	routes := make(map[string]bus.Route, len(cfg.Routes))
-	for _, r := range cfg.Routes {
-		if _, dup := routes[r.Consumer.Name]; dup {
-			return nil, fmt.Errorf("ops: two routes for consumer %s", r.Consumer.Name)
-		}
-		routes[r.Consumer.Name] = r
-	}
 	cfg.Settings.Thresholds = cfg.Settings.Thresholds.withDefaults()
 	if cfg.Settings.Stripe.BaseURL == "" {
 		cfg.Settings.Stripe.BaseURL = StripeAPIBaseDefault
@@ -209,23 +197,13 @@ func New(cfg Config) (*Ops, error) {
 	}
 	return &Ops{
 		js: cfg.JS, topo: cfg.Topology, store: cfg.Store, log: cfg.Log,
-		pub: bus.NewPublisher(cfg.JS, cfg.Topology), routes: routes,
+		pub: bus.NewPublisher(cfg.JS, cfg.Topology),
 		set: cfg.Settings, http: cfg.HTTPClient, now: cfg.Now,
 	}, nil
 }
 
 // Thresholds returns the thresholds in force.
 func (o *Ops) Thresholds() Thresholds { return o.set.Thresholds }
-
-// Consumers lists the consumers ReplayWindow can run, sorted.
-func (o *Ops) Consumers() []string {
-	names := make([]string, 0, len(o.routes))
-	for n := range o.routes {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
 
 // ErrNotFound means the dead letter, consumer or stream asked for does not
 // exist. The CLI exits 1 on it and the API answers 404.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -129,4 +130,20 @@ func (o *Ops) scan(ctx context.Context, so scanOptions, progress Progress, fn fu
 		}
 	}
 	return nil
+}
+
+// durables lists the durable consumers of stream: the workers', without
+// the short-lived ones tools (these included) read with.
+func durables(ctx context.Context, stream jetstream.Stream) ([]*jetstream.ConsumerInfo, error) {
+	var out []*jetstream.ConsumerInfo
+	lister := stream.ListConsumers(ctx)
+	for info := range lister.Info() {
+		if info.Config.Durable != "" && !strings.HasPrefix(info.Name, scannerPrefix) {
+			out = append(out, info)
+		}
+	}
+	if err := lister.Err(); err != nil {
+		return nil, fmt.Errorf("listing consumers of %s: %w", stream.CachedInfo().Config.Name, err)
+	}
+	return out, nil
 }

@@ -94,8 +94,8 @@ func quietLogger(t testing.TB) logrus.FieldLogger {
 	return l
 }
 
-// setup starts NATS, and builds Ops over two Stripe consumers whose
-// handlers are the test workers.
+// setup starts NATS and builds Ops, with two Stripe consumers whose
+// handlers are the test workers (b.run starts them).
 func setup(t *testing.T, st *store.Store, settings ops.Settings) *bundle {
 	t.Helper()
 	b := &bundle{t: t, nats: bustest.Start(t), st: st, workers: map[string]*worker{}}
@@ -110,8 +110,8 @@ func setup(t *testing.T, st *store.Store, settings ops.Settings) *bundle {
 	}
 	o, err := ops.New(ops.Config{
 		JS: b.nats.JS, Topology: b.nats.Topo, Store: st, Log: quietLogger(t),
-		Routes: b.routes, Settings: settings,
-		Now: func() time.Time { return time.Now().Add(time.Duration(b.clock.Load())) },
+		Settings: settings,
+		Now:      func() time.Time { return time.Now().Add(time.Duration(b.clock.Load())) },
 	})
 	require.NoError(t, err)
 	b.ops = o
@@ -212,3 +212,10 @@ func eachStore(t *testing.T, fn func(t *testing.T, st *store.Store)) {
 }
 
 func storeSQLite(t *testing.T) *store.Store { return storetest.SQLite(t) }
+
+// waitCtx bounds a wait for the workers in a test.
+func waitCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

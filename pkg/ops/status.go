@@ -126,11 +126,11 @@ func (o *Ops) Status(ctx context.Context) (*Report, error) {
 		if st.Msgs > 0 {
 			ss.FirstTime, ss.LastTime = timePtr(st.FirstTime), timePtr(st.LastTime)
 		}
-		lister := stream.ListConsumers(ctx)
-		for info := range lister.Info() {
-			if info.Config.Durable == "" || strings.HasPrefix(info.Name, scannerPrefix) {
-				continue // tools' ephemeral consumers, ours included
-			}
+		infos, err := durables(ctx, stream)
+		if err != nil {
+			return nil, err
+		}
+		for _, info := range infos {
 			ss.Consumers++
 			cs, err := o.consumerStatus(ctx, stream, info, now, failing[info.Name])
 			if err != nil {
@@ -138,9 +138,6 @@ func (o *Ops) Status(ctx context.Context) (*Report, error) {
 			}
 			cs.DeadLetters = dlq[o.topo.Subject(bus.DLQ, info.Name)]
 			rep.Consumers = append(rep.Consumers, cs)
-		}
-		if err := lister.Err(); err != nil {
-			return nil, fmt.Errorf("listing consumers of %s: %w", name, err)
 		}
 		rep.Streams = append(rep.Streams, ss)
 	}

@@ -82,15 +82,11 @@ func (o *Ops) Stuck(ctx context.Context, consumer string) ([]StuckMessage, error
 			infos = append(infos, info.CachedInfo())
 			found = true
 		} else {
-			lister := stream.ListConsumers(ctx)
-			for info := range lister.Info() {
-				if info.Config.Durable != "" && !strings.HasPrefix(info.Name, scannerPrefix) {
-					infos = append(infos, info)
-				}
+			all, err := durables(ctx, stream)
+			if err != nil {
+				return nil, err
 			}
-			if err := lister.Err(); err != nil {
-				return nil, fmt.Errorf("listing consumers of %s: %w", name, err)
-			}
+			infos = append(infos, all...)
 		}
 		for _, info := range infos {
 			msgs, err := o.stuckOf(ctx, stream, info, byConsumer[info.Name], now, th)

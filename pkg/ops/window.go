@@ -4,26 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/levqor/levqor/pkg/bus"
-	"github.com/levqor/levqor/pkg/inbox"
 )
 
 // WindowRequest asks ReplayWindow to re-run one consumer's handlers over
 // the messages its stream stored between Since and Until.
 //
-// The messages are not published again: that would deliver them to every
-// consumer of the subject. ReplayWindow reads them and runs the chosen
-// consumer's handler chain in this process, exactly as its worker would,
-// so no other consumer sees them and the durable consumer's position does
-// not move.
+// Each message is published again to its subject with headers naming the
+// consumer (Levqor-Replay-For): that consumer's workers run it, through
+// its inbox, exactly as the first time; every other consumer of the
+// subject acknowledges it without running anything. No handler runs in
+// the process that asks, so the tools need no worker's dependencies.
 type WindowRequest struct {
-	// Consumer whose handlers run; required.
+	// Consumer whose handlers run; required. It is a durable consumer on
+	// the NATS server.
 	Consumer string `json:"consumer"`
 	// Stream, optional, must be the consumer's stream (name or kind, any
 	// case); it guards against replaying the wrong thing.
@@ -35,22 +37,23 @@ type WindowRequest struct {
 	// Subject narrows the window to a subject filter within the
 	// consumer's.
 	Subject string `json:"subject,omitempty"`
-	// DryRun lists what would run, and what the inbox would skip, and runs
-	// nothing.
+	// DryRun lists what would be replayed, and what the consumer's inbox
+	// shows it already processed, and publishes nothing.
 	DryRun bool `json:"dry_run"`
 	// Force re-runs handlers for messages the consumer already processed;
-	// without it the inbox skips them and only messages it never processed
-	// run. Either way a message id runs once per window: a dead letter's
-	// replay shares its original's id.
+	// without it those are skipped, and only messages it never processed
+	// are replayed. Either way a message id is replayed once per window: a
+	// dead letter's replay shares its original's id.
 	Force bool `json:"force"`
 }
 
 // Window item statuses.
 const (
-	WindowProcessed    = "processed"
+	WindowReplayed     = "replayed"
 	WindowSkipped      = "skipped"
 	WindowFailed       = "failed"
-	WindowWouldProcess = "would_process"
+	WindowDeadLettered = "dead_lettered"
+	WindowWouldReplay  = "would_replay"
 	WindowWouldSkip    = "would_skip"
 )
 
@@ -61,132 +64,46 @@ type WindowItem struct {
 	MsgID       string    `json:"msg_id"`
 	PublishedAt time.Time `json:"published_at"`
 	Status      string    `json:"status"`
-	Error       string    `json:"error,omitempty"`
+	// ReplayedSeq is the replay's sequence in the stream.
+	ReplayedSeq uint64 `json:"replayed_seq,omitempty"`
+	Error       string `json:"error,omitempty"`
 }
 
 // WindowResult reports a window replay.
 type WindowResult struct {
 	Request WindowRequest `json:"request"`
-	// Stream is the stream read.
+	// Stream is the stream read and published to.
 	Stream string `json:"stream"`
 	// Selected counts the messages in the window for the consumer;
-	// Processed those whose handlers ran and committed, Skipped those the
-	// inbox found already processed, Failed those whose handlers failed.
-	// In a dry run Processed and Skipped count what would happen.
-	Selected  int `json:"selected"`
-	Processed int `json:"processed"`
-	Skipped   int `json:"skipped"`
-	Failed    int `json:"failed"`
-	// Items lists the messages in a dry run, and the failures otherwise
-	// (the first 1000).
+	// Replayed those published again for it, Skipped those it had already
+	// processed (or that repeat an id replayed earlier in the window),
+	// Failed those that could not be published. In a dry run Replayed and
+	// Skipped count what would happen.
+	Selected int `json:"selected"`
+	Replayed int `json:"replayed"`
+	Skipped  int `json:"skipped"`
+	Failed   int `json:"failed"`
+	// FirstSeq and LastSeq bound the replays' sequences in the stream.
+	FirstSeq uint64 `json:"first_seq,omitempty"`
+	LastSeq  uint64 `json:"last_seq,omitempty"`
+	// Waited is set once WaitWindow saw the consumer settle every replay:
+	// Handled of them acknowledged, DeadLettered given up on.
+	Waited       bool `json:"waited"`
+	Handled      int  `json:"handled"`
+	DeadLettered int  `json:"dead_lettered"`
+	// Items lists the messages in a dry run, and the failures and dead
+	// letters otherwise (the first 1000).
 	Items []WindowItem `json:"items"`
+
+	// started is when the replay began, by the server's clock as near
+	// as can be: WaitWindow reads the dead letters from then on.
+	started time.Time
+	// replays maps a replay's stream sequence to the message it replays.
+	replays map[uint64]WindowItem
 }
 
 func (r *WindowResult) counts() map[string]int {
-	return map[string]int{"selected": r.Selected, "processed": r.Processed, "skipped": r.Skipped, "failed": r.Failed}
-}
-
-// ReplayWindow re-runs req.Consumer's handlers over the window; see
-// WindowRequest. Handlers are tried once per message: a failure is counted
-// and reported, and the operator may run the window again, since handlers
-// are idempotent.
-func (o *Ops) ReplayWindow(ctx context.Context, actor string, req WindowRequest, progress Progress) (*WindowResult, error) {
-	route, filter, err := o.validateWindow(&req)
-	if err != nil {
-		return nil, err
-	}
-	stream := o.topo.StreamName(route.Consumer.Kind)
-	res := &WindowResult{Request: req, Stream: stream, Items: []WindowItem{}}
-	h := bus.Logging(o.log.WithField("replay_actor", actor))(bus.Recoverer(route.Handler))
-
-	type planned struct {
-		m   storedMsg
-		id  string
-		dup bool
-	}
-	var batch []planned
-	flushDry := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		ids := make([]string, 0, len(batch))
-		for _, p := range batch {
-			ids = append(ids, p.id)
-		}
-		done, err := o.store.ProcessedMsgIDs(ctx, route.Consumer.Name, ids)
-		if err != nil {
-			return err
-		}
-		for _, p := range batch {
-			status := WindowWouldProcess
-			if p.dup || (done[p.id] && !req.Force) {
-				status = WindowWouldSkip
-				res.Skipped++
-			} else {
-				res.Processed++
-			}
-			res.addItem(WindowItem{Seq: p.m.Seq, Subject: p.m.Subject, MsgID: p.id, PublishedAt: p.m.Time, Status: status})
-		}
-		batch = batch[:0]
-		return nil
-	}
-
-	// A message and its replays share one id: run it once per window.
-	seen := map[string]bool{}
-	err = o.scan(ctx, scanOptions{Stream: stream, Filter: filter, Since: req.Since, Until: req.Until}, progress, func(m storedMsg) error {
-		if !subjectMatches(o.consumerFilter(route.Consumer), m.Subject) {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err // the operator stopped the replay
-		}
-		res.Selected++
-		id := msgIDOf(m.Header, stream, m.Seq)
-		dup := seen[id]
-		seen[id] = true
-		if req.DryRun {
-			batch = append(batch, planned{m: m, id: id, dup: dup})
-			if len(batch) >= 500 {
-				return flushDry()
-			}
-			return nil
-		}
-		if dup {
-			res.Skipped++
-			return nil
-		}
-		it := o.runOne(ctx, h, route.Consumer.Name, stream, m, req.Force)
-		switch it.Status {
-		case WindowProcessed:
-			res.Processed++
-		case WindowSkipped:
-			res.Skipped++
-		default:
-			res.Failed++
-			res.addItem(it)
-		}
-		return nil
-	})
-	if err == nil && req.DryRun {
-		err = flushDry()
-	}
-	params := map[string]any{"request": req, "stream": stream}
-	if err != nil {
-		if req.DryRun || res.Processed+res.Failed == 0 {
-			return nil, err
-		}
-		// Handlers ran before the replay stopped: their effects are real
-		// and must be in the trail.
-		params["stopped_by"] = err.Error()
-		if aerr := o.audit(ctx, actor, ActionReplayWindow, params, res.counts(), outcomeOf(false, res.Processed+res.Skipped, res.Failed+1)); aerr != nil {
-			err = errors.Join(err, aerr)
-		}
-		return res, fmt.Errorf("replay stopped after %d message(s): %w", res.Selected, err)
-	}
-	if err := o.audit(ctx, actor, ActionReplayWindow, params, res.counts(), outcomeOf(req.DryRun, res.Processed+res.Skipped, res.Failed)); err != nil {
-		return res, err
-	}
-	return res, nil
+	return map[string]int{"selected": r.Selected, "replayed": r.Replayed, "skipped": r.Skipped, "failed": r.Failed}
 }
 
 func (r *WindowResult) addItem(it WindowItem) {
@@ -195,76 +112,293 @@ func (r *WindowResult) addItem(it WindowItem) {
 	}
 }
 
-// runOne runs the handler chain on one stored message as a delivery to
-// consumer, telling the inbox whether to force a re-run.
-func (o *Ops) runOne(ctx context.Context, h bus.Handler, consumer, stream string, m storedMsg, force bool) WindowItem {
-	header := nats.Header{}
-	for k, v := range m.Header {
-		header[k] = append([]string(nil), v...)
+// windowBatch is how many messages ReplayWindow looks up in the inbox at
+// once before publishing them.
+var windowBatch = 200
+
+// ReplayWindow publishes the window again for req.Consumer; see
+// WindowRequest. It returns once every replay is stored: the consumer's
+// workers handle them from then on, and WaitWindow waits for them. A
+// replay that fails is retried and dead-lettered like any message.
+func (o *Ops) ReplayWindow(ctx context.Context, actor string, req WindowRequest, progress Progress) (*WindowResult, error) {
+	wc, filter, err := o.validateWindow(ctx, &req)
+	if err != nil {
+		return nil, err
 	}
-	header.Set(bus.HeaderReplayOf, strconv.FormatUint(m.Seq, 10))
-	msg := &bus.Message{
-		Subject: m.Subject, Header: header, Data: m.Data,
-		Stream: stream, Consumer: consumer, StreamSeq: m.Seq, Deliveries: 1, Published: m.Time,
+	res := &WindowResult{Request: req, Stream: wc.stream, Items: []WindowItem{}, started: time.Now().UTC(), replays: map[uint64]WindowItem{}}
+	// A replay's own dedupe id names this run, so that running the same
+	// window again (after the next fix) publishes again.
+	run := randomHex(6)
+
+	type pending struct {
+		m  storedMsg
+		it WindowItem
 	}
-	it := WindowItem{Seq: m.Seq, Subject: m.Subject, MsgID: msg.ID(), PublishedAt: m.Time}
-	var oc inbox.Outcome
-	hctx, cancel := context.WithTimeout(inbox.WithOutcome(ctx, &oc), bus.HandlerTimeoutDefault)
-	defer cancel()
-	if force {
-		hctx = inbox.WithForce(hctx, consumer)
+	var batch []pending
+	seen := map[string]bool{} // a message and its replays share one id
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		done := map[string]bool{}
+		if !req.Force {
+			ids := make([]string, 0, len(batch))
+			for _, p := range batch {
+				ids = append(ids, p.it.MsgID)
+			}
+			var err error
+			if done, err = o.store.ProcessedMsgIDs(ctx, wc.name, ids); err != nil {
+				return err
+			}
+		}
+		for _, p := range batch {
+			it := p.it
+			switch {
+			case seen[it.MsgID] || done[it.MsgID]:
+				res.Skipped++
+				it.Status = WindowSkipped
+				if req.DryRun {
+					it.Status = WindowWouldSkip
+				}
+			case req.DryRun:
+				res.Replayed++
+				it.Status = WindowWouldReplay
+			default:
+				if err := ctx.Err(); err != nil {
+					return err // the operator stopped the replay
+				}
+				it = o.replayInWindow(ctx, res, wc, run, p.m, it)
+			}
+			seen[it.MsgID] = true
+			if req.DryRun || it.Status == WindowFailed {
+				res.addItem(it)
+			}
+		}
+		batch = batch[:0]
+		return nil
 	}
-	if err := h(hctx, msg); err != nil {
-		it.Status, it.Error = WindowFailed, err.Error()
+	err = o.scan(ctx, scanOptions{Stream: wc.stream, Filter: filter, Since: req.Since, Until: req.Until}, progress, func(m storedMsg) error {
+		if !subjectMatches(wc.filter, m.Subject) {
+			return nil
+		}
+		if to := m.Header.Get(bus.HeaderReplayFor); to != "" && to != wc.name {
+			return nil // a replay for another consumer: this one never ran it
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		res.Selected++
+		batch = append(batch, pending{m: m, it: WindowItem{Seq: m.Seq, Subject: m.Subject, MsgID: msgIDOf(m.Header, wc.stream, m.Seq), PublishedAt: m.Time}})
+		if len(batch) >= windowBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	params := map[string]any{"request": req, "stream": wc.stream}
+	if err != nil {
+		if req.DryRun || res.Replayed+res.Failed == 0 {
+			return nil, err
+		}
+		// Replays were published before the run stopped: the consumer
+		// runs them, and they must be in the trail.
+		params["stopped_by"] = err.Error()
+		if aerr := o.audit(ctx, actor, ActionReplayWindow, params, res.counts(), outcomeOf(false, res.Replayed+res.Skipped, res.Failed+1)); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
+		return res, fmt.Errorf("replay stopped after %d message(s): %w", res.Selected, err)
+	}
+	if err := o.audit(ctx, actor, ActionReplayWindow, params, res.counts(), outcomeOf(req.DryRun, res.Replayed+res.Skipped, res.Failed)); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// replayInWindow publishes one message of the window again for the
+// consumer and records the outcome in res.
+func (o *Ops) replayInWindow(ctx context.Context, res *WindowResult, wc windowConsumer, run string, m storedMsg, it WindowItem) WindowItem {
+	h := WindowReplayHeaders(m.Header, it.MsgID, m.Seq, wc.name, res.Request.Force)
+	id := "replay:" + wc.stream + ":" + strconv.FormatUint(m.Seq, 10) + ":" + wc.name + ":" + run
+	pub, err := o.pub.Publish(ctx, m.Subject, id, h, m.Data)
+	if err != nil {
+		res.Failed++
+		it.Status, it.Error = WindowFailed, "replay not published: "+err.Error()
 		return it
 	}
-	if oc.Duplicate && !oc.Forced {
-		it.Status = WindowSkipped
-	} else {
-		it.Status = WindowProcessed
+	res.Replayed++
+	it.Status, it.ReplayedSeq = WindowReplayed, pub.Seq
+	res.replays[pub.Seq] = it
+	if res.FirstSeq == 0 {
+		res.FirstSeq = pub.Seq
 	}
+	res.LastSeq = max(res.LastSeq, pub.Seq)
 	return it
 }
 
-// consumerFilter is the full subject filter of a consumer.
-func (o *Ops) consumerFilter(c bus.ConsumerSpec) string {
-	f := c.Filter
-	if f == "" {
-		f = ">"
+// WindowReplayHeaders returns the headers of a window replay of a stored
+// message for consumer: the original headers without JetStream's own, the
+// logical id in Levqor-Msg-Id, Levqor-Replay-Of set to the stream sequence
+// replayed, Levqor-Replay-For to the consumer, and Levqor-Replay-Force
+// when the operator forced the run.
+func WindowReplayHeaders(stored nats.Header, msgID string, seq uint64, consumer string, force bool) nats.Header {
+	h := nats.Header{}
+	for k, v := range stored {
+		if strings.HasPrefix(k, "Nats-") || strings.HasPrefix(k, "Levqor-Replay-") {
+			continue
+		}
+		h[k] = slices.Clone(v)
 	}
-	return o.topo.Subject(c.Kind, f)
+	h.Set(bus.HeaderOriginalMsgID, msgID)
+	h.Set(bus.HeaderReplayOf, strconv.FormatUint(seq, 10))
+	h.Set(bus.HeaderReplayFor, consumer)
+	if force {
+		h.Set(bus.HeaderReplayForce, "true")
+	}
+	return h
 }
 
-func (o *Ops) validateWindow(req *WindowRequest) (bus.Route, string, error) {
+// WaitWindow waits until the consumer has settled every replay of res (its
+// ack floor passed the last one), then counts those it handled and those
+// it dead-lettered, listing the dead letters with their reason. A
+// consumer no worker runs keeps the wait going until ctx ends; the error
+// is then ctx's, and res says how many replays are still pending.
+func (o *Ops) WaitWindow(ctx context.Context, res *WindowResult) error {
+	if res.Request.DryRun || res.LastSeq == 0 {
+		res.Waited = true
+		return nil
+	}
+	c, err := o.js.Consumer(ctx, res.Stream, res.Request.Consumer)
+	if err != nil {
+		return fmt.Errorf("reading consumer %s: %w", res.Request.Consumer, err)
+	}
+	for {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("reading consumer %s: %w", res.Request.Consumer, err)
+		}
+		if info.AckFloor.Stream >= res.LastSeq {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s to handle the replays (its ack floor is at %d, the last replay at %d): %w",
+				res.Request.Consumer, info.AckFloor.Stream, res.LastSeq, ctx.Err())
+		case <-time.After(WaitHandledPollDefault):
+		}
+	}
+	dead := 0
+	err = o.scan(ctx, scanOptions{Stream: o.topo.StreamName(bus.DLQ), Filter: o.topo.Subject(bus.DLQ, res.Request.Consumer), Since: res.started}, nil, func(m storedMsg) error {
+		if m.Header.Get(bus.HeaderDlqStream) != res.Stream {
+			return nil
+		}
+		seq, err := strconv.ParseUint(m.Header.Get(bus.HeaderDlqSeq), 10, 64)
+		it, ok := res.replays[seq]
+		if err != nil || !ok {
+			return nil
+		}
+		dead++
+		it.Status, it.Error = WindowDeadLettered, fmt.Sprintf("dead letter %d: %s", m.Seq, m.Header.Get(bus.HeaderDlqReason))
+		res.addItem(it)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	res.Waited, res.DeadLettered, res.Handled = true, dead, res.Replayed-dead
+	return nil
+}
+
+// windowConsumer is the durable consumer a window is replayed for.
+type windowConsumer struct {
+	name   string
+	kind   bus.Kind
+	stream string
+	// filter is its full subject filter.
+	filter string
+}
+
+// findConsumer looks for the durable consumer name on the server, in the
+// stream of kind only when kind is set.
+func (o *Ops) findConsumer(ctx context.Context, name string, kinds []bus.Kind) (windowConsumer, bool, error) {
+	for _, k := range kinds {
+		stream := o.topo.StreamName(k)
+		c, err := o.js.Consumer(ctx, stream, name)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return windowConsumer{}, false, fmt.Errorf("reading consumer %s of %s: %w", name, stream, err)
+		}
+		filter := c.CachedInfo().Config.FilterSubject
+		if filter == "" {
+			filter = o.topo.Wildcard(k)
+		}
+		return windowConsumer{name: name, kind: k, stream: stream, filter: filter}, true, nil
+	}
+	return windowConsumer{}, false, nil
+}
+
+// replayable are the kinds of stream a window replay reads.
+var replayable = []bus.Kind{bus.Stripe, bus.Commands, bus.Ticks, bus.Events}
+
+// knownConsumers lists, for error messages, the durable consumers of the
+// streams a window replay reads.
+func (o *Ops) knownConsumers(ctx context.Context) string {
+	var names []string
+	for _, k := range replayable {
+		stream, err := o.js.Stream(ctx, o.topo.StreamName(k))
+		if err != nil {
+			continue
+		}
+		infos, err := durables(ctx, stream)
+		if err != nil {
+			continue
+		}
+		for _, info := range infos {
+			names = append(names, info.Name)
+		}
+	}
+	if len(names) == 0 {
+		return "none: no worker has created its consumers yet"
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
+
+func (o *Ops) validateWindow(ctx context.Context, req *WindowRequest) (windowConsumer, string, error) {
 	if req.Consumer == "" {
-		return bus.Route{}, "", invalid("consumer", "required: the consumer whose handlers re-run (known: %s)", strings.Join(o.Consumers(), ", "))
+		return windowConsumer{}, "", invalid("consumer", "required: the consumer whose handlers re-run (known: %s)", o.knownConsumers(ctx))
 	}
-	route, ok := o.routes[req.Consumer]
+	wc, ok, err := o.findConsumer(ctx, req.Consumer, replayable)
+	if err != nil {
+		return windowConsumer{}, "", err
+	}
 	if !ok {
-		return bus.Route{}, "", invalid("consumer", "unknown consumer %q (known: %s)", req.Consumer, strings.Join(o.Consumers(), ", "))
+		return windowConsumer{}, "", invalid("consumer", "unknown consumer %q (known: %s)", req.Consumer, o.knownConsumers(ctx))
 	}
-	stream := o.topo.StreamName(route.Consumer.Kind)
-	if req.Stream != "" && !strings.EqualFold(req.Stream, stream) && !strings.EqualFold(req.Stream, string(route.Consumer.Kind)) {
-		return bus.Route{}, "", invalid("stream", "consumer %s reads stream %s, not %s", req.Consumer, stream, req.Stream)
+	if req.Stream != "" && !strings.EqualFold(req.Stream, wc.stream) && !strings.EqualFold(req.Stream, string(wc.kind)) {
+		return windowConsumer{}, "", invalid("stream", "consumer %s reads stream %s, not %s", req.Consumer, wc.stream, req.Stream)
 	}
 	if req.Since.IsZero() {
-		return bus.Route{}, "", invalid("since", "required: the start of the window")
+		return windowConsumer{}, "", invalid("since", "required: the start of the window")
 	}
 	if req.Until.IsZero() {
 		req.Until = o.now().UTC()
 	}
 	if !req.Until.After(req.Since) {
-		return bus.Route{}, "", invalid("until", "must be after since")
+		return windowConsumer{}, "", invalid("until", "must be after since")
 	}
-	filter := o.consumerFilter(route.Consumer)
+	filter := wc.filter
 	if req.Subject != "" {
 		if !validFilter(req.Subject) {
-			return bus.Route{}, "", invalid("subject", "%q is not a subject or subject filter", req.Subject)
+			return windowConsumer{}, "", invalid("subject", "%q is not a subject or subject filter", req.Subject)
 		}
-		if _, ok := o.topo.Unprefixed(route.Consumer.Kind, req.Subject); !ok {
-			return bus.Route{}, "", invalid("subject", "%q is not in stream %s (%s)", req.Subject, stream, o.topo.Wildcard(route.Consumer.Kind))
+		if _, ok := o.topo.Unprefixed(wc.kind, req.Subject); !ok {
+			return windowConsumer{}, "", invalid("subject", "%q is not in stream %s (%s)", req.Subject, wc.stream, o.topo.Wildcard(wc.kind))
 		}
 		filter = req.Subject
 	}
-	return route, filter, nil
+	return wc, filter, nil
 }
