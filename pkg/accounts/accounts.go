@@ -63,7 +63,7 @@ func (w *Worker) clock() time.Time { return time.Now() }
 // commands and accounts-dlq, which marks dead-lettered commands failed.
 func (w *Worker) Register(r *bus.Router) {
 	r.Handle(CommandConsumer(), w.Runtime.Handler(w.Handle))
-	r.Handle(w.Runtime.DeadLetters(WorkerName, ConsumerCommands))
+	r.Handle(w.Runtime.DeadLetters(WorkerName+"-dlq", ConsumerCommands))
 }
 
 // Handle carries out one accounts command.

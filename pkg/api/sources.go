@@ -23,7 +23,7 @@ import (
 // registerRetention adds the backup-retention routes: sources, their
 // snapshots and policies, the dry-run plan, legal holds, the trash, the
 // audit trail and sweeps. Reads answer from the database; changes become
-// retention.* commands for the retention worker.
+// retention.* commands for the backups worker.
 func (s *Server) registerRetention(handle func(pattern string, h http.Handler)) {
 	anyKey := func(f http.HandlerFunc) http.Handler { return s.Guard(auth.AnyKey, f) }
 	handle("POST /v1/sources", anyKey(s.createSource))

@@ -1,5 +1,4 @@
-// Package backups is the backup-retention worker ("retention" in
-// LEVQOR_WORKERS): the catalog of backup sources and their snapshots, legal
+// Package backups is the backups worker ("backups" in LEVQOR_WORKERS): the catalog of backup sources and their snapshots, legal
 // holds, and the sweep that applies retention policies safely.
 //
 // A source belongs to an account; its snapshots' bytes live in a blob
@@ -28,9 +27,10 @@
 // deletes nothing and raises levqor.event.backup.sweep_blocked instead.
 //
 // Every change is a command of the product API (levqor.cmd.retention.*,
-// consumer retention-cmd); the sweep runs on levqor.tick.retention.sweep
-// (retention-tick) at the tick's slot; billing's events arrive on
-// retention-event. Every retention decision writes an audit entry.
+// consumer retention-cmd); the sweep runs on levqor.tick.backup.sweep
+// (backup-tick) at the tick's slot; billing's events arrive on
+// retention-event. The consumers keep the names they had before the
+// domain was called backups: a consumer's name is its inbox key. Every retention decision writes an audit entry.
 //
 // Sources of the kinds directory and postgres are backed up by the worker
 // itself (runs.go): levqor.cmd.backup.* commands on backup-cmd stream a

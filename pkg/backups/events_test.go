@@ -94,7 +94,7 @@ func TestSuspensionIsAudited(t *testing.T) {
 	require.True(t, bus.IsPermanent(err), "an event without an account can never apply: %v", err)
 }
 
-// TestTickSweepsEverySourceAtItsSlot: the retention.sweep tick sweeps all
+// TestTickSweepsEverySourceAtItsSlot: the backup.sweep tick sweeps all
 // sources at the slot (not at the time it runs), and a redelivered tick
 // changes nothing more.
 func TestTickSweepsEverySourceAtItsSlot(t *testing.T) {
@@ -104,11 +104,11 @@ func TestTickSweepsEverySourceAtItsSlot(t *testing.T) {
 		a, c := b.source(t, nil), b.source(t, nil)
 		aids, cids := b.daily(t, a, 10, day(10)), b.daily(t, c, 10, day(10))
 		slot := day(10).Add(time.Hour).UTC()
-		tick, err := json.Marshal(scheduler.Tick{Job: scheduler.JobRetentionSweep, Slot: slot})
+		tick, err := json.Marshal(scheduler.Tick{Job: scheduler.JobBackupSweep, Slot: slot})
 		require.NoError(t, err)
-		m := &bus.Message{Subject: "levqor.tick.retention.sweep", Data: tick, Header: nats.Header{bus.HeaderMsgID: {scheduler.MsgID(scheduler.JobRetentionSweep, slot)}},
-			Stream: "TICKS", Consumer: backups.ConsumerTicks, Deliveries: 1}
-		require.NoError(t, b.w.HandleTick(t.Context(), m))
+		m := &bus.Message{Subject: "levqor.tick.backup.sweep", Data: tick, Header: nats.Header{bus.HeaderMsgID: {scheduler.MsgID(scheduler.JobBackupSweep, slot)}},
+			Stream: "TICKS", Consumer: backups.ConsumerBackupTicks, Deliveries: 1}
+		require.NoError(t, b.w.HandleBackupTick(t.Context(), m))
 		for _, id := range []string{aids[1], aids[2], cids[1], cids[2]} {
 			require.Equal(t, store.SnapshotTrash, b.state(t, id))
 		}
@@ -116,15 +116,35 @@ func TestTickSweepsEverySourceAtItsSlot(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, trashed.TrashedAt.Equal(slot), "acts at the slot")
 		entries := b.audit(t, a)
-		require.Equal(t, "sweep:retention.sweep@"+slot.Format(time.RFC3339), entries[0].Actor)
+		require.Equal(t, "sweep:backup.sweep@"+slot.Format(time.RFC3339), entries[0].Actor)
 
 		m.Deliveries = 2
-		require.NoError(t, b.w.HandleTick(t.Context(), m))
+		require.NoError(t, b.w.HandleBackupTick(t.Context(), m))
 		require.Len(t, b.audit(t, a), 2, "redelivery: nothing more")
 
-		other, err := json.Marshal(scheduler.Tick{Job: "retention.nope", Slot: slot})
+		other, err := json.Marshal(scheduler.Tick{Job: "backup.nope", Slot: slot})
 		require.NoError(t, err)
 		m.Data = other
-		require.True(t, bus.IsPermanent(b.w.HandleTick(t.Context(), m)))
+		require.True(t, bus.IsPermanent(b.w.HandleBackupTick(t.Context(), m)))
 	})
+}
+
+// TestSweepTickUnderItsFormerName: during an upgrade a scheduler of the
+// previous release publishes retention.sweep, which retention-tick still
+// runs.
+func TestSweepTickUnderItsFormerName(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	b := setup(t, st, starter)
+	a := b.source(t, nil)
+	ids := b.daily(t, a, 10, day(10))
+	slot := day(10).Add(time.Hour).UTC()
+	tick, err := json.Marshal(scheduler.Tick{Job: backups.JobSweepFormerName, Slot: slot})
+	require.NoError(t, err)
+	require.NoError(t, b.w.HandleTick(t.Context(), &bus.Message{Subject: "levqor.tick.retention.sweep", Data: tick,
+		Header: nats.Header{bus.HeaderMsgID: {scheduler.MsgID(backups.JobSweepFormerName, slot)}}, Stream: "TICKS",
+		Consumer: backups.ConsumerTicks, Deliveries: 1}))
+	require.Equal(t, store.SnapshotTrash, b.state(t, ids[1]))
+	require.Equal(t, store.SnapshotTrash, b.state(t, ids[2]))
+	require.Equal(t, scheduler.JobBackupSweep, scheduler.RenamedJobs[backups.JobSweepFormerName])
 }

@@ -25,12 +25,14 @@ const (
 	JobOverdue = scheduler.JobBackupOverdue
 )
 
-// HandleBackupTick runs backup.due, backup.verify or backup.overdue for
-// the tick's slot. Each is idempotent without the inbox: a run command's
-// id is derived from its source and slot, a snapshot is marked corrupt
-// once, and an overdue incident is raised once.
+// HandleBackupTick runs backup.due, backup.verify, backup.overdue or
+// backup.sweep for the tick's slot. Each is idempotent without the inbox:
+// a run command's id is derived from its source and slot, a snapshot is
+// marked corrupt once, an overdue incident is raised once, and a sweep
+// moves a snapshot only from the state it expects.
 func (w *Worker) HandleBackupTick(ctx context.Context, m *bus.Message) error {
-	return scheduler.Dispatch("backup-tick", scheduler.Jobs{
+	return scheduler.Dispatch(ConsumerBackupTicks, scheduler.Jobs{
+		JobSweep: w.sweepTick,
 		JobDue: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
 			_, err := w.Due(ctx, t.Slot)
 			return err
@@ -60,7 +62,7 @@ func ScheduledCommandID(sourceID string, slot time.Time) string {
 // published.
 func (w *Worker) Due(ctx context.Context, now time.Time) (int, error) {
 	if w.Publisher == nil {
-		return 0, errors.New("the retention worker has no publisher for backup.due")
+		return 0, errors.New("the backups worker has no publisher for backup.due")
 	}
 	sources, err := w.Store.RunnableSources(ctx, RunnableKinds...)
 	if err != nil {

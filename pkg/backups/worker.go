@@ -19,14 +19,18 @@ import (
 	"github.com/levqor/levqor/pkg/store"
 )
 
-// WorkerName is the worker's name in LEVQOR_WORKERS.
-const WorkerName = "retention"
+// WorkerName is the worker's name in LEVQOR_WORKERS. It was "retention",
+// which LEVQOR_WORKERS accepts, with a warning, until the next release.
+const WorkerName = "backups"
 
 // Domain is the command domain the worker handles:
 // levqor.cmd.retention.<action>.
 const Domain = "retention"
 
-// The worker's durable consumers.
+// The worker's durable consumers. Their names predate the domain's name
+// and stay: a consumer's name is its position in its stream and its key in
+// the inbox, so a renamed consumer would receive its stream's whole
+// history again.
 const (
 	ConsumerCommands = "retention-cmd"
 	ConsumerTicks    = "retention-tick"
@@ -36,9 +40,10 @@ const (
 	// apart from the quick retention ones.
 	ConsumerRuns        = "backup-cmd"
 	ConsumerBackupTicks = "backup-tick"
-	// RunsDLQWorker names the dead-letter consumer of backup-cmd:
-	// backup-dlq.
-	RunsDLQWorker = "backup"
+	// ConsumerCommandsDLQ and ConsumerRunsDLQ mark the dead letters of
+	// retention-cmd and backup-cmd failed.
+	ConsumerCommandsDLQ = "retention-dlq"
+	ConsumerRunsDLQ     = "backup-dlq"
 )
 
 // Actions of the retention domain.
@@ -60,7 +65,12 @@ const (
 )
 
 // JobSweep is the periodic sweep, as the scheduler's catalog names it.
-const JobSweep = scheduler.JobRetentionSweep
+const JobSweep = scheduler.JobBackupSweep
+
+// JobSweepFormerName is what JobSweep was called. The retention-tick
+// consumer runs ticks published under that name by a scheduler of the
+// previous release, until the next one.
+const JobSweepFormerName = "retention.sweep"
 
 // Defaults of Settings.
 const (
@@ -176,7 +186,9 @@ func CommandConsumer() bus.ConsumerSpec {
 	return bus.ConsumerSpec{Name: ConsumerCommands, Kind: bus.Commands, Filter: Domain + ".>"}
 }
 
-// TickConsumer declares retention-tick: the retention jobs' ticks.
+// TickConsumer declares retention-tick: the sweep's ticks under its former
+// name (JobSweepFormerName), which a scheduler of the previous release
+// still publishes during an upgrade.
 func TickConsumer() bus.ConsumerSpec {
 	return bus.ConsumerSpec{Name: ConsumerTicks, Kind: bus.Ticks, Filter: "retention.>"}
 }
@@ -187,8 +199,8 @@ func RunConsumer() bus.ConsumerSpec {
 	return bus.ConsumerSpec{Name: ConsumerRuns, Kind: bus.Commands, Filter: RunDomain + ".>"}
 }
 
-// BackupTickConsumer declares backup-tick: the backup.due, backup.verify
-// and backup.overdue ticks (one filter subject per consumer).
+// BackupTickConsumer declares backup-tick: the backup.* jobs' ticks
+// (backup.due, backup.verify, backup.overdue and backup.sweep).
 func BackupTickConsumer() bus.ConsumerSpec {
 	return bus.ConsumerSpec{Name: ConsumerBackupTicks, Kind: bus.Ticks, Filter: "backup.>"}
 }
@@ -201,7 +213,7 @@ func EventConsumer() bus.ConsumerSpec {
 
 // ErrBlobsNotConfiguredMessage is what a command or sweep that needs the
 // blob store answers when the worker has none.
-const ErrBlobsNotConfiguredMessage = "the retention worker has no blob store: set LEVQOR_BLOB_DIR (dev mode uses LEVQOR_DATA_DIR/blobs)"
+const ErrBlobsNotConfiguredMessage = "the backups worker has no blob store: set LEVQOR_BLOB_DIR (dev mode uses LEVQOR_DATA_DIR/blobs)"
 
 // The worker's handlers have the shapes their runtimes expect.
 var (
@@ -212,9 +224,9 @@ var (
 	_ inbox.TxHandler = (*Worker)(nil).HandleEvent
 )
 
-// Worker is the backup-retention worker: it keeps the catalog of backup
+// Worker is the backups worker: it keeps the catalog of backup
 // sources and snapshots, carries out the retention commands, applies
-// retention policies on the retention.sweep tick, and follows billing's
+// retention policies on the backup.sweep tick, and follows billing's
 // entitlement and status changes.
 type Worker struct {
 	// Store holds the catalog; required.
@@ -248,15 +260,17 @@ func (w *Worker) topology() bus.Topology {
 }
 
 // Register adds the worker's consumers to r: retention-cmd and
-// retention-dlq for the commands, retention-tick for the sweep and
-// retention-event for billing's events.
+// retention-dlq for the catalog's commands, backup-cmd and backup-dlq for
+// runs, restores and verifications, backup-tick for the jobs (and
+// retention-tick for the sweep's former name), and retention-event for
+// billing's events.
 func (w *Worker) Register(r *bus.Router) {
 	r.Handle(CommandConsumer(), w.Runtime.Handler(w.Handle))
-	r.Handle(w.Runtime.DeadLetters(WorkerName, ConsumerCommands))
+	r.Handle(w.Runtime.DeadLetters(ConsumerCommandsDLQ, ConsumerCommands))
 	r.Handle(TickConsumer(), w.HandleTick)
 	r.Handle(EventConsumer(), inbox.Handler(w.Store, w.HandleEvent))
 	r.Handle(RunConsumer(), w.longRunning(w.Runtime.Handler(w.HandleBackup)))
-	r.Handle(w.Runtime.DeadLetters(RunsDLQWorker, ConsumerRuns))
+	r.Handle(w.Runtime.DeadLetters(ConsumerRunsDLQ, ConsumerRuns))
 	r.Handle(BackupTickConsumer(), w.longRunning(w.HandleBackupTick))
 }
 
@@ -303,17 +317,19 @@ func (w *Worker) Handle(ctx context.Context, e *command.Envelope) (command.Effec
 	})
 }
 
-// HandleTick runs the retention.sweep job for the tick's slot. It does not
-// go through the inbox: every step of a sweep is idempotent (a snapshot is
+// HandleTick runs a sweep tick published under the job's former name
+// (retention-tick); see sweepTick.
+func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
+	return scheduler.Dispatch(ConsumerTicks, scheduler.Jobs{JobSweepFormerName: w.sweepTick})(ctx, m)
+}
+
+// sweepTick runs the backup.sweep job for the tick's slot. It does not go
+// through the inbox: every step of a sweep is idempotent (a snapshot is
 // moved only from the state the step expects, and deleting a deleted blob
 // succeeds), so a redelivered tick finds nothing left to do, or finishes
 // what a crash interrupted.
-func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
-	return scheduler.Dispatch("retention", scheduler.Jobs{
-		JobSweep: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
-			return w.SweepAll(ctx, t.Slot, "sweep:"+scheduler.MsgID(t.Job, t.Slot))
-		},
-	})(ctx, m)
+func (w *Worker) sweepTick(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
+	return w.SweepAll(ctx, t.Slot, "sweep:"+scheduler.MsgID(t.Job, t.Slot))
 }
 
 // SweepAll sweeps every source at now, as actor. A source that fails does

@@ -116,7 +116,7 @@ func (w *Worker) Register(r *bus.Router) {
 	r.HandleBatch(StripeConsumer(), w.StripeHandler(), bus.BatchOptions{Key: StripeEventKey})
 	r.Handle(bus.ConsumerSpec{Name: ConsumerTick, Kind: bus.Ticks, Filter: "billing.>"}, w.HandleTick)
 	r.Handle(CommandConsumer(), w.Runtime.Handler(w.HandleCommand))
-	r.Handle(w.Runtime.DeadLetters(WorkerName, ConsumerCommands))
+	r.Handle(w.Runtime.DeadLetters(WorkerName+"-dlq", ConsumerCommands))
 }
 
 // ConsumerTick is the billing worker's consumer on TICKS.

@@ -32,7 +32,7 @@ func TestTopologyNamesAndSubjects(t *testing.T) {
 
 	staging := bus.Topology{Prefix: "staging.eu"}.WithDefaults()
 	require.Equal(t, "STAGING_EU_DLQ", staging.StreamName(bus.DLQ))
-	require.Equal(t, "staging.eu.tick.retention.sweep", staging.Subject(bus.Ticks, "retention.sweep"))
+	require.Equal(t, "staging.eu.tick.backup.sweep", staging.Subject(bus.Ticks, "backup.sweep"))
 	k, ok := staging.KindOf("STAGING_EU_TICKS")
 	require.True(t, ok)
 	require.Equal(t, bus.Ticks, k)

@@ -94,11 +94,17 @@ func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr 
 	if err := cfg.Topology.Validate(); err != nil {
 		return fmt.Errorf("LEVQOR_SUBJECT_PREFIX/LEVQOR_STREAM_REPLICAS: %w", err)
 	}
-	jobs, err := scheduler.Override(scheduler.Catalog(), cfg.Schedule)
+	jobs, warnings, err := scheduler.Override(scheduler.Catalog(), cfg.Schedule)
 	if err != nil {
 		return err
 	}
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "levqor: warning:", w)
+	}
 	if sub == "trigger" {
+		if now, ok := scheduler.RenamedJobs[pos[0]]; ok {
+			return usageError("job %q is now called %q", pos[0], now)
+		}
 		if _, ok := scheduler.Lookup(jobs, pos[0]); !ok {
 			names := make([]string, len(jobs))
 			for i, j := range jobs {

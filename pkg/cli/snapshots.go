@@ -34,7 +34,7 @@ const seedMaxRetries = 20
 // runSnapshotsSeed records one snapshot a day for --days days through the
 // product API, as a backup agent would: each a POST
 // /v1/sources/{id}/snapshots with a small inline content, waiting for the
-// retention worker's outcome. The Idempotency-Key is derived from the
+// backups worker's outcome. The Idempotency-Key is derived from the
 // source and the time, so running it again records nothing twice.
 func runSnapshotsSeed(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
 	cfg, err := config.FromEnv(opts.Getenv)

@@ -96,7 +96,7 @@ func TestRetentionWalkthrough(t *testing.T) {
 		"LEVQOR_LOG_LEVEL":     "warn",
 		"STRIPE_API_BASE":      stripemock.Start(t),
 		// The scheduled sweep must not run in the middle of the test.
-		"LEVQOR_SCHEDULE": "retention.sweep=off;billing.reconcile=off",
+		"LEVQOR_SCHEDULE": "backup.sweep=off;billing.reconcile=off",
 	}
 	d := startDev(t, env)
 	ctx := context.Background()

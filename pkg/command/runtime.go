@@ -159,14 +159,14 @@ func (rt *Runtime) notify(log logrus.FieldLogger, id string) {
 // dead-lettered.
 const DeadLetterMessage = "the command could not be processed; operators have been notified"
 
-// DeadLetters declares the consumer "<worker>-dlq" on the dead letters of
-// the command consumer cmdConsumer and its handler, which marks each dead
+// DeadLetters declares the consumer name (by convention "<worker>-dlq") on
+// the dead letters of the command consumer cmdConsumer and its handler, which marks each dead
 // command failed (503, store.CommandErrorDeadLettered) unless a worker has
 // committed an outcome, and notifies waiting clients. It needs no inbox:
 // marking is idempotent, and a command dead-lettered again after a replay
 // must be marked again.
-func (rt *Runtime) DeadLetters(worker, cmdConsumer string) (bus.ConsumerSpec, bus.Handler) {
-	spec := bus.ConsumerSpec{Name: worker + "-dlq", Kind: bus.DLQ, Filter: cmdConsumer}
+func (rt *Runtime) DeadLetters(name, cmdConsumer string) (bus.ConsumerSpec, bus.Handler) {
+	spec := bus.ConsumerSpec{Name: name, Kind: bus.DLQ, Filter: cmdConsumer}
 	return spec, func(ctx context.Context, m *bus.Message) error {
 		id := m.ID() // the original Nats-Msg-Id, kept in Levqor-Msg-Id
 		log := bus.Logger(ctx).WithField("command_id", id)

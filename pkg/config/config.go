@@ -126,12 +126,12 @@ type Config struct {
 	// CatchUpWindow is how far back the scheduler publishes missed slots
 	// (LEVQOR_CATCHUP_WINDOW).
 	CatchUpWindow time.Duration
-	// BlobDir is where the retention worker keeps snapshot blobs
+	// BlobDir is where the backups worker keeps snapshot blobs
 	// (LEVQOR_BLOB_DIR): required by a workers process that runs it; dev
 	// mode defaults to <LEVQOR_DATA_DIR>/blobs.
 	BlobDir string
 	// BlobS3 configures an S3-compatible blob store (LEVQOR_BLOB_S3_*);
-	// when its endpoint is set the retention worker keeps its blobs there
+	// when its endpoint is set the backups worker keeps its blobs there
 	// instead of in BlobDir.
 	BlobS3 BlobS3
 	// SweepMaxShare is the largest share (0 to 1] of a source's snapshots

@@ -6,7 +6,7 @@ import (
 	"github.com/levqor/levqor/pkg/retention"
 )
 
-// The backup-retention worker's events. Each names an incident, the key
+// The backups worker's events. Each names an incident, the key
 // under which support opens one ticket however often it is reported.
 const (
 	// NameBackupQuotaExceeded: a backup run stopped at the account's

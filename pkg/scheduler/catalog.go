@@ -20,10 +20,10 @@ const (
 	// JobBillingReconcile repairs drift between billing's state and the
 	// Stripe API (package billing).
 	JobBillingReconcile = "billing.reconcile"
-	// JobRetentionSweep applies every backup source's retention policy:
+	// JobBackupSweep applies every backup source's retention policy:
 	// trash what it removes, purge what outlived the trash's grace period
-	// (package backups).
-	JobRetentionSweep = "retention.sweep"
+	// (package backups). It was called retention.sweep (RenamedJobs).
+	JobBackupSweep = "backup.sweep"
 	// JobBackupDue publishes a run for every runnable source whose
 	// schedule slot has come (package backups).
 	JobBackupDue = "backup.due"
@@ -68,7 +68,7 @@ func Catalog() []Job {
 			Description: "list every subscription from the Stripe API and repair drift from missed webhooks or dashboard changes; needs STRIPE_API_KEY",
 		},
 		{
-			Name:        JobRetentionSweep,
+			Name:        JobBackupSweep,
 			Spec:        "0 5 * * * *",
 			TimeZone:    "UTC",
 			Description: "apply each backup source's retention policy: trash what it removes (never held, newest or suspended accounts' snapshots; blocked above LEVQOR_SWEEP_MAX_SHARE) and purge blobs past LEVQOR_TRASH_GRACE",
@@ -100,14 +100,22 @@ func Catalog() []Job {
 	}
 }
 
+// RenamedJobs maps the former names of jobs to their names now. Override
+// accepts a former name, with a warning, until the release after the one
+// that renamed the job.
+var RenamedJobs = map[string]string{
+	"retention.sweep": JobBackupSweep,
+}
+
 // Override applies a deployment's overrides to jobs and returns the result;
 // jobs is not modified. spec is "job=cron spec;job2=off", as in
 // LEVQOR_SCHEDULE: "off" disables a job, "on" enables it, anything else
 // replaces its spec, optionally with a time zone in front
 // ("CRON_TZ=Europe/London 0 30 1 * * *"). Unknown jobs and bad specs are
-// errors naming LEVQOR_SCHEDULE.
-func Override(jobs []Job, spec string) ([]Job, error) {
-	out := append([]Job(nil), jobs...)
+// errors naming LEVQOR_SCHEDULE. A job's former name (RenamedJobs) is
+// accepted, and warnings say what to write instead.
+func Override(jobs []Job, spec string) (out []Job, warnings []string, err error) {
+	out = append([]Job(nil), jobs...)
 	for _, part := range strings.Split(spec, ";") {
 		part = strings.TrimSpace(part)
 		if part == "" {
@@ -116,11 +124,15 @@ func Override(jobs []Job, spec string) ([]Job, error) {
 		name, val, ok := strings.Cut(part, "=")
 		name, val = strings.TrimSpace(name), strings.TrimSpace(val)
 		if !ok || name == "" || val == "" {
-			return nil, fmt.Errorf("LEVQOR_SCHEDULE: %q: want job=spec, job=off or job=on", part)
+			return nil, nil, fmt.Errorf("LEVQOR_SCHEDULE: %q: want job=spec, job=off or job=on", part)
+		}
+		if now, ok := RenamedJobs[name]; ok {
+			warnings = append(warnings, fmt.Sprintf("LEVQOR_SCHEDULE: job %q is now called %q; write %s=%s (the old name is accepted until the next release)", name, now, now, val))
+			name = now
 		}
 		i := indexOf(out, name)
 		if i < 0 {
-			return nil, fmt.Errorf("LEVQOR_SCHEDULE: no job named %q (jobs: %s)", name, strings.Join(names(out), ", "))
+			return nil, nil, fmt.Errorf("LEVQOR_SCHEDULE: no job named %q (jobs: %s)", name, strings.Join(names(out), ", "))
 		}
 		switch val {
 		case "off":
@@ -140,11 +152,11 @@ func Override(jobs []Job, spec string) ([]Job, error) {
 			}
 		}
 		if _, err := j.Schedule(); err != nil {
-			return nil, fmt.Errorf("LEVQOR_SCHEDULE: %w", err)
+			return nil, nil, fmt.Errorf("LEVQOR_SCHEDULE: %w", err)
 		}
 		out[i] = j
 	}
-	return out, nil
+	return out, warnings, nil
 }
 
 // Lookup returns the job called name.

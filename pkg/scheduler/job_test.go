@@ -156,8 +156,9 @@ func TestPeriod(t *testing.T) {
 func TestOverride(t *testing.T) {
 	t.Parallel()
 	catalog := scheduler.Catalog()
-	got, err := scheduler.Override(catalog, " housekeeping.prune = 0 0 4 * * * ; housekeeping.watch=off;")
+	got, warnings, err := scheduler.Override(catalog, " housekeeping.prune = 0 0 4 * * * ; housekeeping.watch=off;")
 	require.NoError(t, err)
+	require.Empty(t, warnings)
 	prune, _ := scheduler.Lookup(got, scheduler.JobHousekeepingPrune)
 	require.Equal(t, "0 0 4 * * *", prune.Spec)
 	require.False(t, prune.Disabled)
@@ -166,13 +167,13 @@ func TestOverride(t *testing.T) {
 	orig, _ := scheduler.Lookup(catalog, scheduler.JobHousekeepingPrune)
 	require.Equal(t, "0 17 3 * * *", orig.Spec, "the catalog itself is untouched")
 
-	got, err = scheduler.Override(catalog, "housekeeping.prune=CRON_TZ=Europe/London 0 30 1 * * *")
+	got, _, err = scheduler.Override(catalog, "housekeeping.prune=CRON_TZ=Europe/London 0 30 1 * * *")
 	require.NoError(t, err)
 	prune, _ = scheduler.Lookup(got, scheduler.JobHousekeepingPrune)
 	require.Equal(t, "Europe/London", prune.TimeZone)
 	require.Equal(t, "0 30 1 * * *", prune.Spec)
 
-	got, err = scheduler.Override(append(catalog, scheduler.Job{Name: "x.y", Spec: "@daily", Disabled: true}), "x.y=on")
+	got, _, err = scheduler.Override(append(catalog, scheduler.Job{Name: "x.y", Spec: "@daily", Disabled: true}), "x.y=on")
 	require.NoError(t, err)
 	x, _ := scheduler.Lookup(got, "x.y")
 	require.False(t, x.Disabled)
@@ -185,12 +186,19 @@ func TestOverride(t *testing.T) {
 		"NoEquals":    "housekeeping.prune",
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := scheduler.Override(catalog, spec)
+			_, _, err := scheduler.Override(catalog, spec)
 			require.ErrorContains(t, err, "LEVQOR_SCHEDULE")
 		})
 	}
-	_, err = scheduler.Override(catalog, "billing.nope=@daily")
+	_, _, err = scheduler.Override(catalog, "billing.nope=@daily")
 	require.ErrorContains(t, err, "housekeeping.prune", "the error lists the jobs there are")
+
+	// A former name still works, for one release, and says what to write.
+	got, warnings, err = scheduler.Override(catalog, "retention.sweep=off")
+	require.NoError(t, err)
+	sweep, _ := scheduler.Lookup(got, scheduler.JobBackupSweep)
+	require.True(t, sweep.Disabled)
+	require.Equal(t, []string{`LEVQOR_SCHEDULE: job "retention.sweep" is now called "backup.sweep"; write backup.sweep=off (the old name is accepted until the next release)`}, warnings)
 }
 
 func TestTickPayload(t *testing.T) {

@@ -30,7 +30,7 @@ func TestRetentionWorkerBlobStoreSelection(t *testing.T) {
 	}
 	cfg, err := config.FromEnv(func(k string) string { return s3vars[k] })
 	require.NoError(t, err)
-	w, err := (&Env{Cfg: cfg, Reg: telemetry.NewRegistry()}).retentionWorker()
+	w, err := (&Env{Cfg: cfg, Reg: telemetry.NewRegistry()}).backupsWorker()
 	require.NoError(t, err)
 	s3, ok := w.Blobs.(*blob.S3)
 	require.True(t, ok, "got %T", w.Blobs)
@@ -38,7 +38,7 @@ func TestRetentionWorkerBlobStoreSelection(t *testing.T) {
 
 	cfg, err = config.FromEnv(func(k string) string { return map[string]string{"LEVQOR_BLOB_DIR": dir}[k] })
 	require.NoError(t, err)
-	w, err = (&Env{Cfg: cfg, Reg: telemetry.NewRegistry()}).retentionWorker()
+	w, err = (&Env{Cfg: cfg, Reg: telemetry.NewRegistry()}).backupsWorker()
 	require.NoError(t, err)
 	local, ok := w.Blobs.(*blob.Local)
 	require.True(t, ok, "got %T", w.Blobs)

@@ -166,21 +166,32 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 // Workers lists the workers a workers process can run, in start order.
 var Workers = []string{billing.WorkerName, "housekeeping", accounts.WorkerName, backups.WorkerName, support.WorkerName}
 
-// ResolveWorkers expands "all" and rejects unknown names.
-func ResolveWorkers(names []string) ([]string, error) {
+// RenamedWorkers maps the former names of workers to their names now.
+// LEVQOR_WORKERS accepts a former name, with a warning, until the release
+// after the one that renamed the worker.
+var RenamedWorkers = map[string]string{
+	"retention": backups.WorkerName,
+}
+
+// ResolveWorkers expands "all", replaces former names (RenamedWorkers),
+// saying so in warnings, and rejects unknown names.
+func ResolveWorkers(names []string) (out, warnings []string, err error) {
 	if len(names) == 0 || (len(names) == 1 && names[0] == "all") {
-		return append([]string(nil), Workers...), nil
+		return append([]string(nil), Workers...), nil, nil
 	}
-	var out []string
 	for _, n := range names {
+		if now, ok := RenamedWorkers[n]; ok {
+			warnings = append(warnings, fmt.Sprintf("LEVQOR_WORKERS: worker %q is now called %q; write %s (the old name is accepted until the next release)", n, now, now))
+			n = now
+		}
 		if !slices.Contains(Workers, n) {
-			return nil, fmt.Errorf("LEVQOR_WORKERS: unknown worker %q (known: %s, or all)", n, strings.Join(Workers, ", "))
+			return nil, nil, fmt.Errorf("LEVQOR_WORKERS: unknown worker %q (known: %s, or all)", n, strings.Join(Workers, ", "))
 		}
 		if !slices.Contains(out, n) {
 			out = append(out, n)
 		}
 	}
-	return out, nil
+	return out, warnings, nil
 }
 
 // storeFailures adapts the store to the router's FailureRecorder.
@@ -196,7 +207,7 @@ func (f storeFailures) RecordFailure(ctx context.Context, x bus.Failure) error {
 
 // Router builds a router running the named workers.
 func (e *Env) Router(names []string) (*bus.Router, error) {
-	names, err := ResolveWorkers(names)
+	names, _, err := ResolveWorkers(names)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +242,7 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 		case accounts.WorkerName:
 			e.accountsWorker().Register(r)
 		case backups.WorkerName:
-			w, err := e.retentionWorker()
+			w, err := e.backupsWorker()
 			if err != nil {
 				return nil, err
 			}
@@ -328,9 +339,12 @@ func (e *Env) Relay() *outbox.Relay {
 // Scheduler builds the scheduler with the catalog and the deployment's
 // overrides.
 func (e *Env) Scheduler() (*scheduler.Scheduler, error) {
-	jobs, err := scheduler.Override(scheduler.Catalog(), e.Cfg.Schedule)
+	jobs, warnings, err := scheduler.Override(scheduler.Catalog(), e.Cfg.Schedule)
 	if err != nil {
 		return nil, err
+	}
+	for _, w := range warnings {
+		e.Log.Warn(w)
 	}
 	s, err := scheduler.New(e.JS, scheduler.Config{
 		Topology:      e.Cfg.Topology,

@@ -107,16 +107,19 @@ func RunWorkers(ctx context.Context, cfg config.Config, log logrus.FieldLogger) 
 	if err != nil {
 		return err
 	}
-	names, err := ResolveWorkers(cfg.Workers)
+	names, warnings, err := ResolveWorkers(cfg.Workers)
 	if err != nil {
 		return err
+	}
+	for _, w := range warnings {
+		log.Warn(w)
 	}
 	if slices.Contains(names, accounts.WorkerName) && cfg.StripeAPIKey == "" {
 		return errors.New("STRIPE_API_KEY: required by the accounts worker, which creates Stripe customers (or leave it out of LEVQOR_WORKERS)")
 	}
 	if slices.Contains(names, backups.WorkerName) && cfg.BlobDir == "" && !cfg.BlobS3.Enabled() {
-		return errors.New("LEVQOR_BLOB_DIR or LEVQOR_BLOB_S3_ENDPOINT: one is required by the retention worker, which keeps snapshot blobs " +
-			"in that directory or S3-compatible bucket (or leave retention out of LEVQOR_WORKERS)")
+		return errors.New("LEVQOR_BLOB_DIR or LEVQOR_BLOB_S3_ENDPOINT: one is required by the backups worker, which keeps snapshot blobs " +
+			"in that directory or S3-compatible bucket (or leave backups out of LEVQOR_WORKERS)")
 	}
 	if slices.Contains(names, billing.WorkerName) && cfg.StripeAPIKey == "" {
 		// Billing applies Stripe's events without the API; only its

@@ -119,7 +119,7 @@ func (w *Worker) policy() *sla.Policy { return w.Rules.SLA() }
 // other domains' incidents.
 func (w *Worker) Register(r *bus.Router) {
 	r.Handle(CommandConsumer(), w.Runtime.Handler(w.Handle))
-	r.Handle(w.Runtime.DeadLetters(WorkerName, ConsumerCommands))
+	r.Handle(w.Runtime.DeadLetters(WorkerName+"-dlq", ConsumerCommands))
 	r.Handle(TickConsumer(), w.HandleTick)
 	r.Handle(EventConsumer(), inbox.Handler(w.Store, w.HandleEvent))
 }

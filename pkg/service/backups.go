@@ -16,13 +16,13 @@ func (e *Env) retentionSettings() backups.Settings {
 	}.WithDefaults()
 }
 
-// retentionWorker builds the backup-retention worker. Its blobs live in
+// backupsWorker builds the backups worker. Its blobs live in
 // the S3 bucket of LEVQOR_BLOB_S3_* when LEVQOR_BLOB_S3_ENDPOINT is set,
 // else under LEVQOR_BLOB_DIR; without either (a process that only builds
 // routes, such as the operator tools) it has no blob store and fails the
 // commands and sweeps that need one, naming the variable. RunWorkers
 // requires one.
-func (e *Env) retentionWorker() (*backups.Worker, error) {
+func (e *Env) backupsWorker() (*backups.Worker, error) {
 	if e.retentionMetrics == nil {
 		e.retentionMetrics = backups.NewMetrics(e.registerer())
 	}
