@@ -16,10 +16,11 @@ package levqor_test
 //	…                         to the next "$ "; a … stands for anything omitted
 //	# a remark                lines starting with "# " are prose, not output
 //
-// A command that shows no output must print nothing. A read-only request
-// (curl without -X or -d, optionally piped to jq, assigning nothing) whose
-// output does not match yet is repeated for up to docsPollLimit: the docs
-// show the state once the workers have handled what came before. The commands of one
+// A command that shows no output must print nothing. A read-only command
+// (curl without -X or -d, optionally piped to jq, assigning nothing; or
+// levqor status, stuck and dlq list) whose output does not match yet is
+// repeated for up to docsPollLimit: the docs show the state once the
+// workers have handled what came before, or a retry schedule has moved on. The commands of one
 // document run in one bash session, in order, so variables carry over, in a
 // scratch directory that holds a copy of examples/. The docs' fixed addresses
 // are the test's: http://127.0.0.1:8080 is rewritten to the test's ingest URL
@@ -53,22 +54,23 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/stripemock"
 )
 
 const (
 	docsURL       = "http://127.0.0.1:8080" // the ingest URL the docs show
 	docsWorkDir   = "/home/ada/levqor-demo" // the working directory the docs show
 	docsCmdLimit  = 90 * time.Second        // longest a single documented command may take
-	docsPollLimit = 30 * time.Second        // longest a read-only request is repeated until it shows what the doc shows
+	docsPollLimit = 60 * time.Second        // longest a read-only command is repeated until it shows what the doc shows
 	docsDevReady  = 90 * time.Second        // longest dev mode may take to become ready
 	docsSLATarget = "15s"                   // README's 2-minute SLA target, compressed
 )
 
 // docsNotCovered lists the documents with console blocks that the test does
-// not run yet, and why; every other document with a console block is run.
-var docsNotCovered = map[string]string{
-	"docs/operating.md": "the incident's outputs depend on wall-clock ages and delivery timing (\"ten seconds later\", a retry schedule) and need sqlite3; not yet made reproducible",
-}
+// not run, and why; every other document with a console block is run. It
+// is empty: every document is run.
+var docsNotCovered = map[string]string{}
 
 // docsSessions says how each covered document is run: whether it needs dev
 // mode, and the rewrites that compress the docs' waiting times. A document
@@ -88,6 +90,19 @@ var docsSessions = map[string]docsSession{
 		// command comes seconds later, when the bucket has refilled).
 		devEnv: map[string]string{"LEVQOR_API_BURST": "200"},
 	},
+	"docs/operating.md": {
+		dev: true,
+		// The incident breaks dev mode's database with the sqlite3 shell.
+		tools: []string{"sqlite3"},
+		// The backfill lists events from stripe-mock, which the page
+		// starts on 127.0.0.1:12111.
+		stripeMock: "http://127.0.0.1:12111",
+	},
+	"docs/backups.md": {
+		dev: true,
+		// Seeding 30 snapshots spends the key's burst; see README.md.
+		devEnv: map[string]string{"LEVQOR_API_BURST": "200"},
+	},
 	"docs/retention.md": {},
 	"docs/catalog.md":   {},
 	"docs/support.md":   {},
@@ -98,6 +113,8 @@ type docsSession struct {
 	devSupportRules map[string]string // if set, dev mode runs a copy of the shipped support rules with these replacements
 	rewrite         []string          // old, new pairs applied to every command
 	devEnv          map[string]string // extra environment of dev mode, each with its reason
+	tools           []string          // programs the document's commands run, besides bash, curl and jq
+	stripeMock      string            // if set, the URL the document starts stripe-mock on; the test starts one and rewrites it
 }
 
 // docBlock is one ```console block.
@@ -274,8 +291,14 @@ func runDoc(t *testing.T, binDir, doc string, sess docsSession, blocks []docBloc
 		startDev(t, binDir, work, devVars, url)
 	}
 
+	for _, tool := range sess.tools {
+		requireTool(t, tool)
+	}
 	sh := startShell(t, work, docsEnv(binDir, vars))
 	rewrite := append([]string{docsURL, url, "go run ./cmd/levqor", "levqor"}, sess.rewrite...)
+	if sess.stripeMock != "" {
+		rewrite = append(rewrite, sess.stripeMock, stripemock.Start(t))
+	}
 	replacer := strings.NewReplacer(rewrite...)
 	masker := newDocsMasker(work, url)
 
@@ -291,8 +314,9 @@ func runDoc(t *testing.T, binDir, doc string, sess docsSession, blocks []docBloc
 			command := replacer.Replace(c.text)
 			got, rc, err := sh.run(command)
 			require.NoErrorf(t, err, "%s:%d: $ %s", doc, c.line, c.text)
-			// The docs show the state once the workers have caught up;
-			// a read-only request is asked again until then.
+			// The docs show the state once the workers have caught up (or
+			// a retry schedule has moved on); a read-only command is run
+			// again until then.
 			for deadline := time.Now().Add(docsPollLimit); !masker.matches(c.want, got) && readOnly(command) && time.Now().Before(deadline); {
 				time.Sleep(250 * time.Millisecond)
 				got, rc, err = sh.run(command)
@@ -309,14 +333,16 @@ func runDoc(t *testing.T, binDir, doc string, sess docsSession, blocks []docBloc
 }
 
 var (
-	docsCurlGET = regexp.MustCompile(`^curl -s\s`)
-	docsNotGET  = regexp.MustCompile(`\s(-X|-d|-F|-T|--data\S*)\s|\$\(|\s>|\btee\b`)
+	docsCurlGET    = regexp.MustCompile(`^curl -s\s`)
+	docsNotGET     = regexp.MustCompile(`\s(-X|-d|-F|-T|--data\S*)\s|\$\(|\s>|\btee\b`)
+	docsLevqorRead = regexp.MustCompile(`^levqor (status|stuck|dlq list)( --?[a-z-]+( [^-\s|;&>$]\S*)?)*$`)
 )
 
-// readOnly reports whether command is a GET with curl, optionally piped to
-// jq, that writes no file: safe to run again.
+// readOnly reports whether command is safe to run again: a GET with curl,
+// optionally piped to jq, that writes no file, or an operator command that
+// only reads (and is not audited).
 func readOnly(command string) bool {
-	return docsCurlGET.MatchString(command) && !docsNotGET.MatchString(command)
+	return (docsCurlGET.MatchString(command) && !docsNotGET.MatchString(command)) || docsLevqorRead.MatchString(command)
 }
 
 // startDev starts `levqor dev` in work and waits until it is ready.
@@ -478,6 +504,8 @@ func newDocsMasker(work, url string) *docsMasker {
 	for _, mk := range []struct{ re, repl string }{
 		// Generated ids: Levqor's, Stripe's and the stand-in's.
 		{`\b(acc|src|snap|cmd|key|run|tkt|hold|evt|cus|sub|in|cs_test|bps|whsec|lvq_dev|lvq)_[A-Za-z0-9]{4,}`, "${1}_ID"},
+		// An id cut short by the CLI's elision of long text ("evt_oLo…").
+		{`\b(acc|src|snap|cmd|key|run|tkt|hold|evt|cus|sub|in)_[A-Za-z0-9]{1,3}…`, "${1}_ID…"},
 		// Hashes and the random part of manual tick ids.
 		{`\b[0-9a-f]{64}\b`, "SHA256"},
 		{`\bmanual-[0-9a-f]{12}\b`, "manual-HEX"},
@@ -491,6 +519,17 @@ func newDocsMasker(work, url string) *docsMasker {
 		// Compressed sizes depend on the archive's timestamps.
 		{`\d+(\.\d+)? [kMG]?B stored`, "SIZE stored"},
 		{`"size_bytes":\s*\d+`, `"size_bytes":SIZE`},
+		// Stream sizes and payload lengths follow the generated events.
+		{`\b\d+(\.\d+)? (B|KiB|MiB|GiB)\b`, "SIZE"},
+		{`Payload \(\d+ bytes\)`, "Payload (N bytes)"},
+		// Unix times in Stripe payloads, and correlation ids.
+		{`\b1[6-9]\d{8}\b`, "UNIX"},
+		{`\b[0-9a-f]{24}\b`, "HEX24"},
+		// Ages the operator commands print ("16s", "2m17s ago").
+		{`\b\d+[smhd](\d+[smhd])*\b`, "AGE"},
+		// A message stuck in its retry schedule has failed 3 deliveries,
+		// or 4 if the next one came before the command ran.
+		{`(evt_ID\s+)[34](\s+AGE\s)`, "${1}N${2}"},
 	} {
 		m.masks = append(m.masks, docsMask{regexp.MustCompile(mk.re), mk.repl})
 	}
