@@ -29,33 +29,44 @@ type Event interface {
 	EventAccount() string
 }
 
-// Every payload is an Event.
-var (
-	_ Event = EntitlementsChanged{}
-	_ Event = AccountStatusChanged{}
-	_ Event = PaymentFailed{}
-	_ Event = PaymentActionRequired{}
-	_ Event = PaymentRecovered{}
-	_ Event = AccountSuspended{}
-	_ Event = TrialWillEnd{}
-	_ Event = DFYPurchased{}
-	_ Event = ChargeRefunded{}
-	_ Event = DisputeOpened{}
-	_ Event = UnknownPrice{}
-	_ Event = BackupQuotaExceeded{}
-	_ Event = BackupCorrupt{}
-	_ Event = BackupOverdue{}
-	_ Event = SweepBlocked{}
-	_ Event = BackupRunFailed{}
-	_ Event = TicketOpened{}
-	_ Event = TicketUpdated{}
-	_ Event = TicketReopened{}
-	_ Event = MessageAdded{}
-	_ Event = SLAAtRisk{}
-	_ Event = SLABreached{}
-	_ Event = DLQGrowing{}
-	_ Event = ConsumerStuck{}
-)
+// all holds one value of every payload, so that Names lists them all; each
+// is an Event, checked at compile time.
+var all = []Event{
+	EntitlementsChanged{},
+	AccountStatusChanged{},
+	PaymentFailed{},
+	PaymentActionRequired{},
+	PaymentRecovered{},
+	AccountSuspended{},
+	TrialWillEnd{},
+	DFYPurchased{},
+	ChargeRefunded{},
+	DisputeOpened{},
+	UnknownPrice{},
+	BackupQuotaExceeded{},
+	BackupCorrupt{},
+	BackupOverdue{},
+	SweepBlocked{},
+	BackupRunFailed{},
+	TicketOpened{},
+	TicketUpdated{},
+	TicketReopened{},
+	MessageAdded{},
+	SLAAtRisk{},
+	SLABreached{},
+	DLQGrowing{},
+	ConsumerStuck{},
+}
+
+// Names lists the name of every event Levqor publishes, in the order of
+// the payloads above.
+func Names() []Name {
+	names := make([]Name, len(all))
+	for i, e := range all {
+		names[i] = e.EventName()
+	}
+	return names
+}
 
 // Emit writes ev to the outbox within tx, to be published by the relay
 // once tx commits: on ev's subject in topo, with ev as its JSON payload,

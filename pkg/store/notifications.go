@@ -1,0 +1,162 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Notification states. A notification is pending until its channel took
+// it, then sent; one that cannot go anywhere (its channel is not set up)
+// is unsent, with the reason in LastError.
+const (
+	NotificationPending = "pending"
+	NotificationSent    = "sent"
+	NotificationUnsent  = "unsent"
+)
+
+// Notification is one message Levqor sends about an event: to one
+// recipient, through one channel, rendered when the event was handled.
+type Notification struct {
+	// ID is "ntf_…".
+	ID string `json:"id"`
+	// AccountID is the account the event concerns; "" for the platform.
+	AccountID string `json:"account_id,omitempty"`
+	// Event is the event's name ("backup.run_failed") and EventID the id of
+	// the message that carried it.
+	Event   string `json:"event"`
+	EventID string `json:"event_id"`
+	// Incident keys the notification: one per (incident, channel,
+	// recipient), however often the incident is reported.
+	Incident  string `json:"incident"`
+	Channel   string `json:"channel"`
+	Recipient string `json:"recipient"`
+	Subject   string `json:"subject"`
+	BodyText  string `json:"body_text"`
+	BodyHTML  string `json:"body_html"`
+	// Status is NotificationPending, NotificationSent or NotificationUnsent.
+	Status string `json:"status"`
+	// Attempts counts deliveries tried; LastError says why the last failed.
+	Attempts  int        `json:"attempts"`
+	LastError string     `json:"last_error,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	SentAt    *time.Time `json:"sent_at,omitempty"`
+}
+
+type notificationRow struct {
+	ID        string       `db:"id"`
+	AccountID string       `db:"account_id"`
+	Event     string       `db:"event"`
+	EventID   string       `db:"event_id"`
+	Incident  string       `db:"incident"`
+	Channel   string       `db:"channel"`
+	Recipient string       `db:"recipient"`
+	Subject   string       `db:"subject"`
+	BodyText  string       `db:"body_text"`
+	BodyHTML  string       `db:"body_html"`
+	Status    string       `db:"status"`
+	Attempts  int          `db:"attempts"`
+	LastError string       `db:"last_error"`
+	CreatedAt time.Time    `db:"created_at"`
+	UpdatedAt time.Time    `db:"updated_at"`
+	SentAt    sql.NullTime `db:"sent_at"`
+}
+
+func (r notificationRow) notification() Notification {
+	return Notification{
+		ID: r.ID, AccountID: r.AccountID, Event: r.Event, EventID: r.EventID, Incident: r.Incident,
+		Channel: r.Channel, Recipient: r.Recipient, Subject: r.Subject, BodyText: r.BodyText, BodyHTML: r.BodyHTML,
+		Status: r.Status, Attempts: r.Attempts, LastError: r.LastError,
+		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), SentAt: fromNull(r.SentAt),
+	}
+}
+
+const insertNotificationSQL = `INSERT INTO notifications
+(id, account_id, event, event_id, incident, channel, recipient, subject, body_text, body_html, status, last_error, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (incident, channel, recipient) DO NOTHING`
+
+// InsertNotification records n within tx and reports whether it is new:
+// false means the incident was already told to that recipient through that
+// channel, and nothing changed.
+func (tx *Tx) InsertNotification(ctx context.Context, n Notification) (bool, error) {
+	if n.ID == "" || n.Event == "" || n.EventID == "" || n.Incident == "" || n.Channel == "" || n.Recipient == "" ||
+		n.Subject == "" || n.Status == "" {
+		return false, errors.New("store: inserting notification: id, event, event id, incident, channel, recipient, subject and status are required")
+	}
+	at := ts(orNow(n.CreatedAt))
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(insertNotificationSQL),
+		n.ID, n.AccountID, n.Event, n.EventID, n.Incident, n.Channel, n.Recipient, n.Subject, n.BodyText, n.BodyHTML,
+		n.Status, n.LastError, at, at)
+	if err != nil {
+		return false, fmt.Errorf("store: inserting notification %s: %w", n.ID, err)
+	}
+	rows, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: inserting notification %s: %w", n.ID, err)
+	}
+	return rows == 1, nil
+}
+
+const getNotificationSQL = `SELECT id, account_id, event, event_id, incident, channel, recipient, subject, body_text, body_html,
+status, attempts, last_error, created_at, updated_at, sent_at FROM notifications WHERE id = ?`
+
+// GetNotification returns the notification id, or ErrNotFound.
+func (s *Store) GetNotification(ctx context.Context, id string) (*Notification, error) {
+	var r notificationRow
+	err := s.db.GetContext(ctx, &r, s.rebind(getNotificationSQL), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: notification %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: getting notification %s: %w", id, err)
+	}
+	n := r.notification()
+	return &n, nil
+}
+
+const listNotificationsSQL = `SELECT id, account_id, event, event_id, incident, channel, recipient, subject, body_text, body_html,
+status, attempts, last_error, created_at, updated_at, sent_at FROM notifications
+WHERE (? = '' OR account_id = ?) ORDER BY created_at DESC, id DESC LIMIT ?`
+
+// ListNotifications returns the newest notifications first, of accountID
+// only unless it is empty, at most limit of them.
+func (s *Store) ListNotifications(ctx context.Context, accountID string, limit int) ([]Notification, error) {
+	var rows []notificationRow
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(listNotificationsSQL), accountID, accountID, limit); err != nil {
+		return nil, fmt.Errorf("store: listing notifications: %w", err)
+	}
+	out := make([]Notification, len(rows))
+	for i, r := range rows {
+		out[i] = r.notification()
+	}
+	return out, nil
+}
+
+const noteNotificationAttemptSQL = `UPDATE notifications
+SET attempts = attempts + 1, status = ?, last_error = ?, updated_at = ?, sent_at = ?
+WHERE id = ? AND status = 'pending'`
+
+// NoteNotificationAttempt records one delivery attempt of the pending
+// notification id: sent when deliveryErr is nil, else still pending with
+// the error kept. It reports false when the notification is not pending
+// (sent already, by an earlier delivery of the same message).
+func (s *Store) NoteNotificationAttempt(ctx context.Context, id string, deliveryErr error, at time.Time) (bool, error) {
+	status, lastErr := NotificationSent, ""
+	var sent any = ts(orNow(at))
+	if deliveryErr != nil {
+		status, lastErr, sent = NotificationPending, deliveryErr.Error(), nil
+	}
+	res, err := s.db.ExecContext(ctx, s.rebind(noteNotificationAttemptSQL), status, lastErr, ts(orNow(at)), sent, id)
+	if err != nil {
+		return false, fmt.Errorf("store: noting delivery of notification %s: %w", id, err)
+	}
+	rows, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: noting delivery of notification %s: %w", id, err)
+	}
+	return rows == 1, nil
+}
