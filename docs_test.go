@@ -512,6 +512,8 @@ func newDocsMasker(work, url string) *docsMasker {
 		// Times: RFC 3339 and the CLI's "2026-11-26 03:17:00 UTC".
 		{`\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?`, "TIME"},
 		{`\b\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\b`, "TIME"},
+		// Times in notifications: "6 December 2026, 22:41 UTC".
+		{`\b\d{1,2} (January|February|March|April|May|June|July|August|September|October|November|December) \d{4}, \d\d:\d\d UTC\b`, "TIME"},
 		// Loopback ports other than the docs' (the Stripe stand-in's is random).
 		{`127\.0\.0\.1:\d+`, "127.0.0.1:PORT"},
 		// The TICKS stream also holds the every-minute jobs' ticks.

@@ -44,7 +44,7 @@ var layers = []struct {
 	{"runtime", []string{
 		"pkg/command", "pkg/events", "pkg/stripeapi", "pkg/inbox", "pkg/outbox", "pkg/auth", "pkg/scheduler",
 	}},
-	{"domains", []string{"pkg/accounts", "pkg/billing", "pkg/backups", "pkg/support", "pkg/housekeeping"}},
+	{"domains", []string{"pkg/accounts", "pkg/billing", "pkg/backups", "pkg/support", "pkg/housekeeping", "pkg/notify"}},
 	{"api and operations", []string{"pkg/api", "pkg/ops"}},
 	{"processes", []string{"pkg/ingest", "pkg/config", "pkg/service"}},
 	{"command line", []string{"pkg/cli"}},

@@ -121,6 +121,7 @@ func (s *Server) Register(handle func(pattern string, h http.Handler)) {
 	s.registerBilling(handle)
 	s.registerRetention(handle)
 	s.registerTickets(handle)
+	handle("GET /v1/notifications", s.Guard(auth.AnyKey, http.HandlerFunc(s.listNotifications)))
 	handle("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
 }
 

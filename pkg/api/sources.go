@@ -109,14 +109,7 @@ func (s *Server) createSource(w http.ResponseWriter, r *http.Request) {
 // listSources serves GET /v1/sources: an account's own sources; operators
 // see every account's, or one account's with ?account_id=.
 func (s *Server) listSources(w http.ResponseWriter, r *http.Request) {
-	if !checkQuery(w, r, "limit", "cursor", "account_id") {
-		return
-	}
-	accountID, ok := s.listAccount(w, r)
-	if !ok {
-		return
-	}
-	limit, ok := pageLimit(w, r)
+	accountID, limit, ok := s.listScope(w, r, "cursor")
 	if !ok {
 		return
 	}
@@ -552,6 +545,23 @@ func (s *Server) requestAccount(w http.ResponseWriter, r *http.Request, id strin
 		return nil, false
 	}
 	return acc, true
+}
+
+// listScope reads what every list takes, after checking that the query
+// holds only account_id, limit and the names in more: the account the list
+// is restricted to (listAccount) and the page size. It has answered the
+// request when ok is false.
+func (s *Server) listScope(w http.ResponseWriter, r *http.Request, more ...string) (accountID string, limit int, ok bool) {
+	if !checkQuery(w, r, append([]string{"limit", "account_id"}, more...)...) {
+		return "", 0, false
+	}
+	if accountID, ok = s.listAccount(w, r); !ok {
+		return "", 0, false
+	}
+	if limit, ok = pageLimit(w, r); !ok {
+		return "", 0, false
+	}
+	return accountID, limit, true
 }
 
 // listAccount is the account a list is restricted to: an account key's

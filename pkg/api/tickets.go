@@ -63,14 +63,7 @@ func (s *Server) createTicket(w http.ResponseWriter, r *http.Request) {
 // see every account's, or one's with ?account_id=. Filters: status
 // (comma-separated), queue, breached=true|false.
 func (s *Server) listTickets(w http.ResponseWriter, r *http.Request) {
-	if !checkQuery(w, r, "limit", "cursor", "account_id", "status", "queue", "breached") {
-		return
-	}
-	accountID, ok := s.listAccount(w, r)
-	if !ok {
-		return
-	}
-	limit, ok := pageLimit(w, r)
+	accountID, limit, ok := s.listScope(w, r, "cursor", "status", "queue", "breached")
 	if !ok {
 		return
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/housekeeping"
 	"github.com/levqor/levqor/pkg/ingest"
+	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/support/triage"
 )
@@ -151,6 +152,21 @@ type Config struct {
 	// routing and SLA targets (LEVQOR_SUPPORT_RULES); "" uses the rules
 	// shipped with Levqor (docs/support.md).
 	SupportRules string
+	// NotifyRules is the notify rules file, YAML or JSON: who hears about
+	// which event (LEVQOR_NOTIFY_RULES); "" uses the rules shipped with
+	// Levqor (docs/notifications.md).
+	NotifyRules string
+	// PublicURL is where people reach Levqor, the base of the links in
+	// notifications (LEVQOR_PUBLIC_URL); dev mode defaults to its ingest
+	// URL.
+	PublicURL string
+	// SMTP is the mail server notifications go through (LEVQOR_SMTP_*,
+	// LEVQOR_MAIL_FROM); unset unless LEVQOR_SMTP_HOST is.
+	SMTP notify.SMTPConfig
+	// MailDir, when set and SMTP is not, is where notifications are
+	// written as .eml files instead of sent (LEVQOR_MAIL_DIR); dev mode
+	// defaults to <LEVQOR_DATA_DIR>/mail.
+	MailDir string
 	// BackupPaths are the absolute directories directory sources and
 	// restores may use (LEVQOR_BACKUP_PATHS, comma-separated); unset
 	// refuses them, except in dev mode, which allows the working directory
@@ -343,6 +359,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		Catalog:          p.str("LEVQOR_CATALOG", ""),
 		DunningGrace:     p.duration("LEVQOR_DUNNING_GRACE", billing.GraceDefault),
 		SupportRules:     p.str(triage.EnvVar, ""),
+		NotifyRules:      p.str("LEVQOR_NOTIFY_RULES", ""),
+		PublicURL:        p.str("LEVQOR_PUBLIC_URL", ""),
+		MailDir:          p.str("LEVQOR_MAIL_DIR", ""),
 		BackupPaths:      p.list("LEVQOR_BACKUP_PATHS", ""),
 		BackupMaxRuns:    p.integer("LEVQOR_BACKUP_MAX_RUNS", backups.MaxRunsDefault),
 		BackupTimeout:    p.duration("LEVQOR_BACKUP_TIMEOUT", backups.RunTimeoutDefault),
@@ -352,6 +371,14 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.BackupMaxRunsPerAccount = p.integer("LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT", backups.MaxRunsPerAccountDefault)
 	c.BackupBusyWait = p.duration("LEVQOR_BACKUP_BUSY_WAIT", backups.BusyWaitDefault)
 	c.DLQAccountThreshold = p.integer("LEVQOR_DLQ_ACCOUNT_THRESHOLD", housekeeping.DLQAccountThresholdDefault)
+	c.SMTP = notify.SMTPConfig{
+		Host:     p.str("LEVQOR_SMTP_HOST", ""),
+		Port:     p.integer("LEVQOR_SMTP_PORT", notify.SMTPPortDefault),
+		TLS:      p.str("LEVQOR_SMTP_TLS", notify.TLSStartTLS),
+		Username: p.str("LEVQOR_SMTP_USERNAME", ""),
+		Password: p.str("LEVQOR_SMTP_PASSWORD", ""),
+		From:     p.str("LEVQOR_MAIL_FROM", notify.FromDefault),
+	}
 	c.BlobS3 = BlobS3{
 		Endpoint:    p.str("LEVQOR_BLOB_S3_ENDPOINT", ""),
 		Bucket:      p.str("LEVQOR_BLOB_S3_BUCKET", ""),
@@ -406,6 +433,16 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.TrashGrace <= 0 {
 		bad("LEVQOR_TRASH_GRACE", "must be positive (e.g. 168h for a week)")
+	}
+	if c.SMTP.Host != "" {
+		if err := c.SMTP.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("LEVQOR_PUBLIC_URL", "%q: want an http(s) URL such as https://levqor.example.com", c.PublicURL)
+		}
 	}
 	if c.APIRate <= 0 || c.APIRate > 100000 {
 		bad("LEVQOR_API_RATE", "%g: want requests per second, more than 0", c.APIRate)

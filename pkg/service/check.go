@@ -5,15 +5,18 @@ import (
 
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/support/triage"
 )
 
 // Files are the operator-edited files a process runs with, loaded once at
-// start: the product catalog (LEVQOR_CATALOG) and the support rules
-// (LEVQOR_SUPPORT_RULES). A field is nil when the role does not use it.
+// start: the product catalog (LEVQOR_CATALOG), the support rules
+// (LEVQOR_SUPPORT_RULES) and the notify rules (LEVQOR_NOTIFY_RULES). A
+// field is nil when the role does not use it.
 type Files struct {
-	Catalog *catalog.Catalog
-	Rules   *triage.Rules
+	Catalog     *catalog.Catalog
+	Rules       *triage.Rules
+	NotifyRules *notify.Rules
 }
 
 // Check validates cfg for role (config.ValidateFor) and loads the files
@@ -32,6 +35,9 @@ func Check(cfg config.Config, role config.Role) (Files, error) {
 		r, err := triage.Load(cfg.SupportRules)
 		errs = append(errs, err)
 		f.Rules = r
+		n, err := notify.Load(cfg.NotifyRules)
+		errs = append(errs, err)
+		f.NotifyRules = n
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Files{}, err

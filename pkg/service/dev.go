@@ -132,6 +132,9 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = "sqlite:" + filepath.Join(cfg.DataDir, "levqor.db")
 	}
+	if cfg.SMTP.Host == "" && cfg.MailDir == "" {
+		cfg.MailDir = filepath.Join(cfg.DataDir, "mail")
+	}
 	if cfg.BlobDir == "" {
 		cfg.BlobDir = filepath.Join(cfg.DataDir, "blobs")
 	}
@@ -149,6 +152,9 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 		return err
 	}
 	defer ln.Close()
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://" + ln.Addr().String()
+	}
 	var standIn *stripedev.Server
 	var standInLn net.Listener
 	if cfg.StripeAPIKey == "" && cfg.StripeAPIBase == "" {

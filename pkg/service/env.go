@@ -25,6 +25,7 @@ import (
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/housekeeping"
 	"github.com/levqor/levqor/pkg/ingest"
+	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/outbox"
 	"github.com/levqor/levqor/pkg/scheduler"
@@ -50,6 +51,7 @@ type Env struct {
 	supportMetrics   *support.Metrics
 	catalog          *catalog.Catalog
 	rules            *triage.Rules
+	notifyRules      *notify.Rules
 }
 
 // Catalog returns the product catalog of LEVQOR_CATALOG (the shipped
@@ -164,7 +166,7 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 }
 
 // Workers lists the workers a workers process can run, in start order.
-var Workers = []string{billing.WorkerName, "housekeeping", accounts.WorkerName, backups.WorkerName, support.WorkerName}
+var Workers = []string{billing.WorkerName, "housekeeping", accounts.WorkerName, backups.WorkerName, support.WorkerName, notify.WorkerName}
 
 // RenamedWorkers maps the former names of workers to their names now.
 // LEVQOR_WORKERS accepts a former name, with a warning, until the release
@@ -249,6 +251,12 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 			w.Register(r)
 		case support.WorkerName:
 			w, err := e.supportWorker()
+			if err != nil {
+				return nil, err
+			}
+			w.Register(r)
+		case notify.WorkerName:
+			w, err := e.NotifyWorker()
 			if err != nil {
 				return nil, err
 			}
@@ -367,4 +375,32 @@ func (e *Env) registerer() prometheus.Registerer {
 		return nil
 	}
 	return e.Reg
+}
+
+// NotifyWorker builds the notify worker with the rules of
+// LEVQOR_NOTIFY_RULES (the shipped rules when unset) and the mailer the
+// configuration names: SMTP when LEVQOR_SMTP_HOST is set, else .eml files
+// in LEVQOR_MAIL_DIR when that is, else none (notifications are recorded
+// unsent, and RunWorkers says so at start).
+func (e *Env) NotifyWorker() (*notify.Worker, error) {
+	rules := e.notifyRules
+	if rules == nil {
+		var err error
+		if rules, err = notify.Load(e.Cfg.NotifyRules); err != nil {
+			return nil, err
+		}
+		e.notifyRules = rules
+	}
+	w := &notify.Worker{Store: e.Store, Rules: rules, Topology: e.Cfg.Topology, PublicURL: e.Cfg.PublicURL}
+	switch {
+	case e.Cfg.SMTP.Host != "":
+		m, err := notify.NewSMTP(e.Cfg.SMTP)
+		if err != nil {
+			return nil, err
+		}
+		w.Mailer = m
+	case e.Cfg.MailDir != "":
+		w.Mailer = notify.DirMailer{Dir: e.Cfg.MailDir, From: e.Cfg.SMTP.From}
+	}
+	return w, nil
 }

@@ -15,13 +15,14 @@ import (
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/telemetry"
 )
 
 // connect opens NATS and (when withDB) the database, migrating it.
 func connect(ctx context.Context, cfg config.Config, files Files, name string, withDB bool, log logrus.FieldLogger) (*Env, error) {
-	env := &Env{Cfg: cfg, Log: log, Reg: telemetry.NewRegistry(), catalog: files.Catalog, rules: files.Rules}
+	env := &Env{Cfg: cfg, Log: log, Reg: telemetry.NewRegistry(), catalog: files.Catalog, rules: files.Rules, notifyRules: files.NotifyRules}
 	nc, js, err := ConnectNATS(cfg.NATSURL, name, log)
 	if err != nil {
 		return nil, err
@@ -120,6 +121,10 @@ func RunWorkers(ctx context.Context, cfg config.Config, log logrus.FieldLogger) 
 	if slices.Contains(names, backups.WorkerName) && cfg.BlobDir == "" && !cfg.BlobS3.Enabled() {
 		return errors.New("LEVQOR_BLOB_DIR or LEVQOR_BLOB_S3_ENDPOINT: one is required by the backups worker, which keeps snapshot blobs " +
 			"in that directory or S3-compatible bucket (or leave backups out of LEVQOR_WORKERS)")
+	}
+	if slices.Contains(names, notify.WorkerName) && cfg.SMTP.Host == "" && cfg.MailDir == "" {
+		log.Warn("LEVQOR_SMTP_HOST is not set (nor LEVQOR_MAIL_DIR): the notify worker records every notification " +
+			"as unsent, and nobody is told of failed backups or payments")
 	}
 	if slices.Contains(names, billing.WorkerName) && cfg.StripeAPIKey == "" {
 		// Billing applies Stripe's events without the API; only its

@@ -21,5 +21,5 @@ func TestResolveWorkersAcceptsFormerNamesWithAWarning(t *testing.T) {
 	require.Empty(t, warnings)
 
 	_, _, err = service.ResolveWorkers([]string{"backup"})
-	require.ErrorContains(t, err, `LEVQOR_WORKERS: unknown worker "backup" (known: billing, housekeeping, accounts, backups, support, or all)`)
+	require.ErrorContains(t, err, `LEVQOR_WORKERS: unknown worker "backup" (known: billing, housekeeping, accounts, backups, support, notify, or all)`)
 }

@@ -1,0 +1,290 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/inbox"
+	"github.com/levqor/levqor/pkg/store"
+)
+
+// WorkerName is the worker's name in LEVQOR_WORKERS.
+const WorkerName = "notify"
+
+// The worker's durable consumers.
+const (
+	// ConsumerEvents reads every event and decides who hears about it.
+	ConsumerEvents = "notify-event"
+	// ConsumerDeliveries sends the notifications, one message each.
+	ConsumerDeliveries = "notify-deliver"
+)
+
+// DeliverSubject is the subject, under the COMMANDS stream, of a
+// notification's delivery: levqor.cmd.notify.deliver.
+const DeliverSubject = "notify.deliver"
+
+// NotificationIDPrefix starts every notification's id.
+const NotificationIDPrefix = "ntf_"
+
+// ChannelEmail is the only channel so far.
+const ChannelEmail = "email"
+
+// RetrySchedule is how long a failed delivery waits before its next
+// attempt, by the number of attempts made: growing from seconds to hours,
+// like Svix's webhook schedule, so a mail server down for a while misses
+// nothing. After LEVQOR_MAX_DELIVER attempts the delivery is
+// dead-lettered, for an operator to replay.
+var RetrySchedule = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour}
+
+// RetryDelay is the wait in schedule after the given number of failed
+// attempts: the last entry once attempts run past the schedule.
+func RetryDelay(schedule []time.Duration, attempts int) time.Duration {
+	if attempts < 1 {
+		attempts = 1
+	}
+	return schedule[min(attempts, len(schedule))-1]
+}
+
+// Worker turns events into notifications and delivers them.
+type Worker struct {
+	// Store holds notifications, accounts and sources; required.
+	Store *store.Store
+	// Rules say who hears about what; required.
+	Rules *Rules
+	// Topology names the delivery subject.
+	Topology bus.Topology
+	// Mailer sends email. Nil records each notification unsent, saying
+	// the mailer is not configured.
+	Mailer Mailer
+	// PublicURL is where links in messages point (LEVQOR_PUBLIC_URL).
+	PublicURL string
+	// Retry is the delivery retry schedule; nil means RetrySchedule.
+	Retry []time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// MailerMissing is the reason of a notification recorded while no mailer
+// is configured.
+const MailerMissing = "not sent: no mailer is configured (set LEVQOR_SMTP_HOST, or LEVQOR_MAIL_DIR for files)"
+
+// EventConsumer declares notify-event: every event.
+func EventConsumer() bus.ConsumerSpec {
+	return bus.ConsumerSpec{Name: ConsumerEvents, Kind: bus.Events, Filter: ">"}
+}
+
+// DeliveryConsumer declares notify-deliver: the deliveries.
+func DeliveryConsumer() bus.ConsumerSpec {
+	return bus.ConsumerSpec{Name: ConsumerDeliveries, Kind: bus.Commands, Filter: DeliverSubject}
+}
+
+// Register adds the worker's consumers to r.
+func (w *Worker) Register(r *bus.Router) {
+	r.Handle(EventConsumer(), inbox.Handler(w.Store, w.HandleEvent))
+	r.Handle(DeliveryConsumer(), w.HandleDelivery)
+}
+
+func (w *Worker) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+func (w *Worker) topology() bus.Topology {
+	if w.Topology.Streams == nil {
+		return w.Topology.WithDefaults()
+	}
+	return w.Topology
+}
+
+// eventRefs are the fields of an event that say whom and what it is
+// about.
+type eventRefs struct {
+	AccountID string `json:"account_id"`
+	SourceID  string `json:"source_id"`
+	Incident  string `json:"incident"`
+}
+
+// delivery is the payload of a delivery message.
+type delivery struct {
+	NotificationID string `json:"notification_id"`
+}
+
+// HandleEvent records the notifications the rules ask for about the event
+// in m (an inbox.TxHandler, so each event is handled once), and queues
+// their deliveries through the outbox in the same transaction. An
+// incident already told to a recipient is not told again.
+func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) error {
+	topo := w.topology()
+	name, ok := topo.Unprefixed(bus.Events, m.Subject)
+	if !ok {
+		return bus.Permanentf("notify: %s is not an event subject", m.Subject)
+	}
+	to := w.Rules.For(name)
+	if len(to) == 0 {
+		return nil
+	}
+	var refs eventRefs
+	if err := json.Unmarshal(m.Data, &refs); err != nil {
+		return bus.Permanentf("notify: decoding %s: %v", name, err)
+	}
+	log := bus.Logger(ctx).WithFields(logrus.Fields{"event": name, "account_id": refs.AccountID})
+	var account, source Party
+	contact := ""
+	if refs.AccountID != "" {
+		a, err := tx.GetAccount(ctx, refs.AccountID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			log.Warn("the event names an account Levqor does not have; it is told to no customer")
+		case err != nil:
+			return err
+		default:
+			account, contact = Party{ID: a.ID, Name: a.Name}, a.ContactEmail
+		}
+	}
+	if refs.SourceID != "" {
+		source.ID = refs.SourceID
+		s, err := tx.GetSource(ctx, refs.SourceID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			source.Name = refs.SourceID
+		case err != nil:
+			return err
+		default:
+			source.Name = s.Name
+		}
+	}
+	msg, err := Render(name, m.Data, account, source, w.PublicURL)
+	if err != nil {
+		return bus.Permanent(fmt.Errorf("notify: %w", err))
+	}
+	incident := refs.Incident
+	if incident == "" {
+		incident = "event:" + m.ID()
+	}
+	incident = name + ":" + incident
+
+	for _, recipient := range w.addresses(to, contact) {
+		id, err := command.NewID(NotificationIDPrefix)
+		if err != nil {
+			return err
+		}
+		n := store.Notification{
+			ID: id, AccountID: refs.AccountID, Event: name, EventID: m.ID(), Incident: incident,
+			Channel: ChannelEmail, Recipient: recipient, Subject: msg.Subject, BodyText: msg.Text, BodyHTML: msg.HTML,
+			Status: store.NotificationPending, CreatedAt: w.now(),
+		}
+		if w.Mailer == nil {
+			n.Status, n.LastError = store.NotificationUnsent, MailerMissing
+		}
+		inserted, err := tx.InsertNotification(ctx, n)
+		if err != nil {
+			return err
+		}
+		nlog := log.WithFields(logrus.Fields{"notification_id": id, "recipient": recipient, "incident": incident})
+		switch {
+		case !inserted:
+			nlog.Info("incident already told to this recipient; not told again")
+			continue
+		case w.Mailer == nil:
+			nlog.Warn(MailerMissing)
+			continue
+		}
+		payload, err := json.Marshal(delivery{NotificationID: id})
+		if err != nil {
+			return err
+		}
+		headers := map[string]string{}
+		if refs.AccountID != "" {
+			headers[bus.HeaderAccount] = refs.AccountID
+		}
+		if c := m.CorrelationID(); c != "" {
+			headers[bus.HeaderCorrelationID] = c
+		}
+		if _, err := tx.EnqueueOutbox(ctx, store.OutboxMessage{Subject: topo.Subject(bus.Commands, DeliverSubject), Headers: headers, Payload: payload}); err != nil {
+			return err
+		}
+		nlog.Info("notification queued")
+	}
+	return nil
+}
+
+// addresses expands the recipients' names into email addresses, each
+// once; "customer" is contact, left out when the event names no account.
+func (w *Worker) addresses(names []string, contact string) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(a string) {
+		if a != "" && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	for _, n := range names {
+		if n == RecipientCustomer {
+			add(contact)
+			continue
+		}
+		for _, a := range w.Rules.Recipients[n] {
+			add(a)
+		}
+	}
+	return out
+}
+
+// HandleDelivery sends the notification a delivery message names, unless
+// it was sent already, and records the attempt. A failure is retried after
+// RetryDelay; one the mail server calls permanent is dead-lettered at once.
+func (w *Worker) HandleDelivery(ctx context.Context, m *bus.Message) error {
+	var d delivery
+	if err := json.Unmarshal(m.Data, &d); err != nil || d.NotificationID == "" {
+		return bus.Permanentf("notify: a delivery names no notification: %s", m.Data)
+	}
+	n, err := w.Store.GetNotification(ctx, d.NotificationID)
+	if errors.Is(err, store.ErrNotFound) {
+		return bus.Permanent(err)
+	}
+	if err != nil {
+		return err
+	}
+	log := bus.Logger(ctx).WithFields(logrus.Fields{"notification_id": n.ID, "event": n.Event, "account_id": n.AccountID})
+	if n.Status != store.NotificationPending {
+		log.WithField("status", n.Status).Info("notification is not pending; nothing to send")
+		return nil
+	}
+	if w.Mailer == nil {
+		return errors.New(MailerMissing)
+	}
+	sendErr := w.Mailer.Send(ctx, n)
+	if _, err := w.Store.NoteNotificationAttempt(ctx, n.ID, sendErr, w.now()); err != nil {
+		if sendErr == nil {
+			// Sent, but not marked: the redelivery sends it again.
+			return fmt.Errorf("notification %s sent, but not marked sent: %w", n.ID, err)
+		}
+		return errors.Join(sendErr, err)
+	}
+	if sendErr != nil {
+		if bus.IsPermanent(sendErr) {
+			return sendErr
+		}
+		schedule := w.Retry
+		if len(schedule) == 0 {
+			schedule = RetrySchedule
+		}
+		return bus.RetryAfter(sendErr, RetryDelay(schedule, int(m.Deliveries)))
+	}
+	fields := logrus.Fields{"recipient": n.Recipient}
+	if f, ok := w.Mailer.(interface{ Path(id string) string }); ok {
+		fields["file"] = f.Path(n.ID)
+	}
+	log.WithFields(fields).Info("notification sent")
+	return nil
+}
