@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -175,6 +176,25 @@ func TestComposeConfigValid(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("workers-mail", func(t *testing.T) {
+		set := map[string]string{"LEVQOR_SMTP_HOST": "smtp.example.com", "LEVQOR_SMTP_PASSWORD": "mail-secret", "LEVQOR_PUBLIC_URL": "https://levqor.example.com"}
+		maps.Copy(set, composeSecrets)
+		stdout, stderr, err := composeRun(t, bin, set, "config")
+		require.NoError(t, err, stderr)
+		var withMail struct {
+			Services map[string]map[string]any `yaml:"services"`
+		}
+		require.NoError(t, yaml.Unmarshal([]byte(stdout), &withMail))
+		for _, name := range []string{"workers", "workers-cluster"} {
+			env := environment(withMail.Services[name]["environment"])
+			require.Equal(t, "smtp.example.com", env["LEVQOR_SMTP_HOST"], "%s reaches the mail server", name)
+			require.Equal(t, "mail-secret", env["LEVQOR_SMTP_PASSWORD"])
+			require.Equal(t, "https://levqor.example.com", env["LEVQOR_PUBLIC_URL"])
+			require.Equal(t, "587", env["LEVQOR_SMTP_PORT"])
+		}
+		require.NotContains(t, environment(withMail.Services["ingest"]["environment"]), "LEVQOR_SMTP_PASSWORD", "only the workers send mail")
+	})
 
 	// The secrets have no defaults: starting without them must fail loudly.
 	for _, missing := range []string{"STRIPE_WEBHOOK_SECRET", "STRIPE_API_KEY"} {
