@@ -13,14 +13,24 @@ type NotificationList struct {
 }
 
 // listNotifications serves GET /v1/notifications: what Levqor told whom,
-// newest first, with each one's delivery state. An account key sees its
-// account's; an operator every account's, or one with ?account_id=.
+// newest first, with each one's delivery state. An account key sees what
+// its account's people were told, never what Levqor's staff were told
+// about it; an operator sees everything, of every account or of one with
+// ?account_id=, and one audience with ?audience=.
 func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request) {
-	accountID, limit, ok := s.listScope(w, r)
+	accountID, limit, ok := s.listScope(w, r, "audience")
 	if !ok {
 		return
 	}
-	list, err := s.store.ListNotifications(r.Context(), accountID, limit)
+	audience := r.URL.Query().Get("audience")
+	if audience != "" && audience != store.AudienceCustomer && audience != store.AudienceStaff {
+		httpjson.Error(w, http.StatusBadRequest, "invalid_parameter", "audience must be customer or staff", "audience")
+		return
+	}
+	if !principal(r).Operator {
+		audience = store.AudienceCustomer
+	}
+	list, err := s.store.ListNotifications(r.Context(), store.ListNotificationsParams{AccountID: accountID, Audience: audience, Limit: limit})
 	if err != nil {
 		s.unavailable(w, r, err, "cannot list notifications")
 		return

@@ -21,9 +21,13 @@ func TestNotificationsAreListedPerTenant(t *testing.T) {
 		for i, n := range []store.Notification{
 			{ID: "ntf_a1", AccountID: h.accA, Incident: "backup.run_failed:run_failed:run_a1", Recipient: "ops@a.example", Status: store.NotificationSent},
 			{ID: "ntf_a2", AccountID: h.accA, Incident: "backup.run_failed:run_failed:run_a2", Recipient: "ops@a.example", Status: store.NotificationPending, LastError: "smtp: 451 try later"},
+			{ID: "ntf_a3", AccountID: h.accA, Incident: "backup.corrupt:corrupt:snap_a", Recipient: "oncall@levqor.example", Audience: store.AudienceStaff, Status: store.NotificationSent},
 			{ID: "ntf_b1", AccountID: h.accB, Incident: "backup.run_failed:run_failed:run_b1", Recipient: "ops@b.example", Status: store.NotificationSent},
 		} {
 			n.Event, n.EventID, n.Channel, n.Subject, n.BodyText = "backup.run_failed", "outbox-1", "email", "Backup of db failed", "Hello"
+			if n.Audience == "" {
+				n.Audience = store.AudienceCustomer
+			}
 			n.CreatedAt = at.Add(time.Duration(i) * time.Minute)
 			require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
 				_, err := tx.InsertNotification(ctx, n)
@@ -43,9 +47,11 @@ func TestNotificationsAreListedPerTenant(t *testing.T) {
 			}
 			return got
 		}
-		require.Equal(t, []string{"ntf_a2", "ntf_a1"}, list(h.keyA, ""), "an account sees its own, newest first")
-		require.Equal(t, []string{"ntf_b1", "ntf_a2", "ntf_a1"}, list(h.opKey, ""), "an operator sees every account's")
+		require.Equal(t, []string{"ntf_a2", "ntf_a1"}, list(h.keyA, ""), "an account sees its own, newest first, and not what staff were told")
+		require.Equal(t, []string{"ntf_a2", "ntf_a1"}, list(h.keyA, "?audience=staff"), "whatever it asks")
+		require.Equal(t, []string{"ntf_b1", "ntf_a3", "ntf_a2", "ntf_a1"}, list(h.opKey, ""), "an operator sees every account's")
 		require.Equal(t, []string{"ntf_b1"}, list(h.opKey, "?account_id="+h.accB))
+		require.Equal(t, []string{"ntf_a3"}, list(h.opKey, "?audience=staff"))
 		require.Equal(t, []string{"ntf_a2"}, list(h.keyA, "?limit=1"))
 
 		r := h.do(t, http.MethodGet, "/v1/notifications?account_id="+h.accB, h.keyA, nil)
@@ -53,6 +59,9 @@ func TestNotificationsAreListedPerTenant(t *testing.T) {
 		r = h.do(t, http.MethodGet, "/v1/notifications?limit=0", h.keyA, nil)
 		require.Equal(t, http.StatusBadRequest, r.status)
 		require.Equal(t, "limit", r.errorOf(t)["field"])
+		r = h.do(t, http.MethodGet, "/v1/notifications?audience=everyone", h.opKey, nil)
+		require.Equal(t, http.StatusBadRequest, r.status)
+		require.Equal(t, "audience", r.errorOf(t)["field"])
 		r = h.do(t, http.MethodGet, "/v1/notifications?status=sent", h.keyA, nil)
 		require.Equal(t, http.StatusBadRequest, r.status)
 		require.Equal(t, "status", r.errorOf(t)["field"])

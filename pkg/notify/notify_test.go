@@ -232,7 +232,7 @@ func (b *bundle) delivered(except ...string) {
 
 func (b *bundle) notifications() []store.Notification {
 	b.t.Helper()
-	n, err := b.st.ListNotifications(b.t.Context(), b.acc, 100)
+	n, err := b.st.ListNotifications(b.t.Context(), store.ListNotificationsParams{AccountID: b.acc, Limit: 100})
 	require.NoError(b.t, err)
 	return n
 }
@@ -264,6 +264,7 @@ func TestAFailedBackupIsToldByEmailOncePerIncident(t *testing.T) {
 		require.Equal(t, store.NotificationSent, n[0].Status)
 		require.Equal(t, 1, n[0].Attempts)
 		require.Equal(t, "backup.run_failed:run_failed:run_1", n[0].Incident)
+		require.Equal(t, store.AudienceCustomer, n[0].Audience)
 
 		t.Run("TheSameIncidentAgainIsNotToldAgain", func(t *testing.T) {
 			again := ev
@@ -304,6 +305,7 @@ func TestAFailedBackupIsToldByEmailOncePerIncident(t *testing.T) {
 				}
 			}
 			require.NotNil(t, refused)
+			require.Equal(t, store.AudienceStaff, refused.Audience)
 			require.Equal(t, store.NotificationPending, refused.Status, "an operator can replay it once the address is fixed")
 			require.Contains(t, refused.LastError, "no such mailbox")
 		})

@@ -172,14 +172,15 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 	}
 	incident = name + ":" + incident
 
-	for _, recipient := range w.addresses(to, contact) {
+	for _, rcpt := range w.addresses(to, contact) {
+		recipient := rcpt.address
 		id, err := command.NewID(NotificationIDPrefix)
 		if err != nil {
 			return err
 		}
 		n := store.Notification{
 			ID: id, AccountID: refs.AccountID, Event: name, EventID: m.ID(), Incident: incident,
-			Channel: ChannelEmail, Recipient: recipient, Subject: msg.Subject, BodyText: msg.Text, BodyHTML: msg.HTML,
+			Channel: ChannelEmail, Recipient: recipient, Audience: rcpt.audience, Subject: msg.Subject, BodyText: msg.Text, BodyHTML: msg.HTML,
 			Status: store.NotificationPending, CreatedAt: w.now(),
 		}
 		if w.Mailer == nil {
@@ -217,24 +218,31 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 	return nil
 }
 
+// recipient is one address a notification goes to, and whose it is.
+type recipient struct {
+	address  string
+	audience string
+}
+
 // addresses expands the recipients' names into email addresses, each
-// once; "customer" is contact, left out when the event names no account.
-func (w *Worker) addresses(names []string, contact string) []string {
-	var out []string
+// once; "customer" is contact (the customer's audience), left out when
+// the event names no account, and every named list is staff.
+func (w *Worker) addresses(names []string, contact string) []recipient {
+	var out []recipient
 	seen := map[string]bool{}
-	add := func(a string) {
+	add := func(a, audience string) {
 		if a != "" && !seen[a] {
 			seen[a] = true
-			out = append(out, a)
+			out = append(out, recipient{address: a, audience: audience})
 		}
 	}
 	for _, n := range names {
 		if n == RecipientCustomer {
-			add(contact)
+			add(contact, store.AudienceCustomer)
 			continue
 		}
 		for _, a := range w.Rules.Recipients[n] {
-			add(a)
+			add(a, store.AudienceStaff)
 		}
 	}
 	return out

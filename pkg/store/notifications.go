@@ -17,6 +17,14 @@ const (
 	NotificationUnsent  = "unsent"
 )
 
+// Notification audiences: the account's own people, or Levqor's staff
+// (on-call, the DFY team), whose notifications about an account the
+// account does not see.
+const (
+	AudienceCustomer = "customer"
+	AudienceStaff    = "staff"
+)
+
 // Notification is one message Levqor sends about an event: to one
 // recipient, through one channel, rendered when the event was handled.
 type Notification struct {
@@ -33,9 +41,11 @@ type Notification struct {
 	Incident  string `json:"incident"`
 	Channel   string `json:"channel"`
 	Recipient string `json:"recipient"`
-	Subject   string `json:"subject"`
-	BodyText  string `json:"body_text"`
-	BodyHTML  string `json:"body_html"`
+	// Audience is AudienceCustomer or AudienceStaff.
+	Audience string `json:"audience"`
+	Subject  string `json:"subject"`
+	BodyText string `json:"body_text"`
+	BodyHTML string `json:"body_html"`
 	// Status is NotificationPending, NotificationSent or NotificationUnsent.
 	Status string `json:"status"`
 	// Attempts counts deliveries tried; LastError says why the last failed.
@@ -54,6 +64,7 @@ type notificationRow struct {
 	Incident  string       `db:"incident"`
 	Channel   string       `db:"channel"`
 	Recipient string       `db:"recipient"`
+	Audience  string       `db:"audience"`
 	Subject   string       `db:"subject"`
 	BodyText  string       `db:"body_text"`
 	BodyHTML  string       `db:"body_html"`
@@ -68,15 +79,15 @@ type notificationRow struct {
 func (r notificationRow) notification() Notification {
 	return Notification{
 		ID: r.ID, AccountID: r.AccountID, Event: r.Event, EventID: r.EventID, Incident: r.Incident,
-		Channel: r.Channel, Recipient: r.Recipient, Subject: r.Subject, BodyText: r.BodyText, BodyHTML: r.BodyHTML,
+		Channel: r.Channel, Recipient: r.Recipient, Audience: r.Audience, Subject: r.Subject, BodyText: r.BodyText, BodyHTML: r.BodyHTML,
 		Status: r.Status, Attempts: r.Attempts, LastError: r.LastError,
 		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), SentAt: fromNull(r.SentAt),
 	}
 }
 
 const insertNotificationSQL = `INSERT INTO notifications
-(id, account_id, event, event_id, incident, channel, recipient, subject, body_text, body_html, status, last_error, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+(id, account_id, event, event_id, incident, channel, recipient, audience, subject, body_text, body_html, status, last_error, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (incident, channel, recipient) DO NOTHING`
 
 // InsertNotification records n within tx and reports whether it is new:
@@ -84,12 +95,12 @@ ON CONFLICT (incident, channel, recipient) DO NOTHING`
 // channel, and nothing changed.
 func (tx *Tx) InsertNotification(ctx context.Context, n Notification) (bool, error) {
 	if n.ID == "" || n.Event == "" || n.EventID == "" || n.Incident == "" || n.Channel == "" || n.Recipient == "" ||
-		n.Subject == "" || n.Status == "" {
-		return false, errors.New("store: inserting notification: id, event, event id, incident, channel, recipient, subject and status are required")
+		n.Subject == "" || n.Status == "" || (n.Audience != AudienceCustomer && n.Audience != AudienceStaff) {
+		return false, errors.New("store: inserting notification: id, event, event id, incident, channel, recipient, audience, subject and status are required")
 	}
 	at := ts(orNow(n.CreatedAt))
 	res, err := tx.tx.ExecContext(ctx, tx.rebind(insertNotificationSQL),
-		n.ID, n.AccountID, n.Event, n.EventID, n.Incident, n.Channel, n.Recipient, n.Subject, n.BodyText, n.BodyHTML,
+		n.ID, n.AccountID, n.Event, n.EventID, n.Incident, n.Channel, n.Recipient, n.Audience, n.Subject, n.BodyText, n.BodyHTML,
 		n.Status, n.LastError, at, at)
 	if err != nil {
 		return false, fmt.Errorf("store: inserting notification %s: %w", n.ID, err)
@@ -101,7 +112,7 @@ func (tx *Tx) InsertNotification(ctx context.Context, n Notification) (bool, err
 	return rows == 1, nil
 }
 
-const getNotificationSQL = `SELECT id, account_id, event, event_id, incident, channel, recipient, subject, body_text, body_html,
+const getNotificationSQL = `SELECT id, account_id, event, event_id, incident, channel, recipient, audience, subject, body_text, body_html,
 status, attempts, last_error, created_at, updated_at, sent_at FROM notifications WHERE id = ?`
 
 // GetNotification returns the notification id, or ErrNotFound.
@@ -118,15 +129,24 @@ func (s *Store) GetNotification(ctx context.Context, id string) (*Notification, 
 	return &n, nil
 }
 
-const listNotificationsSQL = `SELECT id, account_id, event, event_id, incident, channel, recipient, subject, body_text, body_html,
+const listNotificationsSQL = `SELECT id, account_id, event, event_id, incident, channel, recipient, audience, subject, body_text, body_html,
 status, attempts, last_error, created_at, updated_at, sent_at FROM notifications
-WHERE (? = '' OR account_id = ?) ORDER BY created_at DESC, id DESC LIMIT ?`
+WHERE (? = '' OR account_id = ?) AND (? = '' OR audience = ?) ORDER BY created_at DESC, id DESC LIMIT ?`
 
-// ListNotifications returns the newest notifications first, of accountID
-// only unless it is empty, at most limit of them.
-func (s *Store) ListNotifications(ctx context.Context, accountID string, limit int) ([]Notification, error) {
+// ListNotificationsParams selects notifications.
+type ListNotificationsParams struct {
+	// AccountID, when set, keeps one account's.
+	AccountID string
+	// Audience, when set, keeps those of one audience.
+	Audience string
+	// Limit is the most returned; required.
+	Limit int
+}
+
+// ListNotifications returns the newest notifications first.
+func (s *Store) ListNotifications(ctx context.Context, p ListNotificationsParams) ([]Notification, error) {
 	var rows []notificationRow
-	if err := s.db.SelectContext(ctx, &rows, s.rebind(listNotificationsSQL), accountID, accountID, limit); err != nil {
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(listNotificationsSQL), p.AccountID, p.AccountID, p.Audience, p.Audience, p.Limit); err != nil {
 		return nil, fmt.Errorf("store: listing notifications: %w", err)
 	}
 	out := make([]Notification, len(rows))

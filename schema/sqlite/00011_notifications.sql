@@ -1,5 +1,7 @@
 -- Notifications: what Levqor told whom about an event, rendered once when
--- the event was handled, and whether it was delivered. One row per
+-- the event was handled, and whether it was delivered. The audience says
+-- whether the recipient is the customer or Levqor's own staff, whose
+-- notifications about an account its customer never sees. One row per
 -- (incident, channel, recipient), so an incident reported many times is
 -- told once.
 
@@ -12,6 +14,7 @@ CREATE TABLE notifications (
     incident    TEXT NOT NULL,
     channel     TEXT NOT NULL,
     recipient   TEXT NOT NULL,
+    audience    TEXT NOT NULL,
     subject     TEXT NOT NULL,
     body_text   TEXT NOT NULL,
     body_html   TEXT NOT NULL,
@@ -23,7 +26,7 @@ CREATE TABLE notifications (
     sent_at     DATETIME,
     UNIQUE (incident, channel, recipient)
 );
-CREATE INDEX notifications_account_idx ON notifications (account_id, created_at);
+CREATE INDEX notifications_account_idx ON notifications (account_id, audience, created_at);
 
 -- +goose Down
 DROP TABLE notifications;
