@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/levqor/levqor/pkg/httpjson"
+	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -37,6 +38,12 @@ func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request) {
 	}
 	if list == nil {
 		list = []store.Notification{}
+	}
+	for i := range list {
+		if list[i].Channel == notify.ChannelChat {
+			// A chat webhook's URL is its password.
+			list[i].Recipient = notify.RedactURL(list[i].Recipient)
+		}
 	}
 	httpjson.Write(w, http.StatusOK, NotificationList{Data: list})
 }

@@ -21,10 +21,13 @@ func TestNotificationsAreListedPerTenant(t *testing.T) {
 		for i, n := range []store.Notification{
 			{ID: "ntf_a1", AccountID: h.accA, Incident: "backup.run_failed:run_failed:run_a1", Recipient: "ops@a.example", Status: store.NotificationSent},
 			{ID: "ntf_a2", AccountID: h.accA, Incident: "backup.run_failed:run_failed:run_a2", Recipient: "ops@a.example", Status: store.NotificationPending, LastError: "smtp: 451 try later"},
-			{ID: "ntf_a3", AccountID: h.accA, Incident: "backup.corrupt:corrupt:snap_a", Recipient: "oncall@levqor.example", Audience: store.AudienceStaff, Status: store.NotificationSent},
+			{ID: "ntf_a3", AccountID: h.accA, Incident: "backup.corrupt:corrupt:snap_a", Recipient: "https://hooks.slack.com/services/T0/B0/secret", Channel: "chat", Audience: store.AudienceStaff, Status: store.NotificationSent},
 			{ID: "ntf_b1", AccountID: h.accB, Incident: "backup.run_failed:run_failed:run_b1", Recipient: "ops@b.example", Status: store.NotificationSent},
 		} {
-			n.Event, n.EventID, n.Channel, n.Subject, n.BodyText = "backup.run_failed", "outbox-1", "email", "Backup of db failed", "Hello"
+			n.Event, n.EventID, n.Subject, n.BodyText = "backup.run_failed", "outbox-1", "Backup of db failed", "Hello"
+			if n.Channel == "" {
+				n.Channel = "email"
+			}
 			if n.Audience == "" {
 				n.Audience = store.AudienceCustomer
 			}
@@ -52,9 +55,12 @@ func TestNotificationsAreListedPerTenant(t *testing.T) {
 		require.Equal(t, []string{"ntf_b1", "ntf_a3", "ntf_a2", "ntf_a1"}, list(h.opKey, ""), "an operator sees every account's")
 		require.Equal(t, []string{"ntf_b1"}, list(h.opKey, "?account_id="+h.accB))
 		require.Equal(t, []string{"ntf_a3"}, list(h.opKey, "?audience=staff"))
+		r := h.do(t, http.MethodGet, "/v1/notifications?audience=staff", h.opKey, nil)
+		require.NotContains(t, string(r.body), "secret", "a chat webhook's URL is its password")
+		require.Contains(t, string(r.body), `"recipient":"https://hooks.slack.com/…"`)
 		require.Equal(t, []string{"ntf_a2"}, list(h.keyA, "?limit=1"))
 
-		r := h.do(t, http.MethodGet, "/v1/notifications?account_id="+h.accB, h.keyA, nil)
+		r = h.do(t, http.MethodGet, "/v1/notifications?account_id="+h.accB, h.keyA, nil)
 		require.Equal(t, http.StatusNotFound, r.status, "another account's answer like one that does not exist")
 		r = h.do(t, http.MethodGet, "/v1/notifications?limit=0", h.keyA, nil)
 		require.Equal(t, http.StatusBadRequest, r.status)

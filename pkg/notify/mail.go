@@ -15,8 +15,9 @@ import (
 	"github.com/levqor/levqor/pkg/store"
 )
 
-// Mailer sends one rendered notification by email.
-type Mailer interface {
+// Sender delivers one rendered notification through its channel: email
+// (SMTPMailer, DirMailer) or chat (Chat).
+type Sender interface {
 	// Send delivers n. An error wrapped with bus.Permanent means the
 	// message can never be delivered as it is (the server refused the
 	// address); any other error is worth retrying.

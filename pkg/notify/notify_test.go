@@ -54,7 +54,7 @@ rules:
 	for _, want := range []string{
 		"LEVQOR_NOTIFY_RULES notify.yaml: invalid notify rules",
 		`recipients.customer: "customer" is reserved`,
-		`recipients.on_call[0]: "not-an-address" is not an email address`,
+		`recipients.on_call.email[0]: "not-an-address" is not an email address`,
 		`rules.backup.run_failed: unknown recipient "finance"`,
 		"rules.backup.exploded: no such event",
 		"rules.billing.entitlements_changed: Levqor has no message for this event",
@@ -152,7 +152,7 @@ func quiet(t testing.TB) logrus.FieldLogger {
 
 // setup runs the notify worker, with a mail server and the outbox relay,
 // for an account with one source.
-func setup(t *testing.T, st *store.Store, mailer func(ms *mailServer) notify.Mailer) *bundle {
+func setup(t *testing.T, st *store.Store, mailer func(ms *mailServer) notify.Sender) *bundle {
 	t.Helper()
 	ctx := t.Context()
 	b := &bundle{t: t, st: st, nats: bustest.Start(t), mail: startMailServer(t)}
@@ -240,7 +240,7 @@ func (b *bundle) notifications() []store.Notification {
 func TestAFailedBackupIsToldByEmailOncePerIncident(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
-		b := setup(t, st, func(ms *mailServer) notify.Mailer {
+		b := setup(t, st, func(ms *mailServer) notify.Sender {
 			m, err := notify.NewSMTP(notify.SMTPConfig{Host: "127.0.0.1", Port: ms.port(t), TLS: notify.TLSNone, Timeout: 5 * time.Second})
 			require.NoError(t, err)
 			return m
@@ -314,7 +314,7 @@ func TestAFailedBackupIsToldByEmailOncePerIncident(t *testing.T) {
 
 func TestWithoutAMailerNotificationsAreRecordedUnsent(t *testing.T) {
 	t.Parallel()
-	b := setup(t, storetest.SQLite(t), func(*mailServer) notify.Mailer { return nil })
+	b := setup(t, storetest.SQLite(t), func(*mailServer) notify.Sender { return nil })
 	b.emit(samples(b.acc, b.src)[events.NameBackupRunFailed])
 	n := b.notifications()
 	require.Len(t, n, 1)
@@ -326,7 +326,7 @@ func TestWithoutAMailerNotificationsAreRecordedUnsent(t *testing.T) {
 func TestDirMailerWritesAReadableEmail(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "mail")
-	b := setup(t, storetest.SQLite(t), func(*mailServer) notify.Mailer { return notify.DirMailer{Dir: dir} })
+	b := setup(t, storetest.SQLite(t), func(*mailServer) notify.Sender { return notify.DirMailer{Dir: dir} })
 	b.emit(samples(b.acc, b.src)[events.NameBackupRunFailed])
 	b.delivered()
 	n := b.notifications()

@@ -1,10 +1,13 @@
 package notify
 
 import (
+	"bytes"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/mail"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,11 +28,32 @@ var defaultRules []byte
 // DefaultRules returns the shipped rules file, for operators to copy.
 func DefaultRules() []byte { return append([]byte(nil), defaultRules...) }
 
+// Recipient is a named group of Levqor's staff and where to reach them:
+// email addresses, and chat channels' incoming webhooks (Slack's, or a
+// Slack-compatible one such as Mattermost's). In the file, a plain list is
+// short for email addresses only.
+type Recipient struct {
+	Email []string `json:"email,omitempty"`
+	Chat  []string `json:"chat,omitempty"`
+}
+
+// UnmarshalJSON reads a list of addresses or an {email, chat} object,
+// refusing unknown keys.
+func (r *Recipient) UnmarshalJSON(b []byte) error {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '[' {
+		return json.Unmarshal(t, &r.Email)
+	}
+	type plain Recipient
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode((*plain)(r))
+}
+
 // Rules say who hears about which event. Build them with Load or Parse,
 // which validate every entry.
 type Rules struct {
-	// Recipients maps a name to email addresses.
-	Recipients map[string][]string `json:"recipients"`
+	// Recipients maps a name to the people it stands for.
+	Recipients map[string]Recipient `json:"recipients"`
 	// Rules maps an event name to the recipients' names.
 	Rules map[string][]string `json:"rules"`
 }
@@ -81,12 +105,18 @@ func (r *Rules) validate() error {
 			errs = append(errs, fmt.Sprintf("recipients.%s: %q is reserved for the account's contact email", name, name))
 			continue
 		}
-		if len(r.Recipients[name]) == 0 {
+		rc := r.Recipients[name]
+		if len(rc.Email)+len(rc.Chat) == 0 {
 			errs = append(errs, fmt.Sprintf("recipients.%s: no addresses", name))
 		}
-		for i, addr := range r.Recipients[name] {
+		for i, addr := range rc.Email {
 			if _, err := mail.ParseAddress(addr); err != nil || strings.ContainsAny(addr, "<>") {
-				errs = append(errs, fmt.Sprintf("recipients.%s[%d]: %q is not an email address", name, i, addr))
+				errs = append(errs, fmt.Sprintf("recipients.%s.email[%d]: %q is not an email address", name, i, addr))
+			}
+		}
+		for i, hook := range rc.Chat {
+			if u, err := url.Parse(hook); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+				errs = append(errs, fmt.Sprintf("recipients.%s.chat[%d]: not an http(s) incoming-webhook URL", name, i))
 			}
 		}
 	}

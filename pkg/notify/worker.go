@@ -33,8 +33,11 @@ const DeliverSubject = "notify.deliver"
 // NotificationIDPrefix starts every notification's id.
 const NotificationIDPrefix = "ntf_"
 
-// ChannelEmail is the only channel so far.
-const ChannelEmail = "email"
+// Channels a notification goes through.
+const (
+	ChannelEmail = "email"
+	ChannelChat  = "chat"
+)
 
 // RetrySchedule is how long a failed delivery waits before its next
 // attempt, by the number of attempts made: growing from seconds to hours,
@@ -60,9 +63,12 @@ type Worker struct {
 	Rules *Rules
 	// Topology names the delivery subject.
 	Topology bus.Topology
-	// Mailer sends email. Nil records each notification unsent, saying
-	// the mailer is not configured.
-	Mailer Mailer
+	// Mailer sends email. Nil records each email notification unsent,
+	// saying the mailer is not configured.
+	Mailer Sender
+	// Chat posts to chat webhooks. Nil records each chat notification
+	// unsent.
+	Chat Sender
 	// PublicURL is where links in messages point (LEVQOR_PUBLIC_URL).
 	PublicURL string
 	// Retry is the delivery retry schedule; nil means RetrySchedule.
@@ -74,6 +80,19 @@ type Worker struct {
 // MailerMissing is the reason of a notification recorded while no mailer
 // is configured.
 const MailerMissing = "not sent: no mailer is configured (set LEVQOR_SMTP_HOST, or LEVQOR_MAIL_DIR for files)"
+
+// ChatMissing is the reason of a chat notification recorded while chat is
+// off.
+const ChatMissing = "not sent: chat is not enabled in this process"
+
+// sender is what delivers a notification of channel, and why there is
+// none when it is nil.
+func (w *Worker) sender(channel string) (Sender, string) {
+	if channel == ChannelChat {
+		return w.Chat, ChatMissing
+	}
+	return w.Mailer, MailerMissing
+}
 
 // EventConsumer declares notify-event: every event.
 func EventConsumer() bus.ConsumerSpec {
@@ -174,29 +193,30 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 
 	for _, rcpt := range w.addresses(to, contact) {
 		recipient := rcpt.address
+		send, missing := w.sender(rcpt.channel)
 		id, err := command.NewID(NotificationIDPrefix)
 		if err != nil {
 			return err
 		}
 		n := store.Notification{
 			ID: id, AccountID: refs.AccountID, Event: name, EventID: m.ID(), Incident: incident,
-			Channel: ChannelEmail, Recipient: recipient, Audience: rcpt.audience, Subject: msg.Subject, BodyText: msg.Text, BodyHTML: msg.HTML,
+			Channel: rcpt.channel, Recipient: recipient, Audience: rcpt.audience, Subject: msg.Subject, BodyText: msg.Text, BodyHTML: msg.HTML,
 			Status: store.NotificationPending, CreatedAt: w.now(),
 		}
-		if w.Mailer == nil {
-			n.Status, n.LastError = store.NotificationUnsent, MailerMissing
+		if send == nil {
+			n.Status, n.LastError = store.NotificationUnsent, missing
 		}
 		inserted, err := tx.InsertNotification(ctx, n)
 		if err != nil {
 			return err
 		}
-		nlog := log.WithFields(logrus.Fields{"notification_id": id, "recipient": recipient, "incident": incident})
+		nlog := log.WithFields(logrus.Fields{"notification_id": id, "recipient": rcpt.name, "channel": rcpt.channel, "incident": incident})
 		switch {
 		case !inserted:
 			nlog.Info("incident already told to this recipient; not told again")
 			continue
-		case w.Mailer == nil:
-			nlog.Warn(MailerMissing)
+		case send == nil:
+			nlog.Warn(missing)
 			continue
 		}
 		payload, err := json.Marshal(delivery{NotificationID: id})
@@ -218,31 +238,38 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 	return nil
 }
 
-// recipient is one address a notification goes to, and whose it is.
+// recipient is one address a notification goes to, through which
+// channel, and whose it is. name is what logs show: the customer's email,
+// or the rules' name of a staff group (a chat address is a secret).
 type recipient struct {
+	name     string
+	channel  string
 	address  string
 	audience string
 }
 
-// addresses expands the recipients' names into email addresses, each
-// once; "customer" is contact (the customer's audience), left out when
-// the event names no account, and every named list is staff.
+// addresses expands the recipients' names into addresses, each once;
+// "customer" is contact (the customer's audience), left out when the
+// event names no account, and every named group is staff.
 func (w *Worker) addresses(names []string, contact string) []recipient {
 	var out []recipient
 	seen := map[string]bool{}
-	add := func(a, audience string) {
-		if a != "" && !seen[a] {
-			seen[a] = true
-			out = append(out, recipient{address: a, audience: audience})
+	add := func(r recipient) {
+		if r.address != "" && !seen[r.channel+" "+r.address] {
+			seen[r.channel+" "+r.address] = true
+			out = append(out, r)
 		}
 	}
 	for _, n := range names {
 		if n == RecipientCustomer {
-			add(contact, store.AudienceCustomer)
+			add(recipient{name: contact, channel: ChannelEmail, address: contact, audience: store.AudienceCustomer})
 			continue
 		}
-		for _, a := range w.Rules.Recipients[n] {
-			add(a, store.AudienceStaff)
+		for _, a := range w.Rules.Recipients[n].Email {
+			add(recipient{name: a, channel: ChannelEmail, address: a, audience: store.AudienceStaff})
+		}
+		for _, hook := range w.Rules.Recipients[n].Chat {
+			add(recipient{name: n + " (chat)", channel: ChannelChat, address: hook, audience: store.AudienceStaff})
 		}
 	}
 	return out
@@ -268,10 +295,11 @@ func (w *Worker) HandleDelivery(ctx context.Context, m *bus.Message) error {
 		log.WithField("status", n.Status).Info("notification is not pending; nothing to send")
 		return nil
 	}
-	if w.Mailer == nil {
-		return errors.New(MailerMissing)
+	send, missing := w.sender(n.Channel)
+	if send == nil {
+		return errors.New(missing)
 	}
-	sendErr := w.Mailer.Send(ctx, n)
+	sendErr := send.Send(ctx, n)
 	if _, err := w.Store.NoteNotificationAttempt(ctx, n.ID, sendErr, w.now()); err != nil {
 		if sendErr == nil {
 			// Sent, but not marked: the redelivery sends it again.
@@ -289,8 +317,11 @@ func (w *Worker) HandleDelivery(ctx context.Context, m *bus.Message) error {
 		}
 		return bus.RetryAfter(sendErr, RetryDelay(schedule, int(m.Deliveries)))
 	}
-	fields := logrus.Fields{"recipient": n.Recipient}
-	if f, ok := w.Mailer.(interface{ Path(id string) string }); ok {
+	fields := logrus.Fields{"channel": n.Channel}
+	if n.Channel == ChannelEmail {
+		fields["recipient"] = n.Recipient
+	}
+	if f, ok := send.(interface{ Path(id string) string }); ok {
 		fields["file"] = f.Path(n.ID)
 	}
 	log.WithFields(fields).Info("notification sent")

@@ -391,7 +391,7 @@ func (e *Env) NotifyWorker() (*notify.Worker, error) {
 		}
 		e.notifyRules = rules
 	}
-	w := &notify.Worker{Store: e.Store, Rules: rules, Topology: e.Cfg.Topology, PublicURL: e.Cfg.PublicURL}
+	w := &notify.Worker{Store: e.Store, Rules: rules, Topology: e.Cfg.Topology, PublicURL: e.Cfg.PublicURL, Chat: notify.NewChat(0)}
 	switch {
 	case e.Cfg.SMTP.Host != "":
 		m, err := notify.NewSMTP(e.Cfg.SMTP)
