@@ -268,28 +268,7 @@ func (w *Worker) failRun(ctx context.Context, log logrus.FieldLogger, run store.
 		if err != nil {
 			return err
 		}
-		if failed {
-			if err := w.raise(ctx, tx, events.BackupRunFailed{
-				AccountID: run.AccountID, SourceID: run.SourceID, RunID: run.ID, CommandID: run.CommandID,
-				Trigger: run.Trigger, Attempts: run.Attempts, Incident: "run_failed:" + run.ID, Reason: f.reason, At: now,
-			}, "run-"+run.ID); err != nil {
-				return err
-			}
-		}
-		if f.event != nil {
-			if err := w.raise(ctx, tx, f.event, "run-"+run.ID); err != nil {
-				return err
-			}
-		}
-		d, err := json.Marshal(map[string]any{"run_id": run.ID, "command_id": run.CommandID, "trigger": run.Trigger})
-		if err != nil {
-			return err
-		}
-		_, err = tx.AppendRetentionAudit(ctx, store.RetentionAudit{
-			AccountID: run.AccountID, SourceID: run.SourceID, Action: AuditRunFailed, Actor: "run:" + run.ID,
-			Reasons: []string{f.reason}, Detail: d,
-		})
-		return err
+		return w.recordRunFailure(ctx, tx, run, f, failed, "run:"+run.ID, now)
 	})
 	entry := log.WithField("reason", f.reason)
 	if err != nil {
@@ -297,6 +276,78 @@ func (w *Worker) failRun(ctx context.Context, log logrus.FieldLogger, run store.
 		return
 	}
 	entry.Warn("backup run failed")
+}
+
+// recordRunFailure writes, within the tx that failed run, what its failure
+// tells others: backup.run_failed when changed (the run was not failed
+// already), f's own event, and the audit entry, as actor.
+func (w *Worker) recordRunFailure(ctx context.Context, tx *store.Tx, run store.BackupRun, f runFailure, changed bool, actor string, now time.Time) error {
+	if changed {
+		if err := w.raise(ctx, tx, events.BackupRunFailed{
+			AccountID: run.AccountID, SourceID: run.SourceID, RunID: run.ID, CommandID: run.CommandID,
+			Trigger: run.Trigger, Attempts: run.Attempts, Incident: "run_failed:" + run.ID, Reason: f.reason, At: now,
+		}, "run-"+run.ID); err != nil {
+			return err
+		}
+	}
+	if f.event != nil {
+		if err := w.raise(ctx, tx, f.event, "run-"+run.ID); err != nil {
+			return err
+		}
+	}
+	d, err := json.Marshal(map[string]any{"run_id": run.ID, "command_id": run.CommandID, "trigger": run.Trigger})
+	if err != nil {
+		return err
+	}
+	_, err = tx.AppendRetentionAudit(ctx, store.RetentionAudit{
+		AccountID: run.AccountID, SourceID: run.SourceID, Action: AuditRunFailed, Actor: actor,
+		Reasons: []string{f.reason}, Detail: d,
+	})
+	return err
+}
+
+// staleBatch is how many abandoned runs one reaping reads at a time.
+const staleBatch = 100
+
+// ReapStaleRuns fails the runs whose worker stopped: still marked running
+// and showing no sign of life (heartbeat, start) for RunReapAfter before
+// now. Each raises backup.run_failed, so the customer is told, and an
+// audit entry; should the run's command be delivered again later, the
+// run runs again under the same id. It returns how many runs it failed.
+func (w *Worker) ReapStaleRuns(ctx context.Context, now time.Time, actor string) (int, error) {
+	before := now.Add(-w.settings().RunReapAfter)
+	reaped := 0
+	for {
+		runs, err := w.Store.StaleRuns(ctx, before, staleBatch)
+		if err != nil {
+			return reaped, err
+		}
+		batch := 0
+		for _, run := range runs {
+			last := run.CreatedAt
+			for _, t := range []*time.Time{run.StartedAt, run.HeartbeatAt} {
+				if t != nil && t.After(last) {
+					last = *t
+				}
+			}
+			reason := "the worker running it stopped: no sign of life since " + last.UTC().Format(time.RFC3339)
+			err := w.Store.InTx(ctx, func(tx *store.Tx) error {
+				changed, err := tx.ReapRun(ctx, run.ID, reason, before, now)
+				if err != nil || !changed {
+					return err // taken up again since, or failed already
+				}
+				batch++
+				return w.recordRunFailure(ctx, tx, run, runFailure{reason: reason}, true, actor, now)
+			})
+			if err != nil {
+				return reaped, fmt.Errorf("reaping run %s: %w", run.ID, err)
+			}
+		}
+		reaped += batch
+		if len(runs) < staleBatch || batch == 0 {
+			return reaped, nil
+		}
+	}
 }
 
 // raise writes ev to the outbox within tx, correlated with the incident

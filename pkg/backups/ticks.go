@@ -23,6 +23,7 @@ const (
 	JobDue     = scheduler.JobBackupDue
 	JobVerify  = scheduler.JobBackupVerify
 	JobOverdue = scheduler.JobBackupOverdue
+	JobReap    = scheduler.JobBackupReapStaleRuns
 )
 
 // HandleBackupTick runs backup.due, backup.verify, backup.overdue or
@@ -33,6 +34,13 @@ const (
 func (w *Worker) HandleBackupTick(ctx context.Context, m *bus.Message) error {
 	return scheduler.Dispatch(ConsumerBackupTicks, scheduler.Jobs{
 		JobSweep: w.sweepTick,
+		JobReap: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
+			n, err := w.ReapStaleRuns(ctx, t.Slot, "reap:"+scheduler.MsgID(t.Job, t.Slot))
+			if n > 0 {
+				bus.Logger(ctx).WithField("runs", n).Warn("abandoned backup runs failed")
+			}
+			return err
+		},
 		JobDue: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
 			_, err := w.Due(ctx, t.Slot)
 			return err

@@ -90,6 +90,11 @@ const (
 	VerifySampleDefault = 5
 	// OverdueGraceDefault is LEVQOR_OVERDUE_GRACE.
 	OverdueGraceDefault = time.Hour
+	// RunReapAfterDefault is LEVQOR_RUN_REAP_AFTER: how long a run may show
+	// no sign of life before backup.reap_stale_runs fails it. Runs beat
+	// every ProgressEvery and a dead worker's run is redelivered after the
+	// ack wait, so a quarter of an hour of silence means nobody is on it.
+	RunReapAfterDefault = 15 * time.Minute
 	// RunTimeoutDefault is LEVQOR_BACKUP_TIMEOUT: the longest one run,
 	// restore or verification may take.
 	RunTimeoutDefault = 12 * time.Hour
@@ -140,6 +145,9 @@ type Settings struct {
 	// OverdueGrace is how late past its schedule a source's last good
 	// snapshot may be before backup.overdue alerts (LEVQOR_OVERDUE_GRACE).
 	OverdueGrace time.Duration
+	// RunReapAfter is how long a running run may show no sign of life
+	// before it is failed as abandoned.
+	RunReapAfter time.Duration
 	// RunTimeout bounds one run, restore or verification
 	// (LEVQOR_BACKUP_TIMEOUT).
 	RunTimeout time.Duration
@@ -175,6 +183,7 @@ func (s Settings) WithDefaults() Settings {
 	def(&s.BusyWait, BusyWaitDefault)
 	def(&s.BusyPoll, BusyPollDefault)
 	def(&s.OverdueGrace, OverdueGraceDefault)
+	def(&s.RunReapAfter, RunReapAfterDefault)
 	def(&s.RunTimeout, RunTimeoutDefault)
 	def(&s.ProgressEvery, ProgressEveryDefault)
 	def(&s.DueLookback, DueLookbackDefault)

@@ -190,6 +190,9 @@ type Config struct {
 	// OverdueGrace is how late past its schedule a source's last good
 	// snapshot may be before backup.overdue alerts (LEVQOR_OVERDUE_GRACE).
 	OverdueGrace time.Duration
+	// RunReapAfter is how long a run may show no sign of life before
+	// backup.reap_stale_runs fails it (LEVQOR_RUN_REAP_AFTER).
+	RunReapAfter time.Duration
 	// DLQAccountThreshold is how many of one account's messages a consumer
 	// must dead-letter between two watches before the watch raises
 	// ops.dlq_growing for the account (LEVQOR_DLQ_ACCOUNT_THRESHOLD).
@@ -367,6 +370,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		BackupTimeout:    p.duration("LEVQOR_BACKUP_TIMEOUT", backups.RunTimeoutDefault),
 		VerifySample:     p.integer("LEVQOR_VERIFY_SAMPLE", backups.VerifySampleDefault),
 		OverdueGrace:     p.duration("LEVQOR_OVERDUE_GRACE", backups.OverdueGraceDefault),
+		RunReapAfter:     p.duration("LEVQOR_RUN_REAP_AFTER", backups.RunReapAfterDefault),
 	}
 	c.BackupMaxRunsPerAccount = p.integer("LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT", backups.MaxRunsPerAccountDefault)
 	c.BackupBusyWait = p.duration("LEVQOR_BACKUP_BUSY_WAIT", backups.BusyWaitDefault)
@@ -488,6 +492,9 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.OverdueGrace < 0 {
 		bad("LEVQOR_OVERDUE_GRACE", "must not be negative (e.g. 1h)")
+	}
+	if c.RunReapAfter < time.Minute {
+		bad("LEVQOR_RUN_REAP_AFTER", "%s: want at least 1m: a live run beats every few seconds, and reaping one that is only slow would run it twice", c.RunReapAfter)
 	}
 	if c.DLQAccountThreshold < 1 || c.DLQAccountThreshold > 1000000 {
 		bad("LEVQOR_DLQ_ACCOUNT_THRESHOLD", "%d: want 1 to 1000000 dead letters of one account between two watches", c.DLQAccountThreshold)

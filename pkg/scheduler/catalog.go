@@ -33,6 +33,9 @@ const (
 	// JobBackupOverdue alerts on sources whose last good snapshot is older
 	// than their schedule allows (package backups).
 	JobBackupOverdue = "backup.overdue"
+	// JobBackupReapStaleRuns fails the runs whose worker stopped (package
+	// backups).
+	JobBackupReapStaleRuns = "backup.reap_stale_runs"
 	// JobSupportSLACheck escalates support tickets whose SLA clocks are at
 	// risk or breached (package support).
 	JobSupportSLACheck = "support.sla_check"
@@ -90,6 +93,12 @@ func Catalog() []Job {
 			Spec:        "0 */15 * * * *",
 			TimeZone:    "UTC",
 			Description: "raise backup.overdue once per incident for an unpaused runnable source whose last good snapshot is older than its schedule's interval plus LEVQOR_OVERDUE_GRACE",
+		},
+		{
+			Name:        JobBackupReapStaleRuns,
+			Spec:        "0 */5 * * * *",
+			TimeZone:    "UTC",
+			Description: "fail the runs still marked running with no sign of life for LEVQOR_RUN_REAP_AFTER (their worker stopped): each raises backup.run_failed, and the customer is told",
 		},
 		{
 			Name:        JobSupportSLACheck,

@@ -367,3 +367,40 @@ func (s *Store) LastGoodSnapshot(ctx context.Context, sourceID string) (*Snapsho
 	return getSnapshot(ctx, s.db, s.rebind(`SELECT `+snapshotColumns+` FROM backup_snapshots
 WHERE source_id = ? AND state = 'active' AND integrity <> 'corrupt' ORDER BY taken_at DESC, id LIMIT 1`), sourceID)
 }
+
+// lastSignOfLife is a run's latest proof that a worker was on it: its
+// heartbeat, else its start, else its creation.
+const lastSignOfLife = `COALESCE(heartbeat_at, started_at, created_at)`
+
+// StaleRuns returns, oldest first, up to limit runs still marked running
+// whose last sign of life is before before: the worker running them
+// stopped.
+func (s *Store) StaleRuns(ctx context.Context, before time.Time, limit int) ([]BackupRun, error) {
+	var rows []runRow
+	q := `SELECT ` + runColumns + ` FROM backup_runs WHERE state = ? AND ` + lastSignOfLife + ` < ? ORDER BY ` + lastSignOfLife + `, id LIMIT ?`
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(q), RunRunning, ts(before), limit); err != nil {
+		return nil, fmt.Errorf("store: listing stale runs: %w", err)
+	}
+	out := make([]BackupRun, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, r.run())
+	}
+	return out, nil
+}
+
+// ReapRun marks run id failed with reason within tx if it is still
+// running and its last sign of life is still before before (a worker that
+// took it up again since has beaten), and reports whether it did.
+func (tx *Tx) ReapRun(ctx context.Context, id, reason string, before, at time.Time) (bool, error) {
+	now := ts(orNow(at))
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE backup_runs SET state = ?, error = ?, finished_at = ?, updated_at = ?
+WHERE id = ? AND state = ? AND `+lastSignOfLife+` < ?`), RunFailed, reason, now, now, id, RunRunning, ts(before))
+	if err != nil {
+		return false, fmt.Errorf("store: reaping run %s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: reaping run %s: %w", id, err)
+	}
+	return n == 1, nil
+}
