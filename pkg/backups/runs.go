@@ -217,6 +217,9 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 			StoredBytes: res.size, SHA256: res.sum}); err != nil {
 			return command.Outcome{}, err
 		}
+		if err := w.warnQuota(ctx, tx, run, quota, snap.SizeBytes, ent.Tier); err != nil {
+			return command.Outcome{}, err
+		}
 		if err := audit(ctx, tx, e, src.ID, snap.ID, AuditSnapshotRecorded, nil, []string{"a " + p.Trigger + " run backed the source up"}, map[string]any{
 			"run_id": run.ID, "taken_at": snap.TakenAt, "size_bytes": snap.SizeBytes, "sha256": snap.SHA256, "blob_key": snap.BlobKey,
 			"source_bytes": res.manifest.SourceBytes,
@@ -229,6 +232,34 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 		}
 		return command.Outcome{Status: http.StatusCreated, Result: view}, nil
 	}, nil
+}
+
+// warnQuota raises backup.quota_warn, within the tx that records run's
+// snapshot of added bytes, when the snapshot takes the account's stored
+// bytes past one of events.QuotaWarnLevels of quota: the highest one
+// crossed, once per crossing.
+func (w *Worker) warnQuota(ctx context.Context, tx *store.Tx, run store.BackupRun, quota, added int64, tier string) error {
+	if quota <= 0 {
+		return nil
+	}
+	after, err := tx.AccountStoredBytes(ctx, run.AccountID)
+	if err != nil {
+		return err
+	}
+	before := after - added
+	for _, level := range events.QuotaWarnLevels {
+		mark := quota * int64(level) / 100
+		if before >= mark || after < mark {
+			continue
+		}
+		reason := fmt.Sprintf("the account stores %s of its %s (%s tier): more than %d%% of its storage quota", humanBytes(after), humanBytes(quota), tierOr(tier), level)
+		return w.raise(ctx, tx, events.BackupQuotaWarn{
+			AccountID: run.AccountID, SourceID: run.SourceID, RunID: run.ID, Level: level,
+			Incident: fmt.Sprintf("quota_warn:%d:%s", level, run.ID), QuotaBytes: quota, UsedBytes: after, Tier: tier,
+			Reason: reason, At: time.Now().UTC(),
+		}, "run-"+run.ID)
+	}
+	return nil
 }
 
 // runOutcome answers with the run as it is.

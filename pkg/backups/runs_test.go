@@ -767,3 +767,32 @@ func withPassword(t *testing.T, dsn, pw string) string {
 	u.User = url.UserPassword(u.User.Username(), pw)
 	return u.String()
 }
+
+func TestARunPastEightyPercentOfTheQuotaWarnsOnce(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	r := startRunner(t, st, nil)
+	data := filepath.Join(r.root, "data")
+	tree(t, data)
+	src := r.directorySource(t, "files", data)
+	// An agent's snapshot fills the 1 GB quota to 10 bytes short of 80%.
+	other := r.source(t, nil)
+	require.NoError(t, st.InTx(t.Context(), func(tx *store.Tx) error {
+		_, err := tx.InsertSnapshot(t.Context(), store.Snapshot{ID: "snap_" + strings.Repeat("b", 26), AccountID: r.acc, SourceID: other,
+			TakenAt: time.Now(), SizeBytes: backups.GB*80/100 - 10, SHA256: "ab", BlobKey: r.acc + "/y", RecordedBy: "key_agent"})
+		return err
+	}))
+
+	run, c := r.backup(t, src)
+	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	warned := r.events(t, events.NameBackupQuotaWarn)
+	require.Len(t, warned, 1)
+	require.EqualValues(t, 80, warned[0]["level"])
+	require.Equal(t, run.ID, warned[0]["run_id"])
+	require.Equal(t, "quota_warn:80:"+run.ID, warned[0]["incident"])
+	require.Contains(t, warned[0]["reason"], "more than 80% of its storage quota")
+
+	_, c = r.backup(t, src)
+	require.Equal(t, store.CommandSucceeded, c.Status)
+	require.Len(t, r.events(t, events.NameBackupQuotaWarn), 1, "past 80% already: no second warning")
+}

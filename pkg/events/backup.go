@@ -24,7 +24,38 @@ const (
 	// raises it, at once, so nobody learns of a failure only when the
 	// source goes overdue.
 	NameBackupRunFailed Name = "backup.run_failed"
+	// NameBackupQuotaWarn: a run took an account's stored bytes past 80%
+	// or 95% of its storage quota.
+	NameBackupQuotaWarn Name = "backup.quota_warn"
 )
+
+// QuotaWarnLevels are the shares of the storage quota, in percent, whose
+// crossing raises backup.quota_warn, highest first.
+var QuotaWarnLevels = []int{95, 80}
+
+// BackupQuotaWarn is the payload of backup.quota_warn.
+type BackupQuotaWarn struct {
+	AccountID string `json:"account_id"`
+	SourceID  string `json:"source_id"`
+	RunID     string `json:"run_id"`
+	// Level is the share crossed, 80 or 95 (percent).
+	Level int `json:"level"`
+	// Incident is "quota_warn:<level>:<run id>".
+	Incident   string `json:"incident"`
+	QuotaBytes int64  `json:"quota_bytes"`
+	UsedBytes  int64  `json:"used_bytes"`
+	// Tier is the account's tier, "" when it has none.
+	Tier string `json:"tier"`
+	// Reason says what happened, in words.
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// EventName is NameBackupQuotaWarn.
+func (BackupQuotaWarn) EventName() Name { return NameBackupQuotaWarn }
+
+// EventAccount is the source's account.
+func (e BackupQuotaWarn) EventAccount() string { return e.AccountID }
 
 // BackupRunFailed is the payload of backup.run_failed.
 type BackupRunFailed struct {

@@ -48,6 +48,7 @@ var all = []Event{
 	BackupOverdue{},
 	SweepBlocked{},
 	BackupRunFailed{},
+	BackupQuotaWarn{},
 	TicketOpened{},
 	TicketUpdated{},
 	TicketReopened{},

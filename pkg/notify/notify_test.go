@@ -87,6 +87,8 @@ func samples(acc, src string) map[events.Name]events.Event {
 			Incident: "corrupt:snap_1", Reason: "SHA-256 mismatch", TakenAt: at, At: at},
 		events.NameBackupQuotaExceeded: events.BackupQuotaExceeded{AccountID: acc, SourceID: src, RunID: "run_2",
 			Incident: "quota:run_2", Reason: "100 GB quota reached", At: at},
+		events.NameBackupQuotaWarn: events.BackupQuotaWarn{AccountID: acc, SourceID: src, RunID: "run_3", Level: 80,
+			Incident: "quota_warn:80:run_3", Reason: "the account stores 81 GB of its 100 GB", At: at},
 		events.NamePaymentFailed:    events.PaymentFailed{Invoice: invoice, GraceUntil: &grace},
 		events.NameAccountSuspended: events.AccountSuspended{Billing: billing, InvoiceID: "in_1", PastDueSince: at, GraceUntil: grace},
 		events.NamePaymentRecovered: events.PaymentRecovered{Invoice: invoice, PreviousState: "past_due"},

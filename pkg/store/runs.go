@@ -259,10 +259,11 @@ var storedStates = []any{SnapshotActive, SnapshotTrash, SnapshotPurging}
 
 // AccountStoredBytes returns the bytes of the account's snapshots whose
 // blobs are kept (active, in the trash, or being purged): what counts
-// against its storage quota.
-func (s *Store) AccountStoredBytes(ctx context.Context, accountID string) (int64, error) {
+// against its storage quota. Inside a transaction it counts the
+// transaction's own snapshots.
+func (q Querier) AccountStoredBytes(ctx context.Context, accountID string) (int64, error) {
 	var n int64
-	err := s.db.GetContext(ctx, &n, s.rebind(`SELECT COALESCE(SUM(size_bytes), 0) FROM backup_snapshots
+	err := q.db.GetContext(ctx, &n, q.rebind(`SELECT COALESCE(SUM(size_bytes), 0) FROM backup_snapshots
 WHERE account_id = ? AND state IN (?, ?, ?)`), append([]any{accountID}, storedStates...)...)
 	if err != nil {
 		return 0, fmt.Errorf("store: summing stored bytes of %s: %w", accountID, err)
