@@ -57,6 +57,17 @@ func printStatus(w io.Writer, rep *ops.Report) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\n", s.Name, s.Messages, bytesSize(s.Bytes), first, last, s.Consumers)
 	}
 	_ = tw.Flush()
+	if s := rep.Scheduler; s != nil {
+		every := time.Duration(s.EverySeconds * float64(time.Second))
+		switch s.State {
+		case ops.SchedulerWaiting:
+			fmt.Fprintf(w, "\nScheduler: no tick in the TICKS stream yet; the most frequent job runs every %s\n", every)
+		case ops.SchedulerSilent:
+			fmt.Fprintf(w, "\nScheduler: SILENT: last tick %s, while the most frequent job runs every %s: is the scheduler running?\n", ago(*s.LastTick), every)
+		default:
+			fmt.Fprintf(w, "\nScheduler: last tick %s; the most frequent job runs every %s\n", ago(*s.LastTick), every)
+		}
+	}
 
 	th := rep.Thresholds
 	fmt.Fprintf(w, "\nConsumers (lagging at %d behind; stuck after %s unacknowledged or %d failed deliveries)\n",

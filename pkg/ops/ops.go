@@ -87,6 +87,9 @@ type StripeAPI struct {
 type Settings struct {
 	Thresholds Thresholds
 	Stripe     StripeAPI
+	// TickEvery is how often a tick should arrive when the scheduler runs
+	// (scheduler.MostFrequent); zero leaves the scheduler unjudged.
+	TickEvery time.Duration
 }
 
 // ThresholdsFromEnv reads the thresholds with getenv (os.Getenv when nil),

@@ -39,6 +39,26 @@ type Report struct {
 	// Consumers lists every durable consumer, by stream in the order of
 	// Streams, then by name.
 	Consumers []ConsumerStatus `json:"consumers"`
+	// Scheduler says whether ticks arrive, when Settings.TickEvery is set.
+	Scheduler *SchedulerStatus `json:"scheduler,omitempty"`
+}
+
+// Scheduler states.
+const (
+	SchedulerTicking = "ticking"
+	SchedulerSilent  = "silent"
+	SchedulerWaiting = "waiting"
+)
+
+// SchedulerStatus judges the scheduler by the TICKS stream: silent when
+// its last tick is older than three periods of the most frequent job.
+type SchedulerStatus struct {
+	State string `json:"state"`
+	// LastTick is when the TICKS stream stored its last message; nil
+	// when it holds none (State waiting).
+	LastTick *time.Time `json:"last_tick,omitempty"`
+	// EverySeconds is the most frequent job's period.
+	EverySeconds float64 `json:"every_seconds"`
 }
 
 // StreamStatus describes one stream.
@@ -140,6 +160,18 @@ func (o *Ops) Status(ctx context.Context) (*Report, error) {
 			rep.Consumers = append(rep.Consumers, cs)
 		}
 		rep.Streams = append(rep.Streams, ss)
+	}
+	if every := o.set.TickEvery; every > 0 {
+		sch := &SchedulerStatus{State: SchedulerWaiting, EverySeconds: every.Seconds()}
+		for _, ss := range rep.Streams {
+			if ss.Name == o.topo.StreamName(bus.Ticks) && ss.LastTime != nil {
+				sch.LastTick, sch.State = ss.LastTime, SchedulerTicking
+				if now.Sub(*ss.LastTime) > 3*every {
+					sch.State = SchedulerSilent
+				}
+			}
+		}
+		rep.Scheduler = sch
 	}
 	// Streams were read in topology order; keep it, and sort by name
 	// within a stream.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -183,4 +184,30 @@ func TestParseTime(t *testing.T) {
 		_, err := ops.ParseTime(bad, now)
 		require.Error(t, err, bad)
 	}
+}
+
+func TestStatusSaysWhenTheSchedulerFallsSilent(t *testing.T) {
+	t.Parallel()
+	b := setup(t, storeSQLite(t), ops.Settings{TickEvery: time.Minute})
+	ctx := t.Context()
+	rep, err := b.ops.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, &ops.SchedulerStatus{State: ops.SchedulerWaiting, EverySeconds: 60}, rep.Scheduler, "no tick yet")
+
+	_, err = b.pub.Publish(ctx, b.nats.Topo.Subject(bus.Ticks, "housekeeping.watch"), "housekeeping.watch@1", nil, []byte(`{}`))
+	require.NoError(t, err)
+	rep, err = b.ops.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, ops.SchedulerTicking, rep.Scheduler.State)
+	require.NotNil(t, rep.Scheduler.LastTick)
+
+	b.clock.Store(int64(3*time.Minute + time.Second))
+	rep, err = b.ops.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, ops.SchedulerSilent, rep.Scheduler.State, "three periods without a tick")
+
+	plain := setup(t, storeSQLite(t), ops.Settings{})
+	rep, err = plain.ops.Status(ctx)
+	require.NoError(t, err)
+	require.Nil(t, rep.Scheduler, "not judged without a period")
 }

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // The jobs of the catalog. Each name is also its tick's subject under
@@ -191,4 +192,34 @@ func names(jobs []Job) []string {
 		out[i] = j.Name
 	}
 	return out
+}
+
+// MostFrequent returns how often a tick should arrive when the scheduler
+// runs: over the next ten slots of each enabled job, the longest gap
+// between two of them, and of those the shortest. ok is false when no job
+// is enabled.
+func MostFrequent(jobs []Job, now time.Time) (every time.Duration, ok bool) {
+	for _, j := range jobs {
+		if j.Disabled {
+			continue
+		}
+		s, err := j.Schedule()
+		if err != nil {
+			continue
+		}
+		var gap time.Duration
+		prev := s.Next(now)
+		for i := 0; i < 10 && !prev.IsZero(); i++ {
+			next := s.Next(prev)
+			if next.IsZero() {
+				break
+			}
+			gap = max(gap, next.Sub(prev))
+			prev = next
+		}
+		if gap > 0 && (!ok || gap < every) {
+			every, ok = gap, true
+		}
+	}
+	return every, ok
 }

@@ -193,11 +193,12 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	if err := env.EnsureTopology(ctx); err != nil {
 		return err
 	}
-	ingestSrv, err := env.Ingest(cfg.AdminToken)
+	router, err := env.Router([]string{"all"})
 	if err != nil {
 		return err
 	}
-	router, err := env.Router([]string{"all"})
+	// After the router, so that ingest's /readyz includes the tick watch.
+	ingestSrv, err := env.Ingest(cfg.AdminToken)
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,9 @@ type Env struct {
 	catalog          *catalog.Catalog
 	rules            *triage.Rules
 	notifyRules      *notify.Rules
+	// ticks watches the scheduler from the tick consumers of the router
+	// Router built; nil when it runs none.
+	ticks *tickWatch
 }
 
 // Catalog returns the product catalog of LEVQOR_CATALOG (the shipped
@@ -122,6 +125,9 @@ func (e *Env) Checks() []telemetry.Check {
 	}}}
 	if e.Store != nil {
 		checks = append(checks, telemetry.Check{Name: "database", Fn: e.Store.Ping})
+	}
+	if e.ticks != nil {
+		checks = append(checks, e.ticks.check())
 	}
 	return checks
 }
@@ -262,6 +268,9 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 			}
 			w.Register(r)
 		}
+	}
+	if err := e.watchTicks(r); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

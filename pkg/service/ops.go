@@ -1,7 +1,10 @@
 package service
 
 import (
+	"time"
+
 	"github.com/levqor/levqor/pkg/ops"
+	"github.com/levqor/levqor/pkg/scheduler"
 )
 
 // Ops returns the operator tools (package ops) over the process's
@@ -9,6 +12,11 @@ import (
 // configured STRIPE_API_KEY and STRIPE_API_BASE. It builds no worker: a
 // window replay publishes to the workers' subjects.
 func (e *Env) Ops(th ops.Thresholds) (*ops.Ops, error) {
+	jobs, _, err := scheduler.Override(scheduler.Catalog(), e.Cfg.Schedule)
+	if err != nil {
+		return nil, err
+	}
+	every, _ := scheduler.MostFrequent(jobs, time.Now())
 	return ops.New(ops.Config{
 		JS:       e.JS,
 		Topology: e.Cfg.Topology,
@@ -17,6 +25,7 @@ func (e *Env) Ops(th ops.Thresholds) (*ops.Ops, error) {
 		Settings: ops.Settings{
 			Thresholds: th,
 			Stripe:     ops.StripeAPI{BaseURL: e.Cfg.StripeAPIBase, SecretKey: e.Cfg.StripeAPIKey},
+			TickEvery:  every,
 		},
 	})
 }

@@ -52,6 +52,11 @@ func NewRegistry() *prometheus.Registry {
 type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
+	// Degrades marks a condition the process can work without: failing,
+	// it reports the process degraded on /readyz (still 200, so nothing
+	// restarts it for another component's fault) and as 0 in
+	// levqor_check_up, for alerts.
+	Degrades bool
 }
 
 // CheckTimeout bounds one readiness check, for /readyz and for the
@@ -86,7 +91,8 @@ func (c *checksCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Mount adds GET /healthz (the process is alive), /readyz (every check
-// passes) and /metrics to mux. When reg is also a Registerer, the checks
+// passes, or only degrading ones fail: "degraded": true) and /metrics to
+// mux. When reg is also a Registerer, the checks
 // are exported as levqor_check_up (registered once per registry).
 func Mount(mux *http.ServeMux, reg prometheus.Gatherer, checks ...Check) {
 	if r, ok := reg.(prometheus.Registerer); ok && len(checks) > 0 {
@@ -102,16 +108,26 @@ func Mount(mux *http.ServeMux, reg prometheus.Gatherer, checks ...Check) {
 		ctx, cancel := context.WithTimeout(r.Context(), CheckTimeout)
 		defer cancel()
 		status := http.StatusOK
+		degraded := false
 		res := map[string]string{}
 		for _, c := range checks {
-			if err := c.Fn(ctx); err != nil {
+			err := c.Fn(ctx)
+			switch {
+			case err == nil:
+				res[c.Name] = "ok"
+			case c.Degrades:
+				degraded = true
+				res[c.Name] = "degraded: " + err.Error()
+			default:
 				status = http.StatusServiceUnavailable
 				res[c.Name] = err.Error()
-			} else {
-				res[c.Name] = "ok"
 			}
 		}
-		httpjson.Write(w, status, map[string]any{"ready": status == http.StatusOK, "checks": res})
+		body := map[string]any{"ready": status == http.StatusOK, "checks": res}
+		if degraded {
+			body["degraded"] = true
+		}
+		httpjson.Write(w, status, body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 }

@@ -47,3 +47,34 @@ func TestReadinessChecksAreExportedAsMetrics(t *testing.T) {
 	_, metrics = get("/metrics")
 	require.Contains(t, metrics, `levqor_check_up{check="database"} 1`, "evaluated at scrape time")
 }
+
+func TestADegradingCheckKeepsTheProcessReady(t *testing.T) {
+	t.Parallel()
+	silent := true
+	reg := telemetry.NewRegistry()
+	mux := http.NewServeMux()
+	telemetry.Mount(mux, reg,
+		telemetry.Check{Name: "nats", Fn: func(context.Context) error { return nil }},
+		telemetry.Check{Name: "ticks", Degrades: true, Fn: func(context.Context) error {
+			if silent {
+				return errors.New("no tick for 4m0s")
+			}
+			return nil
+		}})
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		b, _ := io.ReadAll(rec.Body)
+		return rec.Code, string(b)
+	}
+	code, body := get("/readyz")
+	require.Equal(t, http.StatusOK, code, "nothing restarts a worker because the scheduler stopped")
+	require.JSONEq(t, `{"ready":true,"degraded":true,"checks":{"nats":"ok","ticks":"degraded: no tick for 4m0s"}}`, body)
+	_, metrics := get("/metrics")
+	require.Contains(t, metrics, `levqor_check_up{check="ticks"} 0`)
+
+	silent = false
+	code, body = get("/readyz")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"ready":true,"checks":{"nats":"ok","ticks":"ok"}}`, body)
+}
