@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -59,6 +60,7 @@ type Metrics struct {
 	unknownPrices prometheus.Counter
 	stale         *prometheus.CounterVec
 	unlinked      prometheus.Counter
+	mismatched    prometheus.Counter
 	suspended     prometheus.Counter
 	repairs       *prometheus.CounterVec
 	reconciles    *prometheus.CounterVec
@@ -72,13 +74,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		unknownPrices: prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_unknown_prices_total", Help: "Subscription items whose price is not in the catalog (entitlements left unchanged)."}),
 		stale:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_stale_events_total", Help: "Stripe events older than the state already held, ignored."}, []string{"type"}),
 		unlinked:      prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_unlinked_customer_events_total", Help: "Events for Stripe customers, or checkout sessions for accounts, that no Levqor account matches; recorded in the ledger only."}),
-		suspended:     prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_suspensions_total", Help: "Accounts suspended after their grace period."}),
-		repairs:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_reconcile_repairs_total", Help: "Drift repaired by reconciliation, by kind."}, []string{"kind"}),
-		reconciles:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_reconcile_runs_total", Help: "Scheduled reconciliations by result: ok, failed, or skipped for want of STRIPE_API_KEY."}, []string{"result"}),
-		sessions:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_sessions_created_total", Help: "Stripe sessions created for billing commands, by kind: checkout_subscription, checkout_payment, portal."}, []string{"kind"}),
+		mismatched: prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_customer_mismatches_total",
+			Help: "Checkout sessions naming an account billed through another Stripe customer; not applied, raised as billing.customer_mismatch."}),
+		suspended:  prometheus.NewCounter(prometheus.CounterOpts{Name: "levqor_billing_suspensions_total", Help: "Accounts suspended after their grace period."}),
+		repairs:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_reconcile_repairs_total", Help: "Drift repaired by reconciliation, by kind."}, []string{"kind"}),
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_reconcile_runs_total", Help: "Scheduled reconciliations by result: ok, failed, or skipped for want of STRIPE_API_KEY."}, []string{"result"}),
+		sessions:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "levqor_billing_sessions_created_total", Help: "Stripe sessions created for billing commands, by kind: checkout_subscription, checkout_payment, portal."}, []string{"kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.unknownPrices, m.stale, m.unlinked, m.suspended, m.repairs, m.reconciles, m.sessions)
+		reg.MustRegister(m.unknownPrices, m.stale, m.unlinked, m.mismatched, m.suspended, m.repairs, m.reconciles, m.sessions)
 	}
 	return m
 }
@@ -619,10 +623,15 @@ func (a *apply) checkout(ctx context.Context) error {
 		return err
 	}
 	if c := customerID(cs.Customer); c != "" && c != acc.StripeCustomerID {
-		if err := a.tx.SetAccountStripeCustomer(ctx, acc.ID, c, time.Time{}); err != nil {
-			return err
-		}
-		a.log.WithFields(logrus.Fields{"account_id": acc.ID, "customer": c}).Info("account linked to Stripe customer")
+		// Levqor creates its sessions for the account's own customer. A
+		// session for another customer (a payment link, a forged
+		// reference) must not take the account's billing over.
+		a.w.m().mismatched.Inc()
+		reason := fmt.Sprintf("Checkout session %s names account %s, billed through Stripe customer %s, but was paid by customer %s: the account was not relinked and the session's purchases were not recorded for it",
+			cs.ID, acc.ID, acc.StripeCustomerID, c)
+		a.log.WithFields(logrus.Fields{"account_id": acc.ID, "checkout_session": cs.ID, "customer": c}).Warn(reason)
+		return a.emit(ctx, events.CustomerMismatch{Billing: a.meta(acc.ID), CheckoutSessionID: cs.ID,
+			AccountCustomerID: acc.StripeCustomerID, SessionCustomerID: c, Incident: "customer_mismatch:" + cs.ID, Reason: reason})
 	}
 	if cs.Mode != stripe.CheckoutSessionModePayment {
 		return nil

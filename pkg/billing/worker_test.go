@@ -16,6 +16,7 @@ import (
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
@@ -295,22 +296,45 @@ func TestDuplicateDeliveryHasOneEffect(t *testing.T) {
 	require.Equal(t, 1, n)
 }
 
-func TestCheckoutLinksCustomerAndRecordsDFY(t *testing.T) {
+func TestCheckoutRecordsDFYForTheAccountsOwnCustomerOnly(t *testing.T) {
 	t.Parallel()
 	st := storetest.SQLite(t)
 	h := newHarness(t, st)
 	h.account("acc_co", "cus_original")
 	patch := []byte(`{"mode":"payment","metadata":{"levqor_products":"dfy_onboarding:1,dfy_recovery_drill:2"}}`)
-	b, err := stripesim.NewEvent("checkout.session.completed", stripesim.EventOptions{ID: "evt_co", Customer: "cus_from_checkout", AccountRef: "acc_co", Data: patch})
+	b, err := stripesim.NewEvent("checkout.session.completed", stripesim.EventOptions{ID: "evt_co", Customer: "cus_original", AccountRef: "acc_co", Data: patch})
 	require.NoError(t, err)
 	h.must(b)
-	require.Equal(t, "cus_from_checkout", h.get("acc_co").StripeCustomerID)
 	ps, err := st.DFYPurchases(context.Background(), "acc_co")
 	require.NoError(t, err)
 	require.Len(t, ps, 2)
 	h.must(b) // duplicate delivery
 	ps, _ = st.DFYPurchases(context.Background(), "acc_co")
 	require.Len(t, ps, 2)
+
+	// A signed session naming the account but paid by another customer (a
+	// payment link, or someone who knows the account id): the account keeps
+	// its customer, nothing is recorded for it, and operators are told.
+	other, err := stripesim.NewEvent("checkout.session.completed", stripesim.EventOptions{ID: "evt_co_other", Customer: "cus_intruder", AccountRef: "acc_co", Data: patch})
+	require.NoError(t, err)
+	h.must(other)
+	require.Equal(t, "cus_original", h.get("acc_co").StripeCustomerID, "a webhook never replaces an account's customer")
+	ps, _ = st.DFYPurchases(context.Background(), "acc_co")
+	require.Len(t, ps, 2, "the other customer's purchases are not the account's")
+	rows, err := st.UnpublishedOutbox(context.Background(), 100)
+	require.NoError(t, err)
+	var mismatches []events.CustomerMismatch
+	for _, r := range rows {
+		if r.Subject == "levqor.event.billing.customer_mismatch" {
+			var ev events.CustomerMismatch
+			require.NoError(t, json.Unmarshal(r.Payload, &ev))
+			mismatches = append(mismatches, ev)
+		}
+	}
+	require.Len(t, mismatches, 1)
+	require.Equal(t, "acc_co", mismatches[0].AccountID)
+	require.Equal(t, [2]string{"cus_original", "cus_intruder"}, [2]string{mismatches[0].AccountCustomerID, mismatches[0].SessionCustomerID})
+	require.Contains(t, mismatches[0].Reason, "was not relinked")
 
 	// A session for no Levqor account (a payment link, another
 	// environment): recorded in the ledger, not dead-lettered, and no
@@ -322,7 +346,7 @@ func TestCheckoutLinksCustomerAndRecordsDFY(t *testing.T) {
 	require.NoError(t, err, "in the ledger")
 	_, err = st.GetAccount(context.Background(), "acc_nobody")
 	require.ErrorIs(t, err, store.ErrNotFound)
-	require.Equal(t, "cus_from_checkout", h.get("acc_co").StripeCustomerID, "no other account changed")
+	require.Equal(t, "cus_original", h.get("acc_co").StripeCustomerID, "no other account changed")
 }
 
 func TestRefundsAndDisputes(t *testing.T) {

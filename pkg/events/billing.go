@@ -32,6 +32,9 @@ const (
 	// NameUnknownPrice: a subscription has prices the catalog does not
 	// know; entitlements were left unchanged.
 	NameUnknownPrice Name = "billing.unknown_price"
+	// NameCustomerMismatch: a completed Checkout session names an account
+	// whose Stripe customer is another one; nothing was applied.
+	NameCustomerMismatch Name = "billing.customer_mismatch"
 )
 
 // Billing is what every billing event carries: the account, when the
@@ -201,3 +204,23 @@ type UnknownPrice struct {
 
 // EventName is NameUnknownPrice.
 func (UnknownPrice) EventName() Name { return NameUnknownPrice }
+
+// CustomerMismatch is the payload of billing.customer_mismatch: a signed
+// checkout.session.completed whose client_reference_id names an account
+// billed through another Stripe customer. Levqor neither relinks the
+// account (that would let anyone's Checkout session capture an account's
+// billing) nor records the session's purchases for it; an operator looks.
+type CustomerMismatch struct {
+	Billing
+	CheckoutSessionID string `json:"checkout_session_id"`
+	// AccountCustomerID is the account's Stripe customer, kept;
+	// SessionCustomerID the session's, not applied.
+	AccountCustomerID string `json:"account_customer_id"`
+	SessionCustomerID string `json:"session_customer_id"`
+	// Incident is "customer_mismatch:<session id>".
+	Incident string `json:"incident"`
+	Reason   string `json:"reason"`
+}
+
+// EventName is NameCustomerMismatch.
+func (CustomerMismatch) EventName() Name { return NameCustomerMismatch }

@@ -43,6 +43,7 @@ var all = []Event{
 	ChargeRefunded{},
 	DisputeOpened{},
 	UnknownPrice{},
+	CustomerMismatch{},
 	BackupQuotaExceeded{},
 	BackupCorrupt{},
 	BackupOverdue{},

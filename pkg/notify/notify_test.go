@@ -93,11 +93,13 @@ func samples(acc, src string) map[events.Name]events.Event {
 		events.NameAccountSuspended: events.AccountSuspended{Billing: billing, InvoiceID: "in_1", PastDueSince: at, GraceUntil: grace},
 		events.NamePaymentRecovered: events.PaymentRecovered{Invoice: invoice, PreviousState: "past_due"},
 		events.NameTrialWillEnd:     events.TrialWillEnd{Billing: billing, SubscriptionID: "sub_1", TrialEnd: &grace},
-		events.NameDFYPurchased:     events.DFYPurchased{Billing: billing, Package: "dfy_setup", Quantity: 1, CheckoutSessionID: "cs_1"},
-		events.NameSLAAtRisk:        events.SLAAtRisk{SLAEscalation: esc},
-		events.NameSLABreached:      events.SLABreached{SLAEscalation: esc},
-		events.NameConsumerStuck:    events.ConsumerStuck{Consumer: "billing-stripe", Stream: "STRIPE", Slot: at},
-		events.NameDLQGrowing:       events.DLQGrowing{Consumer: "billing-stripe", Stream: "STRIPE", DLQMessages: 4, Slot: at},
+		events.NameCustomerMismatch: events.CustomerMismatch{Billing: billing, CheckoutSessionID: "cs_2", AccountCustomerID: "cus_a",
+			SessionCustomerID: "cus_b", Incident: "customer_mismatch:cs_2", Reason: "Checkout session cs_2 names account acc_1 …"},
+		events.NameDFYPurchased:  events.DFYPurchased{Billing: billing, Package: "dfy_setup", Quantity: 1, CheckoutSessionID: "cs_1"},
+		events.NameSLAAtRisk:     events.SLAAtRisk{SLAEscalation: esc},
+		events.NameSLABreached:   events.SLABreached{SLAEscalation: esc},
+		events.NameConsumerStuck: events.ConsumerStuck{Consumer: "billing-stripe", Stream: "STRIPE", Slot: at},
+		events.NameDLQGrowing:    events.DLQGrowing{Consumer: "billing-stripe", Stream: "STRIPE", DLQMessages: 4, Slot: at},
 	}
 }
 

@@ -222,15 +222,6 @@ func (tx *Tx) SetAccountBilling(ctx context.Context, b AccountBilling) error {
 	return nil
 }
 
-// SetAccountStripeCustomer links an account to a Stripe customer.
-func (tx *Tx) SetAccountStripeCustomer(ctx context.Context, accountID, customerID string, at time.Time) error {
-	_, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE accounts SET stripe_customer_id = ?, updated_at = ? WHERE id = ?`), customerID, ts(orNow(at)), accountID)
-	if err != nil {
-		return fmt.Errorf("store: linking account %s to %s: %w", accountID, customerID, err)
-	}
-	return nil
-}
-
 // Invoice is a Stripe invoice as billing last saw it.
 type Invoice struct {
 	ID                 string      `json:"id"`
