@@ -132,6 +132,13 @@ func (s *Server) Guard(scope auth.Scope, next http.Handler) http.Handler {
 	return s.authz.Require(scope, s.rateLimit(next))
 }
 
+// IsOperator reports whether r carries an operator's key, without
+// answering anything: for routes that are public but tell operators more.
+func (s *Server) IsOperator(r *http.Request) bool {
+	p, err := s.authz.Authenticate(r.Context(), r.Header.Get("Authorization"))
+	return err == nil && p.Operator
+}
+
 // principal is the caller Guard admitted.
 func principal(r *http.Request) auth.Principal {
 	p, ok := auth.FromContext(r.Context())

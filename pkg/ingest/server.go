@@ -163,13 +163,17 @@ func New(cfg Config, pub *bus.Publisher, st *store.Store, log logrus.FieldLogger
 	}
 	tele := http.NewServeMux()
 	telemetry.Mount(tele, reg, checks...)
-	for _, p := range []string{"GET /healthz", "GET /readyz"} {
-		s.handle(p, tele)
+	s.handle("GET /healthz", tele)
+	// Readiness stays open for load balancers, but says what is down only
+	// to operators: the checks' errors describe the internals.
+	operator := func(*http.Request) bool { return false }
+	if s.api != nil {
+		operator = s.api.IsOperator
 	}
+	s.handle("GET /readyz", telemetry.ReadyHandler(checks, operator))
 	// Metrics name every route and count every account's traffic: on the
 	// public listener they are for operators (Prometheus sends the key as
-	// a bearer token). Liveness and readiness stay open for load
-	// balancers; they say only whether NATS and the database answer.
+	// a bearer token).
 	var metrics http.Handler = tele
 	if s.api != nil {
 		metrics = s.api.Guard(auth.OperatorOnly, tele)

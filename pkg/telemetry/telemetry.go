@@ -104,7 +104,18 @@ func Mount(mux *http.ServeMux, reg prometheus.Gatherer, checks ...Check) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /readyz", ReadyHandler(checks, nil))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+}
+
+// ReadyHandler answers readiness: 200 when every check passes or only
+// degrading ones fail, 503 otherwise. The body names each check's result
+// only for requests details approves (nil: all, as on the internal admin
+// listeners); others get {"ready": bool} alone, since the checks' errors
+// describe the internals (hosts, ports, what is down) and a public
+// listener's load balancer needs only the status.
+func ReadyHandler(checks []Check, details func(*http.Request) bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), CheckTimeout)
 		defer cancel()
 		status := http.StatusOK
@@ -123,13 +134,15 @@ func Mount(mux *http.ServeMux, reg prometheus.Gatherer, checks ...Check) {
 				res[c.Name] = err.Error()
 			}
 		}
-		body := map[string]any{"ready": status == http.StatusOK, "checks": res}
-		if degraded {
-			body["degraded"] = true
+		body := map[string]any{"ready": status == http.StatusOK}
+		if details == nil || details(r) {
+			body["checks"] = res
+			if degraded {
+				body["degraded"] = true
+			}
 		}
 		httpjson.Write(w, status, body)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 }
 
 // NewServer returns an http.Server with timeouts suitable for an API that
