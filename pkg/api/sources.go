@@ -574,6 +574,12 @@ func (s *Server) listAccount(w http.ResponseWriter, r *http.Request) (string, bo
 		return "", false
 	}
 	if !p.Operator {
+		if p.AccountID == "" {
+			// "" would mean every account: a key that names no account
+			// and is no operator's sees nothing rather than everything.
+			httpjson.Error(w, http.StatusForbidden, "forbidden", "this key belongs to no account", "")
+			return "", false
+		}
 		if id != "" && id != p.AccountID {
 			httpjson.Error(w, http.StatusNotFound, "not_found", "no account "+id, "account_id")
 			return "", false
