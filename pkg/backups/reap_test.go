@@ -57,16 +57,7 @@ func TestAbandonedRunsAreFailedAndTold(t *testing.T) {
 			require.Equal(t, store.RunRunning, r.State, id)
 		}
 
-		rows, err := st.UnpublishedOutbox(ctx, 100)
-		require.NoError(t, err)
-		var failed []events.BackupRunFailed
-		for _, row := range rows {
-			if row.Subject == "levqor.event."+string(events.NameBackupRunFailed) {
-				var ev events.BackupRunFailed
-				require.NoError(t, json.Unmarshal(row.Payload, &ev))
-				failed = append(failed, ev)
-			}
-		}
+		failed := outboxEvents[events.BackupRunFailed](t, st)
 		require.Len(t, failed, 1)
 		require.Equal(t, "run_dead", failed[0].RunID)
 		require.Equal(t, "run_failed:run_dead", failed[0].Incident, "the incident every failure of the run shares: told once")

@@ -496,16 +496,7 @@ func TestAFailingBlobStoreLeavesNoSnapshotAndNoBlob(t *testing.T) {
 
 	// Every failed attempt is announced at once, not only when the source
 	// goes overdue.
-	rows, err := st.UnpublishedOutbox(t.Context(), 100)
-	require.NoError(t, err)
-	var failed []events.BackupRunFailed
-	for _, row := range rows {
-		if row.Subject == "levqor.event."+string(events.NameBackupRunFailed) {
-			var ev events.BackupRunFailed
-			require.NoError(t, json.Unmarshal(row.Payload, &ev))
-			failed = append(failed, ev)
-		}
-	}
+	failed := outboxEvents[events.BackupRunFailed](t, st)
 	require.Len(t, failed, 3, "one event per failed attempt")
 	require.Equal(t, got.ID, failed[2].RunID)
 	require.Equal(t, src, failed[2].SourceID)
@@ -528,12 +519,7 @@ func TestQuotaExceededFailsTheRunWithAnEvent(t *testing.T) {
 	tree(t, data)
 	src := r.directorySource(t, "files", data)
 	// An agent's snapshot already fills the 1 GB quota but for 10 kB.
-	other := r.source(t, nil)
-	require.NoError(t, st.InTx(t.Context(), func(tx *store.Tx) error {
-		_, err := tx.InsertSnapshot(t.Context(), store.Snapshot{ID: "snap_" + strings.Repeat("a", 26), AccountID: r.acc, SourceID: other,
-			TakenAt: time.Now(), SizeBytes: backups.GB - 10_000, SHA256: "ab", BlobKey: r.acc + "/x", RecordedBy: "key_agent"})
-		return err
-	}))
+	r.storing(t, backups.GB-10_000)
 
 	_, c := r.backup(t, src)
 	e := failed(t, c, http.StatusUnprocessableEntity, "")
@@ -776,12 +762,7 @@ func TestARunPastEightyPercentOfTheQuotaWarnsOnce(t *testing.T) {
 	tree(t, data)
 	src := r.directorySource(t, "files", data)
 	// An agent's snapshot fills the 1 GB quota to 10 bytes short of 80%.
-	other := r.source(t, nil)
-	require.NoError(t, st.InTx(t.Context(), func(tx *store.Tx) error {
-		_, err := tx.InsertSnapshot(t.Context(), store.Snapshot{ID: "snap_" + strings.Repeat("b", 26), AccountID: r.acc, SourceID: other,
-			TakenAt: time.Now(), SizeBytes: backups.GB*80/100 - 10, SHA256: "ab", BlobKey: r.acc + "/y", RecordedBy: "key_agent"})
-		return err
-	}))
+	r.storing(t, backups.GB*80/100-10)
 
 	run, c := r.backup(t, src)
 	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
@@ -795,4 +776,36 @@ func TestARunPastEightyPercentOfTheQuotaWarnsOnce(t *testing.T) {
 	_, c = r.backup(t, src)
 	require.Equal(t, store.CommandSucceeded, c.Status)
 	require.Len(t, r.events(t, events.NameBackupQuotaWarn), 1, "past 80% already: no second warning")
+}
+
+// storing records an agent's snapshot of size bytes in another source of
+// the account: stored bytes that count against its quota.
+func (r *runner) storing(t *testing.T, size int64) {
+	t.Helper()
+	other := r.source(t, nil)
+	id, err := command.NewID(backups.SnapshotIDPrefix)
+	require.NoError(t, err)
+	require.NoError(t, r.st.InTx(t.Context(), func(tx *store.Tx) error {
+		_, err := tx.InsertSnapshot(t.Context(), store.Snapshot{ID: id, AccountID: r.acc, SourceID: other,
+			TakenAt: time.Now(), SizeBytes: size, SHA256: "ab", BlobKey: r.acc + "/" + id, RecordedBy: "key_agent"})
+		return err
+	}))
+}
+
+// outboxEvents decodes the unpublished outbox rows of event E, oldest
+// first.
+func outboxEvents[E events.Event](t *testing.T, st *store.Store) []E {
+	t.Helper()
+	rows, err := st.UnpublishedOutbox(t.Context(), 1000)
+	require.NoError(t, err)
+	var zero E
+	var out []E
+	for _, row := range rows {
+		if row.Subject == "levqor.event."+string(zero.EventName()) {
+			var ev E
+			require.NoError(t, json.Unmarshal(row.Payload, &ev))
+			out = append(out, ev)
+		}
+	}
+	return out
 }
