@@ -71,7 +71,12 @@ var shapes = map[events.Name]shape{
 	"billing.unknown_price": {events.UnknownPrice{},
 		append([]string{"subscription_id", "prices"}, billingKeys...),
 		[]string{"stripe_event_id"}},
+	"billing.customer_mismatch": {events.CustomerMismatch{},
+		append([]string{"checkout_session_id", "account_customer_id", "session_customer_id", "incident", "reason"}, billingKeys...),
+		[]string{"stripe_event_id"}},
 
+	"backup.quota_warn": {events.BackupQuotaWarn{},
+		[]string{"account_id", "source_id", "run_id", "level", "incident", "quota_bytes", "used_bytes", "tier", "reason", "at"}, nil},
 	"backup.quota_exceeded": {events.BackupQuotaExceeded{},
 		[]string{"account_id", "source_id", "run_id", "incident", "reason", "quota_bytes", "used_bytes", "tier", "at"}, nil},
 	"backup.corrupt": {events.BackupCorrupt{},
