@@ -54,7 +54,8 @@ type fetchedKey struct{}
 //   - customer.subscription.updated for a subscription billing does not
 //     hold (and no earlier event of the batch creates): the event shows only
 //     what changed lately, so the whole subscription is fetched;
-//   - a payment-mode checkout.session.completed without the
+//   - a paid payment-mode checkout.session.completed (or
+//     async_payment_succeeded) without the
 //     levqor_products metadata Levqor puts on its own sessions: its line
 //     items are listed.
 //
@@ -73,9 +74,10 @@ func (w *Worker) prefetch(ctx context.Context, msgs []*bus.Message) context.Cont
 			Type string `json:"type"`
 			Data struct {
 				Object struct {
-					ID       string            `json:"id"`
-					Mode     string            `json:"mode"`
-					Metadata map[string]string `json:"metadata"`
+					ID            string            `json:"id"`
+					Mode          string            `json:"mode"`
+					PaymentStatus string            `json:"payment_status"`
+					Metadata      map[string]string `json:"metadata"`
 				} `json:"object"`
 			} `json:"data"`
 		}
@@ -90,8 +92,9 @@ func (w *Worker) prefetch(ctx context.Context, msgs []*bus.Message) context.Cont
 			if !created[obj.ID] {
 				updated = append(updated, obj.ID)
 			}
-		case "checkout.session.completed":
-			if obj.Mode == string(stripe.CheckoutSessionModePayment) && obj.Metadata["levqor_products"] == "" {
+		case "checkout.session.completed", "checkout.session.async_payment_succeeded":
+			if obj.Mode == string(stripe.CheckoutSessionModePayment) && obj.PaymentStatus == string(stripe.CheckoutSessionPaymentStatusPaid) &&
+				obj.Metadata["levqor_products"] == "" {
 				if _, done := f.lineItems[obj.ID]; !done {
 					products, err := w.listLineItems(ctx, obj.ID)
 					f.lineItems[obj.ID] = fetchedLineItems{products: products, err: err}

@@ -152,7 +152,11 @@ func (w *Worker) HandleStripe(ctx context.Context, tx *store.Tx, m *bus.Message)
 		return a.trialWillEnd(ctx)
 	case "invoice.paid", "invoice.payment_failed", "invoice.payment_action_required":
 		return a.invoice(ctx)
-	case "checkout.session.completed":
+	case "checkout.session.completed", "checkout.session.async_payment_succeeded":
+		// A session paid by a delayed method (a bank debit) completes
+		// unpaid; its purchases count once async_payment_succeeded says
+		// the money arrived. async_payment_failed changes nothing: the
+		// ledger has it.
 		return a.checkout(ctx)
 	case "charge.refunded":
 		return a.refund(ctx)
@@ -634,6 +638,11 @@ func (a *apply) checkout(ctx context.Context) error {
 			AccountCustomerID: acc.StripeCustomerID, SessionCustomerID: c, Incident: "customer_mismatch:" + cs.ID, Reason: reason})
 	}
 	if cs.Mode != stripe.CheckoutSessionModePayment {
+		return nil
+	}
+	if cs.PaymentStatus != stripe.CheckoutSessionPaymentStatusPaid {
+		a.log.WithFields(logrus.Fields{"account_id": acc.ID, "checkout_session": cs.ID, "payment_status": cs.PaymentStatus}).
+			Info("checkout session not paid yet; its purchases count once Stripe reports the payment (checkout.session.async_payment_succeeded)")
 		return nil
 	}
 	products, err := a.w.checkoutProducts(ctx, &cs)

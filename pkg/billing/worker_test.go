@@ -312,6 +312,27 @@ func TestCheckoutRecordsDFYForTheAccountsOwnCustomerOnly(t *testing.T) {
 	ps, _ = st.DFYPurchases(context.Background(), "acc_co")
 	require.Len(t, ps, 2)
 
+	// Paid by a bank debit: the session completes unpaid and counts only
+	// once Stripe says the money arrived; a failed debit records nothing.
+	unpaid := []byte(`{"mode":"payment","payment_status":"unpaid","metadata":{"levqor_products":"dfy_onboarding:1"}}`)
+	later, err := stripesim.NewEvent("checkout.session.completed", stripesim.EventOptions{ID: "evt_co_debit", Customer: "cus_original", AccountRef: "acc_co", ObjectID: "cs_debit", Data: unpaid})
+	require.NoError(t, err)
+	h.must(later)
+	ps, _ = st.DFYPurchases(context.Background(), "acc_co")
+	require.Len(t, ps, 2, "not paid yet")
+	bounced, err := stripesim.NewEvent("checkout.session.async_payment_failed", stripesim.EventOptions{ID: "evt_co_debit_failed", Customer: "cus_original", AccountRef: "acc_co", ObjectID: "cs_bounced", Data: unpaid})
+	require.NoError(t, err)
+	h.must(bounced)
+	ps, _ = st.DFYPurchases(context.Background(), "acc_co")
+	require.Len(t, ps, 2, "a failed debit buys nothing")
+	paid, err := stripesim.NewEvent("checkout.session.async_payment_succeeded", stripesim.EventOptions{ID: "evt_co_debit_paid", Customer: "cus_original", AccountRef: "acc_co", ObjectID: "cs_debit",
+		Data: []byte(`{"mode":"payment","payment_status":"paid","metadata":{"levqor_products":"dfy_onboarding:1"}}`)})
+	require.NoError(t, err)
+	h.must(paid)
+	h.must(paid)
+	ps, _ = st.DFYPurchases(context.Background(), "acc_co")
+	require.Len(t, ps, 3, "paid: the purchase counts, once")
+
 	// A signed session naming the account but paid by another customer (a
 	// payment link, or someone who knows the account id): the account keeps
 	// its customer, nothing is recorded for it, and operators are told.
@@ -320,7 +341,7 @@ func TestCheckoutRecordsDFYForTheAccountsOwnCustomerOnly(t *testing.T) {
 	h.must(other)
 	require.Equal(t, "cus_original", h.get("acc_co").StripeCustomerID, "a webhook never replaces an account's customer")
 	ps, _ = st.DFYPurchases(context.Background(), "acc_co")
-	require.Len(t, ps, 2, "the other customer's purchases are not the account's")
+	require.Len(t, ps, 3, "the other customer's purchases are not the account's")
 	rows, err := st.UnpublishedOutbox(context.Background(), 100)
 	require.NoError(t, err)
 	var mismatches []events.CustomerMismatch
