@@ -24,6 +24,7 @@ import (
 	"github.com/levqor/levqor/pkg/ingest"
 	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/scheduler"
+	"github.com/levqor/levqor/pkg/support"
 	"github.com/levqor/levqor/pkg/support/triage"
 )
 
@@ -152,6 +153,9 @@ type Config struct {
 	// routing and SLA targets (LEVQOR_SUPPORT_RULES); "" uses the rules
 	// shipped with Levqor (docs/support.md).
 	SupportRules string
+	// SupportAutoCloseAfter is how long a resolved ticket waits for a reply
+	// before support.autoclose closes it (LEVQOR_SUPPORT_AUTOCLOSE_AFTER).
+	SupportAutoCloseAfter time.Duration
 	// NotifyRules is the notify rules file, YAML or JSON: who hears about
 	// which event (LEVQOR_NOTIFY_RULES); "" uses the rules shipped with
 	// Levqor (docs/notifications.md).
@@ -336,41 +340,42 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			Prefix:   p.str("LEVQOR_SUBJECT_PREFIX", bus.PrefixDefault),
 			Replicas: p.integer("LEVQOR_STREAM_REPLICAS", bus.ReplicasDefault),
 		}.WithDefaults(),
-		Workers:          p.list("LEVQOR_WORKERS", WorkersDefault),
-		Concurrency:      p.integer("LEVQOR_WORKER_CONCURRENCY", bus.ConcurrencyDefault),
-		MaxDeliver:       p.integer("LEVQOR_MAX_DELIVER", bus.MaxDeliverDefault),
-		AckWait:          p.duration("LEVQOR_ACK_WAIT", bus.AckWaitDefault),
-		BatchSize:        p.integer("LEVQOR_BATCH_SIZE", bus.BatchSizeDefault),
-		BatchWait:        p.duration("LEVQOR_BATCH_WAIT", bus.BatchWaitDefault),
-		WebhookSecrets:   p.list("STRIPE_WEBHOOK_SECRET", ""),
-		WebhookTolerance: p.duration("LEVQOR_WEBHOOK_TOLERANCE", ingest.ToleranceDefault),
-		AdminToken:       p.str("LEVQOR_ADMIN_TOKEN", ""),
-		MaxBodyBytes:     int64(p.integer("LEVQOR_MAX_BODY_BYTES", ingest.MaxBodyBytesDefault)),
-		APIRate:          p.float("LEVQOR_API_RATE", api.RateDefault),
-		APIBurst:         p.integer("LEVQOR_API_BURST", api.BurstDefault),
-		APIMaxBodyBytes:  int64(p.integer("LEVQOR_API_MAX_BODY_BYTES", api.MaxBodyBytesDefault)),
-		StripeAPIKey:     p.str("STRIPE_API_KEY", ""),
-		StripeAPIBase:    p.str("STRIPE_API_BASE", ""),
-		LogFormat:        p.str("LEVQOR_LOG_FORMAT", LogFormatDefault),
-		LogLevel:         p.str("LEVQOR_LOG_LEVEL", LogLevelDefault),
-		ShutdownTimeout:  p.duration("LEVQOR_SHUTDOWN_TIMEOUT", ShutdownTimeoutDefault),
-		Schedule:         p.str("LEVQOR_SCHEDULE", ""),
-		CatchUpWindow:    p.duration("LEVQOR_CATCHUP_WINDOW", scheduler.CatchUpWindowDefault),
-		BlobDir:          p.str("LEVQOR_BLOB_DIR", ""),
-		SweepMaxShare:    p.float("LEVQOR_SWEEP_MAX_SHARE", backups.MaxShareDefault),
-		TrashGrace:       p.duration("LEVQOR_TRASH_GRACE", backups.TrashGraceDefault),
-		Catalog:          p.str("LEVQOR_CATALOG", ""),
-		DunningGrace:     p.duration("LEVQOR_DUNNING_GRACE", billing.GraceDefault),
-		SupportRules:     p.str(triage.EnvVar, ""),
-		NotifyRules:      p.str("LEVQOR_NOTIFY_RULES", ""),
-		PublicURL:        p.str("LEVQOR_PUBLIC_URL", ""),
-		MailDir:          p.str("LEVQOR_MAIL_DIR", ""),
-		BackupPaths:      p.list("LEVQOR_BACKUP_PATHS", ""),
-		BackupMaxRuns:    p.integer("LEVQOR_BACKUP_MAX_RUNS", backups.MaxRunsDefault),
-		BackupTimeout:    p.duration("LEVQOR_BACKUP_TIMEOUT", backups.RunTimeoutDefault),
-		VerifySample:     p.integer("LEVQOR_VERIFY_SAMPLE", backups.VerifySampleDefault),
-		OverdueGrace:     p.duration("LEVQOR_OVERDUE_GRACE", backups.OverdueGraceDefault),
-		RunReapAfter:     p.duration("LEVQOR_RUN_REAP_AFTER", backups.RunReapAfterDefault),
+		Workers:               p.list("LEVQOR_WORKERS", WorkersDefault),
+		Concurrency:           p.integer("LEVQOR_WORKER_CONCURRENCY", bus.ConcurrencyDefault),
+		MaxDeliver:            p.integer("LEVQOR_MAX_DELIVER", bus.MaxDeliverDefault),
+		AckWait:               p.duration("LEVQOR_ACK_WAIT", bus.AckWaitDefault),
+		BatchSize:             p.integer("LEVQOR_BATCH_SIZE", bus.BatchSizeDefault),
+		BatchWait:             p.duration("LEVQOR_BATCH_WAIT", bus.BatchWaitDefault),
+		WebhookSecrets:        p.list("STRIPE_WEBHOOK_SECRET", ""),
+		WebhookTolerance:      p.duration("LEVQOR_WEBHOOK_TOLERANCE", ingest.ToleranceDefault),
+		AdminToken:            p.str("LEVQOR_ADMIN_TOKEN", ""),
+		MaxBodyBytes:          int64(p.integer("LEVQOR_MAX_BODY_BYTES", ingest.MaxBodyBytesDefault)),
+		APIRate:               p.float("LEVQOR_API_RATE", api.RateDefault),
+		APIBurst:              p.integer("LEVQOR_API_BURST", api.BurstDefault),
+		APIMaxBodyBytes:       int64(p.integer("LEVQOR_API_MAX_BODY_BYTES", api.MaxBodyBytesDefault)),
+		StripeAPIKey:          p.str("STRIPE_API_KEY", ""),
+		StripeAPIBase:         p.str("STRIPE_API_BASE", ""),
+		LogFormat:             p.str("LEVQOR_LOG_FORMAT", LogFormatDefault),
+		LogLevel:              p.str("LEVQOR_LOG_LEVEL", LogLevelDefault),
+		ShutdownTimeout:       p.duration("LEVQOR_SHUTDOWN_TIMEOUT", ShutdownTimeoutDefault),
+		Schedule:              p.str("LEVQOR_SCHEDULE", ""),
+		CatchUpWindow:         p.duration("LEVQOR_CATCHUP_WINDOW", scheduler.CatchUpWindowDefault),
+		BlobDir:               p.str("LEVQOR_BLOB_DIR", ""),
+		SweepMaxShare:         p.float("LEVQOR_SWEEP_MAX_SHARE", backups.MaxShareDefault),
+		TrashGrace:            p.duration("LEVQOR_TRASH_GRACE", backups.TrashGraceDefault),
+		Catalog:               p.str("LEVQOR_CATALOG", ""),
+		DunningGrace:          p.duration("LEVQOR_DUNNING_GRACE", billing.GraceDefault),
+		SupportRules:          p.str(triage.EnvVar, ""),
+		SupportAutoCloseAfter: p.duration("LEVQOR_SUPPORT_AUTOCLOSE_AFTER", support.AutoCloseAfterDefault),
+		NotifyRules:           p.str("LEVQOR_NOTIFY_RULES", ""),
+		PublicURL:             p.str("LEVQOR_PUBLIC_URL", ""),
+		MailDir:               p.str("LEVQOR_MAIL_DIR", ""),
+		BackupPaths:           p.list("LEVQOR_BACKUP_PATHS", ""),
+		BackupMaxRuns:         p.integer("LEVQOR_BACKUP_MAX_RUNS", backups.MaxRunsDefault),
+		BackupTimeout:         p.duration("LEVQOR_BACKUP_TIMEOUT", backups.RunTimeoutDefault),
+		VerifySample:          p.integer("LEVQOR_VERIFY_SAMPLE", backups.VerifySampleDefault),
+		OverdueGrace:          p.duration("LEVQOR_OVERDUE_GRACE", backups.OverdueGraceDefault),
+		RunReapAfter:          p.duration("LEVQOR_RUN_REAP_AFTER", backups.RunReapAfterDefault),
 	}
 	c.BackupMaxRunsPerAccount = p.integer("LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT", backups.MaxRunsPerAccountDefault)
 	c.BackupBusyWait = p.duration("LEVQOR_BACKUP_BUSY_WAIT", backups.BusyWaitDefault)
@@ -492,6 +497,9 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.OverdueGrace < 0 {
 		bad("LEVQOR_OVERDUE_GRACE", "must not be negative (e.g. 1h)")
+	}
+	if c.SupportAutoCloseAfter < time.Hour {
+		bad("LEVQOR_SUPPORT_AUTOCLOSE_AFTER", "%s: want at least 1h (e.g. 168h for a week)", c.SupportAutoCloseAfter)
 	}
 	if c.RunReapAfter < time.Minute {
 		bad("LEVQOR_RUN_REAP_AFTER", "%s: want at least 1m: a live run beats every few seconds, and reaping one that is only slow would run it twice", c.RunReapAfter)

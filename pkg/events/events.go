@@ -53,6 +53,7 @@ var all = []Event{
 	TicketOpened{},
 	TicketUpdated{},
 	TicketReopened{},
+	TicketAutoClosed{},
 	MessageAdded{},
 	SLAAtRisk{},
 	SLABreached{},

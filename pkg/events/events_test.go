@@ -98,6 +98,8 @@ var shapes = map[events.Name]shape{
 	"support.ticket_reopened": {events.TicketReopened{},
 		append([]string{"previous_status", "first_response_due", "resolution_due"}, ticketKeys...),
 		[]string{"incident_key"}},
+	"support.ticket_autoclosed": {events.TicketAutoClosed{},
+		append([]string{"resolved_at", "incident", "reason"}, ticketKeys...), nil},
 	"support.message_added": {events.MessageAdded{},
 		append([]string{"message_id", "author", "first_response"}, ticketKeys...), nil},
 	"support.sla_at_risk": {events.SLAAtRisk{},

@@ -13,6 +13,9 @@ const (
 	NameTicketUpdated Name = "support.ticket_updated"
 	// NameTicketReopened: a resolved or closed ticket is open again.
 	NameTicketReopened Name = "support.ticket_reopened"
+	// NameTicketAutoClosed: a ticket resolved long enough ago, with no
+	// reply since, was closed by support.autoclose.
+	NameTicketAutoClosed Name = "support.ticket_autoclosed"
 	// NameMessageAdded: a message was added to a ticket.
 	NameMessageAdded Name = "support.message_added"
 	// NameSLAAtRisk: a ticket's SLA clock is about to run out.
@@ -123,3 +126,17 @@ type SLABreached struct {
 
 // EventName is NameSLABreached.
 func (SLABreached) EventName() Name { return NameSLABreached }
+
+// TicketAutoClosed is the payload of support.ticket_autoclosed, raised
+// besides the ticket_updated of the change so that the customer can be
+// told their ticket was closed.
+type TicketAutoClosed struct {
+	Ticket
+	ResolvedAt time.Time `json:"resolved_at"`
+	// Incident is "autoclosed:<ticket id>".
+	Incident string `json:"incident"`
+	Reason   string `json:"reason"`
+}
+
+// EventName is NameTicketAutoClosed.
+func (TicketAutoClosed) EventName() Name { return NameTicketAutoClosed }

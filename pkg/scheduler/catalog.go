@@ -37,6 +37,9 @@ const (
 	// JobBackupReapStaleRuns fails the runs whose worker stopped (package
 	// backups).
 	JobBackupReapStaleRuns = "backup.reap_stale_runs"
+	// JobSupportAutoClose closes the tickets resolved long enough ago
+	// with no reply since (package support).
+	JobSupportAutoClose = "support.autoclose"
 	// JobSupportSLACheck escalates support tickets whose SLA clocks are at
 	// risk or breached (package support).
 	JobSupportSLACheck = "support.sla_check"
@@ -106,6 +109,12 @@ func Catalog() []Job {
 			Spec:        "0 */2 * * * *",
 			TimeZone:    "UTC",
 			Description: "escalate support tickets whose SLA clocks are at risk or breached (queue escalations, severity up one step), once per clock and state; raise levqor.event.support.sla_at_risk and .sla_breached",
+		},
+		{
+			Name:        JobSupportAutoClose,
+			Spec:        "0 40 * * * *",
+			TimeZone:    "UTC",
+			Description: "close the tickets resolved longer than LEVQOR_SUPPORT_AUTOCLOSE_AFTER ago with no reply since, and tell the customer",
 		},
 	}
 }

@@ -337,12 +337,13 @@ func (e *Env) supportWorker() (*support.Worker, error) {
 		e.supportMetrics = support.NewMetrics(e.registerer())
 	}
 	return &support.Worker{
-		Store:    e.Store,
-		Rules:    rules,
-		Catalog:  cat,
-		Runtime:  &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
-		Topology: e.Cfg.Topology,
-		Metrics:  e.supportMetrics,
+		Store:          e.Store,
+		Rules:          rules,
+		Catalog:        cat,
+		Runtime:        &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
+		Topology:       e.Cfg.Topology,
+		Metrics:        e.supportMetrics,
+		AutoCloseAfter: e.Cfg.SupportAutoCloseAfter,
 	}, nil
 }
 

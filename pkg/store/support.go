@@ -398,6 +398,19 @@ WHERE status IN ('open', 'pending') AND id > ? ORDER BY id LIMIT ?`), after, lim
 	return ids, nil
 }
 
+// ResolvedTicketIDs returns, in id order after after, up to limit ids of
+// tickets resolved before before and still resolved (not closed, not
+// reopened).
+func (s *Store) ResolvedTicketIDs(ctx context.Context, before time.Time, after string, limit int) ([]string, error) {
+	var ids []string
+	err := s.db.SelectContext(ctx, &ids, s.rebind(`SELECT id FROM support_tickets
+WHERE status = ? AND resolved_at < ? AND id > ? ORDER BY id LIMIT ?`), TicketResolved, ts(before), after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing resolved tickets: %w", err)
+	}
+	return ids, nil
+}
+
 // TicketMessage is one message of a ticket's conversation.
 type TicketMessage struct {
 	ID       int64  `json:"id" db:"id"`

@@ -1,6 +1,7 @@
 package support
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,13 @@ func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
 	return scheduler.Dispatch("support", scheduler.Jobs{
 		JobSLACheck: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
 			_, err := w.CheckSLA(ctx, t.Slot)
+			return err
+		},
+		JobAutoClose: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
+			n, err := w.AutoClose(ctx, t.Slot, "autoclose:"+scheduler.MsgID(t.Job, t.Slot))
+			if n > 0 {
+				bus.Logger(ctx).WithField("tickets", n).Info("resolved tickets closed")
+			}
 			return err
 		},
 	})(ctx, m)
@@ -163,4 +171,71 @@ func changed(a, b *store.Ticket) bool {
 	return a.Severity != b.Severity || a.Queue != b.Queue || a.Breached != b.Breached ||
 		a.FirstResponseState != b.FirstResponseState || a.ResolutionState != b.ResolutionState ||
 		!eq(a.FirstResponseDue, b.FirstResponseDue) || !eq(a.ResolutionDue, b.ResolutionDue)
+}
+
+// AutoClose closes, at now, every ticket resolved more than
+// AutoCloseAfter before now and still resolved (a reply reopens a
+// ticket): the change goes into the ticket's history as actor's, and out
+// as support.ticket_updated and support.ticket_autoclosed, which the
+// notify worker sends the customer. It returns how many it closed; a
+// ticket that fails does not stop the others, and the errors are returned
+// together so the tick is retried.
+func (w *Worker) AutoClose(ctx context.Context, now time.Time, actor string) (int, error) {
+	now = now.UTC().Truncate(time.Microsecond)
+	after := cmp.Or(w.AutoCloseAfter, AutoCloseAfterDefault)
+	cutoff := now.Add(-after)
+	closed := 0
+	var errs []error
+	last := ""
+	for {
+		ids, err := w.Store.ResolvedTicketIDs(ctx, cutoff, last, checkPage)
+		if err != nil {
+			return closed, errors.Join(append(errs, err)...)
+		}
+		for _, id := range ids {
+			done := false
+			err := w.Store.InTx(ctx, func(tx *store.Tx) error {
+				t, err := tx.LockTicket(ctx, id)
+				if err != nil {
+					return err
+				}
+				if t.Status != store.TicketResolved || t.ResolvedAt == nil || !t.ResolvedAt.Before(cutoff) {
+					return nil // reopened or closed since it was listed
+				}
+				resolvedAt := *t.ResolvedAt
+				if _, err := transition(t, store.TicketClosed, now); err != nil {
+					return err
+				}
+				t.UpdatedAt = now
+				w.refresh(t, now)
+				if err := tx.UpdateTicket(ctx, *t); err != nil {
+					return err
+				}
+				reason := fmt.Sprintf("resolved %s with no reply since", resolvedAt.Format(time.RFC3339))
+				if err := history(ctx, tx, t, "status_changed", actor, now, map[string]any{
+					"status": store.TicketClosed, "previous_status": store.TicketResolved, "reason": reason,
+				}); err != nil {
+					return err
+				}
+				if err := w.emit(ctx, tx, actor, events.TicketUpdated{Ticket: ticketAt(t, now), PreviousStatus: store.TicketResolved,
+					FirstResponseDue: t.FirstResponseDue, ResolutionDue: t.ResolutionDue}); err != nil {
+					return err
+				}
+				done = true
+				return w.emit(ctx, tx, actor, events.TicketAutoClosed{Ticket: ticketAt(t, now), ResolvedAt: resolvedAt,
+					Incident: "autoclosed:" + t.ID, Reason: reason})
+			})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("closing ticket %s: %w", id, err))
+				continue
+			}
+			if done {
+				closed++
+			}
+		}
+		if len(ids) < checkPage {
+			return closed, errors.Join(errs...)
+		}
+		last = ids[len(ids)-1]
+	}
 }

@@ -45,6 +45,14 @@ const (
 // TicketIDPrefix starts every ticket id.
 const TicketIDPrefix = "tkt_"
 
+// JobAutoClose closes long-resolved tickets, as the scheduler's catalog
+// names it.
+const JobAutoClose = scheduler.JobSupportAutoClose
+
+// AutoCloseAfterDefault is LEVQOR_SUPPORT_AUTOCLOSE_AFTER: how long a
+// resolved ticket waits for a reply before support.autoclose closes it.
+const AutoCloseAfterDefault = 7 * 24 * time.Hour
+
 // JobSLACheck is the periodic breach watch, as the scheduler's catalog
 // names it.
 const JobSLACheck = scheduler.JobSupportSLACheck
@@ -96,6 +104,9 @@ type Worker struct {
 	Clock func() time.Time
 	// Metrics count tickets and escalations; nil counts nothing.
 	Metrics *Metrics
+	// AutoCloseAfter is how long a resolved ticket stays resolved before
+	// support.autoclose closes it; zero means AutoCloseAfterDefault.
+	AutoCloseAfter time.Duration
 }
 
 func (w *Worker) now() time.Time {
