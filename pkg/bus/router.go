@@ -642,6 +642,9 @@ func Recoverer(next Handler) Handler {
 		defer func() {
 			if p := recover(); p != nil {
 				err = fmt.Errorf("handler panicked: %v: %s", p, debug.Stack())
+				// A panic is a bug, whatever happens to the message next:
+				// logged at error level, it is reported (SENTRY_DSN).
+				Logger(ctx).WithError(err).Error("handler panicked")
 			}
 		}()
 		return next(ctx, m)

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -180,6 +181,12 @@ func runProcess(ctx context.Context, cmd string, args []string, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	v := Version()
+	flush, err := telemetry.ReportErrors(log, cfg.SentryDSN, cfg.SentryEnvironment, "levqor@"+cmp.Or(v.Commit, v.Module))
+	if err != nil {
+		return err
+	}
+	defer flush()
 	l := log.WithField("process", cmd)
 	switch cmd {
 	case "dev":

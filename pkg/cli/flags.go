@@ -41,6 +41,7 @@ var envHelp = map[string]string{
 	"USER":                    "who is acting, for the audit trail (the default of --actor)",
 	"LEVQOR_WORKERS":          "the workers a process runs, comma-separated (default all)",
 	"LEVQOR_ADMIN_ADDR":       "the workers' and scheduler's admin address: /healthz, /readyz, /metrics",
+	"SENTRY_DSN":              "report error-level log entries and recovered panics to this Sentry-compatible endpoint, secrets redacted",
 	"LEVQOR_*, STRIPE_*":      "every other setting: see the README's Configuration section",
 }
 
@@ -54,7 +55,7 @@ var (
 	// envProcess is what the long-running processes read: the main
 	// addresses, then a pointer to the full list.
 	envProcess = []string{"LEVQOR_DATABASE_URL", "LEVQOR_NATS_URL", "LEVQOR_DATA_DIR", "LEVQOR_HTTP_ADDR",
-		"LEVQOR_ADMIN_ADDR", "LEVQOR_WORKERS", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "LEVQOR_*, STRIPE_*"}
+		"LEVQOR_ADMIN_ADDR", "LEVQOR_WORKERS", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SENTRY_DSN", "LEVQOR_*, STRIPE_*"}
 )
 
 // envOf joins groups of variable names, without repeats.

@@ -156,6 +156,10 @@ type Config struct {
 	// SupportAutoCloseAfter is how long a resolved ticket waits for a reply
 	// before support.autoclose closes it (LEVQOR_SUPPORT_AUTOCLOSE_AFTER).
 	SupportAutoCloseAfter time.Duration
+	// SentryDSN, when set, sends error-level log entries and recovered
+	// panics to that Sentry-compatible endpoint (SENTRY_DSN), tagged with
+	// SentryEnvironment (SENTRY_ENVIRONMENT).
+	SentryDSN, SentryEnvironment string
 	// NotifyRules is the notify rules file, YAML or JSON: who hears about
 	// which event (LEVQOR_NOTIFY_RULES); "" uses the rules shipped with
 	// Levqor (docs/notifications.md).
@@ -368,6 +372,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		SupportRules:          p.str(triage.EnvVar, ""),
 		SupportAutoCloseAfter: p.duration("LEVQOR_SUPPORT_AUTOCLOSE_AFTER", support.AutoCloseAfterDefault),
 		NotifyRules:           p.str("LEVQOR_NOTIFY_RULES", ""),
+		SentryDSN:             p.str("SENTRY_DSN", ""),
+		SentryEnvironment:     p.str("SENTRY_ENVIRONMENT", ""),
 		PublicURL:             p.str("LEVQOR_PUBLIC_URL", ""),
 		MailDir:               p.str("LEVQOR_MAIL_DIR", ""),
 		BackupPaths:           p.list("LEVQOR_BACKUP_PATHS", ""),
