@@ -604,7 +604,10 @@ func (r *Router) deadLetter(m *Message, reason string, log logrus.FieldLogger) {
 func DeadLetterHeaders(m *Message, reason string, at time.Time) nats.Header {
 	h := nats.Header{}
 	for k, v := range m.Header {
-		if k == HeaderMsgID || strings.HasPrefix(k, "Nats-") {
+		// A replay's addressing is not the dead letter's: the DLQ's own
+		// consumers must handle it, and Levqor-Dlq-Consumer says whose it
+		// was.
+		if k == HeaderMsgID || k == HeaderReplayFor || k == HeaderReplayForce || strings.HasPrefix(k, "Nats-") {
 			continue
 		}
 		h[k] = append([]string(nil), v...)

@@ -3,7 +3,6 @@ package inbox
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/store"
@@ -41,22 +40,10 @@ func BatchHandler(s *store.Store, h TxHandler) bus.BatchHandler {
 					}
 				}
 				serr := step(ctx, m, func(ctx context.Context, m *bus.Message) error {
-					claimed, err := tx.ClaimInbox(ctx, store.InboxEntry{
-						Consumer:    m.Consumer,
-						MsgID:       m.ID(),
-						Subject:     m.Subject,
-						StreamSeq:   m.StreamSeq,
-						ProcessedAt: time.Now().UTC(),
-					})
-					if err != nil {
+					ran, duplicate, err := Claim(ctx, tx, m)
+					logDuplicate(ctx, ran, duplicate)
+					if err != nil || !ran {
 						return err
-					}
-					if !claimed {
-						if !m.ForcedReplay() {
-							bus.Logger(ctx).Info("already processed; acknowledging duplicate delivery")
-							return nil
-						}
-						bus.Logger(ctx).Info("already processed; running again because an operator forced a replay")
 					}
 					return h(ctx, tx, m)
 				})

@@ -203,6 +203,8 @@ func TestBatchHandlerOfOneHonoursForcedReplays(t *testing.T) {
 		require.Equal(t, 1, runs, "a redelivery changes nothing")
 		require.NoError(t, h(ctx, forced))
 		require.Equal(t, 2, runs, "a forced replay runs again")
+		require.NoError(t, h(ctx, forced))
+		require.Equal(t, 2, runs, "once: a redelivery of the replay is a duplicate")
 		forced.Header.Set(bus.HeaderReplayForce, "false")
 		require.NoError(t, h(ctx, forced))
 		require.Equal(t, 2, runs, "an unforced replay is a duplicate")

@@ -42,6 +42,8 @@ func TestHandlerRunsOncePerConsumerUnlessForced(t *testing.T) {
 
 		deliver("billing-stripe", "billing-stripe")
 		require.Equal(t, 2, ran["billing-stripe"], "the operator asked for a re-run")
+		deliver("billing-stripe", "billing-stripe")
+		require.Equal(t, 2, ran["billing-stripe"], "once: a redelivery of the replay is a duplicate")
 
 		deliver("support-stripe", "billing-stripe")
 		require.Equal(t, 1, ran["support-stripe"], "first delivery to another consumer")
