@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/levqor/levqor/pkg/bus"
@@ -15,36 +14,31 @@ import (
 // without a tick before a workers process reports itself degraded.
 const TickSilenceFactor = 3
 
-// tickWatch remembers when a tick last reached one of the process's tick
-// consumers, so that a stopped scheduler shows on every worker's /readyz.
+// tickWatch judges the scheduler by when the TICKS stream last stored a
+// tick, so that a stopped scheduler shows on every worker's /readyz. The
+// stream, not this process's deliveries, is what counts: replicas share
+// their consumers, and a process may consume only hourly jobs.
 type tickWatch struct {
 	every time.Duration
-	last  atomic.Int64 // unix nanoseconds
-	now   func() time.Time
+	// lastTick reads when the stream stored its last message; zero when
+	// it holds none.
+	lastTick func(ctx context.Context) (time.Time, error)
+	now      func() time.Time
+	started  time.Time
 }
 
-func newTickWatch(every time.Duration, now func() time.Time) *tickWatch {
-	w := &tickWatch{every: every, now: now}
-	w.last.Store(now().UnixNano()) // a process just started has seen nothing yet, and is not late
-	return w
-}
-
-// middleware notes every delivery from the TICKS stream.
-func (w *tickWatch) middleware(ticks string) bus.Middleware {
-	return func(next bus.Handler) bus.Handler {
-		return func(ctx context.Context, m *bus.Message) error {
-			if m.Stream == ticks {
-				w.last.Store(w.now().UnixNano())
-			}
-			return next(ctx, m)
-		}
-	}
-}
-
-// check degrades when no tick came for TickSilenceFactor periods.
+// check degrades when no tick was stored for TickSilenceFactor periods
+// (counted from the process's start while the stream is empty).
 func (w *tickWatch) check() telemetry.Check {
-	return telemetry.Check{Name: "ticks", Degrades: true, Fn: func(context.Context) error {
-		silent := w.now().Sub(time.Unix(0, w.last.Load()))
+	return telemetry.Check{Name: "ticks", Degrades: true, Fn: func(ctx context.Context) error {
+		last, err := w.lastTick(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the TICKS stream: %w", err)
+		}
+		if last.IsZero() {
+			last = w.started
+		}
+		silent := w.now().Sub(last)
 		if limit := TickSilenceFactor * w.every; silent > limit {
 			return fmt.Errorf("no tick for %s, while the most frequent job runs every %s: is the scheduler running?",
 				silent.Round(time.Second), w.every)
@@ -53,8 +47,8 @@ func (w *tickWatch) check() telemetry.Check {
 	}}
 }
 
-// watchTicks makes r note the ticks it consumes, when it consumes any and
-// some job is enabled, and adds the check to the process's.
+// watchTicks adds the tick check to the process's when r consumes ticks
+// and some job is enabled.
 func (e *Env) watchTicks(r *bus.Router) error {
 	runsTicks := false
 	for _, rt := range r.Routes() {
@@ -71,7 +65,17 @@ func (e *Env) watchTicks(r *bus.Router) error {
 	if !ok {
 		return nil
 	}
-	e.ticks = newTickWatch(every, time.Now)
-	r.Use(e.ticks.middleware(e.Cfg.Topology.StreamName(bus.Ticks)))
+	name := e.Cfg.Topology.StreamName(bus.Ticks)
+	e.ticks = &tickWatch{every: every, now: time.Now, started: time.Now(), lastTick: func(ctx context.Context) (time.Time, error) {
+		s, err := e.JS.Stream(ctx, name)
+		if err != nil {
+			return time.Time{}, err
+		}
+		st := s.CachedInfo().State
+		if st.Msgs == 0 {
+			return time.Time{}, nil
+		}
+		return st.LastTime, nil
+	}}
 	return nil
 }

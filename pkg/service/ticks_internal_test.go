@@ -2,13 +2,13 @@ package service
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/scheduler"
 )
 
@@ -16,9 +16,15 @@ func TestTheTickWatchDegradesWhenTheSchedulerFallsSilent(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	var last time.Time // the TICKS stream is empty
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	w := newTickWatch(time.Minute, clock)
+	tick := func() { mu.Lock(); last = now; mu.Unlock() }
+	w := &tickWatch{every: time.Minute, now: clock, started: clock(), lastTick: func(context.Context) (time.Time, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return last, nil
+	}}
 	check := w.check()
 	require.True(t, check.Degrades)
 	require.NoError(t, check.Fn(t.Context()), "a process just started is not late")
@@ -28,11 +34,13 @@ func TestTheTickWatchDegradesWhenTheSchedulerFallsSilent(t *testing.T) {
 	advance(time.Second)
 	require.EqualError(t, check.Fn(t.Context()), "no tick for 3m1s, while the most frequent job runs every 1m0s: is the scheduler running?")
 
-	h := w.middleware("TICKS")(func(context.Context, *bus.Message) error { return nil })
-	require.NoError(t, h(t.Context(), &bus.Message{Stream: "STRIPE"}))
-	require.Error(t, check.Fn(t.Context()), "only ticks count")
-	require.NoError(t, h(t.Context(), &bus.Message{Stream: "TICKS"}))
-	require.NoError(t, check.Fn(t.Context()))
+	tick()
+	require.NoError(t, check.Fn(t.Context()), "a tick in the stream, whoever consumed it")
+	advance(3*time.Minute + time.Second)
+	require.Error(t, check.Fn(t.Context()))
+
+	w.lastTick = func(context.Context) (time.Time, error) { return time.Time{}, errors.New("nats: timeout") }
+	require.ErrorContains(t, check.Fn(t.Context()), "reading the TICKS stream")
 }
 
 func TestMostFrequentJob(t *testing.T) {
