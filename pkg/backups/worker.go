@@ -92,9 +92,10 @@ const (
 	OverdueGraceDefault = time.Hour
 	// RunReapAfterDefault is LEVQOR_RUN_REAP_AFTER: how long a run may show
 	// no sign of life before backup.reap_stale_runs fails it. Runs beat
-	// every ProgressEvery and a dead worker's run is redelivered after the
-	// ack wait, so a quarter of an hour of silence means nobody is on it.
-	RunReapAfterDefault = 15 * time.Minute
+	// every ProgressEvery, a dead worker's run is redelivered after the ack
+	// wait, and a redelivered run waits up to BusyWaitDefault for a slot
+	// before it beats again: half an hour of silence means nobody is on it.
+	RunReapAfterDefault = 30 * time.Minute
 	// RunTimeoutDefault is LEVQOR_BACKUP_TIMEOUT: the longest one run,
 	// restore or verification may take.
 	RunTimeoutDefault = 12 * time.Hour

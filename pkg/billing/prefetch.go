@@ -93,7 +93,8 @@ func (w *Worker) prefetch(ctx context.Context, msgs []*bus.Message) context.Cont
 				updated = append(updated, obj.ID)
 			}
 		case "checkout.session.completed", "checkout.session.async_payment_succeeded":
-			if obj.Mode == string(stripe.CheckoutSessionModePayment) && obj.PaymentStatus == string(stripe.CheckoutSessionPaymentStatusPaid) &&
+			if obj.Mode == string(stripe.CheckoutSessionModePayment) &&
+				(obj.PaymentStatus == string(stripe.CheckoutSessionPaymentStatusPaid) || obj.PaymentStatus == string(stripe.CheckoutSessionPaymentStatusNoPaymentRequired)) &&
 				obj.Metadata["levqor_products"] == "" {
 				if _, done := f.lineItems[obj.ID]; !done {
 					products, err := w.listLineItems(ctx, obj.ID)

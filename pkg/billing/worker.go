@@ -640,7 +640,7 @@ func (a *apply) checkout(ctx context.Context) error {
 	if cs.Mode != stripe.CheckoutSessionModePayment {
 		return nil
 	}
-	if cs.PaymentStatus != stripe.CheckoutSessionPaymentStatusPaid {
+	if cs.PaymentStatus != stripe.CheckoutSessionPaymentStatusPaid && cs.PaymentStatus != stripe.CheckoutSessionPaymentStatusNoPaymentRequired {
 		a.log.WithFields(logrus.Fields{"account_id": acc.ID, "checkout_session": cs.ID, "payment_status": cs.PaymentStatus}).
 			Info("checkout session not paid yet; its purchases count once Stripe reports the payment (checkout.session.async_payment_succeeded)")
 		return nil

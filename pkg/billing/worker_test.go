@@ -332,6 +332,12 @@ func TestCheckoutRecordsDFYForTheAccountsOwnCustomerOnly(t *testing.T) {
 	h.must(paid)
 	ps, _ = st.DFYPurchases(context.Background(), "acc_co")
 	require.Len(t, ps, 3, "paid: the purchase counts, once")
+	free, err := stripesim.NewEvent("checkout.session.completed", stripesim.EventOptions{ID: "evt_co_coupon", Customer: "cus_original", AccountRef: "acc_co", ObjectID: "cs_coupon",
+		Data: []byte(`{"mode":"payment","payment_status":"no_payment_required","metadata":{"levqor_products":"dfy_onboarding:1"}}`)})
+	require.NoError(t, err)
+	h.must(free)
+	ps, _ = st.DFYPurchases(context.Background(), "acc_co")
+	require.Len(t, ps, 4, "a coupon paid it all: nothing will follow, it counts now")
 
 	// A signed session naming the account but paid by another customer (a
 	// payment link, or someone who knows the account id): the account keeps
@@ -341,7 +347,7 @@ func TestCheckoutRecordsDFYForTheAccountsOwnCustomerOnly(t *testing.T) {
 	h.must(other)
 	require.Equal(t, "cus_original", h.get("acc_co").StripeCustomerID, "a webhook never replaces an account's customer")
 	ps, _ = st.DFYPurchases(context.Background(), "acc_co")
-	require.Len(t, ps, 3, "the other customer's purchases are not the account's")
+	require.Len(t, ps, 4, "the other customer's purchases are not the account's")
 	rows, err := st.UnpublishedOutbox(context.Background(), 100)
 	require.NoError(t, err)
 	var mismatches []events.CustomerMismatch

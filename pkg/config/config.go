@@ -507,8 +507,8 @@ func (c Config) ValidateFor(role Role) error {
 	if c.SupportAutoCloseAfter < time.Hour {
 		bad("LEVQOR_SUPPORT_AUTOCLOSE_AFTER", "%s: want at least 1h (e.g. 168h for a week)", c.SupportAutoCloseAfter)
 	}
-	if c.RunReapAfter < time.Minute {
-		bad("LEVQOR_RUN_REAP_AFTER", "%s: want at least 1m: a live run beats every few seconds, and reaping one that is only slow would run it twice", c.RunReapAfter)
+	if floor := c.BackupBusyWait + c.AckWait; c.RunReapAfter <= floor {
+		bad("LEVQOR_RUN_REAP_AFTER", "%s: want more than LEVQOR_BACKUP_BUSY_WAIT + LEVQOR_ACK_WAIT (%s): a redelivered run waiting for a slot does not beat, and reaping it would tell the customer it failed", c.RunReapAfter, floor)
 	}
 	if c.DLQAccountThreshold < 1 || c.DLQAccountThreshold > 1000000 {
 		bad("LEVQOR_DLQ_ACCOUNT_THRESHOLD", "%d: want 1 to 1000000 dead letters of one account between two watches", c.DLQAccountThreshold)

@@ -81,11 +81,15 @@ func (c *Chat) Send(ctx context.Context, n *store.Notification) error {
 }
 
 // chatText is the message as chat shows it: the subject in bold, then
-// the text without its email signature.
+// the text without its email signature. Both are escaped as Slack asks
+// (&, <, >), so that names and reasons a customer chose cannot ping a
+// channel (<!channel>) or disguise a link.
 func chatText(n *store.Notification) string {
 	text, _, _ := strings.Cut(n.BodyText, "\n-- \n")
-	return "*" + n.Subject + "*\n" + strings.TrimSpace(text)
+	return "*" + chatEscape.Replace(n.Subject) + "*\n" + chatEscape.Replace(strings.TrimSpace(text))
 }
+
+var chatEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // RedactURL returns a webhook URL without what makes it a secret: its
 // scheme and host, then "/…".

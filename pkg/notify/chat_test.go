@@ -107,6 +107,16 @@ rules:
 	})
 }
 
+func TestChatTextCannotPingOrDisguiseLinks(t *testing.T) {
+	t.Parallel()
+	hook := startChatHook(t)
+	err := notify.NewChat(5*time.Second).Send(t.Context(), &store.Notification{ID: "ntf_x", Channel: notify.ChannelChat,
+		Recipient: hook.srv.URL + "/services/ok/secret-token", Subject: "Backup of <!channel> failed",
+		BodyText: "Reason: <https://evil.example|Re-authenticate> & retry\n\n-- \nLevqor"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"*Backup of &lt;!channel&gt; failed*\nReason: &lt;https://evil.example|Re-authenticate&gt; &amp; retry"}, hook.posted())
+}
+
 func TestChatURLsAreCheckedAndRedacted(t *testing.T) {
 	t.Parallel()
 	_, err := notify.Parse([]byte(`

@@ -9,6 +9,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -122,6 +123,25 @@ func TestEveryRuledEventRenders(t *testing.T) {
 			require.NotContains(t, m.Text+m.Subject, "<no value>")
 			require.Contains(t, m.Text, "https://levqor.example.com/")
 			require.Contains(t, m.HTML, `<a href="https://levqor.example.com/`)
+		})
+	}
+}
+
+// TestEveryRuledEventRendersFromItsLeanestPayload: a payload with every
+// optional field left out (zero values, omitempty) still renders; a
+// template that needs one would dead-letter the notification.
+func TestEveryRuledEventRendersFromItsLeanestPayload(t *testing.T) {
+	t.Parallel()
+	rules, err := notify.Load("")
+	require.NoError(t, err)
+	all := samples("", "")
+	for name := range rules.Rules {
+		t.Run(name, func(t *testing.T) {
+			ev, ok := all[events.Name(name)]
+			require.True(t, ok)
+			zero := reflect.Zero(reflect.TypeOf(ev)).Interface()
+			_, err := notify.Render(name, mustJSON(t, zero), notify.Party{}, notify.Party{}, "")
+			require.NoError(t, err)
 		})
 	}
 }
