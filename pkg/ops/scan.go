@@ -41,6 +41,9 @@ type scanOptions struct {
 	// Until ends the scan at the last message stored at or before it; zero
 	// reads to the end as it was when the scan started.
 	Until time.Time
+	// FromSeq, when set, starts the scan at that stream sequence instead
+	// of Since.
+	FromSeq uint64
 }
 
 // scan reads the stream's messages matching so, oldest first, calling fn
@@ -67,7 +70,11 @@ func (o *Ops) scan(ctx context.Context, so scanOptions, progress Progress, fn fu
 		MemoryStorage:     true,
 		Replicas:          1,
 	}
-	if !so.Since.IsZero() {
+	switch {
+	case so.FromSeq > 0:
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = so.FromSeq
+	case !so.Since.IsZero():
 		since := so.Since
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &since

@@ -95,9 +95,9 @@ type WindowResult struct {
 	// letters otherwise (the first 1000).
 	Items []WindowItem `json:"items"`
 
-	// started is when the replay began, by the server's clock as near
-	// as can be: WaitWindow reads the dead letters from then on.
-	started time.Time
+	// dlqFrom is the DLQ stream's next sequence when the replay began:
+	// WaitWindow reads the dead letters from there on.
+	dlqFrom uint64
 	// replays maps a replay's stream sequence to the message it replays.
 	replays map[uint64]WindowItem
 }
@@ -125,7 +125,14 @@ func (o *Ops) ReplayWindow(ctx context.Context, actor string, req WindowRequest,
 	if err != nil {
 		return nil, err
 	}
-	res := &WindowResult{Request: req, Stream: wc.stream, Items: []WindowItem{}, started: time.Now().UTC(), replays: map[uint64]WindowItem{}}
+	res := &WindowResult{Request: req, Stream: wc.stream, Items: []WindowItem{}, replays: map[uint64]WindowItem{}}
+	if !req.DryRun {
+		dlq, err := o.js.Stream(ctx, o.topo.StreamName(bus.DLQ))
+		if err != nil {
+			return nil, fmt.Errorf("reading the dead-letter stream: %w", err)
+		}
+		res.dlqFrom = dlq.CachedInfo().State.LastSeq + 1
+	}
 	// A replay's own dedupe id names this run, so that running the same
 	// window again (after the next fix) publishes again.
 	run := randomHex(6)
@@ -289,7 +296,7 @@ func (o *Ops) WaitWindow(ctx context.Context, res *WindowResult) error {
 		}
 	}
 	dead := 0
-	err = o.scan(ctx, scanOptions{Stream: o.topo.StreamName(bus.DLQ), Filter: o.topo.Subject(bus.DLQ, res.Request.Consumer), Since: res.started}, nil, func(m storedMsg) error {
+	err = o.scan(ctx, scanOptions{Stream: o.topo.StreamName(bus.DLQ), Filter: o.topo.Subject(bus.DLQ, res.Request.Consumer), FromSeq: res.dlqFrom}, nil, func(m storedMsg) error {
 		if m.Header.Get(bus.HeaderDlqStream) != res.Stream {
 			return nil
 		}
