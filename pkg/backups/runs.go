@@ -242,6 +242,12 @@ func (w *Worker) warnQuota(ctx context.Context, tx *store.Tx, run store.BackupRu
 	if quota <= 0 {
 		return nil
 	}
+	// Two runs of the account committing at once would each sum without
+	// the other's snapshot and both miss the crossing: they take turns.
+	// (Locks go source, then account; nothing locks them the other way.)
+	if err := tx.LockAccountForSources(ctx, run.AccountID); err != nil {
+		return err
+	}
 	after, err := tx.AccountStoredBytes(ctx, run.AccountID)
 	if err != nil {
 		return err

@@ -173,7 +173,9 @@ func (tx *Tx) SourceByName(ctx context.Context, accountID, name string) (*Backup
 // LockAccountForSources locks the account's row until tx ends (SELECT …
 // FOR UPDATE on PostgreSQL; SQLite serializes writers anyway), so that two
 // commands creating sources for one account count its sources one after
-// the other and cannot both pass the limit. It fails wrapping ErrNotFound
+// the other and cannot both pass the limit, and two runs recording their
+// snapshots sum the account's stored bytes one after the other. It fails
+// wrapping ErrNotFound
 // for an unknown account.
 func (tx *Tx) LockAccountForSources(ctx context.Context, accountID string) error {
 	q := `SELECT id FROM accounts WHERE id = ?`
