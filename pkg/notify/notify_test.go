@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
@@ -425,4 +426,24 @@ func to(t *testing.T, m *mail.Message) string {
 	a, err := mail.ParseAddress(m.Header.Get("To"))
 	require.NoError(t, err)
 	return a.Address
+}
+
+func TestEventsNoRuleNamesCostNoTransaction(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	rules, err := notify.Parse([]byte("rules:\n  backup.run_failed: [customer]\n"))
+	require.NoError(t, err)
+	w := &notify.Worker{Store: st, Rules: rules}
+	payload := mustJSON(t, samples("", "")[events.NameBackupRunFailed])
+	deliver := func(what, id string) {
+		t.Helper()
+		m := &bus.Message{Subject: "levqor.event." + what, Header: nats.Header{bus.HeaderMsgID: {id}}, Data: payload,
+			Stream: "EVENTS", Consumer: notify.ConsumerEvents, StreamSeq: 1, Deliveries: 1}
+		require.NoError(t, w.EventHandler()(t.Context(), m))
+	}
+	deliver("billing.entitlements_changed", "outbox-1")
+	deliver("backup.run_failed", "outbox-2")
+	done, err := st.ProcessedMsgIDs(t.Context(), notify.ConsumerEvents, []string{"outbox-1", "outbox-2"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]bool{"outbox-2": true}, done, "only the ruled event went through the inbox")
 }

@@ -106,8 +106,21 @@ func DeliveryConsumer() bus.ConsumerSpec {
 
 // Register adds the worker's consumers to r.
 func (w *Worker) Register(r *bus.Router) {
-	r.Handle(EventConsumer(), inbox.Handler(w.Store, w.HandleEvent))
+	r.Handle(EventConsumer(), w.EventHandler())
 	r.Handle(DeliveryConsumer(), w.HandleDelivery)
+}
+
+// EventHandler is notify-event's handler: HandleEvent through the inbox,
+// for the events the rules name. The others, most of EVENTS, are
+// acknowledged without a transaction: nothing would be recorded for them.
+func (w *Worker) EventHandler() bus.Handler {
+	h := inbox.Handler(w.Store, w.HandleEvent)
+	return func(ctx context.Context, m *bus.Message) error {
+		if name, ok := w.topology().Unprefixed(bus.Events, m.Subject); ok && len(w.Rules.For(name)) == 0 {
+			return nil
+		}
+		return h(ctx, m)
+	}
 }
 
 func (w *Worker) now() time.Time {

@@ -29,12 +29,7 @@ func TestReadinessChecksAreExportedAsMetrics(t *testing.T) {
 	mux := http.NewServeMux()
 	telemetry.Mount(mux, reg, checks...)
 	telemetry.Mount(http.NewServeMux(), reg, checks...) // a second listener on the same registry
-	get := func(path string) (int, string) {
-		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
-		b, _ := io.ReadAll(rec.Body)
-		return rec.Code, string(b)
-	}
+	get := getter(mux)
 
 	code, body := get("/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
@@ -61,12 +56,7 @@ func TestADegradingCheckKeepsTheProcessReady(t *testing.T) {
 			}
 			return nil
 		}})
-	get := func(path string) (int, string) {
-		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
-		b, _ := io.ReadAll(rec.Body)
-		return rec.Code, string(b)
-	}
+	get := getter(mux)
 	code, body := get("/readyz")
 	require.Equal(t, http.StatusOK, code, "nothing restarts a worker because the scheduler stopped")
 	require.JSONEq(t, `{"ready":true,"degraded":true,"checks":{"nats":"ok","ticks":"degraded: no tick for 4m0s"}}`, body)
@@ -77,4 +67,14 @@ func TestADegradingCheckKeepsTheProcessReady(t *testing.T) {
 	code, body = get("/readyz")
 	require.Equal(t, http.StatusOK, code)
 	require.JSONEq(t, `{"ready":true,"checks":{"nats":"ok","ticks":"ok"}}`, body)
+}
+
+// getter serves GET requests to mux and returns status and body.
+func getter(mux *http.ServeMux) func(path string) (int, string) {
+	return func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		b, _ := io.ReadAll(rec.Body)
+		return rec.Code, string(b)
+	}
 }
