@@ -180,7 +180,13 @@ func (b *bundle) waitAcked(consumer string) {
 			return false
 		}
 		info, err := c.Info(b.t.Context())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		if err != nil {
+			return false
+		}
+		// Delivered too: a consumer just created can report nothing
+		// pending before the server has counted the stream's messages.
+		s, err := b.nats.JS.Stream(b.t.Context(), b.nats.Topo.StreamName(bus.Stripe))
+		return err == nil && info.Delivered.Stream >= s.CachedInfo().State.LastSeq && info.NumPending == 0 && info.NumAckPending == 0
 	}, 15*time.Second, 20*time.Millisecond, "%s caught up", consumer)
 }
 
