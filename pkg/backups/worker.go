@@ -2,7 +2,6 @@ package backups
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -387,8 +386,7 @@ func (w *Worker) SweepAll(ctx context.Context, now time.Time, actor string) erro
 // derivedID is the id of the resource command cmdID creates: the same on
 // every retry of the command.
 func derivedID(prefix, what, cmdID string) string {
-	sum := sha256.Sum256([]byte("levqor " + what + " created by " + cmdID))
-	return command.DerivedID(prefix, sum[:])
+	return command.IDFor(prefix, what, cmdID)
 }
 
 // Metrics count what sweeps do.

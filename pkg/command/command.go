@@ -3,6 +3,7 @@ package command
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"encoding/json"
 	"errors"
@@ -103,6 +104,14 @@ func NewID(prefix string) (string, error) {
 // command id stay the same on every retry of the command.
 func DerivedID(prefix string, seed []byte) string {
 	return prefix + idEncoding.EncodeToString(seed[:idBytes])
+}
+
+// IDFor returns the id, with prefix, of the what (a "source", an
+// "endpoint") that command commandID creates: a hash of both, so that a
+// retried command finds the thing its first attempt made.
+func IDFor(prefix, what, commandID string) string {
+	sum := sha256.Sum256([]byte("levqor " + what + " created by " + commandID))
+	return DerivedID(prefix, sum[:])
 }
 
 // ValidID reports whether s is prefix followed by 26 base32 characters.
