@@ -503,7 +503,7 @@ func newDocsMasker(work, url string) *docsMasker {
 	m := &docsMasker{subst: strings.NewReplacer(work, docsWorkDir, url, docsURL)}
 	for _, mk := range []struct{ re, repl string }{
 		// Generated ids: Levqor's, Stripe's and the stand-in's.
-		{`\b(acc|src|snap|cmd|key|run|tkt|hold|evt|cus|sub|in|cs_test|bps|whsec|lvq_dev|lvq)_[A-Za-z0-9]{4,}`, "${1}_ID"},
+		{`\b(acc|src|snap|cmd|key|run|tkt|hold|evt|cus|sub|in|cs_test|bps|whsec|lvq_dev|lvq|whe|ntf)_[A-Za-z0-9]{4,}`, "${1}_ID"},
 		// An id cut short by the CLI's elision of long text ("evt_oLo…").
 		{`\b(acc|src|snap|cmd|key|run|tkt|hold|evt|cus|sub|in)_[A-Za-z0-9]{1,3}…`, "${1}_ID…"},
 		// Hashes and the random part of manual tick ids.
@@ -524,6 +524,10 @@ func newDocsMasker(work, url string) *docsMasker {
 		// Stream sizes and payload lengths follow the generated events.
 		{`\b\d+(\.\d+)? (B|KiB|MiB|GiB)\b`, "SIZE"},
 		{`Payload \(\d+ bytes\)`, "Payload (N bytes)"},
+		// Where a replay went follows every message published before.
+		{`\bnow (STRIPE|COMMANDS|TICKS|EVENTS) seq \d+`, "now $1 seq N"},
+		// Outbox message ids follow every event emitted before.
+		{`\boutbox-\d+\b`, "outbox-N"},
 		// Unix times in Stripe payloads, and correlation ids.
 		{`\b1[6-9]\d{8}\b`, "UNIX"},
 		{`\b[0-9a-f]{24}\b`, "HEX24"},

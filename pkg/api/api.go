@@ -15,6 +15,7 @@ import (
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/httpjson"
+	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -59,6 +60,10 @@ type Config struct {
 	// LEVQOR_TRASH_GRACE) that the retention dry-run applies, so that it
 	// answers what the sweep will do; zero fields take the defaults.
 	Retention backups.Settings
+	// Webhooks gives customer webhook endpoints their secrets and checks
+	// their URLs; nil answers their routes 503 (no
+	// LEVQOR_WEBHOOK_SECRET_KEY).
+	Webhooks *notify.Webhooks
 }
 
 // Server serves the product API.
@@ -122,6 +127,7 @@ func (s *Server) Register(handle func(pattern string, h http.Handler)) {
 	s.registerRetention(handle)
 	s.registerTickets(handle)
 	handle("GET /v1/notifications", s.Guard(auth.AnyKey, http.HandlerFunc(s.listNotifications)))
+	s.registerWebhooks(handle)
 	handle("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
 }
 

@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -23,26 +22,6 @@ import (
 	"github.com/levqor/levqor/pkg/stripemock"
 	"github.com/levqor/levqor/pkg/stripesim"
 )
-
-// runWorkers starts the named workers until the test ends.
-func (h *harness) runWorkers(t *testing.T, names ...string) {
-	t.Helper()
-	r, err := h.env.Router(names)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	require.Eventually(t, r.Ready, 10*time.Second, 10*time.Millisecond)
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("workers did not stop")
-		}
-	})
-}
 
 // webhook signs a Stripe event and posts it to ingest.
 func (h *harness) webhook(t *testing.T, typ string, o stripesim.EventOptions) {

@@ -41,6 +41,10 @@ type CommandView struct {
 	Result json.RawMessage `json:"result,omitempty"`
 	// Error says why a failed command failed.
 	Error *httpjson.ErrorDetail `json:"error,omitempty"`
+	// Secret is the secret the command gives its caller (a webhook
+	// endpoint's signing secret): only in the answer to the request that
+	// made the command, never stored with it, and never once it failed.
+	Secret string `json:"secret,omitempty"`
 	// CreatedAt and UpdatedAt are when the command was accepted and when
 	// its status last changed.
 	CreatedAt time.Time `json:"created_at"`
@@ -71,6 +75,9 @@ type submission struct {
 	idempotencyKey string
 	// wait is how long the client will wait for the outcome; 0: not at all.
 	wait time.Duration
+	// secret, when set, is the secret the answer shows, given the
+	// command's id.
+	secret func(commandID string) string
 }
 
 // idempotencyScope is whose key space an Idempotency-Key lives in: each
@@ -227,7 +234,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 		}
 		log.Info("command queued")
 	}
-	s.answer(w, r, cmd, wt, sub.wait)
+	s.answer(w, r, cmd, wt, sub.wait, sub.secret)
 }
 
 // publish sends the command's stored payload to JetStream with the command
@@ -249,9 +256,18 @@ func (s *Server) publish(ctx context.Context, w http.ResponseWriter, r *http.Req
 
 // answer writes cmd's view: at once with 202 (or 200 for a GET) when the
 // client does not wait; otherwise after the command has an outcome, with
-// the outcome's status, or with 202 at the deadline.
-func (s *Server) answer(w http.ResponseWriter, r *http.Request, cmd *store.Command, wt *watch, wait time.Duration) {
+// the outcome's status, or with 202 at the deadline. secret, when set,
+// gives the view's Secret unless the command failed.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, cmd *store.Command, wt *watch, wait time.Duration, secret func(string) string) {
 	w.Header().Set("Location", commandLocation(cmd.ID))
+	view := func(c *store.Command) CommandView {
+		v := viewOf(c)
+		if secret != nil && c.Status != store.CommandFailed {
+			v.Secret = secret(c.ID)
+			w.Header().Set("Cache-Control", "no-store")
+		}
+		return v
+	}
 	if wait > 0 {
 		final, err := s.await(r.Context(), wt, cmd.ID, wait)
 		if err != nil {
@@ -263,7 +279,7 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, cmd *store.Comma
 			if status == 0 {
 				status = http.StatusOK // every outcome records one; never write 0
 			}
-			httpjson.Write(w, status, viewOf(final))
+			httpjson.Write(w, status, view(final))
 			return
 		}
 		cmd = final
@@ -275,7 +291,7 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, cmd *store.Comma
 			status = http.StatusAccepted // still pending at the deadline
 		}
 	}
-	httpjson.Write(w, status, viewOf(cmd))
+	httpjson.Write(w, status, view(cmd))
 }
 
 // watch is a subscription to one command's notification, made before the
@@ -359,7 +375,7 @@ func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, err, "cannot read the command")
 		return
 	}
-	s.answer(w, r, cmd, wt, wait)
+	s.answer(w, r, cmd, wt, wait, nil)
 }
 
 // commandSpec is the command an endpoint asks a worker to carry out.
@@ -380,6 +396,17 @@ var errAnswered = errors.New("api: request already answered")
 // order of the checks, and so the error a bad request sees first, the same
 // everywhere.
 func serveCommand[B any](s *Server, w http.ResponseWriter, r *http.Request, optional bool, build func(body B) (commandSpec, error)) {
+	serveSecretCommand(s, w, r, optional, func(body B) (commandSpec, func(string) string, error) {
+		c, err := build(body)
+		return c, nil, err
+	})
+}
+
+// serveSecretCommand is serveCommand for the commands whose answer shows
+// a secret: build also returns the function that gives it from the
+// command's id (see submission.secret).
+func serveSecretCommand[B any](s *Server, w http.ResponseWriter, r *http.Request, optional bool,
+	build func(body B) (commandSpec, func(commandID string) string, error)) {
 	sub, ok := s.commandRequest(w, r)
 	if !ok {
 		return
@@ -388,7 +415,7 @@ func serveCommand[B any](s *Server, w http.ResponseWriter, r *http.Request, opti
 	if optional && !s.readOptionalJSON(w, r, &body) || !optional && !s.readJSON(w, r, &body) {
 		return
 	}
-	c, err := build(body)
+	c, secret, err := build(body)
 	if errors.Is(err, errAnswered) {
 		return
 	}
@@ -396,6 +423,6 @@ func serveCommand[B any](s *Server, w http.ResponseWriter, r *http.Request, opti
 		writeError(w, err)
 		return
 	}
-	sub.domain, sub.action, sub.accountID, sub.params = c.domain, c.action, c.accountID, c.params
+	sub.domain, sub.action, sub.accountID, sub.params, sub.secret = c.domain, c.action, c.accountID, c.params, secret
 	s.submit(w, r, sub)
 }

@@ -51,6 +51,8 @@ type options struct {
 	rate      float64
 	burst     int
 	maxDel    int
+	// configure changes the configuration before ingest is built.
+	configure func(c *config.Config)
 }
 
 // syncBuffer collects log output from many goroutines.
@@ -92,6 +94,9 @@ func newHarness(t *testing.T, st *store.Store, o options) *harness {
 		if cfg.StripeAPIBase == "" {
 			cfg.StripeAPIBase = stripemock.Start(t)
 		}
+	}
+	if o.configure != nil {
+		o.configure(&cfg)
 	}
 	logs := &syncBuffer{}
 	log := logrus.New()
@@ -138,7 +143,13 @@ func (h *harness) key(t *testing.T, accountID string) (secret, id string) {
 // runWorker starts the accounts worker until the test ends.
 func (h *harness) runWorker(t *testing.T) {
 	t.Helper()
-	r, err := h.env.Router([]string{"accounts"})
+	h.runWorkers(t, "accounts")
+}
+
+// runWorkers starts the named workers until the test ends.
+func (h *harness) runWorkers(t *testing.T, names ...string) {
+	t.Helper()
+	r, err := h.env.Router(names)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -114,8 +114,8 @@ func init() {
 	for _, name := range []string{"dev", "ingest", "workers", "scheduler", "migrate"} {
 		commands[name] = command{run: processCommand(name), core: true}
 	}
-	registerGroup("webhook", "", "webhook send <event type> [flags]\nwebhook types", map[string]commandFunc{
-		"send": runWebhookSend, "types": runWebhookTypes,
+	registerGroup("webhook", "", "webhook send <event type> [flags]\nwebhook types\nwebhook listen [flags]", map[string]commandFunc{
+		"send": runWebhookSend, "types": runWebhookTypes, "listen": runWebhookListen,
 	})
 	commands["webhook"] = command{run: commands["webhook"].run, core: true}
 	commands["probe"] = command{run: runProbe, core: true}

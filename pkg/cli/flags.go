@@ -19,6 +19,7 @@ var errHelpShown = errors.New("help shown")
 // envHelp describes the environment variables commands read, for their
 // --help. Every name a command lists must be here (a test checks).
 var envHelp = map[string]string{
+	"WEBHOOK_SECRET":          "the webhook endpoint's signing secret (whsec_…), as creating or rotating the endpoint showed it",
 	"LEVQOR_DATABASE_URL":     "the database (postgres://… or sqlite:…); default: dev mode's SQLite file under LEVQOR_DATA_DIR",
 	"LEVQOR_DATA_DIR":         "dev mode's data directory, holding its database and secrets (default .levqor)",
 	"LEVQOR_NATS_URL":         "the NATS server; default: dev mode's embedded server at LEVQOR_DEV_NATS_ADDR",

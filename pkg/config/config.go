@@ -171,6 +171,25 @@ type Config struct {
 	// SMTP is the mail server notifications go through (LEVQOR_SMTP_*,
 	// LEVQOR_MAIL_FROM); unset unless LEVQOR_SMTP_HOST is.
 	SMTP notify.SMTPConfig
+	// WebhookKey derives the signing secrets of customer webhook
+	// endpoints (LEVQOR_WEBHOOK_SECRET_KEY: 32 bytes or more, hex or
+	// base64); unset turns the endpoints off. Dev mode generates one and
+	// keeps it with its other secrets.
+	WebhookKey string
+	// WebhookAllowNets are the networks webhooks may call although they
+	// are loopback, private or link-local (LEVQOR_WEBHOOK_ALLOW_NETS,
+	// comma-separated CIDRs or addresses); dev mode allows loopback.
+	WebhookAllowNets []string
+	// WebhookTimeout bounds one delivery (LEVQOR_WEBHOOK_TIMEOUT);
+	// WebhookDisableAfter is how long an endpoint may keep failing before
+	// it is disabled (LEVQOR_WEBHOOK_DISABLE_AFTER); WebhookSecretOverlap
+	// how long a rotated secret still signs (LEVQOR_WEBHOOK_SECRET_OVERLAP).
+	WebhookTimeout, WebhookDisableAfter, WebhookSecretOverlap time.Duration
+	// NotifyRetry is how long a failed notification delivery waits before
+	// each next attempt (LEVQOR_NOTIFY_RETRY, comma-separated durations);
+	// nil takes notify.RetrySchedule. Dev mode waits 1s, 2s, 4s, 8s, so
+	// that a delivery that keeps failing reaches the DLQ in seconds.
+	NotifyRetry []time.Duration
 	// MailDir, when set and SMTP is not, is where notifications are
 	// written as .eml files instead of sent (LEVQOR_MAIL_DIR); dev mode
 	// defaults to <LEVQOR_DATA_DIR>/mail.
@@ -376,6 +395,12 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		SentryEnvironment:     p.str("SENTRY_ENVIRONMENT", ""),
 		PublicURL:             p.str("LEVQOR_PUBLIC_URL", ""),
 		MailDir:               p.str("LEVQOR_MAIL_DIR", ""),
+		WebhookKey:            p.str("LEVQOR_WEBHOOK_SECRET_KEY", ""),
+		NotifyRetry:           p.durations("LEVQOR_NOTIFY_RETRY"),
+		WebhookAllowNets:      p.list("LEVQOR_WEBHOOK_ALLOW_NETS", ""),
+		WebhookTimeout:        p.duration("LEVQOR_WEBHOOK_TIMEOUT", notify.WebhookTimeoutDefault),
+		WebhookDisableAfter:   p.duration("LEVQOR_WEBHOOK_DISABLE_AFTER", notify.WebhookDisableAfterDefault),
+		WebhookSecretOverlap:  p.duration("LEVQOR_WEBHOOK_SECRET_OVERLAP", notify.WebhookSecretOverlapDefault),
 		BackupPaths:           p.list("LEVQOR_BACKUP_PATHS", ""),
 		BackupMaxRuns:         p.integer("LEVQOR_BACKUP_MAX_RUNS", backups.MaxRunsDefault),
 		BackupTimeout:         p.duration("LEVQOR_BACKUP_TIMEOUT", backups.RunTimeoutDefault),
@@ -458,6 +483,23 @@ func (c Config) ValidateFor(role Role) error {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("LEVQOR_PUBLIC_URL", "%q: want an http(s) URL such as https://levqor.example.com", c.PublicURL)
 		}
+	}
+	if c.WebhookKey != "" {
+		if _, err := notify.ParseWebhookKey(c.WebhookKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := notify.ParseNets(c.WebhookAllowNets); err != nil {
+		bad("LEVQOR_WEBHOOK_ALLOW_NETS", "%v", err)
+	}
+	if c.WebhookTimeout <= 0 || c.WebhookTimeout > 2*time.Minute {
+		bad("LEVQOR_WEBHOOK_TIMEOUT", "want more than 0 and at most 2m")
+	}
+	if c.WebhookDisableAfter <= 0 {
+		bad("LEVQOR_WEBHOOK_DISABLE_AFTER", "must be positive (e.g. 120h)")
+	}
+	if c.WebhookSecretOverlap <= 0 {
+		bad("LEVQOR_WEBHOOK_SECRET_OVERLAP", "must be positive (e.g. 24h)")
 	}
 	if c.APIRate <= 0 || c.APIRate > 100000 {
 		bad("LEVQOR_API_RATE", "%g: want requests per second, more than 0", c.APIRate)
@@ -621,6 +663,21 @@ func (p *parser) duration(k string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// durations reads a comma-separated list of positive durations; unset
+// is nil.
+func (p *parser) durations(k string) []time.Duration {
+	var out []time.Duration
+	for _, v := range p.list(k, "") {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			p.errs = append(p.errs, fmt.Errorf("%s: %q is not a positive duration (e.g. 5s,5m,30m)", k, v))
+			return nil
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 func (p *parser) float(k string, def float64) float64 {

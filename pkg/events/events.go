@@ -59,6 +59,7 @@ var all = []Event{
 	SLABreached{},
 	DLQGrowing{},
 	ConsumerStuck{},
+	WebhookEndpointDisabled{},
 }
 
 // Names lists the name of every event Levqor publishes, in the order of

@@ -114,6 +114,9 @@ var shapes = map[events.Name]shape{
 		[]string{"consumer", "stream", "pending_messages", "ack_pending_messages", "redelivered_messages", "dlq_messages",
 			"threshold", "slot"},
 		[]string{"oldest_unacked_stored_at"}},
+
+	"webhook.endpoint_disabled": {events.WebhookEndpointDisabled{},
+		[]string{"account_id", "endpoint_id", "url", "failing_since", "last_error", "incident", "reason", "at"}, nil},
 }
 
 // ticketKeys are on every support event.

@@ -104,6 +104,9 @@ func samples(acc, src string) map[events.Name]events.Event {
 		events.NameSLABreached:   events.SLABreached{SLAEscalation: esc},
 		events.NameConsumerStuck: events.ConsumerStuck{Consumer: "billing-stripe", Stream: "STRIPE", Slot: at},
 		events.NameDLQGrowing:    events.DLQGrowing{Consumer: "billing-stripe", Stream: "STRIPE", DLQMessages: 4, Slot: at},
+		events.NameWebhookEndpointDisabled: events.WebhookEndpointDisabled{AccountID: acc, EndpointID: "whe_1", URL: "https://hooks.ada.example/…",
+			FailingSince: at, LastError: "webhook https://hooks.ada.example/… answered 500 Internal Server Error",
+			Incident: "endpoint_disabled:whe_1", Reason: "deliveries failed for 120h0m0s", At: at},
 	}
 }
 
@@ -168,6 +171,7 @@ type bundle struct {
 	worker *notify.Worker
 	acc    string
 	src    string
+	halt   func() // stops the running router and relay
 }
 
 func quiet(t testing.TB) logrus.FieldLogger {
@@ -180,6 +184,13 @@ func quiet(t testing.TB) logrus.FieldLogger {
 // setup runs the notify worker, with a mail server and the outbox relay,
 // for an account with one source.
 func setup(t *testing.T, st *store.Store, mailer func(ms *mailServer) notify.Sender) *bundle {
+	t.Helper()
+	return setupWith(t, st, mailer, nil)
+}
+
+// setupWith is setup with configure called on the worker before it
+// starts.
+func setupWith(t *testing.T, st *store.Store, mailer func(ms *mailServer) notify.Sender, configure func(w *notify.Worker)) *bundle {
 	t.Helper()
 	ctx := t.Context()
 	b := &bundle{t: t, st: st, nats: bustest.Start(t), mail: startMailServer(t)}
@@ -201,29 +212,48 @@ recipients:
 rules:
   backup.run_failed: [customer]
   backup.corrupt: [customer, on_call]
+  webhook.endpoint_disabled: [customer]
 `))
 	require.NoError(t, err)
 	b.worker = &notify.Worker{Store: st, Rules: rules, Topology: b.nats.Topo, Mailer: mailer(b.mail),
 		PublicURL: "https://levqor.example.com", Retry: []time.Duration{50 * time.Millisecond}}
+	if configure != nil {
+		configure(b.worker)
+	}
 
+	b.restart()
+	t.Cleanup(b.stop)
+	return b
+}
+
+// restart runs the worker's router and the outbox relay until stop.
+func (b *bundle) restart() {
+	b.t.Helper()
 	r, err := bus.NewRouter(b.nats.JS, bus.RouterConfig{
-		Topology: b.nats.Topo, Logger: quiet(t), MaxDeliver: 4, RetryAttempts: 1,
-		FetchWait: 100 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
+		Topology: b.nats.Topo, Logger: quiet(b.t), MaxDeliver: 4, RetryAttempts: 1,
+		FetchWait: 100 * time.Millisecond, ShutdownTimeout: 2 * time.Second, AckWait: 2 * time.Second,
 	})
-	require.NoError(t, err)
+	require.NoError(b.t, err)
 	b.worker.Register(r)
-	relay := &outbox.Relay{Store: st, Publisher: bus.NewPublisher(b.nats.JS, b.nats.Topo), Log: quiet(t), Interval: 20 * time.Millisecond}
+	relay := &outbox.Relay{Store: b.st, Publisher: bus.NewPublisher(b.nats.JS, b.nats.Topo), Log: quiet(b.t), Interval: 20 * time.Millisecond}
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 2)
 	go func() { done <- r.Run(runCtx) }()
 	go func() { done <- relay.Run(runCtx) }()
-	require.Eventually(t, r.Ready, 10*time.Second, 10*time.Millisecond)
-	t.Cleanup(func() {
+	require.Eventually(b.t, r.Ready, 10*time.Second, 10*time.Millisecond)
+	b.halt = func() {
 		cancel()
 		<-done
 		<-done
-	})
-	return b
+	}
+}
+
+// stop stops the router and the relay, waiting for their handlers.
+func (b *bundle) stop() {
+	if b.halt != nil {
+		b.halt()
+		b.halt = nil
+	}
 }
 
 // emit publishes ev as its producer would, through the outbox, and

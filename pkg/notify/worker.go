@@ -71,6 +71,14 @@ type Worker struct {
 	Chat Sender
 	// PublicURL is where links in messages point (LEVQOR_PUBLIC_URL).
 	PublicURL string
+	// Webhooks signs and posts to customers' webhook endpoints, and
+	// carries out the endpoint commands. Nil records each webhook
+	// notification unsent and fails the commands, saying
+	// LEVQOR_WEBHOOK_SECRET_KEY is missing.
+	Webhooks *Webhooks
+	// Runtime keeps the bookkeeping of the endpoint commands; nil
+	// leaves the command consumer out.
+	Runtime *command.Runtime
 	// Retry is the delivery retry schedule; nil means RetrySchedule.
 	Retry []time.Duration
 	// Now is the clock; nil means time.Now.
@@ -104,23 +112,41 @@ func DeliveryConsumer() bus.ConsumerSpec {
 	return bus.ConsumerSpec{Name: ConsumerDeliveries, Kind: bus.Commands, Filter: DeliverSubject}
 }
 
+// CommandConsumer declares notify-cmd: the webhook endpoint commands.
+func CommandConsumer() bus.ConsumerSpec {
+	return bus.ConsumerSpec{Name: ConsumerCommands, Kind: bus.Commands, Filter: EndpointDomain + ".>"}
+}
+
 // Register adds the worker's consumers to r.
 func (w *Worker) Register(r *bus.Router) {
 	r.Handle(EventConsumer(), w.EventHandler())
 	r.Handle(DeliveryConsumer(), w.HandleDelivery)
+	if w.Runtime != nil {
+		r.Handle(CommandConsumer(), w.Runtime.Handler(w.HandleCommand))
+		r.Handle(w.Runtime.DeadLetters(ConsumerCommandsDLQ, ConsumerCommands))
+	}
 }
 
 // EventHandler is notify-event's handler: HandleEvent through the inbox,
-// for the events the rules name. The others, most of EVENTS, are
-// acknowledged without a transaction: nothing would be recorded for them.
+// for the events the rules name and the account events webhook endpoints
+// may take. The others, most of EVENTS, are acknowledged without a
+// transaction: nothing would be recorded for them.
 func (w *Worker) EventHandler() bus.Handler {
 	h := inbox.Handler(w.Store, w.HandleEvent)
 	return func(ctx context.Context, m *bus.Message) error {
-		if name, ok := w.topology().Unprefixed(bus.Events, m.Subject); ok && len(w.Rules.For(name)) == 0 {
+		name, ok := w.topology().Unprefixed(bus.Events, m.Subject)
+		if ok && len(w.Rules.For(name)) == 0 && (m.Account() == "" || !IsWebhookEvent(name)) {
 			return nil
 		}
 		return h(ctx, m)
 	}
+}
+
+func (w *Worker) retrySchedule() []time.Duration {
+	if len(w.Retry) == 0 {
+		return RetrySchedule
+	}
+	return w.Retry
 }
 
 func (w *Worker) now() time.Time {
@@ -160,15 +186,18 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 	if !ok {
 		return bus.Permanentf("notify: %s is not an event subject", m.Subject)
 	}
-	to := w.Rules.For(name)
-	if len(to) == 0 {
-		return nil
-	}
 	var refs eventRefs
 	if err := json.Unmarshal(m.Data, &refs); err != nil {
 		return bus.Permanentf("notify: decoding %s: %v", name, err)
 	}
 	log := bus.Logger(ctx).WithFields(logrus.Fields{"event": name, "account_id": refs.AccountID})
+	if err := w.queueWebhooks(ctx, tx, name, refs.AccountID, m, log); err != nil {
+		return err
+	}
+	to := w.Rules.For(name)
+	if len(to) == 0 {
+		return nil
+	}
 	var account, source Party
 	contact := ""
 	if refs.AccountID != "" {
@@ -232,18 +261,7 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 			nlog.Warn(missing)
 			continue
 		}
-		payload, err := json.Marshal(delivery{NotificationID: id})
-		if err != nil {
-			return err
-		}
-		headers := map[string]string{}
-		if refs.AccountID != "" {
-			headers[bus.HeaderAccount] = refs.AccountID
-		}
-		if c := m.CorrelationID(); c != "" {
-			headers[bus.HeaderCorrelationID] = c
-		}
-		if _, err := tx.EnqueueOutbox(ctx, store.OutboxMessage{Subject: topo.Subject(bus.Commands, DeliverSubject), Headers: headers, Payload: payload}); err != nil {
+		if err := w.enqueueDelivery(ctx, tx, id, refs.AccountID, m.CorrelationID()); err != nil {
 			return err
 		}
 		nlog.Info("notification queued")
@@ -308,6 +326,9 @@ func (w *Worker) HandleDelivery(ctx context.Context, m *bus.Message) error {
 		log.WithField("status", n.Status).Info("notification is not pending; nothing to send")
 		return nil
 	}
+	if n.Channel == ChannelWebhook {
+		return w.deliverWebhook(ctx, m, n, log)
+	}
 	send, missing := w.sender(n.Channel)
 	if send == nil {
 		return errors.New(missing)
@@ -324,11 +345,7 @@ func (w *Worker) HandleDelivery(ctx context.Context, m *bus.Message) error {
 		if bus.IsPermanent(sendErr) {
 			return sendErr
 		}
-		schedule := w.Retry
-		if len(schedule) == 0 {
-			schedule = RetrySchedule
-		}
-		return bus.RetryAfter(sendErr, RetryDelay(schedule, int(m.Deliveries)))
+		return bus.RetryAfter(sendErr, RetryDelay(w.retrySchedule(), int(m.Deliveries)))
 	}
 	fields := logrus.Fields{"channel": n.Channel}
 	if n.Channel == ChannelEmail {

@@ -34,6 +34,9 @@ import (
 type DevSecrets struct {
 	WebhookSecret string `json:"stripe_webhook_secret"`
 	AdminToken    string `json:"admin_token"`
+	// WebhookKey derives the signing secrets of customer webhook
+	// endpoints (LEVQOR_WEBHOOK_SECRET_KEY).
+	WebhookKey string `json:"webhook_secret_key,omitempty"`
 }
 
 // DevSecretsFile is the file under the data dir that keeps DevSecrets.
@@ -66,6 +69,9 @@ func LoadDevSecrets(dataDir string) (DevSecrets, error) {
 	}
 	if s.AdminToken == "" {
 		s.AdminToken, changed = "lvq_dev_"+randomHex(24), true
+	}
+	if s.WebhookKey == "" {
+		s.WebhookKey, changed = randomHex(32), true
 	}
 	if changed {
 		if err := os.MkdirAll(dataDir, 0o700); err != nil {
@@ -128,6 +134,18 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	}
 	if cfg.AdminToken == "" {
 		cfg.AdminToken = secrets.AdminToken
+	}
+	if cfg.WebhookKey == "" {
+		cfg.WebhookKey = secrets.WebhookKey
+	}
+	if len(cfg.NotifyRetry) == 0 {
+		// Seconds, not hours: a failing delivery is dead-lettered while
+		// one watches (see docs/notifications.md).
+		cfg.NotifyRetry = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+	}
+	if len(cfg.WebhookAllowNets) == 0 {
+		// Dev mode's receivers run on the same machine.
+		cfg.WebhookAllowNets = []string{"127.0.0.0/8", "::1"}
 	}
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = "sqlite:" + filepath.Join(cfg.DataDir, "levqor.db")

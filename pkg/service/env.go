@@ -154,10 +154,14 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	wh, err := e.Webhooks()
+	if err != nil {
+		return nil, err
+	}
 	a, err := api.New(api.Config{
 		Store: e.Store, Publisher: pub, NC: e.NC, Authorizer: authz, Logger: log,
 		Rate: e.Cfg.APIRate, Burst: e.Cfg.APIBurst, MaxBodyBytes: e.Cfg.APIMaxBodyBytes, Catalog: cat,
-		Retention: e.retentionSettings(),
+		Retention: e.retentionSettings(), Webhooks: wh,
 	})
 	if err != nil {
 		return nil, err
@@ -387,6 +391,26 @@ func (e *Env) registerer() prometheus.Registerer {
 	return e.Reg
 }
 
+// Webhooks builds customer webhook delivery from LEVQOR_WEBHOOK_*: nil
+// when no LEVQOR_WEBHOOK_SECRET_KEY is set (the endpoints are off).
+func (e *Env) Webhooks() (*notify.Webhooks, error) {
+	if e.Cfg.WebhookKey == "" {
+		return nil, nil
+	}
+	key, err := notify.ParseWebhookKey(e.Cfg.WebhookKey)
+	if err != nil {
+		return nil, err
+	}
+	allow, err := notify.ParseNets(e.Cfg.WebhookAllowNets)
+	if err != nil {
+		return nil, fmt.Errorf("LEVQOR_WEBHOOK_ALLOW_NETS: %w", err)
+	}
+	return notify.NewWebhooks(notify.WebhookConfig{
+		Key: key, Guard: notify.Guard{Allow: allow}, Timeout: e.Cfg.WebhookTimeout,
+		DisableAfter: e.Cfg.WebhookDisableAfter, SecretOverlap: e.Cfg.WebhookSecretOverlap,
+	})
+}
+
 // NotifyWorker builds the notify worker with the rules of
 // LEVQOR_NOTIFY_RULES (the shipped rules when unset) and the mailer the
 // configuration names: SMTP when LEVQOR_SMTP_HOST is set, else .eml files
@@ -401,7 +425,15 @@ func (e *Env) NotifyWorker() (*notify.Worker, error) {
 		}
 		e.notifyRules = rules
 	}
-	w := &notify.Worker{Store: e.Store, Rules: rules, Topology: e.Cfg.Topology, PublicURL: e.Cfg.PublicURL, Chat: notify.NewChat(0)}
+	wh, err := e.Webhooks()
+	if err != nil {
+		return nil, err
+	}
+	w := &notify.Worker{
+		Store: e.Store, Rules: rules, Topology: e.Cfg.Topology, PublicURL: e.Cfg.PublicURL, Chat: notify.NewChat(0), Webhooks: wh,
+		Retry:   e.Cfg.NotifyRetry,
+		Runtime: &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
+	}
 	switch {
 	case e.Cfg.SMTP.Host != "":
 		m, err := notify.NewSMTP(e.Cfg.SMTP)

@@ -165,18 +165,48 @@ WHERE id = ? AND status = 'pending'`
 // the error kept. It reports false when the notification is not pending
 // (sent already, by an earlier delivery of the same message).
 func (s *Store) NoteNotificationAttempt(ctx context.Context, id string, deliveryErr error, at time.Time) (bool, error) {
+	return noteNotificationAttempt(ctx, s.db, id, deliveryErr, at)
+}
+
+// NoteNotificationAttempt is Store.NoteNotificationAttempt within tx.
+func (tx *Tx) NoteNotificationAttempt(ctx context.Context, id string, deliveryErr error, at time.Time) (bool, error) {
+	return noteNotificationAttempt(ctx, tx.tx, id, deliveryErr, at)
+}
+
+func noteNotificationAttempt(ctx context.Context, q dbtx, id string, deliveryErr error, at time.Time) (bool, error) {
 	status, lastErr := NotificationSent, ""
 	var sent any = ts(orNow(at))
 	if deliveryErr != nil {
 		status, lastErr, sent = NotificationPending, deliveryErr.Error(), nil
 	}
-	res, err := s.db.ExecContext(ctx, s.rebind(noteNotificationAttemptSQL), status, lastErr, ts(orNow(at)), sent, id)
+	res, err := q.ExecContext(ctx, q.Rebind(noteNotificationAttemptSQL), status, lastErr, ts(orNow(at)), sent, id)
 	if err != nil {
 		return false, fmt.Errorf("store: noting delivery of notification %s: %w", id, err)
 	}
 	rows, err := res.RowsAffected()
 	if err != nil {
 		return false, fmt.Errorf("store: noting delivery of notification %s: %w", id, err)
+	}
+	return rows == 1, nil
+}
+
+// AbandonNotification gives up the pending notification id: it becomes
+// unsent with reason, counting one more attempt when attempted (the
+// attempt that led to giving up). It reports false when the notification
+// was not pending.
+func (tx *Tx) AbandonNotification(ctx context.Context, id, reason string, attempted bool, at time.Time) (bool, error) {
+	n := 0
+	if attempted {
+		n = 1
+	}
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE notifications SET status = ?, last_error = ?, attempts = attempts + ?, updated_at = ?
+WHERE id = ? AND status = 'pending'`), NotificationUnsent, reason, n, ts(orNow(at)), id)
+	if err != nil {
+		return false, fmt.Errorf("store: abandoning notification %s: %w", id, err)
+	}
+	rows, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: abandoning notification %s: %w", id, err)
 	}
 	return rows == 1, nil
 }

@@ -1,0 +1,223 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/api"
+	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/notify"
+	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/store/storetest"
+)
+
+// webhookHarness is the harness with webhook endpoints on, the notify
+// worker and the outbox relay running.
+func webhookHarness(t *testing.T, st *store.Store) *harness {
+	t.Helper()
+	h := newHarness(t, st, options{noStripe: true, configure: func(c *config.Config) {
+		c.WebhookKey = strings.Repeat("5e", 32)
+		c.WebhookAllowNets = []string{"127.0.0.0/8"}
+	}})
+	h.runWorkers(t, "notify")
+	relay := h.env.Relay()
+	relay.Interval = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return h
+}
+
+func TestWebhookEndpointsFromCreationToASignedTest(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		h := webhookHarness(t, st)
+		var mu sync.Mutex
+		var secret string
+		var got []http.Header
+		recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			defer mu.Unlock()
+			wh, err := standardwebhooks.NewWebhook(secret)
+			if err == nil {
+				err = wh.Verify(body, r.Header)
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusUnauthorized)
+				return
+			}
+			got = append(got, r.Header.Clone())
+			w.WriteHeader(http.StatusOK)
+		}))
+		t.Cleanup(recv.Close)
+
+		r := h.do(t, http.MethodPost, "/v1/webhook-endpoints?wait=10s", h.keyA, map[string]any{
+			"url": recv.URL + "/levqor", "description": "ops pager", "event_types": []string{"backup.run_failed", "backup.corrupt"},
+		})
+		require.Equal(t, http.StatusCreated, r.status, string(r.body))
+		require.Equal(t, "no-store", r.header.Get("Cache-Control"))
+		c := r.command(t)
+		require.True(t, strings.HasPrefix(c.Secret, "whsec_"), "the secret is shown at creation")
+		var ep store.WebhookEndpoint
+		require.NoError(t, json.Unmarshal(c.Result, &ep))
+		require.Equal(t, h.accA, ep.AccountID)
+		require.Equal(t, []string{"backup.corrupt", "backup.run_failed"}, ep.EventTypes)
+		require.True(t, ep.Enabled)
+		mu.Lock()
+		secret = c.Secret
+		mu.Unlock()
+
+		t.Run("TheSecretIsShownOnlyOnce", func(t *testing.T) {
+			for _, path := range []string{"/v1/commands/" + c.CommandID, "/v1/webhook-endpoints/" + ep.ID, "/v1/webhook-endpoints"} {
+				r := h.do(t, http.MethodGet, path, h.keyA, nil)
+				require.Equal(t, http.StatusOK, r.status, path)
+				require.NotContains(t, string(r.body), c.Secret, path)
+				require.NotContains(t, string(r.body), `"secret"`, path)
+			}
+			require.NotContains(t, h.logs.String(), c.Secret, "never logged")
+			var stored string
+			require.NoError(t, st.DB().GetContext(t.Context(), &stored, st.DB().Rebind(`SELECT result FROM commands WHERE id = ?`), c.CommandID))
+			require.NotContains(t, stored, c.Secret, "never stored")
+		})
+
+		t.Run("OtherAccountsSeeNothing", func(t *testing.T) {
+			for _, req := range []struct{ method, path string }{
+				{http.MethodGet, "/v1/webhook-endpoints/" + ep.ID},
+				{http.MethodPatch, "/v1/webhook-endpoints/" + ep.ID},
+				{http.MethodPost, "/v1/webhook-endpoints/" + ep.ID + "/rotate-secret"},
+				{http.MethodPost, "/v1/webhook-endpoints/" + ep.ID + "/test"},
+				{http.MethodGet, "/v1/webhook-endpoints/" + ep.ID + "/deliveries"},
+			} {
+				var body any
+				if req.method == http.MethodPatch {
+					body = map[string]any{"enabled": false}
+				}
+				r := h.do(t, req.method, req.path, h.keyB, body)
+				require.Equal(t, http.StatusNotFound, r.status, req.path)
+			}
+			var list api.EndpointList
+			h.do(t, http.MethodGet, "/v1/webhook-endpoints", h.keyB, nil).json(t, &list)
+			require.Empty(t, list.Data)
+			h.do(t, http.MethodGet, "/v1/webhook-endpoints?account_id="+h.accA, h.opKey, nil).json(t, &list)
+			require.Len(t, list.Data, 1, "an operator sees it")
+		})
+
+		t.Run("ATestSendArrivesSignedAndIsLogged", func(t *testing.T) {
+			r := h.do(t, http.MethodPost, "/v1/webhook-endpoints/"+ep.ID+"/test?wait=10s", h.keyA, nil)
+			require.Equal(t, http.StatusAccepted, r.status, string(r.body))
+			var res notify.TestResult
+			require.NoError(t, json.Unmarshal(r.command(t).Result, &res))
+			require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 }, 20*time.Second, 20*time.Millisecond)
+			mu.Lock()
+			require.Equal(t, res.NotificationID, got[0].Get("webhook-id"))
+			mu.Unlock()
+			var log api.DeliveryList
+			require.Eventually(t, func() bool {
+				h.do(t, http.MethodGet, "/v1/webhook-endpoints/"+ep.ID+"/deliveries", h.keyA, nil).json(t, &log)
+				return len(log.Data) == 1
+			}, 10*time.Second, 20*time.Millisecond)
+			require.True(t, log.Data[0].OK)
+			require.Equal(t, http.StatusOK, log.Data[0].StatusCode)
+			require.Equal(t, notify.EventWebhookTest, log.Data[0].Event)
+		})
+
+		t.Run("RotationShowsANewSecretAndKeepsTheOldOneSigning", func(t *testing.T) {
+			r := h.do(t, http.MethodPost, "/v1/webhook-endpoints/"+ep.ID+"/rotate-secret?wait=10s", h.keyA, nil)
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			c := r.command(t)
+			require.True(t, strings.HasPrefix(c.Secret, "whsec_"))
+			require.NotEqual(t, secret, c.Secret)
+			var rotated store.WebhookEndpoint
+			require.NoError(t, json.Unmarshal(c.Result, &rotated))
+			require.Equal(t, 2, rotated.SecretGeneration)
+			require.NotNil(t, rotated.PreviousExpiresAt)
+			require.WithinDuration(t, time.Now().Add(notify.WebhookSecretOverlapDefault), *rotated.PreviousExpiresAt, time.Minute)
+
+			// The receiver still holds the old secret: the next test
+			// verifies because both secrets sign during the overlap.
+			r = h.do(t, http.MethodPost, "/v1/webhook-endpoints/"+ep.ID+"/test", h.keyA, nil)
+			require.Equal(t, http.StatusAccepted, r.status, string(r.body))
+			if !assert.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 }, 20*time.Second, 20*time.Millisecond) {
+				r := h.do(t, http.MethodGet, "/v1/webhook-endpoints/"+ep.ID+"/deliveries", h.keyA, nil)
+				t.Fatalf("%s\n%s", r.body, h.logs.String())
+			}
+			mu.Lock()
+			require.Len(t, strings.Fields(got[1].Get("webhook-signature")), 2)
+			mu.Unlock()
+		})
+
+		t.Run("DisablingStopsTestsAndEnablingResumes", func(t *testing.T) {
+			r := h.do(t, http.MethodPatch, "/v1/webhook-endpoints/"+ep.ID+"?wait=10s", h.keyA, map[string]any{"enabled": false})
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			r = h.do(t, http.MethodPost, "/v1/webhook-endpoints/"+ep.ID+"/test?wait=10s", h.keyA, nil)
+			require.Equal(t, http.StatusConflict, r.status, string(r.body))
+			require.Equal(t, "endpoint_disabled", r.command(t).Error.Code)
+			r = h.do(t, http.MethodPatch, "/v1/webhook-endpoints/"+ep.ID+"?wait=10s", h.keyA, map[string]any{"enabled": true})
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			var back store.WebhookEndpoint
+			require.NoError(t, json.Unmarshal(r.command(t).Result, &back))
+			require.True(t, back.Enabled)
+			require.Empty(t, back.DisabledReason)
+		})
+	})
+}
+
+func TestBadWebhookEndpointsAreRefusedNamingTheField(t *testing.T) {
+	t.Parallel()
+	h := webhookHarness(t, storetest.SQLite(t))
+	for name, tc := range map[string]struct {
+		key   string
+		body  map[string]any
+		field string
+		want  string
+	}{
+		"PrivateAddress":    {h.keyA, map[string]any{"url": "https://10.0.0.5/hook"}, "url", "private address"},
+		"MetadataService":   {h.keyA, map[string]any{"url": "http://169.254.169.254/latest/meta-data"}, "url", "link-local"},
+		"PlainHTTP":         {h.keyA, map[string]any{"url": "http://hooks.example.com/levqor"}, "url", "must use https"},
+		"NoURL":             {h.keyA, map[string]any{"description": "x"}, "url", "url is required"},
+		"UnknownEvent":      {h.keyA, map[string]any{"url": "https://hooks.example.com/", "event_types": []string{"billing.dfy_purchased"}}, "event_types", `"billing.dfy_purchased" is not an event endpoints receive`},
+		"LongDescription":   {h.keyA, map[string]any{"url": "https://hooks.example.com/", "description": strings.Repeat("x", 300)}, "description", "longer than 256"},
+		"OperatorNoAccount": {h.opKey, map[string]any{"url": "https://hooks.example.com/"}, "account_id", "account_id is required"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := h.do(t, http.MethodPost, "/v1/webhook-endpoints", tc.key, tc.body)
+			require.Equal(t, http.StatusUnprocessableEntity, r.status, string(r.body))
+			e := r.errorOf(t)
+			require.Equal(t, tc.field, e["field"])
+			require.Contains(t, e["message"], tc.want)
+		})
+	}
+	r := h.do(t, http.MethodGet, "/v1/webhook-endpoints/whe_nope", h.keyA, nil)
+	require.Equal(t, http.StatusBadRequest, r.status)
+	r = h.do(t, http.MethodPatch, "/v1/webhook-endpoints/"+notify.EndpointIDFor("cmd_x"), h.keyA, map[string]any{"enabled": true})
+	require.Equal(t, http.StatusNotFound, r.status)
+	var list api.EndpointList
+	h.do(t, http.MethodGet, "/v1/webhook-endpoints", h.opKey, nil).json(t, &list)
+	require.Empty(t, list.Data, "nothing was created")
+}
+
+func TestWebhookEndpointsNeedTheKey(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, storetest.SQLite(t), options{noStripe: true})
+	r := h.do(t, http.MethodPost, "/v1/webhook-endpoints", h.keyA, map[string]any{"url": "https://hooks.example.com/"})
+	require.Equal(t, http.StatusServiceUnavailable, r.status)
+	require.Contains(t, r.errorOf(t)["message"], "LEVQOR_WEBHOOK_SECRET_KEY")
+	r = h.do(t, http.MethodGet, "/v1/webhook-endpoints", "", nil)
+	require.Equal(t, http.StatusUnauthorized, r.status, "authentication comes first")
+}
