@@ -75,9 +75,20 @@ type submission struct {
 	idempotencyKey string
 	// wait is how long the client will wait for the outcome; 0: not at all.
 	wait time.Duration
-	// secret, when set, is the secret the answer shows, given the
-	// command's id.
-	secret func(commandID string) string
+	// reveal, when set, gives the secret the answer shows.
+	reveal revealing
+}
+
+// revealing is how a command's answer shows a secret.
+type revealing struct {
+	// secret gives the secret from the command, as recorded; nil shows
+	// none.
+	secret func(cmd *store.Command) string
+	// identity, when set, stands for the params in the request hash: what
+	// makes two requests the same when the params also hold what the API
+	// computed (the generation a rotation makes), so that a retry with the
+	// same Idempotency-Key finds the first request's command.
+	identity any
 }
 
 // idempotencyScope is whose key space an Idempotency-Key lives in: each
@@ -169,7 +180,14 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 		writeError(w, err)
 		return
 	}
-	hash := requestHash(sub.domain, sub.action, sub.accountID, params)
+	hashed := params
+	if sub.reveal.identity != nil {
+		if hashed, err = json.Marshal(sub.reveal.identity); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	hash := requestHash(sub.domain, sub.action, sub.accountID, hashed)
 	cmd, created, err := s.store.CreateCommand(ctx, store.Command{
 		ID: id, Scope: idempotencyScope(p), AccountID: sub.accountID, Domain: sub.domain, Action: sub.action,
 		IdempotencyKey: sub.idempotencyKey, RequestHash: hash, Payload: payload, CreatedAt: now,
@@ -234,7 +252,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 		}
 		log.Info("command queued")
 	}
-	s.answer(w, r, cmd, wt, sub.wait, sub.secret)
+	s.answer(w, r, cmd, wt, sub.wait, sub.reveal.secret)
 }
 
 // publish sends the command's stored payload to JetStream with the command
@@ -258,12 +276,12 @@ func (s *Server) publish(ctx context.Context, w http.ResponseWriter, r *http.Req
 // client does not wait; otherwise after the command has an outcome, with
 // the outcome's status, or with 202 at the deadline. secret, when set,
 // gives the view's Secret unless the command failed.
-func (s *Server) answer(w http.ResponseWriter, r *http.Request, cmd *store.Command, wt *watch, wait time.Duration, secret func(string) string) {
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, cmd *store.Command, wt *watch, wait time.Duration, secret func(*store.Command) string) {
 	w.Header().Set("Location", commandLocation(cmd.ID))
 	view := func(c *store.Command) CommandView {
 		v := viewOf(c)
 		if secret != nil && c.Status != store.CommandFailed {
-			v.Secret = secret(c.ID)
+			v.Secret = secret(c)
 			w.Header().Set("Cache-Control", "no-store")
 		}
 		return v
@@ -396,17 +414,16 @@ var errAnswered = errors.New("api: request already answered")
 // order of the checks, and so the error a bad request sees first, the same
 // everywhere.
 func serveCommand[B any](s *Server, w http.ResponseWriter, r *http.Request, optional bool, build func(body B) (commandSpec, error)) {
-	serveSecretCommand(s, w, r, optional, func(body B) (commandSpec, func(string) string, error) {
+	serveSecretCommand(s, w, r, optional, func(body B) (commandSpec, revealing, error) {
 		c, err := build(body)
-		return c, nil, err
+		return c, revealing{}, err
 	})
 }
 
 // serveSecretCommand is serveCommand for the commands whose answer shows
-// a secret: build also returns the function that gives it from the
-// command's id (see submission.secret).
+// a secret: build also says how (see revealing).
 func serveSecretCommand[B any](s *Server, w http.ResponseWriter, r *http.Request, optional bool,
-	build func(body B) (commandSpec, func(commandID string) string, error)) {
+	build func(body B) (commandSpec, revealing, error)) {
 	sub, ok := s.commandRequest(w, r)
 	if !ok {
 		return
@@ -415,7 +432,7 @@ func serveSecretCommand[B any](s *Server, w http.ResponseWriter, r *http.Request
 	if optional && !s.readOptionalJSON(w, r, &body) || !optional && !s.readJSON(w, r, &body) {
 		return
 	}
-	c, secret, err := build(body)
+	c, reveal, err := build(body)
 	if errors.Is(err, errAnswered) {
 		return
 	}
@@ -423,6 +440,6 @@ func serveSecretCommand[B any](s *Server, w http.ResponseWriter, r *http.Request
 		writeError(w, err)
 		return
 	}
-	sub.domain, sub.action, sub.accountID, sub.params, sub.secret = c.domain, c.action, c.accountID, c.params, secret
+	sub.domain, sub.action, sub.accountID, sub.params, sub.reveal = c.domain, c.action, c.accountID, c.params, reveal
 	s.submit(w, r, sub)
 }

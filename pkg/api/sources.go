@@ -526,7 +526,7 @@ func (s *Server) requestAccount(w http.ResponseWriter, r *http.Request, id strin
 	if id == "" {
 		if p.Operator {
 			writeError(w, command.Fail(http.StatusUnprocessableEntity, "invalid_field", "account_id",
-				"account_id is required with an operator key: the account the source belongs to (acc_…)"))
+				"account_id is required with an operator key: the account it belongs to (acc_…)"))
 			return nil, false
 		}
 		id = p.AccountID

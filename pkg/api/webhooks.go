@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -52,23 +53,23 @@ type DeliveryList struct {
 // createEndpoint serves POST /v1/webhook-endpoints. The answer carries
 // the endpoint's signing secret: the one time it is shown.
 func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) {
-	serveSecretCommand(s, w, r, false, func(p notify.CreateEndpointParams) (commandSpec, func(string) string, error) {
+	serveSecretCommand(s, w, r, false, func(p notify.CreateEndpointParams) (commandSpec, revealing, error) {
 		p.Normalize()
 		if err := p.Validate(); err != nil {
-			return commandSpec{}, nil, err
+			return commandSpec{}, revealing{}, err
 		}
 		if err := notify.CheckURL(s.cfg.Webhooks.Guard(), p.URL); err != nil {
-			return commandSpec{}, nil, err
+			return commandSpec{}, revealing{}, err
 		}
 		acc, ok := s.requestAccount(w, r, p.AccountID)
 		if !ok {
-			return commandSpec{}, nil, errAnswered
+			return commandSpec{}, revealing{}, errAnswered
 		}
 		p.AccountID = acc.ID
-		secret := func(commandID string) string {
-			return s.cfg.Webhooks.Key().SecretString(notify.EndpointIDFor(commandID), 1)
+		secret := func(cmd *store.Command) string {
+			return s.cfg.Webhooks.Key().SecretString(notify.EndpointIDFor(cmd.ID), 1)
 		}
-		return commandSpec{notify.EndpointDomain, notify.ActionCreateEndpoint, acc.ID, p}, secret, nil
+		return commandSpec{notify.EndpointDomain, notify.ActionCreateEndpoint, acc.ID, p}, revealing{secret: secret}, nil
 	})
 }
 
@@ -167,10 +168,20 @@ func (s *Server) rotateEndpointSecret(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	serveSecretCommand(s, w, r, true, func(struct{}) (commandSpec, func(string) string, error) {
+	serveSecretCommand(s, w, r, true, func(struct{}) (commandSpec, revealing, error) {
 		p := notify.RotateSecretParams{EndpointID: ep.ID, Generation: ep.SecretGeneration + 1}
-		secret := func(string) string { return s.cfg.Webhooks.Key().SecretString(ep.ID, p.Generation) }
-		return commandSpec{notify.EndpointDomain, notify.ActionRotateSecret, ep.AccountID, p}, secret, nil
+		// The secret is the generation the command recorded: a retry with
+		// the same Idempotency-Key, after the rotation, shows it again.
+		secret := func(cmd *store.Command) string {
+			var env command.Envelope
+			var recorded notify.RotateSecretParams
+			if json.Unmarshal(cmd.Payload, &env) != nil || json.Unmarshal(env.Params, &recorded) != nil || recorded.Generation < 2 {
+				return ""
+			}
+			return s.cfg.Webhooks.Key().SecretString(ep.ID, recorded.Generation)
+		}
+		return commandSpec{notify.EndpointDomain, notify.ActionRotateSecret, ep.AccountID, p},
+			revealing{secret: secret, identity: map[string]string{"endpoint_id": ep.ID}}, nil
 	})
 }
 

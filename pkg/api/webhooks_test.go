@@ -221,3 +221,32 @@ func TestWebhookEndpointsNeedTheKey(t *testing.T) {
 	r = h.do(t, http.MethodGet, "/v1/webhook-endpoints", "", nil)
 	require.Equal(t, http.StatusUnauthorized, r.status, "authentication comes first")
 }
+
+func TestRotatingAgainWithTheSameKeyShowsTheSameSecret(t *testing.T) {
+	t.Parallel()
+	h := webhookHarness(t, storetest.SQLite(t))
+	r := h.do(t, http.MethodPost, "/v1/webhook-endpoints?wait=10s", h.keyA, map[string]any{"url": "https://hooks.example.com/levqor"},
+		"Idempotency-Key", "create-1")
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	first := r.command(t)
+	again := h.do(t, http.MethodPost, "/v1/webhook-endpoints?wait=10s", h.keyA, map[string]any{"url": "https://hooks.example.com/levqor"},
+		"Idempotency-Key", "create-1")
+	require.Equal(t, first.CommandID, again.command(t).CommandID)
+	require.Equal(t, first.Secret, again.command(t).Secret, "a retried creation shows the same secret")
+	var ep store.WebhookEndpoint
+	require.NoError(t, json.Unmarshal(first.Result, &ep))
+
+	rotate := func() api.CommandView {
+		r := h.do(t, http.MethodPost, "/v1/webhook-endpoints/"+ep.ID+"/rotate-secret?wait=10s", h.keyA, nil, "Idempotency-Key", "rotate-1")
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		return r.command(t)
+	}
+	one := rotate()
+	two := rotate() // the client did not get the first answer, and retries
+	require.Equal(t, one.CommandID, two.CommandID)
+	require.Equal(t, one.Secret, two.Secret, "the retry shows the secret the rotation made")
+	require.NotEqual(t, first.Secret, one.Secret)
+	got, err := h.st.GetWebhookEndpoint(t.Context(), ep.ID)
+	require.NoError(t, err)
+	require.Equal(t, 2, got.SecretGeneration, "rotated once")
+}

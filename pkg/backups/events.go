@@ -86,7 +86,16 @@ func (w *Worker) entitlementsChanged(ctx context.Context, tx *store.Tx, m *bus.M
 	}
 	reason := fmt.Sprintf("the account's tier changed from %s to %s: its default retention policy is now %s (was %s)",
 		tierName(ev.PreviousTier), tierName(ev.Tier), curPolicy, prevPolicy)
+	recorded := 0
 	for _, src := range sources {
+		if src.CreatedAt.After(ev.At) {
+			// Created after the change (the event reached this worker
+			// late): its trail must not say the tier changed before the
+			// source existed. Its policy follows the account's tier
+			// whatever the trail says.
+			continue
+		}
+		recorded++
 		eff, err := EffectivePolicy(&src, &store.Account{ID: ev.AccountID, Entitlements: ev.Entitlements})
 		if err != nil {
 			return err
@@ -109,8 +118,8 @@ func (w *Worker) entitlementsChanged(ctx context.Context, tx *store.Tx, m *bus.M
 			return err
 		}
 	}
-	if len(sources) > 0 {
-		bus.Logger(ctx).WithField("account_id", ev.AccountID).WithField("sources", len(sources)).Info("tier policy change recorded")
+	if recorded > 0 {
+		bus.Logger(ctx).WithField("account_id", ev.AccountID).WithField("sources", recorded).Info("tier policy change recorded")
 	}
 	return nil
 }

@@ -71,6 +71,21 @@ func TestTierChangeIsAudited(t *testing.T) {
 		})
 		require.NoError(t, h(t.Context(), same))
 		require.Len(t, b.audit(t, follows), 1, "only the source count changed: nothing for retention to record")
+
+		// An upgrade that reaches the worker after a source was created:
+		// the new source's trail does not say the tier changed before it
+		// existed; the older sources' trails record it.
+		changed := time.Now().UTC()
+		time.Sleep(5 * time.Millisecond)
+		late := b.source(t, nil)
+		up := event(t, "entitlements_changed", b.acc, map[string]any{
+			"tier": "growth", "previous_tier": "starter", "entitlements": growth, "previous_entitlements": starter, "at": changed,
+		})
+		require.NoError(t, h(t.Context(), up))
+		require.Len(t, b.audit(t, follows), 2)
+		for _, a := range b.audit(t, late) {
+			require.NotEqual(t, backups.AuditDefaultChanged, a.Action, "%+v", a)
+		}
 	})
 }
 

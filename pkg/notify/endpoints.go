@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/bus"
@@ -251,13 +252,8 @@ func (w *Worker) createEndpoint(_ context.Context, e *command.Envelope, p Create
 		} else if err != nil {
 			return command.Outcome{}, err
 		}
-		n, err := tx.CountWebhookEndpoints(ctx, e.AccountID)
-		if err != nil {
+		if err := roomForOneMore(ctx, tx, e.AccountID); err != nil {
 			return command.Outcome{}, err
-		}
-		if n >= MaxEndpointsPerAccount {
-			return command.Outcome{}, command.Fail(http.StatusConflict, "too_many_endpoints", "",
-				fmt.Sprintf("an account may have %d webhook endpoints; disable or reuse one", MaxEndpointsPerAccount))
 		}
 		ep := store.WebhookEndpoint{ID: EndpointIDFor(e.ID), AccountID: e.AccountID, URL: p.URL, Description: p.Description,
 			EventTypes: p.EventTypes, Enabled: true, CreatedAt: w.now()}
@@ -270,6 +266,20 @@ func (w *Worker) createEndpoint(_ context.Context, e *command.Envelope, p Create
 		}
 		return command.Outcome{Status: http.StatusCreated, Result: got}, nil
 	}, nil
+}
+
+// roomForOneMore refuses an endpoint more than MaxEndpointsPerAccount
+// enabled ones.
+func roomForOneMore(ctx context.Context, tx *store.Tx, accountID string) error {
+	n, err := tx.CountWebhookEndpoints(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	if n >= MaxEndpointsPerAccount {
+		return command.Fail(http.StatusConflict, "too_many_endpoints", "",
+			fmt.Sprintf("an account may have %d enabled webhook endpoints; disable one, or change one's URL", MaxEndpointsPerAccount))
+	}
+	return nil
 }
 
 // lockEndpoint locks the endpoint a command names, which must be the
@@ -293,8 +303,9 @@ func (w *Worker) updateEndpoint(_ context.Context, e *command.Envelope, p Update
 		if err != nil {
 			return command.Outcome{}, err
 		}
-		if p.URL != nil {
-			ep.URL = *p.URL
+		if p.URL != nil && *p.URL != ep.URL {
+			// A new receiver is not blamed for the old one's failures.
+			ep.URL, ep.FailingSince = *p.URL, nil
 		}
 		if p.Description != nil {
 			ep.Description = *p.Description
@@ -305,6 +316,9 @@ func (w *Worker) updateEndpoint(_ context.Context, e *command.Envelope, p Update
 		switch {
 		case p.Enabled == nil:
 		case *p.Enabled && !ep.Enabled:
+			if err := roomForOneMore(ctx, tx, ep.AccountID); err != nil {
+				return command.Outcome{}, err
+			}
 			ep.Enabled, ep.DisabledReason, ep.FailingSince = true, "", nil
 		case !*p.Enabled && ep.Enabled:
 			ep.Enabled, ep.DisabledReason = false, "disabled by its owner"
@@ -327,7 +341,10 @@ func (w *Worker) rotateSecret(_ context.Context, e *command.Envelope, p RotateSe
 		}
 		switch ep.SecretGeneration {
 		case p.Generation:
-			return command.Outcome{Status: http.StatusOK, Result: ep}, nil // rotated by this very request
+			// Rotated to this generation already: by a redelivery of this
+			// command, or by a concurrent request that showed the same
+			// secret.
+			return command.Outcome{Status: http.StatusOK, Result: ep}, nil
 		case p.Generation - 1:
 		default:
 			return command.Outcome{}, command.Fail(http.StatusConflict, "rotated_meanwhile", "",
@@ -478,52 +495,61 @@ func (w *Worker) deliverWebhook(ctx context.Context, m *bus.Message, n *store.No
 	now := w.now()
 	attempt, postErr := w.Webhooks.Post(ctx, ep, n, now)
 	disabled := false
-	err = w.Store.InTx(ctx, func(tx *store.Tx) error {
-		disabled = false
-		if err := tx.InsertWebhookAttempt(ctx, attempt); err != nil {
-			return err
-		}
-		cur, err := tx.LockWebhookEndpoint(ctx, ep.ID)
-		if err != nil {
-			return err
-		}
-		if postErr == nil {
-			if _, err := tx.NoteNotificationAttempt(ctx, n.ID, nil, now); err != nil {
+	record := func() error {
+		return w.Store.InTx(ctx, func(tx *store.Tx) error {
+			disabled = false
+			if err := tx.InsertWebhookAttempt(ctx, attempt); err != nil {
 				return err
+			}
+			cur, err := tx.LockWebhookEndpoint(ctx, ep.ID)
+			if err != nil {
+				return err
+			}
+			if postErr == nil {
+				if _, err := tx.NoteNotificationAttempt(ctx, n.ID, nil, now); err != nil {
+					return err
+				}
+				if cur.FailingSince == nil {
+					return nil
+				}
+				cur.FailingSince = nil
+				return tx.UpdateWebhookEndpoint(ctx, cur, now)
 			}
 			if cur.FailingSince == nil {
-				return nil
+				since := now.UTC().Truncate(time.Microsecond)
+				cur.FailingSince = &since
 			}
-			cur.FailingSince = nil
-			return tx.UpdateWebhookEndpoint(ctx, cur, now)
-		}
-		if cur.FailingSince == nil {
-			since := now.UTC().Truncate(time.Microsecond)
-			cur.FailingSince = &since
-		}
-		if !cur.Enabled || now.Sub(*cur.FailingSince) < w.Webhooks.cfg.DisableAfter {
-			if _, err := tx.NoteNotificationAttempt(ctx, n.ID, postErr, now); err != nil {
+			if !cur.Enabled || now.Sub(*cur.FailingSince) < w.Webhooks.cfg.DisableAfter {
+				if _, err := tx.NoteNotificationAttempt(ctx, n.ID, postErr, now); err != nil {
+					return err
+				}
+				return tx.UpdateWebhookEndpoint(ctx, cur, now)
+			}
+			disabled = true
+			since := cur.FailingSince.Format(time.RFC3339)
+			cur.Enabled, cur.DisabledReason = false, "deliveries failed since "+since
+			if err := tx.UpdateWebhookEndpoint(ctx, cur, now); err != nil {
 				return err
 			}
-			return tx.UpdateWebhookEndpoint(ctx, cur, now)
-		}
-		disabled = true
-		since := cur.FailingSince.Format(time.RFC3339)
-		cur.Enabled, cur.DisabledReason = false, "deliveries failed since "+since
-		if err := tx.UpdateWebhookEndpoint(ctx, cur, now); err != nil {
+			if _, err := tx.AbandonNotification(ctx, n.ID, "not sent: "+postErr.Error()+"; the endpoint was disabled", true, now); err != nil {
+				return err
+			}
+			_, err = events.Emit(ctx, tx, w.topology(), events.WebhookEndpointDisabled{
+				AccountID: cur.AccountID, EndpointID: cur.ID, URL: RedactURL(cur.URL), FailingSince: *cur.FailingSince,
+				LastError: postErr.Error(), Incident: "endpoint_disabled:" + cur.ID + ":" + since,
+				Reason: "deliveries to the endpoint failed since " + since + ", for longer than " + w.Webhooks.cfg.DisableAfter.String(),
+				At:     now.UTC(),
+			}, m.CorrelationID())
 			return err
-		}
-		if _, err := tx.AbandonNotification(ctx, n.ID, "not sent: "+postErr.Error()+"; the endpoint was disabled", true, now); err != nil {
-			return err
-		}
-		_, err = events.Emit(ctx, tx, w.topology(), events.WebhookEndpointDisabled{
-			AccountID: cur.AccountID, EndpointID: cur.ID, URL: RedactURL(cur.URL), FailingSince: *cur.FailingSince,
-			LastError: postErr.Error(), Incident: "endpoint_disabled:" + cur.ID + ":" + since,
-			Reason: "deliveries to the endpoint failed since " + since + ", for longer than " + w.Webhooks.cfg.DisableAfter.String(),
-			At:     now.UTC(),
-		}, m.CorrelationID())
-		return err
-	})
+		})
+	}
+	if postErr == nil {
+		// The receiver has it: retry only the recording, here, rather
+		// than the whole delivery (which would post it again).
+		err = backoff.Retry(record, backoff.WithContext(backoff.WithMaxRetries(backoff.NewExponentialBackOff(), 4), ctx))
+	} else {
+		err = record()
+	}
 	if err != nil {
 		if postErr == nil {
 			return fmt.Errorf("webhook %s delivered, but not recorded: %w", n.ID, err)

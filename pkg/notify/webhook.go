@@ -135,6 +135,8 @@ var blockedNets = []netip.Prefix{
 	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, and broadcast
 	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64: reaches IPv4 inside
 	netip.MustParsePrefix("64:ff9b:1::/48"),  // local NAT64
+	netip.MustParsePrefix("::/96"),           // IPv4-compatible (deprecated): embeds an IPv4 address
+	netip.MustParsePrefix("::ffff:0:0:0/96"), // SIIT, IPv4-translated
 	netip.MustParsePrefix("2002::/16"),       // 6to4: embeds an IPv4 address
 	netip.MustParsePrefix("2001::/32"),       // Teredo
 	netip.MustParsePrefix("100::/64"),        // discard-only
@@ -144,9 +146,11 @@ var blockedNets = []netip.Prefix{
 	netip.MustParsePrefix("198.51.100.0/24"), // documentation
 }
 
-// Check returns why ip may not be called, or nil.
+// Check returns why ip may not be called, or nil. A zone is dropped
+// first: netip's prefixes never contain a zoned address, and the kernel
+// ignores the zone of one that is not link-local.
 func (g Guard) Check(ip netip.Addr) error {
-	ip = ip.Unmap()
+	ip = ip.WithZone("").Unmap()
 	for _, p := range g.Allow {
 		if p.Contains(ip) {
 			return nil
@@ -211,6 +215,8 @@ func (g Guard) CheckURL(raw string) error {
 		return invalidURL("url must not hold credentials: receivers check the signature instead")
 	case u.Fragment != "" || strings.Contains(raw, "#"):
 		return invalidURL("url must not have a fragment")
+	case strings.Contains(u.Hostname(), "%"):
+		return invalidURL("url host must not have an IPv6 zone")
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
@@ -236,7 +242,7 @@ func (g Guard) CheckURL(raw string) error {
 
 func (g Guard) allowed(ip netip.Addr) bool {
 	for _, p := range g.Allow {
-		if p.Contains(ip.Unmap()) {
+		if p.Contains(ip.WithZone("").Unmap()) {
 			return true
 		}
 	}
@@ -389,12 +395,19 @@ func (wh *Webhooks) Post(ctx context.Context, ep *store.WebhookEndpoint, n *stor
 	return a, nil
 }
 
-// printable is the start of b, at most max bytes, as valid UTF-8.
+// printable is the start of b, at most max bytes, as valid UTF-8
+// without control characters but newlines and tabs (PostgreSQL's text
+// refuses NUL, and a log is read by people).
 func printable(b []byte, max int) string {
 	if len(b) > max {
 		b = b[:max]
 	}
-	return strings.ToValidUTF8(string(b), "\uFFFD")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(string(b), "\uFFFD"))
 }
 
 // WebhookTolerance is how far a delivery's webhook-timestamp may be from a

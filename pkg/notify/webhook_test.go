@@ -81,6 +81,10 @@ func TestTheGuardRefusesInternalAddresses(t *testing.T) {
 		"100.64.0.1":       "reserved",
 		"0.0.0.0":          "unspecified",
 		"64:ff9b::a00:1":   "reserved",
+		"64:ff9b::a00:1%1": "reserved",
+		"::10.0.0.1":       "reserved",
+		"::ffff:0:a00:1":   "reserved",
+		"2002:a00:1::1":    "reserved",
 		"239.1.2.3":        "multicast",
 		"93.184.216.34":    "",
 		"2606:4700::1111":  "",
@@ -106,6 +110,7 @@ func TestTheGuardRefusesInternalAddresses(t *testing.T) {
 		"https://127.0.0.1:9000/":              "loopback",
 		"https://localhost/":                   "loopback",
 		"https://[::1]/":                       "loopback",
+		"https://[64:ff9b::a00:1%25eth0]/":     "IPv6 zone",
 		"https://169.254.169.254/latest":       "link-local",
 		"https://hooks.example.com:99999/":     "not a port number",
 		"https://" + strings.Repeat("a", 2100): "longer than 2048",
@@ -378,6 +383,13 @@ func TestHostileEndpointsCannotReachInsideOrHoldTheWorker(t *testing.T) {
 				require.NoError(t, err, "a 2xx is a delivery, however long the answer")
 				require.True(t, a.OK)
 				require.LessOrEqual(t, len(a.Response), notify.WebhookResponseKept)
+			},
+		},
+		"ControlCharactersInTheAnswer": {
+			handler: func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\x00\x1b[31m\nbye")) },
+			want: func(t *testing.T, a store.WebhookAttempt, err error) {
+				require.NoError(t, err)
+				require.Equal(t, "ok[31m\nbye", a.Response, "no NUL (PostgreSQL refuses it) nor escape codes in the log")
 			},
 		},
 		"SlowAnswer": {

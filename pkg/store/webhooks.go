@@ -126,10 +126,10 @@ func orEmpty(s []string) []string {
 	return s
 }
 
-// CountWebhookEndpoints counts an account's endpoints.
+// CountWebhookEndpoints counts an account's enabled endpoints.
 func (tx *Tx) CountWebhookEndpoints(ctx context.Context, accountID string) (int, error) {
 	var n int
-	if err := tx.tx.GetContext(ctx, &n, tx.rebind(`SELECT COUNT(*) FROM webhook_endpoints WHERE account_id = ?`), accountID); err != nil {
+	if err := tx.tx.GetContext(ctx, &n, tx.rebind(`SELECT COUNT(*) FROM webhook_endpoints WHERE account_id = ? AND enabled = ?`), accountID, true); err != nil {
 		return 0, fmt.Errorf("store: counting webhook endpoints: %w", err)
 	}
 	return n, nil
@@ -273,10 +273,14 @@ func (tx *Tx) InsertWebhookAttempt(ctx context.Context, a WebhookAttempt) error 
 // ListWebhookAttempts returns an endpoint's newest attempts first, up to
 // limit, starting below the attempt id before when it is positive.
 func (q Querier) ListWebhookAttempts(ctx context.Context, endpointID string, before int64, limit int) ([]WebhookAttempt, error) {
+	query := `SELECT id, endpoint_id, notification_id, event, attempted_at, status_code,
+duration_ms, ok, error, response FROM webhook_attempts WHERE endpoint_id = ?`
+	args := []any{endpointID}
+	if before > 0 {
+		query, args = query+` AND id < ?`, append(args, before)
+	}
 	var out []WebhookAttempt
-	err := q.db.SelectContext(ctx, &out, q.rebind(`SELECT id, endpoint_id, notification_id, event, attempted_at, status_code,
-duration_ms, ok, error, response FROM webhook_attempts WHERE endpoint_id = ? AND (? <= 0 OR id < ?) ORDER BY id DESC LIMIT ?`),
-		endpointID, before, before, limit)
+	err := q.db.SelectContext(ctx, &out, q.rebind(query+` ORDER BY id DESC LIMIT ?`), append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("store: listing attempts of webhook endpoint %s: %w", endpointID, err)
 	}
