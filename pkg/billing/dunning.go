@@ -31,6 +31,9 @@ func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
 		JobReconcile: func(ctx context.Context, m *bus.Message, t scheduler.Tick) error {
 			return w.reconcileTick(ctx, m, t.Slot)
 		},
+		JobTrialReminder: func(ctx context.Context, m *bus.Message, t scheduler.Tick) error {
+			return w.Store.InTx(ctx, func(tx *store.Tx) error { return w.remindTrials(ctx, tx, m, t.Slot) })
+		},
 	})(ctx, m)
 }
 

@@ -43,7 +43,10 @@ type Worker struct {
 	Stripe *client.API
 	// Grace is the dunning grace period.
 	Grace time.Duration
-	Log   logrus.FieldLogger
+	// TrialReminders are how long before a trial ends billing.trial_reminder
+	// reminds its customer; nil means TrialRemindersDefault.
+	TrialReminders []time.Duration
+	Log            logrus.FieldLogger
 	// Runtime does the bookkeeping of billing commands; nil makes Register
 	// use one without notifications (waiting clients then learn outcomes
 	// at their deadline).

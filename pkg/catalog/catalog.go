@@ -63,6 +63,9 @@ type TierDef struct {
 type PackageDef struct {
 	Price       string `json:"price"`
 	Description string `json:"description,omitempty"`
+	// Checklist is the DFY team's work for one purchase, in order: the
+	// onboarding ticket a paid purchase opens lists it.
+	Checklist []string `json:"checklist,omitempty"`
 }
 
 // AddonDef defines one add-on; quantity multiplies StorageGB and Sources,
@@ -242,6 +245,12 @@ func (c *Catalog) File() File { return c.file }
 func (c *Catalog) Price(id string) (PriceRef, bool) {
 	r, ok := c.byPrice[id]
 	return r, ok
+}
+
+// Package returns the definition of a Done-For-You package key.
+func (c *Catalog) Package(key string) (PackageDef, bool) {
+	p, ok := c.file.Packages[key]
+	return p, ok
 }
 
 // PriceID returns the Stripe price of a product key: a package or add-on

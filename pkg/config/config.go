@@ -156,6 +156,14 @@ type Config struct {
 	// SupportAutoCloseAfter is how long a resolved ticket waits for a reply
 	// before support.autoclose closes it (LEVQOR_SUPPORT_AUTOCLOSE_AFTER).
 	SupportAutoCloseAfter time.Duration
+	// TrialReminders are how long before a trial ends its customer is
+	// reminded (LEVQOR_TRIAL_REMINDERS, comma-separated durations); nil
+	// takes billing.TrialRemindersDefault.
+	TrialReminders []time.Duration
+	// DFYFollowupAfter is how long a Done-For-You work item may stay open
+	// with no change before dfy.followup chases it
+	// (LEVQOR_DFY_FOLLOWUP_AFTER).
+	DFYFollowupAfter time.Duration
 	// SentryDSN, when set, sends error-level log entries and recovered
 	// panics to that Sentry-compatible endpoint (SENTRY_DSN), tagged with
 	// SentryEnvironment (SENTRY_ENVIRONMENT).
@@ -390,6 +398,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		DunningGrace:          p.duration("LEVQOR_DUNNING_GRACE", billing.GraceDefault),
 		SupportRules:          p.str(triage.EnvVar, ""),
 		SupportAutoCloseAfter: p.duration("LEVQOR_SUPPORT_AUTOCLOSE_AFTER", support.AutoCloseAfterDefault),
+		DFYFollowupAfter:      p.duration("LEVQOR_DFY_FOLLOWUP_AFTER", support.DFYFollowupAfterDefault),
+		TrialReminders:        p.durations("LEVQOR_TRIAL_REMINDERS"),
 		NotifyRules:           p.str("LEVQOR_NOTIFY_RULES", ""),
 		SentryDSN:             p.str("SENTRY_DSN", ""),
 		SentryEnvironment:     p.str("SENTRY_ENVIRONMENT", ""),
@@ -545,6 +555,9 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.OverdueGrace < 0 {
 		bad("LEVQOR_OVERDUE_GRACE", "must not be negative (e.g. 1h)")
+	}
+	if c.DFYFollowupAfter < time.Hour {
+		bad("LEVQOR_DFY_FOLLOWUP_AFTER", "%s: want at least 1h (e.g. 72h)", c.DFYFollowupAfter)
 	}
 	if c.SupportAutoCloseAfter < time.Hour {
 		bad("LEVQOR_SUPPORT_AUTOCLOSE_AFTER", "%s: want at least 1h (e.g. 168h for a week)", c.SupportAutoCloseAfter)

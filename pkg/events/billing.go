@@ -23,6 +23,9 @@ const (
 	NameAccountSuspended Name = "billing.account_suspended"
 	// NameTrialWillEnd: a subscription's trial ends soon.
 	NameTrialWillEnd Name = "billing.trial_will_end"
+	// NameTrialReminder: a trial ends within one of the reminders of
+	// billing.trial_reminder (LEVQOR_TRIAL_REMINDERS).
+	NameTrialReminder Name = "billing.trial_reminder"
 	// NameDFYPurchased: an account bought a Done-For-You package.
 	NameDFYPurchased Name = "billing.dfy_purchased"
 	// NameChargeRefunded: a charge was refunded, wholly or in part.
@@ -153,6 +156,21 @@ type TrialWillEnd struct {
 
 // EventName is NameTrialWillEnd.
 func (TrialWillEnd) EventName() Name { return NameTrialWillEnd }
+
+// TrialReminder is the payload of billing.trial_reminder.
+type TrialReminder struct {
+	Billing
+	SubscriptionID string    `json:"subscription_id"`
+	TrialEnd       time.Time `json:"trial_end"`
+	// DaysLeft is the whole days until the trial ends, rounded up.
+	DaysLeft int `json:"days_left"`
+	// Tier is the tier the trial is of, when known.
+	Tier     *string `json:"tier,omitempty"`
+	Incident string  `json:"incident"`
+}
+
+// EventName is NameTrialReminder.
+func (TrialReminder) EventName() Name { return NameTrialReminder }
 
 // DFYPurchased is the payload of billing.dfy_purchased, once per package
 // of a checkout session.

@@ -59,6 +59,9 @@ var shapes = map[events.Name]shape{
 	"billing.trial_will_end": {events.TrialWillEnd{},
 		append([]string{"subscription_id", "trial_end"}, billingKeys...),
 		[]string{"stripe_event_id"}},
+	"billing.trial_reminder": {events.TrialReminder{},
+		append([]string{"subscription_id", "trial_end", "days_left", "incident"}, billingKeys...),
+		[]string{"stripe_event_id", "tier"}},
 	"billing.dfy_purchased": {events.DFYPurchased{},
 		append([]string{"package", "quantity", "checkout_session_id"}, billingKeys...),
 		[]string{"stripe_event_id"}},
@@ -106,6 +109,8 @@ var shapes = map[events.Name]shape{
 		append([]string{"escalation_key", "clock", "due", "severity_before", "queue_before"}, ticketKeys...), nil},
 	"support.sla_breached": {events.SLABreached{},
 		append([]string{"escalation_key", "clock", "due", "severity_before", "queue_before"}, ticketKeys...), nil},
+	"support.dfy_stalled": {events.DFYStalled{},
+		append([]string{"package", "stalled_since", "incident", "reason"}, ticketKeys...), nil},
 
 	"ops.dlq_growing": {events.DLQGrowing{},
 		[]string{"consumer", "dlq_messages", "previous_dlq_messages", "slot"},

@@ -23,6 +23,10 @@ const (
 	// NameSLABreached: a ticket's SLA clock ran out; the ticket was
 	// escalated.
 	NameSLABreached Name = "support.sla_breached"
+	// NameDFYStalled: a Done-For-You work item (the ticket a paid
+	// package opened) has not moved for LEVQOR_DFY_FOLLOWUP_AFTER;
+	// dfy.followup chases it.
+	NameDFYStalled Name = "support.dfy_stalled"
 )
 
 // Ticket is what every support event says of its ticket, as it is after
@@ -140,3 +144,17 @@ type TicketAutoClosed struct {
 
 // EventName is NameTicketAutoClosed.
 func (TicketAutoClosed) EventName() Name { return NameTicketAutoClosed }
+
+// DFYStalled is the payload of support.dfy_stalled.
+type DFYStalled struct {
+	Ticket
+	// Package is the catalog's key of the package bought.
+	Package string `json:"package"`
+	// StalledSince is the ticket's last change before the chase.
+	StalledSince time.Time `json:"stalled_since"`
+	Incident     string    `json:"incident"`
+	Reason       string    `json:"reason"`
+}
+
+// EventName is NameDFYStalled.
+func (DFYStalled) EventName() Name { return NameDFYStalled }

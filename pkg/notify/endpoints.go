@@ -70,6 +70,7 @@ var WebhookEvents = []events.Name{
 	events.NamePaymentRecovered,
 	events.NameAccountSuspended,
 	events.NameTrialWillEnd,
+	events.NameTrialReminder,
 	events.NameTicketOpened,
 	events.NameTicketUpdated,
 	events.NameTicketReopened,

@@ -21,6 +21,9 @@ const (
 	// JobBillingReconcile repairs drift between billing's state and the
 	// Stripe API (package billing).
 	JobBillingReconcile = "billing.reconcile"
+	// JobBillingTrialReminder reminds customers that their trial ends
+	// (package billing).
+	JobBillingTrialReminder = "billing.trial_reminder"
 	// JobBackupSweep applies every backup source's retention policy:
 	// trash what it removes, purge what outlived the trash's grace period
 	// (package backups). It was called retention.sweep (RenamedJobs).
@@ -43,6 +46,9 @@ const (
 	// JobSupportSLACheck escalates support tickets whose SLA clocks are at
 	// risk or breached (package support).
 	JobSupportSLACheck = "support.sla_check"
+	// JobDFYFollowup chases the Done-For-You work items that stalled
+	// (package support).
+	JobDFYFollowup = "dfy.followup"
 )
 
 // Catalog is every periodic job Levqor runs, each with a worker that does
@@ -73,6 +79,12 @@ func Catalog() []Job {
 			Spec:        "0 30 4 * * *",
 			TimeZone:    "UTC",
 			Description: "list every subscription from the Stripe API and repair drift from missed webhooks or dashboard changes; needs STRIPE_API_KEY",
+		},
+		{
+			Name:        JobBillingTrialReminder,
+			Spec:        "0 10 * * * *",
+			TimeZone:    "UTC",
+			Description: "raise billing.trial_reminder once per trialing subscription and reminder (LEVQOR_TRIAL_REMINDERS: a week and a day before the trial ends); the customer is told",
 		},
 		{
 			Name:        JobBackupSweep,
@@ -115,6 +127,12 @@ func Catalog() []Job {
 			Spec:        "0 40 * * * *",
 			TimeZone:    "UTC",
 			Description: "close the tickets resolved longer than LEVQOR_SUPPORT_AUTOCLOSE_AFTER ago with no reply since, and tell the customer",
+		},
+		{
+			Name:        JobDFYFollowup,
+			Spec:        "0 20 * * * *",
+			TimeZone:    "UTC",
+			Description: "chase the Done-For-You work items (tickets a paid package opened) still open with no change for LEVQOR_DFY_FOLLOWUP_AFTER: noted on the ticket, and support.dfy_stalled tells the DFY team",
 		},
 	}
 }

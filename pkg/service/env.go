@@ -308,13 +308,14 @@ func (e *Env) BillingWorker() (*billing.Worker, error) {
 	}
 	log := e.Log.WithField("component", "billing")
 	w := &billing.Worker{
-		Store:    e.Store,
-		Catalog:  cat,
-		Topology: e.Cfg.Topology,
-		Grace:    e.Cfg.DunningGrace,
-		Log:      log,
-		Runtime:  &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
-		Metrics:  e.billingMetrics,
+		Store:          e.Store,
+		Catalog:        cat,
+		Topology:       e.Cfg.Topology,
+		Grace:          e.Cfg.DunningGrace,
+		TrialReminders: e.Cfg.TrialReminders,
+		Log:            log,
+		Runtime:        &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
+		Metrics:        e.billingMetrics,
 	}
 	if e.Cfg.StripeAPIKey != "" {
 		w.Stripe = stripeapi.New(stripeapi.Config{Key: e.Cfg.StripeAPIKey, BaseURL: e.Cfg.StripeAPIBase, Log: e.Log.WithField("component", "stripe")})
@@ -341,13 +342,14 @@ func (e *Env) supportWorker() (*support.Worker, error) {
 		e.supportMetrics = support.NewMetrics(e.registerer())
 	}
 	return &support.Worker{
-		Store:          e.Store,
-		Rules:          rules,
-		Catalog:        cat,
-		Runtime:        &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
-		Topology:       e.Cfg.Topology,
-		Metrics:        e.supportMetrics,
-		AutoCloseAfter: e.Cfg.SupportAutoCloseAfter,
+		Store:            e.Store,
+		Rules:            rules,
+		Catalog:          cat,
+		Runtime:          &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
+		Topology:         e.Cfg.Topology,
+		Metrics:          e.supportMetrics,
+		AutoCloseAfter:   e.Cfg.SupportAutoCloseAfter,
+		DFYFollowupAfter: e.Cfg.DFYFollowupAfter,
 	}, nil
 }
 

@@ -161,6 +161,27 @@ func (s *Store) AllSubscriptions(ctx context.Context) ([]Subscription, error) {
 	return selectSubscriptions(ctx, s.db, `SELECT `+subscriptionColumns+` FROM billing_subscriptions ORDER BY id`)
 }
 
+// TrialingSubscriptions lists, within tx, the trialing subscriptions
+// whose trial ends after from and at or before to, soonest first.
+func (tx *Tx) TrialingSubscriptions(ctx context.Context, from, to time.Time) ([]Subscription, error) {
+	return selectSubscriptions(ctx, tx.tx, tx.rebind(`SELECT `+subscriptionColumns+` FROM billing_subscriptions
+WHERE status = 'trialing' AND trial_end > ? AND trial_end <= ? ORDER BY trial_end, id`), ts(from), ts(to))
+}
+
+// RecordTrialReminder records, within tx, that the reminder before the
+// end of subscription's trial was sent at at. It reports false, changing
+// nothing, when it was sent already.
+func (tx *Tx) RecordTrialReminder(ctx context.Context, subscriptionID, accountID string, trialEnd time.Time, before time.Duration, at time.Time) (bool, error) {
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_trial_reminders (subscription_id, trial_end, before_seconds, account_id, sent_at)
+VALUES (?, ?, ?, ?, ?) ON CONFLICT (subscription_id, trial_end, before_seconds) DO NOTHING`),
+		subscriptionID, ts(trialEnd), int64(before/time.Second), accountID, ts(at))
+	if err != nil {
+		return false, fmt.Errorf("store: recording trial reminder of %s: %w", subscriptionID, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
 func selectSubscriptions(ctx context.Context, q dbtx, query string, args ...any) ([]Subscription, error) {
 	var rows []subscriptionRow
 	if err := q.SelectContext(ctx, &rows, query, args...); err != nil {

@@ -411,6 +411,20 @@ WHERE status = ? AND resolved_at < ? AND id > ? ORDER BY id LIMIT ?`), TicketRes
 	return ids, nil
 }
 
+// StalledIncidentTicketIDs returns, in id order after after, up to limit
+// ids of open or pending tickets whose incident key starts with prefix and
+// whose last change is before before.
+func (s *Store) StalledIncidentTicketIDs(ctx context.Context, prefix string, before time.Time, after string, limit int) ([]string, error) {
+	var ids []string
+	err := s.db.SelectContext(ctx, &ids, s.rebind(`SELECT id FROM support_tickets
+WHERE substr(incident_key, 1, ?) = ? AND status IN (?, ?) AND updated_at < ? AND id > ? ORDER BY id LIMIT ?`),
+		len(prefix), prefix, TicketOpen, TicketPending, ts(before), after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing stalled tickets: %w", err)
+	}
+	return ids, nil
+}
+
 // TicketMessage is one message of a ticket's conversation.
 type TicketMessage struct {
 	ID       int64  `json:"id" db:"id"`

@@ -46,6 +46,13 @@ func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
 			}
 			return err
 		},
+		JobDFYFollowup: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
+			n, err := w.DFYFollowup(ctx, t.Slot, "dfy_followup:"+scheduler.MsgID(t.Job, t.Slot))
+			if n > 0 {
+				bus.Logger(ctx).WithField("tickets", n).Info("stalled DFY work chased")
+			}
+			return err
+		},
 	})(ctx, m)
 }
 

@@ -58,6 +58,8 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 		inc, err = sweepBlocked(m)
 	case IncidentDLQGrowing:
 		inc, err = dlqGrowing(m)
+	case IncidentDFYPurchased:
+		inc, err = w.dfyPurchased(m)
 	default:
 		return nil
 	}

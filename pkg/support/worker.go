@@ -107,6 +107,10 @@ type Worker struct {
 	// AutoCloseAfter is how long a resolved ticket stays resolved before
 	// support.autoclose closes it; zero means AutoCloseAfterDefault.
 	AutoCloseAfter time.Duration
+	// DFYFollowupAfter is how long a DFY work item may stay open without
+	// a change before dfy.followup chases it; zero means
+	// DFYFollowupAfterDefault.
+	DFYFollowupAfter time.Duration
 }
 
 func (w *Worker) now() time.Time {
@@ -132,6 +136,7 @@ func (w *Worker) Register(r *bus.Router) {
 	r.Handle(CommandConsumer(), w.Runtime.Handler(w.Handle))
 	r.Handle(w.Runtime.DeadLetters(WorkerName+"-dlq", ConsumerCommands))
 	r.Handle(TickConsumer(), w.HandleTick)
+	r.Handle(DFYTickConsumer(), w.HandleTick)
 	r.Handle(EventConsumer(), inbox.Handler(w.Store, w.HandleEvent))
 }
 
