@@ -21,17 +21,18 @@ import (
 )
 
 func init() {
-	registerGroup("schedule", "list | trigger <job> [--json]: periodic jobs, next fire times, last slots", scheduleUsage,
-		map[string]commandFunc{"list": scheduleCommand("list"), "trigger": scheduleCommand("trigger")})
+	registerGroup("schedule", "list | trigger <job> | backfill <job>: periodic jobs, next fire times, last slots", scheduleUsage,
+		map[string]commandFunc{"list": scheduleCommand("list"), "trigger": scheduleCommand("trigger"), "backfill": scheduleCommand("backfill")})
 }
 
 // scheduleSynopsis is each schedule subcommand's usage line.
 var scheduleSynopsis = map[string]string{
-	"list":    "schedule list [--json]",
-	"trigger": "schedule trigger <job> [--wait [--timeout d]] [--json] [--actor name]",
+	"list":     "schedule list [--json]",
+	"trigger":  "schedule trigger <job> [--wait [--timeout d]] [--json] [--actor name]",
+	"backfill": "schedule backfill <job> --since t --until t [--json] [--actor name]",
 }
 
-const scheduleUsage = "schedule list [--json]\nschedule trigger <job> [--json]"
+const scheduleUsage = "schedule list [--json]\nschedule trigger <job> [--json]\nschedule backfill <job> --since t --until t [--json]"
 
 // scheduleCommand is `levqor schedule <sub>`.
 func scheduleCommand(sub string) commandFunc {
@@ -68,7 +69,16 @@ func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr 
 		envOf(envBus, []string{"LEVQOR_SCHEDULE", "LEVQOR_CATCHUP_WINDOW"})...)
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	var to triggerOptions
-	var actor *string
+	var actor, since, until *string
+	if sub == "backfill" {
+		actor = addActorFlag(fs, opts)
+		since = fs.String("since", "", "first slot to consider (RFC 3339, a date, or a duration ago: 6h); within what the TICKS stream keeps")
+		until = fs.String("until", "", "last slot to consider (RFC 3339, a date, or a duration ago); in the past")
+		fs.env = envOf(fs.env, envStore, []string{"USER"})
+		fs.describe("Publishes a tick for every slot of the job between --since and --until that the TICKS stream does not hold " +
+			"(missed while the scheduler was down past its catch-up window, or the job was off), each with the slot's own id, " +
+			"so no slot runs twice; records it in the audit trail (levqor audit).")
+	}
 	if sub == "trigger" {
 		actor = addActorFlag(fs, opts)
 		fs.BoolVar(&to.wait, "wait", false, "wait until every worker consuming the tick has handled it, and say how each did")
@@ -85,6 +95,19 @@ func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr 
 		return usageError("schedule list takes no arguments, got %q", pos)
 	case sub == "trigger" && len(pos) != 1:
 		return usageError("schedule trigger <job>: name one job (see `levqor schedule list`)")
+	case sub == "backfill" && len(pos) != 1:
+		return usageError("schedule backfill <job>: name one job (see `levqor schedule list`)")
+	case sub == "backfill" && (*since == "" || *until == ""):
+		return usageError("schedule backfill: --since and --until are required")
+	}
+	var bf backfillRange
+	if sub == "backfill" {
+		if bf.since, err = timeFlag("since", *since); err != nil {
+			return err
+		}
+		if bf.until, err = timeFlag("until", *until); err != nil {
+			return err
+		}
 	}
 
 	cfg, err := config.FromEnv(opts.Getenv)
@@ -101,7 +124,7 @@ func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr 
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "levqor: warning:", w)
 	}
-	if sub == "trigger" {
+	if sub == "trigger" || sub == "backfill" {
 		if now, ok := scheduler.RenamedJobs[pos[0]]; ok {
 			return usageError("job %q is now called %q", pos[0], now)
 		}
@@ -143,6 +166,17 @@ func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr 
 		return err
 	}
 
+	if sub == "backfill" {
+		if connErr != nil {
+			return connErr
+		}
+		st, err := openKeyStore(ctx, stderr, opts)
+		if err != nil {
+			return fmt.Errorf("a backfill is recorded in the audit trail: %w", err)
+		}
+		defer st.Close()
+		return scheduleBackfill(ctx, sched, st, pos[0], bf, *actor, *asJSON, stdout, stderr)
+	}
 	if sub == "trigger" {
 		if connErr != nil {
 			return connErr
@@ -310,6 +344,30 @@ func scheduleTrigger(ctx context.Context, s *scheduler.Scheduler, js jetstream.J
 		}
 	}
 	return waitErr
+}
+
+// backfillRange is `schedule backfill`'s --since and --until.
+type backfillRange struct{ since, until time.Time }
+
+func scheduleBackfill(ctx context.Context, s *scheduler.Scheduler, st *store.Store, job string, r backfillRange, actor string, asJSON bool, stdout, stderr io.Writer) error {
+	params := map[string]any{"job": job, "since": r.since.UTC(), "until": r.until.UTC()}
+	res, err := s.Backfill(ctx, job, r.since, r.until)
+	if err != nil {
+		_ = auditCLI(ctx, st, stderr, actor, ops.ActionScheduleBackfill, params, map[string]any{"published": len(res.Published)}, store.AuditOutcomeFailed)
+		return err
+	}
+	if err := auditCLI(ctx, st, stderr, actor, ops.ActionScheduleBackfill, params,
+		map[string]any{"published": len(res.Published), "present": len(res.Present)}, store.AuditOutcomeOK); err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(stdout, res)
+	}
+	for _, p := range res.Published {
+		fmt.Fprintf(stdout, "published %s  TICKS sequence %d\n", p.MsgID, p.Seq)
+	}
+	fmt.Fprintf(stdout, "%d slot(s) published, %d already in the TICKS stream\n", len(res.Published), len(res.Present))
+	return nil
 }
 
 // redactNATSURL hides credentials (user and password, or a token) in a

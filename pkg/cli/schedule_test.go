@@ -75,6 +75,35 @@ func TestScheduleListAndTrigger(t *testing.T) {
 		require.Contains(t, out, "none in the TICKS stream")
 	})
 
+	t.Run("BackfillPublishesTheMissingSlotsOnce", func(t *testing.T) {
+		before := len(nenv.Messages(t, bus.Ticks))
+		out, errOut, err := schedule(t, env, "backfill", scheduler.JobBackupOverdue, "--since", "50m", "--until", "1m")
+		require.NoError(t, err, errOut)
+		published := len(nenv.Messages(t, bus.Ticks)) - before
+		require.GreaterOrEqual(t, published, 3, "every 15 minutes over 49 minutes")
+		require.LessOrEqual(t, published, 4)
+		require.Contains(t, out, "published "+scheduler.JobBackupOverdue+"@")
+		require.Contains(t, out, "already in the TICKS stream")
+
+		jsonOut, _, err := schedule(t, env, "backfill", scheduler.JobBackupOverdue, "--since", "50m", "--until", "1m", "--json")
+		require.NoError(t, err)
+		var res scheduler.BackfillResult
+		require.NoError(t, json.Unmarshal([]byte(jsonOut), &res))
+		require.Empty(t, res.Published, "a second backfill publishes nothing")
+		require.Len(t, res.Present, published)
+
+		_, _, err = schedule(t, env, "backfill", scheduler.JobBackupOverdue, "--since", "5d", "--until", "4d")
+		require.ErrorContains(t, err, "older than the TICKS stream keeps")
+		trail, err := st.ListAudit(t.Context(), store.ListAuditParams{Action: ops.ActionScheduleBackfill, Limit: 10})
+		require.NoError(t, err)
+		require.Len(t, trail, 3, "every backfill is in the audit trail, the refused one too")
+		require.Equal(t, store.AuditOutcomeFailed, trail[0].Outcome)
+		// The ticks are cleared for the subtests that count them.
+		ticks, err := nenv.JS.Stream(t.Context(), nenv.Topo.StreamName(bus.Ticks))
+		require.NoError(t, err)
+		require.NoError(t, ticks.Purge(t.Context()))
+	})
+
 	t.Run("TriggerPublishesAManualTick", func(t *testing.T) {
 		out, _, err := schedule(t, env, "trigger", scheduler.JobHousekeepingWatch)
 		require.NoError(t, err)
@@ -158,6 +187,9 @@ func TestScheduleErrors(t *testing.T) {
 		"TriggerTwoJobs":   {[]string{"trigger", "a", "b"}, nil, true, "name one job"},
 		"TriggerUnknown":   {[]string{"trigger", "billing.nope"}, nil, true, "housekeeping.watch"},
 		"ListArgs":         {[]string{"list", "x"}, nil, true, "no arguments"},
+		"BackfillNoRange":  {[]string{"backfill", "housekeeping.watch"}, nil, true, "--since and --until are required"},
+		"BackfillBadTime":  {[]string{"backfill", "housekeeping.watch", "--since", "yesterday-ish", "--until", "1h"}, nil, true, "--since"},
+		"BackfillUnknown":  {[]string{"backfill", "billing.nope", "--since", "2h", "--until", "1h"}, nil, true, "housekeeping.watch"},
 		"BadFlag":          {[]string{"list", "--yaml"}, nil, true, "yaml"},
 		"BadOverride":      {[]string{"list"}, map[string]string{"LEVQOR_SCHEDULE": "housekeeping.prune=every day"}, false, "LEVQOR_SCHEDULE"},
 		"CatchUpTooLong":   {[]string{"list"}, map[string]string{"LEVQOR_CATCHUP_WINDOW": "96h"}, false, "LEVQOR_CATCHUP_WINDOW"},

@@ -238,6 +238,7 @@ const (
 	ActionAPIKeyRevoke     = "apikey.revoke"
 	ActionBillingReconcile = "billing.reconcile"
 	ActionScheduleTrigger  = "schedule.trigger"
+	ActionScheduleBackfill = "schedule.backfill"
 	// ActionCommandPrefix starts the action of a product API command an
 	// operator key submitted: "command.<domain>.<action>", e.g.
 	// command.backup.pause.

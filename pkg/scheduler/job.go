@@ -43,9 +43,13 @@ type Tick struct {
 	// Manual is true for a tick an operator asked for (`levqor schedule
 	// trigger`), outside the schedule.
 	Manual bool `json:"manual,omitempty"`
-	// LastScheduled, on a manual tick, is the newest scheduled slot
-	// published before it, so that a scheduler catching up after a manual
-	// tick starts from the schedule and not from the manual tick's time.
+	// Backfill is true for a past slot an operator published late
+	// (`levqor schedule backfill`); its id is the slot's own, as if the
+	// scheduler had published it.
+	Backfill bool `json:"backfill,omitempty"`
+	// LastScheduled, on a manual or backfilled tick, is the newest
+	// scheduled slot published before it, so that a scheduler catching up
+	// after it starts from the schedule and not from its slot.
 	LastScheduled *time.Time `json:"last_scheduled,omitempty"`
 }
 

@@ -223,7 +223,7 @@ func (s *Scheduler) Last(ctx context.Context, job string) (LastTick, error) {
 		return LastTick{}, fmt.Errorf("the last tick of %s (stream sequence %d): %w: %w", job, msg.Sequence, ErrUnreadableTick, err)
 	}
 	lt := LastTick{Slot: t.Slot, Stored: msg.Time.UTC()}
-	if t.Manual {
+	if t.Manual || t.Backfill {
 		lt.Manual, lt.Slot = &t, time.Time{}
 		if t.LastScheduled != nil {
 			lt.Slot = t.LastScheduled.UTC()
