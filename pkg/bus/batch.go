@@ -190,6 +190,9 @@ func (r *Router) runBatchRoute(ctx context.Context, rt Route, pulled func()) {
 
 	fetchBackoff := newFetchBackoff()
 	for ctx.Err() == nil {
+		if !r.waitWhilePaused(ctx, rt.Consumer.Name, log) {
+			return
+		}
 		n := b.reserve()
 		if n == 0 {
 			return

@@ -109,6 +109,31 @@ type RouterConfig struct {
 	Metrics *Metrics
 	// Failures, optional, records failed deliveries for operators.
 	Failures FailureRecorder
+	// Paused, optional, reports whether an operator paused a consumer
+	// (package control): its route then fetches nothing until it is
+	// resumed, while what it holds finishes. Nothing is lost: unfetched
+	// messages wait in the stream.
+	Paused func(consumer string) bool
+}
+
+// pausePoll is how often a paused route looks whether it was resumed.
+const pausePoll = 500 * time.Millisecond
+
+// waitWhilePaused holds a route while its consumer is paused; it reports
+// false once ctx ended.
+func (r *Router) waitWhilePaused(ctx context.Context, name string, log logrus.FieldLogger) bool {
+	if r.cfg.Paused == nil || !r.cfg.Paused(name) {
+		return ctx.Err() == nil
+	}
+	log.Warn("consumer paused by an operator: fetching nothing until it is resumed")
+	for r.cfg.Paused(name) {
+		sleep(ctx, pausePoll)
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+	log.Info("consumer resumed: fetching again")
+	return true
 }
 
 func (c RouterConfig) withDefaults() RouterConfig {
@@ -296,6 +321,9 @@ func (r *Router) runRoute(ctx context.Context, rt Route, pulled func()) {
 	defer pulled()
 	fetchBackoff := newFetchBackoff()
 	for ctx.Err() == nil {
+		if !r.waitWhilePaused(ctx, rt.Consumer.Name, log) {
+			return
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -74,6 +75,10 @@ func printStatus(w io.Writer, rep *ops.Report) {
 		th.LagMessages, th.StuckAge, th.StuckDeliveries)
 	if len(rep.Consumers) == 0 {
 		fmt.Fprintln(w, "no consumers yet: workers create theirs when they start")
+		if notes := pauseNotes(rep); len(notes) > 0 {
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, strings.Join(notes, "\n"))
+		}
 		return
 	}
 	tw = newTable(w)
@@ -97,10 +102,32 @@ func printStatus(w io.Writer, rep *ops.Report) {
 				c.Name, plural(int(c.DeadLetters), "dead letter", "dead letters"), c.Name))
 		}
 	}
+	notes = append(notes, pauseNotes(rep)...)
 	if len(notes) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, strings.Join(notes, "\n"))
 	}
+}
+
+// pauseNotes are the lines that say what operators paused, and how to
+// resume it.
+func pauseNotes(rep *ops.Report) []string {
+	keys := make([]string, 0, len(rep.Paused))
+	for k := range rep.Paused {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var notes []string
+	for _, k := range keys {
+		p := rep.Paused[k]
+		what, name, _ := strings.Cut(k, ".")
+		line := fmt.Sprintf("  %s: PAUSED by %s %s ago", name, p.By, age(time.Since(p.At)))
+		if p.Reason != "" {
+			line += " (" + p.Reason + ")"
+		}
+		notes = append(notes, line+fmt.Sprintf("; levqor %s resume %s", what, name))
+	}
+	return notes
 }
 
 // bytesSize writes a byte count for people.

@@ -22,7 +22,8 @@ import (
 
 func init() {
 	registerGroup("schedule", "list | trigger <job> | backfill <job>: periodic jobs, next fire times, last slots", scheduleUsage,
-		map[string]commandFunc{"list": scheduleCommand("list"), "trigger": scheduleCommand("trigger"), "backfill": scheduleCommand("backfill")})
+		map[string]commandFunc{"list": scheduleCommand("list"), "trigger": scheduleCommand("trigger"), "backfill": scheduleCommand("backfill"),
+			"pause": pauseCommand("schedule", true), "resume": pauseCommand("schedule", false)})
 }
 
 // scheduleSynopsis is each schedule subcommand's usage line.
@@ -32,7 +33,7 @@ var scheduleSynopsis = map[string]string{
 	"backfill": "schedule backfill <job> --since t --until t [--json] [--actor name]",
 }
 
-const scheduleUsage = "schedule list [--json]\nschedule trigger <job> [--json]\nschedule backfill <job> --since t --until t [--json]"
+const scheduleUsage = "schedule list [--json]\nschedule trigger <job> [--json]\nschedule backfill <job> --since t --until t [--json]\nschedule pause|resume <job>"
 
 // scheduleCommand is `levqor schedule <sub>`.
 func scheduleCommand(sub string) commandFunc {

@@ -104,6 +104,28 @@ func TestScheduleListAndTrigger(t *testing.T) {
 		require.NoError(t, ticks.Purge(t.Context()))
 	})
 
+	t.Run("PauseAndResumeAJob", func(t *testing.T) {
+		out, errOut, err := schedule(t, env, "pause", scheduler.JobBackupDue, "--reason", "storage migration")
+		require.NoError(t, err, errOut)
+		require.Equal(t, "backup.due paused\n", out)
+		out, _, err = schedule(t, env, "pause", scheduler.JobBackupDue)
+		require.NoError(t, err)
+		require.Contains(t, out, "was paused already; nothing changed")
+		var sOut, sErr bytes.Buffer
+		require.NoError(t, cli.RunWith(t.Context(), []string{"status"}, &sOut, &sErr, cli.Options{Getenv: getenv(env)}), sErr.String())
+		require.Contains(t, sOut.String(), "backup.due: PAUSED by ana")
+		require.Contains(t, sOut.String(), "(storage migration); levqor schedule resume backup.due")
+		out, _, err = schedule(t, env, "resume", scheduler.JobBackupDue)
+		require.NoError(t, err)
+		require.Equal(t, "backup.due resumed\n", out)
+		_, _, err = schedule(t, env, "pause", "backup.nope")
+		require.True(t, errors.Is(err, cli.ErrUsage), "%v", err)
+		require.ErrorContains(t, err, "--job: no job named")
+		trail, err := st.ListAudit(t.Context(), store.ListAuditParams{Action: ops.ActionSchedulePause, Limit: 10})
+		require.NoError(t, err)
+		require.Len(t, trail, 2, "each pause is audited; a job that does not exist was not paused")
+	})
+
 	t.Run("TriggerPublishesAManualTick", func(t *testing.T) {
 		out, _, err := schedule(t, env, "trigger", scheduler.JobHousekeepingWatch)
 		require.NoError(t, err)

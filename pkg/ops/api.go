@@ -13,7 +13,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/levqor/levqor/pkg/control"
 	"github.com/levqor/levqor/pkg/httpjson"
+	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -32,6 +34,8 @@ const APIMaxBodyBytes = 256 << 10
 //	POST /admin/replay           ReplayWindow      {"consumer","stream","since","until","subject","dry_run","force"}
 //	POST /admin/stripe/backfill  Backfill          {"since","dry_run"}
 //	GET  /admin/audit            ListAudit         ?action= &actor= &since= &limit=
+//	POST /admin/schedule/{job}/pause|resume      SetJobPaused       {"reason"}
+//	POST /admin/consumers/{name}/pause|resume    SetConsumerPaused  {"reason"}
 //
 // Times are RFC 3339, a date, or a duration ago ("2h"). Errors use the one
 // error shape, naming the field at fault.
@@ -71,6 +75,10 @@ func (a *API) Register(handle func(pattern string, h http.Handler), wrap func(ht
 		{"POST /admin/replay", a.replayWindow},
 		{"POST /admin/stripe/backfill", a.backfill},
 		{"GET /admin/audit", a.listAudit},
+		{"POST /admin/schedule/{job}/pause", a.setPaused("job", true)},
+		{"POST /admin/schedule/{job}/resume", a.setPaused("job", false)},
+		{"POST /admin/consumers/{name}/pause", a.setPaused("consumer", true)},
+		{"POST /admin/consumers/{name}/resume", a.setPaused("consumer", false)},
 	} {
 		handle(rt.pattern, wrap(rt.h))
 	}
@@ -361,6 +369,48 @@ func (a *API) backfill(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.Write(w, http.StatusOK, res)
+}
+
+// PauseResult answers a pause or a resume.
+type PauseResult struct {
+	// Key is control's key: "schedule.<job>" or "consumer.<name>".
+	Key    string `json:"key"`
+	Paused bool   `json:"paused"`
+	// Changed is false when it was so already.
+	Changed bool `json:"changed"`
+}
+
+// setPaused pauses or resumes the job (what "job") or consumer named in
+// the path; a pause's body may give {"reason"}.
+func (a *API) setPaused(what string, pause bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var b struct {
+			Reason string `json:"reason"`
+		}
+		if r.ContentLength != 0 {
+			if err := decode(w, r, &b); err != nil {
+				a.failBody(w, r, err)
+				return
+			}
+		}
+		var res PauseResult
+		var err error
+		if what == "job" {
+			job := r.PathValue("job")
+			res.Key = control.JobKey(job)
+			res.Changed, err = a.ops.SetJobPaused(r.Context(), scheduler.Catalog(), job, pause, a.actor(r), b.Reason)
+		} else {
+			name := r.PathValue("name")
+			res.Key = control.ConsumerKey(name)
+			res.Changed, err = a.ops.SetConsumerPaused(r.Context(), name, pause, a.actor(r), b.Reason)
+		}
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		res.Paused = pause
+		httpjson.Write(w, http.StatusOK, res)
+	}
 }
 
 func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {

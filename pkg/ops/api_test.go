@@ -90,6 +90,7 @@ func TestAPI(t *testing.T) {
 				{"GET", "/admin/consumers"}, {"GET", "/admin/stuck"}, {"GET", "/admin/dlq"}, {"GET", "/admin/dlq/1"},
 				{"POST", "/admin/dlq/replay"}, {"POST", "/admin/dlq/purge"}, {"POST", "/admin/replay"},
 				{"POST", "/admin/stripe/backfill"}, {"GET", "/admin/audit"},
+				{"POST", "/admin/schedule/backup.due/pause"}, {"POST", "/admin/consumers/" + billingC + "/resume"},
 			} {
 				code, body := call(t, r.method, base+r.path, "", `{"all":true}`)
 				require.Equal(t, http.StatusUnauthorized, code, r.path)
@@ -101,6 +102,21 @@ func TestAPI(t *testing.T) {
 			entries, err := st.ListAudit(t.Context(), store.ListAuditParams{})
 			require.NoError(t, err)
 			require.Empty(t, entries)
+		})
+
+		t.Run("PauseAndResumeAConsumer", func(t *testing.T) {
+			code, body := call(t, "POST", base+"/admin/consumers/"+supportC+"/pause", operatorToken, `{"reason":"reindexing"}`)
+			require.Equal(t, http.StatusOK, code, string(body))
+			require.JSONEq(t, `{"key":"consumer.`+supportC+`","paused":true,"changed":true}`, string(body))
+			code, body = call(t, "GET", base+"/admin/consumers", operatorToken, "")
+			require.Equal(t, http.StatusOK, code)
+			var rep ops.Report
+			require.NoError(t, json.Unmarshal(body, &rep))
+			require.Equal(t, "operator:ops-team", rep.Paused["consumer."+supportC].By, "the audit trail's actor")
+			require.Equal(t, "reindexing", rep.Paused["consumer."+supportC].Reason)
+			code, body = call(t, "POST", base+"/admin/consumers/"+supportC+"/resume", operatorToken, "")
+			require.Equal(t, http.StatusOK, code, string(body))
+			require.JSONEq(t, `{"key":"consumer.`+supportC+`","paused":false,"changed":true}`, string(body))
 		})
 
 		t.Run("Consumers", func(t *testing.T) {
@@ -157,6 +173,9 @@ func TestAPI(t *testing.T) {
 				"WindowBadUntil":     {"POST", "/admin/replay", `{"consumer":"billing-stripe","since":"1h","until":"soon"}`, 400, "until"},
 				"BackfillNoSince":    {"POST", "/admin/stripe/backfill", `{}`, 400, "since"},
 				"AuditUnknownFilter": {"GET", "/admin/audit?who=me", "", 400, "who"},
+				"PauseUnknownJob":    {"POST", "/admin/schedule/backup.nope/pause", ``, 400, "job"},
+				"PauseNoConsumer":    {"POST", "/admin/consumers/billing-strip/pause", `{"reason":"x"}`, 400, "consumer"},
+				"PauseUnknownField":  {"POST", "/admin/consumers/" + billingC + "/pause", `{"why":"x"}`, 400, "why"},
 			} {
 				t.Run(name, func(t *testing.T) {
 					code, body := call(t, tc.method, base+tc.path, operatorToken, tc.body)
@@ -207,7 +226,7 @@ func TestAPI(t *testing.T) {
 				require.Equal(t, "operator:ops-team", e.Actor)
 				actions = append(actions, e.Action)
 			}
-			require.Equal(t, []string{ops.ActionReplayWindow, ops.ActionDLQReplay, ops.ActionDLQShow}, actions)
+			require.Equal(t, []string{ops.ActionReplayWindow, ops.ActionDLQReplay, ops.ActionDLQShow, ops.ActionConsumerResume, ops.ActionConsumerPause}, actions)
 		})
 	})
 }

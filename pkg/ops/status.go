@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/control"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -41,6 +42,9 @@ type Report struct {
 	Consumers []ConsumerStatus `json:"consumers"`
 	// Scheduler says whether ticks arrive, when Settings.TickEvery is set.
 	Scheduler *SchedulerStatus `json:"scheduler,omitempty"`
+	// Paused lists what operators paused: keys "schedule.<job>" and
+	// "consumer.<name>".
+	Paused map[string]control.Pause `json:"paused,omitempty"`
 }
 
 // Scheduler states.
@@ -115,6 +119,13 @@ func (o *Ops) Status(ctx context.Context) (*Report, error) {
 	now := o.now().UTC()
 	th := o.set.Thresholds
 	rep := &Report{At: now, Thresholds: th, Streams: []StreamStatus{}, Consumers: []ConsumerStatus{}}
+	paused, err := o.Pauses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(paused) > 0 {
+		rep.Paused = paused
+	}
 
 	dlq, err := o.deadLetterCounts(ctx)
 	if err != nil {

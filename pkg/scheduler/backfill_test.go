@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,4 +71,30 @@ func TestBackfillPublishesOnlyTheMissingSlots(t *testing.T) {
 		})
 	}
 	require.Len(t, ticks(t, env, job), 6, "refused backfills published nothing")
+}
+
+// TestAPausedJobPublishesNoSlots: the slots that come while a job is
+// paused pass unpublished, not queued for later; resumed, it goes on
+// from its next slot, and backfill brings back the ones that matter.
+func TestAPausedJobPublishesNoSlots(t *testing.T) {
+	t.Parallel()
+	env := bustest.Start(t)
+	const job = "test.paused"
+	seed(t, env, job, utc("2026-06-01T10:00:00Z"))
+	clk := newClock(utc("2026-06-01T10:00:30Z"))
+	var paused atomic.Bool
+	r := startReplica(t, env, scheduler.Config{Jobs: []scheduler.Job{{Name: job, Spec: "0 * * * * *"}}, CatchUpWindow: time.Hour,
+		Now: clk.Now, Paused: func(j string) bool { return j == job && paused.Load() }})
+	paused.Store(true)
+	for _, at := range []string{"10:01:00", "10:02:00"} {
+		clk.Set(utc("2026-06-01T" + at + "Z"))
+		r.s.Nudge()
+	}
+	require.Eventually(t, func() bool { return r.metric(t, "levqor_scheduler_slots_skipped_total", job) >= 2 }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, []string{"10:00"}, slots(ticks(t, env, job)), "nothing published while paused")
+
+	paused.Store(false)
+	clk.Set(utc("2026-06-01T10:03:00Z"))
+	r.s.Nudge()
+	waitSlots(t, env, job, []string{"10:00", "10:03"})
 }

@@ -58,6 +58,9 @@ type Config struct {
 	Logger logrus.FieldLogger
 	// Now is the clock; nil means time.Now. Tests move it and call Nudge.
 	Now func() time.Time
+	// Paused, optional, reports whether an operator paused a job
+	// (package control): its slots pass unpublished until it is resumed.
+	Paused func(job string) bool
 }
 
 type entry struct {
@@ -333,6 +336,17 @@ func (s *Scheduler) fire(ctx context.Context, e *entry, now time.Time) bool {
 		}
 	}
 	if e.next.IsZero() || e.next.After(now) {
+		return true
+	}
+	if s.cfg.Paused != nil && s.cfg.Paused(e.job.Name) {
+		n := 0
+		slot := e.next
+		for ; !slot.IsZero() && !slot.After(now); slot = e.sched.Next(slot) {
+			n++
+		}
+		e.next = slot
+		s.m.skipped.WithLabelValues(e.job.Name).Add(float64(n))
+		log.WithField("skipped", n).Warn("job paused by an operator: its slot is not published (`levqor schedule backfill` brings slots back)")
 		return true
 	}
 	horizon := now.Add(-s.window)

@@ -211,6 +211,7 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	if err := env.EnsureTopology(ctx); err != nil {
 		return err
 	}
+	env.WatchControl(ctx)
 	router, err := env.Router([]string{"all"})
 	if err != nil {
 		return err

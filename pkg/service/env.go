@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -23,6 +24,7 @@ import (
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/control"
 	"github.com/levqor/levqor/pkg/housekeeping"
 	"github.com/levqor/levqor/pkg/ingest"
 	"github.com/levqor/levqor/pkg/notify"
@@ -55,7 +57,38 @@ type Env struct {
 	// ticks watches the scheduler from the tick consumers of the router
 	// Router built; nil when it runs none.
 	ticks *tickWatch
+	// control holds the operators' pauses once WatchControl has read
+	// them; nil until then (nothing is paused).
+	control atomic.Pointer[control.Control]
 }
+
+// WatchControl reads the operators' pauses (package control) and keeps
+// them current until ctx ends, in the background: JetStream may not
+// answer yet, so it retries until it does. Routers and the scheduler
+// built by this Env honour the pauses from then on.
+func (e *Env) WatchControl(ctx context.Context) {
+	go func() {
+		b := backoff.NewExponentialBackOff(backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
+		for ctx.Err() == nil {
+			c, err := control.Open(ctx, e.JS, e.Cfg.Topology, e.Log.WithField("component", "control"))
+			if err == nil {
+				err = c.Watch(ctx)
+			}
+			if err == nil {
+				e.control.Store(c)
+				return
+			}
+			e.Log.WithError(err).Warn("cannot read the operators' pauses yet; retrying")
+			select {
+			case <-ctx.Done():
+			case <-time.After(b.NextBackOff()):
+			}
+		}
+	}()
+}
+
+// paused reports whether an operator paused key.
+func (e *Env) paused(key string) bool { return e.control.Load().Paused(key) }
 
 // Catalog returns the product catalog of LEVQOR_CATALOG (the shipped
 // example when unset), loaded once per Env.
@@ -227,6 +260,7 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 		e.busMetrics = bus.NewMetrics(e.registerer())
 	}
 	r, err := bus.NewRouter(e.JS, bus.RouterConfig{
+		Paused:          func(name string) bool { return e.paused(control.ConsumerKey(name)) },
 		Topology:        e.Cfg.Topology,
 		Concurrency:     e.Cfg.Concurrency,
 		BatchSize:       e.Cfg.BatchSize,
@@ -375,6 +409,7 @@ func (e *Env) Scheduler() (*scheduler.Scheduler, error) {
 		Jobs:          jobs,
 		CatchUpWindow: e.Cfg.CatchUpWindow,
 		Logger:        e.Log.WithField("component", "scheduler"),
+		Paused:        func(job string) bool { return e.paused(control.JobKey(job)) },
 	})
 	if err != nil {
 		return nil, err

@@ -142,6 +142,7 @@ func RunWorkers(ctx context.Context, cfg config.Config, log logrus.FieldLogger) 
 		return err
 	}
 	defer env.close()
+	env.WatchControl(ctx)
 	router, err := env.Router(cfg.Workers)
 	if err != nil {
 		return err
@@ -177,6 +178,7 @@ func RunScheduler(ctx context.Context, cfg config.Config, log logrus.FieldLogger
 		return err
 	}
 	defer env.close()
+	env.WatchControl(ctx)
 	sched, err := env.Scheduler()
 	if err != nil {
 		return err
