@@ -250,6 +250,18 @@ func (w *Worker) recordSnapshot(ctx context.Context, e *command.Envelope, p Reco
 		if !strings.HasPrefix(key, src.AccountID+"/") {
 			return nil, invalid("blob_key", fmt.Sprintf("blob_key must be under the account's own prefix %s/", src.AccountID))
 		}
+		info, err := w.Blobs.Stat(ctx, key)
+		if errors.Is(err, blob.ErrNotFound) {
+			return nil, invalid("blob_key", fmt.Sprintf("there is no blob %s in the blob store; upload it first", key))
+		} else if err != nil {
+			return nil, err
+		}
+		// blob.gc deletes blobs no snapshot holds once they are GCAge old:
+		// a blob half that old could be deleted while this records it.
+		if limit := w.settings().GCAge / 2; time.Since(info.ModTime) > limit {
+			return nil, invalid("blob_key", fmt.Sprintf("the blob %s was stored %s ago, more than half of LEVQOR_BLOB_GC_AGE (%s): blob.gc may be deleting it; upload it again and record it within %s",
+				key, time.Since(info.ModTime).Round(time.Minute), w.settings().GCAge, limit))
+		}
 		if size, sum, err = w.digest(ctx, key); errors.Is(err, blob.ErrNotFound) {
 			return nil, invalid("blob_key", fmt.Sprintf("there is no blob %s in the blob store; upload it first", key))
 		} else if err != nil {

@@ -279,3 +279,8 @@ var london = time.FixedZone("", 3600)
 
 // day is a day's 02:00 snapshot time in October 2026.
 func day(d int) time.Time { return time.Date(2026, 10, d, 2, 0, 0, 0, london) }
+
+// RemoveAbandoned passes blob.Janitor through to the store underneath.
+func (f *faultyBlobs) RemoveAbandoned(ctx context.Context, before time.Time) (int, error) {
+	return f.Store.(blob.Janitor).RemoveAbandoned(ctx, before)
+}

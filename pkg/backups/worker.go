@@ -155,6 +155,9 @@ type Settings struct {
 	ProgressEvery time.Duration
 	// DueLookback is how far back backup.due looks for unrun slots.
 	DueLookback time.Duration
+	// GCAge is how old an unreferenced blob, or an abandoned upload, must
+	// be before blob.gc removes it (LEVQOR_BLOB_GC_AGE).
+	GCAge time.Duration
 }
 
 // WithDefaults fills unset fields.
@@ -187,6 +190,7 @@ func (s Settings) WithDefaults() Settings {
 	def(&s.RunTimeout, RunTimeoutDefault)
 	def(&s.ProgressEvery, ProgressEveryDefault)
 	def(&s.DueLookback, DueLookbackDefault)
+	def(&s.GCAge, GCAgeDefault)
 	return s
 }
 
@@ -281,6 +285,7 @@ func (w *Worker) Register(r *bus.Router) {
 	r.Handle(RunConsumer(), w.longRunning(w.Runtime.Handler(w.HandleBackup)))
 	r.Handle(w.Runtime.DeadLetters(ConsumerRunsDLQ, ConsumerRuns))
 	r.Handle(BackupTickConsumer(), w.longRunning(w.HandleBackupTick))
+	r.Handle(BlobTickConsumer(), w.longRunning(w.HandleBlobTick))
 }
 
 // longRunning lets h run up to LEVQOR_BACKUP_TIMEOUT rather than the

@@ -121,3 +121,12 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// Janitor is implemented by stores that can leave debris behind a crash:
+// a temporary file of a Put the process died in, or a multipart upload
+// never completed nor aborted. Blob garbage collection calls it.
+type Janitor interface {
+	// RemoveAbandoned removes the debris begun before before and returns
+	// how much it removed.
+	RemoveAbandoned(ctx context.Context, before time.Time) (int, error)
+}

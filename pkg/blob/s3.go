@@ -472,3 +472,26 @@ func isS3NotFound(err error) bool {
 	}
 	return er.Code == "NoSuchKey" || (er.StatusCode == http.StatusNotFound && er.Code != "NoSuchBucket")
 }
+
+// RemoveAbandoned implements Janitor: it aborts the multipart uploads
+// under the store's prefix that were initiated before before and never
+// completed (a worker died mid-upload), so their parts stop being stored
+// and billed.
+func (s *S3) RemoveAbandoned(ctx context.Context, before time.Time) (int, error) {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n := 0
+	for u := range s.core.ListIncompleteUploads(lctx, s.bucket, s.prefix, true) {
+		if u.Err != nil {
+			return n, fmt.Errorf("blob: listing abandoned uploads: %w", s.explain(u.Err))
+		}
+		if !u.Initiated.Before(before) {
+			continue
+		}
+		if err := s.core.AbortMultipartUpload(ctx, s.bucket, u.Key, u.UploadID); err != nil && s3Code(err) != "NoSuchUpload" {
+			return n, fmt.Errorf("blob: aborting the abandoned upload of %s: %w", u.Key, s.explain(err))
+		}
+		n++
+	}
+	return n, nil
+}

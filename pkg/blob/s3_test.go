@@ -479,3 +479,26 @@ func random(t *testing.T, n int) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+// TestS3RemoveAbandonedAbortsOldUploads: an upload a dead worker began
+// and never finished is aborted once it is older than the cutoff; a
+// recent one (a worker may still be sending it) is left alone.
+func TestS3RemoveAbandonedAbortsOldUploads(t *testing.T) {
+	t.Parallel()
+	f := newFakeS3(t)
+	s := f.store(t, nil)
+	ctx := t.Context()
+	_, err := f.raw.NewMultipartUpload(ctx, fakeBucket, "acc_1/src_1/died-mid-upload", minio.PutObjectOptions{})
+	require.NoError(t, err)
+	require.Len(t, f.incompleteUploads(t), 1)
+
+	n, err := s.RemoveAbandoned(ctx, time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	require.Zero(t, n, "begun after the cutoff: maybe still running")
+	require.Len(t, f.incompleteUploads(t), 1)
+
+	n, err = s.RemoveAbandoned(ctx, time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Empty(t, f.incompleteUploads(t))
+}

@@ -215,6 +215,10 @@ type Config struct {
 	// BackupTimeout bounds one backup run, restore or verification
 	// (LEVQOR_BACKUP_TIMEOUT).
 	BackupTimeout time.Duration
+	// BlobGCAge is how old a blob no snapshot holds, or an abandoned
+	// upload, must be before blob.gc removes it (LEVQOR_BLOB_GC_AGE); it
+	// must exceed BackupTimeout.
+	BlobGCAge time.Duration
 	// BackupBusyWait is how long one delivery of a run or restore waits in
 	// process for a free slot under those limits before it is redelivered
 	// later (LEVQOR_BACKUP_BUSY_WAIT).
@@ -414,6 +418,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		BackupPaths:           p.list("LEVQOR_BACKUP_PATHS", ""),
 		BackupMaxRuns:         p.integer("LEVQOR_BACKUP_MAX_RUNS", backups.MaxRunsDefault),
 		BackupTimeout:         p.duration("LEVQOR_BACKUP_TIMEOUT", backups.RunTimeoutDefault),
+		BlobGCAge:             p.duration("LEVQOR_BLOB_GC_AGE", backups.GCAgeDefault),
 		VerifySample:          p.integer("LEVQOR_VERIFY_SAMPLE", backups.VerifySampleDefault),
 		OverdueGrace:          p.duration("LEVQOR_OVERDUE_GRACE", backups.OverdueGraceDefault),
 		RunReapAfter:          p.duration("LEVQOR_RUN_REAP_AFTER", backups.RunReapAfterDefault),
@@ -561,6 +566,9 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.SupportAutoCloseAfter < time.Hour {
 		bad("LEVQOR_SUPPORT_AUTOCLOSE_AFTER", "%s: want at least 1h (e.g. 168h for a week)", c.SupportAutoCloseAfter)
+	}
+	if c.BlobGCAge <= c.BackupTimeout {
+		bad("LEVQOR_BLOB_GC_AGE", "%s: want more than LEVQOR_BACKUP_TIMEOUT (%s): an upload still running must never be taken for abandoned", c.BlobGCAge, c.BackupTimeout)
 	}
 	if floor := c.BackupBusyWait + c.AckWait; c.RunReapAfter <= floor {
 		bad("LEVQOR_RUN_REAP_AFTER", "%s: want more than LEVQOR_BACKUP_BUSY_WAIT + LEVQOR_ACK_WAIT (%s): a redelivered run waiting for a slot does not beat, and reaping it would tell the customer it failed", c.RunReapAfter, floor)

@@ -46,6 +46,9 @@ const (
 	// JobSupportSLACheck escalates support tickets whose SLA clocks are at
 	// risk or breached (package support).
 	JobSupportSLACheck = "support.sla_check"
+	// JobBlobGC deletes blobs no snapshot holds and abandoned uploads
+	// (package backups).
+	JobBlobGC = "blob.gc"
 	// JobDFYFollowup chases the Done-For-You work items that stalled
 	// (package support).
 	JobDFYFollowup = "dfy.followup"
@@ -115,6 +118,12 @@ func Catalog() []Job {
 			Spec:        "0 */5 * * * *",
 			TimeZone:    "UTC",
 			Description: "fail the runs still marked running with no sign of life for LEVQOR_RUN_REAP_AFTER (their worker stopped): each raises backup.run_failed, and the customer is told",
+		},
+		{
+			Name:        JobBlobGC,
+			Spec:        "0 50 3 * * *",
+			TimeZone:    "UTC",
+			Description: "delete the blobs no snapshot holds that are older than LEVQOR_BLOB_GC_AGE (what a run that died between upload and snapshot left), and the store's abandoned uploads",
 		},
 		{
 			Name:        JobSupportSLACheck,

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // Snapshot states. A snapshot moves active → trash → purging → purged, and
@@ -950,4 +952,28 @@ func auditDetail(raw json.RawMessage) (string, error) {
 		return "", errors.New("want a JSON object")
 	}
 	return trimmed, nil
+}
+
+// BlobKeysInUse returns which of keys a snapshot not yet purged holds
+// (active, in the trash, or being purged): the blobs garbage collection
+// must keep.
+func (s *Store) BlobKeysInUse(ctx context.Context, keys []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for len(keys) > 0 {
+		n := min(len(keys), 500)
+		page := keys[:n]
+		keys = keys[n:]
+		query, args, err := sqlx.In(`SELECT DISTINCT blob_key FROM backup_snapshots WHERE state <> ? AND blob_key IN (?)`, SnapshotPurged, page)
+		if err != nil {
+			return nil, err
+		}
+		var used []string
+		if err := s.db.SelectContext(ctx, &used, s.rebind(query), args...); err != nil {
+			return nil, fmt.Errorf("store: reading the blobs snapshots hold: %w", err)
+		}
+		for _, k := range used {
+			out[k] = true
+		}
+	}
+	return out, nil
 }
