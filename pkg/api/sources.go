@@ -36,6 +36,7 @@ func (s *Server) registerRetention(handle func(pattern string, h http.Handler)) 
 	handle("POST /v1/sources/{id}/hold", anyKey(s.holdSource(backups.ActionPlaceHold)))
 	handle("DELETE /v1/sources/{id}/hold", anyKey(s.holdSource(backups.ActionReleaseHold)))
 	handle("GET /v1/sources/{id}/audit", anyKey(s.listAudit))
+	handle("GET /v1/sources/{id}/drills", anyKey(s.listDrills))
 	handle("POST /v1/sources/{id}/sweep", anyKey(s.sweepSource))
 	handle("GET /v1/snapshots/{id}", anyKey(s.getSnapshot))
 	handle("POST /v1/snapshots/{id}/hold", anyKey(s.holdSnapshot(backups.ActionPlaceHold)))
@@ -711,4 +712,28 @@ func decodePage(s, prefix string) (time.Time, string, error) {
 
 func isJSONNull(raw json.RawMessage) bool {
 	return strings.TrimSpace(string(raw)) == "null"
+}
+
+// DrillList is a source's restore drill reports, newest first.
+type DrillList struct {
+	Data []store.Drill `json:"data"`
+}
+
+// listDrills serves GET /v1/sources/{id}/drills: what backup.restore_drill
+// restored of the source, and how it went.
+func (s *Server) listDrills(w http.ResponseWriter, r *http.Request) {
+	src, ok := s.visibleSource(w, r)
+	if !ok || !checkQuery(w, r, "limit") {
+		return
+	}
+	limit, ok := pageLimit(w, r)
+	if !ok {
+		return
+	}
+	list, err := s.store.ListDrills(r.Context(), src.ID, limit)
+	if err != nil {
+		s.unavailable(w, r, err, "cannot list drills")
+		return
+	}
+	httpjson.Write(w, http.StatusOK, DrillList{Data: list})
 }

@@ -698,7 +698,8 @@ func TestScheduledRunsAndOverdueAlerts(t *testing.T) {
 func TestPostgresSourceBackupAndRestore(t *testing.T) {
 	t.Parallel()
 	st := storetest.SQLite(t)
-	r := startRunner(t, st, nil)
+	admin := os.Getenv(storetest.DatabaseURLEnv)
+	r := startRunner(t, st, func(s *backups.Settings) { s.DrillDSN = admin })
 	source := withPassword(t, storetest.PostgresURL(t), "s3cret-pw-42")
 	db, err := sql.Open("postgres", source)
 	require.NoError(t, err)
@@ -744,6 +745,28 @@ INSERT INTO items SELECT g, 'item ' || g, g * 1.25, '2026-01-01'::timestamptz + 
 	logs := r.logText()
 	require.NotContains(t, logs, "s3cret-pw-42")
 	require.NotContains(t, logs, "other-pw-77")
+
+	// A restore drill of the source: skipped, saying why, without a
+	// server for scratch databases; restored into one, and the scratch
+	// database dropped, with it.
+	r.entitleDrills(t)
+	noScratch := &backups.Worker{Store: st, Blobs: r.w.Blobs, Topology: r.env.Topo}
+	skipped, err := noScratch.RestoreDrills(t.Context(), time.Now())
+	require.NoError(t, err)
+	require.Equal(t, backups.DrillSummary{Skipped: 1}, skipped)
+	drills, err := st.ListDrills(t.Context(), v.ID, 10)
+	require.NoError(t, err)
+	require.Contains(t, drills[0].Reason, "LEVQOR_DRILL_POSTGRES_URL")
+	got, err := r.w.RestoreDrills(t.Context(), time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	drills, err = st.ListDrills(t.Context(), v.ID, 10)
+	require.NoError(t, err)
+	require.Equal(t, backups.DrillSummary{Passed: 1}, got, drills[0].Reason)
+	require.EqualValues(t, 1, drills[0].Files, "the dump")
+	var scratch int
+	require.NoError(t, db.QueryRowContext(t.Context(), `SELECT count(*) FROM pg_database WHERE datname LIKE 'levqor_drill_%'`).Scan(&scratch))
+	require.Zero(t, scratch, "the scratch database is dropped")
+	require.NotContains(t, r.logText(), "s3cret-pw-42")
 }
 
 func withPassword(t *testing.T, dsn, pw string) string {

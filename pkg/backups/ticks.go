@@ -53,6 +53,11 @@ func (w *Worker) HandleBackupTick(ctx context.Context, m *bus.Message) error {
 			_, err := w.Overdue(ctx, t.Slot)
 			return err
 		},
+		JobRestoreDrill: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
+			s, err := w.RestoreDrills(ctx, t.Slot)
+			bus.Logger(ctx).WithFields(logrus.Fields{"passed": s.Passed, "failed": s.Failed, "skipped": s.Skipped}).Info("restore drills done")
+			return err
+		},
 	})(ctx, m)
 }
 

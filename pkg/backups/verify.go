@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -232,31 +231,11 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p Restore
 	}
 	defer release()
 
-	rc, err := w.Blobs.Get(ctx, snap.BlobKey)
+	stats, blobBytes, err := w.restoreBlob(ctx, snap, sum.Kind, target, p.TargetDSN, archive.RestoreOptions{Overwrite: p.Overwrite, TempDir: os.TempDir()})
 	if errors.Is(err, blob.ErrNotFound) {
 		reason := fmt.Sprintf("its blob %s is missing from the blob store", snap.BlobKey)
 		w.markCorrupt(ctx, log, snap, reason, actorOf(e))
 		return nil, unprocessable("snapshot_corrupt", "id", fmt.Sprintf("snapshot %s is corrupt: %s", snap.ID, reason))
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	h := sha256.New()
-	cr := &countReader{r: io.TeeReader(rc, h)}
-	opts := archive.RestoreOptions{Overwrite: p.Overwrite, TempDir: filepath.Join(os.TempDir())}
-	var stats archive.Stats
-	if sum.Kind == KindDirectory {
-		stats, err = archive.RestoreDirectory(ctx, cr, target, opts)
-	} else {
-		stats, err = archive.RestorePostgres(ctx, cr, p.TargetDSN, opts)
-	}
-	if err == nil {
-		if _, err = io.Copy(io.Discard, cr); err == nil {
-			if got := hex.EncodeToString(h.Sum(nil)); got != snap.SHA256 {
-				err = fmt.Errorf("%w: the blob's SHA-256 is %s, %s was recorded", archive.ErrCorrupt, got, snap.SHA256)
-			}
-		}
 	}
 	if err != nil {
 		msg := scrub(err.Error(), p.TargetDSN)
@@ -276,7 +255,7 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p Restore
 	if p.TargetDSN != "" {
 		res.TargetDSN = RedactDSN(p.TargetDSN)
 	}
-	log.WithFields(logrus.Fields{"files": stats.Files, "bytes": stats.Bytes, "blob_bytes": cr.n}).Info("snapshot restored")
+	log.WithFields(logrus.Fields{"files": stats.Files, "bytes": stats.Bytes, "blob_bytes": blobBytes}).Info("snapshot restored")
 	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
 		if err := audit(ctx, tx, e, snap.SourceID, snap.ID, AuditDataRestored, nil, []string{"restored by an operator"}, map[string]any{
 			"kind": res.Kind, "target_path": res.TargetPath, "target_dsn": res.TargetDSN, "overwrite": res.Overwrite,
@@ -286,6 +265,35 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p Restore
 		}
 		return command.Outcome{Status: http.StatusOK, Result: res}, nil
 	}, nil
+}
+
+// restoreBlob streams snap's blob into a directory (kind directory) or a
+// database (postgres), through archive.RestoreDirectory or
+// RestorePostgres, which check every checksum of the manifest on the
+// way, and checks the blob's own SHA-256 at the end. It returns what was
+// restored and the blob's size; a missing blob wraps blob.ErrNotFound.
+func (w *Worker) restoreBlob(ctx context.Context, snap *store.Snapshot, kind, dir, dsn string, opts archive.RestoreOptions) (archive.Stats, int64, error) {
+	rc, err := w.Blobs.Get(ctx, snap.BlobKey)
+	if err != nil {
+		return archive.Stats{}, 0, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	cr := &countReader{r: io.TeeReader(rc, h)}
+	var stats archive.Stats
+	if kind == KindDirectory {
+		stats, err = archive.RestoreDirectory(ctx, cr, dir, opts)
+	} else {
+		stats, err = archive.RestorePostgres(ctx, cr, dsn, opts)
+	}
+	if err == nil {
+		if _, err = io.Copy(io.Discard, cr); err == nil {
+			if got := hex.EncodeToString(h.Sum(nil)); got != snap.SHA256 {
+				err = fmt.Errorf("%w: the blob's SHA-256 is %s, %s was recorded", archive.ErrCorrupt, got, snap.SHA256)
+			}
+		}
+	}
+	return stats, cr.n, err
 }
 
 // markCorrupt records, in a transaction of its own, that a restore found

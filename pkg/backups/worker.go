@@ -155,6 +155,12 @@ type Settings struct {
 	ProgressEvery time.Duration
 	// DueLookback is how far back backup.due looks for unrun slots.
 	DueLookback time.Duration
+	// DrillEvery is how often backup.restore_drill drills each entitled
+	// source (LEVQOR_DRILL_EVERY); DrillDSN is the PostgreSQL server its
+	// scratch databases are made on (LEVQOR_DRILL_POSTGRES_URL; "" skips
+	// postgres sources' drills, saying so).
+	DrillEvery time.Duration
+	DrillDSN   string
 	// GCAge is how old an unreferenced blob, or an abandoned upload, must
 	// be before blob.gc removes it (LEVQOR_BLOB_GC_AGE).
 	GCAge time.Duration
@@ -191,6 +197,7 @@ func (s Settings) WithDefaults() Settings {
 	def(&s.ProgressEvery, ProgressEveryDefault)
 	def(&s.DueLookback, DueLookbackDefault)
 	def(&s.GCAge, GCAgeDefault)
+	def(&s.DrillEvery, DrillEveryDefault)
 	return s
 }
 

@@ -46,6 +46,10 @@ type Entitlements struct {
 	SLA string `json:"sla,omitempty"`
 	// Retention is the default retention policy of the account's sources.
 	Retention retention.Policy `json:"retention"`
+	// RestoreDrills is true for a tier whose sources are restored on a
+	// schedule to prove they can be (backup.restore_drill); the
+	// dfy_recovery_drill package entitles an account too.
+	RestoreDrills bool `json:"restore_drills,omitempty"`
 	// Addons lists the active add-ons with their quantities.
 	Addons map[string]int64 `json:"addons,omitempty"`
 }

@@ -215,6 +215,12 @@ type Config struct {
 	// BackupTimeout bounds one backup run, restore or verification
 	// (LEVQOR_BACKUP_TIMEOUT).
 	BackupTimeout time.Duration
+	// DrillEvery is how often each entitled source is restore-drilled
+	// (LEVQOR_DRILL_EVERY); DrillPostgresURL the server where drills of
+	// postgres sources create their scratch databases
+	// (LEVQOR_DRILL_POSTGRES_URL; unset skips them, saying so).
+	DrillEvery       time.Duration
+	DrillPostgresURL string
 	// BlobGCAge is how old a blob no snapshot holds, or an abandoned
 	// upload, must be before blob.gc removes it (LEVQOR_BLOB_GC_AGE); it
 	// must exceed BackupTimeout.
@@ -419,6 +425,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		BackupMaxRuns:         p.integer("LEVQOR_BACKUP_MAX_RUNS", backups.MaxRunsDefault),
 		BackupTimeout:         p.duration("LEVQOR_BACKUP_TIMEOUT", backups.RunTimeoutDefault),
 		BlobGCAge:             p.duration("LEVQOR_BLOB_GC_AGE", backups.GCAgeDefault),
+		DrillEvery:            p.duration("LEVQOR_DRILL_EVERY", backups.DrillEveryDefault),
+		DrillPostgresURL:      p.str("LEVQOR_DRILL_POSTGRES_URL", ""),
 		VerifySample:          p.integer("LEVQOR_VERIFY_SAMPLE", backups.VerifySampleDefault),
 		OverdueGrace:          p.duration("LEVQOR_OVERDUE_GRACE", backups.OverdueGraceDefault),
 		RunReapAfter:          p.duration("LEVQOR_RUN_REAP_AFTER", backups.RunReapAfterDefault),
@@ -566,6 +574,14 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.SupportAutoCloseAfter < time.Hour {
 		bad("LEVQOR_SUPPORT_AUTOCLOSE_AFTER", "%s: want at least 1h (e.g. 168h for a week)", c.SupportAutoCloseAfter)
+	}
+	if c.DrillEvery < time.Hour {
+		bad("LEVQOR_DRILL_EVERY", "%s: want at least 1h (e.g. 720h for monthly)", c.DrillEvery)
+	}
+	if c.DrillPostgresURL != "" {
+		if u, err := url.Parse(c.DrillPostgresURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("LEVQOR_DRILL_POSTGRES_URL", "want a postgres:// URL of a server where Levqor may create and drop databases")
+		}
 	}
 	if c.BlobGCAge <= c.BackupTimeout {
 		bad("LEVQOR_BLOB_GC_AGE", "%s: want more than LEVQOR_BACKUP_TIMEOUT (%s): an upload still running must never be taken for abandoned", c.BlobGCAge, c.BackupTimeout)

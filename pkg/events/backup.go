@@ -27,6 +27,9 @@ const (
 	// NameBackupQuotaWarn: a run took an account's stored bytes past 80%
 	// or 95% of its storage quota.
 	NameBackupQuotaWarn Name = "backup.quota_warn"
+	// NameDrillFailed: a restore drill could not restore a source's
+	// snapshot, or what it restored does not match the manifest.
+	NameDrillFailed Name = "backup.drill_failed"
 )
 
 // QuotaWarnLevels are the shares of the storage quota, in percent, whose
@@ -180,3 +183,21 @@ func (SweepBlocked) EventName() Name { return NameSweepBlocked }
 
 // EventAccount is the source's account.
 func (e SweepBlocked) EventAccount() string { return e.AccountID }
+
+// DrillFailed is the payload of backup.drill_failed.
+type DrillFailed struct {
+	AccountID  string `json:"account_id"`
+	SourceID   string `json:"source_id"`
+	SnapshotID string `json:"snapshot_id"`
+	DrillID    string `json:"drill_id"`
+	// Incident is one per drill.
+	Incident string    `json:"incident"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
+
+// EventName is NameDrillFailed.
+func (DrillFailed) EventName() Name { return NameDrillFailed }
+
+// EventAccount is the source's account.
+func (e DrillFailed) EventAccount() string { return e.AccountID }

@@ -51,6 +51,7 @@ var all = []Event{
 	SweepBlocked{},
 	BackupRunFailed{},
 	BackupQuotaWarn{},
+	DrillFailed{},
 	TicketOpened{},
 	TicketUpdated{},
 	TicketReopened{},

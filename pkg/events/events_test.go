@@ -89,6 +89,8 @@ var shapes = map[events.Name]shape{
 			"time_zone", "expected_every_seconds", "grace_seconds", "reason", "at"}, nil},
 	"backup.run_failed": {events.BackupRunFailed{},
 		[]string{"account_id", "source_id", "run_id", "command_id", "trigger", "attempts", "incident", "reason", "at"}, nil},
+	"backup.drill_failed": {events.DrillFailed{},
+		[]string{"account_id", "source_id", "snapshot_id", "drill_id", "incident", "reason", "at"}, nil},
 	"backup.sweep_blocked": {events.SweepBlocked{},
 		[]string{"account_id", "source_id", "source_name", "would_trash", "active", "max_share", "policy", "policy_origin",
 			"tier", "message", "at", "actor"}, nil},

@@ -62,6 +62,7 @@ var WebhookEvents = []events.Name{
 	events.NameBackupCorrupt,
 	events.NameBackupQuotaWarn,
 	events.NameBackupQuotaExceeded,
+	events.NameDrillFailed,
 	events.NameSweepBlocked,
 	events.NameEntitlementsChanged,
 	events.NameAccountStatusChanged,

@@ -89,6 +89,8 @@ func samples(acc, src string) map[events.Name]events.Event {
 			Incident: "corrupt:snap_1", Reason: "SHA-256 mismatch", TakenAt: at, At: at},
 		events.NameBackupQuotaExceeded: events.BackupQuotaExceeded{AccountID: acc, SourceID: src, RunID: "run_2",
 			Incident: "quota:run_2", Reason: "100 GB quota reached", At: at},
+		events.NameDrillFailed: events.DrillFailed{AccountID: acc, SourceID: src, SnapshotID: "snap_1", DrillID: "drl_1",
+			Incident: "drill_failed:drl_1", Reason: "the restore failed: archive: checksum mismatch", At: at},
 		events.NameBackupQuotaWarn: events.BackupQuotaWarn{AccountID: acc, SourceID: src, RunID: "run_3", Level: 80,
 			Incident: "quota_warn:80:run_3", Reason: "the account stores 81 GB of its 100 GB", At: at},
 		events.NamePaymentFailed:    events.PaymentFailed{Invoice: invoice, GraceUntil: &grace},

@@ -46,6 +46,9 @@ const (
 	// JobSupportSLACheck escalates support tickets whose SLA clocks are at
 	// risk or breached (package support).
 	JobSupportSLACheck = "support.sla_check"
+	// JobBackupRestoreDrill restores entitled sources' snapshots into
+	// scratch targets to prove they restore (package backups).
+	JobBackupRestoreDrill = "backup.restore_drill"
 	// JobBlobGC deletes blobs no snapshot holds and abandoned uploads
 	// (package backups).
 	JobBlobGC = "blob.gc"
@@ -118,6 +121,12 @@ func Catalog() []Job {
 			Spec:        "0 */5 * * * *",
 			TimeZone:    "UTC",
 			Description: "fail the runs still marked running with no sign of life for LEVQOR_RUN_REAP_AFTER (their worker stopped): each raises backup.run_failed, and the customer is told",
+		},
+		{
+			Name:        JobBackupRestoreDrill,
+			Spec:        "0 15 4 * * *",
+			TimeZone:    "UTC",
+			Description: "restore the newest good snapshot of each source of the accounts entitled to drills (tier restore_drills, or the dfy_recovery_drill package) into a scratch target every LEVQOR_DRILL_EVERY, check it against its manifest, record the report; a failure opens a ticket",
 		},
 		{
 			Name:        JobBlobGC,

@@ -13,7 +13,7 @@ func (e *Env) retentionSettings() backups.Settings {
 		MaxShare: e.Cfg.SweepMaxShare, TrashGrace: e.Cfg.TrashGrace,
 		AllowedPaths: e.Cfg.BackupPaths, MaxRuns: e.Cfg.BackupMaxRuns, MaxRunsPerAccount: e.Cfg.BackupMaxRunsPerAccount,
 		RunTimeout: e.Cfg.BackupTimeout, BusyWait: e.Cfg.BackupBusyWait, VerifySample: e.Cfg.VerifySample, OverdueGrace: e.Cfg.OverdueGrace,
-		RunReapAfter: e.Cfg.RunReapAfter, GCAge: e.Cfg.BlobGCAge,
+		RunReapAfter: e.Cfg.RunReapAfter, GCAge: e.Cfg.BlobGCAge, DrillEvery: e.Cfg.DrillEvery, DrillDSN: e.Cfg.DrillPostgresURL,
 	}.WithDefaults()
 }
 

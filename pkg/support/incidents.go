@@ -22,6 +22,7 @@ const (
 	IncidentBackupCorrupt = string(events.NameBackupCorrupt)
 	IncidentSweepBlocked  = string(events.NameSweepBlocked)
 	IncidentDLQGrowing    = string(events.NameDLQGrowing)
+	IncidentDrillFailed   = string(events.NameDrillFailed)
 )
 
 // PaymentFailedTiers are the tiers whose failed payments open a ticket:
@@ -60,6 +61,8 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 		inc, err = dlqGrowing(m)
 	case IncidentDFYPurchased:
 		inc, err = w.dfyPurchased(m)
+	case IncidentDrillFailed:
+		inc, err = drillFailed(m)
 	default:
 		return nil
 	}
@@ -313,4 +316,24 @@ func dlqGrowing(m *bus.Message) (*incident, error) {
 		inc.Detail["dead_lettered"] = ev.DeadLettered
 	}
 	return inc, nil
+}
+
+// drillFailed reads backup.drill_failed: a restore drill could not prove
+// a source's backups restore; one ticket per drill.
+func drillFailed(m *bus.Message) (*incident, error) {
+	ev, err := events.Decode[events.DrillFailed](m)
+	if err != nil {
+		return nil, err
+	}
+	if ev.AccountID == "" || ev.SourceID == "" || ev.Incident == "" {
+		return nil, bus.Permanentf("%s: account_id, source_id and incident are required", IncidentDrillFailed)
+	}
+	return &incident{
+		AccountID: ev.AccountID, Key: IncidentDrillFailed + ":" + ev.Incident,
+		Subject: "Restore drill failed for source " + ev.SourceID,
+		Body: fmt.Sprintf("The restore drill %s of snapshot %s (source %s) failed: %s\n\nUntil it passes, do not count on that snapshot; "+
+			"check the source's newer snapshots and run the drill again.", ev.DrillID, ev.SnapshotID, ev.SourceID, ev.Reason),
+		Category: "backup_failure", Severity: "high", At: ev.At,
+		Detail: map[string]any{"drill_id": ev.DrillID, "snapshot_id": ev.SnapshotID, "source_id": ev.SourceID},
+	}, nil
 }
