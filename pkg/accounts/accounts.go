@@ -11,6 +11,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 
+	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
@@ -55,6 +56,12 @@ type Worker struct {
 	Stripe *client.API
 	// Runtime does the command bookkeeping.
 	Runtime *command.Runtime
+	// Blobs is the backups' blob store, whose blobs an erasure deletes;
+	// nil fails erasures, naming the setting.
+	Blobs blob.Store
+	// ErasureCoolingOff and OffboardGrace: zero takes the defaults.
+	ErasureCoolingOff time.Duration
+	OffboardGrace     time.Duration
 }
 
 func (w *Worker) clock() time.Time { return time.Now() }
@@ -64,13 +71,16 @@ func (w *Worker) clock() time.Time { return time.Now() }
 func (w *Worker) Register(r *bus.Router) {
 	r.Handle(CommandConsumer(), w.Runtime.Handler(w.Handle))
 	r.Handle(w.Runtime.DeadLetters(WorkerName+"-dlq", ConsumerCommands))
+	r.Handle(TickConsumer(), w.HandleTick)
 }
 
 // Handle carries out one accounts command.
 func (w *Worker) Handle(ctx context.Context, e *command.Envelope) (command.Effect, error) {
 	return command.Route(ctx, e, "accounts", Domain, command.Actions{
-		ActionCreate: command.Typed(w.create),
-		ActionUpdate: command.Typed(w.update),
+		ActionCreate:         command.Typed(w.create),
+		ActionUpdate:         command.Typed(w.update),
+		ActionRequestErasure: command.Typed(w.requestErasure),
+		ActionCancelErasure:  command.Typed(w.cancelErasure),
 	})
 }
 

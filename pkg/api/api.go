@@ -128,6 +128,7 @@ func (s *Server) Register(handle func(pattern string, h http.Handler)) {
 	s.registerTickets(handle)
 	handle("GET /v1/notifications", s.Guard(auth.AnyKey, http.HandlerFunc(s.listNotifications)))
 	s.registerWebhooks(handle)
+	s.registerErasure(handle)
 	handle("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
 }
 

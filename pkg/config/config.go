@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/api"
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/billing"
@@ -215,6 +216,10 @@ type Config struct {
 	// BackupTimeout bounds one backup run, restore or verification
 	// (LEVQOR_BACKUP_TIMEOUT).
 	BackupTimeout time.Duration
+	// ErasureCoolingOff is how long a requested erasure waits, cancellable
+	// (LEVQOR_ERASURE_COOLING_OFF); OffboardGrace how long after a
+	// cancellation offboarding erases the account (LEVQOR_OFFBOARD_GRACE).
+	ErasureCoolingOff, OffboardGrace time.Duration
 	// DrillEvery is how often each entitled source is restore-drilled
 	// (LEVQOR_DRILL_EVERY); DrillPostgresURL the server where drills of
 	// postgres sources create their scratch databases
@@ -426,6 +431,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		BackupTimeout:         p.duration("LEVQOR_BACKUP_TIMEOUT", backups.RunTimeoutDefault),
 		BlobGCAge:             p.duration("LEVQOR_BLOB_GC_AGE", backups.GCAgeDefault),
 		DrillEvery:            p.duration("LEVQOR_DRILL_EVERY", backups.DrillEveryDefault),
+		ErasureCoolingOff:     p.duration("LEVQOR_ERASURE_COOLING_OFF", accounts.ErasureCoolingOffDefault),
+		OffboardGrace:         p.duration("LEVQOR_OFFBOARD_GRACE", accounts.OffboardGraceDefault),
 		DrillPostgresURL:      p.str("LEVQOR_DRILL_POSTGRES_URL", ""),
 		VerifySample:          p.integer("LEVQOR_VERIFY_SAMPLE", backups.VerifySampleDefault),
 		OverdueGrace:          p.duration("LEVQOR_OVERDUE_GRACE", backups.OverdueGraceDefault),
@@ -574,6 +581,12 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.SupportAutoCloseAfter < time.Hour {
 		bad("LEVQOR_SUPPORT_AUTOCLOSE_AFTER", "%s: want at least 1h (e.g. 168h for a week)", c.SupportAutoCloseAfter)
+	}
+	if c.ErasureCoolingOff < time.Hour {
+		bad("LEVQOR_ERASURE_COOLING_OFF", "%s: want at least 1h (e.g. 168h): a requested erasure must be cancellable", c.ErasureCoolingOff)
+	}
+	if c.OffboardGrace < 24*time.Hour {
+		bad("LEVQOR_OFFBOARD_GRACE", "%s: want at least 24h (e.g. 720h)", c.OffboardGrace)
 	}
 	if c.DrillEvery < time.Hour {
 		bad("LEVQOR_DRILL_EVERY", "%s: want at least 1h (e.g. 720h for monthly)", c.DrillEvery)

@@ -46,6 +46,10 @@ const (
 	// JobSupportSLACheck escalates support tickets whose SLA clocks are at
 	// risk or breached (package support).
 	JobSupportSLACheck = "support.sla_check"
+	// JobAccountsOffboard erases the data of accounts whose erasure is
+	// due: requested and past its cooling-off, or canceled longer than
+	// the offboarding grace (package accounts).
+	JobAccountsOffboard = "accounts.offboard"
 	// JobBackupRestoreDrill restores entitled sources' snapshots into
 	// scratch targets to prove they restore (package backups).
 	JobBackupRestoreDrill = "backup.restore_drill"
@@ -121,6 +125,12 @@ func Catalog() []Job {
 			Spec:        "0 */5 * * * *",
 			TimeZone:    "UTC",
 			Description: "fail the runs still marked running with no sign of life for LEVQOR_RUN_REAP_AFTER (their worker stopped): each raises backup.run_failed, and the customer is told",
+		},
+		{
+			Name:        JobAccountsOffboard,
+			Spec:        "0 30 5 * * *",
+			TimeZone:    "UTC",
+			Description: "erase the data of accounts canceled longer than LEVQOR_OFFBOARD_GRACE ago, and of those whose requested erasure is past its cooling-off (LEVQOR_ERASURE_COOLING_OFF); legal holds block it, saying so; a report is kept",
 		},
 		{
 			Name:        JobBackupRestoreDrill,

@@ -37,19 +37,22 @@ func (e *Env) backupsWorker() (*backups.Worker, error) {
 	if e.JS != nil {
 		w.Publisher = bus.NewPublisher(e.JS, e.Cfg.Topology)
 	}
+	blobs, err := e.blobStore()
+	if err != nil {
+		return nil, err
+	}
+	w.Blobs = blobs
+	return w, nil
+}
+
+// blobStore is the blob store of LEVQOR_BLOB_S3_* or LEVQOR_BLOB_DIR, or
+// nil when neither is set.
+func (e *Env) blobStore() (blob.Store, error) {
 	switch {
 	case e.Cfg.BlobS3.Enabled():
-		blobs, err := blob.NewS3(e.Cfg.BlobS3.StoreConfig())
-		if err != nil {
-			return nil, err
-		}
-		w.Blobs = blobs
+		return blob.NewS3(e.Cfg.BlobS3.StoreConfig())
 	case e.Cfg.BlobDir != "":
-		blobs, err := blob.NewLocal(e.Cfg.BlobDir)
-		if err != nil {
-			return nil, err
-		}
-		w.Blobs = blobs
+		return blob.NewLocal(e.Cfg.BlobDir)
 	}
-	return w, nil
+	return nil, nil
 }

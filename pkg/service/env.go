@@ -286,7 +286,11 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 		case "housekeeping":
 			(&housekeeping.Worker{Store: e.Store, JS: e.JS, Topology: e.Cfg.Topology, Registerer: e.Reg, DLQAccountThreshold: e.Cfg.DLQAccountThreshold}).Register(r)
 		case accounts.WorkerName:
-			e.accountsWorker().Register(r)
+			w, err := e.accountsWorker()
+			if err != nil {
+				return nil, err
+			}
+			w.Register(r)
 		case backups.WorkerName:
 			w, err := e.backupsWorker()
 			if err != nil {
@@ -316,15 +320,20 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 // accountsWorker builds the accounts worker. Without a Stripe API key it
 // has no Stripe client and fails the commands that need one, saying how to
 // configure it.
-func (e *Env) accountsWorker() *accounts.Worker {
+func (e *Env) accountsWorker() (*accounts.Worker, error) {
+	blobs, err := e.blobStore()
+	if err != nil {
+		return nil, err
+	}
 	w := &accounts.Worker{
 		Store:   e.Store,
 		Runtime: &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
+		Blobs:   blobs, ErasureCoolingOff: e.Cfg.ErasureCoolingOff, OffboardGrace: e.Cfg.OffboardGrace,
 	}
 	if e.Cfg.StripeAPIKey != "" {
 		w.Stripe = stripeapi.New(stripeapi.Config{Key: e.Cfg.StripeAPIKey, BaseURL: e.Cfg.StripeAPIBase, Log: e.Log.WithField("component", "stripe")})
 	}
-	return w
+	return w, nil
 }
 
 // BillingWorker builds the billing worker. Without a Stripe API key it

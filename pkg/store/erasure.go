@@ -1,0 +1,255 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Erasure states: scheduled (waiting for its cooling-off to end),
+// blocked (a legal hold stops it; it is tried again), canceled (by its
+// owner while scheduled), done (the data is gone; the report says what).
+const (
+	ErasureScheduled = "scheduled"
+	ErasureBlocked   = "blocked"
+	ErasureCanceled  = "canceled"
+	ErasureDone      = "done"
+)
+
+// Erasure origins.
+const (
+	ErasureRequested   = "requested"
+	ErasureOffboarding = "offboarding"
+)
+
+// ErasureReport counts what an erasure deleted or scrubbed.
+type ErasureReport struct {
+	Snapshots     int   `json:"snapshots"`
+	Blobs         int   `json:"blobs"`
+	BlobBytes     int64 `json:"blob_bytes"`
+	Sources       int   `json:"sources"`
+	APIKeys       int   `json:"api_keys_revoked"`
+	Notifications int   `json:"notifications"`
+	Endpoints     int   `json:"webhook_endpoints"`
+	Tickets       int   `json:"tickets"`
+	Messages      int   `json:"ticket_messages"`
+	// Kept says what stays, as the law requires, without personal data.
+	Kept []string `json:"kept"`
+}
+
+// Erasure is a request to erase an account's data.
+type Erasure struct {
+	// ID is "era_…".
+	ID           string    `json:"id"`
+	AccountID    string    `json:"account_id"`
+	Origin       string    `json:"origin"`
+	RequestedBy  string    `json:"requested_by"`
+	RequestedAt  time.Time `json:"requested_at"`
+	ScheduledFor time.Time `json:"scheduled_for"`
+	Status       string    `json:"status"`
+	// StatusReason says why it is blocked or was canceled.
+	StatusReason string         `json:"status_reason,omitempty"`
+	Report       *ErasureReport `json:"report,omitempty"`
+	CompletedAt  *time.Time     `json:"completed_at,omitempty"`
+	UpdatedAt    time.Time      `json:"updated_at"`
+}
+
+type erasureRow struct {
+	ID           string       `db:"id"`
+	AccountID    string       `db:"account_id"`
+	Origin       string       `db:"origin"`
+	RequestedBy  string       `db:"requested_by"`
+	RequestedAt  time.Time    `db:"requested_at"`
+	ScheduledFor time.Time    `db:"scheduled_for"`
+	Status       string       `db:"status"`
+	StatusReason string       `db:"status_reason"`
+	Report       string       `db:"report"`
+	CompletedAt  sql.NullTime `db:"completed_at"`
+	UpdatedAt    time.Time    `db:"updated_at"`
+}
+
+func (r erasureRow) erasure() Erasure {
+	e := Erasure{ID: r.ID, AccountID: r.AccountID, Origin: r.Origin, RequestedBy: r.RequestedBy, RequestedAt: r.RequestedAt.UTC(),
+		ScheduledFor: r.ScheduledFor.UTC(), Status: r.Status, StatusReason: r.StatusReason, CompletedAt: fromNull(r.CompletedAt),
+		UpdatedAt: r.UpdatedAt.UTC()}
+	if r.Status == ErasureDone {
+		var rep ErasureReport
+		if json.Unmarshal([]byte(r.Report), &rep) == nil {
+			e.Report = &rep
+		}
+	}
+	return e
+}
+
+const erasureColumns = `id, account_id, origin, requested_by, requested_at, scheduled_for, status, status_reason, report, completed_at, updated_at`
+
+// InsertErasure records e within tx. It reports false, changing nothing,
+// when the account has an open erasure (scheduled or blocked) already.
+func (tx *Tx) InsertErasure(ctx context.Context, e Erasure) (bool, error) {
+	at := ts(orNow(e.RequestedAt))
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO account_erasures
+(id, account_id, origin, requested_by, requested_at, scheduled_for, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING`), e.ID, e.AccountID, e.Origin, e.RequestedBy, at, ts(e.ScheduledFor), ErasureScheduled, at)
+	if err != nil {
+		return false, fmt.Errorf("store: recording the erasure of %s: %w", e.AccountID, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// LatestErasure returns the account's newest erasure, or ErrNotFound.
+func (q Querier) LatestErasure(ctx context.Context, accountID string) (*Erasure, error) {
+	var r erasureRow
+	err := q.db.GetContext(ctx, &r, q.rebind(`SELECT `+erasureColumns+` FROM account_erasures
+WHERE account_id = ? ORDER BY requested_at DESC, id DESC LIMIT 1`), accountID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: erasure of %s: %w", accountID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: reading the erasure of %s: %w", accountID, err)
+	}
+	e := r.erasure()
+	return &e, nil
+}
+
+// DueErasures returns the open erasures whose time has come by at,
+// oldest first.
+func (s *Store) DueErasures(ctx context.Context, at time.Time) ([]Erasure, error) {
+	var rows []erasureRow
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT `+erasureColumns+` FROM account_erasures
+WHERE status IN (?, ?) AND scheduled_for <= ? ORDER BY scheduled_for, id`), ErasureScheduled, ErasureBlocked, ts(at)); err != nil {
+		return nil, fmt.Errorf("store: listing due erasures: %w", err)
+	}
+	out := make([]Erasure, len(rows))
+	for i, r := range rows {
+		out[i] = r.erasure()
+	}
+	return out, nil
+}
+
+// SetErasure moves erasure id from one of from to status, with its
+// reason, report (for done) and time; it reports whether it moved.
+func (tx *Tx) SetErasure(ctx context.Context, id, status, reason string, report *ErasureReport, at time.Time, from ...string) (bool, error) {
+	rep := "{}"
+	var completed any
+	if report != nil {
+		b, err := json.Marshal(report)
+		if err != nil {
+			return false, err
+		}
+		rep, completed = string(b), ts(orNow(at))
+	}
+	query := `UPDATE account_erasures SET status = ?, status_reason = ?, report = ?, completed_at = ?, updated_at = ? WHERE id = ? AND status IN (`
+	args := []any{status, reason, rep, completed, ts(orNow(at)), id}
+	for i, f := range from {
+		if i > 0 {
+			query += ", "
+		}
+		query += "?"
+		args = append(args, f)
+	}
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(query+`)`), args...)
+	if err != nil {
+		return false, fmt.Errorf("store: updating erasure %s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// CanceledAccounts returns the accounts canceled (by billing) and
+// unchanged since before, not erased and with no open erasure: those
+// offboarding erases.
+func (s *Store) CanceledAccounts(ctx context.Context, before time.Time) ([]string, error) {
+	var ids []string
+	err := s.db.SelectContext(ctx, &ids, s.rebind(`SELECT id FROM accounts a WHERE status = ? AND updated_at < ? AND erased_at IS NULL
+AND NOT EXISTS (SELECT 1 FROM account_erasures e WHERE e.account_id = a.id AND e.status IN (?, ?)) ORDER BY id`),
+		AccountStatusCanceled, ts(before), ErasureScheduled, ErasureBlocked)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing canceled accounts: %w", err)
+	}
+	return ids, nil
+}
+
+// AccountHolds returns the account's active legal holds.
+func (q Querier) AccountHolds(ctx context.Context, accountID string) ([]LegalHold, error) {
+	var rows []holdRow
+	if err := q.db.SelectContext(ctx, &rows, q.rebind(`SELECT `+holdColumns+` FROM legal_holds
+WHERE account_id = ? AND released_at IS NULL ORDER BY placed_at, id`), accountID); err != nil {
+		return nil, fmt.Errorf("store: listing holds of %s: %w", accountID, err)
+	}
+	out := make([]LegalHold, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, r.hold())
+	}
+	return out, nil
+}
+
+// BlobsOfAccount returns the blobs of the account's snapshots not
+// purged: what an erasure deletes first.
+func (s *Store) BlobsOfAccount(ctx context.Context, accountID string) ([]Snapshot, error) {
+	var rows []snapshotRow
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT `+snapshotColumns+` FROM backup_snapshots
+WHERE account_id = ? AND state <> ? ORDER BY id`), accountID, SnapshotPurged); err != nil {
+		return nil, fmt.Errorf("store: listing snapshots of %s: %w", accountID, err)
+	}
+	out := make([]Snapshot, 0, len(rows))
+	for _, r := range rows {
+		snap, err := r.snapshot()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, snap)
+	}
+	return out, nil
+}
+
+// ErasedAccountName is what an erased account is called.
+const ErasedAccountName = "Erased account"
+
+// EraseAccountData removes, within tx, the account's personal data and
+// what its backups described, once their blobs are deleted: snapshots are
+// purged (their manifests and tags dropped), sources lose their names and
+// configuration (DSNs), API keys are revoked, notifications and webhook
+// endpoints deleted, ticket subjects and messages blanked, and the
+// account keeps only its id, Stripe customer and billing history,
+// renamed, without contact, and marked erased. Invoices, the billing
+// ledger and the audit trails stay, as the law requires. It fills the
+// counts of rep it can see.
+func (tx *Tx) EraseAccountData(ctx context.Context, accountID string, at time.Time, rep *ErasureReport) error {
+	at = ts(orNow(at))
+	steps := []struct {
+		count *int
+		query string
+		args  []any
+	}{
+		{&rep.Snapshots, `UPDATE backup_snapshots SET state = ?, purged_at = ?, manifest = NULL, tags = '[]', updated_at = ? WHERE account_id = ? AND state <> ?`,
+			[]any{SnapshotPurged, at, at, accountID, SnapshotPurged}},
+		{&rep.Sources, `UPDATE backup_sources SET name = 'erased-' || id, config = NULL, paused_at = COALESCE(paused_at, ?), updated_at = ? WHERE account_id = ?`,
+			[]any{at, at, accountID}},
+		{&rep.APIKeys, `UPDATE api_keys SET revoked_at = ? WHERE account_id = ? AND revoked_at IS NULL`, []any{at, accountID}},
+		{&rep.Notifications, `DELETE FROM notifications WHERE account_id = ?`, []any{accountID}},
+		{nil, `DELETE FROM webhook_attempts WHERE endpoint_id IN (SELECT id FROM webhook_endpoints WHERE account_id = ?)`, []any{accountID}},
+		{&rep.Endpoints, `DELETE FROM webhook_endpoints WHERE account_id = ?`, []any{accountID}},
+		{&rep.Tickets, `UPDATE support_tickets SET subject = '[erased]' WHERE account_id = ?`, []any{accountID}},
+		{&rep.Messages, `UPDATE support_messages SET body = '[erased]' WHERE account_id = ?`, []any{accountID}},
+		{nil, `UPDATE accounts SET name = ?, contact_email = '', erased_at = ?, updated_at = ? WHERE id = ?`, []any{ErasedAccountName, at, at, accountID}},
+	}
+	for _, st := range steps {
+		res, err := tx.tx.ExecContext(ctx, tx.rebind(st.query), st.args...)
+		if err != nil {
+			return fmt.Errorf("store: erasing account %s: %w", accountID, err)
+		}
+		if st.count != nil {
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			*st.count = int(n)
+		}
+	}
+	rep.Kept = []string{"invoices and payments (billing ledger)", "the audit trails", "the account's id and Stripe customer, for those records"}
+	return nil
+}
