@@ -194,6 +194,9 @@ type Config struct {
 	// it is disabled (LEVQOR_WEBHOOK_DISABLE_AFTER); WebhookSecretOverlap
 	// how long a rotated secret still signs (LEVQOR_WEBHOOK_SECRET_OVERLAP).
 	WebhookTimeout, WebhookDisableAfter, WebhookSecretOverlap time.Duration
+	// NotificationRetention is how long notifications and the webhook
+	// delivery log are kept (LEVQOR_NOTIFICATION_RETENTION).
+	NotificationRetention time.Duration
 	// NotifyRetry is how long a failed notification delivery waits before
 	// each next attempt (LEVQOR_NOTIFY_RETRY, comma-separated durations);
 	// nil takes notify.RetrySchedule. Dev mode waits 1s, 2s, 4s, 8s, so
@@ -422,6 +425,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		MailDir:               p.str("LEVQOR_MAIL_DIR", ""),
 		WebhookKey:            p.str("LEVQOR_WEBHOOK_SECRET_KEY", ""),
 		NotifyRetry:           p.durations("LEVQOR_NOTIFY_RETRY"),
+		NotificationRetention: p.duration("LEVQOR_NOTIFICATION_RETENTION", notify.RetentionDefault),
 		WebhookAllowNets:      p.list("LEVQOR_WEBHOOK_ALLOW_NETS", ""),
 		WebhookTimeout:        p.duration("LEVQOR_WEBHOOK_TIMEOUT", notify.WebhookTimeoutDefault),
 		WebhookDisableAfter:   p.duration("LEVQOR_WEBHOOK_DISABLE_AFTER", notify.WebhookDisableAfterDefault),
@@ -513,6 +517,9 @@ func (c Config) ValidateFor(role Role) error {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("LEVQOR_PUBLIC_URL", "%q: want an http(s) URL such as https://levqor.example.com", c.PublicURL)
 		}
+	}
+	if c.NotificationRetention < 24*time.Hour {
+		bad("LEVQOR_NOTIFICATION_RETENTION", "%s: want at least 24h (e.g. 2160h for 90 days)", c.NotificationRetention)
 	}
 	if c.WebhookKey != "" {
 		if _, err := notify.ParseWebhookKey(c.WebhookKey); err != nil {

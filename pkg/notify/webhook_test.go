@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/notify"
+	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 )
@@ -548,4 +550,48 @@ func TestAWorkerStoppedMidDeliveryPostsTheSameMessageAgain(t *testing.T) {
 	_, ok := accepted[n[0].ID]
 	require.True(t, ok, "the second post carries the first one's webhook-id")
 	require.Equal(t, store.NotificationSent, first.webhookNotifications(ep.ID)[0].Status)
+}
+
+// TestOldNotificationsArePrunedButPendingOnesKept: notify.prune deletes
+// what is older than the retention, except a notification still pending
+// (it may yet be delivered or replayed), and the old delivery log.
+func TestOldNotificationsArePrunedButPendingOnesKept(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := t.Context()
+		now := time.Now().UTC()
+		old := now.Add(-100 * 24 * time.Hour)
+		require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+			for id, n := range map[string]struct {
+				at     time.Time
+				status string
+			}{"ntf_old_sent": {old, store.NotificationSent}, "ntf_old_pending": {old, store.NotificationPending}, "ntf_new_sent": {now, store.NotificationSent}} {
+				if _, err := tx.InsertNotification(ctx, store.Notification{ID: id, AccountID: "acc_1", Event: "backup.run_failed", EventID: "outbox-1",
+					Incident: id, Channel: notify.ChannelEmail, Recipient: "ops@ada.example", Audience: store.AudienceCustomer, Subject: "s",
+					Status: n.status, CreatedAt: n.at}); err != nil {
+					return err
+				}
+			}
+			for _, at := range []time.Time{old, now} {
+				if err := tx.InsertWebhookAttempt(ctx, store.WebhookAttempt{EndpointID: "whe_1", NotificationID: "ntf_x", Event: "e", AttemptedAt: at, OK: true}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		w := &notify.Worker{Store: st}
+		tick, err := json.Marshal(scheduler.Tick{Job: notify.JobPrune, Slot: now})
+		require.NoError(t, err)
+		require.NoError(t, w.HandleTick(ctx, &bus.Message{Subject: "levqor.tick." + notify.JobPrune, Data: tick, Header: nats.Header{}, Consumer: notify.ConsumerTicks}))
+		left, err := st.ListNotifications(ctx, store.ListNotificationsParams{AccountID: "acc_1", Limit: 10})
+		require.NoError(t, err)
+		var ids []string
+		for _, n := range left {
+			ids = append(ids, n.ID)
+		}
+		require.ElementsMatch(t, []string{"ntf_old_pending", "ntf_new_sent"}, ids)
+		log, err := st.ListWebhookAttempts(ctx, "whe_1", 0, 10)
+		require.NoError(t, err)
+		require.Len(t, log, 1)
+	})
 }

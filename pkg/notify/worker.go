@@ -79,6 +79,10 @@ type Worker struct {
 	// Runtime keeps the bookkeeping of the endpoint commands; nil
 	// leaves the command consumer out.
 	Runtime *command.Runtime
+	// Retention is how long notifications and the webhook delivery log
+	// are kept (LEVQOR_NOTIFICATION_RETENTION); zero means
+	// RetentionDefault.
+	Retention time.Duration
 	// Retry is the delivery retry schedule; nil means RetrySchedule.
 	Retry []time.Duration
 	// Now is the clock; nil means time.Now.
@@ -121,6 +125,7 @@ func CommandConsumer() bus.ConsumerSpec {
 func (w *Worker) Register(r *bus.Router) {
 	r.Handle(EventConsumer(), w.EventHandler())
 	r.Handle(DeliveryConsumer(), w.HandleDelivery)
+	r.Handle(TickConsumer(), w.HandleTick)
 	if w.Runtime != nil {
 		r.Handle(CommandConsumer(), w.Runtime.Handler(w.HandleCommand))
 		r.Handle(w.Runtime.DeadLetters(ConsumerCommandsDLQ, ConsumerCommands))

@@ -46,6 +46,9 @@ const (
 	// JobSupportSLACheck escalates support tickets whose SLA clocks are at
 	// risk or breached (package support).
 	JobSupportSLACheck = "support.sla_check"
+	// JobNotifyPrune deletes old notifications and webhook delivery logs
+	// (package notify).
+	JobNotifyPrune = "notify.prune"
 	// JobAccountsOffboard erases the data of accounts whose erasure is
 	// due: requested and past its cooling-off, or canceled longer than
 	// the offboarding grace (package accounts).
@@ -125,6 +128,12 @@ func Catalog() []Job {
 			Spec:        "0 */5 * * * *",
 			TimeZone:    "UTC",
 			Description: "fail the runs still marked running with no sign of life for LEVQOR_RUN_REAP_AFTER (their worker stopped): each raises backup.run_failed, and the customer is told",
+		},
+		{
+			Name:        JobNotifyPrune,
+			Spec:        "0 25 3 * * *",
+			TimeZone:    "UTC",
+			Description: "delete the notifications (not pending) and the webhook delivery log older than LEVQOR_NOTIFICATION_RETENTION: people's addresses and what they were told are not kept forever",
 		},
 		{
 			Name:        JobAccountsOffboard,

@@ -210,3 +210,23 @@ WHERE id = ? AND status = 'pending'`), NotificationUnsent, reason, n, ts(orNow(a
 	}
 	return rows == 1, nil
 }
+
+// PruneNotifications deletes the notifications created before before
+// that are not pending (a pending one may still be delivered, or replayed
+// from the DLQ), and the webhook delivery log older than before; it
+// returns how many of each it deleted.
+func (s *Store) PruneNotifications(ctx context.Context, before time.Time) (notifications, attempts int64, err error) {
+	res, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM notifications WHERE created_at < ? AND status <> ?`), ts(before), NotificationPending)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: pruning notifications: %w", err)
+	}
+	if notifications, err = res.RowsAffected(); err != nil {
+		return 0, 0, err
+	}
+	res, err = s.db.ExecContext(ctx, s.rebind(`DELETE FROM webhook_attempts WHERE attempted_at < ?`), ts(before))
+	if err != nil {
+		return notifications, 0, fmt.Errorf("store: pruning webhook attempts: %w", err)
+	}
+	attempts, err = res.RowsAffected()
+	return notifications, attempts, err
+}
