@@ -59,9 +59,13 @@ type Worker struct {
 	// Blobs is the backups' blob store, whose blobs an erasure deletes;
 	// nil fails erasures, naming the setting.
 	Blobs blob.Store
-	// ErasureCoolingOff and OffboardGrace: zero takes the defaults.
-	ErasureCoolingOff time.Duration
-	OffboardGrace     time.Duration
+	// ErasureCoolingOff, OffboardGrace and ErasureRemindBefore: zero takes
+	// the defaults.
+	ErasureCoolingOff   time.Duration
+	OffboardGrace       time.Duration
+	ErasureRemindBefore time.Duration
+	// Topology names the subjects of the events the worker raises.
+	Topology bus.Topology
 }
 
 func (w *Worker) clock() time.Time { return time.Now() }

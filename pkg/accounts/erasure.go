@@ -14,6 +14,7 @@ import (
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -24,9 +25,17 @@ const (
 	ActionCancelErasure  = "cancel_erasure"
 )
 
-// JobOffboard erases the data of accounts whose erasure is due, as the
-// scheduler's catalog names it.
-const JobOffboard = scheduler.JobAccountsOffboard
+// JobOffboard erases the data of accounts whose erasure is due, and
+// JobErasureReminder tells owners a day ahead, as the scheduler's catalog
+// names them.
+const (
+	JobOffboard        = scheduler.JobAccountsOffboard
+	JobErasureReminder = scheduler.JobAccountsErasureReminder
+)
+
+// ErasureRemindBeforeDefault is LEVQOR_ERASURE_REMIND_BEFORE: how long
+// before a requested erasure its owner is told it is coming.
+const ErasureRemindBeforeDefault = 24 * time.Hour
 
 // ConsumerTicks reads the accounts.* jobs' ticks.
 const ConsumerTicks = "accounts-tick"
@@ -186,6 +195,10 @@ func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
 			_, err := w.Offboard(ctx, t.Slot)
 			return err
 		},
+		JobErasureReminder: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
+			_, err := w.RemindErasures(ctx, t.Slot)
+			return err
+		},
 	})(ctx, m)
 }
 
@@ -294,4 +307,38 @@ func (w *Worker) erase(ctx context.Context, er store.Erasure, at time.Time) (boo
 	detail, _ := json.Marshal(rep)
 	log.WithField("report", string(detail)).Warn("account data erased")
 	return true, nil
+}
+
+// RemindErasures raises accounts.erasure_due, at slot, for every requested
+// erasure still scheduled within ErasureRemindBefore, once each (recorded
+// in the same transaction): the owner is told while they can still
+// cancel. It returns how many it raised.
+func (w *Worker) RemindErasures(ctx context.Context, slot time.Time) (int, error) {
+	before := w.ErasureRemindBefore
+	if before <= 0 {
+		before = ErasureRemindBeforeDefault
+	}
+	slot = slot.UTC().Truncate(time.Microsecond)
+	due, err := w.Store.ErasuresToRemind(ctx, slot, slot.Add(before))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, er := range due {
+		err := w.Store.InTx(ctx, func(tx *store.Tx) error {
+			ok, err := tx.MarkErasureReminded(ctx, er.ID, slot)
+			if err != nil || !ok {
+				return err
+			}
+			n++
+			_, err = events.Emit(ctx, tx, w.Topology.WithDefaults(), events.ErasureDue{AccountID: er.AccountID, ErasureID: er.ID,
+				ScheduledFor: er.ScheduledFor, Incident: "erasure_due:" + er.ID, At: slot}, "erasure-"+er.ID)
+			return err
+		})
+		if err != nil {
+			return n, err
+		}
+		bus.Logger(ctx).WithFields(logrus.Fields{"account_id": er.AccountID, "erasure_id": er.ID}).Info("erasure reminder raised")
+	}
+	return n, nil
 }

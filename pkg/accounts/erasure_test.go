@@ -249,3 +249,39 @@ func TestOnlyOperatorsSkipTheCoolingOff(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, accounts.OffboardResult{Erased: 1}, res)
 }
+
+// TestTheOwnerIsRemindedADayAheadOnce: a requested erasure due within a
+// day raises accounts.erasure_due once; one further off, none.
+func TestTheOwnerIsRemindedADayAheadOnce(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	ctx := t.Context()
+	w, blobs := erasureWorker(t, st)
+	w.ErasureCoolingOff = 7 * 24 * time.Hour
+	c := newCustomer(t, st, blobs, "Leaving Ltd")
+	got := run(t, st, w, accounts.ActionRequestErasure, c.acc, map[string]any{"confirm": "Leaving Ltd"})
+	require.Equal(t, http.StatusAccepted, got.HTTPStatus, "%+v", got.Error)
+	reminders := func() int {
+		msgs, err := st.UnpublishedOutbox(ctx, 100)
+		require.NoError(t, err)
+		n := 0
+		for _, m := range msgs {
+			if strings.HasSuffix(m.Subject, ".accounts.erasure_due") {
+				require.Equal(t, c.acc, m.Headers["Levqor-Account"])
+				n++
+			}
+		}
+		return n
+	}
+
+	n, err := w.RemindErasures(ctx, time.Now().Add(5*24*time.Hour))
+	require.NoError(t, err)
+	require.Zero(t, n, "two days to go")
+	n, err = w.RemindErasures(ctx, time.Now().Add(6*24*time.Hour+time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	n, err = w.RemindErasures(ctx, time.Now().Add(6*24*time.Hour+2*time.Hour))
+	require.NoError(t, err)
+	require.Zero(t, n, "reminded once")
+	require.Equal(t, 1, reminders())
+}

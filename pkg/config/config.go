@@ -223,6 +223,9 @@ type Config struct {
 	// (LEVQOR_ERASURE_COOLING_OFF); OffboardGrace how long after a
 	// cancellation offboarding erases the account (LEVQOR_OFFBOARD_GRACE).
 	ErasureCoolingOff, OffboardGrace time.Duration
+	// ErasureRemindBefore is how long before a requested erasure its owner
+	// is reminded (LEVQOR_ERASURE_REMIND_BEFORE).
+	ErasureRemindBefore time.Duration
 	// DrillEvery is how often each entitled source is restore-drilled
 	// (LEVQOR_DRILL_EVERY); DrillPostgresURL the server where drills of
 	// postgres sources create their scratch databases
@@ -437,6 +440,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		DrillEvery:            p.duration("LEVQOR_DRILL_EVERY", backups.DrillEveryDefault),
 		ErasureCoolingOff:     p.duration("LEVQOR_ERASURE_COOLING_OFF", accounts.ErasureCoolingOffDefault),
 		OffboardGrace:         p.duration("LEVQOR_OFFBOARD_GRACE", accounts.OffboardGraceDefault),
+		ErasureRemindBefore:   p.duration("LEVQOR_ERASURE_REMIND_BEFORE", accounts.ErasureRemindBeforeDefault),
 		DrillPostgresURL:      p.str("LEVQOR_DRILL_POSTGRES_URL", ""),
 		VerifySample:          p.integer("LEVQOR_VERIFY_SAMPLE", backups.VerifySampleDefault),
 		OverdueGrace:          p.duration("LEVQOR_OVERDUE_GRACE", backups.OverdueGraceDefault),
@@ -591,6 +595,9 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.ErasureCoolingOff < time.Hour {
 		bad("LEVQOR_ERASURE_COOLING_OFF", "%s: want at least 1h (e.g. 168h): a requested erasure must be cancellable", c.ErasureCoolingOff)
+	}
+	if c.ErasureRemindBefore <= 0 || c.ErasureRemindBefore >= c.ErasureCoolingOff {
+		bad("LEVQOR_ERASURE_REMIND_BEFORE", "%s: want more than 0 and less than LEVQOR_ERASURE_COOLING_OFF (%s)", c.ErasureRemindBefore, c.ErasureCoolingOff)
 	}
 	if c.OffboardGrace < 24*time.Hour {
 		bad("LEVQOR_OFFBOARD_GRACE", "%s: want at least 24h (e.g. 720h)", c.OffboardGrace)

@@ -63,6 +63,7 @@ var all = []Event{
 	DLQGrowing{},
 	ConsumerStuck{},
 	WebhookEndpointDisabled{},
+	ErasureDue{},
 }
 
 // Names lists the name of every event Levqor publishes, in the order of

@@ -122,6 +122,8 @@ var shapes = map[events.Name]shape{
 			"threshold", "slot"},
 		[]string{"oldest_unacked_stored_at"}},
 
+	"accounts.erasure_due": {events.ErasureDue{},
+		[]string{"account_id", "erasure_id", "scheduled_for", "incident", "at"}, nil},
 	"webhook.endpoint_disabled": {events.WebhookEndpointDisabled{},
 		[]string{"account_id", "endpoint_id", "url", "failing_since", "last_error", "incident", "reason", "at"}, nil},
 }

@@ -78,6 +78,7 @@ var WebhookEvents = []events.Name{
 	events.NameTicketAutoClosed,
 	events.NameMessageAdded,
 	events.NameWebhookEndpointDisabled,
+	events.NameErasureDue,
 }
 
 // IsWebhookEvent reports whether endpoints receive the event name.

@@ -110,6 +110,7 @@ func samples(acc, src string) map[events.Name]events.Event {
 			Incident: "dfy_stalled:tkt_1", Reason: "no change since 2026-12-06T03:00:00Z (72h0m0s)"},
 		events.NameConsumerStuck: events.ConsumerStuck{Consumer: "billing-stripe", Stream: "STRIPE", Slot: at},
 		events.NameDLQGrowing:    events.DLQGrowing{Consumer: "billing-stripe", Stream: "STRIPE", DLQMessages: 4, Slot: at},
+		events.NameErasureDue:    events.ErasureDue{AccountID: acc, ErasureID: "era_1", ScheduledFor: grace, Incident: "erasure_due:era_1", At: at},
 		events.NameWebhookEndpointDisabled: events.WebhookEndpointDisabled{AccountID: acc, EndpointID: "whe_1", URL: "https://hooks.ada.example/…",
 			FailingSince: at, LastError: "webhook https://hooks.ada.example/… answered 500 Internal Server Error",
 			Incident: "endpoint_disabled:whe_1", Reason: "deliveries failed for 120h0m0s", At: at},

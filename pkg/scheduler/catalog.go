@@ -46,6 +46,9 @@ const (
 	// JobSupportSLACheck escalates support tickets whose SLA clocks are at
 	// risk or breached (package support).
 	JobSupportSLACheck = "support.sla_check"
+	// JobAccountsErasureReminder tells owners a day ahead that their
+	// requested erasure is coming (package accounts).
+	JobAccountsErasureReminder = "accounts.erasure_reminder"
 	// JobNotifyPrune deletes old notifications and webhook delivery logs
 	// (package notify).
 	JobNotifyPrune = "notify.prune"
@@ -134,6 +137,12 @@ func Catalog() []Job {
 			Spec:        "0 25 3 * * *",
 			TimeZone:    "UTC",
 			Description: "delete the notifications (not pending) and the webhook delivery log older than LEVQOR_NOTIFICATION_RETENTION: people's addresses and what they were told are not kept forever",
+		},
+		{
+			Name:        JobAccountsErasureReminder,
+			Spec:        "0 35 * * * *",
+			TimeZone:    "UTC",
+			Description: "raise accounts.erasure_due once per requested erasure due within LEVQOR_ERASURE_REMIND_BEFORE (24h): its owner is told, and may still cancel it",
 		},
 		{
 			Name:        JobAccountsOffboard,

@@ -329,6 +329,7 @@ func (e *Env) accountsWorker() (*accounts.Worker, error) {
 		Store:   e.Store,
 		Runtime: &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
 		Blobs:   blobs, ErasureCoolingOff: e.Cfg.ErasureCoolingOff, OffboardGrace: e.Cfg.OffboardGrace,
+		ErasureRemindBefore: e.Cfg.ErasureRemindBefore, Topology: e.Cfg.Topology,
 	}
 	if e.Cfg.StripeAPIKey != "" {
 		w.Stripe = stripeapi.New(stripeapi.Config{Key: e.Cfg.StripeAPIKey, BaseURL: e.Cfg.StripeAPIBase, Log: e.Log.WithField("component", "stripe")})

@@ -115,6 +115,34 @@ WHERE account_id = ? ORDER BY requested_at DESC, id DESC LIMIT 1`), accountID)
 	return &e, nil
 }
 
+// ErasuresToRemind returns the requested erasures still scheduled, not
+// reminded of yet, due after from and at or before to.
+func (s *Store) ErasuresToRemind(ctx context.Context, from, to time.Time) ([]Erasure, error) {
+	var rows []erasureRow
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT `+erasureColumns+` FROM account_erasures
+WHERE status = ? AND origin = ? AND reminded_at IS NULL AND scheduled_for > ? AND scheduled_for <= ? ORDER BY scheduled_for, id`),
+		ErasureScheduled, ErasureRequested, ts(from), ts(to)); err != nil {
+		return nil, fmt.Errorf("store: listing erasures to remind: %w", err)
+	}
+	out := make([]Erasure, len(rows))
+	for i, r := range rows {
+		out[i] = r.erasure()
+	}
+	return out, nil
+}
+
+// MarkErasureReminded records, within tx, that the erasure's owner was
+// reminded; false when it was already, or is no longer scheduled.
+func (tx *Tx) MarkErasureReminded(ctx context.Context, id string, at time.Time) (bool, error) {
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE account_erasures SET reminded_at = ? WHERE id = ? AND reminded_at IS NULL AND status = ?`),
+		ts(orNow(at)), id, ErasureScheduled)
+	if err != nil {
+		return false, fmt.Errorf("store: marking erasure %s reminded: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
 // DueErasures returns the open erasures whose time has come by at,
 // oldest first.
 func (s *Store) DueErasures(ctx context.Context, at time.Time) ([]Erasure, error) {

@@ -17,6 +17,7 @@ CREATE TABLE account_erasures (
     status_reason  TEXT NOT NULL DEFAULT '',
     report         TEXT NOT NULL DEFAULT '{}',
     completed_at   TIMESTAMPTZ,
+    reminded_at    TIMESTAMPTZ,
     updated_at     TIMESTAMPTZ NOT NULL
 );
 CREATE UNIQUE INDEX account_erasures_open_idx ON account_erasures (account_id) WHERE status IN ('scheduled', 'blocked');
