@@ -353,6 +353,10 @@ type backfillRange struct{ since, until time.Time }
 func scheduleBackfill(ctx context.Context, s *scheduler.Scheduler, st *store.Store, job string, r backfillRange, actor string, asJSON bool, stdout, stderr io.Writer) error {
 	params := map[string]any{"job": job, "since": r.since.UTC(), "until": r.until.UTC()}
 	res, err := s.Backfill(ctx, job, r.since, r.until)
+	var refused *scheduler.BackfillError
+	if errors.As(err, &refused) {
+		return usageError("--%s: %s", refused.Field, refused.Message) // nothing happened
+	}
 	if err != nil {
 		_ = auditCLI(ctx, st, stderr, actor, ops.ActionScheduleBackfill, params, map[string]any{"published": len(res.Published)}, store.AuditOutcomeFailed)
 		return err

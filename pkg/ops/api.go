@@ -15,7 +15,6 @@ import (
 
 	"github.com/levqor/levqor/pkg/control"
 	"github.com/levqor/levqor/pkg/httpjson"
-	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -34,6 +33,7 @@ const APIMaxBodyBytes = 256 << 10
 //	POST /admin/replay           ReplayWindow      {"consumer","stream","since","until","subject","dry_run","force"}
 //	POST /admin/stripe/backfill  Backfill          {"since","dry_run"}
 //	GET  /admin/audit            ListAudit         ?action= &actor= &since= &limit=
+//	POST /admin/schedule/{job}/backfill          BackfillSchedule   {"since","until"}
 //	POST /admin/schedule/{job}/pause|resume      SetJobPaused       {"reason"}
 //	POST /admin/consumers/{name}/pause|resume    SetConsumerPaused  {"reason"}
 //
@@ -75,6 +75,7 @@ func (a *API) Register(handle func(pattern string, h http.Handler), wrap func(ht
 		{"POST /admin/replay", a.replayWindow},
 		{"POST /admin/stripe/backfill", a.backfill},
 		{"GET /admin/audit", a.listAudit},
+		{"POST /admin/schedule/{job}/backfill", a.backfillSchedule},
 		{"POST /admin/schedule/{job}/pause", a.setPaused("job", true)},
 		{"POST /admin/schedule/{job}/resume", a.setPaused("job", false)},
 		{"POST /admin/consumers/{name}/pause", a.setPaused("consumer", true)},
@@ -371,6 +372,43 @@ func (a *API) backfill(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, res)
 }
 
+// backfillSchedule publishes the past slots of {job} the TICKS stream
+// lacks, between since and until (scheduler.Backfill), audited.
+func (a *API) backfillSchedule(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Since string `json:"since"`
+		Until string `json:"until"`
+	}
+	if err := decode(w, r, &b); err != nil {
+		a.failBody(w, r, err)
+		return
+	}
+	if b.Since == "" {
+		a.fail(w, r, invalid("since", "required: the first slot to consider (RFC 3339, a date, or a duration ago)"))
+		return
+	}
+	if b.Until == "" {
+		a.fail(w, r, invalid("until", "required: the last slot to consider (RFC 3339, a date, or a duration ago)"))
+		return
+	}
+	since, err := a.timeParam("since", b.Since)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	until, err := a.timeParam("until", b.Until)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	res, err := a.ops.BackfillSchedule(r.Context(), r.PathValue("job"), since, until, a.actor(r))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, res)
+}
+
 // PauseResult answers a pause or a resume.
 type PauseResult struct {
 	// Key is control's key: "schedule.<job>" or "consumer.<name>".
@@ -398,7 +436,7 @@ func (a *API) setPaused(what string, pause bool) http.HandlerFunc {
 		if what == "job" {
 			job := r.PathValue("job")
 			res.Key = control.JobKey(job)
-			res.Changed, err = a.ops.SetJobPaused(r.Context(), scheduler.Catalog(), job, pause, a.actor(r), b.Reason)
+			res.Changed, err = a.ops.SetJobPaused(r.Context(), a.ops.jobs(), job, pause, a.actor(r), b.Reason)
 		} else {
 			name := r.PathValue("name")
 			res.Key = control.ConsumerKey(name)

@@ -16,6 +16,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/httpjson"
 	"github.com/levqor/levqor/pkg/ops"
+	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -91,6 +92,7 @@ func TestAPI(t *testing.T) {
 				{"POST", "/admin/dlq/replay"}, {"POST", "/admin/dlq/purge"}, {"POST", "/admin/replay"},
 				{"POST", "/admin/stripe/backfill"}, {"GET", "/admin/audit"},
 				{"POST", "/admin/schedule/backup.due/pause"}, {"POST", "/admin/consumers/" + billingC + "/resume"},
+				{"POST", "/admin/schedule/backup.due/backfill"},
 			} {
 				code, body := call(t, r.method, base+r.path, "", `{"all":true}`)
 				require.Equal(t, http.StatusUnauthorized, code, r.path)
@@ -102,6 +104,18 @@ func TestAPI(t *testing.T) {
 			entries, err := st.ListAudit(t.Context(), store.ListAuditParams{})
 			require.NoError(t, err)
 			require.Empty(t, entries)
+		})
+
+		t.Run("BackfillASchedule", func(t *testing.T) {
+			code, body := call(t, "POST", base+"/admin/schedule/backup.overdue/backfill", operatorToken, `{"since":"50m","until":"1m"}`)
+			require.Equal(t, http.StatusOK, code, string(body))
+			var res scheduler.BackfillResult
+			require.NoError(t, json.Unmarshal(body, &res))
+			require.GreaterOrEqual(t, len(res.Published), 3, "every 15 minutes over 49 minutes")
+			code, body = call(t, "POST", base+"/admin/schedule/backup.overdue/backfill", operatorToken, `{"since":"50m","until":"1m"}`)
+			require.Equal(t, http.StatusOK, code, string(body))
+			require.NoError(t, json.Unmarshal(body, &res))
+			require.Empty(t, res.Published, "a second backfill publishes nothing")
 		})
 
 		t.Run("PauseAndResumeAConsumer", func(t *testing.T) {
@@ -174,6 +188,10 @@ func TestAPI(t *testing.T) {
 				"BackfillNoSince":    {"POST", "/admin/stripe/backfill", `{}`, 400, "since"},
 				"AuditUnknownFilter": {"GET", "/admin/audit?who=me", "", 400, "who"},
 				"PauseUnknownJob":    {"POST", "/admin/schedule/backup.nope/pause", ``, 400, "job"},
+				"BackfillUnknownJob": {"POST", "/admin/schedule/backup.nope/backfill", `{"since":"2h","until":"1h"}`, 400, "job"},
+				"BackfillNoUntil":    {"POST", "/admin/schedule/backup.overdue/backfill", `{"since":"2h"}`, 400, "until"},
+				"BackfillTooOld":     {"POST", "/admin/schedule/backup.overdue/backfill", `{"since":"5d","until":"4d"}`, 400, "since"},
+				"BackfillBackwards":  {"POST", "/admin/schedule/backup.overdue/backfill", `{"since":"1h","until":"2h"}`, 400, "until"},
 				"PauseNoConsumer":    {"POST", "/admin/consumers/billing-strip/pause", `{"reason":"x"}`, 400, "consumer"},
 				"PauseUnknownField":  {"POST", "/admin/consumers/" + billingC + "/pause", `{"why":"x"}`, 400, "why"},
 			} {
@@ -226,7 +244,8 @@ func TestAPI(t *testing.T) {
 				require.Equal(t, "operator:ops-team", e.Actor)
 				actions = append(actions, e.Action)
 			}
-			require.Equal(t, []string{ops.ActionReplayWindow, ops.ActionDLQReplay, ops.ActionDLQShow, ops.ActionConsumerResume, ops.ActionConsumerPause}, actions)
+			require.Equal(t, []string{ops.ActionReplayWindow, ops.ActionDLQReplay, ops.ActionDLQShow, ops.ActionConsumerResume, ops.ActionConsumerPause,
+				ops.ActionScheduleBackfill, ops.ActionScheduleBackfill}, actions)
 		})
 	})
 }

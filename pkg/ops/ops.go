@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -90,6 +91,9 @@ type Settings struct {
 	// TickEvery is how often a tick should arrive when the scheduler runs
 	// (scheduler.MostFrequent); zero leaves the scheduler unjudged.
 	TickEvery time.Duration
+	// Jobs are the deployment's jobs (the catalog with LEVQOR_SCHEDULE's
+	// overrides), which pauses and backfills name; nil means the catalog.
+	Jobs []scheduler.Job
 }
 
 // ThresholdsFromEnv reads the thresholds with getenv (os.Getenv when nil),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -114,4 +115,45 @@ func (o *Ops) consumerExists(ctx context.Context, name string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+func (o *Ops) jobs() []scheduler.Job {
+	if o.set.Jobs != nil {
+		return o.set.Jobs
+	}
+	return scheduler.Catalog()
+}
+
+// BackfillSchedule publishes the past slots of job between since and
+// until that the TICKS stream lacks (scheduler.Backfill) and records it
+// in the audit trail as actor's. Bad input is an *InvalidError naming the
+// field: an unknown job, a backwards or future range, one older than the
+// stream keeps.
+func (o *Ops) BackfillSchedule(ctx context.Context, job string, since, until time.Time, actor string) (scheduler.BackfillResult, error) {
+	jobs := o.jobs()
+	if _, ok := scheduler.Lookup(jobs, job); !ok {
+		names := make([]string, len(jobs))
+		for i, j := range jobs {
+			names[i] = j.Name
+		}
+		return scheduler.BackfillResult{}, invalid("job", "no job named %q (jobs: %s)", job, strings.Join(names, ", "))
+	}
+	s, err := scheduler.New(o.js, scheduler.Config{Topology: o.topo, Jobs: jobs, Logger: o.log, Now: o.now})
+	if err != nil {
+		return scheduler.BackfillResult{}, err
+	}
+	params := map[string]any{"job": job, "since": since.UTC(), "until": until.UTC()}
+	res, err := s.Backfill(ctx, job, since, until)
+	var be *scheduler.BackfillError
+	if errors.As(err, &be) {
+		return res, invalid(be.Field, "%s", be.Message) // refused: nothing happened
+	}
+	outcome := store.AuditOutcomeOK
+	if err != nil {
+		outcome = store.AuditOutcomeFailed
+	}
+	if aerr := o.audit(ctx, actor, ActionScheduleBackfill, params, map[string]any{"published": len(res.Published), "present": len(res.Present)}, outcome); err == nil {
+		err = aerr
+	}
+	return res, err
 }

@@ -17,6 +17,14 @@ import (
 // refused rather than flooding the workers.
 const BackfillMaxSlots = 1000
 
+// BackfillError is a backfill refused for its input; Field is "job",
+// "since" or "until".
+type BackfillError struct {
+	Field, Message string
+}
+
+func (e *BackfillError) Error() string { return e.Message }
+
 // BackfillResult says what a backfill did, slot by slot.
 type BackfillResult struct {
 	Job string `json:"job"`
@@ -42,18 +50,18 @@ func (s *Scheduler) Backfill(ctx context.Context, job string, since, until time.
 	}
 	j, ok := Lookup(s.cfg.Jobs, job)
 	if !ok {
-		return res, fmt.Errorf("no job named %q (jobs: %s)", job, joinNames(s.cfg.Jobs))
+		return res, &BackfillError{"job", fmt.Sprintf("no job named %q (jobs: %s)", job, joinNames(s.cfg.Jobs))}
 	}
 	now := s.cfg.Now()
 	keep := s.cfg.Topology.Streams[bus.Ticks].MaxAge
 	switch {
 	case !since.Before(until):
-		return res, fmt.Errorf("--since %s is not before --until %s", since.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339))
+		return res, &BackfillError{"until", fmt.Sprintf("since %s is not before until %s", since.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339))}
 	case until.After(now):
-		return res, fmt.Errorf("--until %s is in the future: the scheduler publishes those slots itself", until.UTC().Format(time.RFC3339))
+		return res, &BackfillError{"until", fmt.Sprintf("until %s is in the future: the scheduler publishes those slots itself", until.UTC().Format(time.RFC3339))}
 	case keep > 0 && since.Before(now.Add(-keep)):
-		return res, fmt.Errorf("--since %s is older than the TICKS stream keeps (%s, so since %s): whether those slots ran cannot be told",
-			since.UTC().Format(time.RFC3339), keep, now.Add(-keep).UTC().Format(time.RFC3339))
+		return res, &BackfillError{"since", fmt.Sprintf("since %s is older than the TICKS stream keeps (%s, so since %s): whether those slots ran cannot be told",
+			since.UTC().Format(time.RFC3339), keep, now.Add(-keep).UTC().Format(time.RFC3339))}
 	}
 	sc, err := j.Schedule()
 	if err != nil {
@@ -63,7 +71,7 @@ func (s *Scheduler) Backfill(ctx context.Context, job string, since, until time.
 	for t := sc.Next(since.Add(-time.Nanosecond)); !t.IsZero() && !t.After(until); t = sc.Next(t) {
 		slots = append(slots, t.UTC())
 		if len(slots) > BackfillMaxSlots {
-			return res, fmt.Errorf("the range holds more than %d slots of %s; backfill it in parts", BackfillMaxSlots, job)
+			return res, &BackfillError{"since", fmt.Sprintf("the range holds more than %d slots of %s; backfill it in parts", BackfillMaxSlots, job)}
 		}
 	}
 	present, err := s.tickedSlots(ctx, job, since)

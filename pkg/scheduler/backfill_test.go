@@ -61,7 +61,7 @@ func TestBackfillPublishesOnlyTheMissingSlots(t *testing.T) {
 		want         string
 	}{
 		"UnknownJob":  {"test.nope", utc("2026-06-01T10:00:00Z"), utc("2026-06-01T10:05:00Z"), `no job named "test.nope"`},
-		"Backwards":   {job, utc("2026-06-01T10:05:00Z"), utc("2026-06-01T10:00:00Z"), "is not before --until"},
+		"Backwards":   {job, utc("2026-06-01T10:05:00Z"), utc("2026-06-01T10:00:00Z"), "is not before until"},
 		"Future":      {job, utc("2026-06-01T10:00:00Z"), utc("2026-06-01T11:00:00Z"), "is in the future"},
 		"PastTheKeep": {job, utc("2026-05-20T10:00:00Z"), utc("2026-06-01T10:00:00Z"), "older than the TICKS stream keeps"},
 	} {

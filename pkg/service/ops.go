@@ -26,6 +26,7 @@ func (e *Env) Ops(th ops.Thresholds) (*ops.Ops, error) {
 			Thresholds: th,
 			Stripe:     ops.StripeAPI{BaseURL: e.Cfg.StripeAPIBase, SecretKey: e.Cfg.StripeAPIKey},
 			TickEvery:  every,
+			Jobs:       jobs,
 		},
 	})
 }
