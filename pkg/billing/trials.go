@@ -52,8 +52,11 @@ func (w *Worker) remindTrials(ctx context.Context, tx *store.Tx, m *bus.Message,
 		i, _ := slices.BinarySearch(reminders, left) // the nearest reminder at or beyond left
 		before := reminders[i]
 		sent, err := tx.RecordTrialReminder(ctx, s.ID, s.AccountID, *s.TrialEnd, before, slot)
-		if err != nil || !sent {
+		if err != nil {
 			return err
+		}
+		if !sent {
+			continue // reminded already
 		}
 		acc, err := tx.GetAccount(ctx, s.AccountID)
 		if err != nil {

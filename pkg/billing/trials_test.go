@@ -64,14 +64,23 @@ func TestTrialRemindersAreSentOnceEachAWeekAndADayAhead(t *testing.T) {
 		require.EqualValues(t, 7, got[0]["days_left"])
 		require.Equal(t, "growth", got[0]["tier"])
 
+		// A second trial, ending a little later, is reminded although the
+		// first was reminded already in the same tick.
+		h.account("acc_second", "cus_second")
+		h.must(trialEvent(t, "evt_t3", "sub_second", "cus_second", t0, end.Add(2*time.Hour)))
+		h.tick(billing.JobTrialReminder, end.Add(-6*24*time.Hour+time.Hour))
+		got = reminders(t, st)
+		require.Len(t, got, 2, "the second trial's week-ahead reminder")
+		require.Equal(t, "acc_second", got[1]["account_id"])
+
 		h.tick(billing.JobTrialReminder, end.Add(-20*time.Hour))
 		h.tick(billing.JobTrialReminder, end.Add(-time.Hour))
 		got = reminders(t, st)
-		require.Len(t, got, 2, "then the day-ahead one, once")
-		require.EqualValues(t, 1, got[1]["days_left"])
+		require.Len(t, got, 4, "then each day-ahead one, once")
+		require.EqualValues(t, 1, got[2]["days_left"])
 
-		h.tick(billing.JobTrialReminder, end.Add(time.Hour))
-		require.Len(t, reminders(t, st), 2, "an ended trial is not reminded")
+		h.tick(billing.JobTrialReminder, end.Add(3*time.Hour))
+		require.Len(t, reminders(t, st), 4, "an ended trial is not reminded")
 
 		// A trial first seen inside the last day gets the day-ahead
 		// reminder only.
@@ -79,10 +88,10 @@ func TestTrialRemindersAreSentOnceEachAWeekAndADayAhead(t *testing.T) {
 		h.must(trialEvent(t, "evt_t2", "sub_late", "cus_late", t0, lateEnd))
 		h.tick(billing.JobTrialReminder, lateEnd.Add(-12*time.Hour))
 		got = reminders(t, st)
-		require.Len(t, got, 3)
-		require.Equal(t, "acc_late", got[2]["account_id"])
-		require.EqualValues(t, 1, got[2]["days_left"])
+		require.Len(t, got, 5)
+		require.Equal(t, "acc_late", got[4]["account_id"])
+		require.EqualValues(t, 1, got[4]["days_left"])
 		h.tick(billing.JobTrialReminder, lateEnd.Add(-6*time.Hour))
-		require.Len(t, reminders(t, st), 3)
+		require.Len(t, reminders(t, st), 5)
 	})
 }
