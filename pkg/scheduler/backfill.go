@@ -139,7 +139,8 @@ func (s *Scheduler) tickedSlots(ctx context.Context, job string, since time.Time
 			return nil, fmt.Errorf("reading the ticks of %s: %w", job, err)
 		}
 		if n == 0 {
-			break
+			// A slot left unread would be published again, and run twice.
+			return nil, fmt.Errorf("reading the ticks of %s: %d stored ticks could not be read; nothing was published", job, remaining)
 		}
 		remaining -= uint64(n)
 	}

@@ -62,11 +62,18 @@ type Env struct {
 	control atomic.Pointer[control.Control]
 }
 
+// controlWait is how long WatchControl waits for the pauses before the
+// process starts without them (and keeps trying in the background).
+const controlWait = 30 * time.Second
+
 // WatchControl reads the operators' pauses (package control) and keeps
-// them current until ctx ends, in the background: JetStream may not
-// answer yet, so it retries until it does. Routers and the scheduler
-// built by this Env honour the pauses from then on.
+// them current until ctx ends. It returns once they are read, so that a
+// restarted worker or scheduler does not begin with a paused consumer or
+// job running; if JetStream does not answer within controlWait it
+// returns anyway, warning, and keeps trying in the background. Routers
+// and the scheduler built by this Env honour the pauses from then on.
 func (e *Env) WatchControl(ctx context.Context) {
+	loaded := make(chan struct{})
 	go func() {
 		b := backoff.NewExponentialBackOff(backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
 		for ctx.Err() == nil {
@@ -76,6 +83,7 @@ func (e *Env) WatchControl(ctx context.Context) {
 			}
 			if err == nil {
 				e.control.Store(c)
+				close(loaded)
 				return
 			}
 			e.Log.WithError(err).Warn("cannot read the operators' pauses yet; retrying")
@@ -85,6 +93,12 @@ func (e *Env) WatchControl(ctx context.Context) {
 			}
 		}
 	}()
+	select {
+	case <-loaded:
+	case <-ctx.Done():
+	case <-time.After(controlWait):
+		e.Log.Warn("the operators' pauses are not read yet: starting without them until they are")
+	}
 }
 
 // paused reports whether an operator paused key.
