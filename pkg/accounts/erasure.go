@@ -84,7 +84,10 @@ func (p *RequestErasureParams) Validate() error {
 }
 
 // CancelErasureParams are the parameters of accounts.cancel_erasure.
-type CancelErasureParams struct{}
+type CancelErasureParams struct {
+	// ByOperator is set by the API for an operator's key.
+	ByOperator bool `json:"by_operator,omitempty"`
+}
 
 func (w *Worker) coolingOff() time.Duration {
 	if w.ErasureCoolingOff > 0 {
@@ -158,6 +161,12 @@ func (w *Worker) requestErasure(_ context.Context, e *command.Envelope, p Reques
 		}); err != nil {
 			return command.Outcome{}, err
 		}
+		if p.Immediately {
+			// An erasure scheduled already is brought forward.
+			if err := tx.BringErasureForward(ctx, acc.ID, due); err != nil {
+				return command.Outcome{}, err
+			}
+		}
 		cur, err := tx.LatestErasure(ctx, acc.ID)
 		if err != nil {
 			return command.Outcome{}, err
@@ -167,7 +176,7 @@ func (w *Worker) requestErasure(_ context.Context, e *command.Envelope, p Reques
 }
 
 // cancelErasure cancels the account's scheduled (or blocked) erasure.
-func (w *Worker) cancelErasure(_ context.Context, e *command.Envelope, _ CancelErasureParams) (command.Effect, error) {
+func (w *Worker) cancelErasure(_ context.Context, e *command.Envelope, p CancelErasureParams) (command.Effect, error) {
 	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
 		cur, err := tx.LatestErasure(ctx, e.AccountID)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && cur.Status != store.ErasureScheduled && cur.Status != store.ErasureBlocked) {
@@ -175,6 +184,10 @@ func (w *Worker) cancelErasure(_ context.Context, e *command.Envelope, _ CancelE
 		}
 		if err != nil {
 			return command.Outcome{}, err
+		}
+		if cur.Origin != store.ErasureRequested && !p.ByOperator {
+			return command.Outcome{}, command.Fail(http.StatusForbidden, "forbidden", "",
+				"this erasure is the account's offboarding after its cancellation; only operators cancel it")
 		}
 		if _, err := tx.SetErasure(ctx, cur.ID, store.ErasureCanceled, "canceled by key:"+e.KeyID, nil, w.clock(),
 			store.ErasureScheduled, store.ErasureBlocked); err != nil {
@@ -257,27 +270,60 @@ func (w *Worker) Offboard(ctx context.Context, slot time.Time) (OffboardResult, 
 	return res, errors.Join(errs...)
 }
 
-// erase carries out one erasure, unless a legal hold blocks it (then it
-// is marked blocked, saying which holds): the snapshots' blobs are
-// deleted first, then the account's data in one transaction with the
-// report. It reports whether the account was erased.
+// erase carries out one erasure in two steps. First, in one
+// transaction holding the account's source locks (which hold placement
+// and snapshot recording take too): an offboarding erasure of an account
+// that is no longer canceled is canceled; one under legal hold is marked
+// blocked, naming the holds; otherwise the snapshots move to purging and
+// the erasure to erasing, after which nothing new is recorded or held for
+// the account. Then the blobs are deleted and, in a second transaction,
+// the account's data and the report. An erasure interrupted after the
+// first step resumes at the second. It reports whether the account was
+// erased.
 func (w *Worker) erase(ctx context.Context, er store.Erasure, at time.Time) (bool, error) {
 	log := bus.Logger(ctx).WithFields(logrus.Fields{"account_id": er.AccountID, "erasure_id": er.ID, "origin": er.Origin})
-	holds, err := w.Store.AccountHolds(ctx, er.AccountID)
-	if err != nil {
-		return false, err
-	}
-	if len(holds) > 0 {
-		var ce *command.Error
-		_ = errors.As(holdsError(holds), &ce)
+	if er.Status != store.ErasureErasing {
+		var stop string
 		err := w.Store.InTx(ctx, func(tx *store.Tx) error {
-			_, err := tx.SetErasure(ctx, er.ID, store.ErasureBlocked, ce.Message, nil, at, store.ErasureScheduled, store.ErasureBlocked)
-			return err
+			stop = ""
+			acc, err := tx.GetAccount(ctx, er.AccountID)
+			if err != nil {
+				return err
+			}
+			if er.Origin == store.ErasureOffboarding && acc.Status != store.AccountStatusCanceled {
+				stop = "the account is " + acc.Status + " again"
+				_, err := tx.SetErasure(ctx, er.ID, store.ErasureCanceled, stop, nil, at, store.ErasureScheduled, store.ErasureBlocked)
+				return err
+			}
+			sources, err := tx.SourcesOfAccount(ctx, er.AccountID)
+			if err != nil {
+				return err
+			}
+			for _, src := range sources {
+				if _, err := tx.LockSource(ctx, src.ID); err != nil {
+					return err
+				}
+			}
+			holds, err := tx.AccountHolds(ctx, er.AccountID)
+			if err != nil {
+				return err
+			}
+			if len(holds) > 0 {
+				var ce *command.Error
+				_ = errors.As(holdsError(holds), &ce)
+				stop = ce.Message
+				_, err := tx.SetErasure(ctx, er.ID, store.ErasureBlocked, stop, nil, at, store.ErasureScheduled, store.ErasureBlocked)
+				return err
+			}
+			return tx.BeginErasure(ctx, er.ID, er.AccountID, at)
 		})
-		if err == nil {
-			log.WithField("holds", len(holds)).Warn("erasure blocked by legal hold")
+		if err != nil {
+			return false, err
 		}
-		return false, err
+		if stop != "" {
+			log.WithField("reason", stop).Warn("erasure not carried out")
+			return false, nil
+		}
 	}
 	if w.Blobs == nil {
 		return false, errors.New("erasing an account needs the blob store (LEVQOR_BLOB_DIR or LEVQOR_BLOB_S3_*)")
@@ -298,7 +344,7 @@ func (w *Worker) erase(ctx context.Context, er store.Erasure, at time.Time) (boo
 		if err := tx.EraseAccountData(ctx, er.AccountID, at, &rep); err != nil {
 			return err
 		}
-		_, err := tx.SetErasure(ctx, er.ID, store.ErasureDone, "", &rep, at, store.ErasureScheduled, store.ErasureBlocked)
+		_, err := tx.SetErasure(ctx, er.ID, store.ErasureDone, "", &rep, at, store.ErasureErasing)
 		return err
 	})
 	if err != nil {

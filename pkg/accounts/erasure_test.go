@@ -232,6 +232,30 @@ func TestOffboardingErasesLongCanceledAccountsUnlessHeld(t *testing.T) {
 	again, err := w.Offboard(context.WithoutCancel(ctx), time.Now().Add(32*24*time.Hour))
 	require.NoError(t, err)
 	require.Equal(t, accounts.OffboardResult{Blocked: 1}, again, "nothing scheduled twice; the held one is tried again")
+
+	got := run(t, st, w, accounts.ActionCancelErasure, held.acc, map[string]any{})
+	require.Equal(t, http.StatusForbidden, got.HTTPStatus, "an account's own key does not cancel its offboarding")
+
+	// The held customer comes back and the hold is released: the
+	// offboarding erasure is canceled, not carried out.
+	require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.SetAccountBilling(ctx, store.AccountBilling{ID: held.acc, Status: store.AccountStatusActive, Entitlements: []byte("{}")}); err != nil {
+			return err
+		}
+		_, err := tx.ReleaseHold(ctx, store.ReleaseHoldParams{ID: "hold_" + held.acc[4:], By: "key_ops", Reason: "audit over"})
+		return err
+	}))
+	back, err := w.Offboard(ctx, time.Now().Add(33*24*time.Hour))
+	require.NoError(t, err)
+	require.Zero(t, back.Erased)
+	b, err = st.LatestErasure(ctx, held.acc)
+	require.NoError(t, err)
+	require.Equal(t, store.ErasureCanceled, b.Status)
+	require.Equal(t, "the account is active again", b.StatusReason)
+	for _, key := range held.blobs {
+		_, err := blobs.Stat(ctx, key)
+		require.NoError(t, err, "a returning customer's backups stay")
+	}
 }
 
 func TestOnlyOperatorsSkipTheCoolingOff(t *testing.T) {

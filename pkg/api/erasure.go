@@ -62,7 +62,7 @@ func (s *Server) cancelErasure(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	serveCommand(s, w, r, true, func(accounts.CancelErasureParams) (commandSpec, error) {
-		return commandSpec{accounts.Domain, accounts.ActionCancelErasure, id, accounts.CancelErasureParams{}}, nil
+		return commandSpec{accounts.Domain, accounts.ActionCancelErasure, id, accounts.CancelErasureParams{ByOperator: principal(r).Operator}}, nil
 	})
 }
 

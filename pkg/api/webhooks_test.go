@@ -250,3 +250,26 @@ func TestRotatingAgainWithTheSameKeyShowsTheSameSecret(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, got.SecretGeneration, "rotated once")
 }
+
+func TestErasureAndDrillsAreTenantIsolated(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, storetest.SQLite(t), options{noStripe: true})
+	for _, req := range []struct{ method, path string }{
+		{http.MethodGet, "/v1/accounts/" + h.accA + "/erasure"},
+		{http.MethodPost, "/v1/accounts/" + h.accA + "/erasure"},
+		{http.MethodDelete, "/v1/accounts/" + h.accA + "/erasure"},
+	} {
+		var body any
+		if req.method == http.MethodPost {
+			body = map[string]any{"confirm": "Account A"}
+		}
+		r := h.do(t, req.method, req.path, h.keyB, body)
+		require.Equal(t, http.StatusNotFound, r.status, "%s %s: %s", req.method, req.path, r.body)
+	}
+	r := h.do(t, http.MethodPost, "/v1/accounts/"+h.accA+"/erasure", h.keyA, map[string]any{"confirm": "Account A", "immediately": true, "by_operator": true})
+	require.Equal(t, http.StatusForbidden, r.status, "an account's key never skips the cooling-off, whatever the body says: %s", r.body)
+	require.Equal(t, "immediately", r.errorOf(t)["field"])
+	r = h.do(t, http.MethodPost, "/v1/accounts/"+h.accA+"/erasure", h.keyA, map[string]any{})
+	require.Equal(t, http.StatusUnprocessableEntity, r.status)
+	require.Equal(t, "confirm", r.errorOf(t)["field"])
+}

@@ -279,6 +279,9 @@ func (w *Worker) recordSnapshot(ctx context.Context, e *command.Envelope, p Reco
 		if _, err := tx.LockSource(ctx, src.ID); err != nil {
 			return command.Outcome{}, err
 		}
+		if err := refuseIfErasing(ctx, tx, src.AccountID); err != nil {
+			return command.Outcome{}, err
+		}
 		inserted, err := tx.InsertSnapshot(ctx, snap)
 		if err != nil {
 			return command.Outcome{}, err
@@ -439,6 +442,9 @@ func (w *Worker) placeHold(_ context.Context, e *command.Envelope, pp PlaceHoldP
 		if err != nil {
 			return command.Outcome{}, err
 		}
+		if err := refuseIfErasing(ctx, tx, src.AccountID); err != nil {
+			return command.Outcome{}, err
+		}
 		h := store.LegalHold{
 			ID: derivedID(HoldIDPrefix, "hold", e.ID), AccountID: src.AccountID, SourceID: src.ID,
 			Reason: p.Reason, PlacedBy: e.KeyID, PlacedByOperator: p.ByOperator, PlacedAt: time.Now(),
@@ -572,4 +578,19 @@ func (w *Worker) restore(_ context.Context, e *command.Envelope, p RestoreParams
 		}
 		return command.Outcome{Status: http.StatusOK, Result: RestoreResult{Snapshot: *restored, Hold: *hold}}, nil
 	}, nil
+}
+
+// refuseIfErasing refuses to record or hold anything for an account
+// whose data is being (or was) erased: the erasure would miss it. The
+// caller holds the source's lock, which the erasure takes before it
+// begins, so the two cannot cross.
+func refuseIfErasing(ctx context.Context, tx *store.Tx, accountID string) error {
+	erasing, err := tx.AccountErasing(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	if erasing {
+		return conflict("account_erasing", "", "the account's data is being erased: nothing new is recorded or held for it")
+	}
+	return nil
 }

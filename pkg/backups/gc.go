@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/scheduler"
+	"github.com/levqor/levqor/pkg/store"
 )
 
 // JobBlobGC collects unreferenced blobs, as the scheduler's catalog names
@@ -50,6 +53,9 @@ type GCResult struct {
 	// Abandoned writes removed: temporary files of dead Puts, or
 	// multipart uploads never completed.
 	Abandoned int
+	// Foreign blobs left alone: their key is not under an account of this
+	// database (another deployment sharing the store, or another tool).
+	Foreign int
 }
 
 // CollectGarbage deletes, at now, every blob older than GCAge that no
@@ -74,12 +80,34 @@ func (w *Worker) CollectGarbage(ctx context.Context, now time.Time) (GCResult, e
 	}
 	res.Scanned = len(infos)
 	var old []blob.Info
+	accounts := map[string]bool{}
 	for _, in := range infos {
-		if in.ModTime.Before(cutoff) {
-			old = append(old, in)
-		} else {
+		if !in.ModTime.Before(cutoff) {
 			res.Young++
+			continue
 		}
+		// Levqor's keys start with the account's id: a key that does not,
+		// or names an account this database does not have, is not ours
+		// to judge.
+		acc, _, _ := strings.Cut(in.Key, "/")
+		known, seen := accounts[acc]
+		if !seen {
+			if command.ValidID(acc, store.AccountIDPrefix) {
+				_, err := w.Store.GetAccount(ctx, acc)
+				switch {
+				case err == nil:
+					known = true
+				case !errors.Is(err, store.ErrNotFound):
+					return res, err
+				}
+			}
+			accounts[acc] = known
+		}
+		if !known {
+			res.Foreign++
+			continue
+		}
+		old = append(old, in)
 	}
 	keys := make([]string, len(old))
 	for i, in := range old {
@@ -112,6 +140,6 @@ func (w *Worker) CollectGarbage(ctx context.Context, now time.Time) (GCResult, e
 		}
 	}
 	log.WithFields(logrus.Fields{"scanned": res.Scanned, "deleted": res.Deleted, "freed_bytes": res.Freed, "kept": res.Kept,
-		"young": res.Young, "abandoned": res.Abandoned}).Info("blob garbage collected")
+		"young": res.Young, "abandoned": res.Abandoned, "foreign": res.Foreign}).Info("blob garbage collected")
 	return res, errors.Join(errs...)
 }

@@ -42,6 +42,11 @@ func TestBlobGCDeletesOnlyOldBlobsNoSnapshotHolds(t *testing.T) {
 		young := b.acc + "/" + src + "/snap_uploaded_for_recording"
 		_, _, err = b.local.Put(ctx, young, strings.NewReader("recorded soon"))
 		require.NoError(t, err)
+		foreign := []string{"staging/acc_1/src_1/someone-elses", "acc_aaaaaaaaaaaaaaaaaaaaaaaaaa/src_1/unknown-account"}
+		for _, key := range foreign {
+			_, _, err = b.local.Put(ctx, key, strings.NewReader("not this deployment's"))
+			require.NoError(t, err)
+		}
 		tmp := filepath.Join(b.local.Root(), b.acc, ".tmp-123456")
 		require.NoError(t, os.WriteFile(tmp, []byte("half a blob"), 0o600))
 
@@ -55,6 +60,11 @@ func TestBlobGCDeletesOnlyOldBlobsNoSnapshotHolds(t *testing.T) {
 		require.Equal(t, 2, res.Kept)
 		require.Equal(t, 1, res.Young)
 		require.Equal(t, 1, res.Abandoned)
+		require.Equal(t, 2, res.Foreign, "blobs not under an account of this database are left alone")
+		for _, key := range foreign {
+			_, err := b.local.Stat(ctx, key)
+			require.NoError(t, err, key)
+		}
 		require.True(t, b.blobExists(t, active))
 		require.True(t, b.blobExists(t, trashed), "the trash keeps its blobs until the purge")
 		require.False(t, b.blobExists(t, purged))
@@ -89,4 +99,30 @@ func TestAnOldUploadIsNotRecorded(t *testing.T) {
 	})
 	e := failed(t, c, http.StatusUnprocessableEntity, "blob_key")
 	require.Contains(t, e.Message, "more than half of LEVQOR_BLOB_GC_AGE")
+}
+
+// TestNothingIsRecordedOrHeldWhileTheAccountIsErased: once an erasure has
+// begun, a snapshot recorded (or a run finishing) and a hold placed for
+// the account are refused: the erasure, which deletes what it found when
+// it began, would miss them.
+func TestNothingIsRecordedOrHeldWhileTheAccountIsErased(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		b := setup(t, st, starter)
+		ctx := t.Context()
+		src := b.source(t, nil)
+		require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.InsertErasure(ctx, store.Erasure{ID: "era_1", AccountID: b.acc, Origin: store.ErasureRequested,
+				RequestedBy: "key:k", ScheduledFor: time.Now()}); err != nil {
+				return err
+			}
+			return tx.BeginErasure(ctx, "era_1", b.acc, time.Now())
+		}))
+		c := b.run(t, backups.ActionRecordSnapshot, "key_agent", map[string]any{
+			"source_id": src, "taken_at": time.Now().UTC(), "content_base64": "aGVsbG8=",
+		})
+		require.Equal(t, "account_erasing", failed(t, c, http.StatusConflict, "").Code)
+		c = b.run(t, backups.ActionPlaceHold, "key_ops", map[string]any{"target": "source", "id": src, "reason": "too late", "by_operator": true})
+		require.Equal(t, "account_erasing", failed(t, c, http.StatusConflict, "").Code)
+	})
 }

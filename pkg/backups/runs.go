@@ -206,6 +206,9 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 		if _, err := tx.LockSource(ctx, src.ID); err != nil {
 			return command.Outcome{}, err
 		}
+		if err := refuseIfErasing(ctx, tx, src.AccountID); err != nil {
+			return command.Outcome{}, err
+		}
 		inserted, err := tx.InsertSnapshot(ctx, snap)
 		if err != nil {
 			return command.Outcome{}, err

@@ -55,7 +55,15 @@ func TestAPausedConsumerFetchesNothingAndLosesNothing(t *testing.T) {
 	b.publish("invoice.paid", "evt_paused_1", `{"id":"evt_paused_1"}`)
 	b.waitAcked(supportC)
 	require.Equal(t, 1, b.workers[supportC].count("evt_paused_1"), "the other consumer carries on")
-	require.Zero(t, b.workers[billingC].count("evt_paused_1"), "the paused one fetched nothing")
+	// Over five of the router's fetch waits, the paused consumer takes
+	// nothing: the message waits in the stream, delivered to no one.
+	require.Never(t, func() bool { return b.workers[billingC].count("evt_paused_1") > 0 }, 500*time.Millisecond, 50*time.Millisecond)
+	cons, err := b.nats.JS.Consumer(ctx, b.nats.Topo.StreamName(bus.Stripe), billingC)
+	require.NoError(t, err)
+	info, err := cons.Info(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, info.NumPending, "waiting in the stream")
+	require.Zero(t, info.NumAckPending, "not fetched")
 
 	rep, err := b.ops.Status(ctx)
 	require.NoError(t, err)

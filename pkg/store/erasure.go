@@ -10,11 +10,14 @@ import (
 )
 
 // Erasure states: scheduled (waiting for its cooling-off to end),
-// blocked (a legal hold stops it; it is tried again), canceled (by its
-// owner while scheduled), done (the data is gone; the report says what).
+// blocked (a legal hold stops it; it is tried again), erasing (begun:
+// the snapshots are being purged; nothing new is recorded or held),
+// canceled (by its owner while scheduled, or the account came back),
+// done (the data is gone; the report says what).
 const (
 	ErasureScheduled = "scheduled"
 	ErasureBlocked   = "blocked"
+	ErasureErasing   = "erasing"
 	ErasureCanceled  = "canceled"
 	ErasureDone      = "done"
 )
@@ -148,7 +151,7 @@ func (tx *Tx) MarkErasureReminded(ctx context.Context, id string, at time.Time) 
 func (s *Store) DueErasures(ctx context.Context, at time.Time) ([]Erasure, error) {
 	var rows []erasureRow
 	if err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT `+erasureColumns+` FROM account_erasures
-WHERE status IN (?, ?) AND scheduled_for <= ? ORDER BY scheduled_for, id`), ErasureScheduled, ErasureBlocked, ts(at)); err != nil {
+WHERE status IN (?, ?, ?) AND scheduled_for <= ? ORDER BY scheduled_for, id`), ErasureScheduled, ErasureBlocked, ErasureErasing, ts(at)); err != nil {
 		return nil, fmt.Errorf("store: listing due erasures: %w", err)
 	}
 	out := make([]Erasure, len(rows))
@@ -193,12 +196,51 @@ func (tx *Tx) SetErasure(ctx context.Context, id, status, reason string, report 
 func (s *Store) CanceledAccounts(ctx context.Context, before time.Time) ([]string, error) {
 	var ids []string
 	err := s.db.SelectContext(ctx, &ids, s.rebind(`SELECT id FROM accounts a WHERE status = ? AND updated_at < ? AND erased_at IS NULL
-AND NOT EXISTS (SELECT 1 FROM account_erasures e WHERE e.account_id = a.id AND e.status IN (?, ?)) ORDER BY id`),
-		AccountStatusCanceled, ts(before), ErasureScheduled, ErasureBlocked)
+AND NOT EXISTS (SELECT 1 FROM account_erasures e WHERE e.account_id = a.id AND e.status IN (?, ?, ?)) ORDER BY id`),
+		AccountStatusCanceled, ts(before), ErasureScheduled, ErasureBlocked, ErasureErasing)
 	if err != nil {
 		return nil, fmt.Errorf("store: listing canceled accounts: %w", err)
 	}
 	return ids, nil
+}
+
+// AccountErasing reports whether the account's data is being, or has
+// been, erased: nothing may be recorded or held for it any more.
+func (q Querier) AccountErasing(ctx context.Context, accountID string) (bool, error) {
+	var n int
+	err := q.db.GetContext(ctx, &n, q.rebind(`SELECT COUNT(*) FROM accounts WHERE id = ? AND (erased_at IS NOT NULL
+OR EXISTS (SELECT 1 FROM account_erasures WHERE account_id = ? AND status = ?))`), accountID, accountID, ErasureErasing)
+	if err != nil {
+		return false, fmt.Errorf("store: reading the erasure state of %s: %w", accountID, err)
+	}
+	return n > 0, nil
+}
+
+// BeginErasure moves, within tx, the account's snapshots not yet purged
+// to purging, and erasure id to erasing: from then on nothing new is
+// recorded or held for the account, and the erasure resumes where it
+// stopped if it is interrupted.
+func (tx *Tx) BeginErasure(ctx context.Context, id, accountID string, at time.Time) error {
+	at = ts(orNow(at))
+	if _, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE backup_snapshots SET state = ?, updated_at = ? WHERE account_id = ? AND state IN (?, ?)`),
+		SnapshotPurging, at, accountID, SnapshotActive, SnapshotTrash); err != nil {
+		return fmt.Errorf("store: beginning the erasure of %s: %w", accountID, err)
+	}
+	if _, err := tx.SetErasure(ctx, id, ErasureErasing, "", nil, at, ErasureScheduled, ErasureBlocked); err != nil {
+		return err
+	}
+	return nil
+}
+
+// BringErasureForward makes the account's scheduled erasure due at due,
+// if it was due later.
+func (tx *Tx) BringErasureForward(ctx context.Context, accountID string, due time.Time) error {
+	_, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE account_erasures SET scheduled_for = ?, updated_at = ?
+WHERE account_id = ? AND status = ? AND scheduled_for > ?`), ts(due), ts(time.Now()), accountID, ErasureScheduled, ts(due))
+	if err != nil {
+		return fmt.Errorf("store: bringing the erasure of %s forward: %w", accountID, err)
+	}
+	return nil
 }
 
 // AccountHolds returns the account's active legal holds.
@@ -261,8 +303,11 @@ func (tx *Tx) EraseAccountData(ctx context.Context, accountID string, at time.Ti
 		{&rep.Notifications, `DELETE FROM notifications WHERE account_id = ?`, []any{accountID}},
 		{nil, `DELETE FROM webhook_attempts WHERE endpoint_id IN (SELECT id FROM webhook_endpoints WHERE account_id = ?)`, []any{accountID}},
 		{&rep.Endpoints, `DELETE FROM webhook_endpoints WHERE account_id = ?`, []any{accountID}},
-		{&rep.Tickets, `UPDATE support_tickets SET subject = '[erased]' WHERE account_id = ?`, []any{accountID}},
+		{&rep.Tickets, `UPDATE support_tickets SET subject = '[erased]', status = ?, closed_at = COALESCE(closed_at, ?) WHERE account_id = ?`,
+			[]any{TicketClosed, at, accountID}},
 		{&rep.Messages, `UPDATE support_messages SET body = '[erased]' WHERE account_id = ?`, []any{accountID}},
+		{nil, `UPDATE support_ticket_events SET detail = '{}' WHERE account_id = ?`, []any{accountID}},
+		{nil, `UPDATE commands SET payload = ?, result = NULL WHERE account_id = ?`, []any{[]byte("{}"), accountID}},
 		{nil, `UPDATE accounts SET name = ?, contact_email = '', erased_at = ?, updated_at = ? WHERE id = ?`, []any{ErasedAccountName, at, at, accountID}},
 	}
 	for _, st := range steps {

@@ -331,8 +331,8 @@ func drillFailed(m *bus.Message) (*incident, error) {
 	return &incident{
 		AccountID: ev.AccountID, Key: IncidentDrillFailed + ":" + ev.Incident,
 		Subject: "Restore drill failed for source " + ev.SourceID,
-		Body: fmt.Sprintf("The restore drill %s of snapshot %s (source %s) failed: %s\n\nUntil it passes, do not count on that snapshot; "+
-			"check the source's newer snapshots and run the drill again.", ev.DrillID, ev.SnapshotID, ev.SourceID, ev.Reason),
+		Body: fmt.Sprintf("The restore drill %s of snapshot %s (source %s) failed: %s\n\nUntil a drill passes, do not count on that snapshot; "+
+			"check the source's newer snapshots, or restore one by hand (POST /v1/snapshots/{id}/restore) to see what fails.", ev.DrillID, ev.SnapshotID, ev.SourceID, ev.Reason),
 		Category: "backup_failure", Severity: "high", At: ev.At,
 		Detail: map[string]any{"drill_id": ev.DrillID, "snapshot_id": ev.SnapshotID, "source_id": ev.SourceID},
 	}, nil

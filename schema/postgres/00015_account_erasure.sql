@@ -20,7 +20,7 @@ CREATE TABLE account_erasures (
     reminded_at    TIMESTAMPTZ,
     updated_at     TIMESTAMPTZ NOT NULL
 );
-CREATE UNIQUE INDEX account_erasures_open_idx ON account_erasures (account_id) WHERE status IN ('scheduled', 'blocked');
+CREATE UNIQUE INDEX account_erasures_open_idx ON account_erasures (account_id) WHERE status IN ('scheduled', 'blocked', 'erasing');
 CREATE INDEX account_erasures_due_idx ON account_erasures (status, scheduled_for);
 ALTER TABLE accounts ADD COLUMN erased_at TIMESTAMPTZ;
 
