@@ -129,6 +129,7 @@ func (s *Server) Register(handle func(pattern string, h http.Handler)) {
 	handle("GET /v1/notifications", s.Guard(auth.AnyKey, http.HandlerFunc(s.listNotifications)))
 	s.registerWebhooks(handle)
 	s.registerErasure(handle)
+	s.registerPreferences(handle)
 	handle("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
 }
 

@@ -14,7 +14,7 @@ import (
 )
 
 // registerWebhooks adds the customer webhook endpoint routes. Reads answer
-// from the database; changes become webhooks.* commands for the notify
+// from the database; changes become notifications.* commands for the notify
 // worker. Without LEVQOR_WEBHOOK_SECRET_KEY every route answers 503
 // saying so.
 func (s *Server) registerWebhooks(handle func(pattern string, h http.Handler)) {
@@ -69,7 +69,7 @@ func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) {
 		secret := func(cmd *store.Command) string {
 			return s.cfg.Webhooks.Key().SecretString(notify.EndpointIDFor(cmd.ID), 1)
 		}
-		return commandSpec{notify.EndpointDomain, notify.ActionCreateEndpoint, acc.ID, p}, revealing{secret: secret}, nil
+		return commandSpec{notify.Domain, notify.ActionCreateEndpoint, acc.ID, p}, revealing{secret: secret}, nil
 	})
 }
 
@@ -155,7 +155,7 @@ func (s *Server) updateEndpoint(w http.ResponseWriter, r *http.Request) {
 				return commandSpec{}, err
 			}
 		}
-		return commandSpec{notify.EndpointDomain, notify.ActionUpdateEndpoint, ep.AccountID, p}, nil
+		return commandSpec{notify.Domain, notify.ActionUpdateEndpoint, ep.AccountID, p}, nil
 	})
 }
 
@@ -180,7 +180,7 @@ func (s *Server) rotateEndpointSecret(w http.ResponseWriter, r *http.Request) {
 			}
 			return s.cfg.Webhooks.Key().SecretString(ep.ID, recorded.Generation)
 		}
-		return commandSpec{notify.EndpointDomain, notify.ActionRotateSecret, ep.AccountID, p},
+		return commandSpec{notify.Domain, notify.ActionRotateSecret, ep.AccountID, p},
 			revealing{secret: secret, identity: map[string]string{"endpoint_id": ep.ID}}, nil
 	})
 }
@@ -194,7 +194,7 @@ func (s *Server) testEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	serveCommand(s, w, r, true, func(struct{}) (commandSpec, error) {
-		return commandSpec{notify.EndpointDomain, notify.ActionTestEndpoint, ep.AccountID, notify.TestEndpointParams{EndpointID: ep.ID}}, nil
+		return commandSpec{notify.Domain, notify.ActionTestEndpoint, ep.AccountID, notify.TestEndpointParams{EndpointID: ep.ID}}, nil
 	})
 }
 

@@ -27,7 +27,7 @@ const ChannelWebhook = "webhook"
 // The webhook endpoint commands: the API submits them, the notify worker
 // carries them out (consumer notify-cmd).
 const (
-	EndpointDomain       = "webhooks"
+	Domain               = "notifications"
 	ActionCreateEndpoint = "create_endpoint"
 	ActionUpdateEndpoint = "update_endpoint"
 	ActionRotateSecret   = "rotate_secret"
@@ -93,7 +93,7 @@ func EndpointIDFor(commandID string) string {
 	return command.IDFor(EndpointIDPrefix, "webhook endpoint", commandID)
 }
 
-// CreateEndpointParams are the parameters of webhooks.create_endpoint.
+// CreateEndpointParams are the parameters of notifications.create_endpoint.
 type CreateEndpointParams struct {
 	// AccountID is the account the endpoint belongs to; an account key
 	// may leave it out.
@@ -119,7 +119,7 @@ func (p *CreateEndpointParams) Validate() error {
 	return checkTypes(p.EventTypes)
 }
 
-// UpdateEndpointParams are the parameters of webhooks.update_endpoint:
+// UpdateEndpointParams are the parameters of notifications.update_endpoint:
 // the fields to change.
 type UpdateEndpointParams struct {
 	EndpointID  string    `json:"endpoint_id"`
@@ -160,7 +160,7 @@ func (p *UpdateEndpointParams) Validate() error {
 	return nil
 }
 
-// RotateSecretParams are the parameters of webhooks.rotate_secret.
+// RotateSecretParams are the parameters of notifications.rotate_secret.
 // Generation is the generation the rotation makes (the endpoint's current
 // one plus one), so that the API can show the new secret and a repeated
 // rotation changes nothing.
@@ -169,7 +169,7 @@ type RotateSecretParams struct {
 	Generation int    `json:"generation"`
 }
 
-// TestEndpointParams are the parameters of webhooks.test_endpoint.
+// TestEndpointParams are the parameters of notifications.test_endpoint.
 type TestEndpointParams struct {
 	EndpointID string `json:"endpoint_id"`
 }
@@ -226,17 +226,26 @@ func CheckURL(g Guard, raw string) error {
 // process without LEVQOR_WEBHOOK_SECRET_KEY.
 const WebhooksMissing = "webhook endpoints are not configured: set LEVQOR_WEBHOOK_SECRET_KEY"
 
-// HandleCommand carries out one webhooks.* command (a command.Func).
+// HandleCommand carries out one notifications.* command (a command.Func).
 func (w *Worker) HandleCommand(ctx context.Context, e *command.Envelope) (command.Effect, error) {
-	if w.Webhooks == nil {
-		return nil, command.Fail(http.StatusServiceUnavailable, "not_configured", "", WebhooksMissing)
-	}
-	return command.Route(ctx, e, "webhooks", EndpointDomain, command.Actions{
-		ActionCreateEndpoint: command.Typed(w.createEndpoint),
-		ActionUpdateEndpoint: command.Typed(w.updateEndpoint),
-		ActionRotateSecret:   command.Typed(w.rotateSecret),
-		ActionTestEndpoint:   command.Typed(w.testEndpoint),
+	return command.Route(ctx, e, "notifications", Domain, command.Actions{
+		ActionCreateEndpoint: w.needWebhooks(command.Typed(w.createEndpoint)),
+		ActionUpdateEndpoint: w.needWebhooks(command.Typed(w.updateEndpoint)),
+		ActionRotateSecret:   w.needWebhooks(command.Typed(w.rotateSecret)),
+		ActionTestEndpoint:   w.needWebhooks(command.Typed(w.testEndpoint)),
+		ActionSetPreferences: command.Typed(w.setPreferences),
 	})
+}
+
+// needWebhooks fails the endpoint commands, 503, in a process without
+// LEVQOR_WEBHOOK_SECRET_KEY.
+func (w *Worker) needWebhooks(f command.Func) command.Func {
+	return func(ctx context.Context, e *command.Envelope) (command.Effect, error) {
+		if w.Webhooks == nil {
+			return nil, command.Fail(http.StatusServiceUnavailable, "not_configured", "", WebhooksMissing)
+		}
+		return f(ctx, e)
+	}
 }
 
 func (w *Worker) createEndpoint(_ context.Context, e *command.Envelope, p CreateEndpointParams) (command.Effect, error) {

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -118,7 +120,7 @@ func DeliveryConsumer() bus.ConsumerSpec {
 
 // CommandConsumer declares notify-cmd: the webhook endpoint commands.
 func CommandConsumer() bus.ConsumerSpec {
-	return bus.ConsumerSpec{Name: ConsumerCommands, Kind: bus.Commands, Filter: EndpointDomain + ".>"}
+	return bus.ConsumerSpec{Name: ConsumerCommands, Kind: bus.Commands, Filter: Domain + ".>"}
 }
 
 // Register adds the worker's consumers to r.
@@ -238,9 +240,18 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 	}
 	incident = name + ":" + incident
 
+	prefs := store.Preferences{}
+	if refs.AccountID != "" {
+		if prefs, err = tx.GetPreferences(ctx, refs.AccountID); err != nil {
+			return err
+		}
+	}
 	for _, rcpt := range w.addresses(to, contact) {
 		recipient := rcpt.address
 		send, missing := w.sender(rcpt.channel)
+		if rcpt.audience == store.AudienceCustomer && slices.Contains(prefs.Muted, name) && !slices.Contains(Mandatory, events.Name(name)) {
+			send, missing = nil, MutedReason
+		}
 		id, err := command.NewID(NotificationIDPrefix)
 		if err != nil {
 			return err
@@ -333,6 +344,17 @@ func (w *Worker) HandleDelivery(ctx context.Context, m *bus.Message) error {
 	}
 	if n.Channel == ChannelWebhook {
 		return w.deliverWebhook(ctx, m, n, log)
+	}
+	if n.Audience == store.AudienceCustomer && n.AccountID != "" {
+		prefs, err := w.Store.GetPreferences(ctx, n.AccountID)
+		if err != nil {
+			return err
+		}
+		if until, quiet := QuietUntil(prefs, w.now()); quiet {
+			// Sent when the account's quiet hours end; the wait is one
+			// delivery of the message, not a failure of the mail server.
+			return bus.RetryAfter(fmt.Errorf("the account's quiet hours last until %s", until.UTC().Format(time.RFC3339)), until.Sub(w.now()))
+		}
 	}
 	send, missing := w.sender(n.Channel)
 	if send == nil {
