@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"time"
@@ -52,6 +53,10 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies (413 beyond); zero takes the
 	// default.
 	MaxBodyBytes int64
+	// AuthFailures is how many failed authentications one client address
+	// may make before it is answered 429 (refilled at AuthFailureRate a
+	// second); zero takes AuthFailureBurst.
+	AuthFailures int
 	// Catalog checks the product keys of billing requests before they
 	// become commands, and names them in billing reads; nil leaves the
 	// keys to the billing worker, which checks them again in any case.
@@ -75,9 +80,11 @@ type Server struct {
 	authz   *auth.Authorizer
 	log     logrus.FieldLogger
 	limiter *limiter
-	catalog *catalog.Catalog
-	sweep   backups.Settings
-	now     func() time.Time
+	// failures counts failed authentications per client address.
+	failures *limiter
+	catalog  *catalog.Catalog
+	sweep    backups.Settings
+	now      func() time.Time
 }
 
 // New returns the API server.
@@ -102,16 +109,17 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxBodyBytes = MaxBodyBytesDefault
 	}
 	return &Server{
-		cfg:     cfg,
-		store:   cfg.Store,
-		pub:     cfg.Publisher,
-		nc:      cfg.NC,
-		authz:   cfg.Authorizer,
-		log:     cfg.Logger,
-		limiter: newLimiter(rate.Limit(cfg.Rate), cfg.Burst),
-		catalog: cfg.Catalog,
-		sweep:   cfg.Retention.WithDefaults(),
-		now:     time.Now,
+		cfg:      cfg,
+		store:    cfg.Store,
+		pub:      cfg.Publisher,
+		nc:       cfg.NC,
+		authz:    cfg.Authorizer,
+		log:      cfg.Logger,
+		limiter:  newLimiter(rate.Limit(cfg.Rate), cfg.Burst),
+		failures: newLimiter(AuthFailureRate, cmp.Or(cfg.AuthFailures, AuthFailureBurst)),
+		catalog:  cfg.Catalog,
+		sweep:    cfg.Retention.WithDefaults(),
+		now:      time.Now,
 	}, nil
 }
 
@@ -137,13 +145,23 @@ func (s *Server) Register(handle func(pattern string, h http.Handler)) {
 // request and checks scope (package auth), then applies the caller's rate
 // limit. Routes outside this package, such as /admin, use it too.
 func (s *Server) Guard(scope auth.Scope, next http.Handler) http.Handler {
-	return s.authz.Require(scope, s.rateLimit(next))
+	return s.failGate(s.authz.Require(scope, s.rateLimit(next)))
 }
 
 // IsOperator reports whether r carries an operator's key, without
 // answering anything: for routes that are public but tell operators more.
 func (s *Server) IsOperator(r *http.Request) bool {
+	if r.Header.Get("Authorization") == "" {
+		return false
+	}
+	addr := clientAddr(r)
+	if spent, _ := s.failures.spent(addr, s.now()); spent {
+		return false // no lookup for an address that keeps failing
+	}
 	p, err := s.authz.Authenticate(r.Context(), r.Header.Get("Authorization"))
+	if errors.Is(err, auth.ErrInvalidKey) {
+		s.failures.allow(addr, s.now())
+	}
 	return err == nil && p.Operator
 }
 

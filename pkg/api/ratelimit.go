@@ -2,6 +2,7 @@ package api
 
 import (
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -88,5 +89,78 @@ func (s *Server) rateLimit(next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r)
+	})
+}
+
+// Failed authentications per client address: a budget of
+// AuthFailureBurst, refilled at AuthFailureRate per second. An address
+// that spent it is answered 429 before its key is even looked up.
+const (
+	AuthFailureBurst = 20
+	AuthFailureRate  = 1
+)
+
+// spent reports whether key has no token left at now, and how long
+// until it has one; it takes none.
+func (l *limiter) spent(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok || b.lim.TokensAt(now) >= 1 {
+		return false, 0
+	}
+	return true, time.Duration((1 - b.lim.TokensAt(now)) / float64(l.rate) * float64(time.Second))
+}
+
+// clientAddr is the address a request came from: the connection's peer
+// (behind a proxy, the proxy's, so that one client cannot lock others out
+// by claiming their address in a header).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// statusRecorder remembers the status a handler answered.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// failGate slows guessing API keys, and flooding their lookup: an address
+// whose recent authentications failed AuthFailureBurst times is answered
+// 429, without a lookup, until its budget refills (AuthFailureRate a
+// second). Good keys spend nothing.
+func (s *Server) failGate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr := clientAddr(r)
+		if spent, wait := s.failures.spent(addr, s.now()); spent {
+			secs := max(int(math.Ceil(wait.Seconds())), 1)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			httpjson.Error(w, http.StatusTooManyRequests, "rate_limited",
+				"too many failed authentications from this address; retry after "+strconv.Itoa(secs)+"s", "")
+			return
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == http.StatusUnauthorized {
+			s.failures.allow(addr, s.now())
+		}
 	})
 }

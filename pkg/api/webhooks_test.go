@@ -310,3 +310,25 @@ func mustField(t *testing.T, body []byte, field string) string {
 	require.NoError(t, json.Unmarshal(body, &m))
 	return string(m[field])
 }
+
+// TestAnAddressThatKeepsFailingAuthenticationIsSlowed: after its budget
+// of failed authentications, an address is answered 429 without its key
+// being looked up, even a good one, until the budget refills; other
+// clients are untouched (each address has its own).
+func TestAnAddressThatKeepsFailingAuthenticationIsSlowed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, storetest.SQLite(t), options{noStripe: true, configure: func(c *config.Config) { c.APIAuthFailures = 3 }})
+	for i := range 3 {
+		r := h.do(t, http.MethodGet, "/v1/accounts/"+h.accA, "lvq_guessed_"+strings.Repeat("x", i+20), nil)
+		require.Equal(t, http.StatusUnauthorized, r.status, "guess %d", i)
+	}
+	r := h.do(t, http.MethodGet, "/v1/accounts/"+h.accA, "lvq_guessed_again", nil)
+	require.Equal(t, http.StatusTooManyRequests, r.status)
+	require.Equal(t, "1", r.header.Get("Retry-After"))
+	require.Contains(t, r.errorOf(t)["message"], "too many failed authentications from this address")
+	r = h.do(t, http.MethodGet, "/v1/accounts/"+h.accA, h.keyA, nil)
+	require.Equal(t, http.StatusTooManyRequests, r.status, "no lookup at all from this address for now")
+	require.Eventually(t, func() bool {
+		return h.do(t, http.MethodGet, "/v1/accounts/"+h.accA, h.keyA, nil).status == http.StatusOK
+	}, 5*time.Second, 100*time.Millisecond, "the budget refills: a good key works again")
+}

@@ -194,6 +194,9 @@ type Config struct {
 	// it is disabled (LEVQOR_WEBHOOK_DISABLE_AFTER); WebhookSecretOverlap
 	// how long a rotated secret still signs (LEVQOR_WEBHOOK_SECRET_OVERLAP).
 	WebhookTimeout, WebhookDisableAfter, WebhookSecretOverlap time.Duration
+	// APIAuthFailures is how many failed authentications one client
+	// address may make before ingest answers it 429 (LEVQOR_API_AUTH_FAILURES).
+	APIAuthFailures int
 	// NotificationRetention is how long notifications and the webhook
 	// delivery log are kept (LEVQOR_NOTIFICATION_RETENTION).
 	NotificationRetention time.Duration
@@ -428,6 +431,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		MailDir:               p.str("LEVQOR_MAIL_DIR", ""),
 		WebhookKey:            p.str("LEVQOR_WEBHOOK_SECRET_KEY", ""),
 		NotifyRetry:           p.durations("LEVQOR_NOTIFY_RETRY"),
+		APIAuthFailures:       p.integer("LEVQOR_API_AUTH_FAILURES", api.AuthFailureBurst),
 		NotificationRetention: p.duration("LEVQOR_NOTIFICATION_RETENTION", notify.RetentionDefault),
 		WebhookAllowNets:      p.list("LEVQOR_WEBHOOK_ALLOW_NETS", ""),
 		WebhookTimeout:        p.duration("LEVQOR_WEBHOOK_TIMEOUT", notify.WebhookTimeoutDefault),
@@ -544,6 +548,9 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if c.APIRate <= 0 || c.APIRate > 100000 {
 		bad("LEVQOR_API_RATE", "%g: want requests per second, more than 0", c.APIRate)
+	}
+	if c.APIAuthFailures < 1 {
+		bad("LEVQOR_API_AUTH_FAILURES", "%d: want at least 1", c.APIAuthFailures)
 	}
 	if c.APIBurst < 1 || c.APIBurst > 100000 {
 		bad("LEVQOR_API_BURST", "%d: want at least 1", c.APIBurst)

@@ -207,7 +207,7 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 	}
 	a, err := api.New(api.Config{
 		Store: e.Store, Publisher: pub, NC: e.NC, Authorizer: authz, Logger: log,
-		Rate: e.Cfg.APIRate, Burst: e.Cfg.APIBurst, MaxBodyBytes: e.Cfg.APIMaxBodyBytes, Catalog: cat,
+		Rate: e.Cfg.APIRate, Burst: e.Cfg.APIBurst, MaxBodyBytes: e.Cfg.APIMaxBodyBytes, Catalog: cat, AuthFailures: e.Cfg.APIAuthFailures,
 		Retention: e.retentionSettings(), Webhooks: wh,
 	})
 	if err != nil {
