@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
@@ -61,6 +62,11 @@ func TestErrorsAndPanicsAreReportedWithoutSecrets(t *testing.T) {
 	require.ErrorContains(t, handler(bus.WithLogger(context.Background(), log.WithField("consumer", "billing-stripe")), &bus.Message{}), "handler panicked")
 	flush()
 
+	// The transport sends in the background: under load a report can land
+	// just after Flush has returned.
+	require.Eventually(t, func() bool { return len(srv.received()) >= 2 }, 10*time.Second, 20*time.Millisecond,
+		"the error and the panic are reported")
+	time.Sleep(100 * time.Millisecond) // and nothing more: the warning is not
 	got := strings.Join(srv.received(), "\n")
 	require.Len(t, srv.received(), 2, "the error and the panic, not the warning")
 	for _, want := range []string{"cannot check API key", "corr-1", "postgres://app:[redacted]@db:5432/levqor", "lvq_[redacted]",
