@@ -207,6 +207,13 @@ func TestOffboardingErasesLongCanceledAccountsUnlessHeld(t *testing.T) {
 		return err
 	}))
 
+	// A change to the account after its cancellation does not restart
+	// the grace: it counts from the cancellation.
+	name := "Gone Ltd (closed)"
+	require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+		_, err := tx.UpdateAccount(ctx, store.AccountChanges{ID: gone.acc, Name: &name, UpdatedAt: time.Now().Add(20 * 24 * time.Hour)})
+		return err
+	}))
 	res, err := w.Offboard(ctx, time.Now().Add(10*24*time.Hour))
 	require.NoError(t, err)
 	require.Equal(t, accounts.OffboardResult{}, res, "canceled ten days ago: within the grace")

@@ -232,8 +232,12 @@ func (tx *Tx) SetAccountBilling(ctx context.Context, b AccountBilling) error {
 	if len(ent) == 0 {
 		ent = json.RawMessage("{}")
 	}
-	res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE accounts SET tier = ?, status = ?, entitlements = ?, updated_at = ? WHERE id = ?`),
-		tier, b.Status, string(ent), ts(orNow(b.At)), b.ID)
+	at := ts(orNow(b.At))
+	// canceled_at keeps when the account became canceled (offboarding's
+	// grace counts from it), and is cleared when it is not.
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE accounts SET tier = ?, status = ?, entitlements = ?, updated_at = ?,
+canceled_at = CASE WHEN ? = ? THEN COALESCE(canceled_at, ?) ELSE NULL END WHERE id = ?`),
+		tier, b.Status, string(ent), at, b.Status, AccountStatusCanceled, at, b.ID)
 	if err != nil {
 		return fmt.Errorf("store: setting billing of account %s: %w", b.ID, err)
 	}

@@ -190,12 +190,13 @@ func (tx *Tx) SetErasure(ctx context.Context, id, status, reason string, report 
 	return n == 1, err
 }
 
-// CanceledAccounts returns the accounts canceled (by billing) and
-// unchanged since before, not erased and with no open erasure: those
-// offboarding erases.
+// CanceledAccounts returns the accounts canceled (by billing) before
+// before, not erased and with no open erasure: those offboarding erases.
+// An account canceled before canceled_at was kept counts from its last
+// change.
 func (s *Store) CanceledAccounts(ctx context.Context, before time.Time) ([]string, error) {
 	var ids []string
-	err := s.db.SelectContext(ctx, &ids, s.rebind(`SELECT id FROM accounts a WHERE status = ? AND updated_at < ? AND erased_at IS NULL
+	err := s.db.SelectContext(ctx, &ids, s.rebind(`SELECT id FROM accounts a WHERE status = ? AND COALESCE(canceled_at, updated_at) < ? AND erased_at IS NULL
 AND NOT EXISTS (SELECT 1 FROM account_erasures e WHERE e.account_id = a.id AND e.status IN (?, ?, ?)) ORDER BY id`),
 		AccountStatusCanceled, ts(before), ErasureScheduled, ErasureBlocked, ErasureErasing)
 	if err != nil {

@@ -23,7 +23,11 @@ CREATE TABLE account_erasures (
 CREATE UNIQUE INDEX account_erasures_open_idx ON account_erasures (account_id) WHERE status IN ('scheduled', 'blocked', 'erasing');
 CREATE INDEX account_erasures_due_idx ON account_erasures (status, scheduled_for);
 ALTER TABLE accounts ADD COLUMN erased_at DATETIME;
+-- When billing last made the account canceled (NULL while it is not):
+-- offboarding counts its grace from here.
+ALTER TABLE accounts ADD COLUMN canceled_at DATETIME;
 
 -- +goose Down
+ALTER TABLE accounts DROP COLUMN canceled_at;
 ALTER TABLE accounts DROP COLUMN erased_at;
 DROP TABLE account_erasures;
