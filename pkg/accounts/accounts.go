@@ -75,30 +75,12 @@ func (w *Worker) clock() time.Time { return time.Now() }
 func (w *Worker) Register(r *bus.Router) {
 	r.Handle(CommandConsumer(), w.Runtime.Handler(w.Handle))
 	r.Handle(w.Runtime.DeadLetters(WorkerName+"-dlq", ConsumerCommands))
-	r.Handle(TickConsumer(), longRunning(w.HandleTick, erasureTimeout))
+	r.Handle(TickConsumer(), bus.LongRunning(w.HandleTick, erasureTimeout))
 }
 
 // erasureTimeout bounds one accounts.* tick: deleting a large account's
 // blobs takes longer than the router's handler timeout.
 const erasureTimeout = 6 * time.Hour
-
-// longRunning lets h run up to limit rather than the router's handler
-// timeout; the router keeps the message in progress meanwhile, and a
-// shutdown still cancels h at once. An erasure cut short resumes where it
-// stopped.
-func longRunning(h bus.Handler, limit time.Duration) bus.Handler {
-	return func(ctx context.Context, m *bus.Message) error {
-		run, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
-		defer cancel()
-		stop := context.AfterFunc(ctx, func() {
-			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				cancel() // the router is shutting down
-			}
-		})
-		defer stop()
-		return h(run, m)
-	}
-}
 
 // Handle carries out one accounts command.
 func (w *Worker) Handle(ctx context.Context, e *command.Envelope) (command.Effect, error) {

@@ -295,22 +295,9 @@ func (w *Worker) Register(r *bus.Router) {
 	r.Handle(BlobTickConsumer(), w.longRunning(w.HandleBlobTick))
 }
 
-// longRunning lets h run up to LEVQOR_BACKUP_TIMEOUT rather than the
-// router's handler timeout, which suits quick handlers: backups stream for
-// as long as their data takes. The router keeps the message ours with
-// InProgress the whole time; a shutdown still cancels h at once.
+// longRunning lets h run up to LEVQOR_BACKUP_TIMEOUT (bus.LongRunning).
 func (w *Worker) longRunning(h bus.Handler) bus.Handler {
-	return func(ctx context.Context, m *bus.Message) error {
-		run, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.settings().RunTimeout)
-		defer cancel()
-		stop := context.AfterFunc(ctx, func() {
-			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				cancel() // the router is shutting down
-			}
-		})
-		defer stop()
-		return h(run, m)
-	}
+	return bus.LongRunning(h, w.settings().RunTimeout)
 }
 
 // HandleBackup carries out one backup.* command (a command.Func).

@@ -712,3 +712,22 @@ func Logging(base logrus.FieldLogger) Middleware {
 		}
 	}
 }
+
+// LongRunning lets h run up to limit rather than the router's
+// HandlerTimeout, which suits quick handlers: backups stream for as long
+// as their data takes, an erasure deletes as many blobs as it finds. The
+// router keeps the message in progress the whole time; a shutdown still
+// cancels h at once.
+func LongRunning(h Handler, limit time.Duration) Handler {
+	return func(ctx context.Context, m *Message) error {
+		run, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
+		defer cancel()
+		stop := context.AfterFunc(ctx, func() {
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				cancel() // the router is shutting down
+			}
+		})
+		defer stop()
+		return h(run, m)
+	}
+}

@@ -32,12 +32,8 @@ const PauseReasonMax = 500
 // in the audit trail as actor's. An unknown job is an *InvalidError
 // naming the jobs.
 func (o *Ops) SetJobPaused(ctx context.Context, jobs []scheduler.Job, job string, pause bool, actor, reason string) (bool, error) {
-	if _, ok := scheduler.Lookup(jobs, job); !ok {
-		names := make([]string, len(jobs))
-		for i, j := range jobs {
-			names[i] = j.Name
-		}
-		return false, invalid("job", "no job named %q (jobs: %s)", job, strings.Join(names, ", "))
+	if err := knownJob(jobs, job); err != nil {
+		return false, err
 	}
 	action := ActionScheduleResume
 	if pause {
@@ -131,12 +127,8 @@ func (o *Ops) jobs() []scheduler.Job {
 // stream keeps.
 func (o *Ops) BackfillSchedule(ctx context.Context, job string, since, until time.Time, actor string) (scheduler.BackfillResult, error) {
 	jobs := o.jobs()
-	if _, ok := scheduler.Lookup(jobs, job); !ok {
-		names := make([]string, len(jobs))
-		for i, j := range jobs {
-			names[i] = j.Name
-		}
-		return scheduler.BackfillResult{}, invalid("job", "no job named %q (jobs: %s)", job, strings.Join(names, ", "))
+	if err := knownJob(jobs, job); err != nil {
+		return scheduler.BackfillResult{}, err
 	}
 	s, err := scheduler.New(o.js, scheduler.Config{Topology: o.topo, Jobs: jobs, Logger: o.log, Now: o.now})
 	if err != nil {
@@ -156,4 +148,16 @@ func (o *Ops) BackfillSchedule(ctx context.Context, job string, since, until tim
 		err = aerr
 	}
 	return res, err
+}
+
+// knownJob refuses a job jobs does not hold, naming those it does.
+func knownJob(jobs []scheduler.Job, job string) error {
+	if _, ok := scheduler.Lookup(jobs, job); ok {
+		return nil
+	}
+	names := make([]string, len(jobs))
+	for i, j := range jobs {
+		names[i] = j.Name
+	}
+	return invalid("job", "no job named %q (jobs: %s)", job, strings.Join(names, ", "))
 }
