@@ -259,6 +259,7 @@ func (b *batchRun) dispatch(jm jetstream.Msg) {
 		b.unreserve(1)
 		return
 	}
+	m.MaxDeliver = b.r.cfg.MaxDeliver
 	if m.ForOtherConsumer() {
 		b.r.skip(m, b.r.msgLog(m))
 		b.unreserve(1)
@@ -519,6 +520,10 @@ func (r *Router) retryDelay(m *Message, err error) (time.Duration, bool) {
 	var ra *RetryAfterError
 	if errors.As(err, &ra) {
 		return ra.Delay, true
+	}
+	var de *DeferError
+	if errors.As(err, &de) {
+		return de.Delay, true
 	}
 	return r.NakDelay(int(m.Deliveries)), true
 }

@@ -51,6 +51,24 @@ func (e *RetryAfterError) Error() string {
 // Unwrap returns the underlying error.
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
+// DeferError hands a message back, to come again after Delay, for a
+// reason that is no failure: a notification waiting for its recipient's
+// quiet hours to end. Nothing is recorded or logged as a failure, though
+// the delivery still counts towards MaxDeliver.
+type DeferError struct {
+	Reason string
+	Delay  time.Duration
+}
+
+func (e *DeferError) Error() string {
+	return fmt.Sprintf("deferred for %s: %s", e.Delay, e.Reason)
+}
+
+// Defer returns a DeferError: the message comes back after d.
+func Defer(reason string, d time.Duration) error {
+	return &DeferError{Reason: reason, Delay: d}
+}
+
 // RetryAfter wraps err so that the message is redelivered after d rather
 // than after the router's own backoff. RetryAfter(nil, d) is nil.
 func RetryAfter(err error, d time.Duration) error {

@@ -28,6 +28,9 @@ type Message struct {
 	Deliveries uint64
 	// Published is when JetStream stored the message.
 	Published time.Time
+	// MaxDeliver is the router's limit of deliveries before the DLQ;
+	// zero when the message did not come through a router.
+	MaxDeliver int
 
 	raw jetstream.Msg
 }
@@ -52,6 +55,13 @@ func newMessage(m jetstream.Msg) (*Message, error) {
 		Published:  meta.Timestamp.UTC(),
 		raw:        m,
 	}, nil
+}
+
+// LastAttempt reports whether a failure of this delivery dead-letters
+// the message: the router's MaxDeliver is reached, so a handler that
+// keeps a status of its own can record the failure as final.
+func (m *Message) LastAttempt() bool {
+	return m.MaxDeliver > 0 && int(m.Deliveries) >= m.MaxDeliver
 }
 
 // ID is the message's logical id, the key of the handler inbox: the

@@ -12,8 +12,11 @@ type Metrics struct {
 
 // Outcomes of one delivery, the values of the "outcome" label.
 const (
-	OutcomeAcked        = "acked"
-	OutcomeRetried      = "retried"
+	OutcomeAcked   = "acked"
+	OutcomeRetried = "retried"
+	// OutcomeDeferred is a message handed back by a handler that is not
+	// ready for it yet (DeferError).
+	OutcomeDeferred     = "deferred"
 	OutcomeDeadLettered = "dead_lettered"
 	OutcomeReleased     = "released"
 	OutcomeDLQFailed    = "dlq_failed"
@@ -28,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "levqor_worker_messages_total",
-			Help: "Deliveries handled, by consumer and outcome (acked, retried, dead_lettered, released, dlq_failed, skipped).",
+			Help: "Deliveries handled, by consumer and outcome (acked, retried, deferred, dead_lettered, released, dlq_failed, skipped).",
 		}, []string{"consumer", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "levqor_worker_handler_duration_seconds",

@@ -444,6 +444,7 @@ func (r *Router) process(rt Route, jm jetstream.Msg) {
 		_ = jm.Nak()
 		return
 	}
+	m.MaxDeliver = r.cfg.MaxDeliver
 	log := r.log.WithFields(logrus.Fields{
 		"consumer":       name,
 		"subject":        m.Subject,
@@ -501,10 +502,17 @@ func (r *Router) settle(m *Message, err error, log logrus.FieldLogger) {
 		return
 	}
 	var ra *RetryAfterError
+	var de *DeferError
 	switch {
 	case IsPermanent(err):
 		r.recordFailure(m, err, true)
 		r.deadLetter(m, err.Error(), log)
+	case errors.As(err, &de) && int(m.Deliveries) < r.cfg.MaxDeliver:
+		if nerr := m.raw.NakWithDelay(de.Delay); nerr != nil {
+			log.WithError(nerr).Warn("nak failed; JetStream redelivers after the ack wait")
+		}
+		r.cfg.Metrics.messages.WithLabelValues(m.Consumer, OutcomeDeferred).Inc()
+		log.WithFields(logrus.Fields{"reason": de.Reason, "retry_in": de.Delay.String()}).Info("handler deferred the message")
 	case int(m.Deliveries) >= r.cfg.MaxDeliver:
 		r.recordFailure(m, err, true)
 		r.deadLetter(m, fmt.Sprintf("failed %d deliveries, last error: %v", m.Deliveries, err), log)
@@ -550,7 +558,8 @@ func (r *Router) invoke(rt Route, m *Message) error {
 	return backoff.Retry(func() error {
 		err := rt.Handler(ctx, m)
 		var ra *RetryAfterError
-		if err != nil && (IsPermanent(err) || errors.As(err, &ra) || ctx.Err() != nil) {
+		var de *DeferError
+		if err != nil && (IsPermanent(err) || errors.As(err, &ra) || errors.As(err, &de) || ctx.Err() != nil) {
 			return backoff.Permanent(err)
 		}
 		return err
@@ -703,7 +712,10 @@ func Logging(base logrus.FieldLogger) Middleware {
 			log := base.WithFields(fields)
 			start := time.Now()
 			err := next(WithLogger(ctx, log), m)
-			if err != nil {
+			var de *DeferError
+			if errors.As(err, &de) {
+				log.WithField("duration_ms", time.Since(start).Milliseconds()).Debug("handler deferred the message")
+			} else if err != nil {
 				log.WithError(err).WithField("duration_ms", time.Since(start).Milliseconds()).Warn("handler returned an error")
 			} else {
 				log.WithField("duration_ms", time.Since(start).Milliseconds()).Debug("handled")

@@ -310,18 +310,52 @@ func TestRouterDeadLettersPermanentFailuresAtOnce(t *testing.T) {
 	require.True(t, fs[0].DeadLettered)
 }
 
+// A handler that is not ready for a message defers it: it comes back
+// after the delay asked, and nothing is recorded as a failure; the last
+// delivery knows it is the last.
+func TestRouterDefersWithoutRecordingAFailure(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	acks := b.watchAcks(t)
+	var mu sync.Mutex
+	var last []bool
+	b.run(t, func(ctx context.Context, m *bus.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		last = append(last, m.LastAttempt())
+		if m.Deliveries < 2 {
+			return bus.Defer("quiet hours", 300*time.Millisecond)
+		}
+		return nil
+	})
+	b.publish(t, "later", "{}")
+	b.settled(t)
+	require.Equal(t, []time.Duration{300 * time.Millisecond}, nakDelays(t, acks), "handed back for the delay asked")
+	require.Empty(t, b.fail.all(), "a deferral is no failure")
+	require.Zero(t, b.env.StreamMsgs(t, bus.DLQ))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []bool{false, false}, last, "MaxDeliver is 4: neither delivery was the last")
+}
+
 func TestRouterDeadLettersAfterMaxDeliver(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.NakBaseDelay = 20 * time.Millisecond
-	var calls atomic.Int32
+	var calls, lastAt, lasts atomic.Int32
 	b.run(t, func(ctx context.Context, m *bus.Message) error {
-		calls.Add(1)
+		n := calls.Add(1)
+		if m.LastAttempt() {
+			lastAt.Store(n)
+			lasts.Add(1)
+		}
 		return errors.New("stripe answered 500")
 	})
 	b.publish(t, "poison-2", "{}")
 	b.settled(t)
 	require.EqualValues(t, 4, calls.Load(), "MaxDeliver deliveries, then no more")
+	require.EqualValues(t, 4, lastAt.Load(), "the fourth delivery knew it was the last")
+	require.EqualValues(t, 1, lasts.Load(), "and no other thought so")
 	dl := b.env.Messages(t, bus.DLQ)
 	require.Len(t, dl, 1)
 	require.Equal(t, "4", dl[0].Header.Get(bus.HeaderDlqDeliveries))
