@@ -205,6 +205,10 @@ type Config struct {
 	// nil takes notify.RetrySchedule. Dev mode waits 1s, 2s, 4s, 8s, so
 	// that a delivery that keeps failing reaches the DLQ in seconds.
 	NotifyRetry []time.Duration
+	// NotifyDigestWindow gathers a burst of one event to one recipient
+	// into a digest (LEVQOR_NOTIFY_DIGEST_WINDOW); 0 sends each on its
+	// own.
+	NotifyDigestWindow time.Duration
 	// MailDir, when set and SMTP is not, is where notifications are
 	// written as .eml files instead of sent (LEVQOR_MAIL_DIR); dev mode
 	// defaults to <LEVQOR_DATA_DIR>/mail.
@@ -431,6 +435,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		MailDir:               p.str("LEVQOR_MAIL_DIR", ""),
 		WebhookKey:            p.str("LEVQOR_WEBHOOK_SECRET_KEY", ""),
 		NotifyRetry:           p.durations("LEVQOR_NOTIFY_RETRY"),
+		NotifyDigestWindow:    p.duration("LEVQOR_NOTIFY_DIGEST_WINDOW", notify.DigestWindowDefault),
 		APIAuthFailures:       p.integer("LEVQOR_API_AUTH_FAILURES", api.AuthFailureBurst),
 		NotificationRetention: p.duration("LEVQOR_NOTIFICATION_RETENTION", notify.RetentionDefault),
 		WebhookAllowNets:      p.list("LEVQOR_WEBHOOK_ALLOW_NETS", ""),
@@ -525,6 +530,9 @@ func (c Config) ValidateFor(role Role) error {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("LEVQOR_PUBLIC_URL", "%q: want an http(s) URL such as https://levqor.example.com", c.PublicURL)
 		}
+	}
+	if c.NotifyDigestWindow < 0 || c.NotifyDigestWindow > 24*time.Hour {
+		bad("LEVQOR_NOTIFY_DIGEST_WINDOW", "%s: want 0 (no digests) to 24h", c.NotifyDigestWindow)
 	}
 	if c.NotificationRetention < 24*time.Hour {
 		bad("LEVQOR_NOTIFICATION_RETENTION", "%s: want at least 24h (e.g. 2160h for 90 days)", c.NotificationRetention)

@@ -8,9 +8,12 @@
 // channel, recipient), however often the incident is reported.
 //
 // Sending is a job like any other. Each new notification puts a delivery
-// message on levqor.cmd.notify.deliver through the outbox; the
-// notify-deliver consumer hands it to the mailer (SMTP, or a directory of
-// .eml files in dev mode) and marks it sent. A failed attempt is retried on
+// message on levqor.cmd.notify.deliver through the outbox (a webhook's on
+// levqor.cmd.notify.webhook, consumer notify-webhook, so that slow
+// receivers hold none of email's slots); the notify-deliver consumer hands
+// it to the mailer (SMTP, or a directory of .eml files in dev mode) and
+// marks it sent. A burst of one event to one recipient is told once, then
+// in one digest (see burst). A failed attempt is retried on
 // a growing schedule (RetrySchedule), then dead-lettered, and an operator
 // replays it with `levqor dlq replay` once the mail server is back. A
 // delivery that finds its notification already sent only acknowledges, so

@@ -234,6 +234,7 @@ func (w *Worker) HandleCommand(ctx context.Context, e *command.Envelope) (comman
 		ActionRotateSecret:   w.needWebhooks(command.Typed(w.rotateSecret)),
 		ActionTestEndpoint:   w.needWebhooks(command.Typed(w.testEndpoint)),
 		ActionSetPreferences: command.Typed(w.setPreferences),
+		ActionUnsubscribe:    command.Typed(w.unsubscribe),
 	})
 }
 
@@ -464,23 +465,28 @@ func (w *Worker) queueWebhook(ctx context.Context, tx *store.Tx, ep *store.Webho
 	if err != nil || !inserted || w.Webhooks == nil {
 		return err
 	}
-	return w.enqueueDelivery(ctx, tx, id, ep.AccountID, correlationID)
+	return w.enqueueDelivery(ctx, tx, &n, correlationID)
 }
 
-// enqueueDelivery puts the delivery of notification id on the outbox.
-func (w *Worker) enqueueDelivery(ctx context.Context, tx *store.Tx, id, accountID, correlationID string) error {
-	payload, err := json.Marshal(delivery{NotificationID: id})
+// enqueueDelivery puts the delivery of n on the outbox, for its channel's
+// consumer.
+func (w *Worker) enqueueDelivery(ctx context.Context, tx *store.Tx, n *store.Notification, correlationID string) error {
+	payload, err := json.Marshal(delivery{NotificationID: n.ID})
 	if err != nil {
 		return err
 	}
 	headers := map[string]string{}
-	if accountID != "" {
-		headers[bus.HeaderAccount] = accountID
+	if n.AccountID != "" {
+		headers[bus.HeaderAccount] = n.AccountID
 	}
 	if correlationID != "" {
 		headers[bus.HeaderCorrelationID] = correlationID
 	}
-	_, err = tx.EnqueueOutbox(ctx, store.OutboxMessage{Subject: w.topology().Subject(bus.Commands, DeliverSubject), Headers: headers, Payload: payload})
+	subject := DeliverSubject
+	if n.Channel == ChannelWebhook {
+		subject = WebhookDeliverSubject
+	}
+	_, err = tx.EnqueueOutbox(ctx, store.OutboxMessage{Subject: w.topology().Subject(bus.Commands, subject), Headers: headers, Payload: payload})
 	return err
 }
 
@@ -518,7 +524,7 @@ func (w *Worker) deliverWebhook(ctx context.Context, m *bus.Message, n *store.No
 				return err
 			}
 			if postErr == nil {
-				if _, err := tx.NoteNotificationAttempt(ctx, n.ID, nil, now); err != nil {
+				if _, err := tx.NoteNotificationAttempt(ctx, n.ID, nil, false, now); err != nil {
 					return err
 				}
 				if cur.FailingSince == nil {
@@ -532,7 +538,7 @@ func (w *Worker) deliverWebhook(ctx context.Context, m *bus.Message, n *store.No
 				cur.FailingSince = &since
 			}
 			if !cur.Enabled || now.Sub(*cur.FailingSince) < w.Webhooks.cfg.DisableAfter {
-				if _, err := tx.NoteNotificationAttempt(ctx, n.ID, postErr, now); err != nil {
+				if _, err := tx.NoteNotificationAttempt(ctx, n.ID, postErr, m.LastAttempt(), now); err != nil {
 					return err
 				}
 				return tx.UpdateWebhookEndpoint(ctx, cur, now)

@@ -194,6 +194,17 @@ func message(n *store.Notification, from string) (*mail.Msg, error) {
 	m.SetDateWithValue(n.CreatedAt)
 	m.SetGenHeader("X-Levqor-Event", n.Event)
 	m.SetGenHeader("X-Levqor-Notification", n.ID)
+	if u := n.UnsubscribeURL; u != "" {
+		// One-click (RFC 8058) only over https, as it requires; a plain
+		// http link (dev mode) is still offered (RFC 2369).
+		if strings.HasPrefix(u, "https://") {
+			if err := m.SetListUnsubscribeOneClick(u); err != nil {
+				return nil, fmt.Errorf("unsubscribe link: %w", err)
+			}
+		} else {
+			m.SetListUnsubscribe(u)
+		}
+	}
 	m.SetBodyString(mail.TypeTextPlain, n.BodyText)
 	if strings.TrimSpace(n.BodyHTML) != "" {
 		m.AddAlternativeString(mail.TypeTextHTML, n.BodyHTML)

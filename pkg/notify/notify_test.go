@@ -128,7 +128,7 @@ func TestEveryRuledEventRenders(t *testing.T) {
 			require.True(t, ok, "the shipped rules name %s: give it a sample", name)
 			payload := mustJSON(t, ev)
 			m, err := notify.Render(name, payload, notify.Party{ID: "acc_1", Name: "Ada Backups Ltd"},
-				notify.Party{ID: "src_1", Name: "orders-db"}, "https://levqor.example.com")
+				notify.Party{ID: "src_1", Name: "orders-db"}, "https://levqor.example.com", "")
 			require.NoError(t, err)
 			require.NotEmpty(t, m.Subject)
 			require.NotContains(t, m.Text+m.Subject, "<no value>")
@@ -151,7 +151,7 @@ func TestEveryRuledEventRendersFromItsLeanestPayload(t *testing.T) {
 			ev, ok := all[events.Name(name)]
 			require.True(t, ok)
 			zero := reflect.Zero(reflect.TypeOf(ev)).Interface()
-			_, err := notify.Render(name, mustJSON(t, zero), notify.Party{}, notify.Party{}, "")
+			_, err := notify.Render(name, mustJSON(t, zero), notify.Party{}, notify.Party{}, "", "")
 			require.NoError(t, err)
 		})
 	}
@@ -162,7 +162,7 @@ func TestRenderEscapesHTML(t *testing.T) {
 	ev := samples("acc_1", "src_1")[events.NameBackupRunFailed].(events.BackupRunFailed)
 	ev.Reason = `<script>alert("x")</script>`
 	m, err := notify.Render(string(events.NameBackupRunFailed), mustJSON(t, ev), notify.Party{ID: "acc_1", Name: "A & B <Ltd>"},
-		notify.Party{ID: "src_1", Name: "db"}, "http://127.0.0.1:8080")
+		notify.Party{ID: "src_1", Name: "db"}, "http://127.0.0.1:8080", "")
 	require.NoError(t, err)
 	require.Contains(t, m.Text, `<script>alert("x")</script>`, "the text part is text")
 	require.NotContains(t, m.HTML, "<script>")
@@ -179,6 +179,8 @@ type bundle struct {
 	acc    string
 	src    string
 	halt   func() // stops the running router and relay
+	// concurrency, when set, is the router's per consumer.
+	concurrency int
 }
 
 func quiet(t testing.TB) logrus.FieldLogger {
@@ -237,7 +239,7 @@ rules:
 func (b *bundle) restart() {
 	b.t.Helper()
 	r, err := bus.NewRouter(b.nats.JS, bus.RouterConfig{
-		Topology: b.nats.Topo, Logger: quiet(b.t), MaxDeliver: 4, RetryAttempts: 1,
+		Topology: b.nats.Topo, Logger: quiet(b.t), MaxDeliver: 4, RetryAttempts: 1, Concurrency: b.concurrency,
 		FetchWait: 100 * time.Millisecond, ShutdownTimeout: 2 * time.Second, AckWait: 2 * time.Second,
 	})
 	require.NoError(b.t, err)
@@ -370,7 +372,7 @@ func TestAFailedBackupIsToldByEmailOncePerIncident(t *testing.T) {
 			}
 			require.NotNil(t, refused)
 			require.Equal(t, store.AudienceStaff, refused.Audience)
-			require.Equal(t, store.NotificationPending, refused.Status, "an operator can replay it once the address is fixed")
+			require.Equal(t, store.NotificationFailed, refused.Status, "its last attempt failed; an operator can replay it once the address is fixed")
 			require.Contains(t, refused.LastError, "no such mailbox")
 		})
 	})
@@ -483,4 +485,26 @@ func TestEventsNoRuleNamesCostNoTransaction(t *testing.T) {
 	done, err := st.ProcessedMsgIDs(t.Context(), notify.ConsumerEvents, []string{"outbox-1", "outbox-2"})
 	require.NoError(t, err)
 	require.Equal(t, map[string]bool{"outbox-2": true}, done, "only the ruled event went through the inbox")
+}
+
+// A notification whose last attempt failed is failed, and its delivery
+// in the DLQ; the operator's replay sends it.
+func TestAFailedNotificationIsSentWhenReplayed(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "mail")
+	require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+		_, err := tx.InsertNotification(ctx, store.Notification{ID: "ntf_failed", Event: "ops.dlq_growing", EventID: "outbox-1",
+			Incident: "x", Channel: notify.ChannelEmail, Recipient: "oncall@levqor.example", Audience: store.AudienceStaff,
+			Subject: "s", BodyText: "b", Status: store.NotificationFailed, LastError: "smtp: 451 try later"})
+		return err
+	}))
+	w := &notify.Worker{Store: st, Mailer: notify.DirMailer{Dir: dir}}
+	payload := mustJSON(t, map[string]string{"notification_id": "ntf_failed"})
+	require.NoError(t, w.HandleDelivery(ctx, &bus.Message{Subject: "levqor.cmd.notify.deliver", Data: payload, Header: nats.Header{}, Deliveries: 1}))
+	n, err := st.GetNotification(ctx, "ntf_failed")
+	require.NoError(t, err)
+	require.Equal(t, store.NotificationSent, n.Status)
+	require.FileExists(t, notify.DirMailer{Dir: dir}.Path("ntf_failed"))
 }

@@ -111,9 +111,9 @@ func TestMutedEventsAreNotEmailedAndQuietHoursDelay(t *testing.T) {
 	payload, _ := json.Marshal(map[string]string{"notification_id": "ntf_quiet"})
 	err := w.HandleDelivery(ctx, &bus.Message{Subject: "levqor.cmd.notify.deliver", Data: payload, Header: nats.Header{}, Deliveries: 1})
 	require.ErrorContains(t, err, "quiet hours last until")
-	var ra *bus.RetryAfterError
-	require.ErrorAs(t, err, &ra)
-	require.InDelta(t, time.Hour.Seconds(), ra.Delay.Seconds(), 61, "until the quiet hours end")
+	var de *bus.DeferError
+	require.ErrorAs(t, err, &de, "a wait, not a failure")
+	require.InDelta(t, time.Hour.Seconds(), de.Delay.Seconds(), 61, "until the quiet hours end")
 	got, err := st.GetNotification(ctx, "ntf_quiet")
 	require.NoError(t, err)
 	require.Equal(t, store.NotificationPending, got.Status, "waits, unsent")

@@ -83,8 +83,9 @@ type Message struct {
 }
 
 // Render renders event's message from its JSON payload for the account
-// and source it concerns, with links under publicURL.
-func Render(event string, payload []byte, account, source Party, publicURL string) (Message, error) {
+// and source it concerns, with links under publicURL and, when
+// unsubscribe is set, the link that stops the event's emails.
+func Render(event string, payload []byte, account, source Party, publicURL, unsubscribe string) (Message, error) {
 	t, ok := templates[event]
 	if !ok {
 		return Message{}, fmt.Errorf("no message for event %s", event)
@@ -106,9 +107,8 @@ func Render(event string, payload []byte, account, source Party, publicURL strin
 		}
 		return strings.TrimSpace(b.String()), nil
 	}
-	var m Message
-	var err error
-	if m.Subject, err = part("subject"); err != nil {
+	subject, err := part("subject")
+	if err != nil {
 		return Message{}, err
 	}
 	body, err := part("body")
@@ -122,11 +122,25 @@ func Render(event string, payload []byte, account, source Party, publicURL strin
 	if link != "" {
 		link = strings.TrimRight(publicURL, "/") + link
 	}
-	m.Text = body + "\n\n"
+	m, err := compose(subject, body, link, event, unsubscribe)
+	if err != nil {
+		return Message{}, fmt.Errorf("rendering the HTML of %s: %w", event, err)
+	}
+	return m, nil
+}
+
+// compose makes a message's text and HTML from its subject, body
+// (paragraphs separated by blank lines), link and unsubscribe link (of
+// event's emails).
+func compose(subject, body, link, event, unsubscribe string) (Message, error) {
+	m := Message{Subject: subject, Text: body + "\n\n"}
 	if link != "" {
 		m.Text += link + "\n\n"
 	}
 	m.Text += "-- \nLevqor · " + footer + "\n"
+	if unsubscribe != "" {
+		m.Text += "To stop emails about " + event + ": " + unsubscribe + "\n"
+	}
 	var paragraphs []string
 	for _, p := range strings.Split(body, "\n\n") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -134,8 +148,11 @@ func Render(event string, payload []byte, account, source Party, publicURL strin
 		}
 	}
 	var h bytes.Buffer
-	if err := layout.Execute(&h, map[string]any{"Subject": m.Subject, "Paragraphs": paragraphs, "Link": link, "Footer": footer}); err != nil {
-		return Message{}, fmt.Errorf("rendering the HTML of %s: %w", event, err)
+	if err := layout.Execute(&h, map[string]any{
+		"Subject": subject, "Paragraphs": paragraphs, "Link": link, "Footer": footer,
+		"Event": event, "Unsubscribe": unsubscribe,
+	}); err != nil {
+		return Message{}, err
 	}
 	m.HTML = h.String()
 	return m, nil

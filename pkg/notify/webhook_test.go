@@ -595,3 +595,40 @@ func TestOldNotificationsArePrunedButPendingOnesKept(t *testing.T) {
 		require.Len(t, log, 1)
 	})
 }
+
+// TestASlowReceiverHoldsNoEmail: webhook deliveries have a consumer of
+// their own, so a receiver that never answers holds none of email's
+// slots, even with one slot a consumer.
+func TestASlowReceiverHoldsNoEmail(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	hung := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case hung <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	b := setupWith(t, storetest.SQLite(t), smtpMailer(t), func(w *notify.Worker) {
+		w.Webhooks = webhooks(t, notify.WebhookConfig{Timeout: time.Minute})
+	})
+	b.stop()
+	b.concurrency = 1
+	b.restart()
+	b.endpoint(nil, srv.URL, "backup.run_failed")
+
+	b.emit(samples(b.acc, b.src)[events.NameBackupRunFailed])
+	select {
+	case <-hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the webhook was never posted")
+	}
+	require.Eventually(t, func() bool { return len(b.mail.messages()) == 1 }, 10*time.Second, 20*time.Millisecond,
+		"the email went out while the receiver held its delivery")
+}

@@ -24,13 +24,21 @@ const WorkerName = "notify"
 const (
 	// ConsumerEvents reads every event and decides who hears about it.
 	ConsumerEvents = "notify-event"
-	// ConsumerDeliveries sends the notifications, one message each.
+	// ConsumerDeliveries sends the notifications by email and chat, one
+	// message each.
 	ConsumerDeliveries = "notify-deliver"
+	// ConsumerWebhooks posts the webhook notifications, one message each,
+	// in slots of their own: a slow receiver delays no email.
+	ConsumerWebhooks = "notify-webhook"
 )
 
 // DeliverSubject is the subject, under the COMMANDS stream, of a
-// notification's delivery: levqor.cmd.notify.deliver.
+// notification's delivery by email or chat: levqor.cmd.notify.deliver.
 const DeliverSubject = "notify.deliver"
+
+// WebhookDeliverSubject is the subject of a webhook notification's
+// delivery: levqor.cmd.notify.webhook.
+const WebhookDeliverSubject = "notify.webhook"
 
 // NotificationIDPrefix starts every notification's id.
 const NotificationIDPrefix = "ntf_"
@@ -87,6 +95,9 @@ type Worker struct {
 	Retention time.Duration
 	// Retry is the delivery retry schedule; nil means RetrySchedule.
 	Retry []time.Duration
+	// DigestWindow gathers bursts into digests (see burst); zero sends
+	// every notification on its own.
+	DigestWindow time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -113,9 +124,15 @@ func EventConsumer() bus.ConsumerSpec {
 	return bus.ConsumerSpec{Name: ConsumerEvents, Kind: bus.Events, Filter: ">"}
 }
 
-// DeliveryConsumer declares notify-deliver: the deliveries.
+// DeliveryConsumer declares notify-deliver: the deliveries by email and
+// chat.
 func DeliveryConsumer() bus.ConsumerSpec {
 	return bus.ConsumerSpec{Name: ConsumerDeliveries, Kind: bus.Commands, Filter: DeliverSubject}
+}
+
+// WebhookConsumer declares notify-webhook: the webhook deliveries.
+func WebhookConsumer() bus.ConsumerSpec {
+	return bus.ConsumerSpec{Name: ConsumerWebhooks, Kind: bus.Commands, Filter: WebhookDeliverSubject}
 }
 
 // CommandConsumer declares notify-cmd: the webhook endpoint commands.
@@ -127,6 +144,7 @@ func CommandConsumer() bus.ConsumerSpec {
 func (w *Worker) Register(r *bus.Router) {
 	r.Handle(EventConsumer(), w.EventHandler())
 	r.Handle(DeliveryConsumer(), w.HandleDelivery)
+	r.Handle(WebhookConsumer(), w.HandleDelivery)
 	r.Handle(TickConsumer(), w.HandleTick)
 	if w.Runtime != nil {
 		r.Handle(CommandConsumer(), w.Runtime.Handler(w.HandleCommand))
@@ -230,9 +248,21 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 			source.Name = s.Name
 		}
 	}
-	msg, err := Render(name, m.Data, account, source, w.PublicURL)
-	if err != nil {
-		return bus.Permanent(fmt.Errorf("notify: %w", err))
+	// Each recipient's message: the customer's with its unsubscribe link.
+	rendered := map[string]Message{}
+	render := func(unsubscribe string) (Message, error) {
+		if msg, ok := rendered[unsubscribe]; ok {
+			return msg, nil
+		}
+		msg, err := Render(name, m.Data, account, source, w.PublicURL, unsubscribe)
+		if err != nil {
+			return Message{}, bus.Permanent(fmt.Errorf("notify: %w", err))
+		}
+		rendered[unsubscribe] = msg
+		return msg, nil
+	}
+	if _, err := render(""); err != nil {
+		return err
 	}
 	incident := refs.Incident
 	if incident == "" {
@@ -242,6 +272,7 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 
 	prefs := store.Preferences{}
 	if refs.AccountID != "" {
+		var err error
 		if prefs, err = tx.GetPreferences(ctx, refs.AccountID); err != nil {
 			return err
 		}
@@ -256,13 +287,24 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 		if err != nil {
 			return err
 		}
+		unsubscribe := w.unsubscribeURL(rcpt.audience, rcpt.channel, refs.AccountID, name)
+		msg, err := render(unsubscribe)
+		if err != nil {
+			return err
+		}
 		n := store.Notification{
 			ID: id, AccountID: refs.AccountID, Event: name, EventID: m.ID(), Incident: incident,
 			Channel: rcpt.channel, Recipient: recipient, Audience: rcpt.audience, Subject: msg.Subject, BodyText: msg.Text, BodyHTML: msg.HTML,
-			Status: store.NotificationPending, CreatedAt: w.now(),
+			Status: store.NotificationPending, CreatedAt: w.now(), UnsubscribeURL: unsubscribe,
 		}
+		var digest *store.Notification
+		opening := false
 		if send == nil {
 			n.Status, n.LastError = store.NotificationUnsent, missing
+		} else if digest, opening, err = w.burst(ctx, tx, n); err != nil {
+			return err
+		} else if digest != nil {
+			n.Status, n.DigestID = store.NotificationHeld, digest.ID
 		}
 		inserted, err := tx.InsertNotification(ctx, n)
 		if err != nil {
@@ -276,8 +318,20 @@ func (w *Worker) HandleEvent(ctx context.Context, tx *store.Tx, m *bus.Message) 
 		case send == nil:
 			nlog.Warn(missing)
 			continue
+		case digest != nil:
+			if opening {
+				if _, err := tx.InsertNotification(ctx, *digest); err != nil {
+					return err
+				}
+				if err := w.enqueueDelivery(ctx, tx, digest, m.CorrelationID()); err != nil {
+					return err
+				}
+			}
+			nlog.WithFields(logrus.Fields{"digest_id": digest.ID, "digest_due": digest.NotBefore.Format(time.RFC3339)}).
+				Info("notification held for the digest of its burst")
+			continue
 		}
-		if err := w.enqueueDelivery(ctx, tx, id, refs.AccountID, m.CorrelationID()); err != nil {
+		if err := w.enqueueDelivery(ctx, tx, &n, m.CorrelationID()); err != nil {
 			return err
 		}
 		nlog.Info("notification queued")
@@ -325,6 +379,8 @@ func (w *Worker) addresses(names []string, contact string) []recipient {
 // HandleDelivery sends the notification a delivery message names, unless
 // it was sent already, and records the attempt. A failure is retried after
 // RetryDelay; one the mail server calls permanent is dead-lettered at once.
+// A notification whose last attempt failed is marked failed, and sent
+// when an operator replays its delivery from the DLQ.
 func (w *Worker) HandleDelivery(ctx context.Context, m *bus.Message) error {
 	var d delivery
 	if err := json.Unmarshal(m.Data, &d); err != nil || d.NotificationID == "" {
@@ -338,12 +394,20 @@ func (w *Worker) HandleDelivery(ctx context.Context, m *bus.Message) error {
 		return err
 	}
 	log := bus.Logger(ctx).WithFields(logrus.Fields{"notification_id": n.ID, "event": n.Event, "account_id": n.AccountID})
-	if n.Status != store.NotificationPending {
+	if !store.Deliverable(n.Status) {
 		log.WithField("status", n.Status).Info("notification is not pending; nothing to send")
 		return nil
 	}
 	if n.Channel == ChannelWebhook {
 		return w.deliverWebhook(ctx, m, n, log)
+	}
+	if n.DigestState == store.DigestOpen {
+		if n.NotBefore != nil && w.now().Before(*n.NotBefore) {
+			return bus.Defer("the digest gathers its burst until "+n.NotBefore.Format(time.RFC3339), n.NotBefore.Sub(w.now()))
+		}
+		if n, err = w.closeDigest(ctx, n); err != nil {
+			return err
+		}
 	}
 	if n.Audience == store.AudienceCustomer && n.AccountID != "" {
 		prefs, err := w.Store.GetPreferences(ctx, n.AccountID)
@@ -353,7 +417,7 @@ func (w *Worker) HandleDelivery(ctx context.Context, m *bus.Message) error {
 		if until, quiet := QuietUntil(prefs, w.now()); quiet {
 			// Sent when the account's quiet hours end; the wait is one
 			// delivery of the message, not a failure of the mail server.
-			return bus.RetryAfter(fmt.Errorf("the account's quiet hours last until %s", until.UTC().Format(time.RFC3339)), until.Sub(w.now()))
+			return bus.Defer("the account's quiet hours last until "+until.UTC().Format(time.RFC3339), until.Sub(w.now()))
 		}
 	}
 	send, missing := w.sender(n.Channel)
@@ -361,7 +425,8 @@ func (w *Worker) HandleDelivery(ctx context.Context, m *bus.Message) error {
 		return errors.New(missing)
 	}
 	sendErr := send.Send(ctx, n)
-	if _, err := w.Store.NoteNotificationAttempt(ctx, n.ID, sendErr, w.now()); err != nil {
+	final := sendErr != nil && (bus.IsPermanent(sendErr) || m.LastAttempt())
+	if _, err := w.Store.NoteNotificationAttempt(ctx, n.ID, sendErr, final, w.now()); err != nil {
 		if sendErr == nil {
 			// Sent, but not marked: the redelivery sends it again.
 			return fmt.Errorf("notification %s sent, but not marked sent: %w", n.ID, err)

@@ -492,7 +492,7 @@ func (e *Env) NotifyWorker() (*notify.Worker, error) {
 	}
 	w := &notify.Worker{
 		Store: e.Store, Rules: rules, Topology: e.Cfg.Topology, PublicURL: e.Cfg.PublicURL, Chat: notify.NewChat(0), Webhooks: wh,
-		Retry: e.Cfg.NotifyRetry, Retention: e.Cfg.NotificationRetention,
+		Retry: e.Cfg.NotifyRetry, Retention: e.Cfg.NotificationRetention, DigestWindow: e.Cfg.NotifyDigestWindow,
 		Runtime: &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
 	}
 	switch {

@@ -10,11 +10,26 @@ import (
 
 // Notification states. A notification is pending until its channel took
 // it, then sent; one that cannot go anywhere (its channel is not set up)
-// is unsent, with the reason in LastError.
+// is unsent, with the reason in LastError. One whose delivery failed its
+// last attempt is failed: its delivery is in the DLQ, and a replay sends
+// it again.
 const (
 	NotificationPending = "pending"
 	NotificationSent    = "sent"
 	NotificationUnsent  = "unsent"
+	NotificationFailed  = "failed"
+	// NotificationHeld is a notification of a burst, waiting for its
+	// digest (DigestID) to tell it; NotificationDigested, one its digest
+	// told.
+	NotificationHeld     = "held"
+	NotificationDigested = "digested"
+)
+
+// Digest states of a digest notification: open while it collects the
+// burst's notifications, closed once it is rendered from them.
+const (
+	DigestOpen   = "open"
+	DigestClosed = "closed"
 )
 
 // Notification audiences: the account's own people, or Levqor's staff
@@ -46,7 +61,8 @@ type Notification struct {
 	Subject  string `json:"subject"`
 	BodyText string `json:"body_text"`
 	BodyHTML string `json:"body_html"`
-	// Status is NotificationPending, NotificationSent or NotificationUnsent.
+	// Status is NotificationPending, NotificationSent, NotificationUnsent,
+	// NotificationFailed, NotificationHeld or NotificationDigested.
 	Status string `json:"status"`
 	// Attempts counts deliveries tried; LastError says why the last failed.
 	Attempts  int        `json:"attempts"`
@@ -54,6 +70,16 @@ type Notification struct {
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	SentAt    *time.Time `json:"sent_at,omitempty"`
+	// DigestID is, for a held or digested notification, the digest that
+	// tells it.
+	DigestID string `json:"digest_id,omitempty"`
+	// DigestState is DigestOpen or DigestClosed for a digest, "" for any
+	// other notification; NotBefore is when a digest is delivered.
+	DigestState string     `json:"digest_state,omitempty"`
+	NotBefore   *time.Time `json:"not_before,omitempty"`
+	// UnsubscribeURL is the link that stops the event's emails to the
+	// customer; "" where there is none (staff, mandatory events).
+	UnsubscribeURL string `json:"-"`
 }
 
 type notificationRow struct {
@@ -74,7 +100,14 @@ type notificationRow struct {
 	CreatedAt time.Time    `db:"created_at"`
 	UpdatedAt time.Time    `db:"updated_at"`
 	SentAt    sql.NullTime `db:"sent_at"`
+	DigestID  string       `db:"digest_id"`
+	DigestSt  string       `db:"digest_state"`
+	NotBefore sql.NullTime `db:"not_before"`
+	Unsub     string       `db:"unsubscribe_url"`
 }
+
+const notificationColumns = `id, account_id, event, event_id, incident, channel, recipient, audience, subject, body_text, body_html,
+status, attempts, last_error, created_at, updated_at, sent_at, digest_id, digest_state, not_before, unsubscribe_url`
 
 func (r notificationRow) notification() Notification {
 	return Notification{
@@ -82,12 +115,14 @@ func (r notificationRow) notification() Notification {
 		Channel: r.Channel, Recipient: r.Recipient, Audience: r.Audience, Subject: r.Subject, BodyText: r.BodyText, BodyHTML: r.BodyHTML,
 		Status: r.Status, Attempts: r.Attempts, LastError: r.LastError,
 		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), SentAt: fromNull(r.SentAt),
+		DigestID: r.DigestID, DigestState: r.DigestSt, NotBefore: fromNull(r.NotBefore), UnsubscribeURL: r.Unsub,
 	}
 }
 
 const insertNotificationSQL = `INSERT INTO notifications
-(id, account_id, event, event_id, incident, channel, recipient, audience, subject, body_text, body_html, status, last_error, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+(id, account_id, event, event_id, incident, channel, recipient, audience, subject, body_text, body_html, status, last_error, created_at, updated_at,
+digest_id, digest_state, not_before, unsubscribe_url)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (incident, channel, recipient) DO NOTHING`
 
 // InsertNotification records n within tx and reports whether it is new:
@@ -101,7 +136,7 @@ func (tx *Tx) InsertNotification(ctx context.Context, n Notification) (bool, err
 	at := ts(orNow(n.CreatedAt))
 	res, err := tx.tx.ExecContext(ctx, tx.rebind(insertNotificationSQL),
 		n.ID, n.AccountID, n.Event, n.EventID, n.Incident, n.Channel, n.Recipient, n.Audience, n.Subject, n.BodyText, n.BodyHTML,
-		n.Status, n.LastError, at, at)
+		n.Status, n.LastError, at, at, n.DigestID, n.DigestState, nullTime(n.NotBefore), n.UnsubscribeURL)
 	if err != nil {
 		return false, fmt.Errorf("store: inserting notification %s: %w", n.ID, err)
 	}
@@ -112,8 +147,7 @@ func (tx *Tx) InsertNotification(ctx context.Context, n Notification) (bool, err
 	return rows == 1, nil
 }
 
-const getNotificationSQL = `SELECT id, account_id, event, event_id, incident, channel, recipient, audience, subject, body_text, body_html,
-status, attempts, last_error, created_at, updated_at, sent_at FROM notifications WHERE id = ?`
+const getNotificationSQL = `SELECT ` + notificationColumns + ` FROM notifications WHERE id = ?`
 
 // GetNotification returns the notification id, or ErrNotFound.
 func (s *Store) GetNotification(ctx context.Context, id string) (*Notification, error) {
@@ -129,8 +163,7 @@ func (s *Store) GetNotification(ctx context.Context, id string) (*Notification, 
 	return &n, nil
 }
 
-const listNotificationsSQL = `SELECT id, account_id, event, event_id, incident, channel, recipient, audience, subject, body_text, body_html,
-status, attempts, last_error, created_at, updated_at, sent_at FROM notifications
+const listNotificationsSQL = `SELECT ` + notificationColumns + ` FROM notifications
 WHERE (? = '' OR account_id = ?) AND (? = '' OR audience = ?) ORDER BY created_at DESC, id DESC LIMIT ?`
 
 // ListNotificationsParams selects notifications.
@@ -158,26 +191,36 @@ func (s *Store) ListNotifications(ctx context.Context, p ListNotificationsParams
 
 const noteNotificationAttemptSQL = `UPDATE notifications
 SET attempts = attempts + 1, status = ?, last_error = ?, updated_at = ?, sent_at = ?
-WHERE id = ? AND status = 'pending'`
+WHERE id = ? AND status IN ('pending', 'failed')`
 
-// NoteNotificationAttempt records one delivery attempt of the pending
-// notification id: sent when deliveryErr is nil, else still pending with
-// the error kept. It reports false when the notification is not pending
-// (sent already, by an earlier delivery of the same message).
-func (s *Store) NoteNotificationAttempt(ctx context.Context, id string, deliveryErr error, at time.Time) (bool, error) {
-	return noteNotificationAttempt(ctx, s.db, id, deliveryErr, at)
+// Deliverable reports whether a notification in status may be sent:
+// pending, or failed and replayed from the DLQ.
+func Deliverable(status string) bool {
+	return status == NotificationPending || status == NotificationFailed
+}
+
+// NoteNotificationAttempt records one delivery attempt of the deliverable
+// notification id: sent when deliveryErr is nil, else pending with the
+// error kept, or failed when final (the delivery goes to the DLQ). It
+// reports false when the notification is not deliverable (sent already,
+// by an earlier delivery of the same message).
+func (s *Store) NoteNotificationAttempt(ctx context.Context, id string, deliveryErr error, final bool, at time.Time) (bool, error) {
+	return noteNotificationAttempt(ctx, s.db, id, deliveryErr, final, at)
 }
 
 // NoteNotificationAttempt is Store.NoteNotificationAttempt within tx.
-func (tx *Tx) NoteNotificationAttempt(ctx context.Context, id string, deliveryErr error, at time.Time) (bool, error) {
-	return noteNotificationAttempt(ctx, tx.tx, id, deliveryErr, at)
+func (tx *Tx) NoteNotificationAttempt(ctx context.Context, id string, deliveryErr error, final bool, at time.Time) (bool, error) {
+	return noteNotificationAttempt(ctx, tx.tx, id, deliveryErr, final, at)
 }
 
-func noteNotificationAttempt(ctx context.Context, q dbtx, id string, deliveryErr error, at time.Time) (bool, error) {
+func noteNotificationAttempt(ctx context.Context, q dbtx, id string, deliveryErr error, final bool, at time.Time) (bool, error) {
 	status, lastErr := NotificationSent, ""
 	var sent any = ts(orNow(at))
 	if deliveryErr != nil {
 		status, lastErr, sent = NotificationPending, deliveryErr.Error(), nil
+		if final {
+			status = NotificationFailed
+		}
 	}
 	res, err := q.ExecContext(ctx, q.Rebind(noteNotificationAttemptSQL), status, lastErr, ts(orNow(at)), sent, id)
 	if err != nil {
@@ -190,17 +233,100 @@ func noteNotificationAttempt(ctx context.Context, q dbtx, id string, deliveryErr
 	return rows == 1, nil
 }
 
-// AbandonNotification gives up the pending notification id: it becomes
-// unsent with reason, counting one more attempt when attempted (the
-// attempt that led to giving up). It reports false when the notification
-// was not pending.
+// BurstKey names a burst: notifications of one event about one account,
+// to one recipient through one channel.
+type BurstKey struct {
+	AccountID string
+	Channel   string
+	Recipient string
+	Event     string
+}
+
+const burstWhere = `account_id = ? AND channel = ? AND recipient = ? AND event = ?`
+
+// RecentlyTold reports whether a notification of k other than an unsent
+// one was recorded at or after since: a new one then belongs to a burst.
+func (tx *Tx) RecentlyTold(ctx context.Context, k BurstKey, since time.Time) (bool, error) {
+	var n int
+	err := tx.tx.GetContext(ctx, &n, tx.rebind(`SELECT COUNT(*) FROM (SELECT 1 FROM notifications
+WHERE `+burstWhere+` AND created_at >= ? AND status <> ? LIMIT 1) AS recent`),
+		k.AccountID, k.Channel, k.Recipient, k.Event, ts(since), NotificationUnsent)
+	if err != nil {
+		return false, fmt.Errorf("store: looking for recent notifications: %w", err)
+	}
+	return n > 0, nil
+}
+
+// OpenDigest returns k's open digest, locked until tx ends (SELECT … FOR
+// UPDATE on PostgreSQL; SQLite serializes writers anyway), so that it
+// cannot close between the caller's look and its adding a notification to
+// it; ErrNotFound when k has none.
+func (tx *Tx) OpenDigest(ctx context.Context, k BurstKey) (*Notification, error) {
+	q := `SELECT ` + notificationColumns + ` FROM notifications WHERE ` + burstWhere + ` AND digest_state = ?`
+	if tx.tx.DriverName() == DialectPostgres {
+		q += ` FOR UPDATE`
+	}
+	var r notificationRow
+	err := tx.tx.GetContext(ctx, &r, tx.rebind(q), k.AccountID, k.Channel, k.Recipient, k.Event, DigestOpen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: open digest: %w", ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: reading the open digest: %w", err)
+	}
+	n := r.notification()
+	return &n, nil
+}
+
+// CloseDigest closes the open digest id: the notifications held for it
+// become digested, and are returned oldest first for the caller to render
+// the digest from (SetNotificationMessage). closed is false, and nothing
+// changes, when the digest was not open.
+func (tx *Tx) CloseDigest(ctx context.Context, id string, at time.Time) (members []Notification, closed bool, err error) {
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE notifications SET digest_state = ?, updated_at = ? WHERE id = ? AND digest_state = ?`),
+		DigestClosed, ts(at), id, DigestOpen)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: closing digest %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return nil, false, err
+	}
+	if _, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE notifications SET status = ?, updated_at = ? WHERE digest_id = ? AND status = ?`),
+		NotificationDigested, ts(at), id, NotificationHeld); err != nil {
+		return nil, false, fmt.Errorf("store: closing digest %s: %w", id, err)
+	}
+	var rows []notificationRow
+	if err := tx.tx.SelectContext(ctx, &rows, tx.rebind(`SELECT `+notificationColumns+` FROM notifications WHERE digest_id = ? ORDER BY created_at, id`), id); err != nil {
+		return nil, false, fmt.Errorf("store: reading digest %s: %w", id, err)
+	}
+	for _, r := range rows {
+		members = append(members, r.notification())
+	}
+	return members, true, nil
+}
+
+// SetNotificationMessage replaces what notification id says: a digest's,
+// rendered when it closes.
+func (tx *Tx) SetNotificationMessage(ctx context.Context, id, subject, text, html string, at time.Time) error {
+	_, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE notifications SET subject = ?, body_text = ?, body_html = ?, updated_at = ? WHERE id = ?`),
+		subject, text, html, ts(at), id)
+	if err != nil {
+		return fmt.Errorf("store: writing the message of notification %s: %w", id, err)
+	}
+	return nil
+}
+
+// AbandonNotification gives up the deliverable notification id: it
+// becomes unsent with reason, counting one more attempt when attempted
+// (the attempt that led to giving up). It reports false when the
+// notification was not deliverable.
 func (tx *Tx) AbandonNotification(ctx context.Context, id, reason string, attempted bool, at time.Time) (bool, error) {
 	n := 0
 	if attempted {
 		n = 1
 	}
 	res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE notifications SET status = ?, last_error = ?, attempts = attempts + ?, updated_at = ?
-WHERE id = ? AND status = 'pending'`), NotificationUnsent, reason, n, ts(orNow(at)), id)
+WHERE id = ? AND status IN ('pending', 'failed')`), NotificationUnsent, reason, n, ts(orNow(at)), id)
 	if err != nil {
 		return false, fmt.Errorf("store: abandoning notification %s: %w", id, err)
 	}
@@ -212,11 +338,12 @@ WHERE id = ? AND status = 'pending'`), NotificationUnsent, reason, n, ts(orNow(a
 }
 
 // PruneNotifications deletes the notifications created before before
-// that are not pending (a pending one may still be delivered, or replayed
-// from the DLQ), and the webhook delivery log older than before; it
+// that are neither pending (a pending one may still be delivered) nor
+// held for a digest, and the webhook delivery log older than before; it
 // returns how many of each it deleted.
 func (s *Store) PruneNotifications(ctx context.Context, before time.Time) (notifications, attempts int64, err error) {
-	res, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM notifications WHERE created_at < ? AND status <> ?`), ts(before), NotificationPending)
+	res, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM notifications WHERE created_at < ? AND status NOT IN (?, ?)`),
+		ts(before), NotificationPending, NotificationHeld)
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: pruning notifications: %w", err)
 	}
