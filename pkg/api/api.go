@@ -138,6 +138,7 @@ func (s *Server) Register(handle func(pattern string, h http.Handler)) {
 	s.registerWebhooks(handle)
 	s.registerErasure(handle)
 	s.registerPreferences(handle)
+	s.registerUnsubscribe(handle)
 	handle("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
 }
 

@@ -158,17 +158,29 @@ func idempotencyKey(w http.ResponseWriter, r *http.Request) (string, bool) {
 // repeated Idempotency-Key answers the command it first made (republishing
 // it if it never reached JetStream); with another body, 409.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) {
+	cmd, wt, ok := s.queue(w, r, sub)
+	if !ok {
+		return
+	}
+	defer wt.close()
+	s.answer(w, r, cmd, wt, sub.wait, sub.reveal.secret)
+}
+
+// queue records the command and publishes it, as submit does, and
+// returns it with its watch when sub waits. When it reports false, it
+// has answered the error itself.
+func (s *Server) queue(w http.ResponseWriter, r *http.Request, sub submission) (*store.Command, *watch, bool) {
 	ctx := r.Context()
 	p := principal(r)
 	params, err := json.Marshal(sub.params)
 	if err != nil {
 		writeError(w, err)
-		return
+		return nil, nil, false
 	}
 	id, err := command.NewID(command.IDPrefix)
 	if err != nil {
 		s.unavailable(w, r, err, "cannot create a command id")
-		return
+		return nil, nil, false
 	}
 	now := s.now().UTC()
 	env := command.Envelope{
@@ -178,13 +190,13 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	payload, err := json.Marshal(env)
 	if err != nil {
 		writeError(w, err)
-		return
+		return nil, nil, false
 	}
 	hashed := params
 	if sub.reveal.identity != nil {
 		if hashed, err = json.Marshal(sub.reveal.identity); err != nil {
 			writeError(w, err)
-			return
+			return nil, nil, false
 		}
 	}
 	hash := requestHash(sub.domain, sub.action, sub.accountID, hashed)
@@ -194,7 +206,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	})
 	if err != nil {
 		s.unavailable(w, r, err, "cannot record the command")
-		return
+		return nil, nil, false
 	}
 	log := s.log.WithFields(logrus.Fields{
 		"command_id": cmd.ID, "command": sub.domain + "." + sub.action, "key_id": p.KeyID,
@@ -217,7 +229,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 		if cmd.RequestHash != hash {
 			httpjson.Error(w, http.StatusConflict, "idempotency_key_reused",
 				"this Idempotency-Key was used for a different request ("+cmd.ID+")", "Idempotency-Key")
-			return
+			return nil, nil, false
 		}
 		w.Header().Set("Idempotent-Replayed", "true")
 		switch {
@@ -228,7 +240,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 		case cmd.Status == store.CommandFailed && cmd.Error != nil && cmd.Error.Code == store.CommandErrorPublishFailed:
 			if _, err := s.store.RequeueCommand(ctx, cmd.ID, now); err != nil {
 				s.unavailable(w, r, err, "cannot requeue the command")
-				return
+				return nil, nil, false
 			}
 			publish = true
 		}
@@ -236,7 +248,6 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	var wt *watch
 	if sub.wait > 0 {
 		wt = s.watch(cmd.ID)
-		defer wt.close()
 	}
 	if publish {
 		if err := s.publish(ctx, w, r, cmd); err != nil {
@@ -246,13 +257,14 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 			}
 			w.Header().Set("Retry-After", "5")
 			w.Header().Set("Location", commandLocation(cmd.ID))
+			wt.close()
 			httpjson.Error(w, http.StatusServiceUnavailable, "unavailable",
 				"the command could not be queued; retry with the same Idempotency-Key", "")
-			return
+			return nil, nil, false
 		}
 		log.Info("command queued")
 	}
-	s.answer(w, r, cmd, wt, sub.wait, sub.reveal.secret)
+	return cmd, wt, true
 }
 
 // publish sends the command's stored payload to JetStream with the command

@@ -274,43 +274,6 @@ func TestErasureAndDrillsAreTenantIsolated(t *testing.T) {
 	require.Equal(t, "confirm", r.errorOf(t)["field"])
 }
 
-func TestNotificationPreferencesRoundTrip(t *testing.T) {
-	t.Parallel()
-	h := webhookHarness(t, storetest.SQLite(t))
-	r := h.do(t, http.MethodGet, "/v1/notification-preferences", h.keyA, nil)
-	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	require.JSONEq(t, `[]`, mustField(t, r.body, "muted_events"), "nothing muted by default")
-
-	r = h.do(t, http.MethodPut, "/v1/notification-preferences?wait=10s", h.keyA, map[string]any{
-		"muted_events": []string{"billing.trial_reminder"}, "quiet_hours": map[string]string{"start": "22:00", "end": "07:00", "time_zone": "Europe/London"},
-	})
-	require.Equal(t, http.StatusOK, r.status, string(r.body))
-	var p store.Preferences
-	require.NoError(t, json.Unmarshal(r.command(t).Result, &p))
-	require.Equal(t, []string{"billing.trial_reminder"}, p.Muted)
-	require.Equal(t, "22:00", p.QuietStart)
-
-	r = h.do(t, http.MethodGet, "/v1/notification-preferences?account_id="+h.accA, h.keyB, nil)
-	require.Equal(t, http.StatusNotFound, r.status, "another account's preferences are not seen")
-	r = h.do(t, http.MethodGet, "/v1/notification-preferences", h.keyB, nil)
-	require.Equal(t, http.StatusOK, r.status)
-	require.JSONEq(t, `[]`, mustField(t, r.body, "muted_events"), "B's own are untouched")
-
-	r = h.do(t, http.MethodPut, "/v1/notification-preferences", h.keyA, map[string]any{"muted_events": []string{"accounts.erasure_due"}})
-	require.Equal(t, http.StatusUnprocessableEntity, r.status)
-	require.Equal(t, "muted_events", r.errorOf(t)["field"])
-	r = h.do(t, http.MethodPut, "/v1/notification-preferences", h.opKey, map[string]any{"muted_events": []string{}})
-	require.Equal(t, http.StatusUnprocessableEntity, r.status, "an operator names the account")
-	require.Equal(t, "account_id", r.errorOf(t)["field"])
-}
-
-func mustField(t *testing.T, body []byte, field string) string {
-	t.Helper()
-	var m map[string]json.RawMessage
-	require.NoError(t, json.Unmarshal(body, &m))
-	return string(m[field])
-}
-
 // TestAnAddressThatKeepsFailingAuthenticationIsSlowed: after its budget
 // of failed authentications, an address is answered 429 without its key
 // being looked up, even a good one, until the budget refills; other
