@@ -6,11 +6,13 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/mail"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -507,4 +509,41 @@ func TestAFailedNotificationIsSentWhenReplayed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, store.NotificationSent, n.Status)
 	require.FileExists(t, notify.DirMailer{Dir: dir}.Path("ntf_failed"))
+}
+
+// TestAMailServerDownThenUpGetsTheEmailOnce: while nothing listens on the
+// mail server's port, the delivery fails and waits; once the server is
+// up, the next attempt delivers it, once.
+func TestAMailServerDownThenUpGetsTheEmailOnce(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close()) // down: nothing listens there
+	_, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	p, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	b := setupWith(t, storetest.SQLite(t), func(*mailServer) notify.Sender {
+		m, err := notify.NewSMTP(notify.SMTPConfig{Host: "127.0.0.1", Port: p, TLS: notify.TLSNone, Timeout: 2 * time.Second})
+		require.NoError(t, err)
+		return m
+	}, func(w *notify.Worker) { w.Retry = []time.Duration{time.Second} })
+
+	b.emit(samples(b.acc, b.src)[events.NameBackupRunFailed])
+	require.Eventually(t, func() bool {
+		n := b.notifications()
+		return len(n) == 1 && n[0].Attempts >= 1
+	}, 10*time.Second, 20*time.Millisecond)
+	n := b.notifications()[0]
+	require.Equal(t, store.NotificationPending, n.Status, "waiting for the next attempt")
+	require.Contains(t, n.LastError, "connection refused")
+
+	up := startMailServerOn(t, addr)
+	b.delivered()
+	require.Len(t, up.messages(), 1)
+	n = b.notifications()[0]
+	require.Equal(t, store.NotificationSent, n.Status)
+	require.GreaterOrEqual(t, n.Attempts, 2)
+	require.Zero(t, b.nats.StreamMsgs(t, bus.DLQ))
 }

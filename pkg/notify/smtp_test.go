@@ -29,12 +29,18 @@ type mailServer struct {
 
 func startMailServer(t *testing.T) *mailServer {
 	t.Helper()
+	return startMailServerOn(t, "127.0.0.1:0")
+}
+
+// startMailServerOn starts the mail server listening on addr.
+func startMailServerOn(t *testing.T, addr string) *mailServer {
+	t.Helper()
 	ms := &mailServer{}
 	srv := smtp.NewServer(ms)
 	srv.Domain = "mail.test"
 	srv.AllowInsecureAuth = true
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
 	ms.addr = l.Addr().String()
 	go func() { _ = srv.Serve(l) }()
