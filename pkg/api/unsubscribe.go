@@ -39,7 +39,7 @@ var unsubscribeTemplate = template.Must(template.New("unsubscribe").Parse(`<!DOC
 <main style="max-width: 560px; margin: 0 auto; background: #1e293b; border: 1px solid #334155; border-radius: 8px; padding: 24px;">
 <h1 style="font-size: 20px; margin: 0 0 16px;">{{.Title}}</h1>
 <p style="line-height: 1.5;">{{.Text}}</p>
-{{if .Confirm}}<form method="post" action="{{.Action}}"><button type="submit" style="background: #2563eb; color: #fff; border: 0; border-radius: 6px; padding: 10px 16px; font-size: 15px;">Stop these emails</button></form>{{end}}
+{{if .Confirm}}<form method="post"><button type="submit" style="background: #2563eb; color: #fff; border: 0; border-radius: 6px; padding: 10px 16px; font-size: 15px;">Stop these emails</button></form>{{end}}
 </main>
 </body>
 </html>
@@ -48,9 +48,8 @@ var unsubscribeTemplate = template.Must(template.New("unsubscribe").Parse(`<!DOC
 // unsubscribeView is what the page shows.
 type unsubscribeView struct {
 	Title, Text string
-	// Confirm shows the button, posting to Action.
+	// Confirm shows the button, which posts to the page's own URL.
 	Confirm bool
-	Action  string
 }
 
 func writeUnsubscribePage(w http.ResponseWriter, status int, v unsubscribeView) {
@@ -77,7 +76,7 @@ func (s *Server) unsubscribeLink(w http.ResponseWriter, r *http.Request) (*store
 	}
 	q := r.URL.Query()
 	acc, event, sig := q.Get("account"), q.Get("event"), q.Get("sig")
-	if acc == "" || event == "" || sig == "" || len(q) != 3 {
+	if acc == "" || event == "" || sig == "" {
 		return fail(http.StatusBadRequest, "The link is incomplete: it needs its account, event and sig, exactly as the email gave them.")
 	}
 	if !s.cfg.Webhooks.Key().CheckUnsubscribe(acc, event, sig) {
@@ -113,7 +112,7 @@ func (s *Server) unsubscribePage(w http.ResponseWriter, r *http.Request) {
 	writeUnsubscribePage(w, http.StatusOK, unsubscribeView{
 		Title:   "Stop emails about " + event + "?",
 		Text:    "Levqor will no longer email " + acc.Name + " about " + event + ". Other notifications, and your webhook endpoints, are not affected.",
-		Confirm: true, Action: r.URL.RequestURI(),
+		Confirm: true,
 	})
 }
 

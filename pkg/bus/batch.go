@@ -417,10 +417,12 @@ func (r *Router) ack(m *Message, acked interface{ Inc() }) {
 }
 
 // retryable reports whether a failure is worth an in-process retry: not
-// permanent, not timed by the handler itself, not a shutdown.
+// permanent, not timed by the handler itself (RetryAfter, Defer), not a
+// shutdown.
 func (r *Router) retryable(err error) bool {
 	var ra *RetryAfterError
-	return !IsPermanent(err) && !errors.As(err, &ra) && r.handlerCtx.Err() == nil
+	var de *DeferError
+	return !IsPermanent(err) && !errors.As(err, &ra) && !errors.As(err, &de) && r.handlerCtx.Err() == nil
 }
 
 func (r *Router) retryBackoff(attempts int) backoff.BackOff {
@@ -499,8 +501,13 @@ func (r *Router) processAlone(rt Route, msgs []*Message, batchErr error) {
 			r.settle(m, err, log)
 			continue
 		}
-		r.recordFailure(m, err, false)
-		r.retryLater(m, d, err, log)
+		var de *DeferError
+		if errors.As(err, &de) {
+			r.deferMsg(m, de, log)
+		} else {
+			r.recordFailure(m, err, false)
+			r.retryLater(m, d, err, log)
+		}
 		if keyed {
 			held[key] = max(held[key], d+max(d/4, holdBackMinMargin))
 		}

@@ -54,7 +54,9 @@ func (e *RetryAfterError) Unwrap() error { return e.Err }
 // DeferError hands a message back, to come again after Delay, for a
 // reason that is no failure: a notification waiting for its recipient's
 // quiet hours to end. Nothing is recorded or logged as a failure, though
-// the delivery still counts towards MaxDeliver.
+// the delivery still counts towards MaxDeliver: on the last delivery
+// (Message.LastAttempt) a deferral is dead-lettered like a failure, so a
+// handler should not defer then.
 type DeferError struct {
 	Reason string
 	Delay  time.Duration

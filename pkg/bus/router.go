@@ -508,11 +508,7 @@ func (r *Router) settle(m *Message, err error, log logrus.FieldLogger) {
 		r.recordFailure(m, err, true)
 		r.deadLetter(m, err.Error(), log)
 	case errors.As(err, &de) && int(m.Deliveries) < r.cfg.MaxDeliver:
-		if nerr := m.raw.NakWithDelay(de.Delay); nerr != nil {
-			log.WithError(nerr).Warn("nak failed; JetStream redelivers after the ack wait")
-		}
-		r.cfg.Metrics.messages.WithLabelValues(m.Consumer, OutcomeDeferred).Inc()
-		log.WithFields(logrus.Fields{"reason": de.Reason, "retry_in": de.Delay.String()}).Info("handler deferred the message")
+		r.deferMsg(m, de, log)
 	case int(m.Deliveries) >= r.cfg.MaxDeliver:
 		r.recordFailure(m, err, true)
 		r.deadLetter(m, fmt.Sprintf("failed %d deliveries, last error: %v", m.Deliveries, err), log)
@@ -593,6 +589,15 @@ func (r *Router) retryLater(m *Message, d time.Duration, err error, log logrus.F
 	}
 	r.cfg.Metrics.messages.WithLabelValues(m.Consumer, OutcomeRetried).Inc()
 	log.WithError(err).WithField("retry_in", d.String()).Warn("handler failed; will retry")
+}
+
+// deferMsg hands m back for the delay its handler asked, as no failure.
+func (r *Router) deferMsg(m *Message, de *DeferError, log logrus.FieldLogger) {
+	if nerr := m.raw.NakWithDelay(de.Delay); nerr != nil {
+		log.WithError(nerr).Warn("nak failed; JetStream redelivers after the ack wait")
+	}
+	r.cfg.Metrics.messages.WithLabelValues(m.Consumer, OutcomeDeferred).Inc()
+	log.WithFields(logrus.Fields{"reason": de.Reason, "retry_in": de.Delay.String()}).Info("handler deferred the message")
 }
 
 func (r *Router) recordFailure(m *Message, err error, dead bool) {

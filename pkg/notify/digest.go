@@ -7,6 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -48,8 +51,23 @@ func (w *Worker) burst(ctx context.Context, tx *store.Tx, n store.Notification) 
 		return nil, false, err
 	}
 	digest, err = tx.OpenDigest(ctx, k)
-	if !errors.Is(err, store.ErrNotFound) {
-		return digest, false, err
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, false, err
+	case digest.NotBefore == nil || n.CreatedAt.Before(digest.NotBefore.Add(w.DigestWindow)):
+		return digest, false, nil
+	default:
+		// Due a window ago and still open: its delivery was lost (dead-
+		// lettered before it could go). It is closed and queued again
+		// here, and n opens the next digest, rather than the burst
+		// gathering in a digest nobody sends.
+		if closed, err := w.closeDigestTx(ctx, tx, digest); err != nil || !closed {
+			return nil, false, err
+		}
+		if err := w.enqueueDelivery(ctx, tx, digest, ""); err != nil {
+			return nil, false, err
+		}
 	}
 	id, err := command.NewID(NotificationIDPrefix)
 	if err != nil {
@@ -64,36 +82,74 @@ func (w *Worker) burst(ctx context.Context, tx *store.Tx, n store.Notification) 
 	}, true, nil
 }
 
+// staleDigestBatch bounds the stale digests one sweep sends.
+const staleDigestBatch = 500
+
+// sendStaleDigests closes and queues again the digests still open a
+// window after they were due, whose delivery was lost (dead-lettered
+// before it could go): a burst that ended with them would otherwise never
+// be told. A burst that goes on does the same for its own (see burst);
+// this catches those that did not. notify.prune runs it daily.
+func (w *Worker) sendStaleDigests(ctx context.Context, now time.Time) error {
+	window := w.DigestWindow
+	if window <= 0 {
+		window = DigestWindowDefault
+	}
+	stale, err := w.Store.StaleDigests(ctx, now.Add(-window), staleDigestBatch)
+	if err != nil {
+		return err
+	}
+	for i := range stale {
+		d := &stale[i]
+		if err := w.Store.InTx(ctx, func(tx *store.Tx) error {
+			if closed, err := w.closeDigestTx(ctx, tx, d); err != nil || !closed {
+				return err
+			}
+			return w.enqueueDelivery(ctx, tx, d, "")
+		}); err != nil {
+			return err
+		}
+		bus.Logger(ctx).WithFields(logrus.Fields{"digest_id": d.ID, "due": d.NotBefore.Format(time.RFC3339)}).Warn("a digest's delivery was lost; queued again")
+	}
+	return nil
+}
+
 // closeDigest closes the open digest d, renders it from the
 // notifications it tells and returns it as it now stands; a digest
 // already closed (by an earlier delivery of the same message) is returned
 // as it is.
 func (w *Worker) closeDigest(ctx context.Context, d *store.Notification) (*store.Notification, error) {
-	err := w.Store.InTx(ctx, func(tx *store.Tx) error {
-		members, closed, err := tx.CloseDigest(ctx, d.ID, w.now())
-		if err != nil || !closed {
-			return err
-		}
-		name := ""
-		if d.AccountID != "" && d.Audience == store.AudienceCustomer {
-			a, err := tx.GetAccount(ctx, d.AccountID)
-			switch {
-			case err == nil:
-				name = a.Name
-			case !errors.Is(err, store.ErrNotFound):
-				return err
-			}
-		}
-		msg, err := renderDigest(d.Event, members, name, w.PublicURL, d.UnsubscribeURL)
-		if err != nil {
-			return err
-		}
-		return tx.SetNotificationMessage(ctx, d.ID, msg.Subject, msg.Text, msg.HTML, w.now())
-	})
-	if err != nil {
-		return nil, fmt.Errorf("closing digest %s: %w", d.ID, err)
+	if err := w.Store.InTx(ctx, func(tx *store.Tx) error {
+		_, err := w.closeDigestTx(ctx, tx, d)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	return w.Store.GetNotification(ctx, d.ID)
+}
+
+// closeDigestTx closes and renders the open digest d within tx, and
+// reports whether it did: false when it was closed already.
+func (w *Worker) closeDigestTx(ctx context.Context, tx *store.Tx, d *store.Notification) (bool, error) {
+	members, closed, err := tx.CloseDigest(ctx, d.ID, w.now())
+	if err != nil || !closed {
+		return false, err
+	}
+	name := ""
+	if d.AccountID != "" && d.Audience == store.AudienceCustomer {
+		a, err := tx.GetAccount(ctx, d.AccountID)
+		switch {
+		case err == nil:
+			name = a.Name
+		case !errors.Is(err, store.ErrNotFound):
+			return false, err
+		}
+	}
+	msg, err := renderDigest(d.Event, members, name, w.PublicURL, d.UnsubscribeURL)
+	if err != nil {
+		return false, fmt.Errorf("closing digest %s: %w", d.ID, err)
+	}
+	return true, tx.SetNotificationMessage(ctx, d.ID, msg.Subject, msg.Text, msg.HTML, w.now())
 }
 
 // renderDigest renders the digest of members, notifications of event,

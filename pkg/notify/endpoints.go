@@ -583,7 +583,7 @@ func (w *Worker) deliverWebhook(ctx context.Context, m *bus.Message, n *store.No
 		log.WithFields(fields).WithError(postErr).Warn("webhook endpoint failing for too long: disabled, and its owner told")
 		return nil
 	}
-	return bus.RetryAfter(postErr, RetryDelay(w.retrySchedule(), int(m.Deliveries)))
+	return bus.RetryAfter(postErr, RetryDelay(w.retrySchedule(), n.Attempts+1))
 }
 
 func (w *Worker) abandon(ctx context.Context, n *store.Notification, reason string, log logrus.FieldLogger) error {

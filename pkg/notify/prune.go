@@ -40,7 +40,7 @@ func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
 				return err
 			}
 			bus.Logger(ctx).WithFields(logrus.Fields{"notifications": n, "webhook_attempts": a, "older_than": keep.String()}).Info("notifications pruned")
-			return nil
+			return w.sendStaleDigests(ctx, t.Slot)
 		},
 	})(ctx, m)
 }

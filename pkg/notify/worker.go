@@ -401,23 +401,32 @@ func (w *Worker) HandleDelivery(ctx context.Context, m *bus.Message) error {
 	if n.Channel == ChannelWebhook {
 		return w.deliverWebhook(ctx, m, n, log)
 	}
-	if n.DigestState == store.DigestOpen {
-		if n.NotBefore != nil && w.now().Before(*n.NotBefore) {
-			return bus.Defer("the digest gathers its burst until "+n.NotBefore.Format(time.RFC3339), n.NotBefore.Sub(w.now()))
-		}
-		if n, err = w.closeDigest(ctx, n); err != nil {
-			return err
-		}
+	// The waits (a digest's window, the account's quiet hours) are each one
+	// delivery of the message, no failure. On the last delivery nothing
+	// waits: a wait then would dead-letter the message, so it goes now.
+	wait := !m.LastAttempt()
+	if wait && n.DigestState == store.DigestOpen && n.NotBefore != nil && w.now().Before(*n.NotBefore) {
+		return bus.Defer("the digest gathers its burst until "+n.NotBefore.Format(time.RFC3339), n.NotBefore.Sub(w.now()))
 	}
-	if n.Audience == store.AudienceCustomer && n.AccountID != "" {
+	if wait && n.Audience == store.AudienceCustomer && n.AccountID != "" {
 		prefs, err := w.Store.GetPreferences(ctx, n.AccountID)
 		if err != nil {
 			return err
 		}
 		if until, quiet := QuietUntil(prefs, w.now()); quiet {
-			// Sent when the account's quiet hours end; the wait is one
-			// delivery of the message, not a failure of the mail server.
+			// A digest still open keeps gathering meanwhile: the quiet
+			// hours end with one digest, not one a window.
+			if n.DigestState == store.DigestOpen {
+				if err := w.Store.PostponeDigest(ctx, n.ID, until); err != nil {
+					return err
+				}
+			}
 			return bus.Defer("the account's quiet hours last until "+until.UTC().Format(time.RFC3339), until.Sub(w.now()))
+		}
+	}
+	if n.DigestState == store.DigestOpen {
+		if n, err = w.closeDigest(ctx, n); err != nil {
+			return err
 		}
 	}
 	send, missing := w.sender(n.Channel)
@@ -437,7 +446,7 @@ func (w *Worker) HandleDelivery(ctx context.Context, m *bus.Message) error {
 		if bus.IsPermanent(sendErr) {
 			return sendErr
 		}
-		return bus.RetryAfter(sendErr, RetryDelay(w.retrySchedule(), int(m.Deliveries)))
+		return bus.RetryAfter(sendErr, RetryDelay(w.retrySchedule(), n.Attempts+1))
 	}
 	fields := logrus.Fields{"channel": n.Channel}
 	if n.Channel == ChannelEmail {

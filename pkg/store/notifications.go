@@ -305,6 +305,32 @@ func (tx *Tx) CloseDigest(ctx context.Context, id string, at time.Time) (members
 	return members, true, nil
 }
 
+// StaleDigests returns up to limit open digests that were due before
+// dueBefore, oldest first.
+func (s *Store) StaleDigests(ctx context.Context, dueBefore time.Time, limit int) ([]Notification, error) {
+	var rows []notificationRow
+	err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT `+notificationColumns+` FROM notifications
+WHERE digest_state = ? AND not_before < ? ORDER BY not_before, id LIMIT ?`), DigestOpen, ts(dueBefore), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing stale digests: %w", err)
+	}
+	out := make([]Notification, len(rows))
+	for i, r := range rows {
+		out[i] = r.notification()
+	}
+	return out, nil
+}
+
+// PostponeDigest moves the delivery of the open digest id to notBefore.
+func (s *Store) PostponeDigest(ctx context.Context, id string, notBefore time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE notifications SET not_before = ?, updated_at = ? WHERE id = ? AND digest_state = ?`),
+		ts(notBefore), ts(time.Now()), id, DigestOpen)
+	if err != nil {
+		return fmt.Errorf("store: postponing digest %s: %w", id, err)
+	}
+	return nil
+}
+
 // SetNotificationMessage replaces what notification id says: a digest's,
 // rendered when it closes.
 func (tx *Tx) SetNotificationMessage(ctx context.Context, id, subject, text, html string, at time.Time) error {
