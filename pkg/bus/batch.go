@@ -13,6 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/levqor/levqor/pkg/telemetry"
 )
 
 // BatchHandler handles several messages as one unit of work, typically one
@@ -607,6 +610,11 @@ func (r *Router) retryAlone(rt Route, m *Message, err error) error {
 func (r *Router) runBatch(rt Route, msgs []*Message) (results []error, err error) {
 	ctx, cancel := context.WithTimeout(r.handlerCtx, r.cfg.HandlerTimeout)
 	defer cancel()
+	if telemetry.Tracing() {
+		var span trace.Span
+		ctx, span = startBatchSpan(ctx, rt.Consumer.Name, msgs)
+		defer func() { telemetry.EndSpan(span, err) }()
+	}
 	results = make([]error, len(msgs))
 	stepped := make([]bool, len(msgs))
 	index := make(map[*Message]int, len(msgs))
@@ -621,7 +629,14 @@ func (r *Router) runBatch(rt Route, msgs []*Message) (results []error, err error
 		}
 		stepped[i] = true
 		start := time.Now()
+		var span trace.Span
+		if telemetry.Tracing() {
+			sctx, span = startConsumerSpan(sctx, rt.Consumer.Name, m)
+		}
 		serr := r.wrap(fn)(sctx, m)
+		if span != nil {
+			telemetry.EndSpan(span, serr)
+		}
 		duration.Observe(time.Since(start).Seconds())
 		results[i] = serr
 		return serr

@@ -8,6 +8,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/levqor/levqor/pkg/telemetry"
 )
 
 // ErrUnavailable means JetStream did not acknowledge a publish: the message
@@ -93,7 +97,7 @@ func (p *Publisher) Publish(ctx context.Context, subject, msgID string, header n
 // JetStream acknowledged, or with an error wrapping ErrUnavailable; if the
 // message may still be in flight when the error returns, the error also
 // wraps ErrAckPending.
-func (p *Publisher) PublishMsg(ctx context.Context, msg *nats.Msg) (PubResult, error) {
+func (p *Publisher) PublishMsg(ctx context.Context, msg *nats.Msg) (_ PubResult, err error) {
 	if msg.Header.Get(HeaderMsgID) == "" {
 		return PubResult{}, errors.New("publish: empty message id")
 	}
@@ -101,6 +105,18 @@ func (p *Publisher) PublishMsg(ctx context.Context, msg *nats.Msg) (PubResult, e
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.timeout)
 		defer cancel()
+	}
+	if telemetry.Tracing() {
+		if msg.Header.Get("traceparent") != "" {
+			// Relayed from the outbox: the message carries the trace of
+			// the handler that wrote it.
+			ctx = telemetry.Extract(ctx, telemetry.HeaderCarrier(msg.Header))
+		}
+		var span trace.Span
+		ctx, span = telemetry.StartSpan(ctx, "publish "+msg.Subject, trace.SpanKindProducer,
+			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject))
+		defer func() { telemetry.EndSpan(span, err) }()
+		telemetry.Inject(ctx, telemetry.HeaderCarrier(msg.Header))
 	}
 	if p.window != nil {
 		return p.publishAsync(ctx, msg)

@@ -16,6 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/levqor/levqor/pkg/telemetry"
 )
 
 // Handler handles one message. It returns nil once its effects are
@@ -523,9 +526,14 @@ func (r *Router) settle(m *Message, err error, log logrus.FieldLogger) {
 
 // invoke calls the handler chain, retrying transient failures a few times
 // in-process before giving the message back to JetStream.
-func (r *Router) invoke(rt Route, m *Message) error {
+func (r *Router) invoke(rt Route, m *Message) (err error) {
 	ctx, cancel := context.WithTimeout(r.handlerCtx, r.cfg.HandlerTimeout)
 	defer cancel()
+	if telemetry.Tracing() {
+		var span trace.Span
+		ctx, span = startConsumerSpan(ctx, rt.Consumer.Name, m)
+		defer func() { telemetry.EndSpan(span, err) }()
+	}
 
 	// Keep the message ours while the handler works.
 	ackWait := rt.Consumer.AckWait
@@ -713,6 +721,9 @@ func Logging(base logrus.FieldLogger) Middleware {
 			}
 			if a := m.Account(); a != "" {
 				fields["account_id"] = a
+			}
+			if id := telemetry.TraceID(ctx); id != "" {
+				fields["trace_id"] = id
 			}
 			log := base.WithFields(fields)
 			start := time.Now()

@@ -187,6 +187,15 @@ func runProcess(ctx context.Context, cmd string, args []string, stdout, stderr i
 		return err
 	}
 	defer flush()
+	stopTracing, err := telemetry.StartTracing(ctx, "levqor-"+cmd, opts.Getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopTracing(context.WithoutCancel(ctx)); err != nil {
+			log.WithError(err).Warn("tracing: flushing the last spans failed")
+		}
+	}()
 	l := log.WithField("process", cmd)
 	switch cmd {
 	case "dev":

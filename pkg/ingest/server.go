@@ -14,6 +14,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/levqor/levqor/pkg/api"
 	"github.com/levqor/levqor/pkg/auth"
@@ -238,6 +242,10 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// HeaderTraceID answers, while tracing is on, the id of the request's
+// trace.
+const HeaderTraceID = "Levqor-Trace-Id"
+
 // Security headers on every answer. The slices are shared by all
 // responses: net/http only reads them, and Set or Add on a response replace
 // or copy them (len == cap).
@@ -266,11 +274,30 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			corr = newID()
 		}
 		h[bus.HeaderCorrelationID] = []string{corr}
+		var span trace.Span
+		if telemetry.Tracing() {
+			// The request's span: the root of a webhook's trace, or the
+			// child of the caller's (traceparent). Its id is answered, so
+			// that a caller can find the trace.
+			ctx := telemetry.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+			ctx, span = telemetry.StartSpan(ctx, "ingest "+r.Method, trace.SpanKindServer,
+				attribute.String("http.request.method", r.Method), attribute.String("levqor.correlation_id", corr))
+			r = r.WithContext(ctx)
+			h[HeaderTraceID] = []string{span.SpanContext().TraceID().String()}
+		}
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(sw, r)
 		route := r.Pattern
 		if route == "" || route == "/" {
 			route = "unmatched"
+		}
+		if span != nil {
+			span.SetName(route)
+			span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", sw.code))
+			if sw.code >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(sw.code))
+			}
+			span.End()
 		}
 		d := time.Since(start)
 		rm := s.m.route(route)

@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/stripe/stripe-go/v76/webhook"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/bus/bustest"
@@ -94,6 +97,30 @@ func BenchmarkWebhookParallel(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkWebhookTracing is BenchmarkWebhook with tracing off (as it
+// runs unless OTEL_* ask for it) and on: every request sampled, its spans
+// (ingest's request, the publish) batched to an exporter that drops them,
+// and trace context written into each message's headers.
+func BenchmarkWebhookTracing(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := "Off"
+		if on {
+			name = "On"
+		}
+		b.Run(name, func(b *testing.B) {
+			if on {
+				tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+				telemetry.Use(tp)
+				b.Cleanup(func() {
+					telemetry.Use(nil)
+					_ = tp.Shutdown(context.Background())
+				})
+			}
+			BenchmarkWebhook(b)
 		})
 	}
 }

@@ -5,9 +5,13 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/levqor/levqor/pkg/telemetry"
 )
 
 // OutboxMessage is an event a worker publishes through the transactional
@@ -69,6 +73,14 @@ RETURNING id`
 func (tx *Tx) EnqueueOutbox(ctx context.Context, m OutboxMessage) (int64, error) {
 	if m.Subject == "" {
 		return 0, fmt.Errorf("store: enqueueing outbox message: subject is required")
+	}
+	if telemetry.Tracing() {
+		// The message carries the producing handler's trace, so that its
+		// consumers' spans join it.
+		h := make(map[string]string, len(m.Headers)+1)
+		maps.Copy(h, m.Headers)
+		telemetry.Inject(ctx, propagation.MapCarrier(h))
+		m.Headers = h
 	}
 	headers := []byte("{}")
 	if len(m.Headers) > 0 {

@@ -7,6 +7,10 @@ import (
 	"fmt"
 
 	"github.com/jmoiron/sqlx"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/levqor/levqor/pkg/telemetry"
 )
 
 // Tx is one database transaction, handed to the function given to
@@ -29,6 +33,8 @@ func (tx *Tx) rebind(query string) string { return tx.tx.Rebind(query) }
 // On SQLite the store has a single connection, which the transaction holds
 // until fn returns: fn must use tx, never the Store, or it waits forever.
 func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	ctx, span := telemetry.StartSpan(ctx, "db.transaction", trace.SpanKindClient, attribute.String("db.system", s.db.DriverName()))
+	defer func() { telemetry.EndSpan(span, err) }()
 	sqlTx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: beginning transaction: %w", err)

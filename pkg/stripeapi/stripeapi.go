@@ -10,9 +10,11 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/telemetry"
 )
 
 // HTTPTimeoutDefault bounds one call to the Stripe API.
@@ -44,6 +46,10 @@ func New(cfg Config) *client.API {
 	bc := &stripe.BackendConfig{
 		HTTPClient:    &http.Client{Timeout: cmp.Or(cfg.HTTPTimeout, HTTPTimeoutDefault)},
 		LeveledLogger: leveledLogger{cfg.Log},
+	}
+	if telemetry.Tracing() {
+		// Each call is a client span of the handler that made it.
+		bc.HTTPClient.Transport = otelhttp.NewTransport(http.DefaultTransport)
 	}
 	if cfg.BaseURL != "" {
 		bc.URL = stripe.String(cfg.BaseURL)

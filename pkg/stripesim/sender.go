@@ -55,6 +55,8 @@ type Result struct {
 	Status int
 	// Body is the response body, at most 1 MiB of it.
 	Body []byte
+	// Header holds the response headers.
+	Header http.Header
 	// EventID is the id of the event sent, read from the payload; empty
 	// if the payload is not an event.
 	EventID string
@@ -96,7 +98,7 @@ func (s *Sender) Send(ctx context.Context, payload []byte) (Result, error) {
 		return res, fmt.Errorf("stripesim: sending %s to %s: %w", res.describe(), s.URL, err)
 	}
 	defer resp.Body.Close()
-	res.Status = resp.StatusCode
+	res.Status, res.Header = resp.StatusCode, resp.Header
 	res.Body, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
 	res.Duration = time.Since(start)
 	if err != nil {

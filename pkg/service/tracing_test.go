@@ -1,0 +1,177 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/ingest"
+	"github.com/levqor/levqor/pkg/service"
+	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/stripemock"
+	"github.com/levqor/levqor/pkg/stripesim"
+	"github.com/levqor/levqor/pkg/telemetry"
+)
+
+// TestOneWebhookIsOneTrace: a signed invoice.payment_failed, in dev
+// mode's wiring with spans recorded in memory, is one trace from ingest's
+// request through JetStream to the billing handler and its transaction,
+// and on through the outbox to the support handler that opens the
+// ticket, and its transaction. Not parallel: tracing is process-wide,
+// and the parallel tests stay paused while it runs.
+func TestOneWebhookIsOneTrace(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	telemetry.Use(tp)
+	t.Cleanup(func() { telemetry.Use(nil) })
+
+	vars := map[string]string{
+		"LEVQOR_DATA_DIR":      t.TempDir(),
+		"LEVQOR_HTTP_ADDR":     "127.0.0.1:0",
+		"LEVQOR_DEV_NATS_ADDR": "127.0.0.1:0",
+		"STRIPE_API_BASE":      stripemock.Start(t),
+		"LEVQOR_SCHEDULE":      "billing.reconcile=off",
+	}
+	cfg, err := config.FromEnv(func(k string) string { return vars[k] })
+	require.NoError(t, err)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan service.DevInfo, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- service.RunDev(ctx, cfg, log, io.Discard, service.DevOptions{Ready: func(i service.DevInfo) { ready <- i }})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("dev mode did not stop")
+		}
+	})
+	var c devClient
+	select {
+	case c.info = <-ready:
+	case err := <-done:
+		t.Fatalf("dev mode exited: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("dev mode did not start")
+	}
+
+	status, body := c.do(t, http.MethodPost, "/v1/accounts?wait=15s", map[string]string{"name": "Ada Backups Ltd", "contact_email": "ops@ada.example"})
+	require.Equal(t, http.StatusCreated, status, string(body))
+	var created struct{ Result store.Account }
+	require.NoError(t, json.Unmarshal(body, &created))
+	acc, cus := created.Result.ID, created.Result.StripeCustomerID
+
+	// A business account: its failed payments open a ticket.
+	t1 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	c.webhook(t, "customer.subscription.created", stripesim.EventOptions{Created: t1, Customer: cus, ObjectID: "sub_trace", Price: "price_levqor_business_monthly"})
+	require.Eventually(t, func() bool {
+		b := c.billing(t, acc)
+		return b.Tier != nil && *b.Tier == "business"
+	}, 20*time.Second, 50*time.Millisecond)
+
+	ev, err := stripesim.NewEvent("invoice.payment_failed", stripesim.EventOptions{Created: t1.Add(time.Second),
+		Customer: cus, ObjectID: "in_trace_1", Subscription: "sub_trace", Price: "price_levqor_business_monthly"})
+	require.NoError(t, err)
+	res, err := (&stripesim.Sender{URL: c.info.WebhookURL, Secret: c.info.WebhookSecret}).Send(context.Background(), ev)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.Status, string(res.Body))
+	traceID := res.Header.Get(ingest.HeaderTraceID)
+	require.Len(t, traceID, 32, "ingest answers the request's trace id")
+
+	// The ticket support opens for the failed payment.
+	require.Eventually(t, func() bool {
+		status, body := c.do(t, http.MethodGet, "/v1/tickets?account_id="+acc, nil)
+		return status == http.StatusOK && strings.Contains(string(body), `"category":"billing"`)
+	}, 20*time.Second, 50*time.Millisecond, "support opened a ticket")
+
+	// Spans end after the work they time: wait for the support handler's.
+	var spans []sdktrace.ReadOnlySpan
+	require.Eventually(t, func() bool {
+		spans = spans[:0]
+		for _, s := range rec.Ended() {
+			if s.SpanContext().TraceID().String() == traceID {
+				spans = append(spans, s)
+			}
+		}
+		return find(spans, "process support-event") != nil
+	}, 10*time.Second, 20*time.Millisecond, "the trace %s: %v; all: %v", traceID, names(spans), ids(rec.Ended()))
+
+	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	for _, s := range spans {
+		byID[s.SpanContext().SpanID()] = s
+	}
+	// path is the names from s up to the trace's root.
+	path := func(s sdktrace.ReadOnlySpan) []string {
+		var names []string
+		for s != nil {
+			names = append(names, s.Name())
+			s = byID[s.Parent().SpanID()]
+		}
+		return names
+	}
+	root := find(spans, "POST /webhooks/stripe")
+	require.NotNil(t, root, "ingest's request: %v", names(spans))
+	require.Equal(t, trace.SpanKindServer, root.SpanKind())
+	require.False(t, root.Parent().IsValid(), "the webhook starts the trace")
+
+	billing := find(spans, "process billing-stripe")
+	require.NotNil(t, billing, "the billing handler: %v", names(spans))
+	require.Equal(t, "POST /webhooks/stripe", last(path(billing)), "billing's span descends from ingest's")
+	require.Contains(t, path(billing), "publish levqor.stripe.invoice.payment_failed")
+
+	support := find(spans, "process support-event")
+	require.Contains(t, path(support), "process billing-stripe", "the event billing wrote to its outbox carries billing's trace")
+	require.Equal(t, "POST /webhooks/stripe", last(path(support)))
+
+	// Each handler's transaction is in the trace.
+	var txUnder []string
+	for _, s := range spans {
+		if s.Name() == "db.transaction" {
+			txUnder = append(txUnder, path(s)[1])
+		}
+	}
+	require.Contains(t, txUnder, "process support-event", "support's transaction")
+	require.True(t, len(txUnder) >= 2, "billing's transaction and support's: %v", names(spans))
+}
+
+func find(spans []sdktrace.ReadOnlySpan, name string) sdktrace.ReadOnlySpan {
+	for _, s := range spans {
+		if s.Name() == name {
+			return s
+		}
+	}
+	return nil
+}
+
+func names(spans []sdktrace.ReadOnlySpan) []string {
+	var out []string
+	for _, s := range spans {
+		out = append(out, s.Name())
+	}
+	return out
+}
+
+func last(s []string) string { return s[len(s)-1] }
+
+func ids(spans []sdktrace.ReadOnlySpan) []string {
+	var out []string
+	for _, s := range spans {
+		out = append(out, s.Name()+"="+s.SpanContext().TraceID().String())
+	}
+	return out
+}
