@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/ingest"
 	"github.com/levqor/levqor/pkg/stripesim"
 )
 
@@ -91,7 +92,11 @@ func runWebhookSend(ctx context.Context, args []string, stdout, stderr io.Writer
 			b, _ := json.Marshal(string(res.Body))
 			body = b
 		}
-		if err := writeJSON(stdout, map[string]any{"event_id": res.EventID, "type": eventType, "status": res.Status, "body": body}); err != nil {
+		answer := map[string]any{"event_id": res.EventID, "type": eventType, "status": res.Status, "body": body}
+		if id := res.Header.Get(ingest.HeaderTraceID); id != "" {
+			answer["trace_id"] = id // while ingest traces
+		}
+		if err := writeJSON(stdout, answer); err != nil {
 			return err
 		}
 	} else {
