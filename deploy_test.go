@@ -313,6 +313,101 @@ func TestComposeClusterProfile(t *testing.T) {
 	require.NotContains(t, environment(cfg.Services["ingest"]["environment"]), "LEVQOR_STREAM_REPLICAS")
 }
 
+// TestComposeObservabilityProfile checks the `observability` profile:
+// Prometheus scraping the three services with the shipped alert rules,
+// Grafana provisioned with the dashboard and that Prometheus, Jaeger
+// receiving OTLP; each reachable from the host only, and the services
+// sending their traces where OTEL_EXPORTER_OTLP_ENDPOINT says.
+func TestComposeObservabilityProfile(t *testing.T) {
+	bin := requireTool(t, "docker-compose")
+	promtool := requireTool(t, "promtool")
+	set := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"}
+	maps.Copy(set, composeSecrets)
+	_, stderr, err := composeRun(t, bin, set, "--profile", "observability", "config", "-q")
+	require.NoError(t, err, "docker-compose --profile observability config -q:\n%s", stderr)
+	stdout, stderr, err := composeRun(t, bin, set, "--profile", "observability", "config")
+	require.NoError(t, err, stderr)
+	var cfg struct {
+		Services map[string]map[string]any `yaml:"services"`
+		Volumes  map[string]any            `yaml:"volumes"`
+	}
+	require.NoError(t, yaml.Unmarshal([]byte(stdout), &cfg))
+
+	mounts := func(svc map[string]any) map[string]string { // target -> source
+		out := map[string]string{}
+		for _, v := range svc["volumes"].([]any) {
+			switch v := v.(type) {
+			case string:
+				parts := strings.Split(v, ":")
+				out[parts[1]] = parts[0]
+			case map[string]any:
+				out[str(v["target"])] = str(v["source"])
+			}
+		}
+		return out
+	}
+	for _, name := range []string{"prometheus", "grafana", "jaeger"} {
+		svc := cfg.Services[name]
+		require.NotNil(t, svc, "service %s missing from the observability profile", name)
+		require.Equal(t, []string{"observability"}, words(svc["profiles"]))
+		for _, p := range svc["ports"].([]any) {
+			host := str(p)
+			if m, ok := p.(map[string]any); ok {
+				host = str(m["host_ip"])
+			}
+			require.Contains(t, host, "127.0.0.1", "%s is published on the host's loopback only", name)
+		}
+	}
+
+	t.Run("prometheus", func(t *testing.T) {
+		svc := cfg.Services["prometheus"]
+		require.Contains(t, words(svc["command"]), "--config.file=/etc/prometheus/prometheus.yml")
+		m := mounts(svc)
+		require.True(t, strings.HasSuffix(m["/etc/prometheus"], "deploy/prometheus"), "the config and the alert rules: %v", m)
+		requireNamedVolume(t, svc, cfg.Volumes, "/prometheus")
+		require.True(t, strings.HasSuffix(m["/run/levqor-secrets"], "secrets"), "the operator key ingest's /metrics wants: %v", m)
+		// The key file exists only in a deployment: check the syntax.
+		out, err := exec.Command(promtool, "check", "config", "--syntax-only", "deploy/prometheus/prometheus.yml").CombinedOutput()
+		require.NoError(t, err, "promtool check config:\n%s", out)
+		conf, err := os.ReadFile("deploy/prometheus/prometheus.yml")
+		require.NoError(t, err)
+		require.Regexp(t, `(?m)^rule_files:\n  - alerts.yml$`, string(conf), "the alert rules load with it")
+		require.Contains(t, string(conf), "credentials_file: /run/levqor-secrets/prometheus-operator-key")
+		for name, port := range map[string]string{"ingest": ":8080", "workers": ":9090", "scheduler": ":9090"} {
+			require.Contains(t, string(conf), `"`+name+port+`"`, "Prometheus scrapes %s", name)
+			addr := environment(cfg.Services[name]["environment"])
+			want := port
+			if name == "ingest" {
+				require.Equal(t, want, addr["LEVQOR_HTTP_ADDR"])
+			} else {
+				require.Equal(t, want, addr["LEVQOR_ADMIN_ADDR"], "%s serves /metrics there", name)
+			}
+		}
+	})
+
+	t.Run("grafana", func(t *testing.T) {
+		svc := cfg.Services["grafana"]
+		m := mounts(svc)
+		require.True(t, strings.HasSuffix(m["/etc/grafana/provisioning"], "deploy/grafana/provisioning"), "%v", m)
+		require.True(t, strings.HasSuffix(m["/var/lib/grafana/dashboards/levqor.json"], "deploy/grafana/levqor.json"), "%v", m)
+		ds, err := os.ReadFile("deploy/grafana/provisioning/datasources/prometheus.yml")
+		require.NoError(t, err)
+		require.Contains(t, string(ds), "url: http://prometheus:9090")
+		dash, err := os.ReadFile("deploy/grafana/provisioning/dashboards/levqor.yml")
+		require.NoError(t, err)
+		require.Contains(t, string(dash), "path: /var/lib/grafana/dashboards")
+	})
+
+	t.Run("jaeger", func(t *testing.T) {
+		require.Equal(t, "true", environment(cfg.Services["jaeger"]["environment"])["COLLECTOR_OTLP_ENABLED"])
+		for _, name := range append(appServices, "ingest-cluster", "workers-cluster", "scheduler-cluster") {
+			if svc, ok := cfg.Services[name]; ok {
+				require.Equal(t, "http://jaeger:4318", environment(svc["environment"])["OTEL_EXPORTER_OTLP_ENDPOINT"], "%s sends its traces to Jaeger", name)
+			}
+		}
+	})
+}
+
 func requireNamedVolume(t *testing.T, svc map[string]any, volumes map[string]any, target string) {
 	t.Helper()
 	list, _ := svc["volumes"].([]any)
