@@ -103,6 +103,12 @@ var docsSessions = map[string]docsSession{
 		// Seeding 30 snapshots spends the key's burst; see README.md.
 		devEnv: map[string]string{"LEVQOR_API_BURST": "200"},
 	},
+	"docs/tracing.md": {
+		dev: true,
+		// What the document says dev mode was started with: spans to
+		// `levqor trace listen`, exported every 200 ms.
+		devEnv: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_BSP_SCHEDULE_DELAY": "200"},
+	},
 	"docs/retention.md": {},
 	"docs/catalog.md":   {},
 	"docs/support.md":   {},
@@ -531,6 +537,10 @@ func newDocsMasker(work, url string) *docsMasker {
 		// Unix times in Stripe payloads, and correlation ids.
 		{`\b1[6-9]\d{8}\b`, "UNIX"},
 		{`\b[0-9a-f]{24}\b`, "HEX24"},
+		// Traces: their ids, how many spans, how long each took.
+		{`\b[0-9a-f]{32}\b`, "TRACE_ID"},
+		{`\b\d+ spans\b`, "N spans"},
+		{`\b\d+(\.\d+)?(ns|µs|ms)\b`, "DURATION"},
 		// Ages the operator commands print ("16s", "2m17s ago").
 		{`\b\d+[smhd](\d+[smhd])*\b`, "AGE"},
 		// A message stuck in its retry schedule has failed 3 deliveries,
