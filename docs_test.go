@@ -540,7 +540,7 @@ func newDocsMasker(work, url string) *docsMasker {
 		// Traces: their ids, how many spans, how long each took.
 		{`\b[0-9a-f]{32}\b`, "TRACE_ID"},
 		{`\b\d+ spans\b`, "N spans"},
-		{`\b\d+(\.\d+)?(ns|µs|ms)\b`, "DURATION"},
+		{`\b\d+\.\dms\b`, "DURATION"},
 		// Ages the operator commands print ("16s", "2m17s ago").
 		{`\b\d+[smhd](\d+[smhd])*\b`, "AGE"},
 		// A message stuck in its retry schedule has failed 3 deliveries,

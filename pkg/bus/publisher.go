@@ -107,9 +107,10 @@ func (p *Publisher) PublishMsg(ctx context.Context, msg *nats.Msg) (_ PubResult,
 		defer cancel()
 	}
 	if telemetry.Tracing() {
-		if msg.Header.Get("traceparent") != "" {
+		if !trace.SpanContextFromContext(ctx).IsValid() && msg.Header.Get("traceparent") != "" {
 			// Relayed from the outbox: the message carries the trace of
-			// the handler that wrote it.
+			// the handler that wrote it. (A publish made within a span,
+			// such as an operator's replay, belongs to that span.)
 			ctx = telemetry.Extract(ctx, telemetry.HeaderCarrier(msg.Header))
 		}
 		var span trace.Span

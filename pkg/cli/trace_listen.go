@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -76,6 +77,9 @@ type span struct {
 type traceBuf struct {
 	spans []span
 	timer *time.Timer
+	// last is when the newest span came; flush prints only a trace quiet
+	// since, as a timer re-armed while it fired may call it early.
+	last time.Time
 }
 
 // traceLog gathers spans by trace and prints each trace once it is quiet.
@@ -104,11 +108,15 @@ func (tl *traceLog) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer gz.Close()
-		body = io.LimitReader(gz, traceBodyLimit)
+		body = io.LimitReader(gz, traceBodyLimit+1)
 	}
 	raw, err := io.ReadAll(body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(raw) > traceBodyLimit {
+		http.Error(w, "an export of more than 8 MiB", http.StatusRequestEntityTooLarge)
 		return
 	}
 	var req collectortrace.ExportTraceServiceRequest
@@ -139,10 +147,11 @@ func (tl *traceLog) add(req *collectortrace.ExportTraceServiceRequest) {
 				if tb == nil {
 					tb = &traceBuf{}
 					tl.traces[id] = tb
-					tb.timer = time.AfterFunc(tl.quiet, func() { tl.flush(id) })
+					tb.timer = time.AfterFunc(tl.quiet, func() { tl.flush(id, false) })
 				} else {
 					tb.timer.Reset(tl.quiet)
 				}
+				tb.last = time.Now()
 				tb.spans = append(tb.spans, span{
 					id: hex.EncodeToString(s.GetSpanId()), parent: hex.EncodeToString(s.GetParentSpanId()),
 					name: s.GetName(), service: service,
@@ -153,13 +162,13 @@ func (tl *traceLog) add(req *collectortrace.ExportTraceServiceRequest) {
 	}
 }
 
-// flush prints and forgets trace id.
-func (tl *traceLog) flush(id string) {
+// flush prints and forgets trace id once it is quiet, or now if all.
+func (tl *traceLog) flush(id string, all bool) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	tb := tl.traces[id]
-	if tb == nil {
-		return
+	if tb == nil || (!all && time.Since(tb.last) < tl.quiet) {
+		return // gone, or a span came since: the re-armed timer flushes it
 	}
 	delete(tl.traces, id)
 	fmt.Fprint(tl.out, renderTrace(id, tb.spans))
@@ -174,8 +183,13 @@ func (tl *traceLog) flushAll() {
 	}
 	tl.mu.Unlock()
 	for _, id := range ids {
-		tl.flush(id)
+		tl.flush(id, true)
 	}
+}
+
+// millis shows d in milliseconds, to a tenth: one unit throughout a tree.
+func millis(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + "ms"
 }
 
 // renderTrace draws a trace: a heading, then each span under its parent
@@ -206,14 +220,14 @@ func renderTrace(id string, spans []span) string {
 	byStart := func(a, b span) int { return a.start.Compare(b.start) }
 	slices.SortStableFunc(roots, byStart)
 	var b strings.Builder
-	fmt.Fprintf(&b, "trace %s: %d spans, %s\n", id, len(spans), last.Sub(first).Round(time.Millisecond))
+	fmt.Fprintf(&b, "trace %s: %d spans, %s\n", id, len(spans), millis(last.Sub(first)))
 	var draw func(s span, depth int, parentService string)
 	draw = func(s span, depth int, parentService string) {
 		fmt.Fprintf(&b, "%s%s", strings.Repeat("  ", depth+1), s.name)
 		if s.service != parentService {
 			fmt.Fprintf(&b, " [%s]", s.service)
 		}
-		fmt.Fprintf(&b, " %s\n", s.end.Sub(s.start).Round(100*time.Microsecond))
+		fmt.Fprintf(&b, " %s\n", millis(s.end.Sub(s.start)))
 		kids := children[s.id]
 		slices.SortStableFunc(kids, byStart)
 		for _, k := range kids {

@@ -99,23 +99,11 @@ func TestOneWebhookIsOneTrace(t *testing.T) {
 		return status == http.StatusOK && strings.Contains(string(body), `"category":"billing"`)
 	}, 20*time.Second, 50*time.Millisecond, "support opened a ticket")
 
-	// Spans end after the work they time: wait for the support handler's.
+	// Spans end after the work they time: wait until the support
+	// handler's span, and every span above it, has ended.
 	var spans []sdktrace.ReadOnlySpan
-	require.Eventually(t, func() bool {
-		spans = spans[:0]
-		for _, s := range rec.Ended() {
-			if s.SpanContext().TraceID().String() == traceID {
-				spans = append(spans, s)
-			}
-		}
-		return find(spans, "process support-event") != nil
-	}, 10*time.Second, 20*time.Millisecond, "the trace %s: %v; all: %v", traceID, names(spans), ids(rec.Ended()))
-
 	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
-	for _, s := range spans {
-		byID[s.SpanContext().SpanID()] = s
-	}
-	// path is the names from s up to the trace's root.
+	// path is the names from s up to the highest ended span above it.
 	path := func(s sdktrace.ReadOnlySpan) []string {
 		var names []string
 		for s != nil {
@@ -124,6 +112,19 @@ func TestOneWebhookIsOneTrace(t *testing.T) {
 		}
 		return names
 	}
+	require.Eventually(t, func() bool {
+		spans = spans[:0]
+		clear(byID)
+		for _, s := range rec.Ended() {
+			if s.SpanContext().TraceID().String() == traceID {
+				spans = append(spans, s)
+				byID[s.SpanContext().SpanID()] = s
+			}
+		}
+		support := find(spans, "process support-event")
+		return support != nil && last(path(support)) == "POST /webhooks/stripe"
+	}, 10*time.Second, 20*time.Millisecond, "the trace %s: %v", traceID, names(spans))
+
 	root := find(spans, "POST /webhooks/stripe")
 	require.NotNil(t, root, "ingest's request: %v", names(spans))
 	require.Equal(t, trace.SpanKindServer, root.SpanKind())
@@ -167,11 +168,3 @@ func names(spans []sdktrace.ReadOnlySpan) []string {
 }
 
 func last(s []string) string { return s[len(s)-1] }
-
-func ids(spans []sdktrace.ReadOnlySpan) []string {
-	var out []string
-	for _, s := range spans {
-		out = append(out, s.Name()+"="+s.SpanContext().TraceID().String())
-	}
-	return out
-}

@@ -33,8 +33,11 @@ func (tx *Tx) rebind(query string) string { return tx.tx.Rebind(query) }
 // On SQLite the store has a single connection, which the transaction holds
 // until fn returns: fn must use tx, never the Store, or it waits forever.
 func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
-	ctx, span := telemetry.StartSpan(ctx, "db.transaction", trace.SpanKindClient, attribute.String("db.system", s.db.DriverName()))
-	defer func() { telemetry.EndSpan(span, err) }()
+	if telemetry.Tracing() {
+		var span trace.Span
+		ctx, span = telemetry.StartSpan(ctx, "db.transaction", trace.SpanKindClient, attribute.String("db.system", s.db.DriverName()))
+		defer func() { telemetry.EndSpan(span, err) }()
+	}
 	sqlTx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: beginning transaction: %w", err)

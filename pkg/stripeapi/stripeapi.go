@@ -11,6 +11,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
@@ -49,7 +50,8 @@ func New(cfg Config) *client.API {
 	}
 	if telemetry.Tracing() {
 		// Each call is a client span of the handler that made it.
-		bc.HTTPClient.Transport = otelhttp.NewTransport(http.DefaultTransport)
+		// No trace context goes to Stripe: a client span only.
+		bc.HTTPClient.Transport = otelhttp.NewTransport(http.DefaultTransport, otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator()))
 	}
 	if cfg.BaseURL != "" {
 		bc.URL = stripe.String(cfg.BaseURL)

@@ -29,14 +29,26 @@ import (
 // instrumentation names Levqor's spans' tracer.
 const instrumentation = "github.com/levqor/levqor"
 
-var tracingOn atomic.Bool
+var (
+	tracingOn atomic.Bool
+	tracer    atomic.Pointer[trace.Tracer]
+)
 
 // Tracing reports whether spans are recorded and trace context travels in
 // message headers.
 func Tracing() bool { return tracingOn.Load() }
 
 // Tracer is the tracer Levqor's spans start from.
-func Tracer() trace.Tracer { return otel.Tracer(instrumentation) }
+func Tracer() trace.Tracer {
+	if t := tracer.Load(); t != nil {
+		return *t
+	}
+	return otel.Tracer(instrumentation)
+}
+
+// noSpan is the span StartSpan returns while tracing is off: it records
+// nothing, whatever span the context holds.
+var noSpan = trace.SpanFromContext(context.Background())
 
 // propagator writes and reads W3C trace context (traceparent,
 // tracestate).
@@ -90,7 +102,7 @@ func Extract(ctx context.Context, h propagation.TextMapCarrier) context.Context 
 // span that records nothing, without allocating.
 func StartSpan(ctx context.Context, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
 	if !Tracing() {
-		return ctx, trace.SpanFromContext(ctx)
+		return ctx, noSpan
 	}
 	return Tracer().Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
 }
@@ -101,8 +113,9 @@ func EndSpan(span trace.Span, err error) {
 		return
 	}
 	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
+		msg := Redact(err.Error())
+		span.RecordError(errors.New(msg))
+		span.SetStatus(codes.Error, msg)
 	}
 	span.End()
 }
@@ -175,9 +188,12 @@ func Use(tp trace.TracerProvider) {
 	if tp == nil {
 		tracingOn.Store(false)
 		otel.SetTracerProvider(noop.NewTracerProvider())
+		tracer.Store(nil)
 		return
 	}
 	otel.SetTracerProvider(tp)
+	t := tp.Tracer(instrumentation)
+	tracer.Store(&t)
 	otel.SetTextMapPropagator(propagator)
 	tracingOn.Store(true)
 }
