@@ -1,11 +1,13 @@
 package command
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -71,6 +73,9 @@ func (rt *Runtime) Handler(fn Func) bus.Handler {
 			rt.notify(log, env.ID)
 			return nil
 		}
+		if err := rt.recorded(ctx, m); err != nil {
+			return err
+		}
 		if _, err := rt.Store.MarkCommandRunning(ctx, env.ID, rt.clock()); err != nil {
 			return err
 		}
@@ -129,6 +134,30 @@ func (rt *Runtime) fail(ctx context.Context, log logrus.FieldLogger, m *bus.Mess
 	return nil
 }
 
+// recorded checks that m is a command Levqor recorded: the authority of a
+// command (its account, the key that asked, the operator flag in its
+// parameters) is the commands row the API, or one of Levqor's own jobs,
+// wrote before publishing it, never what a message on the bus claims. A
+// message whose command was never recorded, or that differs from the
+// recorded one by a byte, is refused for good: dead-lettered with the
+// reason, and without effect.
+func (rt *Runtime) recorded(ctx context.Context, m *bus.Message) error {
+	cmd, err := rt.Store.GetCommand(ctx, m.ID())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return bus.Permanentf("%s: %s", ForgedReason, "no command "+m.ID()+" was recorded; only the API and Levqor's jobs record commands")
+	case err != nil:
+		return err
+	case !bytes.Equal(cmd.Payload, m.Data):
+		return bus.Permanentf("%s: %s", ForgedReason, "the message differs from command "+m.ID()+" as recorded")
+	}
+	return nil
+}
+
+// ForgedReason starts the dead-letter reason of a command message that is
+// not the one Levqor recorded.
+const ForgedReason = "refused: not a command Levqor recorded"
+
 // processed reports whether this message's consumer has committed it.
 func (rt *Runtime) processed(ctx context.Context, m *bus.Message) (bool, error) {
 	states, err := rt.Store.ConsumerStates(ctx, m.ID())
@@ -172,6 +201,12 @@ func (rt *Runtime) DeadLetters(name, cmdConsumer string) (bus.ConsumerSpec, bus.
 		log := bus.Logger(ctx).WithField("command_id", id)
 		if !ValidID(id, IDPrefix) {
 			log.Warn("dead letter is not a command; nothing to mark")
+			return nil
+		}
+		if strings.Contains(m.Header.Get(bus.HeaderDlqReason), ForgedReason) {
+			// A forged message naming a real command's id must not fail
+			// that command: the command's own message decides it.
+			log.WithField("reason", m.Header.Get(bus.HeaderDlqReason)).Warn("forged command message dead-lettered; the command is left as it is")
 			return nil
 		}
 		changed, err := rt.Store.FailPendingCommand(ctx, store.CommandOutcome{
