@@ -87,6 +87,7 @@ func composeRun(t *testing.T, bin string, set map[string]string, args ...string)
 var composeSecrets = map[string]string{
 	"STRIPE_WEBHOOK_SECRET": "whsec_test_only",
 	"STRIPE_API_KEY":        "sk_test_only",
+	"LEVQOR_BUS_KEY":        "abababababababababababababababababababababababababababababababab",
 }
 
 func TestComposeConfigValid(t *testing.T) {
@@ -177,6 +178,14 @@ func TestComposeConfigValid(t *testing.T) {
 		})
 	}
 
+	t.Run("bus-key", func(t *testing.T) {
+		for _, name := range []string{"ingest", "workers"} {
+			require.Equal(t, composeSecrets["LEVQOR_BUS_KEY"], environment(cfg.Services[name]["environment"])["LEVQOR_BUS_KEY"],
+				"%s proves or checks Stripe events on the bus", name)
+		}
+		require.NotContains(t, environment(cfg.Services["scheduler"]["environment"]), "LEVQOR_BUS_KEY", "the scheduler publishes no Stripe event")
+	})
+
 	t.Run("workers-mail", func(t *testing.T) {
 		set := map[string]string{"LEVQOR_SMTP_HOST": "smtp.example.com", "LEVQOR_SMTP_PASSWORD": "mail-secret", "LEVQOR_PUBLIC_URL": "https://levqor.example.com"}
 		maps.Copy(set, composeSecrets)
@@ -197,7 +206,7 @@ func TestComposeConfigValid(t *testing.T) {
 	})
 
 	// The secrets have no defaults: starting without them must fail loudly.
-	for _, missing := range []string{"STRIPE_WEBHOOK_SECRET", "STRIPE_API_KEY"} {
+	for _, missing := range []string{"STRIPE_WEBHOOK_SECRET", "STRIPE_API_KEY", "LEVQOR_BUS_KEY"} {
 		t.Run("without "+missing, func(t *testing.T) {
 			set := map[string]string{}
 			for k, v := range composeSecrets {

@@ -38,7 +38,7 @@ var layers = []struct {
 	{"libraries and pure engines", []string{
 		"pkg/archive", "pkg/retention", "pkg/blob", "pkg/stripeevent", "pkg/catalog", "pkg/strictyaml",
 		"pkg/httpjson", "pkg/embeddednats", "pkg/netfault", "pkg/stripesim", "pkg/stripemock", "pkg/stripedev", "pkg/loadgen",
-		"pkg/telemetry", "pkg/chaos", "pkg/support/sla", "pkg/support/triage",
+		"pkg/telemetry", "pkg/keys", "pkg/chaos", "pkg/support/sla", "pkg/support/triage",
 	}},
 	{"store and bus", []string{"pkg/store", "pkg/bus", "schema"}},
 	{"runtime", []string{

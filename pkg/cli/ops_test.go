@@ -21,6 +21,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus/bustest"
 	"github.com/levqor/levqor/pkg/cli"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/store"
@@ -53,6 +54,7 @@ func newOpsWorld(t *testing.T, dbURL string) *opsWorld {
 	w.pub = bus.NewPublisher(w.nats.JS, w.nats.Topo)
 	w.env = map[string]string{
 		"LEVQOR_NATS_URL":     w.nats.Server.ClientURL(),
+		"LEVQOR_BUS_KEY":      "abababababababababababababababababababababababababababababababab",
 		"LEVQOR_DATABASE_URL": dbURL,
 		"LEVQOR_LOG_LEVEL":    "warn",
 		"USER":                "ana",
@@ -94,7 +96,10 @@ func (w *opsWorld) send(typ string) string {
 	require.NoError(w.t, err)
 	var env struct{ ID string }
 	require.NoError(w.t, json.Unmarshal(payload, &env))
-	_, err = w.pub.Publish(w.t.Context(), w.nats.Topo.Subject(bus.Stripe, typ), env.ID, nats.Header{}, payload)
+	key, err := keys.ParseBusKey(w.env["LEVQOR_BUS_KEY"])
+	require.NoError(w.t, err)
+	h := nats.Header{keys.HeaderIngestProof: {key.Prove(payload)}}
+	_, err = w.pub.Publish(w.t.Context(), w.nats.Topo.Subject(bus.Stripe, typ), env.ID, h, payload)
 	require.NoError(w.t, err)
 	return env.ID
 }

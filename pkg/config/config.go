@@ -23,6 +23,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/housekeeping"
 	"github.com/levqor/levqor/pkg/ingest"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/support"
@@ -180,6 +181,11 @@ type Config struct {
 	// SMTP is the mail server notifications go through (LEVQOR_SMTP_*,
 	// LEVQOR_MAIL_FROM); unset unless LEVQOR_SMTP_HOST is.
 	SMTP notify.SMTPConfig
+	// BusKey proves, on each Stripe event ingest puts on the bus, that
+	// ingest verified its signature; the billing worker refuses events
+	// without the proof (LEVQOR_BUS_KEY: 32 bytes or more, hex or base64;
+	// ingest and workers, the same). Dev mode generates one.
+	BusKey string
 	// WebhookKey derives the signing secrets of customer webhook
 	// endpoints (LEVQOR_WEBHOOK_SECRET_KEY: 32 bytes or more, hex or
 	// base64); unset turns the endpoints off. Dev mode generates one and
@@ -434,6 +440,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		PublicURL:             p.str("LEVQOR_PUBLIC_URL", ""),
 		MailDir:               p.str("LEVQOR_MAIL_DIR", ""),
 		WebhookKey:            p.str("LEVQOR_WEBHOOK_SECRET_KEY", ""),
+		BusKey:                p.str("LEVQOR_BUS_KEY", ""),
 		NotifyRetry:           p.durations("LEVQOR_NOTIFY_RETRY"),
 		NotifyDigestWindow:    p.duration("LEVQOR_NOTIFY_DIGEST_WINDOW", notify.DigestWindowDefault),
 		APIAuthFailures:       p.integer("LEVQOR_API_AUTH_FAILURES", api.AuthFailureBurst),
@@ -660,6 +667,13 @@ func (c Config) ValidateFor(role Role) error {
 		if c.WebhookTolerance <= 0 {
 			bad("LEVQOR_WEBHOOK_TOLERANCE", "must be positive")
 		}
+	}
+	if c.BusKey != "" {
+		if _, err := keys.ParseBusKey(c.BusKey); err != nil {
+			errs = append(errs, err)
+		}
+	} else if role == RoleIngest || role == RoleWorkers {
+		bad("LEVQOR_BUS_KEY", "required, the same for ingest and the workers: 32 random bytes in hex (openssl rand -hex 32); ingest proves with it that it verified each Stripe event, and billing refuses events without the proof")
 	}
 	if role == RoleIngest {
 		if len(c.WebhookSecrets) == 0 {

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -16,13 +17,13 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/levqor/levqor/pkg/api"
 	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/httpjson"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/telemetry"
@@ -44,6 +45,11 @@ type Config struct {
 	// Ops, when set (with API), serves the operator API (/admin/consumers, /admin/dlq,
 	// …) behind the operator-only guard.
 	Ops *ops.Ops
+	// BusKey, when set, proves on each Stripe event published that its
+	// signature was verified (keys.HeaderIngestProof); the billing worker
+	// refuses events without the proof. Processes always set it
+	// (LEVQOR_BUS_KEY).
+	BusKey *keys.BusKey
 }
 
 // Server serves ingest's HTTP API.
@@ -243,8 +249,12 @@ func (w *statusWriter) WriteHeader(code int) {
 }
 
 // HeaderTraceID answers, while tracing is on, the id of the request's
-// trace.
+// trace (when it is sampled).
 const HeaderTraceID = "Levqor-Trace-Id"
+
+// untraced are the paths probes and scrapers call every few seconds: a
+// trace of each would drown the others.
+var untraced = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
 // Security headers on every answer. The slices are shared by all
 // responses: net/http only reads them, and Set or Add on a response replace
@@ -275,15 +285,19 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		}
 		h[bus.HeaderCorrelationID] = []string{corr}
 		var span trace.Span
-		if telemetry.Tracing() {
-			// The request's span: the root of a webhook's trace, or the
-			// child of the caller's (traceparent). Its id is answered, so
-			// that a caller can find the trace.
-			ctx := telemetry.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-			ctx, span = telemetry.StartSpan(ctx, "ingest "+r.Method, trace.SpanKindServer,
+		if telemetry.Tracing() && !untraced[r.URL.Path] {
+			// The request's span, the root of its trace: a caller's
+			// traceparent is not taken (before authentication, it would
+			// let anyone force sampling or bloat every message with
+			// tracestate). Its id is answered, so that a caller can find
+			// the trace.
+			var ctx context.Context
+			ctx, span = telemetry.StartSpan(r.Context(), "ingest "+r.Method, trace.SpanKindServer,
 				attribute.String("http.request.method", r.Method), attribute.String("levqor.correlation_id", corr))
 			r = r.WithContext(ctx)
-			h[HeaderTraceID] = []string{span.SpanContext().TraceID().String()}
+			if span.SpanContext().IsSampled() {
+				h[HeaderTraceID] = []string{span.SpanContext().TraceID().String()}
+			}
 		}
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(sw, r)

@@ -6,7 +6,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -36,7 +36,7 @@ const WebhookSecretPrefix = "whsec_"
 
 // WebhookKeyMinBytes is the least key material LEVQOR_WEBHOOK_SECRET_KEY
 // must hold.
-const WebhookKeyMinBytes = 32
+const WebhookKeyMinBytes = keys.MinBytes
 
 // WebhookKey derives every endpoint's signing secrets, so that no secret
 // is stored, sent over the bus or logged: the secret of an endpoint's
@@ -51,19 +51,9 @@ type WebhookKey struct {
 // ParseWebhookKey reads LEVQOR_WEBHOOK_SECRET_KEY: at least 32 bytes,
 // written in hex or base64.
 func ParseWebhookKey(s string) (*WebhookKey, error) {
-	s = strings.TrimSpace(s)
-	var b []byte
-	if h, err := hex.DecodeString(s); err == nil {
-		b = h
-	} else if d, err := base64.StdEncoding.DecodeString(s); err == nil {
-		b = d
-	} else if d, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "=")); err == nil {
-		b = d
-	} else {
-		return nil, errors.New("LEVQOR_WEBHOOK_SECRET_KEY: not hex or base64")
-	}
-	if len(b) < WebhookKeyMinBytes {
-		return nil, fmt.Errorf("LEVQOR_WEBHOOK_SECRET_KEY: %d bytes; at least %d are required (openssl rand -hex 32)", len(b), WebhookKeyMinBytes)
+	b, err := keys.Decode("LEVQOR_WEBHOOK_SECRET_KEY", s)
+	if err != nil {
+		return nil, err
 	}
 	return &WebhookKey{key: b}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/stripeevent"
 )
 
@@ -114,6 +115,9 @@ func (o *Ops) Backfill(ctx context.Context, actor string, req BackfillRequest, p
 	if o.set.Stripe.SecretKey == "" {
 		return nil, fmt.Errorf("backfill needs a Stripe API key able to read events: set %s", StripeAPIKeyEnv)
 	}
+	if o.set.BusKey == nil && !req.DryRun {
+		return nil, errors.New("backfill needs LEVQOR_BUS_KEY, the key ingest proves Stripe events with: the billing worker refuses events without the proof")
+	}
 	res := &BackfillResult{Since: req.Since.UTC(), DryRun: req.DryRun, Items: []BackfillItem{}}
 	if limit := now.Add(-StripeEventRetention); res.Since.Before(limit) {
 		res.Since, res.Clamped = limit.Truncate(time.Second).Add(time.Second), true
@@ -151,7 +155,10 @@ func (o *Ops) Backfill(ctx context.Context, actor string, req BackfillRequest, p
 			it.Status = BackfillWouldPublish
 			res.Published++
 		default:
-			pr, err := o.pub.Publish(ctx, o.topo.Subject(bus.Stripe, e.env.Type), e.env.ID, nats.Header{bus.HeaderCorrelationID: {corr}}, e.raw)
+			// Listed from the Stripe API itself: as trustworthy as a
+			// verified webhook, and proved as ingest proves those.
+			h := nats.Header{bus.HeaderCorrelationID: {corr}, keys.HeaderIngestProof: {o.set.BusKey.Prove(e.raw)}}
+			pr, err := o.pub.Publish(ctx, o.topo.Subject(bus.Stripe, e.env.Type), e.env.ID, h, e.raw)
 			switch {
 			case err != nil:
 				it.Status, it.Error = BackfillFailed, err.Error()

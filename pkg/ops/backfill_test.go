@@ -17,6 +17,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/store"
@@ -31,7 +32,7 @@ func TestBackfillAgainstStripeMockPublishesOnlyUnseenEvents(t *testing.T) {
 	t.Parallel()
 	url := stripemock.Start(t)
 	eachStore(t, func(t *testing.T, st *store.Store) {
-		b := setup(t, st, ops.Settings{Stripe: ops.StripeAPI{BaseURL: url, SecretKey: stripemock.TestKey}})
+		b := setup(t, st, ops.Settings{Stripe: ops.StripeAPI{BaseURL: url, SecretKey: stripemock.TestKey}, BusKey: testBusKey(t)})
 		ctx := t.Context()
 		since := time.Now().Add(-7 * 24 * time.Hour)
 
@@ -52,6 +53,7 @@ func TestBackfillAgainstStripeMockPublishesOnlyUnseenEvents(t *testing.T) {
 		require.Equal(t, "levqor.stripe.plan.created", msgs[0].Subject)
 		require.Equal(t, stripeMockEvent, msgs[0].Header.Get(bus.HeaderMsgID))
 		require.True(t, strings.HasPrefix(msgs[0].Header.Get(bus.HeaderCorrelationID), "backfill-"))
+		require.NoError(t, testBusKey(t).Check(msgs[0].Header.Get(keys.HeaderIngestProof), msgs[0].Data), "proved as ingest proves a webhook")
 		var env struct{ ID, Object, Type string }
 		require.NoError(t, json.Unmarshal(msgs[0].Data, &env))
 		require.Equal(t, stripeMockEvent, env.ID)
@@ -85,6 +87,7 @@ func runBilling(t *testing.T, b *bundle, st *store.Store) {
 	cfg, err := config.FromEnv(func(string) string { return "" })
 	require.NoError(t, err)
 	cfg.Topology = b.nats.Topo
+	cfg.BusKey = strings.Repeat("ab", 32) // billing checks the backfill's proof
 	env := &service.Env{Cfg: cfg, Log: quietLogger(t), Reg: prometheus.NewRegistry(), NC: b.nats.NC, JS: b.nats.JS, Store: st}
 	r, err := env.Router([]string{"billing"})
 	require.NoError(t, err)
@@ -155,7 +158,7 @@ func TestBackfillPagesThroughEveryEventAndSkipsTheLedger(t *testing.T) {
 	}
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	b := setup(t, st, ops.Settings{Stripe: ops.StripeAPI{BaseURL: srv.URL, SecretKey: "sk_test_paging"}})
+	b := setup(t, st, ops.Settings{Stripe: ops.StripeAPI{BaseURL: srv.URL, SecretKey: "sk_test_paging"}, BusKey: testBusKey(t)})
 	ctx := t.Context()
 	// Every tenth event reached the ledger through the webhook.
 	require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
@@ -187,7 +190,7 @@ func TestBackfillPagesThroughEveryEventAndSkipsTheLedger(t *testing.T) {
 	}
 
 	t.Run("BadKeyIsAClearError", func(t *testing.T) {
-		bad := setup(t, storeSQLite(t), ops.Settings{Stripe: ops.StripeAPI{BaseURL: srv.URL, SecretKey: "sk_test_wrong"}})
+		bad := setup(t, storeSQLite(t), ops.Settings{Stripe: ops.StripeAPI{BaseURL: srv.URL, SecretKey: "sk_test_wrong"}, BusKey: testBusKey(t)})
 		_, err := bad.ops.Backfill(ctx, "frank", ops.BackfillRequest{Since: now.Add(-time.Hour)}, nil)
 		require.ErrorContains(t, err, "401 Invalid API Key provided")
 		require.NotContains(t, err.Error(), "sk_test_wrong", "keys never appear in errors")
@@ -198,4 +201,11 @@ func TestBackfillPagesThroughEveryEventAndSkipsTheLedger(t *testing.T) {
 		_, err := none.ops.Backfill(ctx, "frank", ops.BackfillRequest{Since: now.Add(-time.Hour)}, nil)
 		require.ErrorContains(t, err, "STRIPE_API_KEY")
 	})
+}
+
+func testBusKey(t *testing.T) *keys.BusKey {
+	t.Helper()
+	k, err := keys.ParseBusKey(strings.Repeat("ab", 32))
+	require.NoError(t, err)
+	return k
 }

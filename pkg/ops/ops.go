@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -88,6 +89,9 @@ type StripeAPI struct {
 type Settings struct {
 	Thresholds Thresholds
 	Stripe     StripeAPI
+	// BusKey proves the Stripe events a backfill publishes, as ingest
+	// does (LEVQOR_BUS_KEY); without it a backfill is refused.
+	BusKey *keys.BusKey
 	// TickEvery is how often a tick should arrive when the scheduler runs
 	// (scheduler.MostFrequent); zero leaves the scheduler unjudged.
 	TickEvery time.Duration

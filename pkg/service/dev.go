@@ -37,6 +37,8 @@ type DevSecrets struct {
 	// WebhookKey derives the signing secrets of customer webhook
 	// endpoints (LEVQOR_WEBHOOK_SECRET_KEY).
 	WebhookKey string `json:"webhook_secret_key,omitempty"`
+	// BusKey proves Stripe events on the bus (LEVQOR_BUS_KEY).
+	BusKey string `json:"bus_key,omitempty"`
 }
 
 // DevSecretsFile is the file under the data dir that keeps DevSecrets.
@@ -72,6 +74,9 @@ func LoadDevSecrets(dataDir string) (DevSecrets, error) {
 	}
 	if s.WebhookKey == "" {
 		s.WebhookKey, changed = randomHex(32), true
+	}
+	if s.BusKey == "" {
+		s.BusKey, changed = randomHex(32), true
 	}
 	if changed {
 		if err := os.MkdirAll(dataDir, 0o700); err != nil {
@@ -137,6 +142,9 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	}
 	if cfg.WebhookKey == "" {
 		cfg.WebhookKey = secrets.WebhookKey
+	}
+	if cfg.BusKey == "" {
+		cfg.BusKey = secrets.BusKey
 	}
 	if len(cfg.NotifyRetry) == 0 {
 		// Seconds, not hours: a failing delivery is dead-lettered while

@@ -27,6 +27,7 @@ import (
 	"github.com/levqor/levqor/pkg/control"
 	"github.com/levqor/levqor/pkg/housekeeping"
 	"github.com/levqor/levqor/pkg/ingest"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/outbox"
@@ -213,9 +214,14 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	bk, err := e.BusKey()
+	if err != nil {
+		return nil, err
+	}
 	return ingest.New(ingest.Config{
 		Ops:            o,
 		API:            a,
+		BusKey:         bk,
 		WebhookSecrets: e.Cfg.WebhookSecrets,
 		Tolerance:      e.Cfg.WebhookTolerance,
 		MaxBodyBytes:   e.Cfg.MaxBodyBytes,
@@ -365,7 +371,12 @@ func (e *Env) BillingWorker() (*billing.Worker, error) {
 		e.billingMetrics = billing.NewMetrics(e.registerer())
 	}
 	log := e.Log.WithField("component", "billing")
+	bk, err := e.BusKey()
+	if err != nil {
+		return nil, err
+	}
 	w := &billing.Worker{
+		BusKey:         bk,
 		Store:          e.Store,
 		Catalog:        cat,
 		Topology:       e.Cfg.Topology,
@@ -450,6 +461,15 @@ func (e *Env) registerer() prometheus.Registerer {
 		return nil
 	}
 	return e.Reg
+}
+
+// BusKey is LEVQOR_BUS_KEY, which proves Stripe events on the bus; nil
+// when unset (config requires it of ingest and the workers).
+func (e *Env) BusKey() (*keys.BusKey, error) {
+	if e.Cfg.BusKey == "" {
+		return nil, nil
+	}
+	return keys.ParseBusKey(e.Cfg.BusKey)
 }
 
 // Webhooks builds customer webhook delivery from LEVQOR_WEBHOOK_*: nil

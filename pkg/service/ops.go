@@ -17,6 +17,10 @@ func (e *Env) Ops(th ops.Thresholds) (*ops.Ops, error) {
 		return nil, err
 	}
 	every, _ := scheduler.MostFrequent(jobs, time.Now())
+	bk, err := e.BusKey()
+	if err != nil {
+		return nil, err
+	}
 	return ops.New(ops.Config{
 		JS:       e.JS,
 		Topology: e.Cfg.Topology,
@@ -26,6 +30,7 @@ func (e *Env) Ops(th ops.Thresholds) (*ops.Ops, error) {
 			Thresholds: th,
 			Stripe:     ops.StripeAPI{BaseURL: e.Cfg.StripeAPIBase, SecretKey: e.Cfg.StripeAPIKey},
 			TickEvery:  every,
+			BusKey:     bk,
 			Jobs:       jobs,
 		},
 	})

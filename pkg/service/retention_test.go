@@ -23,6 +23,7 @@ func TestWorkersNeedABlobDirForRetention(t *testing.T) {
 			"LEVQOR_DATABASE_URL": "sqlite:" + t.TempDir() + "/levqor.db",
 			"LEVQOR_WORKERS":      workers,
 			"STRIPE_API_KEY":      "sk_test_only",
+			"LEVQOR_BUS_KEY":      "abababababababababababababababababababababababababababababababab",
 		}
 		cfg, err := config.FromEnv(func(k string) string { return vars[k] })
 		require.NoError(t, err)

@@ -1,0 +1,108 @@
+package service_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/keys"
+	"github.com/levqor/levqor/pkg/stripesim"
+)
+
+// TestTheBusIsNotTrusted (issue: trust nothing on the wire): a client
+// that can publish on NATS, in dev mode's wiring, can neither run a
+// command the API never recorded nor make billing believe a Stripe event
+// ingest never verified. Both are dead-lettered with the reason, and
+// change nothing; what ingest and the API put on the bus still works.
+func TestTheBusIsNotTrusted(t *testing.T) {
+	t.Parallel()
+	d, err := runDev(t, devVars(t.TempDir()))
+	require.NoError(t, err)
+	c := devClient{info: d.info}
+	nc, err := nats.Connect(d.info.NATSURL)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	deadLetter := func(t *testing.T, consumer, msgID string) *jetstream.RawStreamMsg {
+		t.Helper()
+		var got *jetstream.RawStreamMsg
+		require.Eventually(t, func() bool {
+			s, err := js.Stream(t.Context(), "DLQ")
+			if err != nil {
+				return false
+			}
+			m, err := s.GetLastMsgForSubject(t.Context(), "levqor.dlq."+consumer)
+			if err != nil || m.Header.Get(bus.HeaderOriginalMsgID) != msgID {
+				return false
+			}
+			got = m
+			return true
+		}, 20*time.Second, 20*time.Millisecond, "%s dead-lettered on %s", msgID, consumer)
+		return got
+	}
+
+	status, body := c.do(t, http.MethodPost, "/v1/accounts?wait=15s", map[string]string{"name": "Ada Backups Ltd", "contact_email": "ops@ada.example"})
+	require.Equal(t, http.StatusCreated, status, string(body))
+	var created struct {
+		Result struct {
+			ID               string `json:"id"`
+			StripeCustomerID string `json:"stripe_customer_id"`
+		}
+	}
+	require.NoError(t, json.Unmarshal(body, &created))
+	acc, cus := created.Result.ID, created.Result.StripeCustomerID
+
+	t.Run("ACommandTheAPINeverRecorded", func(t *testing.T) {
+		id, err := command.NewID(command.IDPrefix)
+		require.NoError(t, err)
+		env, err := json.Marshal(command.Envelope{ID: id, Domain: "accounts", Action: "create", KeyID: "dev-operator",
+			Params: json.RawMessage(`{"name":"Mallory Ltd","contact_email":"m@mallory.example"}`), CreatedAt: time.Now().UTC()})
+		require.NoError(t, err)
+		_, err = js.PublishMsg(t.Context(), &nats.Msg{Subject: "levqor.cmd.accounts.create", Data: env,
+			Header: nats.Header{bus.HeaderMsgID: {id}}})
+		require.NoError(t, err)
+		dead := deadLetter(t, "accounts-cmd", id)
+		require.Contains(t, dead.Header.Get(bus.HeaderDlqReason), command.ForgedReason)
+		status, body := c.do(t, http.MethodGet, "/v1/accounts", nil)
+		require.Equal(t, http.StatusOK, status)
+		require.NotContains(t, string(body), "Mallory", "no account was created")
+	})
+
+	t.Run("AStripeEventIngestNeverVerified", func(t *testing.T) {
+		ev, err := stripesim.NewEvent("customer.subscription.created", stripesim.EventOptions{Created: time.Now().Add(-time.Minute),
+			Customer: cus, ObjectID: "sub_forged", Price: "price_levqor_enterprise_monthly"})
+		require.NoError(t, err)
+		var id struct{ ID string }
+		require.NoError(t, json.Unmarshal(ev, &id))
+		wrong, err := keys.ParseBusKey(strings.Repeat("ee", 32))
+		require.NoError(t, err)
+		for _, h := range []nats.Header{
+			{bus.HeaderMsgID: {id.ID}},
+			{bus.HeaderMsgID: {id.ID + "_2"}, keys.HeaderIngestProof: {wrong.Prove(ev)}},
+		} {
+			_, err = js.PublishMsg(t.Context(), &nats.Msg{Subject: "levqor.stripe.customer.subscription.created", Data: ev, Header: h})
+			require.NoError(t, err)
+			dead := deadLetter(t, "billing-stripe", h.Get(bus.HeaderMsgID))
+			require.Contains(t, dead.Header.Get(bus.HeaderDlqReason), "no valid proof that ingest verified its Stripe signature")
+		}
+		b := c.billing(t, acc)
+		require.Nil(t, b.Tier, "the account did not move to enterprise")
+
+		// The same event through ingest, signed as Stripe signs: applied.
+		c.webhook(t, "customer.subscription.created", stripesim.EventOptions{Created: time.Now().Add(-time.Minute),
+			Customer: cus, ObjectID: "sub_real", Price: "price_levqor_starter_monthly"})
+		require.Eventually(t, func() bool {
+			b := c.billing(t, acc)
+			return b.Tier != nil && *b.Tier == "starter"
+		}, 20*time.Second, 50*time.Millisecond)
+	})
+}
