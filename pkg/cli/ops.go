@@ -180,6 +180,16 @@ func openOps(ctx context.Context, opts Options, stderr io.Writer, actor string) 
 			return nil, fmt.Errorf("no database at %s: start `levqor dev` here, or set LEVQOR_DATABASE_URL (and LEVQOR_NATS_URL)", path)
 		}
 		dbURL = "sqlite:" + path
+		if cfg.BusKey == "" {
+			// Dev mode's: a backfill proves its events with the key the
+			// dev mode's billing worker checks (set LEVQOR_BUS_KEY here
+			// if that dev mode was given one in its environment).
+			if inst, err := service.FindDev("", opts.Getenv); err == nil {
+				if s, err := inst.Secrets(); err == nil {
+					cfg.BusKey = s.BusKey
+				}
+			}
+		}
 	}
 
 	s := &opsSession{actor: actor}
