@@ -293,8 +293,22 @@ type pgConn struct {
 	secrets []string
 }
 
+// env is the whole environment of pg_dump, pg_restore and psql: the
+// worker's own is not passed on. It holds Levqor's secrets (which the
+// tools have no business reading), and libpq's PG* variables, a
+// ~/.pgpass, a pg_service.conf or a PGSYSCONFDIR would add to, or
+// redirect, a customer's connection. The connection is the DSN and
+// nothing else.
 func (c pgConn) env() []string {
-	env := os.Environ()
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"LC_ALL=C",
+		"TZ=UTC",
+		"HOME=" + os.DevNull,
+		"PGPASSFILE=" + os.DevNull,
+		"PGSERVICEFILE=" + os.DevNull,
+		"PGSYSCONFDIR=" + os.DevNull,
+	}
 	if c.password != "" {
 		env = append(env, "PGPASSWORD="+c.password)
 	}

@@ -354,3 +354,23 @@ func TestParseDSN(t *testing.T) {
 		require.NotContains(t, err.Error(), "%zz")
 	}
 }
+
+// TestToolsGetACleanEnvironment: pg_dump and pg_restore see the DSN's
+// password and nothing of the worker's environment: not Levqor's
+// secrets, not libpq's variables, files or services that would change a
+// customer's connection.
+func TestToolsGetACleanEnvironment(t *testing.T) {
+	t.Setenv("LEVQOR_BUS_KEY", "worker-secret")
+	t.Setenv("PGHOST", "levqor-internal-db")
+	t.Setenv("PGPASSWORD", "the-workers-own")
+	c, err := parseDSN("postgres://app:s3cret@db.example:5432/shop")
+	require.NoError(t, err)
+	env := strings.Join(c.env(), "\n")
+	require.NotContains(t, env, "worker-secret")
+	require.NotContains(t, env, "levqor-internal-db")
+	require.NotContains(t, env, "the-workers-own")
+	require.Contains(t, env, "PGPASSWORD=s3cret")
+	for _, v := range []string{"PGPASSFILE=" + os.DevNull, "PGSERVICEFILE=" + os.DevNull, "HOME=" + os.DevNull} {
+		require.Contains(t, env, v)
+	}
+}

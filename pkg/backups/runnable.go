@@ -170,9 +170,16 @@ func secretParam(name string) bool {
 	return strings.Contains(n, "pass") || strings.Contains(n, "secret") || strings.Contains(n, "token")
 }
 
+// DSNParams are the parameters a source's DSN may carry after the URL's
+// own user, password, host, port and database: TLS, and nothing that
+// makes libpq read files of the worker's choosing beyond the TLS files
+// (passfile, service, servicefile), run options on the server (options)
+// or change where it connects (host, hostaddr, port in the query).
+var DSNParams = []string{"sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "connect_timeout", "application_name"}
+
 // ValidateDSN checks a PostgreSQL connection string: a postgres:// or
-// postgresql:// URL naming a host and a database. The message never
-// repeats the DSN.
+// postgresql:// URL naming a TCP host and a database, whose query holds
+// only DSNParams. The message never repeats the DSN.
 func ValidateDSN(field, dsn string) error {
 	if dsn == "" {
 		return invalid(field, field+" is required: postgres://user:password@host:5432/database")
@@ -183,6 +190,18 @@ func ValidateDSN(field, dsn string) error {
 	}
 	if u.Host == "" || strings.Trim(u.Path, "/") == "" {
 		return invalid(field, field+" must name a host and a database: postgres://user:password@host:5432/database")
+	}
+	if strings.Contains(u.Host, ",") {
+		return invalid(field, field+" must name one host (a list of hosts is not accepted)")
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return invalid(field, field+" has a malformed query string")
+	}
+	for k := range q {
+		if !slices.Contains(DSNParams, k) {
+			return invalid(field, fmt.Sprintf("%s: the parameter %q is not accepted (allowed: %s)", field, k, strings.Join(DSNParams, ", ")))
+		}
 	}
 	return nil
 }
