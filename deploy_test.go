@@ -88,6 +88,7 @@ var composeSecrets = map[string]string{
 	"STRIPE_WEBHOOK_SECRET": "whsec_test_only",
 	"STRIPE_API_KEY":        "sk_test_only",
 	"LEVQOR_BUS_KEY":        "abababababababababababababababababababababababababababababababab",
+	"LEVQOR_MASTER_KEYS":    "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
 }
 
 func TestComposeConfigValid(t *testing.T) {
@@ -182,6 +183,8 @@ func TestComposeConfigValid(t *testing.T) {
 		for _, name := range []string{"ingest", "workers"} {
 			require.Equal(t, composeSecrets["LEVQOR_BUS_KEY"], environment(cfg.Services[name]["environment"])["LEVQOR_BUS_KEY"],
 				"%s proves or checks Stripe events on the bus", name)
+			require.Equal(t, composeSecrets["LEVQOR_MASTER_KEYS"], environment(cfg.Services[name]["environment"])["LEVQOR_MASTER_KEYS"],
+				"%s seals or opens the secrets commands carry", name)
 		}
 		require.NotContains(t, environment(cfg.Services["scheduler"]["environment"]), "LEVQOR_BUS_KEY", "the scheduler publishes no Stripe event")
 	})
@@ -206,7 +209,7 @@ func TestComposeConfigValid(t *testing.T) {
 	})
 
 	// The secrets have no defaults: starting without them must fail loudly.
-	for _, missing := range []string{"STRIPE_WEBHOOK_SECRET", "STRIPE_API_KEY", "LEVQOR_BUS_KEY"} {
+	for _, missing := range []string{"STRIPE_WEBHOOK_SECRET", "STRIPE_API_KEY", "LEVQOR_BUS_KEY", "LEVQOR_MASTER_KEYS"} {
 		t.Run("without "+missing, func(t *testing.T) {
 			set := map[string]string{}
 			for k, v := range composeSecrets {

@@ -16,6 +16,7 @@ import (
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/httpjson"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -69,6 +70,11 @@ type Config struct {
 	// their URLs; nil answers their routes 503 (no
 	// LEVQOR_WEBHOOK_SECRET_KEY).
 	Webhooks *notify.Webhooks
+	// Sealer seals the DSNs of sources and restores before they become
+	// commands (LEVQOR_MASTER_KEYS), so that the commands table, the
+	// COMMANDS stream and the DLQ hold none readable. Processes always
+	// set it; nil leaves them in clear.
+	Sealer *keys.Sealer
 }
 
 // Server serves the product API.

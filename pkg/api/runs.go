@@ -205,6 +205,11 @@ func (s *Server) setSourceConfig(w http.ResponseWriter, r *http.Request) {
 		if !backups.Runnable(src.Kind) {
 			return commandSpec{}, command.Fail(http.StatusUnprocessableEntity, "not_runnable", "id", "source "+src.ID+" is a record-only "+src.Kind+" source and takes no config")
 		}
+		if cfg.DSN != "" {
+			if cfg.DSN, err = s.sealDSN("config.dsn", cfg.DSN); err != nil {
+				return commandSpec{}, err
+			}
+		}
 		if p.Config, err = json.Marshal(cfg); err != nil {
 			return commandSpec{}, err
 		}
@@ -234,6 +239,12 @@ func (s *Server) restoreData(w http.ResponseWriter, r *http.Request) {
 		}
 		if snap.State == store.SnapshotPurging || snap.State == store.SnapshotPurged {
 			return commandSpec{}, command.Fail(http.StatusConflict, "snapshot_purged", "id", "snapshot "+snap.ID+" is "+snap.State+": its blob is deleted")
+		}
+		if p.TargetDSN != "" {
+			var err error
+			if p.TargetDSN, err = s.sealDSN("target_dsn", p.TargetDSN); err != nil {
+				return commandSpec{}, err
+			}
 		}
 		return commandSpec{backups.RunDomain, backups.ActionRestoreData, snap.AccountID, p}, nil
 	})

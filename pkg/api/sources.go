@@ -17,6 +17,7 @@ import (
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/httpjson"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -92,8 +93,17 @@ func (s *Server) createSource(w http.ResponseWriter, r *http.Request) {
 		if err := p.Validate(); err != nil {
 			return commandSpec{}, err
 		}
-		if _, err := backups.ParseConfig(p.Kind, p.Config, s.sweep.AllowedPaths); err != nil {
+		cfg, err := backups.ParseConfig(p.Kind, p.Config, s.sweep.AllowedPaths)
+		if err != nil {
 			return commandSpec{}, err
+		}
+		if cfg.DSN != "" {
+			if cfg.DSN, err = s.sealDSN("config.dsn", cfg.DSN); err != nil {
+				return commandSpec{}, err
+			}
+			if p.Config, err = json.Marshal(cfg); err != nil {
+				return commandSpec{}, err
+			}
 		}
 		acc, ok := s.requestAccount(w, r, p.AccountID)
 		if !ok {
@@ -736,4 +746,17 @@ func (s *Server) listDrills(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.Write(w, http.StatusOK, DrillList{Data: list})
+}
+
+// sealDSN seals dsn, which the caller validated, for the command that
+// carries it; a client's DSN that claims to be sealed already is
+// refused: only Levqor seals.
+func (s *Server) sealDSN(field, dsn string) (string, error) {
+	if keys.IsSealed(dsn) {
+		return "", command.Fail(http.StatusUnprocessableEntity, "invalid_parameter", field, field+" must be a URL postgres://user:password@host:5432/database")
+	}
+	if s.cfg.Sealer == nil {
+		return dsn, nil
+	}
+	return s.cfg.Sealer.Seal(dsn, backups.RedactDSN(dsn))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/archive"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -97,6 +98,12 @@ func ParseConfig(kind string, raw json.RawMessage, roots []string) (SourceConfig
 		if c.Path != "" {
 			return c, invalid("config.path", "a postgres source takes config.dsn, not config.path")
 		}
+		if keys.IsSealed(c.DSN) {
+			// Sealed by the API once it had validated the DSN (the API
+			// refuses a sealed DSN from a client); opened, and so
+			// authenticated, where it is used.
+			break
+		}
 		if err := ValidateDSN("config.dsn", c.DSN); err != nil {
 			return c, err
 		}
@@ -140,6 +147,12 @@ const Redacted = "***"
 // "pass", "secret" or "token" in it) replaced by ***. A DSN that does not
 // parse is replaced whole.
 func RedactDSN(dsn string) string {
+	if keys.IsSealed(dsn) {
+		if shown := keys.Shown(dsn); shown != "" {
+			return shown
+		}
+		return Redacted
+	}
 	u, err := url.Parse(dsn)
 	if err != nil || u.Scheme == "" {
 		return Redacted

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -121,7 +122,7 @@ func (p *RestoreDataParams) Validate() error {
 		return invalid("target_path", "give target_path (a directory snapshot) or target_dsn (a postgres snapshot)")
 	case p.TargetPath != "" && p.TargetDSN != "":
 		return invalid("target_dsn", "give target_path or target_dsn, not both")
-	case p.TargetDSN != "":
+	case p.TargetDSN != "" && !keys.IsSealed(p.TargetDSN): // a sealed one was validated before sealing
 		return ValidateDSN("target_dsn", p.TargetDSN)
 	}
 	return nil

@@ -129,6 +129,10 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 	if err == nil && src.Kind == KindDirectory {
 		_, err = CheckPath("config.path", cfg.Path, set.AllowedPaths)
 	}
+	if err == nil && cfg.DSN != "" {
+		// Opened here, for this run only: the row keeps it sealed.
+		cfg.DSN, err = w.Sealer.Open(cfg.DSN)
+	}
 	if err != nil {
 		reason := "the source's config is not usable: " + errorText(err)
 		w.failRun(ctx, log, run, runFailure{reason: reason})

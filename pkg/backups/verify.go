@@ -231,14 +231,18 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p Restore
 	}
 	defer release()
 
-	stats, blobBytes, err := w.restoreBlob(ctx, snap, sum.Kind, target, p.TargetDSN, archive.RestoreOptions{Overwrite: p.Overwrite, TempDir: os.TempDir()})
+	targetDSN, err := w.Sealer.Open(p.TargetDSN)
+	if err != nil {
+		return nil, unprocessable("sealed", "target_dsn", err.Error())
+	}
+	stats, blobBytes, err := w.restoreBlob(ctx, snap, sum.Kind, target, targetDSN, archive.RestoreOptions{Overwrite: p.Overwrite, TempDir: os.TempDir()})
 	if errors.Is(err, blob.ErrNotFound) {
 		reason := fmt.Sprintf("its blob %s is missing from the blob store", snap.BlobKey)
 		w.markCorrupt(ctx, log, snap, reason, actorOf(e))
 		return nil, unprocessable("snapshot_corrupt", "id", fmt.Sprintf("snapshot %s is corrupt: %s", snap.ID, reason))
 	}
 	if err != nil {
-		msg := scrub(err.Error(), p.TargetDSN)
+		msg := scrub(err.Error(), targetDSN)
 		switch {
 		case errors.Is(err, archive.ErrTargetNotEmpty):
 			return nil, conflict("target_not_empty", field, fmt.Sprintf("the target is not empty; set overwrite to replace what is there (%s)", msg))

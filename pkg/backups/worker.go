@@ -14,6 +14,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/inbox"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -251,6 +252,9 @@ var (
 type Worker struct {
 	// Store holds the catalog; required.
 	Store *store.Store
+	// Sealer opens the DSNs the API sealed (LEVQOR_MASTER_KEYS); nil
+	// fails a sealed one, saying so.
+	Sealer *keys.Sealer
 	// Blobs holds the snapshots' bytes; nil fails what needs them, with
 	// ErrBlobsNotConfiguredMessage.
 	Blobs blob.Store

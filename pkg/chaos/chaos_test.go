@@ -24,6 +24,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/bus/bustest"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/loadgen"
 	"github.com/levqor/levqor/pkg/netfault"
 	"github.com/levqor/levqor/pkg/service"
@@ -34,6 +35,9 @@ import (
 )
 
 const chaosSecret = "whsec_chaos"
+
+// chaosBusKey is the LEVQOR_BUS_KEY of ingest and the worker.
+var chaosBusKey = strings.Repeat("ab", 32)
 
 func envInt(k string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
@@ -107,6 +111,8 @@ func TestChaosNothingAcknowledgedIsLostNothingAppliedTwice(t *testing.T) {
 		"LEVQOR_ACK_WAIT=3s",
 		"LEVQOR_MAX_DELIVER=10",
 		"LEVQOR_LOG_LEVEL=warn",
+		"LEVQOR_BUS_KEY=" + chaosBusKey,
+		"LEVQOR_MASTER_KEYS=" + strings.Repeat("cd", 32),
 	}
 	worker := startWorker(t, bin, workerEnv)
 	t.Cleanup(func() {
@@ -120,6 +126,7 @@ func TestChaosNothingAcknowledgedIsLostNothingAppliedTwice(t *testing.T) {
 	cfg, err := config.FromEnv(func(string) string { return "" })
 	require.NoError(t, err)
 	cfg.WebhookSecrets = []string{chaosSecret}
+	cfg.BusKey = chaosBusKey
 	nc, js, err := service.ConnectNATS(nenv.Server.ClientURL(), "chaos-ingest", log)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
@@ -132,13 +139,16 @@ func TestChaosNothingAcknowledgedIsLostNothingAppliedTwice(t *testing.T) {
 	// Poison: events whose payload id contradicts their dedupe id, as a
 	// broken replay tool would publish them. No retry can fix them.
 	pub := bus.NewPublisher(nenv.JS, nenv.Topo)
+	busKey, err := keys.ParseBusKey(chaosBusKey)
+	require.NoError(t, err)
 	poisonIDs := map[string]bool{}
 	for i := 0; i < poison; i++ {
 		b, err := stripesim.NewEvent("invoice.paid", stripesim.EventOptions{})
 		require.NoError(t, err)
 		id := fmt.Sprintf("evt_poison%d", i)
 		poisonIDs[id] = true
-		_, err = pub.Publish(ctx, nenv.Topo.Subject(bus.Stripe, "invoice.paid"), id, nats.Header{}, b)
+		// Proved as ingest proves: poison for its ids, not for want of a proof.
+		_, err = pub.Publish(ctx, nenv.Topo.Subject(bus.Stripe, "invoice.paid"), id, nats.Header{keys.HeaderIngestProof: {busKey.Prove(b)}}, b)
 		require.NoError(t, err)
 	}
 

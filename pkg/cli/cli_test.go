@@ -181,7 +181,7 @@ func TestProductionProcessesNameMissingConfiguration(t *testing.T) {
 		})
 	}
 	err := cli.RunWith(context.Background(), []string{"workers", "--workers", "billing,nope"}, &bytes.Buffer{}, &bytes.Buffer{}, cli.Options{Getenv: getenv(map[string]string{
-		"LEVQOR_NATS_URL": "nats://127.0.0.1:1", "LEVQOR_DATABASE_URL": "sqlite:" + t.TempDir() + "/x.db", "LEVQOR_BUS_KEY": "abababababababababababababababababababababababababababababababab",
+		"LEVQOR_NATS_URL": "nats://127.0.0.1:1", "LEVQOR_DATABASE_URL": "sqlite:" + t.TempDir() + "/x.db", "LEVQOR_BUS_KEY": "abababababababababababababababababababababababababababababababab", "LEVQOR_MASTER_KEYS": "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
 	})})
 	require.ErrorContains(t, err, `unknown worker "nope"`)
 }

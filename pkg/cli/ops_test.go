@@ -53,8 +53,8 @@ func newOpsWorld(t *testing.T, dbURL string) *opsWorld {
 	w.st = st
 	w.pub = bus.NewPublisher(w.nats.JS, w.nats.Topo)
 	w.env = map[string]string{
-		"LEVQOR_NATS_URL":     w.nats.Server.ClientURL(),
-		"LEVQOR_BUS_KEY":      "abababababababababababababababababababababababababababababababab",
+		"LEVQOR_NATS_URL": w.nats.Server.ClientURL(),
+		"LEVQOR_BUS_KEY":  "abababababababababababababababababababababababababababababababab", "LEVQOR_MASTER_KEYS": "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
 		"LEVQOR_DATABASE_URL": dbURL,
 		"LEVQOR_LOG_LEVEL":    "warn",
 		"USER":                "ana",

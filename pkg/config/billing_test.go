@@ -25,7 +25,7 @@ func TestCatalogIsValidatedAtStart(t *testing.T) {
 
 	base := map[string]string{
 		"LEVQOR_NATS_URL": "nats://127.0.0.1:4222", "LEVQOR_DATABASE_URL": "sqlite:x.db", "STRIPE_WEBHOOK_SECRET": "whsec_x",
-		"LEVQOR_BUS_KEY": "abababababababababababababababababababababababababababababababab",
+		"LEVQOR_BUS_KEY": "abababababababababababababababababababababababababababababababab", "LEVQOR_MASTER_KEYS": "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
 	}
 	with := func(k, v string) map[string]string {
 		m := map[string]string{k: v}

@@ -181,6 +181,10 @@ type Config struct {
 	// SMTP is the mail server notifications go through (LEVQOR_SMTP_*,
 	// LEVQOR_MAIL_FROM); unset unless LEVQOR_SMTP_HOST is.
 	SMTP notify.SMTPConfig
+	// MasterKeys seal the secrets commands carry (LEVQOR_MASTER_KEYS,
+	// comma-separated; the first seals, all open; ingest and workers).
+	// Dev mode generates one.
+	MasterKeys string
 	// BusKey proves, on each Stripe event ingest puts on the bus, that
 	// ingest verified its signature; the billing worker refuses events
 	// without the proof (LEVQOR_BUS_KEY: 32 bytes or more, hex or base64;
@@ -441,6 +445,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		MailDir:               p.str("LEVQOR_MAIL_DIR", ""),
 		WebhookKey:            p.str("LEVQOR_WEBHOOK_SECRET_KEY", ""),
 		BusKey:                p.str("LEVQOR_BUS_KEY", ""),
+		MasterKeys:            p.str("LEVQOR_MASTER_KEYS", ""),
 		NotifyRetry:           p.durations("LEVQOR_NOTIFY_RETRY"),
 		NotifyDigestWindow:    p.duration("LEVQOR_NOTIFY_DIGEST_WINDOW", notify.DigestWindowDefault),
 		APIAuthFailures:       p.integer("LEVQOR_API_AUTH_FAILURES", api.AuthFailureBurst),
@@ -674,6 +679,13 @@ func (c Config) ValidateFor(role Role) error {
 		}
 	} else if role == RoleIngest || role == RoleWorkers {
 		bad("LEVQOR_BUS_KEY", "required, the same for ingest and the workers: 32 random bytes in hex (openssl rand -hex 32); ingest proves with it that it verified each Stripe event, and billing refuses events without the proof")
+	}
+	if c.MasterKeys != "" {
+		if _, err := keys.ParseMasterKeys(c.MasterKeys); err != nil {
+			errs = append(errs, err)
+		}
+	} else if role == RoleIngest || role == RoleWorkers {
+		bad("LEVQOR_MASTER_KEYS", "required, the same for ingest and the workers: 32 random bytes in hex (openssl rand -hex 32), comma-separated to rotate (the first seals); secrets in commands, such as a source's DSN, are sealed with it")
 	}
 	if role == RoleIngest {
 		if len(c.WebhookSecrets) == 0 {

@@ -27,7 +27,12 @@ func (e *Env) backupsWorker() (*backups.Worker, error) {
 	if e.retentionMetrics == nil {
 		e.retentionMetrics = backups.NewMetrics(e.registerer())
 	}
+	sealer, err := e.Sealer()
+	if err != nil {
+		return nil, err
+	}
 	w := &backups.Worker{
+		Sealer:   sealer,
 		Store:    e.Store,
 		Runtime:  &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
 		Topology: e.Cfg.Topology,

@@ -52,8 +52,8 @@ func TestRetentionWorkerBlobStoreSelection(t *testing.T) {
 func TestWorkersAcceptAnS3BlobStore(t *testing.T) {
 	t.Parallel()
 	vars := map[string]string{
-		"LEVQOR_NATS_URL":           "nats://127.0.0.1:1",
-		"LEVQOR_BUS_KEY":            "abababababababababababababababababababababababababababababababab",
+		"LEVQOR_NATS_URL": "nats://127.0.0.1:1",
+		"LEVQOR_BUS_KEY":  "abababababababababababababababababababababababababababababababab", "LEVQOR_MASTER_KEYS": "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
 		"LEVQOR_DATABASE_URL":       "sqlite:" + t.TempDir() + "/levqor.db",
 		"LEVQOR_WORKERS":            "retention",
 		"LEVQOR_BLOB_S3_ENDPOINT":   "http://127.0.0.1:9000",

@@ -39,6 +39,8 @@ type DevSecrets struct {
 	WebhookKey string `json:"webhook_secret_key,omitempty"`
 	// BusKey proves Stripe events on the bus (LEVQOR_BUS_KEY).
 	BusKey string `json:"bus_key,omitempty"`
+	// MasterKey seals secrets in commands (LEVQOR_MASTER_KEYS).
+	MasterKey string `json:"master_key,omitempty"`
 }
 
 // DevSecretsFile is the file under the data dir that keeps DevSecrets.
@@ -77,6 +79,9 @@ func LoadDevSecrets(dataDir string) (DevSecrets, error) {
 	}
 	if s.BusKey == "" {
 		s.BusKey, changed = randomHex(32), true
+	}
+	if s.MasterKey == "" {
+		s.MasterKey, changed = randomHex(32), true
 	}
 	if changed {
 		if err := os.MkdirAll(dataDir, 0o700); err != nil {
@@ -145,6 +150,9 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	}
 	if cfg.BusKey == "" {
 		cfg.BusKey = secrets.BusKey
+	}
+	if cfg.MasterKeys == "" {
+		cfg.MasterKeys = secrets.MasterKey
 	}
 	if len(cfg.NotifyRetry) == 0 {
 		// Seconds, not hours: a failing delivery is dead-lettered while

@@ -117,7 +117,7 @@ func TestDevModeRefusesWhatIsTaken(t *testing.T) {
 		defer ln.Close()
 		cfg, err := config.FromEnv(func(k string) string {
 			return map[string]string{
-				"LEVQOR_NATS_URL": first.info.NATSURL, "LEVQOR_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "w.db"), "LEVQOR_BUS_KEY": "abababababababababababababababababababababababababababababababab",
+				"LEVQOR_NATS_URL": first.info.NATSURL, "LEVQOR_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "w.db"), "LEVQOR_BUS_KEY": "abababababababababababababababababababababababababababababababab", "LEVQOR_MASTER_KEYS": "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
 				"LEVQOR_ADMIN_ADDR": ln.Addr().String(), "LEVQOR_WORKERS": "housekeeping",
 			}[k]
 		})

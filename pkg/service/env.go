@@ -206,8 +206,13 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	sealer, err := e.Sealer()
+	if err != nil {
+		return nil, err
+	}
 	a, err := api.New(api.Config{
-		Store: e.Store, Publisher: pub, NC: e.NC, Authorizer: authz, Logger: log,
+		Sealer: sealer,
+		Store:  e.Store, Publisher: pub, NC: e.NC, Authorizer: authz, Logger: log,
 		Rate: e.Cfg.APIRate, Burst: e.Cfg.APIBurst, MaxBodyBytes: e.Cfg.APIMaxBodyBytes, Catalog: cat, AuthFailures: e.Cfg.APIAuthFailures,
 		Retention: e.retentionSettings(), Webhooks: wh,
 	})
@@ -461,6 +466,15 @@ func (e *Env) registerer() prometheus.Registerer {
 		return nil
 	}
 	return e.Reg
+}
+
+// Sealer is LEVQOR_MASTER_KEYS, which seals the secrets commands carry;
+// nil when unset (config requires it of ingest and the workers).
+func (e *Env) Sealer() (*keys.Sealer, error) {
+	if e.Cfg.MasterKeys == "" {
+		return nil, nil
+	}
+	return keys.ParseMasterKeys(e.Cfg.MasterKeys)
 }
 
 // BusKey is LEVQOR_BUS_KEY, which proves Stripe events on the bus; nil

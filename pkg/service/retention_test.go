@@ -23,7 +23,7 @@ func TestWorkersNeedABlobDirForRetention(t *testing.T) {
 			"LEVQOR_DATABASE_URL": "sqlite:" + t.TempDir() + "/levqor.db",
 			"LEVQOR_WORKERS":      workers,
 			"STRIPE_API_KEY":      "sk_test_only",
-			"LEVQOR_BUS_KEY":      "abababababababababababababababababababababababababababababababab",
+			"LEVQOR_BUS_KEY":      "abababababababababababababababababababababababababababababababab", "LEVQOR_MASTER_KEYS": "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
 		}
 		cfg, err := config.FromEnv(func(k string) string { return vars[k] })
 		require.NoError(t, err)

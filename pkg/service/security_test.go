@@ -2,7 +2,12 @@ package service_test
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +19,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/keys"
+	"github.com/levqor/levqor/pkg/store/storetest"
 	"github.com/levqor/levqor/pkg/stripesim"
 )
 
@@ -104,5 +110,54 @@ func TestTheBusIsNotTrusted(t *testing.T) {
 			b := c.billing(t, acc)
 			return b.Tier != nil && *b.Tier == "starter"
 		}, 20*time.Second, 50*time.Millisecond)
+	})
+
+	t.Run("SecretsInCommandsAreSealed", func(t *testing.T) {
+		// A postgres source whose DSN holds a password (the test server
+		// trusts local connections, so the password is never needed).
+		u, err := url.Parse(storetest.PostgresURL(t))
+		require.NoError(t, err)
+		u.User = url.UserPassword(u.User.Username(), "s3cret-dsn-pw")
+		status, body := c.do(t, http.MethodPost, "/v1/sources?wait=15s", map[string]any{
+			"account_id": acc, "name": "orders-db", "kind": "postgres", "config": map[string]string{"dsn": u.String()},
+		})
+		require.Equal(t, http.StatusCreated, status, string(body))
+		require.NotContains(t, string(body), "s3cret-dsn-pw")
+		require.Contains(t, string(body), u.User.Username()+":***@", "shown redacted")
+		var src struct{ Result struct{ ID string } }
+		require.NoError(t, json.Unmarshal(body, &src))
+
+		// The run opens it: the backup succeeds.
+		status, body = c.do(t, http.MethodPost, "/v1/sources/"+src.Result.ID+"/runs?wait=30s", nil)
+		require.Equal(t, http.StatusCreated, status, string(body))
+		require.Contains(t, string(body), `"state":"succeeded"`)
+
+		// Nothing readable at rest: the database file, the COMMANDS stream.
+		for _, f := range []string{"levqor.db", "levqor.db-wal"} {
+			raw, err := os.ReadFile(filepath.Join(d.info.DataDir, f))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			require.NoError(t, err)
+			require.NotContains(t, string(raw), "s3cret-dsn-pw", "%s holds the password", f)
+		}
+		s, err := js.Stream(t.Context(), "COMMANDS")
+		require.NoError(t, err)
+		info, err := s.Info(t.Context())
+		require.NoError(t, err)
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+			m, err := s.GetMsg(t.Context(), seq)
+			if err != nil {
+				continue
+			}
+			require.NotContains(t, string(m.Data), "s3cret-dsn-pw", "COMMANDS seq %d holds the password", seq)
+		}
+
+		// A client cannot pass off a sealed value of its own.
+		status, body = c.do(t, http.MethodPost, "/v1/sources?wait=15s", map[string]any{
+			"account_id": acc, "name": "forged", "kind": "postgres", "config": map[string]string{"dsn": keys.SealedPrefix + "00000000:eA:eA"},
+		})
+		require.Equal(t, http.StatusUnprocessableEntity, status, string(body))
+		require.Contains(t, string(body), "config.dsn")
 	})
 }

@@ -3,6 +3,7 @@ package support_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -18,7 +19,8 @@ func TestRulesFileIsCheckedAtStart(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "rules.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("triage:\n  categories: [other]\n  default_category: misc\n"), 0o600))
-	vars := map[string]string{"LEVQOR_NATS_URL": "nats://127.0.0.1:4222", "LEVQOR_DATABASE_URL": "sqlite:x.db", "LEVQOR_SUPPORT_RULES": path}
+	vars := map[string]string{"LEVQOR_NATS_URL": "nats://127.0.0.1:4222", "LEVQOR_DATABASE_URL": "sqlite:x.db", "LEVQOR_SUPPORT_RULES": path,
+		"LEVQOR_BUS_KEY": strings.Repeat("ab", 32), "LEVQOR_MASTER_KEYS": strings.Repeat("cd", 32)}
 	cfg, err := config.FromEnv(func(k string) string { return vars[k] })
 	require.NoError(t, err)
 	require.Equal(t, path, cfg.SupportRules)
