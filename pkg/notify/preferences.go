@@ -153,13 +153,18 @@ func (w *Worker) setPreferences(_ context.Context, e *command.Envelope, p SetPre
 		if q := p.QuietHours; q != nil {
 			prefs.QuietStart, prefs.QuietEnd, prefs.TimeZone = q.Start, q.End, q.TimeZone
 		}
-		if err := tx.PutPreferences(ctx, prefs); err != nil {
-			return command.Outcome{}, err
-		}
-		got, err := tx.GetPreferences(ctx, e.AccountID)
-		if err != nil {
-			return command.Outcome{}, err
-		}
-		return command.Outcome{Status: http.StatusOK, Result: got}, nil
+		return putPreferences(ctx, tx, prefs)
 	}, nil
+}
+
+// putPreferences saves prefs and answers them as stored.
+func putPreferences(ctx context.Context, tx *store.Tx, prefs store.Preferences) (command.Outcome, error) {
+	if err := tx.PutPreferences(ctx, prefs); err != nil {
+		return command.Outcome{}, err
+	}
+	got, err := tx.GetPreferences(ctx, prefs.AccountID)
+	if err != nil {
+		return command.Outcome{}, err
+	}
+	return command.Outcome{Status: http.StatusOK, Result: got}, nil
 }

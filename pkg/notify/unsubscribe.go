@@ -107,14 +107,7 @@ func (w *Worker) unsubscribe(_ context.Context, e *command.Envelope, p Unsubscri
 			prefs.Muted = append(prefs.Muted, p.Event)
 			slices.Sort(prefs.Muted)
 			prefs.UpdatedAt = w.now()
-			if err := tx.PutPreferences(ctx, prefs); err != nil {
-				return command.Outcome{}, err
-			}
 		}
-		got, err := tx.GetPreferences(ctx, e.AccountID)
-		if err != nil {
-			return command.Outcome{}, err
-		}
-		return command.Outcome{Status: http.StatusOK, Result: got}, nil
+		return putPreferences(ctx, tx, prefs)
 	}, nil
 }

@@ -3,21 +3,17 @@ package service_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/ingest"
-	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/stripemock"
 	"github.com/levqor/levqor/pkg/stripesim"
@@ -36,39 +32,12 @@ func TestOneWebhookIsOneTrace(t *testing.T) {
 	telemetry.Use(tp)
 	t.Cleanup(func() { telemetry.Use(nil) })
 
-	vars := map[string]string{
-		"LEVQOR_DATA_DIR":      t.TempDir(),
-		"LEVQOR_HTTP_ADDR":     "127.0.0.1:0",
-		"LEVQOR_DEV_NATS_ADDR": "127.0.0.1:0",
-		"STRIPE_API_BASE":      stripemock.Start(t),
-		"LEVQOR_SCHEDULE":      "billing.reconcile=off",
-	}
-	cfg, err := config.FromEnv(func(k string) string { return vars[k] })
+	vars := devVars(t.TempDir())
+	vars["STRIPE_API_BASE"] = stripemock.Start(t)
+	vars["LEVQOR_SCHEDULE"] = "billing.reconcile=off"
+	d, err := runDev(t, vars)
 	require.NoError(t, err)
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan service.DevInfo, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- service.RunDev(ctx, cfg, log, io.Discard, service.DevOptions{Ready: func(i service.DevInfo) { ready <- i }})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("dev mode did not stop")
-		}
-	})
-	var c devClient
-	select {
-	case c.info = <-ready:
-	case err := <-done:
-		t.Fatalf("dev mode exited: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("dev mode did not start")
-	}
+	c := devClient{info: d.info}
 
 	status, body := c.do(t, http.MethodPost, "/v1/accounts?wait=15s", map[string]string{"name": "Ada Backups Ltd", "contact_email": "ops@ada.example"})
 	require.Equal(t, http.StatusCreated, status, string(body))
