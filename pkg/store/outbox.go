@@ -10,6 +10,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/levqor/levqor/pkg/telemetry"
 )
@@ -75,8 +76,12 @@ func (tx *Tx) EnqueueOutbox(ctx context.Context, m OutboxMessage) (int64, error)
 		return 0, fmt.Errorf("store: enqueueing outbox message: subject is required")
 	}
 	if telemetry.Tracing() {
-		// The message carries the producing handler's trace, so that its
-		// consumers' spans join it.
+		// The write is a span of the handler's, and the message carries
+		// it, so that the relay's publish and the consumers' spans join
+		// the handler's trace beneath it.
+		var span trace.Span
+		ctx, span = telemetry.StartSpan(ctx, "outbox "+m.Subject, trace.SpanKindProducer)
+		defer span.End()
 		h := make(map[string]string, len(m.Headers)+1)
 		maps.Copy(h, m.Headers)
 		telemetry.Inject(ctx, propagation.MapCarrier(h))
