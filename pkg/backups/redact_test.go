@@ -46,6 +46,7 @@ func TestDSNsTakeOnlyConnectionAndTLSParameters(t *testing.T) {
 		"postgres://app@a.example:5432,b.example:5432/shop":              "must name one host",
 		"host=db.example dbname=shop":                                    "must be a URL",
 		"postgres://app@db.example":                                      "must name a host and a database",
+		"postgres://app@db.example/shop#?host=/var/run/postgresql":       "must not contain '#'",
 	} {
 		err := backups.ValidateDSN("config.dsn", dsn)
 		require.ErrorContains(t, err, want, dsn)

@@ -185,9 +185,10 @@ func secretParam(name string) bool {
 
 // DSNParams are the parameters a source's DSN may carry after the URL's
 // own user, password, host, port and database: TLS, and nothing that
-// makes libpq read files of the worker's choosing beyond the TLS files
-// (passfile, service, servicefile), run options on the server (options)
-// or change where it connects (host, hostaddr, port in the query).
+// makes libpq read other files (passfile, service, servicefile), run
+// options on the server (options) or change where it connects (host,
+// hostaddr, port in the query). The TLS file parameters name files on the
+// worker: only operators create runnable sources and set their config.
 var DSNParams = []string{"sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "connect_timeout", "application_name"}
 
 // ValidateDSN checks a PostgreSQL connection string: a postgres:// or
@@ -206,6 +207,11 @@ func ValidateDSN(field, dsn string) error {
 	}
 	if strings.Contains(u.Host, ",") {
 		return invalid(field, field+" must name one host (a list of hosts is not accepted)")
+	}
+	if strings.Contains(dsn, "#") {
+		// libpq reads past a '#', which url.Parse takes for a fragment
+		// and does not check: parameters could hide behind it.
+		return invalid(field, field+" must not contain '#' (percent-encode it as %23 in a password)")
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {

@@ -130,8 +130,12 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 		_, err = CheckPath("config.path", cfg.Path, set.AllowedPaths)
 	}
 	if err == nil && cfg.DSN != "" {
-		// Opened here, for this run only: the row keeps it sealed.
-		cfg.DSN, err = w.Sealer.Open(cfg.DSN)
+		// Opened here, for this run only: the row keeps it sealed. Checked
+		// again as it is used, whatever a row stored before the checks
+		// holds.
+		if cfg.DSN, err = w.Sealer.Open(cfg.DSN); err == nil {
+			err = ValidateDSN("config.dsn", cfg.DSN)
+		}
 	}
 	if err != nil {
 		reason := "the source's config is not usable: " + errorText(err)

@@ -235,6 +235,11 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p Restore
 	if err != nil {
 		return nil, unprocessable("sealed", "target_dsn", err.Error())
 	}
+	if targetDSN != "" {
+		if err := ValidateDSN("target_dsn", targetDSN); err != nil {
+			return nil, err
+		}
+	}
 	stats, blobBytes, err := w.restoreBlob(ctx, snap, sum.Kind, target, targetDSN, archive.RestoreOptions{Overwrite: p.Overwrite, TempDir: os.TempDir()})
 	if errors.Is(err, blob.ErrNotFound) {
 		reason := fmt.Sprintf("its blob %s is missing from the blob store", snap.BlobKey)

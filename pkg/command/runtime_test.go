@@ -58,6 +58,21 @@ func TestOnlyRecordedCommandsRun(t *testing.T) {
 
 	require.NoError(t, deliver(recordedPayload))
 	require.Equal(t, 1, ran, "the recorded command runs")
+
+	// A command of an erased account (erasure blanks its payload) is
+	// failed as such, not taken for a forgery.
+	erased, err := command.NewID(command.IDPrefix)
+	require.NoError(t, err)
+	_, _, err = st.CreateCommand(ctx, store.Command{ID: erased, Scope: "account:acc_1", AccountID: "acc_1", Domain: "backup", Action: "place_hold",
+		RequestHash: "h", Payload: []byte("{}")})
+	require.NoError(t, err)
+	late, err := json.Marshal(command.Envelope{ID: erased, Domain: "backup", Action: "place_hold", AccountID: "acc_1", Params: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+	err = h(ctx, &bus.Message{Subject: "levqor.cmd.backup.place_hold", Header: nats.Header{bus.HeaderMsgID: {erased}}, Data: late,
+		Stream: "COMMANDS", Consumer: "backup-cmd", StreamSeq: 2, Deliveries: 1})
+	require.True(t, bus.IsPermanent(err))
+	require.ErrorContains(t, err, "erased account")
+	require.NotContains(t, err.Error(), command.ForgedReason, "its dead letter fails the command")
 	cmd, err := st.GetCommand(ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, store.CommandSucceeded, cmd.Status)

@@ -52,10 +52,8 @@ func TestSealedSecretsOpenOnlyWithTheirKey(t *testing.T) {
 	require.ErrorIs(t, err, keys.ErrSealed, "the shown form is authenticated")
 	flipped := sealed[:len(sealed)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(sealed, "AA")]
 	_, err = old.Open(flipped)
-	require.ErrorIs(t, err, keys.ErrSealed)
-	for _, err := range []error{err} {
-		require.NotContains(t, err.Error(), "s3cret-pw")
-	}
+	require.ErrorIs(t, err, keys.ErrSealed, "the ciphertext is authenticated")
+	require.NotContains(t, err.Error(), "s3cret-pw")
 
 	plain, err := old.Open(dsn)
 	require.NoError(t, err)
