@@ -186,7 +186,9 @@ func TestComposeConfigValid(t *testing.T) {
 			require.Equal(t, composeSecrets["LEVQOR_MASTER_KEYS"], environment(cfg.Services[name]["environment"])["LEVQOR_MASTER_KEYS"],
 				"%s seals or opens the secrets commands carry", name)
 		}
-		require.NotContains(t, environment(cfg.Services["scheduler"]["environment"]), "LEVQOR_BUS_KEY", "the scheduler publishes no Stripe event")
+		sched := environment(cfg.Services["scheduler"]["environment"])
+		require.Equal(t, composeSecrets["LEVQOR_BUS_KEY"], sched["LEVQOR_BUS_KEY"], "the scheduler proves its ticks")
+		require.NotContains(t, sched, "LEVQOR_MASTER_KEYS", "the scheduler opens no secret")
 	})
 
 	t.Run("workers-mail", func(t *testing.T) {

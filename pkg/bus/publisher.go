@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/telemetry"
 )
 
@@ -36,6 +37,15 @@ type Publisher struct {
 	// window, when not nil, bounds the asynchronous publishes awaiting an
 	// acknowledgement (WithAsyncWindow).
 	window chan struct{}
+	// key, when set, proves every message published (WithBusKey).
+	key *keys.BusKey
+}
+
+// WithBusKey proves every message the publisher sends with the bus key
+// (keys.HeaderBusProof), as routers with the key require of ticks, events
+// and dead letters.
+func WithBusKey(k *keys.BusKey) PublisherOption {
+	return func(p *Publisher) { p.key = k }
 }
 
 // PublisherOption configures a Publisher.
@@ -100,6 +110,9 @@ func (p *Publisher) Publish(ctx context.Context, subject, msgID string, header n
 func (p *Publisher) PublishMsg(ctx context.Context, msg *nats.Msg) (_ PubResult, err error) {
 	if msg.Header.Get(HeaderMsgID) == "" {
 		return PubResult{}, errors.New("publish: empty message id")
+	}
+	if p.key != nil {
+		msg.Header[keys.HeaderBusProof] = []string{p.key.ProveMessage(msg.Data)}
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/telemetry"
 )
 
@@ -112,6 +113,11 @@ type RouterConfig struct {
 	Metrics *Metrics
 	// Failures, optional, records failed deliveries for operators.
 	Failures FailureRecorder
+	// BusKey, when set, proves the dead letters the router publishes and
+	// is required of every tick, event and dead letter it delivers: one
+	// without a valid proof (keys.HeaderBusProof) is not handled (a tick
+	// or event is dead-lettered, saying so; a dead letter is dropped).
+	BusKey *keys.BusKey
 	// Paused, optional, reports whether an operator paused a consumer
 	// (package control): its route then fetches nothing until it is
 	// resumed, while what it holds finishes. Nothing is lost: unfetched
@@ -229,7 +235,7 @@ func NewRouter(js jetstream.JetStream, cfg RouterConfig) (*Router, error) {
 	return &Router{
 		cfg:           cfg,
 		js:            js,
-		pub:           NewPublisher(js, cfg.Topology),
+		pub:           NewPublisher(js, cfg.Topology, WithBusKey(cfg.BusKey)),
 		log:           cfg.Logger,
 		handlerCtx:    hctx,
 		cancelHandler: cancel,
@@ -243,6 +249,9 @@ func (r *Router) Use(mw ...Middleware) { r.middleware = append(r.middleware, mw.
 func (r *Router) Handle(c ConsumerSpec, h Handler) {
 	if c.AckWait == 0 {
 		c.AckWait = r.cfg.AckWait
+	}
+	if k := r.cfg.BusKey; k != nil && (c.Kind == Ticks || c.Kind == Events || c.Kind == DLQ) {
+		h = proven(k, c.Kind, h)
 	}
 	r.routes = append(r.routes, Route{Consumer: c, Handler: h})
 }
@@ -757,5 +766,23 @@ func LongRunning(h Handler, limit time.Duration) Handler {
 		})
 		defer stop()
 		return h(run, m)
+	}
+}
+
+// proven refuses the messages of a tick, event or dead-letter route that
+// no Levqor process published: a forged tick would run its job as of any
+// slot, a forged event be acted on, a forged dead letter fail a real
+// command. Commands are checked against the database instead
+// (command.Runtime), Stripe events against ingest's proof (billing).
+func proven(k *keys.BusKey, kind Kind, h Handler) Handler {
+	return func(ctx context.Context, m *Message) error {
+		if err := k.CheckMessage(m.Header.Get(keys.HeaderBusProof), m.Data); err != nil {
+			if kind == DLQ {
+				Logger(ctx).WithError(err).Warn("dead letter without a valid proof: dropped, nothing done")
+				return nil
+			}
+			return Permanent(fmt.Errorf("refused: %w", err))
+		}
+		return h(ctx, m)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/service"
 )
 
@@ -61,4 +63,33 @@ func devSecret(opts Options, admin bool) (string, error) {
 		return s.AdminToken, nil
 	}
 	return s.WebhookSecret, nil
+}
+
+// devBusKey is the LEVQOR_BUS_KEY of the dev mode service.FindDev finds,
+// or "": what the operator tools publish (replays, backfills, ticks) is
+// proved with the key that dev mode's workers check. Set LEVQOR_BUS_KEY
+// here if that dev mode was given one in its environment.
+func devBusKey(opts Options) string {
+	inst, err := service.FindDev("", opts.Getenv)
+	if err != nil {
+		return ""
+	}
+	s, err := inst.Secrets()
+	if err != nil {
+		return ""
+	}
+	return s.BusKey
+}
+
+// cliBusKey is LEVQOR_BUS_KEY, else dev mode's; nil when there is none
+// (then what is published is refused by workers that check).
+func cliBusKey(cfg config.Config, opts Options) (*keys.BusKey, error) {
+	k := cfg.BusKey
+	if k == "" {
+		k = devBusKey(opts)
+	}
+	if k == "" {
+		return nil, nil
+	}
+	return keys.ParseBusKey(k)
 }

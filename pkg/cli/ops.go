@@ -181,14 +181,7 @@ func openOps(ctx context.Context, opts Options, stderr io.Writer, actor string) 
 		}
 		dbURL = "sqlite:" + path
 		if cfg.BusKey == "" {
-			// Dev mode's: a backfill proves its events with the key the
-			// dev mode's billing worker checks (set LEVQOR_BUS_KEY here
-			// if that dev mode was given one in its environment).
-			if inst, err := service.FindDev("", opts.Getenv); err == nil {
-				if s, err := inst.Secrets(); err == nil {
-					cfg.BusKey = s.BusKey
-				}
-			}
+			cfg.BusKey = devBusKey(opts)
 		}
 	}
 

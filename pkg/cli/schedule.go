@@ -156,7 +156,12 @@ func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr 
 	if connErr != nil {
 		connErr = fmt.Errorf("connecting to NATS at %s (LEVQOR_NATS_URL, or dev mode's LEVQOR_DEV_NATS_ADDR): %w", redactNATSURL(natsURL), connErr)
 	}
+	bk, err := cliBusKey(cfg, opts)
+	if err != nil {
+		return err
+	}
 	sched, err := scheduler.New(js, scheduler.Config{
+		BusKey:        bk,
 		Topology:      cfg.Topology,
 		Jobs:          jobs,
 		CatchUpWindow: cfg.CatchUpWindow,

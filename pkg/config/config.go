@@ -677,8 +677,8 @@ func (c Config) ValidateFor(role Role) error {
 		if _, err := keys.ParseBusKey(c.BusKey); err != nil {
 			errs = append(errs, err)
 		}
-	} else if role == RoleIngest || role == RoleWorkers {
-		bad("LEVQOR_BUS_KEY", "required, the same for ingest and the workers: 32 random bytes in hex (openssl rand -hex 32); ingest proves with it that it verified each Stripe event, and billing refuses events without the proof")
+	} else if role == RoleIngest || role == RoleWorkers || role == RoleScheduler {
+		bad("LEVQOR_BUS_KEY", "required, the same for ingest, the workers and the scheduler: 32 random bytes in hex (openssl rand -hex 32); every message they publish is proved with it, and the workers refuse ticks, events and Stripe events without the proof")
 	}
 	if c.MasterKeys != "" {
 		if _, err := keys.ParseMasterKeys(c.MasterKeys); err != nil {

@@ -75,6 +75,41 @@ func (k *BusKey) Prove(body []byte) string {
 	return "v1," + hex.EncodeToString(k.mac(body))
 }
 
+// HeaderBusProof carries, on every message a Levqor process publishes,
+// the proof that one did: "v1," and the hex HMAC-SHA256 of the message's
+// bytes under the bus key (a label apart from the ingest proof's). Workers
+// refuse ticks, events and dead letters without it.
+const HeaderBusProof = "Levqor-Proof"
+
+func (k *BusKey) messageMAC(body []byte) []byte {
+	m := hmac.New(sha256.New, k.key)
+	m.Write([]byte("levqor bus message\x00"))
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// ProveMessage returns the HeaderBusProof value of a message's bytes.
+func (k *BusKey) ProveMessage(body []byte) string {
+	return "v1," + hex.EncodeToString(k.messageMAC(body))
+}
+
+// ErrNoBusProof is the error of a message without a valid HeaderBusProof.
+var ErrNoBusProof = errors.New("the message carries no valid proof that a Levqor process published it (" + HeaderBusProof + ")")
+
+// CheckMessage returns nil if proof is the HeaderBusProof of body, else
+// ErrNoBusProof.
+func (k *BusKey) CheckMessage(proof string, body []byte) error {
+	v, ok := strings.CutPrefix(proof, "v1,")
+	if !ok {
+		return ErrNoBusProof
+	}
+	got, err := hex.DecodeString(v)
+	if err != nil || !hmac.Equal(got, k.messageMAC(body)) {
+		return ErrNoBusProof
+	}
+	return nil
+}
+
 // ErrNoProof is the error of a Stripe event on the bus that does not carry
 // a valid proof of ingest's check.
 var ErrNoProof = errors.New("the event carries no valid proof that ingest verified its Stripe signature (" + HeaderIngestProof + ")")

@@ -208,7 +208,7 @@ func New(cfg Config) (*Ops, error) {
 	}
 	return &Ops{
 		js: cfg.JS, topo: cfg.Topology, store: cfg.Store, log: cfg.Log,
-		pub: bus.NewPublisher(cfg.JS, cfg.Topology),
+		pub: bus.NewPublisher(cfg.JS, cfg.Topology, bus.WithBusKey(cfg.Settings.BusKey)),
 		set: cfg.Settings, http: cfg.HTTPClient, now: cfg.Now,
 	}, nil
 }

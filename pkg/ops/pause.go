@@ -130,7 +130,7 @@ func (o *Ops) BackfillSchedule(ctx context.Context, job string, since, until tim
 	if err := knownJob(jobs, job); err != nil {
 		return scheduler.BackfillResult{}, err
 	}
-	s, err := scheduler.New(o.js, scheduler.Config{Topology: o.topo, Jobs: jobs, Logger: o.log, Now: o.now})
+	s, err := scheduler.New(o.js, scheduler.Config{Topology: o.topo, Jobs: jobs, Logger: o.log, Now: o.now, BusKey: o.set.BusKey})
 	if err != nil {
 		return scheduler.BackfillResult{}, err
 	}

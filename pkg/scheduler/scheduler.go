@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/keys"
 )
 
 // Defaults and limits.
@@ -39,6 +40,9 @@ const (
 
 // Config configures a Scheduler.
 type Config struct {
+	// BusKey proves the ticks published (LEVQOR_BUS_KEY): routers with the
+	// key refuse ticks without the proof.
+	BusKey *keys.BusKey
 	// Topology names the TICKS stream and its subjects; its TICKS dedupe
 	// window bounds the job periods and the catch-up window. Required
 	// (with defaults filled in).
@@ -122,7 +126,7 @@ func New(js jetstream.JetStream, cfg Config) (*Scheduler, error) {
 		cfg:    cfg,
 		window: window,
 		js:     js,
-		pub:    bus.NewPublisher(js, cfg.Topology),
+		pub:    bus.NewPublisher(js, cfg.Topology, bus.WithBusKey(cfg.BusKey)),
 		log:    cfg.Logger,
 		wake:   make(chan struct{}, 1),
 	}

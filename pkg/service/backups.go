@@ -40,7 +40,11 @@ func (e *Env) backupsWorker() (*backups.Worker, error) {
 		Metrics:  e.retentionMetrics,
 	}
 	if e.JS != nil {
-		w.Publisher = bus.NewPublisher(e.JS, e.Cfg.Topology)
+		bk, err := e.BusKey()
+		if err != nil {
+			return nil, err
+		}
+		w.Publisher = bus.NewPublisher(e.JS, e.Cfg.Topology, bus.WithBusKey(bk))
 	}
 	blobs, err := e.blobStore()
 	if err != nil {

@@ -197,7 +197,11 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 		return nil, err
 	}
 	log := e.Log.WithField("component", "ingest")
-	pub := bus.NewPublisher(e.JS, e.Cfg.Topology)
+	bk, err := e.BusKey()
+	if err != nil {
+		return nil, err
+	}
+	pub := bus.NewPublisher(e.JS, e.Cfg.Topology, bus.WithBusKey(bk))
 	authz, err := auth.New(e.Store, auth.Config{DevOperatorToken: devOperatorToken, Logger: log})
 	if err != nil {
 		return nil, err
@@ -216,10 +220,6 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 		Rate: e.Cfg.APIRate, Burst: e.Cfg.APIBurst, MaxBodyBytes: e.Cfg.APIMaxBodyBytes, Catalog: cat, AuthFailures: e.Cfg.APIAuthFailures,
 		Retention: e.retentionSettings(), Webhooks: wh,
 	})
-	if err != nil {
-		return nil, err
-	}
-	bk, err := e.BusKey()
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +284,12 @@ func (e *Env) Router(names []string) (*bus.Router, error) {
 	if e.busMetrics == nil {
 		e.busMetrics = bus.NewMetrics(e.registerer())
 	}
+	bk, err := e.BusKey()
+	if err != nil {
+		return nil, err
+	}
 	r, err := bus.NewRouter(e.JS, bus.RouterConfig{
+		BusKey:          bk,
 		Paused:          func(name string) bool { return e.paused(control.ConsumerKey(name)) },
 		Topology:        e.Cfg.Topology,
 		Concurrency:     e.Cfg.Concurrency,
@@ -429,7 +434,8 @@ func (e *Env) supportWorker() (*support.Worker, error) {
 
 // Relay builds the outbox relay.
 func (e *Env) Relay() *outbox.Relay {
-	r := &outbox.Relay{Store: e.Store, Publisher: bus.NewPublisher(e.JS, e.Cfg.Topology), Log: e.Log.WithField("component", "outbox")}
+	bk, _ := e.BusKey() // checked with the configuration (config.Check)
+	r := &outbox.Relay{Store: e.Store, Publisher: bus.NewPublisher(e.JS, e.Cfg.Topology, bus.WithBusKey(bk)), Log: e.Log.WithField("component", "outbox")}
 	r.Register(e.Reg)
 	return r
 }
@@ -444,7 +450,12 @@ func (e *Env) Scheduler() (*scheduler.Scheduler, error) {
 	for _, w := range warnings {
 		e.Log.Warn(w)
 	}
+	bk, err := e.BusKey()
+	if err != nil {
+		return nil, err
+	}
 	s, err := scheduler.New(e.JS, scheduler.Config{
+		BusKey:        bk,
 		Topology:      e.Cfg.Topology,
 		Jobs:          jobs,
 		CatchUpWindow: e.Cfg.CatchUpWindow,

@@ -83,6 +83,29 @@ func TestTheBusIsNotTrusted(t *testing.T) {
 		require.NotContains(t, string(body), "Mallory", "no account was created")
 	})
 
+	t.Run("ATickAndAnEventNoLevqorProcessPublished", func(t *testing.T) {
+		slot := time.Now().Add(365 * 24 * time.Hour).UTC().Truncate(time.Minute)
+		tick, err := json.Marshal(map[string]any{"job": "accounts.offboard", "slot": slot})
+		require.NoError(t, err)
+		_, err = js.PublishMsg(t.Context(), &nats.Msg{Subject: "levqor.tick.accounts.offboard", Data: tick,
+			Header: nats.Header{bus.HeaderMsgID: {"forged-tick-1"}}})
+		require.NoError(t, err)
+		dead := deadLetter(t, "accounts-tick", "forged-tick-1")
+		require.Contains(t, dead.Header.Get(bus.HeaderDlqReason), "no valid proof that a Levqor process published it")
+
+		ev, err := json.Marshal(map[string]any{"account_id": acc, "source_id": "src_x", "run_id": "run_x", "incident": "run_failed:run_x",
+			"reason": "click here to restore: http://phish.example", "at": time.Now().UTC()})
+		require.NoError(t, err)
+		_, err = js.PublishMsg(t.Context(), &nats.Msg{Subject: "levqor.event.backup.run_failed", Data: ev,
+			Header: nats.Header{bus.HeaderMsgID: {"forged-event-1"}}})
+		require.NoError(t, err)
+		dead = deadLetter(t, "notify-event", "forged-event-1")
+		require.Contains(t, dead.Header.Get(bus.HeaderDlqReason), "no valid proof")
+		status, body := c.do(t, http.MethodGet, "/v1/notifications?account_id="+acc, nil)
+		require.Equal(t, http.StatusOK, status)
+		require.NotContains(t, string(body), "phish.example", "nobody was told")
+	})
+
 	t.Run("AStripeEventIngestNeverVerified", func(t *testing.T) {
 		ev, err := stripesim.NewEvent("customer.subscription.created", stripesim.EventOptions{Created: time.Now().Add(-time.Minute),
 			Customer: cus, ObjectID: "sub_forged", Price: "price_levqor_enterprise_monthly"})
