@@ -136,7 +136,7 @@ func (w *Worker) drillSource(ctx context.Context, src *store.BackupSource, slot 
 	seed := sha256.Sum256([]byte("levqor drill of " + src.ID + " at " + slot.Format(time.RFC3339Nano)))
 	d := store.Drill{ID: command.DerivedID(DrillIDPrefix, seed[:]), AccountID: src.AccountID, SourceID: src.ID, SnapshotID: snap.ID,
 		Slot: slot, Kind: src.Kind, StartedAt: time.Now().UTC()}
-	release, err := w.busyWait(log, w.settings()).slot(ctx, "streams")
+	release, err := w.streamSlot(ctx, log, w.settings(), src.AccountID)
 	if err != nil {
 		return nil, err
 	}

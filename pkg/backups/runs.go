@@ -678,3 +678,48 @@ func humanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }
+
+// streamSlot takes the capacity a verification, restore or drill of
+// account's data needs: one of the account's LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT
+// streams on this worker, then one of the worker's LEVQOR_BACKUP_MAX_RUNS
+// slots, as a run takes. One account asking for verifications on end
+// holds at most its share of the slots, and another account's backup
+// finds one free. Over its share, the message is handed back at once,
+// to come again after BusyRetry (30 s): waiting in process would
+// hold one of the consumer's handlers, which the other accounts' runs
+// need too. The worker slot is waited for as a run waits (busyWaiter).
+func (w *Worker) streamSlot(ctx context.Context, log logrus.FieldLogger, set Settings, accountID string) (release func(), err error) {
+	if !w.takeStream(accountID, set.MaxRunsPerAccount) {
+		return nil, bus.Defer(fmt.Sprintf("account %s already has %d verifications or restores streaming on this worker (LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT)",
+			accountID, set.MaxRunsPerAccount), set.BusyRetry)
+	}
+	wait := w.busyWait(log, set)
+	rel, err := wait.slot(ctx, "streams")
+	if err != nil {
+		w.dropStream(accountID)
+		return nil, err
+	}
+	return func() { rel(); w.dropStream(accountID) }, nil
+}
+
+// takeStream counts one more stream of account, unless it has max.
+func (w *Worker) takeStream(account string, max int) bool {
+	w.streamMu.Lock()
+	defer w.streamMu.Unlock()
+	if w.streaming == nil {
+		w.streaming = map[string]int{}
+	}
+	if w.streaming[account] >= max {
+		return false
+	}
+	w.streaming[account]++
+	return true
+}
+
+func (w *Worker) dropStream(account string) {
+	w.streamMu.Lock()
+	defer w.streamMu.Unlock()
+	if w.streaming[account]--; w.streaming[account] <= 0 {
+		delete(w.streaming, account)
+	}
+}

@@ -62,7 +62,12 @@ func (w *Worker) VerifySample(ctx context.Context, now time.Time) (VerifyResult,
 
 // verifyOne checks one snapshot and records the finding.
 func (w *Worker) verifyOne(ctx context.Context, s *store.Snapshot, actor string) (*store.Snapshot, error) {
+	release, err := w.streamSlot(ctx, bus.Logger(ctx).WithField("snapshot_id", s.ID), w.settings(), s.AccountID)
+	if err != nil {
+		return nil, err
+	}
 	reason, err := w.check(ctx, s)
+	release()
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +168,12 @@ func (w *Worker) verifyCommand(ctx context.Context, e *command.Envelope, p Snaps
 	if snap.State == store.SnapshotPurging || snap.State == store.SnapshotPurged {
 		return nil, conflict("snapshot_purged", "id", fmt.Sprintf("snapshot %s is %s: its blob is deleted", snap.ID, snap.State))
 	}
+	log := bus.Logger(ctx).WithFields(logrus.Fields{"snapshot_id": snap.ID, "account_id": snap.AccountID})
+	release, err := w.streamSlot(ctx, log, w.settings(), snap.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	reason, err := w.check(ctx, snap)
 	if err != nil {
 		return nil, err
@@ -225,7 +236,7 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p Restore
 		}
 	}
 	log := bus.Logger(ctx).WithFields(logrus.Fields{"snapshot_id": snap.ID, "account_id": snap.AccountID, "source_id": snap.SourceID})
-	release, err := w.busyWait(log, set).slot(ctx, "streams")
+	release, err := w.streamSlot(ctx, log, set, snap.AccountID)
 	if err != nil {
 		return nil, err
 	}

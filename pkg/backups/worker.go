@@ -272,6 +272,10 @@ type Worker struct {
 
 	slotsOnce sync.Once
 	slots     chan struct{}
+	// streaming counts, per account, the verifications, restores and
+	// drills this worker streams (see streamSlot).
+	streamMu  sync.Mutex
+	streaming map[string]int
 }
 
 func (w *Worker) settings() Settings { return w.Settings.WithDefaults() }
