@@ -222,7 +222,9 @@ func TestWatch(t *testing.T) {
 		})
 		t.Run("RecoveryAndRelapse", func(t *testing.T) {
 			for _, m := range unacked {
-				require.NoError(t, m.Ack())
+				// Acknowledged and confirmed: the watch below reads the
+				// consumer's state, which a plain ack may not have reached.
+				require.NoError(t, m.DoubleAck(context.Background()))
 			}
 			e.watch(t, tick(t, scheduler.JobHousekeepingWatch, slot.Add(4*time.Minute)))
 			v, _ := e.gauge(t, "levqor_consumer_stuck", "test-cmd")
