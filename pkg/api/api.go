@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,6 +71,10 @@ type Config struct {
 	// their URLs; nil answers their routes 503 (no
 	// LEVQOR_WEBHOOK_SECRET_KEY).
 	Webhooks *notify.Webhooks
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client, for the per-address limits (LEVQOR_TRUSTED_PROXIES); empty
+	// keys the limits to the connection's peer.
+	TrustedProxies []netip.Prefix
 	// Sealer seals the DSNs of sources and restores before they become
 	// commands (LEVQOR_MASTER_KEYS), so that the commands table, the
 	// COMMANDS stream and the DLQ hold none readable. Processes always
@@ -161,7 +166,7 @@ func (s *Server) IsOperator(r *http.Request) bool {
 	if r.Header.Get("Authorization") == "" {
 		return false
 	}
-	addr := clientAddr(r)
+	addr := s.clientAddr(r)
 	if spent, _ := s.failures.spent(addr, s.now()); spent {
 		return false // no lookup for an address that keeps failing
 	}

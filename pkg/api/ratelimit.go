@@ -4,7 +4,9 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -112,15 +114,50 @@ func (l *limiter) spent(key string, now time.Time) (bool, time.Duration) {
 	return true, time.Duration((1 - b.lim.TokensAt(now)) / float64(l.rate) * float64(time.Second))
 }
 
-// clientAddr is the address a request came from: the connection's peer
-// (behind a proxy, the proxy's, so that one client cannot lock others out
-// by claiming their address in a header).
-func clientAddr(r *http.Request) string {
+// clientAddr is the address a request came from: the connection's peer,
+// unless the peer is one of the trusted proxies (LEVQOR_TRUSTED_PROXIES).
+// Then it is the nearest address in X-Forwarded-For that is not a trusted
+// proxy: each proxy appends the address it saw, so what lies further left
+// was written by the client and may be a lie. Without trusted proxies the
+// header is never read, so that one client cannot lock others out by
+// claiming their address.
+func (s *Server) clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if len(s.cfg.TrustedProxies) == 0 || !s.trustedProxy(host) {
+		return host
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if _, err := netip.ParseAddr(hop); err != nil {
+			return host // malformed: trust nothing further left
+		}
+		if !s.trustedProxy(hop) {
+			return hop
+		}
+		host = hop
 	}
 	return host
+}
+
+func (s *Server) trustedProxy(addr string) bool {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // statusRecorder remembers the status a handler answered.
@@ -149,7 +186,7 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // second). Good keys spend nothing.
 func (s *Server) failGate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		addr := clientAddr(r)
+		addr := s.clientAddr(r)
 		if spent, wait := s.failures.spent(addr, s.now()); spent {
 			secs := max(int(math.Ceil(wait.Seconds())), 1)
 			w.Header().Set("Retry-After", strconv.Itoa(secs))

@@ -80,7 +80,7 @@ func (s *Server) unsubscribeLink(w http.ResponseWriter, r *http.Request) (*store
 		return fail(http.StatusBadRequest, "The link is incomplete: it needs its account, event and sig, exactly as the email gave them.")
 	}
 	if !s.cfg.Webhooks.Key().CheckUnsubscribe(acc, event, sig) {
-		s.failures.allow(clientAddr(r), s.now())
+		s.failures.allow(s.clientAddr(r), s.now())
 		return fail(http.StatusForbidden, "The link's signature does not match: copy the whole link from the email.")
 	}
 	if !notify.Mutable(event) {

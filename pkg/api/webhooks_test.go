@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -294,4 +295,32 @@ func TestAnAddressThatKeepsFailingAuthenticationIsSlowed(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return h.do(t, http.MethodGet, "/v1/accounts/"+h.accA, h.keyA, nil).status == http.StatusOK
 	}, 5*time.Second, 100*time.Millisecond, "the budget refills: a good key works again")
+}
+
+// TestBehindATrustedProxyTheForwardedClientIsLimited: with the proxy in
+// LEVQOR_TRUSTED_PROXIES, each client X-Forwarded-For names has its own
+// budget of failed authentications; without it, the header is ignored
+// and a client cannot escape its budget (or spend another's) by naming
+// other addresses.
+func TestBehindATrustedProxyTheForwardedClientIsLimited(t *testing.T) {
+	t.Parallel()
+	guess := func(h *harness, i int, forwarded string) int {
+		return h.do(t, http.MethodGet, "/v1/accounts/"+h.accA, "lvq_guessed_"+strings.Repeat("x", i+20), nil, "X-Forwarded-For", forwarded).status
+	}
+	proxied := newHarness(t, storetest.SQLite(t), options{noStripe: true, configure: func(c *config.Config) {
+		c.APIAuthFailures = 2
+		c.TrustedProxies = []string{"127.0.0.0/8"}
+	}})
+	for i := range 2 {
+		require.Equal(t, http.StatusUnauthorized, guess(proxied, i, "203.0.113.7"))
+	}
+	require.Equal(t, http.StatusTooManyRequests, guess(proxied, 3, "203.0.113.7"), "that client spent its budget")
+	require.Equal(t, http.StatusTooManyRequests, guess(proxied, 4, "198.51.100.1, 203.0.113.7"), "what the client wrote further left is not believed")
+	require.Equal(t, http.StatusUnauthorized, guess(proxied, 5, "203.0.113.8"), "another client behind the proxy has its own")
+
+	direct := newHarness(t, storetest.SQLite(t), options{noStripe: true, configure: func(c *config.Config) { c.APIAuthFailures = 2 }})
+	for i := range 2 {
+		require.Equal(t, http.StatusUnauthorized, guess(direct, i, "203.0.113."+strconv.Itoa(i)))
+	}
+	require.Equal(t, http.StatusTooManyRequests, guess(direct, 3, "203.0.113.99"), "without a trusted proxy the header changes nothing")
 }

@@ -195,6 +195,10 @@ type Config struct {
 	// base64); unset turns the endpoints off. Dev mode generates one and
 	// keeps it with its other secrets.
 	WebhookKey string
+	// TrustedProxies are the proxies in front of ingest whose
+	// X-Forwarded-For names the client for the per-address limits
+	// (LEVQOR_TRUSTED_PROXIES, comma-separated CIDRs or addresses).
+	TrustedProxies []string
 	// WebhookAllowNets are the networks webhooks may call although they
 	// are loopback, private or link-local (LEVQOR_WEBHOOK_ALLOW_NETS,
 	// comma-separated CIDRs or addresses); dev mode allows loopback.
@@ -451,6 +455,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		APIAuthFailures:       p.integer("LEVQOR_API_AUTH_FAILURES", api.AuthFailureBurst),
 		NotificationRetention: p.duration("LEVQOR_NOTIFICATION_RETENTION", notify.RetentionDefault),
 		WebhookAllowNets:      p.list("LEVQOR_WEBHOOK_ALLOW_NETS", ""),
+		TrustedProxies:        p.list("LEVQOR_TRUSTED_PROXIES", ""),
 		WebhookTimeout:        p.duration("LEVQOR_WEBHOOK_TIMEOUT", notify.WebhookTimeoutDefault),
 		WebhookDisableAfter:   p.duration("LEVQOR_WEBHOOK_DISABLE_AFTER", notify.WebhookDisableAfterDefault),
 		WebhookSecretOverlap:  p.duration("LEVQOR_WEBHOOK_SECRET_OVERLAP", notify.WebhookSecretOverlapDefault),
@@ -556,6 +561,9 @@ func (c Config) ValidateFor(role Role) error {
 	}
 	if _, err := notify.ParseNets(c.WebhookAllowNets); err != nil {
 		bad("LEVQOR_WEBHOOK_ALLOW_NETS", "%v", err)
+	}
+	if _, err := notify.ParseNets(c.TrustedProxies); err != nil {
+		bad("LEVQOR_TRUSTED_PROXIES", "%v", err)
 	}
 	if c.WebhookTimeout <= 0 || c.WebhookTimeout > 2*time.Minute {
 		bad("LEVQOR_WEBHOOK_TIMEOUT", "want more than 0 and at most 2m")

@@ -317,7 +317,11 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		rm := s.m.route(route)
 		rm.count(&s.m, route, sw.code)
 		rm.duration.Observe(d.Seconds())
-		if sw.code >= 500 || (sw.code >= 400 && route != "unmatched") {
+		// A refused key or a rate limit is counted
+		// (levqor_ingest_requests_total{code="401"|"429"}), not logged:
+		// a client guessing keys would otherwise write the log.
+		quiet := sw.code == http.StatusUnauthorized || sw.code == http.StatusTooManyRequests
+		if sw.code >= 500 || (sw.code >= 400 && route != "unmatched" && !quiet) {
 			s.log.WithFields(logrus.Fields{
 				"method": r.Method, "route": route, "status": sw.code,
 				"duration_ms": d.Milliseconds(), "correlation_id": corr,

@@ -214,9 +214,14 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	proxies, err := notify.ParseNets(e.Cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("LEVQOR_TRUSTED_PROXIES: %w", err)
+	}
 	a, err := api.New(api.Config{
-		Sealer: sealer,
-		Store:  e.Store, Publisher: pub, NC: e.NC, Authorizer: authz, Logger: log,
+		TrustedProxies: proxies,
+		Sealer:         sealer,
+		Store:          e.Store, Publisher: pub, NC: e.NC, Authorizer: authz, Logger: log,
 		Rate: e.Cfg.APIRate, Burst: e.Cfg.APIBurst, MaxBodyBytes: e.Cfg.APIMaxBodyBytes, Catalog: cat, AuthFailures: e.Cfg.APIAuthFailures,
 		Retention: e.retentionSettings(), Webhooks: wh,
 	})
