@@ -1,11 +1,13 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/levqor/levqor/pkg/auth"
@@ -25,6 +27,7 @@ func (s *Server) registerTickets(handle func(pattern string, h http.Handler)) {
 	handle("GET /v1/tickets", anyKey(s.listTickets))
 	handle("GET /v1/tickets/{id}", anyKey(s.getTicket))
 	handle("POST /v1/tickets/{id}/messages", anyKey(s.addTicketMessage))
+	handle("GET /v1/tickets/{id}/messages", anyKey(s.listTicketMessages))
 	handle("POST /v1/tickets/{id}/status", anyKey(s.setTicketStatus))
 }
 
@@ -131,7 +134,8 @@ func (s *Server) getTicket(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	v := support.NewTicketView(t, s.now().UTC())
 	var err error
-	if v.Messages, err = s.store.TicketMessages(ctx, t.ID); err != nil {
+	var more *string
+	if v.Messages, more, err = s.ticketMessagePage(ctx, t.ID, 0, TicketMessagesInView); err != nil {
 		s.unavailable(w, r, err, "cannot read the ticket's messages")
 		return
 	}
@@ -149,10 +153,70 @@ func (s *Server) getTicket(w http.ResponseWriter, r *http.Request) {
 	}
 	httpjson.Write(w, http.StatusOK, struct {
 		support.TicketView
-		Messages    []store.TicketMessage    `json:"messages"`
-		Escalations []store.TicketEscalation `json:"escalations"`
-		History     []store.TicketEvent      `json:"history"`
-	}{v, v.Messages, v.Escalations, v.History})
+		Messages []store.TicketMessage `json:"messages"`
+		// MessagesNextCursor, when set, says the conversation goes on
+		// past Messages: GET /v1/tickets/{id}/messages?cursor= reads on.
+		MessagesNextCursor *string                  `json:"messages_next_cursor,omitempty"`
+		Escalations        []store.TicketEscalation `json:"escalations"`
+		History            []store.TicketEvent      `json:"history"`
+	}{v, v.Messages, more, v.Escalations, v.History})
+}
+
+// TicketMessagesInView is how many messages GET /v1/tickets/{id} holds;
+// the rest are read page by page.
+const TicketMessagesInView = 100
+
+// TicketMessageList is a page of a ticket's messages, oldest first.
+type TicketMessageList struct {
+	Data       []store.TicketMessage `json:"data"`
+	NextCursor *string               `json:"next_cursor"`
+}
+
+// ticketMessagePage reads up to limit messages after the message id
+// after, and the cursor of the next page when there is one.
+func (s *Server) ticketMessagePage(ctx context.Context, ticketID string, after int64, limit int) ([]store.TicketMessage, *string, error) {
+	msgs, err := s.store.TicketMessages(ctx, ticketID, after, limit+1)
+	if err != nil || len(msgs) <= limit {
+		return msgs, nil, err
+	}
+	msgs = msgs[:limit]
+	next := strconv.FormatInt(msgs[limit-1].ID, 10)
+	return msgs, &next, nil
+}
+
+// listTicketMessages serves GET /v1/tickets/{id}/messages: the
+// conversation page by page, oldest first (?limit=, 1 to 200, 50 by
+// default; ?cursor= from the previous page).
+func (s *Server) listTicketMessages(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.visibleTicket(w, r)
+	if !ok || !checkQuery(w, r, "limit", "cursor") {
+		return
+	}
+	q := r.URL.Query()
+	limit := 50
+	if raw := q.Get("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > 200 {
+			httpjson.Error(w, http.StatusBadRequest, "invalid_parameter", "limit must be 1 to 200", "limit")
+			return
+		}
+		limit = n
+	}
+	var after int64
+	if raw := q.Get("cursor"); raw != "" {
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || n < 1 {
+			httpjson.Error(w, http.StatusBadRequest, "invalid_parameter", "cursor is not one this API returned", "cursor")
+			return
+		}
+		after = n
+	}
+	msgs, next, err := s.ticketMessagePage(r.Context(), t.ID, after, limit)
+	if err != nil {
+		s.unavailable(w, r, err, "cannot read the ticket's messages")
+		return
+	}
+	httpjson.Write(w, http.StatusOK, TicketMessageList{Data: msgs, NextCursor: next})
 }
 
 // addTicketMessage serves POST /v1/tickets/{id}/messages: the command

@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -165,4 +166,68 @@ func TestTicketsAPI(t *testing.T) {
 		require.Equal(t, store.TicketPending, d.Status)
 		require.Len(t, d.Messages, 2)
 	})
+}
+
+// TestATicketsConversationIsReadPageByPage: a ticket's view holds its
+// first TicketMessagesInView messages and says where the rest go on;
+// GET /v1/tickets/{id}/messages reads the conversation page by page, for
+// the ticket's own account only.
+func TestATicketsConversationIsReadPageByPage(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	h := newHarness(t, st, options{noStripe: true})
+	h.subscribe(t, h.accA, catalog.Entitlements{Tier: "enterprise", SLA: "enterprise", StorageGB: 1, Sources: 1})
+	h.runWorkers(t, support.WorkerName)
+	v := h.openTicket(t, h.keyA, map[string]any{"subject": "Long thread", "body": "first"})
+	ctx := t.Context()
+	require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+		for i := range api.TicketMessagesInView + 4 {
+			if _, err := tx.AppendTicketMessage(ctx, store.TicketMessage{TicketID: v.ID, AccountID: h.accA, Author: store.AuthorAgent,
+				Body: "reply " + strconv.Itoa(i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	total := api.TicketMessagesInView + 5
+
+	r := h.do(t, http.MethodGet, "/v1/tickets/"+v.ID, h.keyA, nil)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	var view struct {
+		Messages           []store.TicketMessage `json:"messages"`
+		MessagesNextCursor *string               `json:"messages_next_cursor"`
+	}
+	r.json(t, &view)
+	require.Len(t, view.Messages, api.TicketMessagesInView)
+	require.NotNil(t, view.MessagesNextCursor, "the view says the conversation goes on")
+
+	var all []store.TicketMessage
+	cursor := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 10)
+		path := "/v1/tickets/" + v.ID + "/messages?limit=40"
+		if cursor != "" {
+			path += "&cursor=" + cursor
+		}
+		r := h.do(t, http.MethodGet, path, h.keyA, nil)
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		var page api.TicketMessageList
+		r.json(t, &page)
+		require.LessOrEqual(t, len(page.Data), 40)
+		all = append(all, page.Data...)
+		if page.NextCursor == nil {
+			break
+		}
+		cursor = *page.NextCursor
+	}
+	require.Len(t, all, total, "every message once")
+	require.Equal(t, "first", all[0].Body)
+	require.Equal(t, "reply "+strconv.Itoa(total-2), all[total-1].Body)
+	require.Equal(t, view.Messages, all[:api.TicketMessagesInView])
+
+	r = h.do(t, http.MethodGet, "/v1/tickets/"+v.ID+"/messages?limit=500", h.keyA, nil)
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Equal(t, "limit", r.errorOf(t)["field"])
+	r = h.do(t, http.MethodGet, "/v1/tickets/"+v.ID+"/messages", h.keyB, nil)
+	require.Equal(t, http.StatusNotFound, r.status, "another account's ticket is not there")
 }

@@ -457,11 +457,12 @@ func (tx *Tx) insertReturningID(ctx context.Context, query string, args ...any) 
 	return id, nil
 }
 
-// TicketMessages returns a ticket's messages, oldest first.
-func (s *Store) TicketMessages(ctx context.Context, ticketID string) ([]TicketMessage, error) {
+// TicketMessages returns up to limit of a ticket's messages after the
+// message id after (0 for the first), oldest first.
+func (s *Store) TicketMessages(ctx context.Context, ticketID string, after int64, limit int) ([]TicketMessage, error) {
 	out := []TicketMessage{}
 	err := s.db.SelectContext(ctx, &out, s.rebind(`SELECT id, ticket_id, account_id, author, key_id, body, at
-FROM support_messages WHERE ticket_id = ? ORDER BY id`), ticketID)
+FROM support_messages WHERE ticket_id = ? AND id > ? ORDER BY id LIMIT ?`), ticketID, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: listing messages of %s: %w", ticketID, err)
 	}
