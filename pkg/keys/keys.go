@@ -99,15 +99,21 @@ var ErrNoBusProof = errors.New("the message carries no valid proof that a Levqor
 // CheckMessage returns nil if proof is the HeaderBusProof of body, else
 // ErrNoBusProof.
 func (k *BusKey) CheckMessage(proof string, body []byte) error {
-	v, ok := strings.CutPrefix(proof, "v1,")
-	if !ok {
-		return ErrNoBusProof
-	}
-	got, err := hex.DecodeString(v)
-	if err != nil || !hmac.Equal(got, k.messageMAC(body)) {
+	if !matches(proof, k.messageMAC(body)) {
 		return ErrNoBusProof
 	}
 	return nil
+}
+
+// matches reports whether proof is "v1," and the hex of mac, compared in
+// constant time.
+func matches(proof string, mac []byte) bool {
+	v, ok := strings.CutPrefix(proof, "v1,")
+	if !ok {
+		return false
+	}
+	got, err := hex.DecodeString(v)
+	return err == nil && hmac.Equal(got, mac)
 }
 
 // ErrNoProof is the error of a Stripe event on the bus that does not carry
@@ -116,12 +122,7 @@ var ErrNoProof = errors.New("the event carries no valid proof that ingest verifi
 
 // Check returns nil if proof is the proof of body, else ErrNoProof.
 func (k *BusKey) Check(proof string, body []byte) error {
-	v, ok := strings.CutPrefix(proof, "v1,")
-	if !ok {
-		return ErrNoProof
-	}
-	got, err := hex.DecodeString(v)
-	if err != nil || !hmac.Equal(got, k.mac(body)) {
+	if !matches(proof, k.mac(body)) {
 		return ErrNoProof
 	}
 	return nil
