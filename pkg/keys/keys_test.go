@@ -37,6 +37,9 @@ func TestOnlyTheKeyProvesAnEvent(t *testing.T) {
 	proof := k.Prove(event)
 	require.True(t, strings.HasPrefix(proof, "v1,"))
 	require.NoError(t, k.Check(proof, event))
+	require.NoError(t, k.CheckMessage(k.ProveMessage(event), event))
+	require.ErrorIs(t, k.CheckMessage(proof, event), keys.ErrNoBusProof, "the Stripe proof is no bus proof")
+	require.ErrorIs(t, k.Check(k.ProveMessage(event), event), keys.ErrNoProof, "and a bus proof says nothing of Stripe's signature")
 	for name, tc := range map[string]struct {
 		proof string
 		body  []byte
