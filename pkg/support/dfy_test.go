@@ -39,7 +39,7 @@ func TestAPaidDFYPackageOpensAWorkItemThatIsChasedWhileItStalls(t *testing.T) {
 		require.Equal(t, "dfy", tk.Queue, "an enterprise account's DFY work goes to the DFY team")
 		require.Equal(t, "Done-For-You: We set up your sources and policies", tk.Subject)
 		require.Equal(t, "billing.dfy_purchased:cs_1:dfy_onboarding", tk.IncidentKey)
-		msgs, err := st.TicketMessages(ctx, tk.ID)
+		msgs, err := st.TicketMessages(ctx, tk.ID, 0, 1000)
 		require.NoError(t, err)
 		require.Contains(t, msgs[0].Body, "- [ ] Create the sources and check each can be read")
 		require.Contains(t, msgs[0].Body, "cs_1")

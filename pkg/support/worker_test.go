@@ -52,7 +52,7 @@ func TestCreateTicketTriagesRoutesAndTimesIt(t *testing.T) {
 		require.Equal(t, "ok", v.SLA.FirstResponse.State)
 		stored := b.get(t, v.ID)
 		require.Equal(t, monday, stored.OpenedAt)
-		msgs, err := st.TicketMessages(ctx, v.ID)
+		msgs, err := st.TicketMessages(ctx, v.ID, 0, 1000)
 		require.NoError(t, err)
 		require.Len(t, msgs, 1)
 		require.Equal(t, store.AuthorCustomer, msgs[0].Author)
