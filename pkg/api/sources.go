@@ -323,7 +323,11 @@ func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request) {
 // (backups.Decide). It changes nothing: a read that needs a body.
 func (s *Server) planRetention(w http.ResponseWriter, r *http.Request) {
 	src, ok := s.visibleSource(w, r)
-	if !ok || !checkQuery(w, r) {
+	if !ok || !checkQuery(w, r, "limit", "offset") {
+		return
+	}
+	limit, offset, ok := planWindow(w, r)
+	if !ok {
 		return
 	}
 	var req planRequest
@@ -362,7 +366,67 @@ func (s *Server) planRetention(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, err, "cannot plan the sweep")
 		return
 	}
-	httpjson.Write(w, http.StatusOK, plan)
+	out := PlanPage{Plan: *plan}
+	out.Snapshots, out.NextOffset = window(plan.Snapshots, offset, limit)
+	var purgeNext *int
+	out.Purge, purgeNext = window(plan.Purge, offset, limit)
+	if purgeNext != nil && (out.NextOffset == nil || *purgeNext > *out.NextOffset) {
+		out.NextOffset = purgeNext
+	}
+	httpjson.Write(w, http.StatusOK, out)
+}
+
+// PlanPage is a retention plan with its snapshot lists cut to one page
+// (?offset=, ?limit=): a source may hold thousands. Counts stay whole;
+// NextOffset, when set, is where the next page starts.
+type PlanPage struct {
+	backups.Plan
+	NextOffset *int `json:"next_offset,omitempty"`
+}
+
+// PlanPageMax is the most entries of each list a plan page holds, and its
+// default size.
+const PlanPageMax = 1000
+
+// planWindow reads ?limit= (1 to PlanPageMax) and ?offset= (0 or more),
+// answering the error itself.
+func planWindow(w http.ResponseWriter, r *http.Request) (limit, offset int, ok bool) {
+	q := r.URL.Query()
+	limit = PlanPageMax
+	if raw := q.Get("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > PlanPageMax {
+			httpjson.Error(w, http.StatusBadRequest, "invalid_parameter", "limit must be 1 to "+strconv.Itoa(PlanPageMax), "limit")
+			return 0, 0, false
+		}
+		limit = n
+	}
+	if raw := q.Get("offset"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 0 {
+			httpjson.Error(w, http.StatusBadRequest, "invalid_parameter", "offset must be 0 or more", "offset")
+			return 0, 0, false
+		}
+		offset = n
+	}
+	return limit, offset, true
+}
+
+// window returns list[offset:offset+limit] and the offset after it when
+// the list goes on.
+func window(list []backups.PlanEntry, offset, limit int) ([]backups.PlanEntry, *int) {
+	if offset == 0 && len(list) <= limit {
+		return list, nil // the whole list, as Decide made it
+	}
+	out := []backups.PlanEntry{}
+	if offset < len(list) {
+		out = list[offset:min(len(list), offset+limit)]
+	}
+	if offset+limit < len(list) {
+		next := offset + limit
+		return out, &next
+	}
+	return out, nil
 }
 
 // holdSource serves POST and DELETE /v1/sources/{id}/hold: the commands

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,26 @@ func TestRetentionThroughTheWorker(t *testing.T) {
 			var trash api.SnapshotList
 			h.do(t, http.MethodGet, "/v1/trash", h.keyA, nil).json(t, &trash)
 			require.Empty(t, trash.Data, "a plan changes nothing")
+
+			// Page by page, the same decisions, and the counts whole.
+			var seen []backups.PlanEntry
+			for offset := 0; ; {
+				var page api.PlanPage
+				r := h.do(t, http.MethodPost, base+"/retention/plan?limit=4&offset="+strconv.Itoa(offset), h.keyA, nil)
+				require.Equal(t, http.StatusOK, r.status, string(r.body))
+				r.json(t, &page)
+				require.LessOrEqual(t, len(page.Snapshots), 4)
+				require.Equal(t, p.Counts, page.Counts)
+				seen = append(seen, page.Snapshots...)
+				if page.NextOffset == nil {
+					break
+				}
+				offset = *page.NextOffset
+			}
+			require.Equal(t, p.Snapshots, seen)
+			r = h.do(t, http.MethodPost, base+"/retention/plan?limit=5000", h.keyA, nil)
+			require.Equal(t, http.StatusBadRequest, r.status)
+			require.Equal(t, "limit", r.errorOf(t)["field"])
 		})
 
 		t.Run("HoldThenSweep", func(t *testing.T) {
