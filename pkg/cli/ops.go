@@ -186,7 +186,7 @@ func openOps(ctx context.Context, opts Options, stderr io.Writer, actor string) 
 	}
 
 	s := &opsSession{actor: actor}
-	nc, err := nats.Connect(natsURL, nats.Name("levqor-cli"), nats.Timeout(5*time.Second))
+	nc, err := nats.Connect(natsURL, append([]nats.Option{nats.Name("levqor-cli"), nats.Timeout(5 * time.Second)}, service.NATSOptions(cfg)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to NATS at %s (LEVQOR_NATS_URL): %w", natsURL, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/scheduler"
+	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/telemetry"
 )
@@ -146,7 +147,7 @@ func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr 
 		natsURL = "nats://" + cfg.DevNATSAddr
 	}
 	var js jetstream.JetStream
-	nc, connErr := nats.Connect(natsURL, nats.Name("levqor-schedule"), nats.Timeout(scheduleNATSTimeout))
+	nc, connErr := nats.Connect(natsURL, append([]nats.Option{nats.Name("levqor-schedule"), nats.Timeout(scheduleNATSTimeout)}, service.NATSOptions(cfg)...)...)
 	if connErr == nil {
 		defer nc.Close()
 		if js, connErr = jetstream.New(nc); connErr != nil {

@@ -54,6 +54,13 @@ type Config struct {
 	DataDir string
 	// NATSURL is the NATS server to use in production (LEVQOR_NATS_URL).
 	NATSURL string
+	// The process's NATS credentials: a creds file, as nsc writes them
+	// (LEVQOR_NATS_CREDS), or a user and password (LEVQOR_NATS_USER,
+	// LEVQOR_NATS_PASSWORD); and TLS: the CA to trust (LEVQOR_NATS_TLS_CA)
+	// and, for mutual TLS, a client certificate and key
+	// (LEVQOR_NATS_TLS_CERT, LEVQOR_NATS_TLS_KEY).
+	NATSCreds, NATSUser, NATSPassword  string
+	NATSTLSCA, NATSTLSCert, NATSTLSKey string
 	// DatabaseURL is postgres://… in production, sqlite:<path> in dev
 	// (LEVQOR_DATABASE_URL).
 	DatabaseURL string
@@ -404,6 +411,12 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
 		DataDir:           p.str("LEVQOR_DATA_DIR", DataDirDefault),
 		NATSURL:           p.str("LEVQOR_NATS_URL", ""),
+		NATSCreds:         p.str("LEVQOR_NATS_CREDS", ""),
+		NATSUser:          p.str("LEVQOR_NATS_USER", ""),
+		NATSPassword:      p.str("LEVQOR_NATS_PASSWORD", ""),
+		NATSTLSCA:         p.str("LEVQOR_NATS_TLS_CA", ""),
+		NATSTLSCert:       p.str("LEVQOR_NATS_TLS_CERT", ""),
+		NATSTLSKey:        p.str("LEVQOR_NATS_TLS_KEY", ""),
 		DatabaseURL:       p.str("LEVQOR_DATABASE_URL", ""),
 		HTTPAddr:          p.str("LEVQOR_HTTP_ADDR", HTTPAddrDefault),
 		AdminAddr:         p.str("LEVQOR_ADMIN_ADDR", AdminAddrDefault),
@@ -687,6 +700,23 @@ func (c Config) ValidateFor(role Role) error {
 		}
 	} else if role == RoleIngest || role == RoleWorkers || role == RoleScheduler {
 		bad("LEVQOR_BUS_KEY", "required, the same for ingest, the workers and the scheduler: 32 random bytes in hex (openssl rand -hex 32); every message they publish is proved with it, and the workers refuse ticks, events and Stripe events without the proof")
+	}
+	switch {
+	case c.NATSCreds != "" && (c.NATSUser != "" || c.NATSPassword != ""):
+		bad("LEVQOR_NATS_CREDS", "give a creds file or LEVQOR_NATS_USER and LEVQOR_NATS_PASSWORD, not both")
+	case (c.NATSUser == "") != (c.NATSPassword == ""):
+		bad("LEVQOR_NATS_USER", "LEVQOR_NATS_USER and LEVQOR_NATS_PASSWORD go together")
+	case (c.NATSTLSCert == "") != (c.NATSTLSKey == ""):
+		bad("LEVQOR_NATS_TLS_CERT", "LEVQOR_NATS_TLS_CERT and LEVQOR_NATS_TLS_KEY go together")
+	}
+	for _, kf := range [][2]string{{"LEVQOR_NATS_CREDS", c.NATSCreds}, {"LEVQOR_NATS_TLS_CA", c.NATSTLSCA},
+		{"LEVQOR_NATS_TLS_CERT", c.NATSTLSCert}, {"LEVQOR_NATS_TLS_KEY", c.NATSTLSKey}} {
+		if kf[1] == "" {
+			continue
+		}
+		if _, err := os.Stat(kf[1]); err != nil {
+			bad(kf[0], "%s: %v", kf[1], errors.Unwrap(err))
+		}
 	}
 	if c.MasterKeys != "" {
 		if _, err := keys.ParseMasterKeys(c.MasterKeys); err != nil {

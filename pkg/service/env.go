@@ -118,15 +118,35 @@ func (e *Env) Catalog() (*catalog.Catalog, error) {
 	return e.catalog, nil
 }
 
+// NATSOptions are the connection options of cfg's NATS credentials and
+// TLS settings (LEVQOR_NATS_CREDS or _USER and _PASSWORD; _TLS_CA,
+// _TLS_CERT, _TLS_KEY); none when unset.
+func NATSOptions(cfg config.Config) []nats.Option {
+	var opts []nats.Option
+	switch {
+	case cfg.NATSCreds != "":
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	case cfg.NATSUser != "":
+		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	}
+	if cfg.NATSTLSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATSTLSCA))
+	}
+	if cfg.NATSTLSCert != "" {
+		opts = append(opts, nats.ClientCert(cfg.NATSTLSCert, cfg.NATSTLSKey))
+	}
+	return opts
+}
+
 // ConnectNATS connects to url and keeps reconnecting forever: a NATS
 // restart must never need a restart of Levqor's processes. The first
 // connection is retried in the background too (RetryOnFailedConnect), so a
 // process starts, reports not-ready, and recovers when NATS comes up.
-func ConnectNATS(url, name string, log logrus.FieldLogger) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url,
+func ConnectNATS(url, name string, log logrus.FieldLogger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	opts := append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectBufSize(-1), // never buffer publishes: an unacknowledged publish must fail, not linger
@@ -138,7 +158,13 @@ func ConnectNATS(url, name string, log logrus.FieldLogger) (*nats.Conn, jetstrea
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			log.WithField("url", c.ConnectedUrlRedacted()).Info("nats reconnected")
 		}),
-	)
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrPermissionViolation) {
+				log.WithError(err).Error("nats refused this process's credentials or permissions (LEVQOR_NATS_*)")
+			}
+		}),
+	}, extra...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to NATS (LEVQOR_NATS_URL): %w", err)
 	}

@@ -23,7 +23,7 @@ import (
 // connect opens NATS and (when withDB) the database, migrating it.
 func connect(ctx context.Context, cfg config.Config, files Files, name string, withDB bool, log logrus.FieldLogger) (*Env, error) {
 	env := &Env{Cfg: cfg, Log: log, Reg: telemetry.NewRegistry(), catalog: files.Catalog, rules: files.Rules, notifyRules: files.NotifyRules}
-	nc, js, err := ConnectNATS(cfg.NATSURL, name, log)
+	nc, js, err := ConnectNATS(cfg.NATSURL, name, log, NATSOptions(cfg)...)
 	if err != nil {
 		return nil, err
 	}
