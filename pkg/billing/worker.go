@@ -20,7 +20,6 @@ import (
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/events"
-	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -36,9 +35,6 @@ type Worker struct {
 	Store    *store.Store
 	Catalog  *catalog.Catalog
 	Topology bus.Topology
-	// BusKey checks each Stripe event's proof that ingest verified it
-	// (LEVQOR_BUS_KEY); see proven.
-	BusKey *keys.BusKey
 	// Stripe is the API client, for fetching objects an event does not
 	// describe fully, creating sessions and reconciling; nil when no key
 	// is configured: events are still applied, while commands answer 503
@@ -130,30 +126,12 @@ func (w *Worker) Register(r *bus.Router) {
 	r.Handle(w.Runtime.DeadLetters(WorkerName+"-dlq", ConsumerCommands))
 }
 
-// proven refuses, for good, a Stripe event that does not carry ingest's
-// proof that its signature was verified: anything else that can publish
-// on the bus could otherwise move an account's billing. Without a BusKey
-// (tests of the handler alone) events are not checked; processes always
-// have one (LEVQOR_BUS_KEY).
-func (w *Worker) proven(m *bus.Message) error {
-	if w.BusKey == nil {
-		return nil
-	}
-	if err := w.BusKey.Check(m.Header.Get(keys.HeaderIngestProof), m.Data); err != nil {
-		return bus.Permanent(fmt.Errorf("refused: %w", err))
-	}
-	return nil
-}
-
 // ConsumerTick is the billing worker's consumer on TICKS.
 const ConsumerTick = "billing-tick"
 
 // HandleStripe records the event in the ledger and applies it, in the
 // handler's transaction.
 func (w *Worker) HandleStripe(ctx context.Context, tx *store.Tx, m *bus.Message) error {
-	if err := w.proven(m); err != nil {
-		return err
-	}
 	if err := RecordStripeEvent(ctx, tx, m); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/telemetry"
 )
 
@@ -628,6 +629,12 @@ func (r *Router) runBatch(rt Route, msgs []*Message) (results []error, err error
 			return errors.New("bus: step called for a message outside the batch, or twice")
 		}
 		stepped[i] = true
+		if k := r.cfg.BusKey; k != nil && provenKind(rt.Consumer.Kind) {
+			if err := k.CheckMessage(m.Header.Get(keys.HeaderBusProof), m.Data); err != nil {
+				results[i] = Permanent(fmt.Errorf("refused: %w", err))
+				return results[i]
+			}
+		}
 		start := time.Now()
 		var span trace.Span
 		if telemetry.Tracing() {

@@ -114,9 +114,9 @@ type RouterConfig struct {
 	// Failures, optional, records failed deliveries for operators.
 	Failures FailureRecorder
 	// BusKey, when set, proves the dead letters the router publishes and
-	// is required of every tick, event and dead letter it delivers: one
-	// without a valid proof (keys.HeaderBusProof) is not handled (a tick
-	// or event is dead-lettered, saying so; a dead letter is dropped).
+	// is required of every Stripe event, tick, event and dead letter it
+	// delivers: one without a valid proof (keys.HeaderBusProof) is not
+	// handled (dead-lettered, saying so; a dead letter is dropped).
 	BusKey *keys.BusKey
 	// Paused, optional, reports whether an operator paused a consumer
 	// (package control): its route then fetches nothing until it is
@@ -250,7 +250,7 @@ func (r *Router) Handle(c ConsumerSpec, h Handler) {
 	if c.AckWait == 0 {
 		c.AckWait = r.cfg.AckWait
 	}
-	if k := r.cfg.BusKey; k != nil && (c.Kind == Ticks || c.Kind == Events || c.Kind == DLQ) {
+	if k := r.cfg.BusKey; k != nil && provenKind(c.Kind) {
 		h = proven(k, c.Kind, h)
 	}
 	r.routes = append(r.routes, Route{Consumer: c, Handler: h})
@@ -769,11 +769,18 @@ func LongRunning(h Handler, limit time.Duration) Handler {
 	}
 }
 
-// proven refuses the messages of a tick, event or dead-letter route that
-// no Levqor process published: a forged tick would run its job as of any
-// slot, a forged event be acted on, a forged dead letter fail a real
-// command. Commands are checked against the database instead
-// (command.Runtime), Stripe events against ingest's proof (billing).
+// provenKind reports whether a router with the bus key requires its proof
+// of the messages of kind: a forged Stripe event would move an account's
+// billing, a forged tick run its job as of any slot, a forged event be
+// acted on, a forged dead letter fail a real command. Commands are checked
+// against the database instead (command.Runtime). Only ingest publishes
+// Stripe events after checking Stripe's signature (and backfill, after
+// listing them from Stripe), so the proof on one says that too.
+func provenKind(kind Kind) bool {
+	return kind == Stripe || kind == Ticks || kind == Events || kind == DLQ
+}
+
+// proven refuses the messages no Levqor process published (provenKind).
 func proven(k *keys.BusKey, kind Kind, h Handler) Handler {
 	return func(ctx context.Context, m *Message) error {
 		if err := k.CheckMessage(m.Header.Get(keys.HeaderBusProof), m.Data); err != nil {

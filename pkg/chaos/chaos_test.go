@@ -148,7 +148,7 @@ func TestChaosNothingAcknowledgedIsLostNothingAppliedTwice(t *testing.T) {
 		id := fmt.Sprintf("evt_poison%d", i)
 		poisonIDs[id] = true
 		// Proved as ingest proves: poison for its ids, not for want of a proof.
-		_, err = pub.Publish(ctx, nenv.Topo.Subject(bus.Stripe, "invoice.paid"), id, nats.Header{keys.HeaderIngestProof: {busKey.Prove(b)}}, b)
+		_, err = pub.Publish(ctx, nenv.Topo.Subject(bus.Stripe, "invoice.paid"), id, nats.Header{keys.HeaderBusProof: {busKey.ProveMessage(b)}}, b)
 		require.NoError(t, err)
 	}
 

@@ -98,7 +98,7 @@ func (w *opsWorld) send(typ string) string {
 	require.NoError(w.t, json.Unmarshal(payload, &env))
 	key, err := keys.ParseBusKey(w.env["LEVQOR_BUS_KEY"])
 	require.NoError(w.t, err)
-	h := nats.Header{keys.HeaderIngestProof: {key.Prove(payload)}}
+	h := nats.Header{keys.HeaderBusProof: {key.ProveMessage(payload)}}
 	_, err = w.pub.Publish(w.t.Context(), w.nats.Topo.Subject(bus.Stripe, typ), env.ID, h, payload)
 	require.NoError(w.t, err)
 	return env.ID

@@ -23,7 +23,6 @@ import (
 	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/httpjson"
-	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/telemetry"
@@ -45,11 +44,6 @@ type Config struct {
 	// Ops, when set (with API), serves the operator API (/admin/consumers, /admin/dlq,
 	// …) behind the operator-only guard.
 	Ops *ops.Ops
-	// BusKey, when set, proves on each Stripe event published that its
-	// signature was verified (keys.HeaderIngestProof); the billing worker
-	// refuses events without the proof. Processes always set it
-	// (LEVQOR_BUS_KEY).
-	BusKey *keys.BusKey
 }
 
 // Server serves ingest's HTTP API.

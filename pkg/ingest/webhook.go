@@ -15,7 +15,6 @@ import (
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/httpjson"
-	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/stripeevent"
 )
 
@@ -147,9 +146,6 @@ func (s *Server) stripeWebhook(w http.ResponseWriter, r *http.Request) {
 	// The header is built whole, with the dedupe id in it, instead of
 	// through publish options: one map, no option processing.
 	h := nats.Header{bus.HeaderMsgID: {env.ID}, bus.HeaderCorrelationID: {corr}}
-	if s.cfg.BusKey != nil {
-		h[keys.HeaderIngestProof] = []string{s.cfg.BusKey.Prove(payload)}
-	}
 	subject := s.pub.Topology().Subject(bus.Stripe, env.Type)
 	res, err := s.pub.PublishMsg(r.Context(), &nats.Msg{Subject: subject, Header: h, Data: payload})
 	if err != nil {

@@ -2,11 +2,12 @@
 // and what they prove. A key is at least MinBytes of random bytes, written
 // in hex or base64 (openssl rand -hex 32).
 //
-// BusKey (LEVQOR_BUS_KEY) is shared by the processes that put Stripe
-// events on the bus and those that act on them: ingest proves, with a MAC
-// in a header, that it verified an event's Stripe signature, and the
-// billing worker refuses an event without that proof. Whoever can publish
-// on NATS without the key cannot make billing believe a payment.
+// BusKey (LEVQOR_BUS_KEY) is shared by Levqor's processes: each proves,
+// with a MAC in a header, that a message on the bus is one it published,
+// and the workers refuse Stripe events, ticks, events and dead letters
+// without the proof. Ingest publishes a Stripe event only once it checked
+// Stripe's signature, so whoever can publish on NATS without the key
+// cannot make billing believe a payment, or run a job.
 package keys
 
 import (
@@ -43,13 +44,14 @@ func Decode(variable, s string) ([]byte, error) {
 	return b, nil
 }
 
-// HeaderIngestProof carries, on a Stripe event's message, ingest's proof
-// that it verified the event's Stripe signature: "v1," and the hex
-// HMAC-SHA256 of the event's bytes under the bus key.
-const HeaderIngestProof = "Levqor-Ingest-Proof"
+// HeaderBusProof carries, on every message a Levqor process publishes,
+// the proof that one did: "v1," and the hex HMAC-SHA256 of the message's
+// bytes under the bus key. Workers refuse Stripe events, ticks, events and
+// dead letters without it.
+const HeaderBusProof = "Levqor-Proof"
 
 // BusKey proves that a message on the bus was put there by a Levqor
-// process that checked it (LEVQOR_BUS_KEY).
+// process (LEVQOR_BUS_KEY).
 type BusKey struct {
 	key []byte
 }
@@ -62,24 +64,6 @@ func ParseBusKey(s string) (*BusKey, error) {
 	}
 	return &BusKey{key: b}, nil
 }
-
-func (k *BusKey) mac(body []byte) []byte {
-	m := hmac.New(sha256.New, k.key)
-	m.Write([]byte("levqor stripe event\x00"))
-	m.Write(body)
-	return m.Sum(nil)
-}
-
-// Prove returns the HeaderIngestProof value for a Stripe event's bytes.
-func (k *BusKey) Prove(body []byte) string {
-	return "v1," + hex.EncodeToString(k.mac(body))
-}
-
-// HeaderBusProof carries, on every message a Levqor process publishes,
-// the proof that one did: "v1," and the hex HMAC-SHA256 of the message's
-// bytes under the bus key (a label apart from the ingest proof's). Workers
-// refuse ticks, events and dead letters without it.
-const HeaderBusProof = "Levqor-Proof"
 
 func (k *BusKey) messageMAC(body []byte) []byte {
 	m := hmac.New(sha256.New, k.key)
@@ -96,34 +80,16 @@ func (k *BusKey) ProveMessage(body []byte) string {
 // ErrNoBusProof is the error of a message without a valid HeaderBusProof.
 var ErrNoBusProof = errors.New("the message carries no valid proof that a Levqor process published it (" + HeaderBusProof + ")")
 
-// CheckMessage returns nil if proof is the HeaderBusProof of body, else
-// ErrNoBusProof.
+// CheckMessage returns nil if proof is the HeaderBusProof of body, compared
+// in constant time, else ErrNoBusProof.
 func (k *BusKey) CheckMessage(proof string, body []byte) error {
-	if !matches(proof, k.messageMAC(body)) {
-		return ErrNoBusProof
-	}
-	return nil
-}
-
-// matches reports whether proof is "v1," and the hex of mac, compared in
-// constant time.
-func matches(proof string, mac []byte) bool {
 	v, ok := strings.CutPrefix(proof, "v1,")
 	if !ok {
-		return false
+		return ErrNoBusProof
 	}
 	got, err := hex.DecodeString(v)
-	return err == nil && hmac.Equal(got, mac)
-}
-
-// ErrNoProof is the error of a Stripe event on the bus that does not carry
-// a valid proof of ingest's check.
-var ErrNoProof = errors.New("the event carries no valid proof that ingest verified its Stripe signature (" + HeaderIngestProof + ")")
-
-// Check returns nil if proof is the proof of body, else ErrNoProof.
-func (k *BusKey) Check(proof string, body []byte) error {
-	if !matches(proof, k.mac(body)) {
-		return ErrNoProof
+	if err != nil || !hmac.Equal(got, k.messageMAC(body)) {
+		return ErrNoBusProof
 	}
 	return nil
 }

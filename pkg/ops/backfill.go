@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/levqor/levqor/pkg/bus"
-	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/stripeevent"
 )
 
@@ -156,9 +155,8 @@ func (o *Ops) Backfill(ctx context.Context, actor string, req BackfillRequest, p
 			res.Published++
 		default:
 			// Listed from the Stripe API itself: as trustworthy as a
-			// verified webhook, and proved as ingest proves those.
-			h := nats.Header{bus.HeaderCorrelationID: {corr}, keys.HeaderIngestProof: {o.set.BusKey.Prove(e.raw)}}
-			pr, err := o.pub.Publish(ctx, o.topo.Subject(bus.Stripe, e.env.Type), e.env.ID, h, e.raw)
+			// verified webhook, and proved by the publisher as those are.
+			pr, err := o.pub.Publish(ctx, o.topo.Subject(bus.Stripe, e.env.Type), e.env.ID, nats.Header{bus.HeaderCorrelationID: {corr}}, e.raw)
 			switch {
 			case err != nil:
 				it.Status, it.Error = BackfillFailed, err.Error()

@@ -53,7 +53,7 @@ func TestBackfillAgainstStripeMockPublishesOnlyUnseenEvents(t *testing.T) {
 		require.Equal(t, "levqor.stripe.plan.created", msgs[0].Subject)
 		require.Equal(t, stripeMockEvent, msgs[0].Header.Get(bus.HeaderMsgID))
 		require.True(t, strings.HasPrefix(msgs[0].Header.Get(bus.HeaderCorrelationID), "backfill-"))
-		require.NoError(t, testBusKey(t).Check(msgs[0].Header.Get(keys.HeaderIngestProof), msgs[0].Data), "proved as ingest proves a webhook")
+		require.NoError(t, testBusKey(t).CheckMessage(msgs[0].Header.Get(keys.HeaderBusProof), msgs[0].Data), "proved as ingest proves a webhook")
 		var env struct{ ID, Object, Type string }
 		require.NoError(t, json.Unmarshal(msgs[0].Data, &env))
 		require.Equal(t, stripeMockEvent, env.ID)

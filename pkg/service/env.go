@@ -257,7 +257,6 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 	return ingest.New(ingest.Config{
 		Ops:            o,
 		API:            a,
-		BusKey:         bk,
 		WebhookSecrets: e.Cfg.WebhookSecrets,
 		Tolerance:      e.Cfg.WebhookTolerance,
 		MaxBodyBytes:   e.Cfg.MaxBodyBytes,
@@ -412,12 +411,7 @@ func (e *Env) BillingWorker() (*billing.Worker, error) {
 		e.billingMetrics = billing.NewMetrics(e.registerer())
 	}
 	log := e.Log.WithField("component", "billing")
-	bk, err := e.BusKey()
-	if err != nil {
-		return nil, err
-	}
 	w := &billing.Worker{
-		BusKey:         bk,
 		Store:          e.Store,
 		Catalog:        cat,
 		Topology:       e.Cfg.Topology,

@@ -116,12 +116,12 @@ func TestTheBusIsNotTrusted(t *testing.T) {
 		require.NoError(t, err)
 		for _, h := range []nats.Header{
 			{bus.HeaderMsgID: {id.ID}},
-			{bus.HeaderMsgID: {id.ID + "_2"}, keys.HeaderIngestProof: {wrong.Prove(ev)}},
+			{bus.HeaderMsgID: {id.ID + "_2"}, keys.HeaderBusProof: {wrong.ProveMessage(ev)}},
 		} {
 			_, err = js.PublishMsg(t.Context(), &nats.Msg{Subject: "levqor.stripe.customer.subscription.created", Data: ev, Header: h})
 			require.NoError(t, err)
 			dead := deadLetter(t, "billing-stripe", h.Get(bus.HeaderMsgID))
-			require.Contains(t, dead.Header.Get(bus.HeaderDlqReason), "no valid proof that ingest verified its Stripe signature")
+			require.Contains(t, dead.Header.Get(bus.HeaderDlqReason), "no valid proof that a Levqor process published it")
 		}
 		b := c.billing(t, acc)
 		require.Nil(t, b.Tier, "the account did not move to enterprise")
