@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/bus/bustest"
 	"github.com/levqor/levqor/pkg/ingest"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/stripesim"
 	"github.com/levqor/levqor/pkg/telemetry"
 )
@@ -25,12 +27,25 @@ import (
 // BenchmarkWebhook measures ingest's hot path in process: signature check,
 // envelope parse, synchronous JetStream publish (file storage) and the JSON
 // answer. Each iteration is a new event, so nothing is deduplicated.
-func BenchmarkWebhook(b *testing.B) {
+func BenchmarkWebhook(b *testing.B) { benchmarkWebhook(b) }
+
+// BenchmarkWebhookProved is BenchmarkWebhook with the bus key, as
+// processes run: each message carries its Levqor-Proof (an HMAC of the
+// event's bytes).
+func BenchmarkWebhookProved(b *testing.B) {
+	key, err := keys.ParseBusKey(strings.Repeat("ab", 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchmarkWebhook(b, bus.WithBusKey(key))
+}
+
+func benchmarkWebhook(b *testing.B, opts ...bus.PublisherOption) {
 	env := bustest.Start(b)
 	log := logrus.New()
 	log.Out = io.Discard
 	const secret = "whsec_bench"
-	srv, err := ingest.New(ingest.Config{WebhookSecrets: []string{secret}}, bus.NewPublisher(env.JS, env.Topo), nil, log, telemetry.NewRegistry())
+	srv, err := ingest.New(ingest.Config{WebhookSecrets: []string{secret}}, bus.NewPublisher(env.JS, env.Topo, opts...), nil, log, telemetry.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,7 +135,7 @@ func BenchmarkWebhookTracing(b *testing.B) {
 					_ = tp.Shutdown(context.Background())
 				})
 			}
-			BenchmarkWebhook(b)
+			benchmarkWebhook(b)
 		})
 	}
 }
