@@ -89,6 +89,13 @@ var composeSecrets = map[string]string{
 	"STRIPE_API_KEY":        "sk_test_only",
 	"LEVQOR_BUS_KEY":        "abababababababababababababababababababababababababababababababab",
 	"LEVQOR_MASTER_KEYS":    "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
+	// The NATS users' passwords (deploy/nats/auth.conf), each different
+	// so that a service handed another's shows.
+	"LEVQOR_NATS_INGEST_PASSWORD":    "ingest-pw-5f1c2b",
+	"LEVQOR_NATS_WORKERS_PASSWORD":   "workers-pw-93ad70",
+	"LEVQOR_NATS_SCHEDULER_PASSWORD": "scheduler-pw-2e8b14",
+	"LEVQOR_NATS_OPERATOR_PASSWORD":  "operator-pw-c0ffee",
+	"LEVQOR_NATS_ROUTE_PASSWORD":     "route-pw-7d3a91",
 }
 
 func TestComposeConfigValid(t *testing.T) {
@@ -112,7 +119,7 @@ func TestComposeConfigValid(t *testing.T) {
 	t.Run("nats", func(t *testing.T) {
 		nats := cfg.Services["nats"]
 		require.Contains(t, str(nats["image"]), "nats:")
-		require.Contains(t, words(nats["command"]), "-js", "nats must run with JetStream enabled")
+		require.Equal(t, []string{"-c", "/etc/nats/levqor.conf"}, words(nats["command"]), "nats runs deploy/nats/levqor.conf (JetStream, users)")
 		require.NotNil(t, nats["healthcheck"], "nats needs a healthcheck for depends_on: service_healthy")
 		requireNamedVolume(t, cfg.Services["nats"], cfg.Volumes, "/data")
 	})
@@ -254,9 +261,7 @@ func TestComposeClusterProfile(t *testing.T) {
 		c := string(conf)
 		require.Regexp(t, `(?m)^\s*sync_interval:\s*always\s*$`, c, "billing data needs every write fsynced")
 		require.Regexp(t, `(?m)^server_name:\s*\$NATS_SERVER_NAME\s*$`, c, "each node names itself from its environment")
-		for _, n := range clusterNodes {
-			require.Contains(t, c, "nats-route://"+n+":6222", "the routes must list %s", n)
-		}
+		require.Contains(t, c, "include ./auth.conf", "the nodes require the users of auth.conf")
 	})
 
 	for _, n := range clusterNodes {
@@ -265,7 +270,12 @@ func TestComposeClusterProfile(t *testing.T) {
 			require.NotNil(t, svc, "service %s missing from the cluster profile", n)
 			require.Contains(t, words(svc["profiles"]), "cluster", "%s belongs to the cluster profile only", n)
 			require.Contains(t, str(svc["image"]), "nats:")
-			require.Equal(t, []string{"-c", "/etc/nats/cluster.conf"}, words(svc["command"]))
+			cmd := words(svc["command"])
+			require.Len(t, cmd, 4)
+			require.Equal(t, []string{"-c", "/etc/nats/cluster.conf", "--routes"}, cmd[:3])
+			for _, r := range clusterNodes {
+				require.Contains(t, cmd[3], "nats-route://levqor-route:"+composeSecrets["LEVQOR_NATS_ROUTE_PASSWORD"]+"@"+r+":6222", "the routes must list %s, with the route user", r)
+			}
 			require.Equal(t, n, environment(svc["environment"])["NATS_SERVER_NAME"])
 			require.NotNil(t, svc["healthcheck"], "%s needs a healthcheck for depends_on: service_healthy", n)
 			requireNamedVolume(t, svc, cfg.Volumes, "/data")
@@ -273,21 +283,21 @@ func TestComposeClusterProfile(t *testing.T) {
 			for _, v := range svc["volumes"].([]any) {
 				switch v := v.(type) {
 				case map[string]any:
-					if str(v["target"]) == "/etc/nats/cluster.conf" {
+					if str(v["target"]) == "/etc/nats" {
 						mounted = true
 						require.Equal(t, "bind", str(v["type"]))
-						require.True(t, strings.HasSuffix(str(v["source"]), clusterConf), "mounts %s", v["source"])
+						require.True(t, strings.HasSuffix(str(v["source"]), "deploy/nats"), "mounts %s", v["source"])
 						require.Equal(t, "true", str(v["read_only"]), "the config is mounted read-only")
 					}
 				case string:
-					if parts := strings.Split(v, ":"); len(parts) == 3 && parts[1] == "/etc/nats/cluster.conf" {
+					if parts := strings.Split(v, ":"); len(parts) == 3 && parts[1] == "/etc/nats" {
 						mounted = true
-						require.True(t, strings.HasSuffix(parts[0], clusterConf), "mounts %s", parts[0])
+						require.True(t, strings.HasSuffix(parts[0], "deploy/nats"), "mounts %s", parts[0])
 						require.Equal(t, "ro", parts[2], "the config is mounted read-only")
 					}
 				}
 			}
-			require.True(t, mounted, "%s must mount %s at /etc/nats/cluster.conf", n, clusterConf)
+			require.True(t, mounted, "%s must mount deploy/nats (%s and auth.conf) at /etc/nats", n, clusterConf)
 		})
 	}
 

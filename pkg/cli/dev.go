@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/service"
@@ -79,6 +81,28 @@ func devBusKey(opts Options) string {
 		return ""
 	}
 	return s.BusKey
+}
+
+// cliNATS is where an operator tool connects to NATS, and how:
+// LEVQOR_NATS_URL with the operator's credentials (LEVQOR_NATS_OPERATOR_*,
+// as ingest has them, else LEVQOR_NATS_*), or, when the URL is unset, dev
+// mode's embedded server (LEVQOR_DEV_NATS_ADDR) with the credentials dev
+// mode generated (unless the environment names others).
+func cliNATS(cfg config.Config, opts Options) (string, []nats.Option) {
+	if cfg.NATSOperatorCreds != "" || cfg.NATSOperatorUser != "" {
+		cfg.NATSCreds, cfg.NATSUser, cfg.NATSPassword = cfg.NATSOperatorCreds, cfg.NATSOperatorUser, cfg.NATSOperatorPassword
+	}
+	if cfg.NATSURL != "" {
+		return cfg.NATSURL, service.NATSOptions(cfg, service.NATSRoleOperator)
+	}
+	if cfg.NATSCreds == "" && cfg.NATSUser == "" {
+		if inst, err := service.FindDev("", opts.Getenv); err == nil {
+			if s, err := inst.Secrets(); err == nil && s.NATSPassword != "" {
+				cfg.NATSUser, cfg.NATSPassword = service.DevNATSUser, s.NATSPassword
+			}
+		}
+	}
+	return "nats://" + cfg.DevNATSAddr, service.NATSOptions(cfg, service.NATSRoleOperator)
 }
 
 // cliBusKey is LEVQOR_BUS_KEY, else dev mode's; nil when there is none

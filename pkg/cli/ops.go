@@ -169,10 +169,7 @@ func openOps(ctx context.Context, opts Options, stderr io.Writer, actor string) 
 	}
 	l := log.WithField("process", "levqor-cli")
 
-	natsURL := cfg.NATSURL
-	if natsURL == "" {
-		natsURL = "nats://" + cfg.DevNATSAddr
-	}
+	natsURL, natsOpts := cliNATS(cfg, opts)
 	dbURL := cfg.DatabaseURL
 	if dbURL == "" {
 		path := filepath.Join(cfg.DataDir, "levqor.db")
@@ -186,7 +183,7 @@ func openOps(ctx context.Context, opts Options, stderr io.Writer, actor string) 
 	}
 
 	s := &opsSession{actor: actor}
-	nc, err := nats.Connect(natsURL, append([]nats.Option{nats.Name("levqor-cli"), nats.Timeout(5 * time.Second)}, service.NATSOptions(cfg)...)...)
+	nc, err := nats.Connect(natsURL, append([]nats.Option{nats.Name("levqor-cli"), nats.Timeout(5 * time.Second)}, natsOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to NATS at %s (LEVQOR_NATS_URL): %w", natsURL, err)
 	}

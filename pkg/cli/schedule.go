@@ -16,7 +16,6 @@ import (
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/scheduler"
-	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/telemetry"
 )
@@ -142,12 +141,9 @@ func runSchedule(ctx context.Context, sub string, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	natsURL := cfg.NATSURL
-	if natsURL == "" {
-		natsURL = "nats://" + cfg.DevNATSAddr
-	}
+	natsURL, natsOpts := cliNATS(cfg, opts)
 	var js jetstream.JetStream
-	nc, connErr := nats.Connect(natsURL, append([]nats.Option{nats.Name("levqor-schedule"), nats.Timeout(scheduleNATSTimeout)}, service.NATSOptions(cfg)...)...)
+	nc, connErr := nats.Connect(natsURL, append([]nats.Option{nats.Name("levqor-schedule"), nats.Timeout(scheduleNATSTimeout)}, natsOpts...)...)
 	if connErr == nil {
 		defer nc.Close()
 		if js, connErr = jetstream.New(nc); connErr != nil {

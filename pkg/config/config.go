@@ -61,6 +61,11 @@ type Config struct {
 	// (LEVQOR_NATS_TLS_CERT, LEVQOR_NATS_TLS_KEY).
 	NATSCreds, NATSUser, NATSPassword  string
 	NATSTLSCA, NATSTLSCert, NATSTLSKey string
+	// Ingest's operator credentials, which its /admin API acts with on
+	// NATS (replays, purges, pauses, ticks published by hand):
+	// LEVQOR_NATS_OPERATOR_CREDS, or LEVQOR_NATS_OPERATOR_USER and
+	// LEVQOR_NATS_OPERATOR_PASSWORD. Unset, it uses its own.
+	NATSOperatorCreds, NATSOperatorUser, NATSOperatorPassword string
 	// DatabaseURL is postgres://… in production, sqlite:<path> in dev
 	// (LEVQOR_DATABASE_URL).
 	DatabaseURL string
@@ -409,19 +414,22 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	p := parser{getenv: getenv}
 	c := Config{
-		DataDir:           p.str("LEVQOR_DATA_DIR", DataDirDefault),
-		NATSURL:           p.str("LEVQOR_NATS_URL", ""),
-		NATSCreds:         p.str("LEVQOR_NATS_CREDS", ""),
-		NATSUser:          p.str("LEVQOR_NATS_USER", ""),
-		NATSPassword:      p.str("LEVQOR_NATS_PASSWORD", ""),
-		NATSTLSCA:         p.str("LEVQOR_NATS_TLS_CA", ""),
-		NATSTLSCert:       p.str("LEVQOR_NATS_TLS_CERT", ""),
-		NATSTLSKey:        p.str("LEVQOR_NATS_TLS_KEY", ""),
-		DatabaseURL:       p.str("LEVQOR_DATABASE_URL", ""),
-		HTTPAddr:          p.str("LEVQOR_HTTP_ADDR", HTTPAddrDefault),
-		AdminAddr:         p.str("LEVQOR_ADMIN_ADDR", AdminAddrDefault),
-		DevNATSAddr:       p.str("LEVQOR_DEV_NATS_ADDR", DevNATSAddrDefault),
-		DevNATSSyncAlways: p.boolean("LEVQOR_DEV_NATS_SYNC_ALWAYS"),
+		DataDir:              p.str("LEVQOR_DATA_DIR", DataDirDefault),
+		NATSURL:              p.str("LEVQOR_NATS_URL", ""),
+		NATSCreds:            p.str("LEVQOR_NATS_CREDS", ""),
+		NATSUser:             p.str("LEVQOR_NATS_USER", ""),
+		NATSPassword:         p.str("LEVQOR_NATS_PASSWORD", ""),
+		NATSTLSCA:            p.str("LEVQOR_NATS_TLS_CA", ""),
+		NATSTLSCert:          p.str("LEVQOR_NATS_TLS_CERT", ""),
+		NATSTLSKey:           p.str("LEVQOR_NATS_TLS_KEY", ""),
+		NATSOperatorCreds:    p.str("LEVQOR_NATS_OPERATOR_CREDS", ""),
+		NATSOperatorUser:     p.str("LEVQOR_NATS_OPERATOR_USER", ""),
+		NATSOperatorPassword: p.str("LEVQOR_NATS_OPERATOR_PASSWORD", ""),
+		DatabaseURL:          p.str("LEVQOR_DATABASE_URL", ""),
+		HTTPAddr:             p.str("LEVQOR_HTTP_ADDR", HTTPAddrDefault),
+		AdminAddr:            p.str("LEVQOR_ADMIN_ADDR", AdminAddrDefault),
+		DevNATSAddr:          p.str("LEVQOR_DEV_NATS_ADDR", DevNATSAddrDefault),
+		DevNATSSyncAlways:    p.boolean("LEVQOR_DEV_NATS_SYNC_ALWAYS"),
 		Topology: bus.Topology{
 			Prefix:   p.str("LEVQOR_SUBJECT_PREFIX", bus.PrefixDefault),
 			Replicas: p.integer("LEVQOR_STREAM_REPLICAS", bus.ReplicasDefault),
@@ -708,8 +716,12 @@ func (c Config) ValidateFor(role Role) error {
 		bad("LEVQOR_NATS_USER", "LEVQOR_NATS_USER and LEVQOR_NATS_PASSWORD go together")
 	case (c.NATSTLSCert == "") != (c.NATSTLSKey == ""):
 		bad("LEVQOR_NATS_TLS_CERT", "LEVQOR_NATS_TLS_CERT and LEVQOR_NATS_TLS_KEY go together")
+	case c.NATSOperatorCreds != "" && (c.NATSOperatorUser != "" || c.NATSOperatorPassword != ""):
+		bad("LEVQOR_NATS_OPERATOR_CREDS", "give a creds file or LEVQOR_NATS_OPERATOR_USER and LEVQOR_NATS_OPERATOR_PASSWORD, not both")
+	case (c.NATSOperatorUser == "") != (c.NATSOperatorPassword == ""):
+		bad("LEVQOR_NATS_OPERATOR_USER", "LEVQOR_NATS_OPERATOR_USER and LEVQOR_NATS_OPERATOR_PASSWORD go together")
 	}
-	for _, kf := range [][2]string{{"LEVQOR_NATS_CREDS", c.NATSCreds}, {"LEVQOR_NATS_TLS_CA", c.NATSTLSCA},
+	for _, kf := range [][2]string{{"LEVQOR_NATS_CREDS", c.NATSCreds}, {"LEVQOR_NATS_OPERATOR_CREDS", c.NATSOperatorCreds}, {"LEVQOR_NATS_TLS_CA", c.NATSTLSCA},
 		{"LEVQOR_NATS_TLS_CERT", c.NATSTLSCert}, {"LEVQOR_NATS_TLS_KEY", c.NATSTLSKey}} {
 		if kf[1] == "" {
 			continue

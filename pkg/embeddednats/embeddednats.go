@@ -35,6 +35,9 @@ type Options struct {
 	ServerName string
 	// Logger receives the server's own log lines; nil keeps it quiet.
 	Logger server.Logger
+	// User and Password, when set, are the one user the server accepts;
+	// it refuses clients without them. Empty, it accepts anyone.
+	User, Password string
 }
 
 // Server is a running embedded NATS server.
@@ -99,6 +102,8 @@ func (s *Server) start() error {
 		NoSigs:     true,
 		NoLog:      s.opts.Logger == nil,
 		MaxPayload: 8 * 1024 * 1024,
+		Username:   s.opts.User,
+		Password:   s.opts.Password,
 	}
 	srv, err := server.NewServer(so)
 	if err != nil {

@@ -41,7 +41,14 @@ type DevSecrets struct {
 	BusKey string `json:"bus_key,omitempty"`
 	// MasterKey seals secrets in commands (LEVQOR_MASTER_KEYS).
 	MasterKey string `json:"master_key,omitempty"`
+	// NATSPassword is DevNATSUser's password on the embedded NATS server,
+	// which refuses clients without it.
+	NATSPassword string `json:"nats_password,omitempty"`
 }
+
+// DevNATSUser is the one user of dev mode's embedded NATS server: dev mode
+// itself, the operator tools and the nats CLI connect as it.
+const DevNATSUser = "levqor"
 
 // DevSecretsFile is the file under the data dir that keeps DevSecrets.
 const DevSecretsFile = "secrets.json"
@@ -83,6 +90,9 @@ func LoadDevSecrets(dataDir string) (DevSecrets, error) {
 	if s.MasterKey == "" {
 		s.MasterKey, changed = randomHex(32), true
 	}
+	if s.NATSPassword == "" {
+		s.NATSPassword, changed = randomHex(24), true
+	}
 	if changed {
 		if err := os.MkdirAll(dataDir, 0o700); err != nil {
 			return s, err
@@ -108,9 +118,11 @@ type DevOptions struct {
 
 // DevInfo is what dev mode prints on start.
 type DevInfo struct {
-	IngestURL     string
-	WebhookURL    string
-	NATSURL       string
+	IngestURL  string
+	WebhookURL string
+	NATSURL    string
+	// NATSPassword is DevNATSUser's password on NATSURL.
+	NATSPassword  string
 	DatabaseURL   string
 	DataDir       string
 	WebhookSecret string
@@ -209,6 +221,8 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
 		SyncAlways: cfg.DevNATSSyncAlways,
 		ServerName: "levqor-dev",
+		User:       DevNATSUser,
+		Password:   secrets.NATSPassword,
 	})
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return addrInUse("LEVQOR_DEV_NATS_ADDR", cfg.DevNATSAddr)
@@ -218,8 +232,9 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 	}
 	defer srv.Stop()
 	cfg.NATSURL = srv.ClientURL()
+	cfg.NATSCreds, cfg.NATSUser, cfg.NATSPassword = "", DevNATSUser, secrets.NATSPassword
 
-	env, err := connect(ctx, cfg, files, "levqor-dev", true, log)
+	env, err := connect(ctx, cfg, files, NATSRoleDev, true, log)
 	if err != nil {
 		return err
 	}
@@ -246,6 +261,7 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 		IngestURL:     "http://" + ln.Addr().String(),
 		WebhookURL:    "http://" + ln.Addr().String() + "/webhooks/stripe",
 		NATSURL:       cfg.NATSURL,
+		NATSPassword:  secrets.NATSPassword,
 		DatabaseURL:   store.RedactURL(cfg.DatabaseURL),
 		DataDir:       cfg.DataDir,
 		WebhookSecret: cfg.WebhookSecrets[0],
@@ -280,7 +296,7 @@ Levqor dev mode is running. Ctrl-C stops it.
   ingest            %s
   stripe webhooks   %s
   health            %s/healthz  %s/readyz  %s/metrics (operator token)
-  NATS (JetStream)  %s   (nats --server %s stream ls)
+  NATS (JetStream)  %s   (nats --server %s --user %s --password %s stream ls)
   database          %s
   data dir          %s
 
@@ -291,7 +307,7 @@ Levqor dev mode is running. Ctrl-C stops it.
 Send a test event:  go run ./cmd/levqor webhook send customer.subscription.created
 Create an API key:  go run ./cmd/levqor apikey create --operator --name me
 `, info.IngestURL, info.WebhookURL, info.IngestURL, info.IngestURL, info.IngestURL,
-		info.NATSURL, info.NATSURL, info.DatabaseURL, info.DataDir, info.WebhookSecret, info.AdminToken, stripeTarget(cfg, standIn != nil))
+		info.NATSURL, info.NATSURL, DevNATSUser, secrets.NATSPassword, info.DatabaseURL, info.DataDir, info.WebhookSecret, info.AdminToken, stripeTarget(cfg, standIn != nil))
 	reminded := make(chan struct{})
 	go func() {
 		defer close(reminded)

@@ -65,7 +65,7 @@ func readyReminder(cfg config.Config, inst DevInstance) string {
 	fmt.Fprintf(&b, "\nLevqor dev mode is ready (pid %d, data dir %s).\n\n", inst.PID, cfg.DataDir)
 	fmt.Fprintf(&b, "  ingest            %s\n", inst.IngestURL)
 	fmt.Fprintf(&b, "  stripe webhooks   %s\n", inst.WebhookURL)
-	fmt.Fprintf(&b, "  NATS (JetStream)  %s\n", inst.NATSURL)
+	fmt.Fprintf(&b, "  NATS (JetStream)  %s   (user %s; its password is nats_password in the secrets)\n", inst.NATSURL, DevNATSUser)
 	fmt.Fprintf(&b, "  Stripe API        %s\n", stripeTarget(cfg, inst.StripeStandIn))
 	fmt.Fprintf(&b, "  secrets           %s (STRIPE_WEBHOOK_SECRET, LEVQOR_ADMIN_TOKEN)\n", where)
 	for _, e := range []struct {

@@ -48,6 +48,11 @@ type Env struct {
 	JS    jetstream.JetStream
 	Store *store.Store // nil for the scheduler
 
+	// operatorNC and operatorJS are ingest's operator connection
+	// (LEVQOR_NATS_OPERATOR_*), opened by OperatorJS.
+	operatorNC *nats.Conn
+	operatorJS jetstream.JetStream
+
 	busMetrics       *bus.Metrics
 	retentionMetrics *backups.Metrics
 	billingMetrics   *billing.Metrics
@@ -118,16 +123,43 @@ func (e *Env) Catalog() (*catalog.Catalog, error) {
 	return e.catalog, nil
 }
 
-// NATSOptions are the connection options of cfg's NATS credentials and
-// TLS settings (LEVQOR_NATS_CREDS or _USER and _PASSWORD; _TLS_CA,
-// _TLS_CERT, _TLS_KEY); none when unset.
-func NATSOptions(cfg config.Config) []nats.Option {
-	var opts []nats.Option
+// The roles a NATS connection is opened for. Each takes its replies (and
+// its consumers' deliveries) under its own inbox prefix, "_INBOX.<role>",
+// so that a server granting each user only its own (deploy/nats/auth.conf)
+// keeps every process from reading another's.
+const (
+	NATSRoleIngest    = "ingest"
+	NATSRoleWorkers   = "workers"
+	NATSRoleScheduler = "scheduler"
+	NATSRoleOperator  = "operator"
+	NATSRoleDev       = "dev"
+)
+
+// NATSOptions are the connection options of a process of role: its inbox
+// prefix, cfg's NATS credentials and TLS settings (LEVQOR_NATS_CREDS or
+// _USER and _PASSWORD; _TLS_CA, _TLS_CERT, _TLS_KEY).
+func NATSOptions(cfg config.Config, role string) []nats.Option {
+	return natsOptions(cfg, role, cfg.NATSCreds, cfg.NATSUser, cfg.NATSPassword)
+}
+
+// OperatorNATSOptions are the options of ingest's operator connection,
+// which its /admin API acts with: LEVQOR_NATS_OPERATOR_CREDS or _USER and
+// _PASSWORD, and the process's TLS settings. ok is false when none are
+// configured (the admin API then uses the process's own connection).
+func OperatorNATSOptions(cfg config.Config) (opts []nats.Option, ok bool) {
+	if cfg.NATSOperatorCreds == "" && cfg.NATSOperatorUser == "" {
+		return nil, false
+	}
+	return natsOptions(cfg, NATSRoleOperator, cfg.NATSOperatorCreds, cfg.NATSOperatorUser, cfg.NATSOperatorPassword), true
+}
+
+func natsOptions(cfg config.Config, role, creds, user, password string) []nats.Option {
+	opts := []nats.Option{nats.CustomInboxPrefix("_INBOX." + role)}
 	switch {
-	case cfg.NATSCreds != "":
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
-	case cfg.NATSUser != "":
-		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	case creds != "":
+		opts = append(opts, nats.UserCredentials(creds))
+	case user != "":
+		opts = append(opts, nats.UserInfo(user, password))
 	}
 	if cfg.NATSTLSCA != "" {
 		opts = append(opts, nats.RootCAs(cfg.NATSTLSCA))
@@ -174,6 +206,26 @@ func ConnectNATS(url, name string, log logrus.FieldLogger, extra ...nats.Option)
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// OperatorJS is the JetStream the operator tools act with: ingest's
+// operator connection (LEVQOR_NATS_OPERATOR_*), opened on first use, or
+// the process's own when none is configured (the CLI connects with the
+// operator's credentials in the first place).
+func (e *Env) OperatorJS() (jetstream.JetStream, error) {
+	if e.operatorJS != nil {
+		return e.operatorJS, nil
+	}
+	opts, ok := OperatorNATSOptions(e.Cfg)
+	if !ok {
+		return e.JS, nil
+	}
+	nc, js, err := ConnectNATS(e.Cfg.NATSURL, "levqor-ingest-operator", e.Log, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("the operator connection (LEVQOR_NATS_OPERATOR_*): %w", err)
+	}
+	e.operatorNC, e.operatorJS = nc, js
+	return js, nil
 }
 
 // EnsureTopology creates or updates the streams, retrying with backoff until

@@ -44,7 +44,7 @@ func connected(t *testing.T, url string, vars map[string]string) bool {
 	require.NoError(t, err)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	nc, _, err := service.ConnectNATS(url, "test", log, service.NATSOptions(cfg)...)
+	nc, _, err := service.ConnectNATS(url, "test", log, service.NATSOptions(cfg, service.NATSRoleIngest)...)
 	require.NoError(t, err)
 	defer nc.Close()
 	deadline := time.Now().Add(2 * time.Second)

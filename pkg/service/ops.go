@@ -21,8 +21,12 @@ func (e *Env) Ops(th ops.Thresholds) (*ops.Ops, error) {
 	if err != nil {
 		return nil, err
 	}
+	js, err := e.OperatorJS()
+	if err != nil {
+		return nil, err
+	}
 	return ops.New(ops.Config{
-		JS:       e.JS,
+		JS:       js,
 		Topology: e.Cfg.Topology,
 		Store:    e.Store,
 		Log:      e.Log.WithField("component", "ops"),

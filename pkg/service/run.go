@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
@@ -20,10 +21,11 @@ import (
 	"github.com/levqor/levqor/pkg/telemetry"
 )
 
-// connect opens NATS and (when withDB) the database, migrating it.
-func connect(ctx context.Context, cfg config.Config, files Files, name string, withDB bool, log logrus.FieldLogger) (*Env, error) {
+// connect opens NATS as role and (when withDB) the database, migrating
+// it.
+func connect(ctx context.Context, cfg config.Config, files Files, role string, withDB bool, log logrus.FieldLogger) (*Env, error) {
 	env := &Env{Cfg: cfg, Log: log, Reg: telemetry.NewRegistry(), catalog: files.Catalog, rules: files.Rules, notifyRules: files.NotifyRules}
-	nc, js, err := ConnectNATS(cfg.NATSURL, name, log, NATSOptions(cfg)...)
+	nc, js, err := ConnectNATS(cfg.NATSURL, "levqor-"+role, log, NATSOptions(cfg, role)...)
 	if err != nil {
 		return nil, err
 	}
@@ -47,12 +49,15 @@ func connect(ctx context.Context, cfg config.Config, files Files, name string, w
 // close drains NATS (delivering acks still in flight) and closes the
 // database.
 func (e *Env) close() {
-	if e.NC != nil {
-		if err := e.NC.Drain(); err != nil {
-			e.NC.Close()
+	for _, nc := range []*nats.Conn{e.NC, e.operatorNC} {
+		if nc == nil {
+			continue
+		}
+		if err := nc.Drain(); err != nil {
+			nc.Close()
 		}
 		deadline := time.Now().Add(5 * time.Second)
-		for !e.NC.IsClosed() && time.Now().Before(deadline) {
+		for !nc.IsClosed() && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
@@ -72,7 +77,7 @@ func RunIngest(ctx context.Context, cfg config.Config, log logrus.FieldLogger) e
 		return err
 	}
 	defer ln.Close()
-	env, err := connect(ctx, cfg, files, "levqor-ingest", true, log)
+	env, err := connect(ctx, cfg, files, NATSRoleIngest, true, log)
 	if err != nil {
 		return err
 	}
@@ -137,7 +142,7 @@ func RunWorkers(ctx context.Context, cfg config.Config, log logrus.FieldLogger) 
 		return err
 	}
 	defer ln.Close()
-	env, err := connect(ctx, cfg, files, "levqor-workers", true, log)
+	env, err := connect(ctx, cfg, files, NATSRoleWorkers, true, log)
 	if err != nil {
 		return err
 	}
@@ -173,7 +178,7 @@ func RunScheduler(ctx context.Context, cfg config.Config, log logrus.FieldLogger
 		return err
 	}
 	defer ln.Close()
-	env, err := connect(ctx, cfg, Files{}, "levqor-scheduler", false, log)
+	env, err := connect(ctx, cfg, Files{}, NATSRoleScheduler, false, log)
 	if err != nil {
 		return err
 	}

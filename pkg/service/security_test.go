@@ -19,6 +19,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/keys"
+	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/store/storetest"
 	"github.com/levqor/levqor/pkg/stripesim"
 )
@@ -33,7 +34,9 @@ func TestTheBusIsNotTrusted(t *testing.T) {
 	d, err := runDev(t, devVars(t.TempDir()))
 	require.NoError(t, err)
 	c := devClient{info: d.info}
-	nc, err := nats.Connect(d.info.NATSURL)
+	_, err = nats.Connect(d.info.NATSURL)
+	require.ErrorIs(t, err, nats.ErrAuthorization, "dev mode's NATS refuses a client without its credentials")
+	nc, err := nats.Connect(d.info.NATSURL, nats.UserInfo(service.DevNATSUser, d.info.NATSPassword))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
