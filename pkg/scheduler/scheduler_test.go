@@ -209,7 +209,10 @@ func TestThreeReplicasPublishEachSlotOnce(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		rs = append(rs, startReplica(t, env, scheduler.Config{Jobs: []scheduler.Job{job}, CatchUpWindow: time.Hour}))
 	}
-	time.Sleep(4200 * time.Millisecond)
+	// Stop half-way between two slots: a replica stopped while its
+	// publish is in flight sees no ack and does not count a tick the
+	// stream stored.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(4*time.Second + 500*time.Millisecond)))
 	for _, r := range rs {
 		r.stop()
 	}

@@ -28,7 +28,7 @@ type devClient struct {
 	info service.DevInfo
 }
 
-func (c devClient) do(t *testing.T, method, path string, body any) (int, []byte) {
+func (c devClient) do(t testing.TB, method, path string, body any) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -50,7 +50,7 @@ func (c devClient) do(t *testing.T, method, path string, body any) (int, []byte)
 	return resp.StatusCode, b
 }
 
-func (c devClient) webhook(t *testing.T, typ string, o stripesim.EventOptions) {
+func (c devClient) webhook(t testing.TB, typ string, o stripesim.EventOptions) {
 	t.Helper()
 	b, err := stripesim.NewEvent(typ, o)
 	require.NoError(t, err)
@@ -59,7 +59,7 @@ func (c devClient) webhook(t *testing.T, typ string, o stripesim.EventOptions) {
 	require.Equal(t, http.StatusOK, res.Status, string(res.Body))
 }
 
-func (c devClient) billing(t *testing.T, id string) api.AccountBilling {
+func (c devClient) billing(t testing.TB, id string) api.AccountBilling {
 	t.Helper()
 	status, body := c.do(t, http.MethodGet, "/v1/accounts/"+id+"/billing", nil)
 	require.Equal(t, http.StatusOK, status, string(body))

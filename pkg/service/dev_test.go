@@ -28,7 +28,7 @@ import (
 type devRun struct {
 	info service.DevInfo
 	out  *bytes.Buffer
-	stop func(t *testing.T)
+	stop func(t testing.TB)
 }
 
 // devVars are the settings of a dev mode on free ports in its own data
@@ -41,7 +41,7 @@ func devVars(dataDir string) map[string]string {
 	}
 }
 
-func runDev(t *testing.T, vars map[string]string) (*devRun, error) {
+func runDev(t testing.TB, vars map[string]string) (*devRun, error) {
 	t.Helper()
 	cfg, err := config.FromEnv(func(k string) string { return vars[k] })
 	require.NoError(t, err)
@@ -55,7 +55,7 @@ func runDev(t *testing.T, vars map[string]string) (*devRun, error) {
 		done <- service.RunDev(ctx, cfg, log, d.out, service.DevOptions{Ready: func(i service.DevInfo) { ready <- i }})
 	}()
 	stopped := false
-	d.stop = func(t *testing.T) {
+	d.stop = func(t testing.TB) {
 		if stopped {
 			return
 		}
