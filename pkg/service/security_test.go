@@ -158,7 +158,8 @@ func TestTheBusIsNotTrusted(t *testing.T) {
 		require.Equal(t, http.StatusCreated, status, string(body))
 		require.Contains(t, string(body), `"state":"succeeded"`)
 
-		// Nothing readable at rest: the database file, the COMMANDS stream.
+		// Nothing readable at rest: the database file, the COMMANDS stream
+		// and the DLQ (which keeps a dead command's bytes).
 		read := 0
 		for _, f := range []string{"levqor.db", "levqor.db-wal"} {
 			raw, err := os.ReadFile(filepath.Join(d.info.DataDir, f))
@@ -170,16 +171,18 @@ func TestTheBusIsNotTrusted(t *testing.T) {
 			require.NotContains(t, string(raw), "s3cret-dsn-pw", "%s holds the password", f)
 		}
 		require.NotZero(t, read, "the database was read")
-		s, err := js.Stream(t.Context(), "COMMANDS")
-		require.NoError(t, err)
-		info, err := s.Info(t.Context())
-		require.NoError(t, err)
-		for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-			m, err := s.GetMsg(t.Context(), seq)
-			if err != nil {
-				continue
+		for _, name := range []string{"COMMANDS", "DLQ"} {
+			s, err := js.Stream(t.Context(), name)
+			require.NoError(t, err)
+			info, err := s.Info(t.Context())
+			require.NoError(t, err)
+			for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+				m, err := s.GetMsg(t.Context(), seq)
+				if err != nil {
+					continue
+				}
+				require.NotContains(t, string(m.Data), "s3cret-dsn-pw", "%s seq %d holds the password", name, seq)
 			}
-			require.NotContains(t, string(m.Data), "s3cret-dsn-pw", "COMMANDS seq %d holds the password", seq)
 		}
 
 		// A client cannot pass off a sealed value of its own.
