@@ -39,6 +39,11 @@ func (w *Worker) HandleBlobTick(ctx context.Context, m *bus.Message) error {
 	return scheduler.Dispatch(ConsumerBlobTicks, scheduler.Jobs{
 		JobBlobGC: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
 			_, err := w.CollectGarbage(ctx, t.Slot)
+			if errors.Is(err, ErrCatalogRestored) {
+				// Not retried: nothing changes until an operator reconciles.
+				bus.Logger(ctx).WithError(err).Error("blob.gc skipped")
+				return nil
+			}
 			return err
 		},
 	})(ctx, m)
@@ -71,6 +76,9 @@ func (w *Worker) CollectGarbage(ctx context.Context, now time.Time) (GCResult, e
 	var res GCResult
 	if w.Blobs == nil {
 		return res, errors.New(ErrBlobsNotConfiguredMessage)
+	}
+	if err := w.restoreGate(ctx); err != nil {
+		return res, err
 	}
 	cutoff := now.Add(-w.settings().GCAge)
 	log := bus.Logger(ctx).WithField("cutoff", cutoff.UTC().Format(time.RFC3339))

@@ -76,6 +76,11 @@ func (w *Worker) SweepSource(ctx context.Context, sourceID string, o SweepOption
 	if !o.DryRun && w.Blobs == nil {
 		return nil, errors.New(ErrBlobsNotConfiguredMessage)
 	}
+	if !o.DryRun {
+		if err := w.restoreGate(ctx); err != nil {
+			return nil, err
+		}
+	}
 	set := w.settings()
 	maxShare := set.MaxShare
 	if o.MaxShare > 0 {

@@ -165,6 +165,11 @@ type Settings struct {
 	// GCAge is how old an unreferenced blob, or an abandoned upload, must
 	// be before blob.gc removes it (LEVQOR_BLOB_GC_AGE).
 	GCAge time.Duration
+	// DatabaseURL is Levqor's own database, which levqor.selfbackup backs
+	// up (LEVQOR_DATABASE_URL); SelfBackupKeep how many of its
+	// self-backups are kept (LEVQOR_SELFBACKUP_KEEP).
+	DatabaseURL    string
+	SelfBackupKeep int
 }
 
 // WithDefaults fills unset fields.
@@ -199,6 +204,9 @@ func (s Settings) WithDefaults() Settings {
 	def(&s.DueLookback, DueLookbackDefault)
 	def(&s.GCAge, GCAgeDefault)
 	def(&s.DrillEvery, DrillEveryDefault)
+	if s.SelfBackupKeep <= 0 {
+		s.SelfBackupKeep = SelfBackupKeepDefault
+	}
 	return s
 }
 
@@ -301,6 +309,7 @@ func (w *Worker) Register(r *bus.Router) {
 	r.Handle(w.Runtime.DeadLetters(ConsumerRunsDLQ, ConsumerRuns))
 	r.Handle(BackupTickConsumer(), w.longRunning(w.HandleBackupTick))
 	r.Handle(BlobTickConsumer(), w.longRunning(w.HandleBlobTick))
+	r.Handle(SelfTickConsumer(), w.longRunning(w.HandleSelfTick))
 }
 
 // longRunning lets h run up to LEVQOR_BACKUP_TIMEOUT (bus.LongRunning).
@@ -356,6 +365,11 @@ func (w *Worker) SweepAll(ctx context.Context, now time.Time, actor string) erro
 		return errors.New(ErrBlobsNotConfiguredMessage)
 	}
 	log := bus.Logger(ctx).WithField("slot", now.UTC().Format(time.RFC3339))
+	if err := w.restoreGate(ctx); err != nil {
+		// Not retried: nothing changes until an operator reconciles.
+		log.WithError(err).Error("backup.sweep skipped")
+		return nil
+	}
 	start := time.Now()
 	var errs []error
 	var sources, trashed, purged, blocked int

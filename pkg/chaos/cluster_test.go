@@ -21,9 +21,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/billing"
+	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/loadgen"
 	"github.com/levqor/levqor/pkg/netfault"
@@ -43,17 +46,35 @@ type natsNode struct {
 	clientPort, clusterPort, httpPt int
 	dir                             string
 	cmd                             *exec.Cmd
-	log                             *bytes.Buffer
+	log                             *lockedBuffer
 	// out are the proxies this node routes to the others through; in
 	// are the others' proxies to this node.
 	out, in []*netfault.Proxy
+}
+
+// lockedBuffer is a process's output, read while the process writes it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func (n *natsNode) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.clientPort) }
 
 func (n *natsNode) start(t *testing.T, bin string) {
 	t.Helper()
-	n.log = &bytes.Buffer{}
+	n.log = &lockedBuffer{}
 	n.cmd = exec.Command(bin, "-c", filepath.Join(n.dir, "node.conf"))
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	require.NoError(t, n.cmd.Start())
@@ -246,7 +267,7 @@ func TestClusterChaosNothingAcknowledgedIsLost(t *testing.T) {
 		"LEVQOR_STREAM_REPLICAS=3",
 		"LEVQOR_DATABASE_URL=" + pgURL,
 		"LEVQOR_ADMIN_ADDR=127.0.0.1:0",
-		"LEVQOR_WORKERS=billing",
+		"LEVQOR_WORKERS=billing,support",
 		"LEVQOR_ACK_WAIT=5s",
 		"LEVQOR_MAX_DELIVER=20",
 		"LEVQOR_LOG_LEVEL=warn",
@@ -291,6 +312,10 @@ func TestClusterChaosNothingAcknowledgedIsLost(t *testing.T) {
 		}
 		loadDone <- rep
 	}()
+	// Commands beside the webhooks: an account's API key opens tickets,
+	// five a second, each with its own Idempotency-Key, retried with the
+	// same key on 503 as a client does.
+	cmds := startCommandLoad(t, st, hs.URL)
 
 	span := time.Duration(float64(events) / rate * float64(time.Second))
 	step := span / 8
@@ -303,8 +328,9 @@ func TestClusterChaosNothingAcknowledgedIsLost(t *testing.T) {
 		t.Logf("%s chaos: %s", time.Now().Format("15:04:05.000"), s)
 	}
 	waitHealthy := func(n *natsNode) {
-		require.Eventually(t, func() bool { return n.healthy(false) }, 60*time.Second, 100*time.Millisecond,
-			"%s caught up; its log:\n%s", n.name, n.log.String())
+		if !assert.Eventually(t, func() bool { return n.healthy(false) }, 60*time.Second, 100*time.Millisecond, "%s caught up", n.name) {
+			t.Fatalf("%s's log:\n%s", n.name, n.log.String())
+		}
 	}
 
 	time.Sleep(step)
@@ -345,8 +371,18 @@ func TestClusterChaosNothingAcknowledgedIsLost(t *testing.T) {
 	fault("worker SIGKILLed mid-batch and restarted")
 
 	rep := <-loadDone
+	cmdRep := cmds.stop()
 	e2e, err := loadgen.WaitCommitted(ctx, st, rep.Unique, 3*time.Minute)
 	require.NoError(t, err)
+	// Every accepted command ran, once: one ticket per key.
+	var cmdsDone, tickets int
+	require.Eventually(t, func() bool {
+		if err := st.DB().GetContext(ctx, &cmdsDone, `SELECT count(*) FROM commands WHERE account_id = $1 AND status = 'succeeded'`, cmds.account); err != nil {
+			return false
+		}
+		return cmdsDone >= cmdRep.accepted
+	}, 2*time.Minute, 200*time.Millisecond, "the accepted commands ran")
+	require.NoError(t, st.DB().GetContext(ctx, &tickets, `SELECT count(*) FROM support_tickets WHERE account_id = $1`, cmds.account))
 	stopSched()
 	<-schedDone
 
@@ -388,29 +424,34 @@ func TestClusterChaosNothingAcknowledgedIsLost(t *testing.T) {
 		missing = int(ordered[len(ordered)-1].Sub(ordered[0])/time.Second) + 1 - len(ordered)
 	}
 
-	// No consumer left with work: billing's drained everything.
-	var stuck []string
-	require.Eventually(t, func() bool {
-		stuck = stuck[:0]
-		s, err := ojs.Stream(ctx, "STRIPE")
-		if err != nil {
-			return false
-		}
-		for info := range s.ListConsumers(ctx).Info() {
-			if info.NumPending > 0 || info.NumAckPending > 0 {
-				stuck = append(stuck, fmt.Sprintf("%s: %d pending, %d unacknowledged", info.Name, info.NumPending, info.NumAckPending))
+	// No consumer left with work: every one drained what it was given.
+	stuck := func() []string {
+		var out []string
+		for _, name := range []string{"STRIPE", "COMMANDS", "TICKS", "EVENTS"} {
+			s, err := ojs.Stream(ctx, name)
+			if err != nil {
+				return []string{name + ": " + err.Error()}
+			}
+			for info := range s.ListConsumers(ctx).Info() {
+				if info.NumPending > 0 || info.NumAckPending > 0 {
+					out = append(out, fmt.Sprintf("%s/%s: %d pending, %d unacknowledged", name, info.Name, info.NumPending, info.NumAckPending))
+				}
 			}
 		}
-		return len(stuck) == 0
-	}, 30*time.Second, 200*time.Millisecond, "consumers drained: %v", stuck)
+		return out
+	}
+	assert.Eventually(t, func() bool { return len(stuck()) == 0 }, 60*time.Second, 200*time.Millisecond, "consumers drained")
+	require.Empty(t, stuck(), "no consumer is left with work")
 
 	report := fmt.Sprintf(`cluster chaos: faults: %s
 cluster chaos: sent %d, acknowledged %d (%d as duplicates), refused 503 %d, transport errors %d
 cluster chaos: unique acknowledged %d, applied %d, lost %d, inbox rows %d, ledger rows %d (applied twice %d)
+cluster chaos: commands: keys %d, accepted %d, answered 503 first %d, succeeded %d, tickets %d
 cluster chaos: tick slots %d, stored twice %d, missing %d
 cluster chaos: end-to-end p50 %s p99 %s max %s`,
 		strings.Join(faults, "; "), rep.Sent, rep.Accepted, rep.Duplicates, rep.Status["503"], rep.Errors,
-		e2e.Expected, e2e.Committed, lost, inboxRows, ledgerRows, ledgerRows-inboxRows, len(ordered), twice, missing,
+		e2e.Expected, e2e.Committed, lost, inboxRows, ledgerRows, ledgerRows-inboxRows,
+		cmdRep.keys, cmdRep.accepted, cmdRep.retried, cmdsDone, tickets, len(ordered), twice, missing,
 		e2e.Latency.P50, e2e.Latency.P99, e2e.Latency.Max)
 	t.Log("\n" + report)
 	if lost != 0 {
@@ -420,7 +461,84 @@ cluster chaos: end-to-end p50 %s p99 %s max %s`,
 	require.Equal(t, ledgerRows, inboxRows, "each recorded event was applied once")
 	require.GreaterOrEqual(t, ledgerRows, int64(e2e.Expected))
 	require.Greater(t, rep.Accepted, events/2, "most of the load got through the faults")
+	require.Less(t, rep.Status["503"], events/10, "503s stay bounded: at most a tenth of the load")
+	require.Equal(t, cmdRep.keys, cmdRep.accepted, "every command was accepted in the end")
+	require.Equal(t, cmdRep.accepted, cmdsDone, "every accepted command succeeded")
+	require.Equal(t, cmdRep.accepted, tickets, "each command took effect once")
 	require.NotEmpty(t, ordered, "the scheduler ticked")
 	require.Zero(t, twice, "each tick slot is stored once")
 	require.Zero(t, missing, "no tick slot is missing")
+}
+
+// commandLoad opens tickets through the API while the faults run.
+type commandLoad struct {
+	account string
+	done    chan struct{}
+	result  chan commandReport
+}
+
+type commandReport struct {
+	// keys tried, accepted (202) in the end, retried after a 503.
+	keys, accepted, retried int
+}
+
+func (c *commandLoad) stop() commandReport {
+	close(c.done)
+	return <-c.result
+}
+
+func startCommandLoad(t *testing.T, st *store.Store, baseURL string) *commandLoad {
+	t.Helper()
+	ctx := t.Context()
+	acc, err := command.NewID(store.AccountIDPrefix)
+	require.NoError(t, err)
+	require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+		_, err := tx.InsertAccount(ctx, store.Account{ID: acc, Name: "Chaos Ltd", ContactEmail: "ops@chaos.example", StripeCustomerID: "cus_chaos"})
+		return err
+	}))
+	key, err := auth.GenerateKey()
+	require.NoError(t, err)
+	require.NoError(t, st.CreateAPIKey(ctx, store.APIKey{ID: key.ID, Hash: key.Hash, Prefix: key.Prefix, Name: "chaos", AccountID: acc}))
+	c := &commandLoad{account: acc, done: make(chan struct{}), result: make(chan commandReport, 1)}
+	go func() {
+		var rep commandReport
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-c.done:
+				c.result <- rep
+				return
+			case <-tick.C:
+			}
+			rep.keys++
+			body := fmt.Sprintf(`{"subject":"chaos %d","body":"opened during the cluster chaos test"}`, i)
+			for attempt := 0; attempt < 200; attempt++ {
+				req, _ := http.NewRequest(http.MethodPost, baseURL+"/v1/tickets", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+key.Secret)
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Idempotency-Key", fmt.Sprintf("chaos-ticket-%d", i))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					time.Sleep(200 * time.Millisecond)
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusCreated {
+					rep.accepted++
+					break
+				}
+				if resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusTooManyRequests {
+					t.Errorf("ticket %d: %d %s", i, resp.StatusCode, b)
+					break
+				}
+				if attempt == 0 {
+					rep.retried++
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+	}()
+	return c
 }

@@ -146,6 +146,9 @@ type Config struct {
 	// (LEVQOR_BLOB_DIR): required by a workers process that runs it; dev
 	// mode defaults to <LEVQOR_DATA_DIR>/blobs.
 	BlobDir string
+	// SelfBackupKeep is how many self-backups of Levqor's database the
+	// levqor.selfbackup job keeps (LEVQOR_SELFBACKUP_KEEP).
+	SelfBackupKeep int
 	// BlobS3 configures an S3-compatible blob store (LEVQOR_BLOB_S3_*);
 	// when its endpoint is set the backups worker keeps its blobs there
 	// instead of in BlobDir.
@@ -455,6 +458,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		Schedule:              p.str("LEVQOR_SCHEDULE", ""),
 		CatchUpWindow:         p.duration("LEVQOR_CATCHUP_WINDOW", scheduler.CatchUpWindowDefault),
 		BlobDir:               p.str("LEVQOR_BLOB_DIR", ""),
+		SelfBackupKeep:        p.integer("LEVQOR_SELFBACKUP_KEEP", backups.SelfBackupKeepDefault),
 		SweepMaxShare:         p.float("LEVQOR_SWEEP_MAX_SHARE", backups.MaxShareDefault),
 		TrashGrace:            p.duration("LEVQOR_TRASH_GRACE", backups.TrashGraceDefault),
 		Catalog:               p.str("LEVQOR_CATALOG", ""),

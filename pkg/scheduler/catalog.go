@@ -65,6 +65,9 @@ const (
 	// JobDFYFollowup chases the Done-For-You work items that stalled
 	// (package support).
 	JobDFYFollowup = "dfy.followup"
+	// JobSelfBackup backs up Levqor's own database into the blob store
+	// (package backups).
+	JobSelfBackup = "levqor.selfbackup"
 )
 
 // Catalog is every periodic job Levqor runs, each with a worker that does
@@ -179,6 +182,12 @@ func Catalog() []Job {
 			Spec:        "0 20 * * * *",
 			TimeZone:    "UTC",
 			Description: "chase the Done-For-You work items (tickets a paid package opened) still open with no change for LEVQOR_DFY_FOLLOWUP_AFTER: noted on the ticket, and support.dfy_stalled tells the DFY team",
+		},
+		{
+			Name:        JobSelfBackup,
+			Spec:        "0 45 2 * * *",
+			TimeZone:    "UTC",
+			Description: "back up Levqor's own database (pg_dump, or a copy of the SQLite file) into the blob store under levqor-self/, keeping the newest LEVQOR_SELFBACKUP_KEEP; `levqor selfrestore` brings one back",
 		},
 	}
 }

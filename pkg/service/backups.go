@@ -14,6 +14,7 @@ func (e *Env) retentionSettings() backups.Settings {
 		AllowedPaths: e.Cfg.BackupPaths, MaxRuns: e.Cfg.BackupMaxRuns, MaxRunsPerAccount: e.Cfg.BackupMaxRunsPerAccount,
 		RunTimeout: e.Cfg.BackupTimeout, BusyWait: e.Cfg.BackupBusyWait, VerifySample: e.Cfg.VerifySample, OverdueGrace: e.Cfg.OverdueGrace,
 		RunReapAfter: e.Cfg.RunReapAfter, GCAge: e.Cfg.BlobGCAge, DrillEvery: e.Cfg.DrillEvery, DrillDSN: e.Cfg.DrillPostgresURL,
+		DatabaseURL: e.Cfg.DatabaseURL, SelfBackupKeep: e.Cfg.SelfBackupKeep,
 	}.WithDefaults()
 }
 

@@ -1,0 +1,373 @@
+package backups
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/levqor/levqor/pkg/archive"
+	"github.com/levqor/levqor/pkg/blob"
+	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/scheduler"
+	"github.com/levqor/levqor/pkg/store"
+)
+
+// Levqor's own database is backed up like a customer's: the job
+// levqor.selfbackup dumps it (pg_dump, or a consistent copy of the SQLite
+// file) into the blob store under SelfBackupPrefix, and `levqor
+// selfrestore` brings the newest back into an empty database. Until the
+// catalog restored that way has been reconciled with the blob store
+// (ReconcileCatalog), the sweep and blob.gc refuse to run: they would
+// judge the blobs of every snapshot taken after the self-backup by a
+// catalog that does not know them.
+
+// JobSelfBackup is the scheduler's job that backs up Levqor's database.
+const JobSelfBackup = scheduler.JobSelfBackup
+
+// ConsumerSelfTicks reads the levqor.* jobs' ticks.
+const ConsumerSelfTicks = "self-tick"
+
+// SelfBackupPrefix is where self-backups live in the blob store: outside
+// every account's keys, so blob.gc leaves them alone.
+const SelfBackupPrefix = "levqor-self/"
+
+// SelfBackupKeepDefault is LEVQOR_SELFBACKUP_KEEP: how many self-backups
+// are kept, the newest.
+const SelfBackupKeepDefault = 14
+
+// selfBackupFile is the SQLite database's name inside a self-backup.
+const selfBackupFile = "levqor.db"
+
+// SelfTickConsumer declares self-tick: the ticks of the levqor.* jobs.
+func SelfTickConsumer() bus.ConsumerSpec {
+	return bus.ConsumerSpec{Name: ConsumerSelfTicks, Kind: bus.Ticks, Filter: "levqor.>"}
+}
+
+// HandleSelfTick runs the levqor.* jobs.
+func (w *Worker) HandleSelfTick(ctx context.Context, m *bus.Message) error {
+	return scheduler.Dispatch(ConsumerSelfTicks, scheduler.Jobs{
+		JobSelfBackup: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
+			_, err := w.SelfBackup(ctx, t.Slot)
+			return err
+		},
+	})(ctx, m)
+}
+
+// SelfBackupInfo describes one self-backup in the blob store.
+type SelfBackupInfo struct {
+	Key     string    `json:"key"`
+	TakenAt time.Time `json:"taken_at"`
+	Size    int64     `json:"size_bytes"`
+	SHA256  string    `json:"sha256,omitempty"`
+}
+
+// selfBackupKey names the self-backup taken at t; keys sort by time.
+func selfBackupKey(t time.Time) string {
+	return SelfBackupPrefix + t.UTC().Format("20060102T150405Z") + ".lvq"
+}
+
+// takenAt reads the time back from a self-backup's key.
+func takenAt(key string) (time.Time, bool) {
+	name := strings.TrimSuffix(strings.TrimPrefix(key, SelfBackupPrefix), ".lvq")
+	t, err := time.Parse("20060102T150405Z", name)
+	return t, err == nil
+}
+
+// SelfBackup dumps Levqor's database (Settings.DatabaseURL) into the blob
+// store as the self-backup of slot, then deletes all but the newest
+// Settings.SelfBackupKeep. A slot's self-backup taken twice (a redelivered
+// tick) is replaced, never doubled.
+func (w *Worker) SelfBackup(ctx context.Context, slot time.Time) (SelfBackupInfo, error) {
+	if w.Blobs == nil {
+		return SelfBackupInfo{}, errors.New(ErrBlobsNotConfiguredMessage)
+	}
+	set := w.settings()
+	if set.DatabaseURL == "" {
+		return SelfBackupInfo{}, errors.New("levqor.selfbackup: the database URL is not known to the backups worker")
+	}
+	key := selfBackupKey(slot)
+	start := time.Now()
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(DumpDatabase(ctx, pw, w.Store, set.DatabaseURL)) }()
+	size, sum, err := w.Blobs.Put(ctx, key, pr)
+	pr.CloseWithError(err)
+	if err != nil {
+		return SelfBackupInfo{}, fmt.Errorf("levqor.selfbackup: %w", err)
+	}
+	info := SelfBackupInfo{Key: key, TakenAt: slot.UTC(), Size: size, SHA256: sum}
+	log := bus.Logger(ctx).WithFields(logrus.Fields{"blob_key": key, "size_bytes": size, "sha256": sum, "duration": time.Since(start).Round(time.Millisecond).String()})
+	log.Info("Levqor's database backed up")
+	all, err := ListSelfBackups(ctx, w.Blobs)
+	if err != nil {
+		return info, err
+	}
+	for i := 0; i < len(all)-set.SelfBackupKeep; i++ {
+		if err := w.Blobs.Delete(ctx, all[i].Key); err != nil {
+			return info, fmt.Errorf("levqor.selfbackup: deleting the old self-backup %s: %w", all[i].Key, err)
+		}
+		log.WithField("deleted", all[i].Key).Info("old self-backup deleted")
+	}
+	return info, nil
+}
+
+// DumpDatabase writes an archive of the database at dbURL to w: pg_dump's
+// for PostgreSQL (archive.WritePostgres), a consistent copy of the SQLite
+// file made by st (VACUUM INTO) for SQLite.
+func DumpDatabase(ctx context.Context, w io.Writer, st *store.Store, dbURL string) error {
+	if path, ok := strings.CutPrefix(dbURL, "sqlite:"); ok {
+		_ = path
+		dir, err := os.MkdirTemp("", "levqor-selfbackup-*")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		copyPath := filepath.Join(dir, selfBackupFile)
+		if _, err := st.DB().ExecContext(ctx, `VACUUM INTO ?`, copyPath); err != nil {
+			return fmt.Errorf("copying the SQLite database: %w", err)
+		}
+		_, err = archive.WriteDirectory(ctx, w, dir, nil)
+		return err
+	}
+	_, err := archive.WritePostgres(ctx, w, dbURL, nil)
+	return err
+}
+
+// ListSelfBackups lists the self-backups in blobs, oldest first.
+func ListSelfBackups(ctx context.Context, blobs blob.Store) ([]SelfBackupInfo, error) {
+	infos, err := blobs.List(ctx, SelfBackupPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing the self-backups: %w", err)
+	}
+	var out []SelfBackupInfo
+	for _, in := range infos {
+		t, ok := takenAt(in.Key)
+		if !ok {
+			continue
+		}
+		out = append(out, SelfBackupInfo{Key: in.Key, TakenAt: t, Size: in.Size})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].TakenAt.Before(out[j].TakenAt) })
+	return out, nil
+}
+
+// ErrNoSelfBackup means the blob store holds no self-backup.
+var ErrNoSelfBackup = errors.New("the blob store holds no self-backup of Levqor's database (levqor.selfbackup)")
+
+// RestoreDatabase restores the self-backup under key (the newest when key
+// is "") into the empty database at dbURL: pg_restore for PostgreSQL (a
+// database holding anything is refused), the file itself for SQLite (a
+// file already there is refused). It returns the self-backup restored.
+// The caller migrates the database and records the restore (store's
+// RecordSelfRestore), which holds the sweep and blob.gc back until
+// ReconcileCatalog.
+func RestoreDatabase(ctx context.Context, blobs blob.Store, key, dbURL string) (SelfBackupInfo, error) {
+	all, err := ListSelfBackups(ctx, blobs)
+	if err != nil {
+		return SelfBackupInfo{}, err
+	}
+	var info SelfBackupInfo
+	for _, b := range all {
+		if key == "" || b.Key == key {
+			info = b
+		}
+	}
+	if info.Key == "" {
+		if key == "" {
+			return info, ErrNoSelfBackup
+		}
+		return info, fmt.Errorf("no self-backup %s in the blob store (levqor selfrestore list)", key)
+	}
+	rc, err := blobs.Get(ctx, info.Key)
+	if err != nil {
+		return info, err
+	}
+	defer rc.Close()
+	if path, ok := strings.CutPrefix(dbURL, "sqlite:"); ok {
+		path, _, _ = strings.Cut(path, "?")
+		if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+			return info, fmt.Errorf("%s already holds a database: restore into a path with none", path)
+		}
+		dir, err := os.MkdirTemp(filepath.Dir(path), ".levqor-selfrestore-*")
+		if err != nil {
+			return info, err
+		}
+		defer os.RemoveAll(dir)
+		if _, err := archive.RestoreDirectory(ctx, rc, dir, archive.RestoreOptions{}); err != nil {
+			return info, err
+		}
+		return info, os.Rename(filepath.Join(dir, selfBackupFile), path)
+	}
+	_, err = archive.RestorePostgres(ctx, rc, dbURL, archive.RestoreOptions{})
+	return info, err
+}
+
+// ErrCatalogRestored refuses a sweep or a garbage collection while the
+// catalog restored from a self-backup is not reconciled with the blob
+// store.
+var ErrCatalogRestored = errors.New("the catalog was restored from a self-backup and is not yet reconciled with the blob store: " +
+	"the sweep and blob.gc wait for `levqor selfrestore reconcile`")
+
+// restoreGate fails with ErrCatalogRestored while a restore is not
+// reconciled.
+func (w *Worker) restoreGate(ctx context.Context) error {
+	r, err := w.Store.PendingSelfRestore(ctx)
+	if err != nil {
+		return err
+	}
+	if r != nil {
+		// Both: a command answers 409 with the message, a job tells it
+		// apart with errors.Is.
+		return errors.Join(ErrCatalogRestored, command.Fail(http.StatusConflict, "catalog_restored", "", fmt.Sprintf("%s (restored %s from %s)",
+			ErrCatalogRestored.Error(), r.RestoredAt.UTC().Format(time.RFC3339), r.BackupKey)))
+	}
+	return nil
+}
+
+// ReconcileReport says what ReconcileCatalog found.
+type ReconcileReport struct {
+	// Adopted are the snapshots recorded again from blobs the restored
+	// catalog did not know (taken after the self-backup).
+	Adopted []string `json:"adopted"`
+	// Missing are the snapshots whose blob is gone (purged after the
+	// self-backup, or lost): marked corrupt, never a source's good one.
+	Missing []string `json:"missing"`
+	// Unknown are blobs under an account or source the catalog does not
+	// know (created after the self-backup): left alone, as blob.gc leaves
+	// them.
+	Unknown []string `json:"unknown"`
+}
+
+// ReconcileCatalog compares the catalog restored from a self-backup with
+// the blob store, as actor: a blob under a known source that no snapshot
+// holds is recorded as a snapshot again (unverified, taken when the blob
+// was written), a snapshot whose blob is gone is marked corrupt, and the
+// restore is marked reconciled, which lets the sweep and blob.gc run.
+func (w *Worker) ReconcileCatalog(ctx context.Context, actor string) (ReconcileReport, error) {
+	rep := ReconcileReport{Adopted: []string{}, Missing: []string{}, Unknown: []string{}}
+	if w.Blobs == nil {
+		return rep, errors.New(ErrBlobsNotConfiguredMessage)
+	}
+	pending, err := w.Store.PendingSelfRestore(ctx)
+	if err != nil {
+		return rep, err
+	}
+	if pending == nil {
+		return rep, errors.New("no restore from a self-backup waits to be reconciled")
+	}
+	infos, err := w.Blobs.List(ctx, "")
+	if err != nil {
+		return rep, err
+	}
+	present := map[string]bool{}
+	var candidates []blob.Info
+	for _, in := range infos {
+		present[in.Key] = true
+		if strings.HasPrefix(in.Key, SelfBackupPrefix) {
+			continue
+		}
+		candidates = append(candidates, in)
+	}
+	keys := make([]string, len(candidates))
+	for i, in := range candidates {
+		keys[i] = in.Key
+	}
+	inUse, err := w.Store.BlobKeysInUse(ctx, keys)
+	if err != nil {
+		return rep, err
+	}
+	for _, in := range candidates {
+		if inUse[in.Key] {
+			continue
+		}
+		id, err := w.adopt(ctx, in, actor)
+		if errors.Is(err, store.ErrNotFound) {
+			rep.Unknown = append(rep.Unknown, in.Key)
+			continue
+		}
+		if err != nil {
+			return rep, err
+		}
+		rep.Adopted = append(rep.Adopted, id)
+	}
+	snaps, err := w.Store.SnapshotsInStates(ctx, store.SnapshotActive, store.SnapshotTrash)
+	if err != nil {
+		return rep, err
+	}
+	for _, s := range snaps {
+		if present[s.BlobKey] {
+			continue
+		}
+		err := w.Store.InTx(ctx, func(tx *store.Tx) error {
+			return w.recordIntegrity(ctx, tx, &s, store.SnapshotCorrupt, "its blob is gone from the blob store (found after restoring the catalog from a self-backup)", actor)
+		})
+		if err != nil {
+			return rep, err
+		}
+		rep.Missing = append(rep.Missing, s.ID)
+	}
+	if err := w.Store.MarkSelfRestoreReconciled(ctx, pending.ID, time.Now()); err != nil {
+		return rep, err
+	}
+	bus.Logger(ctx).WithFields(logrus.Fields{"adopted": len(rep.Adopted), "missing": len(rep.Missing), "unknown": len(rep.Unknown)}).
+		Info("catalog reconciled with the blob store after a restore")
+	return rep, nil
+}
+
+// adopt records the blob in as a snapshot of the source its key names
+// (account/source/…), reading it once for its SHA-256. store.ErrNotFound
+// means the key names no source of this catalog.
+func (w *Worker) adopt(ctx context.Context, in blob.Info, actor string) (string, error) {
+	parts := strings.Split(in.Key, "/")
+	if len(parts) != 3 {
+		return "", store.ErrNotFound
+	}
+	src, err := w.Store.GetSource(ctx, parts[1])
+	if err != nil {
+		return "", err
+	}
+	if src.AccountID != parts[0] {
+		return "", store.ErrNotFound
+	}
+	rc, err := w.Blobs.Get(ctx, in.Key)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, rc)
+	rc.Close()
+	if err != nil {
+		return "", fmt.Errorf("reading blob %s: %w", in.Key, err)
+	}
+	id, err := command.NewID(SnapshotIDPrefix)
+	if err != nil {
+		return "", err
+	}
+	snap := store.Snapshot{
+		ID: id, AccountID: src.AccountID, SourceID: src.ID, TakenAt: in.ModTime.UTC(), SizeBytes: n, SHA256: hex.EncodeToString(h.Sum(nil)),
+		BlobKey: in.Key, Tags: []string{}, State: store.SnapshotActive, RecordedBy: actor, Integrity: store.SnapshotUnverified,
+	}
+	err = w.Store.InTx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.InsertSnapshot(ctx, snap); err != nil {
+			return err
+		}
+		_, err := tx.AppendRetentionAudit(ctx, store.RetentionAudit{
+			AccountID: src.AccountID, SourceID: src.ID, SnapshotID: id, Action: AuditSnapshotRecorded, Actor: actor,
+			Reasons: []string{"recorded again from its blob after the catalog was restored from a self-backup"},
+			Detail:  []byte(fmt.Sprintf(`{"blob_key":%q}`, in.Key)),
+		})
+		return err
+	})
+	return id, err
+}

@@ -1,0 +1,129 @@
+package backups_test
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/backups"
+	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/store/storetest"
+)
+
+// TestLevqorsDatabaseComesBackFromItsSelfBackup: levqor.selfbackup dumps
+// the catalog into the blob store; the database is lost; the newest
+// self-backup is restored into an empty one. Until the restored catalog
+// is reconciled with the blob store, the sweep and blob.gc refuse to run,
+// so the blob of a snapshot taken after the self-backup survives them;
+// reconciling records that snapshot again from its blob and marks corrupt
+// the one whose blob went after the self-backup; blob.gc then keeps the
+// adopted blob. Both dialects.
+func TestLevqorsDatabaseComesBackFromItsSelfBackup(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			urls := func() string {
+				if dialect == "sqlite" {
+					return "sqlite:" + filepath.Join(t.TempDir(), "levqor.db")
+				}
+				return storetest.PostgresURL(t)
+			}
+			dbURL, lostURL := urls(), urls()
+			open := func(u string) *store.Store {
+				st, err := store.Open(ctx, u, storetest.Logger(t))
+				require.NoError(t, err)
+				t.Cleanup(func() { st.Close() })
+				require.NoError(t, st.Migrate(ctx))
+				return st
+			}
+			b := setup(t, open(dbURL), starter)
+			b.w.Settings.DatabaseURL, b.w.Settings.SelfBackupKeep = dbURL, 2
+			src := b.source(t, nil)
+			kept := b.snapshot(t, src, day(1))
+			gone := b.snapshot(t, src, day(2))
+
+			slot := time.Date(2026, 12, 1, 2, 45, 0, 0, time.UTC)
+			info, err := b.w.SelfBackup(ctx, slot)
+			require.NoError(t, err)
+			require.Equal(t, "levqor-self/20261201T024500Z.lvq", info.Key)
+			require.Positive(t, info.Size)
+
+			// After the self-backup: a new snapshot, and a purge.
+			after := b.snapshot(t, src, day(3))
+			afterSnap, err := b.st.GetSnapshot(ctx, after)
+			require.NoError(t, err)
+			goneSnap, err := b.st.GetSnapshot(ctx, gone)
+			require.NoError(t, err)
+			require.NoError(t, b.local.Delete(ctx, goneSnap.BlobKey))
+
+			// The database is lost; the newest self-backup goes into an
+			// empty one, never into one that holds data.
+			_, err = backups.RestoreDatabase(ctx, b.local, "", dbURL)
+			require.Error(t, err, "a database that holds data is not restored over")
+			restored, err := backups.RestoreDatabase(ctx, b.local, "", lostURL)
+			require.NoError(t, err)
+			require.Equal(t, info.Key, restored.Key)
+			st := open(lostURL)
+			require.NoError(t, st.RecordSelfRestore(ctx, store.SelfRestore{ID: "rst_test", BackupKey: restored.Key, BackupTakenAt: restored.TakenAt, RestoredAt: time.Now()}))
+			w := &backups.Worker{Store: st, Blobs: b.local, Runtime: &command.Runtime{Store: st, Prefix: "levqor"},
+				Settings: backups.Settings{MaxShare: 0.5, TrashGrace: time.Hour, GCAge: time.Hour}}
+			_, err = st.GetSnapshot(ctx, kept)
+			require.NoError(t, err, "the catalog is back")
+			_, err = st.GetSnapshot(ctx, after)
+			require.ErrorIs(t, err, store.ErrNotFound, "as it was at the self-backup")
+
+			// Judged by the stale catalog, the new snapshot's blob would be
+			// garbage: blob.gc and the sweep refuse to run.
+			later := time.Now().Add(365 * 24 * time.Hour)
+			_, err = w.CollectGarbage(ctx, later)
+			require.ErrorIs(t, err, backups.ErrCatalogRestored)
+			_, err = w.SweepSource(ctx, src, backups.SweepOptions{Now: later, Actor: "test"})
+			var ce *command.Error
+			require.ErrorAs(t, err, &ce)
+			require.Equal(t, 409, ce.Status)
+			require.NoError(t, w.SweepAll(ctx, later, "test"), "the job skips, saying why, and is not retried")
+			_, err = b.local.Stat(ctx, afterSnap.BlobKey)
+			require.NoError(t, err, "the new snapshot's blob survived")
+
+			rep, err := w.ReconcileCatalog(ctx, "selfrestore:test")
+			require.NoError(t, err)
+			require.Len(t, rep.Adopted, 1)
+			require.Equal(t, []string{gone}, rep.Missing)
+			require.Empty(t, rep.Unknown)
+			adopted, err := st.GetSnapshot(ctx, rep.Adopted[0])
+			require.NoError(t, err)
+			require.Equal(t, afterSnap.BlobKey, adopted.BlobKey)
+			require.Equal(t, afterSnap.SHA256, adopted.SHA256)
+			require.Equal(t, afterSnap.SizeBytes, adopted.SizeBytes)
+			require.Equal(t, store.SnapshotActive, adopted.State)
+			g, err := st.GetSnapshot(ctx, gone)
+			require.NoError(t, err)
+			require.Equal(t, store.SnapshotCorrupt, g.Integrity)
+			_, err = w.ReconcileCatalog(ctx, "selfrestore:test")
+			require.Error(t, err, "nothing is left to reconcile")
+
+			res, err := w.CollectGarbage(ctx, later)
+			require.NoError(t, err, "reconciled, blob.gc runs")
+			require.Zero(t, res.Deleted, "and keeps every blob a snapshot holds: %+v", res)
+			_, err = b.local.Stat(ctx, afterSnap.BlobKey)
+			require.NoError(t, err)
+
+			// The newest SelfBackupKeep are kept.
+			for i := 1; i <= 2; i++ {
+				_, err := b.w.SelfBackup(ctx, slot.AddDate(0, 0, i))
+				require.NoError(t, err)
+			}
+			list, err := backups.ListSelfBackups(ctx, b.local)
+			require.NoError(t, err)
+			require.Len(t, list, 2)
+			require.Equal(t, "levqor-self/20261203T024500Z.lvq", list[1].Key)
+			require.False(t, errors.Is(err, backups.ErrNoSelfBackup))
+		})
+	}
+}
