@@ -73,6 +73,12 @@ func startWorker(t *testing.T, bin string, env []string) *workerProc {
 	w.cmd.Stdout = io.Discard
 	w.cmd.Stderr = w.log
 	require.NoError(t, w.cmd.Start())
+	t.Cleanup(func() {
+		if w.cmd.ProcessState == nil {
+			_ = w.cmd.Process.Kill()
+			_ = w.cmd.Wait()
+		}
+	})
 	return w
 }
 
@@ -115,12 +121,6 @@ func TestChaosNothingAcknowledgedIsLostNothingAppliedTwice(t *testing.T) {
 		"LEVQOR_MASTER_KEYS=" + strings.Repeat("cd", 32),
 	}
 	worker := startWorker(t, bin, workerEnv)
-	t.Cleanup(func() {
-		if worker.cmd.ProcessState == nil {
-			_ = worker.cmd.Process.Kill()
-			_ = worker.cmd.Wait()
-		}
-	})
 
 	// Ingest in process, on its own production-style connection.
 	cfg, err := config.FromEnv(func(string) string { return "" })

@@ -275,12 +275,6 @@ func TestClusterChaosNothingAcknowledgedIsLost(t *testing.T) {
 		"LEVQOR_MASTER_KEYS=" + strings.Repeat("cd", 32),
 	}
 	worker := startWorker(t, workersBin, workerEnv)
-	t.Cleanup(func() {
-		if worker.cmd.ProcessState == nil {
-			_ = worker.cmd.Process.Kill()
-			_ = worker.cmd.Wait()
-		}
-	})
 
 	// Ingest and the scheduler in process, each on its own connection to
 	// all three nodes.

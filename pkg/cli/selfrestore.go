@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/levqor/levqor/pkg/config"
 	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/telemetry"
@@ -26,8 +28,15 @@ const selfRestoreAbout = "The job levqor.selfbackup dumps Levqor's database into
 	"the sweep and blob.gc then wait for `reconcile`, which records again the snapshots taken after the self-backup " +
 	"from their blobs and marks corrupt those whose blob is gone. docs/operating.md has the whole recovery."
 
-func selfRestoreConfig(opts Options) (config.Config, error) {
-	return config.FromEnv(opts.Getenv)
+// selfRestoreSetup reads the configuration and makes the logger (warnings
+// and worse) of a selfrestore command.
+func selfRestoreSetup(opts Options, stderr io.Writer) (config.Config, logrus.FieldLogger, error) {
+	cfg, err := config.FromEnv(opts.Getenv)
+	if err != nil {
+		return cfg, nil, err
+	}
+	log, err := telemetry.NewLogger(stderr, cfg.LogFormat, "warn")
+	return cfg, log, err
 }
 
 func runSelfRestoreList(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
@@ -36,11 +45,7 @@ func runSelfRestoreList(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err := fs.parseNone(args); err != nil {
 		return err
 	}
-	cfg, err := selfRestoreConfig(opts)
-	if err != nil {
-		return err
-	}
-	log, err := telemetry.NewLogger(stderr, cfg.LogFormat, "warn")
+	cfg, log, err := selfRestoreSetup(opts, stderr)
 	if err != nil {
 		return err
 	}
@@ -69,11 +74,7 @@ func runSelfRestoreRun(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err := fs.parseNone(args); err != nil {
 		return err
 	}
-	cfg, err := selfRestoreConfig(opts)
-	if err != nil {
-		return err
-	}
-	log, err := telemetry.NewLogger(stderr, cfg.LogFormat, "warn")
+	cfg, log, err := selfRestoreSetup(opts, stderr)
 	if err != nil {
 		return err
 	}
@@ -99,11 +100,7 @@ func runSelfRestoreReconcile(ctx context.Context, args []string, stdout, stderr 
 	if err := fs.parseNone(args); err != nil {
 		return err
 	}
-	cfg, err := selfRestoreConfig(opts)
-	if err != nil {
-		return err
-	}
-	log, err := telemetry.NewLogger(stderr, cfg.LogFormat, "warn")
+	cfg, log, err := selfRestoreSetup(opts, stderr)
 	if err != nil {
 		return err
 	}
