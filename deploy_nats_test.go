@@ -163,7 +163,9 @@ func requireNATSPermissions(t *testing.T, serverURL string, services map[string]
 		_, err := wjs.AccountInfo(actx)
 		return err == nil
 	}, 30*time.Second, 100*time.Millisecond, "JetStream answers the workers")
-	require.NoError(t, topo.EnsureStreams(cctx, wjs), "the workers create the streams")
+	differ, err := topo.CreateMissingStreams(cctx, wjs)
+	require.NoError(t, err, "the workers create the streams")
+	require.Empty(t, differ)
 
 	// A refused publish is never answered: refused ones wait briefly, and
 	// the stream counts below show that nothing refused was stored.
@@ -186,6 +188,14 @@ func requireNATSPermissions(t *testing.T, serverURL string, services map[string]
 	}
 
 	ijs, ipe, inc := connectAs(t, serverURL, ingest, service.NATSRoleIngest)
+	// No service may change a stream: a shorter retention purges it.
+	short := topo.StreamConfig(bus.Stripe)
+	short.MaxAge = time.Second
+	uctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = ijs.UpdateStream(uctx, short)
+	cancel()
+	require.Error(t, err, "ingest may not change a stream")
+	require.Eventually(t, func() bool { return ipe.saw("$JS.API.STREAM.UPDATE.STRIPE") }, 5*time.Second, 10*time.Millisecond)
 	require.NoError(t, publish(ijs, "levqor.stripe.invoice.paid"), "ingest publishes Stripe events")
 	require.NoError(t, publish(ijs, "levqor.cmd.accounts.create"), "and commands")
 	require.Error(t, refused(ijs, "levqor.tick.billing.reconcile"), "ingest may not tick")

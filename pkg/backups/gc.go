@@ -88,28 +88,31 @@ func (w *Worker) CollectGarbage(ctx context.Context, now time.Time) (GCResult, e
 	}
 	res.Scanned = len(infos)
 	var old []blob.Info
-	accounts := map[string]bool{}
+	sources := map[string]bool{}
 	for _, in := range infos {
 		if !in.ModTime.Before(cutoff) {
 			res.Young++
 			continue
 		}
-		// Levqor's keys start with the account's id: a key that does not,
-		// or names an account this database does not have, is not ours
-		// to judge.
-		acc, _, _ := strings.Cut(in.Key, "/")
-		known, seen := accounts[acc]
+		// Levqor's keys start with the account's id and the source's: a
+		// key that does not, or names an account or a source of it this
+		// database does not have, is not ours to judge (another
+		// deployment's, or, after a restore from a self-backup, a source
+		// created since, whose blobs are its only copy).
+		acc, rest, _ := strings.Cut(in.Key, "/")
+		src, _, _ := strings.Cut(rest, "/")
+		known, seen := sources[acc+"/"+src]
 		if !seen {
 			if command.ValidID(acc, store.AccountIDPrefix) {
-				_, err := w.Store.GetAccount(ctx, acc)
+				s, err := w.Store.GetSource(ctx, src)
 				switch {
 				case err == nil:
-					known = true
+					known = s.AccountID == acc
 				case !errors.Is(err, store.ErrNotFound):
 					return res, err
 				}
 			}
-			accounts[acc] = known
+			sources[acc+"/"+src] = known
 		}
 		if !known {
 			res.Foreign++

@@ -58,8 +58,10 @@ func SelfTickConsumer() bus.ConsumerSpec {
 // HandleSelfTick runs the levqor.* jobs.
 func (w *Worker) HandleSelfTick(ctx context.Context, m *bus.Message) error {
 	return scheduler.Dispatch(ConsumerSelfTicks, scheduler.Jobs{
-		JobSelfBackup: func(ctx context.Context, _ *bus.Message, t scheduler.Tick) error {
-			_, err := w.SelfBackup(ctx, t.Slot)
+		JobSelfBackup: func(ctx context.Context, _ *bus.Message, _ scheduler.Tick) error {
+			// Named by when it is taken, not by the slot: a backfilled
+			// slot must not pass today's database off as an old one.
+			_, err := w.SelfBackup(ctx, time.Now())
 			return err
 		},
 	})(ctx, m)
@@ -86,10 +88,10 @@ func takenAt(key string) (time.Time, bool) {
 }
 
 // SelfBackup dumps Levqor's database (Settings.DatabaseURL) into the blob
-// store as the self-backup of slot, then deletes all but the newest
-// Settings.SelfBackupKeep. A slot's self-backup taken twice (a redelivered
-// tick) is replaced, never doubled.
-func (w *Worker) SelfBackup(ctx context.Context, slot time.Time) (SelfBackupInfo, error) {
+// store as the self-backup taken at now, then deletes all but the newest
+// Settings.SelfBackupKeep.
+func (w *Worker) SelfBackup(ctx context.Context, now time.Time) (SelfBackupInfo, error) {
+	slot := now
 	if w.Blobs == nil {
 		return SelfBackupInfo{}, errors.New(ErrBlobsNotConfiguredMessage)
 	}
@@ -126,8 +128,7 @@ func (w *Worker) SelfBackup(ctx context.Context, slot time.Time) (SelfBackupInfo
 // for PostgreSQL (archive.WritePostgres), a consistent copy of the SQLite
 // file made by st (VACUUM INTO) for SQLite.
 func DumpDatabase(ctx context.Context, w io.Writer, st *store.Store, dbURL string) error {
-	if path, ok := strings.CutPrefix(dbURL, "sqlite:"); ok {
-		_ = path
+	if _, ok := store.SQLitePath(dbURL); ok {
 		dir, err := os.MkdirTemp("", "levqor-selfbackup-*")
 		if err != nil {
 			return err
@@ -194,10 +195,11 @@ func RestoreDatabase(ctx context.Context, blobs blob.Store, key, dbURL string) (
 		return info, err
 	}
 	defer rc.Close()
-	if path, ok := strings.CutPrefix(dbURL, "sqlite:"); ok {
-		path, _, _ = strings.Cut(path, "?")
-		if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
-			return info, fmt.Errorf("%s already holds a database: restore into a path with none", path)
+	if path, ok := store.SQLitePath(dbURL); ok {
+		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+			if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+				return info, fmt.Errorf("%s already exists: restore into a path with no database (and no -wal or -shm file) there", p)
+			}
 		}
 		dir, err := os.MkdirTemp(filepath.Dir(path), ".levqor-selfrestore-*")
 		if err != nil {
@@ -249,6 +251,12 @@ type ReconcileReport struct {
 	Unknown []string `json:"unknown"`
 }
 
+// reconcileClockMargin is how much older than a restore a blob must be
+// for ReconcileCatalog to judge it: more than the blob store's clock may
+// lag or be skewed, less than any real gap between a database's loss and
+// its restore (the services are stopped meanwhile).
+const reconcileClockMargin = time.Minute
+
 // ReconcileCatalog compares the catalog restored from a self-backup with
 // the blob store, as actor: a blob under a known source that no snapshot
 // holds is recorded as a snapshot again (unverified, taken when the blob
@@ -270,11 +278,13 @@ func (w *Worker) ReconcileCatalog(ctx context.Context, actor string) (ReconcileR
 	if err != nil {
 		return rep, err
 	}
-	present := map[string]bool{}
+	// Only what is older than the restore is judged: the services run
+	// meanwhile, and a blob written since (a run's, not yet recorded) or
+	// a snapshot recorded since is theirs. A blob's time is the store's
+	// clock, coarse or skewed: it must be reconcileClockMargin older.
 	var candidates []blob.Info
 	for _, in := range infos {
-		present[in.Key] = true
-		if strings.HasPrefix(in.Key, SelfBackupPrefix) {
+		if strings.HasPrefix(in.Key, SelfBackupPrefix) || !in.ModTime.Before(pending.RestoredAt.Add(-reconcileClockMargin)) {
 			continue
 		}
 		candidates = append(candidates, in)
@@ -306,7 +316,13 @@ func (w *Worker) ReconcileCatalog(ctx context.Context, actor string) (ReconcileR
 		return rep, err
 	}
 	for _, s := range snaps {
-		if present[s.BlobKey] {
+		if s.RecordedAt.After(pending.RestoredAt) {
+			continue
+		}
+		if _, err := w.Blobs.Stat(ctx, s.BlobKey); !errors.Is(err, blob.ErrNotFound) {
+			if err != nil {
+				return rep, err
+			}
 			continue
 		}
 		err := w.Store.InTx(ctx, func(tx *store.Tx) error {
@@ -317,7 +333,7 @@ func (w *Worker) ReconcileCatalog(ctx context.Context, actor string) (ReconcileR
 		}
 		rep.Missing = append(rep.Missing, s.ID)
 	}
-	if err := w.Store.MarkSelfRestoreReconciled(ctx, pending.ID, time.Now()); err != nil {
+	if err := w.Store.MarkSelfRestoresReconciled(ctx, time.Now()); err != nil {
 		return rep, err
 	}
 	bus.Logger(ctx).WithFields(logrus.Fields{"adopted": len(rep.Adopted), "missing": len(rep.Missing), "unknown": len(rep.Unknown)}).

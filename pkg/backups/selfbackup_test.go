@@ -2,7 +2,9 @@ package backups_test
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,13 +56,23 @@ func TestLevqorsDatabaseComesBackFromItsSelfBackup(t *testing.T) {
 			require.Equal(t, "levqor-self/20261201T024500Z.lvq", info.Key)
 			require.Positive(t, info.Size)
 
-			// After the self-backup: a new snapshot, and a purge.
+			// After the self-backup: a new snapshot, a new source with
+			// one, and a purge.
 			after := b.snapshot(t, src, day(3))
+			newSrc := b.source(t, nil)
+			newSrcSnap, err := b.st.GetSnapshot(ctx, b.snapshot(t, newSrc, day(4)))
+			require.NoError(t, err)
 			afterSnap, err := b.st.GetSnapshot(ctx, after)
 			require.NoError(t, err)
 			goneSnap, err := b.st.GetSnapshot(ctx, gone)
 			require.NoError(t, err)
 			require.NoError(t, b.local.Delete(ctx, goneSnap.BlobKey))
+
+			// Some time passes before the loss is noticed.
+			hourAgo := time.Now().Add(-time.Hour)
+			for _, key := range []string{afterSnap.BlobKey, newSrcSnap.BlobKey} {
+				require.NoError(t, os.Chtimes(filepath.Join(b.local.Root(), filepath.FromSlash(key)), hourAgo, hourAgo))
+			}
 
 			// The database is lost; the newest self-backup goes into an
 			// empty one, never into one that holds data.
@@ -71,6 +83,11 @@ func TestLevqorsDatabaseComesBackFromItsSelfBackup(t *testing.T) {
 			require.Equal(t, info.Key, restored.Key)
 			st := open(lostURL)
 			require.NoError(t, st.RecordSelfRestore(ctx, store.SelfRestore{ID: "rst_test", BackupKey: restored.Key, BackupTakenAt: restored.TakenAt, RestoredAt: time.Now()}))
+			// The services run again meanwhile: a run's blob written after
+			// the restore, not yet recorded, is theirs, not reconcile's.
+			running := b.acc + "/" + src + "/run_after_the_restore.lvq"
+			_, _, err = b.local.Put(ctx, running, strings.NewReader("a run in progress"))
+			require.NoError(t, err)
 			w := &backups.Worker{Store: st, Blobs: b.local, Runtime: &command.Runtime{Store: st, Prefix: "levqor"},
 				Settings: backups.Settings{MaxShare: 0.5, TrashGrace: time.Hour, GCAge: time.Hour}}
 			_, err = st.GetSnapshot(ctx, kept)
@@ -93,9 +110,9 @@ func TestLevqorsDatabaseComesBackFromItsSelfBackup(t *testing.T) {
 
 			rep, err := w.ReconcileCatalog(ctx, "selfrestore:test")
 			require.NoError(t, err)
-			require.Len(t, rep.Adopted, 1)
+			require.Len(t, rep.Adopted, 1, "the new snapshot, not the running upload")
 			require.Equal(t, []string{gone}, rep.Missing)
-			require.Empty(t, rep.Unknown)
+			require.Equal(t, []string{newSrcSnap.BlobKey}, rep.Unknown, "the new source's blob is left alone")
 			adopted, err := st.GetSnapshot(ctx, rep.Adopted[0])
 			require.NoError(t, err)
 			require.Equal(t, afterSnap.BlobKey, adopted.BlobKey)
@@ -110,9 +127,11 @@ func TestLevqorsDatabaseComesBackFromItsSelfBackup(t *testing.T) {
 
 			res, err := w.CollectGarbage(ctx, later)
 			require.NoError(t, err, "reconciled, blob.gc runs")
-			require.Zero(t, res.Deleted, "and keeps every blob a snapshot holds: %+v", res)
-			_, err = b.local.Stat(ctx, afterSnap.BlobKey)
-			require.NoError(t, err)
+			require.Equal(t, 1, res.Deleted, "the abandoned upload only: %+v", res)
+			for _, key := range []string{afterSnap.BlobKey, newSrcSnap.BlobKey} {
+				_, err = b.local.Stat(ctx, key)
+				require.NoError(t, err, "blob.gc keeps %s", key)
+			}
 
 			// The newest SelfBackupKeep are kept.
 			for i := 1; i <= 2; i++ {

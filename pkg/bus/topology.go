@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -201,8 +202,9 @@ func (t Topology) StreamConfig(k Kind) jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates every stream, or updates it to match the definition.
-// It is safe to call from every process at every start.
+// EnsureStreams creates every stream, or updates it to match the definition:
+// what an operator applies (`levqor streams apply`) and dev mode does at
+// start.
 func (t Topology) EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	for _, k := range Kinds {
 		cfg := t.StreamConfig(k)
@@ -211,6 +213,57 @@ func (t Topology) EnsureStreams(ctx context.Context, js jetstream.JetStream) err
 		}
 	}
 	return nil
+}
+
+// CreateMissingStreams creates the streams that do not exist and changes
+// none that does: what the services do at every start, since their NATS
+// users may create streams but not change them (a change of retention can
+// purge a stream). It returns the streams whose settings differ from the
+// definition, for the process to say so; `levqor streams apply` applies
+// them.
+func (t Topology) CreateMissingStreams(ctx context.Context, js jetstream.JetStream) (differ []string, err error) {
+	for _, k := range Kinds {
+		want := t.StreamConfig(k)
+		s, err := js.Stream(ctx, want.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			if _, err := js.CreateStream(ctx, want); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return differ, fmt.Errorf("creating stream %s: %w", want.Name, err)
+			}
+			continue
+		}
+		if err != nil {
+			return differ, fmt.Errorf("reading stream %s: %w", want.Name, err)
+		}
+		if d := streamDiff(s.CachedInfo().Config, want); d != "" {
+			differ = append(differ, want.Name+" ("+d+")")
+		}
+	}
+	return differ, nil
+}
+
+// streamDiff names the settings of have that differ from want, "" when
+// none does.
+func streamDiff(have, want jetstream.StreamConfig) string {
+	var d []string
+	if !slices.Equal(have.Subjects, want.Subjects) {
+		d = append(d, fmt.Sprintf("subjects %v, want %v", have.Subjects, want.Subjects))
+	}
+	if have.MaxAge != want.MaxAge {
+		d = append(d, fmt.Sprintf("max age %s, want %s", have.MaxAge, want.MaxAge))
+	}
+	if have.Duplicates != want.Duplicates {
+		d = append(d, fmt.Sprintf("duplicate window %s, want %s", have.Duplicates, want.Duplicates))
+	}
+	if have.Replicas != want.Replicas {
+		d = append(d, fmt.Sprintf("replicas %d, want %d", have.Replicas, want.Replicas))
+	}
+	if have.Storage != want.Storage {
+		d = append(d, fmt.Sprintf("storage %s, want %s", have.Storage, want.Storage))
+	}
+	if have.Retention != want.Retention || have.Discard != want.Discard {
+		d = append(d, "retention or discard policy")
+	}
+	return strings.Join(d, ", ")
 }
 
 // ConsumerSpec declares one durable pull consumer: one per (worker, stream),
@@ -273,7 +326,7 @@ func (t Topology) EnsureConsumer(ctx context.Context, js jetstream.JetStream, c 
 	stream := t.StreamName(c.Kind)
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if err := t.EnsureStreams(ctx, js); err != nil {
+		if _, err := t.CreateMissingStreams(ctx, js); err != nil {
 			return nil, err
 		}
 		cons, err = js.CreateOrUpdateConsumer(ctx, stream, cfg)

@@ -83,6 +83,33 @@ func TestEnsureStreamsIsIdempotentAndUpdates(t *testing.T) {
 	require.Equal(t, "billing-stripe", info.Config.Durable)
 }
 
+// TestTheServicesCreateMissingStreamsAndChangeNone: what the services run
+// at start creates a deleted stream again, and reports, without
+// changing it, a stream whose settings differ (a shorter retention would
+// purge it).
+func TestTheServicesCreateMissingStreamsAndChangeNone(t *testing.T) {
+	t.Parallel()
+	env := bustest.Start(t)
+	ctx := context.Background()
+	require.NoError(t, env.JS.DeleteStream(ctx, "TICKS"))
+	differ, err := env.Topo.CreateMissingStreams(ctx, env.JS)
+	require.NoError(t, err)
+	require.Empty(t, differ)
+	_, err = env.JS.Stream(ctx, "TICKS")
+	require.NoError(t, err, "the missing stream is created")
+
+	shorter := env.Topo
+	shorter.Streams = map[bus.Kind]bus.StreamSettings{bus.Events: {MaxAge: time.Minute, Duplicates: time.Minute}}
+	shorter = shorter.WithDefaults()
+	differ, err = shorter.CreateMissingStreams(ctx, env.JS)
+	require.NoError(t, err)
+	require.Len(t, differ, 1)
+	require.Contains(t, differ[0], "EVENTS (max age 336h0m0s, want 1m0s")
+	s, err := env.JS.Stream(ctx, "EVENTS")
+	require.NoError(t, err)
+	require.Equal(t, bus.EventsMaxAgeDefault, s.CachedInfo().Config.MaxAge, "the stream is left as it was")
+}
+
 func TestEnsureConsumerCreatesMissingStreams(t *testing.T) {
 	t.Parallel()
 	env := bustest.Start(t)

@@ -1,7 +1,6 @@
 package chaos_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -63,12 +62,12 @@ func buildWorkers(t *testing.T) string {
 
 type workerProc struct {
 	cmd *exec.Cmd
-	log *bytes.Buffer
+	log *lockedBuffer
 }
 
 func startWorker(t *testing.T, bin string, env []string) *workerProc {
 	t.Helper()
-	w := &workerProc{cmd: exec.Command(bin), log: &bytes.Buffer{}}
+	w := &workerProc{cmd: exec.Command(bin), log: &lockedBuffer{}}
 	w.cmd.Env = append(os.Environ(), env...)
 	w.cmd.Stdout = io.Discard
 	w.cmd.Stderr = w.log

@@ -201,6 +201,9 @@ func openOps(ctx context.Context, opts Options, stderr io.Writer, actor string) 
 		return nil, fmt.Errorf("opening database (LEVQOR_DATABASE_URL): %w", err)
 	}
 	s.st = st
+	// This connection is the operator's already (cliNATS): the tools
+	// must not open a second one.
+	cfg.NATSOperatorCreds, cfg.NATSOperatorUser, cfg.NATSOperatorPassword = "", "", ""
 	env := &service.Env{Cfg: cfg, Log: l, Reg: prometheus.NewRegistry(), NC: nc, JS: js, Store: st}
 	o, err := env.Ops(th)
 	if err != nil {

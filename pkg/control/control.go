@@ -47,12 +47,20 @@ type Control struct {
 	paused map[string]Pause
 }
 
-// Open creates the bucket if it is missing and returns its Control.
+// Open creates the bucket if it is missing and returns its Control. It
+// never changes an existing bucket: the services' NATS users may only
+// create it.
 func Open(ctx context.Context, js jetstream.JetStream, topo bus.Topology, log logrus.FieldLogger) (*Control, error) {
 	topo = topo.WithDefaults()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: Bucket(topo), Description: "Levqor's paused jobs and consumers", History: 1, Replicas: topo.Replicas,
-	})
+	kv, err := js.KeyValue(ctx, Bucket(topo))
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: Bucket(topo), Description: "Levqor's paused jobs and consumers", History: 1, Replicas: topo.Replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, Bucket(topo)) // another process made it first
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening the control bucket %s: %w", Bucket(topo), err)
 	}

@@ -239,6 +239,7 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 		return err
 	}
 	defer env.close()
+	env.applyStreams = true
 	if err := env.EnsureTopology(ctx); err != nil {
 		return err
 	}

@@ -48,6 +48,10 @@ type Env struct {
 	JS    jetstream.JetStream
 	Store *store.Store // nil for the scheduler
 
+	// applyStreams makes EnsureTopology change streams whose settings
+	// differ (dev mode); the services only create missing ones.
+	applyStreams bool
+
 	// operatorNC and operatorJS are ingest's operator connection
 	// (LEVQOR_NATS_OPERATOR_*), opened by OperatorJS.
 	operatorNC *nats.Conn
@@ -228,14 +232,26 @@ func (e *Env) OperatorJS() (jetstream.JetStream, error) {
 	return js, nil
 }
 
-// EnsureTopology creates or updates the streams, retrying with backoff until
-// NATS answers or ctx ends.
+// EnsureTopology creates the streams that are missing, retrying with
+// backoff until NATS answers or ctx ends. It changes no existing stream
+// (the services' NATS users may not: a change of retention can purge a
+// stream) but says which differ from the configuration, for an operator
+// to apply with `levqor streams apply`; dev mode, which owns its server,
+// applies them itself.
 func (e *Env) EnsureTopology(ctx context.Context) error {
 	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0)), ctx)
 	return backoff.RetryNotify(func() error {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		return e.Cfg.Topology.EnsureStreams(cctx, e.JS)
+		if e.applyStreams {
+			return e.Cfg.Topology.EnsureStreams(cctx, e.JS)
+		}
+		differ, err := e.Cfg.Topology.CreateMissingStreams(cctx, e.JS)
+		for _, d := range differ {
+			e.Log.WithField("stream", d).Warn("a stream's settings differ from this process's configuration; " +
+				"an operator applies them with `levqor streams apply` (the services may not change streams)")
+		}
+		return err
 	}, b, func(err error, d time.Duration) {
 		e.Log.WithError(err).WithField("retry_in", d.String()).Warn("cannot ensure streams yet")
 	})

@@ -60,14 +60,22 @@ func SelfRestore(ctx context.Context, cfg config.Config, key string, log logrus.
 		return info, fmt.Errorf("opening the restored database: %w", err)
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return info, fmt.Errorf("migrating the restored database: %w", err)
-	}
 	id, err := command.NewID("rst_")
 	if err != nil {
 		return info, err
 	}
-	return info, st.RecordSelfRestore(ctx, store.SelfRestore{ID: id, BackupKey: info.Key, BackupTakenAt: info.TakenAt, RestoredAt: time.Now()})
+	// The restore is recorded before anything else, so that the sweep and
+	// blob.gc wait even if the migration fails; a self-backup older than
+	// the table gets it from the migration first.
+	r := store.SelfRestore{ID: id, BackupKey: info.Key, BackupTakenAt: info.TakenAt, RestoredAt: time.Now()}
+	recorded := st.RecordSelfRestore(ctx, r) == nil
+	if err := st.Migrate(ctx); err != nil {
+		return info, fmt.Errorf("migrating the restored database: %w", err)
+	}
+	if !recorded {
+		return info, st.RecordSelfRestore(ctx, r)
+	}
+	return info, nil
 }
 
 // ReconcileCatalog reconciles the catalog restored by SelfRestore with

@@ -55,14 +55,26 @@ WHERE reconciled_at IS NULL ORDER BY restored_at DESC LIMIT 1`)
 		ReconciledAt: fromNull(r.ReconciledAt)}, nil
 }
 
-// MarkSelfRestoreReconciled records that restore id was reconciled at
-// at.
-func (s *Store) MarkSelfRestoreReconciled(ctx context.Context, id string, at time.Time) error {
-	_, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE self_restores SET reconciled_at = ? WHERE id = ? AND reconciled_at IS NULL`), at.UTC(), id)
+// MarkSelfRestoresReconciled records that every restore not yet
+// reconciled was at at (one restored from a self-backup taken while an
+// earlier restore waited carries that one's row too).
+func (s *Store) MarkSelfRestoresReconciled(ctx context.Context, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE self_restores SET reconciled_at = ? WHERE reconciled_at IS NULL`), at.UTC())
 	if err != nil {
-		return fmt.Errorf("store: marking the restore %s reconciled: %w", id, err)
+		return fmt.Errorf("store: marking the restores reconciled: %w", err)
 	}
 	return nil
+}
+
+// SQLitePath is the file of a sqlite: database URL; ok is false for any
+// other URL.
+func SQLitePath(raw string) (path string, ok bool) {
+	scheme, rest, found := strings.Cut(raw, ":")
+	if !found || !strings.EqualFold(scheme, "sqlite") {
+		return "", false
+	}
+	path, _, _ = strings.Cut(strings.TrimPrefix(rest, "//"), "?")
+	return path, path != ""
 }
 
 // SnapshotsInStates lists every snapshot in one of states, of every
