@@ -36,7 +36,7 @@ var layers = []struct {
 	packages []string
 }{
 	{"libraries and pure engines", []string{
-		"pkg/archive", "pkg/retention", "pkg/blob", "pkg/stripeevent", "pkg/catalog", "pkg/strictyaml",
+		"pkg/archive", "pkg/repo", "pkg/retention", "pkg/blob", "pkg/stripeevent", "pkg/catalog", "pkg/strictyaml",
 		"pkg/httpjson", "pkg/embeddednats", "pkg/netfault", "pkg/stripesim", "pkg/stripemock", "pkg/stripedev", "pkg/loadgen",
 		"pkg/telemetry", "pkg/keys", "pkg/chaos", "pkg/support/sla", "pkg/support/triage",
 	}},

@@ -1,0 +1,282 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/restic/chunker"
+)
+
+// PackTarget is the size at which a pack is stored and the next begun.
+const PackTarget = 4 << 20
+
+// Node is one entry of a snapshot's tree.
+type Node struct {
+	// Path is slash-separated and relative to the snapshot's root; the
+	// root itself is not listed.
+	Path    string      `json:"path"`
+	Type    string      `json:"type"` // "file", "dir" or "symlink"
+	Mode    fs.FileMode `json:"mode"`
+	ModTime time.Time   `json:"mtime"`
+	Size    int64       `json:"size,omitempty"`
+	// Inode tells a file that changed from one that did not, with its
+	// size and modification time (as restic does).
+	Inode  uint64 `json:"inode,omitempty"`
+	Target string `json:"target,omitempty"` // a symlink's
+	Chunks []ID   `json:"chunks,omitempty"`
+}
+
+// Node types.
+const (
+	TypeFile    = "file"
+	TypeDir     = "dir"
+	TypeSymlink = "symlink"
+)
+
+// Manifest is one snapshot: its tree, sorted by path, and what storing it
+// took.
+type Manifest struct {
+	Version int       `json:"version"`
+	Time    time.Time `json:"time"`
+	Nodes   []Node    `json:"nodes"`
+	Stats   Stats     `json:"stats"`
+}
+
+// Stats say what a backup read and stored.
+type Stats struct {
+	// Files backed up; of them Unchanged, whose chunks were taken from
+	// the previous snapshot without reading them.
+	Files     int `json:"files"`
+	Unchanged int `json:"unchanged"`
+	// Bytes is the size of the tree's files; ReadBytes what was read of
+	// them.
+	Bytes     int64 `json:"bytes"`
+	ReadBytes int64 `json:"read_bytes"`
+	// Chunks in the snapshot, NewChunks of them stored by this backup,
+	// taking StoredBytes (sealed) in NewPacks packs.
+	Chunks      int   `json:"chunks"`
+	NewChunks   int   `json:"new_chunks"`
+	StoredBytes int64 `json:"stored_bytes"`
+	NewPacks    int   `json:"new_packs"`
+}
+
+// writer packs new chunks and, at the end, records them in one index.
+type writer struct {
+	r       *Repo
+	pack    bytes.Buffer
+	entries []indexChunk
+	done    []indexPack
+	stats   *Stats
+	// pending are chunks in the open pack, not yet in r.index.
+	pending map[ID]bool
+}
+
+// add stores data as a chunk unless the repository has it, and returns
+// its id.
+func (w *writer) add(ctx context.Context, data []byte) (ID, error) {
+	id := w.r.key.chunkID(data)
+	w.stats.Chunks++
+	if _, ok := w.r.has(id); ok || w.pending[id] {
+		return id, nil
+	}
+	sealed := w.r.key.seal(data, id[:])
+	w.entries = append(w.entries, indexChunk{ID: id, Offset: uint32(w.pack.Len()), Length: uint32(len(sealed)), Raw: uint32(len(data))})
+	w.pack.Write(sealed)
+	w.pending[id] = true
+	w.stats.NewChunks++
+	w.stats.StoredBytes += int64(len(sealed))
+	if w.pack.Len() >= PackTarget {
+		return id, w.flush(ctx)
+	}
+	return id, nil
+}
+
+// flush stores the open pack: its chunks, then its sealed header (the
+// same entries as the index, so a lost index can be rebuilt from the
+// packs) and the header's length.
+func (w *writer) flush(ctx context.Context) error {
+	if len(w.entries) == 0 {
+		return nil
+	}
+	header, err := json.Marshal(w.entries)
+	if err != nil {
+		return err
+	}
+	sealed := w.r.key.seal(header, []byte("pack header"))
+	w.pack.Write(sealed)
+	_ = binary.Write(&w.pack, binary.LittleEndian, uint32(len(sealed)))
+	id := ID(sha256.Sum256(w.pack.Bytes()))
+	if _, _, err := w.r.blobs.Put(ctx, w.r.prefix+"packs/"+id.String(), bytes.NewReader(w.pack.Bytes())); err != nil {
+		return fmt.Errorf("repo: storing pack %s: %w", id, err)
+	}
+	w.stats.NewPacks++
+	w.r.mu.Lock()
+	for _, e := range w.entries {
+		w.r.index[e.ID] = location{Pack: id, Offset: e.Offset, Length: e.Length, Raw: e.Raw}
+	}
+	w.r.mu.Unlock()
+	w.done = append(w.done, indexPack{ID: id, Chunks: w.entries})
+	w.entries, w.pending = nil, map[ID]bool{}
+	w.pack.Reset()
+	return nil
+}
+
+// finish stores the last pack and the index of every pack this writer
+// made. Until the index is stored, a crash leaves packs no index names:
+// their chunks are stored again by the next backup, and the prune step
+// removes such packs.
+func (w *writer) finish(ctx context.Context) error {
+	if err := w.flush(ctx); err != nil {
+		return err
+	}
+	if len(w.done) == 0 {
+		return nil
+	}
+	_, err := w.r.writeSealed(ctx, "index", indexFile{Packs: w.done})
+	return err
+}
+
+// chunkStream cuts r into chunks and stores those the repository lacks.
+func (w *writer) chunkStream(ctx context.Context, r io.Reader) ([]ID, int64, error) {
+	c := chunker.New(r, w.r.key.pol)
+	buf := make([]byte, chunker.MaxSize)
+	var ids []ID
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, n, err
+		}
+		chunk, err := c.Next(buf)
+		if errors.Is(err, io.EOF) {
+			return ids, n, nil
+		}
+		if err != nil {
+			return nil, n, err
+		}
+		n += int64(chunk.Length)
+		id, err := w.add(ctx, chunk.Data)
+		if err != nil {
+			return nil, n, err
+		}
+		ids = append(ids, id)
+	}
+}
+
+// BackupDirectory stores the tree under root as a snapshot and returns its
+// id and manifest. prev, the source's previous snapshot (nil for none),
+// lets it skip reading files whose size, modification time and inode are
+// unchanged: their chunks are taken from prev.
+func (r *Repo) BackupDirectory(ctx context.Context, root string, prev *Manifest) (ID, *Manifest, error) {
+	m := &Manifest{Version: 2, Time: time.Now().UTC()}
+	w := &writer{r: r, stats: &m.Stats, pending: map[ID]bool{}}
+	before := map[string]*Node{}
+	if prev != nil {
+		for i := range prev.Nodes {
+			before[prev.Nodes[i].Path] = &prev.Nodes[i]
+		}
+	}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path == root {
+			return nil
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		n := Node{Path: filepath.ToSlash(rel), Mode: info.Mode(), ModTime: info.ModTime().UTC()}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			n.Inode = st.Ino
+		}
+		switch {
+		case d.IsDir():
+			n.Type = TypeDir
+		case info.Mode()&fs.ModeSymlink != 0:
+			n.Type = TypeSymlink
+			if n.Target, err = os.Readlink(path); err != nil {
+				return err
+			}
+		case info.Mode().IsRegular():
+			n.Type, n.Size = TypeFile, info.Size()
+			m.Stats.Files++
+			m.Stats.Bytes += n.Size
+			if p := before[n.Path]; p != nil && p.Type == TypeFile && p.Size == n.Size && p.ModTime.Equal(n.ModTime) && p.Inode == n.Inode && r.holdsAll(p.Chunks) {
+				n.Chunks = p.Chunks
+				m.Stats.Unchanged++
+				m.Stats.Chunks += len(p.Chunks)
+				break
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			ids, read, err := w.chunkStream(ctx, f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("repo: reading %s: %w", n.Path, err)
+			}
+			n.Chunks = ids
+			m.Stats.ReadBytes += read
+		default:
+			return nil // devices, sockets, pipes: not backed up
+		}
+		m.Nodes = append(m.Nodes, n)
+		return nil
+	})
+	if err != nil {
+		return ID{}, nil, err
+	}
+	sort.Slice(m.Nodes, func(i, j int) bool { return m.Nodes[i].Path < m.Nodes[j].Path })
+	if err := w.finish(ctx); err != nil {
+		return ID{}, nil, err
+	}
+	id, err := r.writeSealed(ctx, "snapshots", m)
+	return id, m, err
+}
+
+// BackupStream stores what rd yields (a database dump) as a snapshot of
+// one file named name.
+func (r *Repo) BackupStream(ctx context.Context, name string, rd io.Reader) (ID, *Manifest, error) {
+	m := &Manifest{Version: 2, Time: time.Now().UTC()}
+	w := &writer{r: r, stats: &m.Stats, pending: map[ID]bool{}}
+	ids, n, err := w.chunkStream(ctx, rd)
+	if err != nil {
+		return ID{}, nil, err
+	}
+	m.Stats.Files, m.Stats.Bytes, m.Stats.ReadBytes = 1, n, n
+	m.Nodes = []Node{{Path: name, Type: TypeFile, Mode: 0o600, ModTime: m.Time, Size: n, Chunks: ids}}
+	if err := w.finish(ctx); err != nil {
+		return ID{}, nil, err
+	}
+	id, err := r.writeSealed(ctx, "snapshots", m)
+	return id, m, err
+}
+
+// holdsAll reports whether the repository holds every chunk of ids (a
+// previous snapshot's chunks may have been pruned since).
+func (r *Repo) holdsAll(ids []ID) bool {
+	for _, id := range ids {
+		if _, ok := r.has(id); !ok {
+			return false
+		}
+	}
+	return true
+}

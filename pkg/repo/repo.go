@@ -1,0 +1,296 @@
+// Package repo is Levqor's backup repository, format v2: a customer's file
+// trees and database dumps stored encrypted, deduplicated and browsable in
+// a blob store (package blob), as restic, Kopia and Borg store theirs.
+//
+// Content is cut into chunks by content-defined chunking (Rabin
+// fingerprints, github.com/restic/chunker, with a polynomial derived from
+// the account's key so that chunk boundaries reveal nothing across
+// tenants). A chunk's id is an HMAC-SHA256 of its bytes under the
+// account's key: equal content dedupes within an account and cannot be
+// linked across accounts. Each chunk is compressed with zstd and sealed
+// with AES-256-GCM, then packed with others into pack files of a few MiB.
+// An index maps chunk ids to packs; a snapshot's manifest lists its files
+// (names, modes, times, sizes, symlinks, chunk lists). Indexes and
+// manifests are sealed too. Under the repository's prefix:
+//
+//	packs/<sha256 of the pack>    sealed chunks, then the sealed pack header
+//	index/<id>                    sealed: which chunks each new pack holds
+//	snapshots/<id>                sealed: one snapshot's manifest
+//
+// A sealed object is a 12-byte nonce followed by AES-256-GCM over its zstd
+// compression; the additional data binds it to what it is (a chunk to its
+// id), so a pack's bytes cannot be passed off as another object.
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/restic/chunker"
+
+	"github.com/levqor/levqor/pkg/blob"
+)
+
+// KeySize is the size of an account's data key.
+const KeySize = 32
+
+// ID names a chunk, a pack, an index or a snapshot: 32 bytes, shown in hex.
+type ID [32]byte
+
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// MarshalText writes the id in hex.
+func (id ID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText reads an id in hex.
+func (id *ID) UnmarshalText(b []byte) error {
+	p, err := ParseID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = p
+	return nil
+}
+
+// ParseID reads an id in hex.
+func ParseID(s string) (ID, error) {
+	var id ID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(id) {
+		return id, fmt.Errorf("repo: %q is not an id (64 hex digits)", s)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// Key is what an account's data key gives the repository: the key of
+// chunk ids, the AEAD that seals everything, and the chunker's polynomial.
+type Key struct {
+	idKey []byte
+	aead  cipher.AEAD
+	pol   chunker.Pol
+}
+
+// NewKey derives the repository's keys from an account's data key
+// (KeySize random bytes, kept wrapped by a master key). The data key
+// destroyed, nothing sealed under it can be read again.
+func NewKey(dataKey []byte) (*Key, error) {
+	if len(dataKey) != KeySize {
+		return nil, fmt.Errorf("repo: a data key is %d bytes, not %d", KeySize, len(dataKey))
+	}
+	idKey, err := hkdf.Key(sha256.New, dataKey, nil, "levqor repo v2 chunk ids", 32)
+	if err != nil {
+		return nil, err
+	}
+	encKey, err := hkdf.Key(sha256.New, dataKey, nil, "levqor repo v2 encryption", 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(encKey)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	// 255 blocks of HKDF output: far more tries than DerivePolynomial
+	// needs (one in 53 is irreducible).
+	stream, err := hkdf.Key(sha256.New, dataKey, nil, "levqor repo v2 chunker polynomial", 255*sha256.Size)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := chunker.DerivePolynomial(bytes.NewReader(stream))
+	if err != nil {
+		return nil, err
+	}
+	return &Key{idKey: idKey, aead: aead, pol: pol}, nil
+}
+
+// NewDataKey makes a new random data key.
+func NewDataKey() ([]byte, error) {
+	k := make([]byte, KeySize)
+	if _, err := rand.Read(k); err != nil {
+		return nil, fmt.Errorf("repo: generating a data key: %w", err)
+	}
+	return k, nil
+}
+
+// chunkID is the keyed id of a chunk's bytes.
+func (k *Key) chunkID(data []byte) ID {
+	m := hmac.New(sha256.New, k.idKey)
+	m.Write(data)
+	var id ID
+	copy(id[:], m.Sum(nil))
+	return id
+}
+
+var (
+	zenc     *zstd.Encoder
+	zdec     *zstd.Decoder
+	zstdOnce sync.Once
+)
+
+func codecs() (*zstd.Encoder, *zstd.Decoder) {
+	zstdOnce.Do(func() {
+		zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+		zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+	})
+	return zenc, zdec
+}
+
+// seal compresses plain and seals it, bound to ad.
+func (k *Key) seal(plain, ad []byte) []byte {
+	enc, _ := codecs()
+	out := make([]byte, k.aead.NonceSize(), k.aead.NonceSize()+len(plain)/2+k.aead.Overhead()+64)
+	_, _ = rand.Read(out)
+	return k.aead.Seal(out, out[:k.aead.NonceSize()], enc.EncodeAll(plain, nil), ad)
+}
+
+// ErrIntegrity means an object does not open with the account's key: it
+// was damaged, altered, or sealed under another key.
+var ErrIntegrity = errors.New("repo: an object failed its integrity check (damaged, altered, or another account's key)")
+
+// open reverses seal.
+func (k *Key) open(sealed, ad []byte) ([]byte, error) {
+	n := k.aead.NonceSize()
+	if len(sealed) < n+k.aead.Overhead() {
+		return nil, ErrIntegrity
+	}
+	z, err := k.aead.Open(nil, sealed[:n], sealed[n:], ad)
+	if err != nil {
+		return nil, ErrIntegrity
+	}
+	_, dec := codecs()
+	plain, err := dec.DecodeAll(z, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIntegrity, err)
+	}
+	return plain, nil
+}
+
+// Repo is one account's repository in a blob store.
+type Repo struct {
+	blobs  blob.Store
+	prefix string
+	key    *Key
+
+	mu sync.Mutex
+	// index says where each stored chunk is; loaded by Open.
+	index map[ID]location
+}
+
+// location is where a chunk is: its pack, the sealed bytes' offset and
+// length there, and its plain length.
+type location struct {
+	Pack   ID     `json:"pack"`
+	Offset uint32 `json:"offset"`
+	Length uint32 `json:"length"`
+	Raw    uint32 `json:"raw"`
+}
+
+// Open opens the repository under prefix (e.g. "acc_…/repo/") and reads
+// its index.
+func Open(ctx context.Context, blobs blob.Store, prefix string, key *Key) (*Repo, error) {
+	if !strings.HasSuffix(prefix, "/") {
+		return nil, fmt.Errorf("repo: prefix %q must end in /", prefix)
+	}
+	r := &Repo{blobs: blobs, prefix: prefix, key: key, index: map[ID]location{}}
+	infos, err := blobs.List(ctx, prefix+"index/")
+	if err != nil {
+		return nil, err
+	}
+	for _, in := range infos {
+		var ix indexFile
+		if err := r.readSealed(ctx, in.Key, "index", &ix); err != nil {
+			return nil, fmt.Errorf("repo: reading index %s: %w", in.Key, err)
+		}
+		for _, p := range ix.Packs {
+			for _, c := range p.Chunks {
+				r.index[c.ID] = location{Pack: p.ID, Offset: c.Offset, Length: c.Length, Raw: c.Raw}
+			}
+		}
+	}
+	return r, nil
+}
+
+// indexFile is one index object: the chunks of the packs one writer made.
+type indexFile struct {
+	Packs []indexPack `json:"packs"`
+}
+
+type indexPack struct {
+	ID     ID           `json:"id"`
+	Chunks []indexChunk `json:"chunks"`
+}
+
+type indexChunk struct {
+	ID     ID     `json:"id"`
+	Offset uint32 `json:"offset"`
+	Length uint32 `json:"length"`
+	Raw    uint32 `json:"raw"`
+}
+
+// Chunks is how many distinct chunks the repository holds.
+func (r *Repo) Chunks() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.index)
+}
+
+func (r *Repo) has(id ID) (location, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, ok := r.index[id]
+	return l, ok
+}
+
+// writeSealed stores v as JSON sealed under kind, at a random id.
+func (r *Repo) writeSealed(ctx context.Context, kind string, v any) (ID, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return ID{}, err
+	}
+	var id ID
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, err
+	}
+	sealed := r.key.seal(plain, []byte(kind+"/"+id.String()))
+	if _, _, err := r.blobs.Put(ctx, r.prefix+kind+"/"+id.String(), bytes.NewReader(sealed)); err != nil {
+		return id, err
+	}
+	return id, nil
+}
+
+// readSealed reads the sealed JSON object under key into v.
+func (r *Repo) readSealed(ctx context.Context, key, kind string, v any) error {
+	rc, err := r.blobs.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	sealed, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return err
+	}
+	id := key[strings.LastIndexByte(key, '/')+1:]
+	plain, err := r.key.open(sealed, []byte(kind+"/"+id))
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(plain, v)
+}

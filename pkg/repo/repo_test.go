@@ -1,0 +1,273 @@
+package repo_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/blob"
+	"github.com/levqor/levqor/pkg/repo"
+)
+
+// tree writes a small tree under dir: text files, 12 MiB of pseudo-random
+// bytes (several chunks), an empty file, a nested directory, a symlink.
+func tree(t *testing.T, dir string, seed uint64) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	big := make([]byte, 12<<20)
+	for i := range big {
+		big[i] = byte(rng.Uint32())
+	}
+	files := map[string][]byte{
+		"README.md":              []byte("# orders\nSECRET-MARKER-do-not-leak\n"),
+		"data/big.bin":           big,
+		"data/empty":             nil,
+		"data/nested/deep/a.txt": bytes.Repeat([]byte("line of text\n"), 5000),
+	}
+	for name, b := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, b, 0o640))
+	}
+	require.NoError(t, os.Symlink("data/big.bin", filepath.Join(dir, "latest")))
+}
+
+func newRepo(t *testing.T, blobs blob.Store, dataKey []byte) *repo.Repo {
+	t.Helper()
+	return newRepoAt(t, blobs, "acc_test/repo/", dataKey)
+}
+
+func newRepoAt(t *testing.T, blobs blob.Store, prefix string, dataKey []byte) *repo.Repo {
+	t.Helper()
+	k, err := repo.NewKey(dataKey)
+	require.NoError(t, err)
+	r, err := repo.Open(context.Background(), blobs, prefix, k)
+	require.NoError(t, err)
+	return r
+}
+
+func dataKey(t *testing.T) []byte {
+	t.Helper()
+	k, err := repo.NewDataKey()
+	require.NoError(t, err)
+	return k
+}
+
+// equalTrees checks that got holds what want holds: the same entries,
+// types, bytes, permissions, symlink targets and file times.
+func equalTrees(t *testing.T, want, got string) {
+	t.Helper()
+	err := filepath.WalkDir(want, func(p string, d fs.DirEntry, err error) error {
+		require.NoError(t, err)
+		rel, _ := filepath.Rel(want, p)
+		q := filepath.Join(got, rel)
+		wi, err := os.Lstat(p)
+		require.NoError(t, err)
+		gi, err := os.Lstat(q)
+		require.NoError(t, err, "%s restored", rel)
+		require.Equal(t, wi.Mode().Type(), gi.Mode().Type(), rel)
+		switch {
+		case wi.Mode()&fs.ModeSymlink != 0:
+			a, _ := os.Readlink(p)
+			b, _ := os.Readlink(q)
+			require.Equal(t, a, b, rel)
+		case wi.Mode().IsRegular():
+			a, _ := os.ReadFile(p)
+			b, _ := os.ReadFile(q)
+			require.True(t, bytes.Equal(a, b), "%s: same bytes", rel)
+			require.Equal(t, wi.Mode().Perm(), gi.Mode().Perm(), rel)
+			require.True(t, wi.ModTime().Equal(gi.ModTime()), "%s: %s vs %s", rel, wi.ModTime(), gi.ModTime())
+		}
+		return nil
+	})
+	require.NoError(t, err)
+}
+
+// TestATreeComesBackWhole: a backup of a tree restores byte for byte,
+// with modes, times and symlinks; a directory lists as it was; one file
+// restores on its own.
+func TestATreeComesBackWhole(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := t.TempDir()
+	tree(t, src, 1)
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	key := dataKey(t)
+	r := newRepo(t, blobs, key)
+	id, m, err := r.BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+	require.Equal(t, 4, m.Stats.Files)
+	require.Positive(t, m.Stats.NewPacks)
+
+	// Another process opens the repository and the snapshot afresh.
+	r2 := newRepo(t, blobs, key)
+	m2, err := r2.LoadManifest(ctx, id)
+	require.NoError(t, err)
+	dst := t.TempDir()
+	files, n, err := r2.Restore(ctx, m2, dst, nil)
+	require.NoError(t, err)
+	require.Equal(t, 4, files)
+	require.Equal(t, m.Stats.Bytes, n)
+	equalTrees(t, src, dst)
+
+	ls, err := m2.List("data")
+	require.NoError(t, err)
+	var names []string
+	for _, e := range ls {
+		names = append(names, e.Path+":"+e.Type)
+	}
+	require.Equal(t, []string{"data/big.bin:file", "data/empty:file", "data/nested:dir"}, names)
+	_, err = m2.List("nope")
+	require.ErrorIs(t, err, os.ErrNotExist)
+
+	var one bytes.Buffer
+	for _, e := range m2.Nodes {
+		if e.Path == "data/nested/deep/a.txt" {
+			require.NoError(t, r2.WriteFile(ctx, &one, e))
+		}
+	}
+	want, _ := os.ReadFile(filepath.Join(src, "data/nested/deep/a.txt"))
+	require.Equal(t, want, one.Bytes(), "one file restores on its own")
+}
+
+// TestOnlyChangedContentIsStored: a second backup of the same tree stores
+// nothing new and reads no unchanged file; after a small change it
+// stores a little; the same content in another account's repository
+// gets other chunk ids.
+func TestOnlyChangedContentIsStored(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := t.TempDir()
+	tree(t, src, 2)
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	r := newRepo(t, blobs, dataKey(t))
+	_, first, err := r.BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+
+	_, again, err := r.BackupDirectory(ctx, src, first)
+	require.NoError(t, err)
+	require.Zero(t, again.Stats.NewChunks, "nothing new is stored")
+	require.Zero(t, again.Stats.ReadBytes, "no unchanged file is read")
+	require.Equal(t, 4, again.Stats.Unchanged)
+
+	// Rewrite 4 KiB in the middle of the 12 MiB file.
+	p := filepath.Join(src, "data/big.bin")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	copy(b[1<<20:], bytes.Repeat([]byte{0xAB}, 4096))
+	require.NoError(t, os.WriteFile(p, b, 0o640))
+	later := time.Now().Add(time.Minute)
+	require.NoError(t, os.Chtimes(p, later, later))
+	_, changed, err := r.BackupDirectory(ctx, src, again)
+	require.NoError(t, err)
+	require.Equal(t, int64(len(b)), changed.Stats.ReadBytes, "only the changed file is read")
+	require.Less(t, changed.Stats.StoredBytes, int64(len(b))/3, "a small change stores a little: %+v", changed.Stats)
+	require.Positive(t, changed.Stats.NewChunks)
+
+	// The same bytes under another account's key share no chunk.
+	other := newRepoAt(t, blobs, "acc_other/repo/", dataKey(t))
+	_, om, err := other.BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+	ids := map[repo.ID]bool{}
+	for _, n := range first.Nodes {
+		for _, c := range n.Chunks {
+			ids[c] = true
+		}
+	}
+	for _, n := range om.Nodes {
+		for _, c := range n.Chunks {
+			require.False(t, ids[c], "chunk ids are keyed per account")
+		}
+	}
+}
+
+// TestNothingIsReadableWithoutTheKey: no stored object holds the
+// plaintext; another key cannot open the repository; a flipped byte in a
+// pack fails the restore instead of restoring wrong bytes.
+func TestNothingIsReadableWithoutTheKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := t.TempDir()
+	tree(t, src, 3)
+	dir := t.TempDir()
+	blobs, err := blob.NewLocal(dir)
+	require.NoError(t, err)
+	key := dataKey(t)
+	r := newRepo(t, blobs, key)
+	id, _, err := r.BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+
+	var packs []string
+	require.NoError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		for _, s := range []string{"SECRET-MARKER", "line of text", "README.md", "nested"} {
+			require.False(t, bytes.Contains(b, []byte(s)), "%s holds %q", p, s)
+		}
+		if strings.Contains(p, "/packs/") {
+			packs = append(packs, p)
+		}
+		return nil
+	}))
+
+	k, err := repo.NewKey(dataKey(t))
+	require.NoError(t, err)
+	_, err = repo.Open(ctx, blobs, "acc_test/repo/", k)
+	require.ErrorIs(t, err, repo.ErrIntegrity, "another key opens nothing")
+
+	require.NotEmpty(t, packs)
+	b, err := os.ReadFile(packs[0])
+	require.NoError(t, err)
+	b[len(b)/3] ^= 0xFF
+	require.NoError(t, os.WriteFile(packs[0], b, 0o600))
+	m, err := newRepo(t, blobs, key).LoadManifest(ctx, id)
+	require.NoError(t, err)
+	_, _, err = newRepo(t, blobs, key).Restore(ctx, m, t.TempDir(), nil)
+	require.ErrorIs(t, err, repo.ErrIntegrity)
+}
+
+// TestADumpThatChangedALittleStoresALittle: a database dump backed up as
+// a stream, then again with a few rows changed, stores a fraction of it
+// the second time, and restores exactly.
+func TestADumpThatChangedALittleStoresALittle(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var dump bytes.Buffer
+	rng := rand.New(rand.NewPCG(4, 4))
+	for i := range 200000 {
+		fmt.Fprintf(&dump, "INSERT INTO orders VALUES (%d, 'cus_%016x', %d, '%s');\n", i, rng.Uint64(), rng.IntN(100000), strings.Repeat("x", rng.IntN(40)))
+	}
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	r := newRepo(t, blobs, dataKey(t))
+	_, first, err := r.BackupStream(ctx, "orders.sql", bytes.NewReader(dump.Bytes()))
+	require.NoError(t, err)
+	changed := bytes.Replace(dump.Bytes(), []byte("INSERT INTO orders VALUES (100000,"), []byte("INSERT INTO orders VALUES (100000, 'changed',"), 1)
+	require.NotEqual(t, dump.Bytes(), changed)
+	id, second, err := r.BackupStream(ctx, "orders.sql", bytes.NewReader(changed))
+	require.NoError(t, err)
+	require.Less(t, second.Stats.NewChunks, first.Stats.NewChunks, "%+v vs %+v", second.Stats, first.Stats)
+	require.Less(t, second.Stats.StoredBytes*3, first.Stats.StoredBytes, "a few changed rows store a fraction")
+
+	m, err := r.LoadManifest(ctx, id)
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, r.WriteFile(ctx, &out, m.Nodes[0]))
+	require.Equal(t, changed, out.Bytes())
+	_, _ = io.Copy(io.Discard, &out)
+}
