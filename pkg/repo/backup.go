@@ -81,6 +81,9 @@ type writer struct {
 	stats   *Stats
 	// pending are chunks in the open pack, not yet in r.index.
 	pending map[ID]bool
+	// chunker and buf are reused from file to file: a chunk can be 8 MiB.
+	chunker *chunker.Chunker
+	buf     []byte
 }
 
 // add stores data as a chunk unless the repository has it, and returns
@@ -150,8 +153,12 @@ func (w *writer) finish(ctx context.Context) error {
 
 // chunkStream cuts r into chunks and stores those the repository lacks.
 func (w *writer) chunkStream(ctx context.Context, r io.Reader) ([]ID, int64, error) {
-	c := chunker.New(r, w.r.key.pol)
-	buf := make([]byte, chunker.MaxSize)
+	if w.chunker == nil {
+		w.chunker, w.buf = chunker.New(r, w.r.key.pol), make([]byte, chunker.MaxSize)
+	} else {
+		w.chunker.Reset(r, w.r.key.pol)
+	}
+	c, buf := w.chunker, w.buf
 	var ids []ID
 	var n int64
 	for {
