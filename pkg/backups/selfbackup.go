@@ -40,8 +40,16 @@ const JobSelfBackup = scheduler.JobSelfBackup
 const ConsumerSelfTicks = "self-tick"
 
 // SelfBackupPrefix is where self-backups live in the blob store: outside
-// every account's keys, so blob.gc leaves them alone.
+// every account's keys, so blob.gc leaves them alone. Each deployment has
+// its own directory under it (SelfBackupDir).
 const SelfBackupPrefix = "levqor-self/"
+
+// SelfBackupDir is the directory of the self-backups of the deployment of
+// topo: one per subject prefix, so that deployments sharing a bucket
+// neither rotate out nor restore each other's.
+func SelfBackupDir(topo bus.Topology) string {
+	return SelfBackupPrefix + topo.WithDefaults().Prefix + "/"
+}
 
 // SelfBackupKeepDefault is LEVQOR_SELFBACKUP_KEEP: how many self-backups
 // are kept, the newest.
@@ -75,14 +83,15 @@ type SelfBackupInfo struct {
 	SHA256  string    `json:"sha256,omitempty"`
 }
 
-// selfBackupKey names the self-backup taken at t; keys sort by time.
-func selfBackupKey(t time.Time) string {
-	return SelfBackupPrefix + t.UTC().Format("20060102T150405Z") + ".lvq"
+// selfBackupKey names the self-backup taken at t in dir; keys sort by
+// time.
+func selfBackupKey(dir string, t time.Time) string {
+	return dir + t.UTC().Format("20060102T150405Z") + ".lvq"
 }
 
-// takenAt reads the time back from a self-backup's key.
-func takenAt(key string) (time.Time, bool) {
-	name := strings.TrimSuffix(strings.TrimPrefix(key, SelfBackupPrefix), ".lvq")
+// takenAt reads the time back from a self-backup's key in dir.
+func takenAt(dir, key string) (time.Time, bool) {
+	name := strings.TrimSuffix(strings.TrimPrefix(key, dir), ".lvq")
 	t, err := time.Parse("20060102T150405Z", name)
 	return t, err == nil
 }
@@ -99,7 +108,8 @@ func (w *Worker) SelfBackup(ctx context.Context, now time.Time) (SelfBackupInfo,
 	if set.DatabaseURL == "" {
 		return SelfBackupInfo{}, errors.New("levqor.selfbackup: the database URL is not known to the backups worker")
 	}
-	key := selfBackupKey(slot)
+	dir := SelfBackupDir(w.topology())
+	key := selfBackupKey(dir, slot)
 	start := time.Now()
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(DumpDatabase(ctx, pw, w.Store, set.DatabaseURL)) }()
@@ -111,7 +121,7 @@ func (w *Worker) SelfBackup(ctx context.Context, now time.Time) (SelfBackupInfo,
 	info := SelfBackupInfo{Key: key, TakenAt: slot.UTC(), Size: size, SHA256: sum}
 	log := bus.Logger(ctx).WithFields(logrus.Fields{"blob_key": key, "size_bytes": size, "sha256": sum, "duration": time.Since(start).Round(time.Millisecond).String()})
 	log.Info("Levqor's database backed up")
-	all, err := ListSelfBackups(ctx, w.Blobs)
+	all, err := ListSelfBackups(ctx, w.Blobs, dir)
 	if err != nil {
 		return info, err
 	}
@@ -145,15 +155,16 @@ func DumpDatabase(ctx context.Context, w io.Writer, st *store.Store, dbURL strin
 	return err
 }
 
-// ListSelfBackups lists the self-backups in blobs, oldest first.
-func ListSelfBackups(ctx context.Context, blobs blob.Store) ([]SelfBackupInfo, error) {
-	infos, err := blobs.List(ctx, SelfBackupPrefix)
+// ListSelfBackups lists the self-backups in dir (SelfBackupDir) of blobs,
+// oldest first.
+func ListSelfBackups(ctx context.Context, blobs blob.Store, dir string) ([]SelfBackupInfo, error) {
+	infos, err := blobs.List(ctx, dir)
 	if err != nil {
 		return nil, fmt.Errorf("listing the self-backups: %w", err)
 	}
 	var out []SelfBackupInfo
 	for _, in := range infos {
-		t, ok := takenAt(in.Key)
+		t, ok := takenAt(dir, in.Key)
 		if !ok {
 			continue
 		}
@@ -173,8 +184,8 @@ var ErrNoSelfBackup = errors.New("the blob store holds no self-backup of Levqor'
 // The caller migrates the database and records the restore (store's
 // RecordSelfRestore), which holds the sweep and blob.gc back until
 // ReconcileCatalog.
-func RestoreDatabase(ctx context.Context, blobs blob.Store, key, dbURL string) (SelfBackupInfo, error) {
-	all, err := ListSelfBackups(ctx, blobs)
+func RestoreDatabase(ctx context.Context, blobs blob.Store, dir, key, dbURL string) (SelfBackupInfo, error) {
+	all, err := ListSelfBackups(ctx, blobs, dir)
 	if err != nil {
 		return SelfBackupInfo{}, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/backups"
+	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
@@ -53,7 +54,7 @@ func TestLevqorsDatabaseComesBackFromItsSelfBackup(t *testing.T) {
 			slot := time.Date(2026, 12, 1, 2, 45, 0, 0, time.UTC)
 			info, err := b.w.SelfBackup(ctx, slot)
 			require.NoError(t, err)
-			require.Equal(t, "levqor-self/20261201T024500Z.lvq", info.Key)
+			require.Equal(t, "levqor-self/levqor/20261201T024500Z.lvq", info.Key)
 			require.Positive(t, info.Size)
 
 			// After the self-backup: a new snapshot, a new source with
@@ -76,9 +77,9 @@ func TestLevqorsDatabaseComesBackFromItsSelfBackup(t *testing.T) {
 
 			// The database is lost; the newest self-backup goes into an
 			// empty one, never into one that holds data.
-			_, err = backups.RestoreDatabase(ctx, b.local, "", dbURL)
+			_, err = backups.RestoreDatabase(ctx, b.local, backups.SelfBackupDir(bus.Topology{}), "", dbURL)
 			require.Error(t, err, "a database that holds data is not restored over")
-			restored, err := backups.RestoreDatabase(ctx, b.local, "", lostURL)
+			restored, err := backups.RestoreDatabase(ctx, b.local, backups.SelfBackupDir(bus.Topology{}), "", lostURL)
 			require.NoError(t, err)
 			require.Equal(t, info.Key, restored.Key)
 			st := open(lostURL)
@@ -138,10 +139,10 @@ func TestLevqorsDatabaseComesBackFromItsSelfBackup(t *testing.T) {
 				_, err := b.w.SelfBackup(ctx, slot.AddDate(0, 0, i))
 				require.NoError(t, err)
 			}
-			list, err := backups.ListSelfBackups(ctx, b.local)
+			list, err := backups.ListSelfBackups(ctx, b.local, backups.SelfBackupDir(bus.Topology{}))
 			require.NoError(t, err)
 			require.Len(t, list, 2)
-			require.Equal(t, "levqor-self/20261203T024500Z.lvq", list[1].Key)
+			require.Equal(t, "levqor-self/levqor/20261203T024500Z.lvq", list[1].Key)
 			require.False(t, errors.Is(err, backups.ErrNoSelfBackup))
 		})
 	}

@@ -36,7 +36,7 @@ func SelfBackups(ctx context.Context, cfg config.Config, log logrus.FieldLogger)
 	if err != nil {
 		return nil, err
 	}
-	return backups.ListSelfBackups(ctx, b)
+	return backups.ListSelfBackups(ctx, b, backups.SelfBackupDir(cfg.Topology))
 }
 
 // SelfRestore restores the self-backup under key (the newest when "")
@@ -51,7 +51,7 @@ func SelfRestore(ctx context.Context, cfg config.Config, key string, log logrus.
 	if err != nil {
 		return backups.SelfBackupInfo{}, err
 	}
-	info, err := backups.RestoreDatabase(ctx, b, key, cfg.DatabaseURL)
+	info, err := backups.RestoreDatabase(ctx, b, backups.SelfBackupDir(cfg.Topology), key, cfg.DatabaseURL)
 	if err != nil {
 		return info, err
 	}
