@@ -304,6 +304,19 @@ func (w *Worker) erase(ctx context.Context, er store.Erasure, at time.Time) (boo
 					return err
 				}
 			}
+			// A catalog restored from a self-backup does not know the
+			// blobs stored since: erasing from it would leave them. It
+			// waits for the reconcile, and is tried again.
+			restored, err := tx.PendingSelfRestore(ctx)
+			if err != nil {
+				return err
+			}
+			if restored != nil {
+				stop = "Levqor's catalog was restored from a self-backup (" + restored.BackupKey + ") and is not yet reconciled " +
+					"with the blob store, which may hold backups it does not know; the erasure waits for `levqor selfrestore reconcile`"
+				_, err := tx.SetErasure(ctx, er.ID, store.ErasureBlocked, stop, nil, at, store.ErasureScheduled, store.ErasureBlocked)
+				return err
+			}
 			holds, err := tx.AccountHolds(ctx, er.AccountID)
 			if err != nil {
 				return err

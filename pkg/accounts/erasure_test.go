@@ -316,3 +316,38 @@ func TestTheOwnerIsRemindedADayAheadOnce(t *testing.T) {
 	require.Zero(t, n, "reminded once")
 	require.Equal(t, 1, reminders())
 }
+
+// TestNoErasureFromACatalogNotYetReconciled: after Levqor's database was
+// restored from a self-backup, an erasure due waits (blocked, saying why)
+// until the catalog is reconciled with the blob store, which may hold
+// backups it does not know; then it is carried out.
+func TestNoErasureFromACatalogNotYetReconciled(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	ctx := t.Context()
+	w, blobs := erasureWorker(t, st)
+	w.OffboardGrace = 30 * 24 * time.Hour
+	gone := newCustomer(t, st, blobs, "Gone Ltd")
+	require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+		return tx.SetAccountBilling(ctx, store.AccountBilling{ID: gone.acc, Status: store.AccountStatusCanceled, Entitlements: []byte("{}")})
+	}))
+	require.NoError(t, st.RecordSelfRestore(ctx, store.SelfRestore{ID: "rst_1", BackupKey: "levqor-self/levqor/20261201T024500Z.lvq",
+		BackupTakenAt: time.Now().Add(-time.Hour), RestoredAt: time.Now()}))
+
+	res, err := w.Offboard(ctx, time.Now().Add(31*24*time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, accounts.OffboardResult{Scheduled: 1, Blocked: 1}, res)
+	e, err := st.LatestErasure(ctx, gone.acc)
+	require.NoError(t, err)
+	require.Equal(t, store.ErasureBlocked, e.Status)
+	require.Contains(t, e.StatusReason, "levqor selfrestore reconcile")
+	for _, key := range gone.blobs {
+		_, err := blobs.Stat(ctx, key)
+		require.NoError(t, err, "nothing is deleted meanwhile")
+	}
+
+	require.NoError(t, st.MarkSelfRestoresReconciled(ctx, time.Now()))
+	res, err = w.Offboard(ctx, time.Now().Add(32*24*time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Erased)
+}
