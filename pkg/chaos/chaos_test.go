@@ -60,6 +60,37 @@ func buildWorkers(t *testing.T) string {
 	return bin
 }
 
+// workerEnvOf is the environment of a workers process on natsURL and
+// dbURL, logging warnings only, with the chaos tests' keys, and extra.
+func workerEnvOf(natsURL, dbURL string, extra ...string) []string {
+	return append([]string{
+		"LEVQOR_NATS_URL=" + natsURL,
+		"LEVQOR_DATABASE_URL=" + dbURL,
+		"LEVQOR_ADMIN_ADDR=127.0.0.1:0",
+		"LEVQOR_LOG_LEVEL=warn",
+		"LEVQOR_BUS_KEY=" + chaosBusKey,
+		"LEVQOR_MASTER_KEYS=" + strings.Repeat("cd", 32),
+	}, extra...)
+}
+
+// startLoad sends events signed Stripe webhooks to ingest at baseURL at
+// rate a second (50 accounts, 5% duplicates, 5% out of order) and reports
+// on the channel when done.
+func startLoad(t *testing.T, baseURL string, events int, rate float64, seed uint64) <-chan loadgen.Report {
+	done := make(chan loadgen.Report, 1)
+	go func() {
+		rep, err := loadgen.Run(context.Background(), loadgen.Config{
+			URL: baseURL + "/webhooks/stripe", Secret: chaosSecret, Rate: rate, Connections: 8,
+			Count: events, Accounts: 50, Duplicates: 0.05, OutOfOrder: 0.05, Seed: seed,
+		}, nil)
+		if err != nil {
+			t.Errorf("load: %v", err)
+		}
+		done <- rep
+	}()
+	return done
+}
+
 type workerProc struct {
 	cmd *exec.Cmd
 	log *lockedBuffer
@@ -108,17 +139,7 @@ func TestChaosNothingAcknowledgedIsLostNothingAppliedTwice(t *testing.T) {
 	wu.Host = proxy.Addr()
 
 	bin := buildWorkers(t)
-	workerEnv := []string{
-		"LEVQOR_NATS_URL=" + nenv.Server.ClientURL(),
-		"LEVQOR_DATABASE_URL=" + wu.String(),
-		"LEVQOR_ADMIN_ADDR=127.0.0.1:0",
-		"LEVQOR_WORKERS=billing",
-		"LEVQOR_ACK_WAIT=3s",
-		"LEVQOR_MAX_DELIVER=10",
-		"LEVQOR_LOG_LEVEL=warn",
-		"LEVQOR_BUS_KEY=" + chaosBusKey,
-		"LEVQOR_MASTER_KEYS=" + strings.Repeat("cd", 32),
-	}
+	workerEnv := workerEnvOf(nenv.Server.ClientURL(), wu.String(), "LEVQOR_WORKERS=billing", "LEVQOR_ACK_WAIT=3s", "LEVQOR_MAX_DELIVER=10")
 	worker := startWorker(t, bin, workerEnv)
 
 	// Ingest in process, on its own production-style connection.
@@ -151,17 +172,7 @@ func TestChaosNothingAcknowledgedIsLostNothingAppliedTwice(t *testing.T) {
 		require.NoError(t, err)
 	}
 
-	loadDone := make(chan loadgen.Report, 1)
-	go func() {
-		rep, err := loadgen.Run(ctx, loadgen.Config{
-			URL: hs.URL + "/webhooks/stripe", Secret: chaosSecret, Rate: rate, Connections: 8,
-			Count: events, Accounts: 50, Duplicates: 0.05, OutOfOrder: 0.05, Seed: 42,
-		}, nil)
-		if err != nil {
-			t.Errorf("load: %v", err)
-		}
-		loadDone <- rep
-	}()
+	loadDone := startLoad(t, hs.URL, events, rate, 42)
 
 	span := time.Duration(float64(events) / rate * float64(time.Second))
 	step := span / 6

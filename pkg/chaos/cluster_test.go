@@ -262,18 +262,7 @@ func TestClusterChaosNothingAcknowledgedIsLost(t *testing.T) {
 		return cfg.Topology.EnsureStreams(cctx, ojs) == nil
 	}, 60*time.Second, 500*time.Millisecond, "R3 streams created")
 
-	workerEnv := []string{
-		"LEVQOR_NATS_URL=" + natsURL,
-		"LEVQOR_STREAM_REPLICAS=3",
-		"LEVQOR_DATABASE_URL=" + pgURL,
-		"LEVQOR_ADMIN_ADDR=127.0.0.1:0",
-		"LEVQOR_WORKERS=billing,support",
-		"LEVQOR_ACK_WAIT=5s",
-		"LEVQOR_MAX_DELIVER=20",
-		"LEVQOR_LOG_LEVEL=warn",
-		"LEVQOR_BUS_KEY=" + chaosBusKey,
-		"LEVQOR_MASTER_KEYS=" + strings.Repeat("cd", 32),
-	}
+	workerEnv := workerEnvOf(natsURL, pgURL, "LEVQOR_STREAM_REPLICAS=3", "LEVQOR_WORKERS=billing,support", "LEVQOR_ACK_WAIT=5s", "LEVQOR_MAX_DELIVER=20")
 	worker := startWorker(t, workersBin, workerEnv)
 
 	// Ingest and the scheduler in process, each on its own connection to
@@ -295,17 +284,7 @@ func TestClusterChaosNothingAcknowledgedIsLost(t *testing.T) {
 	go func() { defer close(schedDone); _ = sched.Run(sctx) }()
 	t.Cleanup(func() { stopSched(); <-schedDone })
 
-	loadDone := make(chan loadgen.Report, 1)
-	go func() {
-		rep, err := loadgen.Run(ctx, loadgen.Config{
-			URL: hs.URL + "/webhooks/stripe", Secret: chaosSecret, Rate: rate, Connections: 8,
-			Count: events, Accounts: 50, Duplicates: 0.05, OutOfOrder: 0.05, Seed: 7,
-		}, nil)
-		if err != nil {
-			t.Errorf("load: %v", err)
-		}
-		loadDone <- rep
-	}()
+	loadDone := startLoad(t, hs.URL, events, rate, 7)
 	// Commands beside the webhooks: an account's API key opens tickets,
 	// five a second, each with its own Idempotency-Key, retried with the
 	// same key on 503 as a client does.
