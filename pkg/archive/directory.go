@@ -303,6 +303,17 @@ func (d *dirWriter) writeFile(dir *os.Root, name, rel string, listed fs.FileInfo
 // failure into a target that was empty (or absent), everything restored
 // so far is removed again, so the restore can simply be repeated.
 func RestoreDirectory(ctx context.Context, r io.Reader, target string, opts RestoreOptions) (Stats, error) {
+	return RestoreInto(target, opts, func(root *os.Root) (Stats, error) {
+		return restoreDirectory(ctx, r, root, opts)
+	})
+}
+
+// RestoreInto prepares target as RestoreDirectory does (created if
+// absent, refused with ErrTargetNotEmpty if it holds anything and
+// opts.Overwrite is not set, opened as an os.Root that nothing escapes)
+// and has restore write into it. On failure into a target that was empty
+// (or absent), everything restore wrote is removed again.
+func RestoreInto(target string, opts RestoreOptions, restore func(root *os.Root) (Stats, error)) (Stats, error) {
 	if target == "" {
 		return Stats{}, errors.New("archive: a restore target is required")
 	}
@@ -349,7 +360,7 @@ func RestoreDirectory(ctx context.Context, r io.Reader, target string, opts Rest
 		return Stats{}, fmt.Errorf("%w: %s holds %q", ErrTargetNotEmpty, target, names[0])
 	}
 
-	stats, err := restoreDirectory(ctx, r, root, opts)
+	stats, err := restore(root)
 	if err == nil {
 		return stats, nil
 	}

@@ -48,16 +48,57 @@ const stderrKeep = 4 << 10
 // pg_dump. On any error w holds an incomplete
 // stream that Verify rejects; the caller discards it.
 func WritePostgres(ctx context.Context, w io.Writer, dsn string, p Progress) (Manifest, error) {
-	conn, err := parseDSN(dsn)
+	created := time.Now().UTC()
+	var sw *streamWriter
+	size, sum, err := dumpPostgres(ctx, dsn, p, func() error {
+		var err error
+		sw, err = newStreamWriter(w, KindPostgres, created)
+		return err
+	}, func(b []byte) error { return sw.data(b) })
 	if err != nil {
 		return Manifest{}, err
+	}
+	if err := sw.record(recSum, sum); err != nil {
+		return Manifest{}, err
+	}
+	if err := sw.finish(trailer{Files: 1, SourceBytes: size}); err != nil {
+		return Manifest{}, err
+	}
+	return Manifest{
+		Kind:        KindPostgres,
+		DumpSHA256:  hex.EncodeToString(sum),
+		DumpSize:    size,
+		SourceBytes: size,
+		CreatedAt:   created,
+	}, nil
+}
+
+// DumpPostgres runs pg_dump --format=custom --compress=0 against the
+// database dsn names, as WritePostgres does, and writes the dump itself
+// to w as it comes, for a store that compresses and checks it on its own
+// (the backup repository). It returns the dump's size and SHA-256; an
+// error means w holds an incomplete dump, to be discarded.
+func DumpPostgres(ctx context.Context, w io.Writer, dsn string, p Progress) (int64, []byte, error) {
+	return dumpPostgres(ctx, dsn, p, func() error { return nil }, func(b []byte) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// dumpPostgres runs pg_dump and hands its output, in pieces, to data
+// (after start, once pg_dump runs); the dump is complete only if pg_dump
+// exits cleanly.
+func dumpPostgres(ctx context.Context, dsn string, p Progress, start func() error, data func([]byte) error) (int64, []byte, error) {
+	conn, err := parseDSN(dsn)
+	if err != nil {
+		return 0, nil, err
 	}
 	bin, err := exec.LookPath(PgDumpPath)
 	if err != nil {
-		return Manifest{}, fmt.Errorf("archive: finding pg_dump: %w", err)
+		return 0, nil, fmt.Errorf("archive: finding pg_dump: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return Manifest{}, err
+		return 0, nil, err
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -68,19 +109,17 @@ func WritePostgres(ctx context.Context, w io.Writer, dsn string, p Progress) (Ma
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return Manifest{}, fmt.Errorf("archive: starting pg_dump: %w", err)
+		return 0, nil, fmt.Errorf("archive: starting pg_dump: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		return Manifest{}, fmt.Errorf("archive: starting pg_dump: %w", err)
+		return 0, nil, fmt.Errorf("archive: starting pg_dump: %w", err)
 	}
 
-	created := time.Now().UTC()
 	progress := newProgressTracker(p)
 	h := sha256.New()
 	var size int64
 	copyErr := func() error {
-		sw, err := newStreamWriter(w, KindPostgres, created)
-		if err != nil {
+		if err := start(); err != nil {
 			return err
 		}
 		buf := make([]byte, writeChunk)
@@ -91,7 +130,7 @@ func WritePostgres(ctx context.Context, w io.Writer, dsn string, p Progress) (Ma
 			n, rerr := io.ReadFull(out, buf)
 			if n > 0 {
 				h.Write(buf[:n])
-				if err := sw.data(buf[:n]); err != nil {
+				if err := data(buf[:n]); err != nil {
 					return err
 				}
 				size += int64(n)
@@ -114,24 +153,15 @@ func WritePostgres(ctx context.Context, w io.Writer, dsn string, p Progress) (Ma
 		if size == 0 {
 			return fmt.Errorf("archive: pg_dump of %s wrote nothing", conn.display)
 		}
-		if err := sw.record(recSum, h.Sum(nil)); err != nil {
-			return err
-		}
-		return sw.finish(trailer{Files: 1, SourceBytes: size})
+		return nil
 	}()
 	if copyErr != nil {
 		cancel()
 		_ = cmd.Wait()
-		return Manifest{}, copyErr
+		return 0, nil, copyErr
 	}
 	progress.finish()
-	return Manifest{
-		Kind:        KindPostgres,
-		DumpSHA256:  hex.EncodeToString(h.Sum(nil)),
-		DumpSize:    size,
-		SourceBytes: size,
-		CreatedAt:   created,
-	}, nil
+	return size, h.Sum(nil), nil
 }
 
 // RestorePostgres restores a postgres archive from r into the existing
@@ -151,10 +181,6 @@ func RestorePostgres(ctx context.Context, r io.Reader, targetDSN string, opts Re
 	if err != nil {
 		return Stats{}, err
 	}
-	restoreBin, err := exec.LookPath(PgRestorePath)
-	if err != nil {
-		return Stats{}, fmt.Errorf("archive: finding pg_restore: %w", err)
-	}
 	sr, err := openStream(ctx, r, opts.Progress)
 	if err != nil {
 		return Stats{}, err
@@ -162,6 +188,38 @@ func RestorePostgres(ctx context.Context, r io.Reader, targetDSN string, opts Re
 	defer sr.close()
 	if sr.kind != KindPostgres {
 		return Stats{}, fmt.Errorf("%w: a %s archive cannot be restored into a database", ErrKindMismatch, sr.kind)
+	}
+	return restoreDump(ctx, conn, sr, opts, func(err error) error {
+		if sr.failedErr != nil {
+			// Already told apart: damage, the source's error or ctx.
+			return err
+		}
+		return fmt.Errorf("archive: spooling the dump: %w", err)
+	}, sr.finish)
+}
+
+// RestorePostgresDump restores a dump as DumpPostgres wrote it, read from
+// r, into the existing database targetDSN names, as RestorePostgres does:
+// spooled to disk first, restored in one transaction, and a database
+// that holds objects refused unless opts.Overwrite is set. An error
+// reading r is returned as it is (wrapped), so the caller tells damage
+// from other failures.
+func RestorePostgresDump(ctx context.Context, r io.Reader, targetDSN string, opts RestoreOptions) (Stats, error) {
+	conn, err := parseDSN(targetDSN)
+	if err != nil {
+		return Stats{}, err
+	}
+	return restoreDump(ctx, conn, r, opts, func(err error) error {
+		return fmt.Errorf("archive: reading the dump: %w", err)
+	}, func() error { return nil })
+}
+
+// restoreDump spools the dump r yields to a temporary file, has finish
+// check it, and runs pg_restore on it; readErr words an error reading r.
+func restoreDump(ctx context.Context, conn pgConn, r io.Reader, opts RestoreOptions, readErr func(error) error, finish func() error) (Stats, error) {
+	restoreBin, err := exec.LookPath(PgRestorePath)
+	if err != nil {
+		return Stats{}, fmt.Errorf("archive: finding pg_restore: %w", err)
 	}
 	if !opts.Overwrite {
 		n, err := countUserObjects(ctx, conn)
@@ -179,15 +237,11 @@ func RestorePostgres(ctx context.Context, r io.Reader, targetDSN string, opts Re
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	size, err := io.CopyBuffer(tmp, sr, make([]byte, writeChunk))
+	size, err := io.CopyBuffer(tmp, r, make([]byte, writeChunk))
 	if err != nil {
-		if sr.failedErr != nil {
-			// Already told apart: damage, the source's error or ctx.
-			return Stats{}, err
-		}
-		return Stats{}, fmt.Errorf("archive: spooling the dump: %w", err)
+		return Stats{}, readErr(err)
 	}
-	if err := sr.finish(); err != nil {
+	if err := finish(); err != nil {
 		return Stats{}, err
 	}
 	if err := tmp.Close(); err != nil {

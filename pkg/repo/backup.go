@@ -52,6 +52,9 @@ type Manifest struct {
 	Time    time.Time `json:"time"`
 	Nodes   []Node    `json:"nodes"`
 	Stats   Stats     `json:"stats"`
+	// Object is where the manifest itself is stored, set by the backup
+	// that wrote it and by LoadManifest; it is not part of the manifest.
+	Object Object `json:"-"`
 }
 
 // Stats say what a backup read and stored.
@@ -84,6 +87,16 @@ type writer struct {
 	// chunker and buf are reused from file to file: a chunk can be 8 MiB.
 	chunker *chunker.Chunker
 	buf     []byte
+	// progressed is how much of the source was read or found unchanged.
+	progressed int64
+}
+
+// advance counts n more bytes of the source done and tells Progress.
+func (w *writer) advance(n int64) {
+	w.progressed += n
+	if w.r.Progress != nil {
+		w.r.Progress(w.progressed)
+	}
 }
 
 // add stores data as a chunk unless the repository has it, and returns
@@ -147,7 +160,7 @@ func (w *writer) finish(ctx context.Context) error {
 	if len(w.done) == 0 {
 		return nil
 	}
-	_, err := w.r.writeSealed(ctx, "index", indexFile{Packs: w.done})
+	_, _, err := w.r.writeSealed(ctx, "index", indexFile{Packs: w.done})
 	return err
 }
 
@@ -173,6 +186,7 @@ func (w *writer) chunkStream(ctx context.Context, r io.Reader) ([]ID, int64, err
 			return nil, n, err
 		}
 		n += int64(chunk.Length)
+		w.advance(int64(chunk.Length))
 		id, err := w.add(ctx, chunk.Data)
 		if err != nil {
 			return nil, n, err
@@ -229,6 +243,7 @@ func (r *Repo) BackupDirectory(ctx context.Context, root string, prev *Manifest)
 				n.Chunks = p.Chunks
 				m.Stats.Unchanged++
 				m.Stats.Chunks += len(p.Chunks)
+				w.advance(n.Size)
 				break
 			}
 			f, err := os.Open(path)
@@ -255,7 +270,8 @@ func (r *Repo) BackupDirectory(ctx context.Context, root string, prev *Manifest)
 	if err := w.finish(ctx); err != nil {
 		return ID{}, nil, err
 	}
-	id, err := r.writeSealed(ctx, "snapshots", m)
+	id, obj, err := r.writeSealed(ctx, "snapshots", m)
+	m.Object = obj
 	return id, m, err
 }
 
@@ -273,7 +289,8 @@ func (r *Repo) BackupStream(ctx context.Context, name string, rd io.Reader) (ID,
 	if err := w.finish(ctx); err != nil {
 		return ID{}, nil, err
 	}
-	id, err := r.writeSealed(ctx, "snapshots", m)
+	id, obj, err := r.writeSealed(ctx, "snapshots", m)
+	m.Object = obj
 	return id, m, err
 }
 

@@ -189,6 +189,14 @@ type Repo struct {
 	prefix string
 	key    *Key
 
+	// Progress, when set, is told how many bytes of the source a backup
+	// has read or found unchanged so far.
+	Progress func(done int64)
+
+	// Damaged are the index objects Open could not read: damaged,
+	// altered, or sealed under another key.
+	Damaged []string
+
 	mu sync.Mutex
 	// index says where each stored chunk is; loaded by Open.
 	index map[ID]location
@@ -216,7 +224,14 @@ func Open(ctx context.Context, blobs blob.Store, prefix string, key *Key) (*Repo
 	}
 	for _, in := range infos {
 		var ix indexFile
-		if err := r.readSealed(ctx, in.Key, "index", &ix); err != nil {
+		if _, err := r.readSealed(ctx, in.Key, "index", &ix); err != nil {
+			if errors.Is(err, ErrIntegrity) || errors.Is(err, blob.ErrNotFound) {
+				// The chunks it lists are in no index: the snapshots that
+				// need them fail their checks, and the next backup stores
+				// them again.
+				r.Damaged = append(r.Damaged, in.Key)
+				continue
+			}
 			return nil, fmt.Errorf("repo: reading index %s: %w", in.Key, err)
 		}
 		for _, p := range ix.Packs {
@@ -259,38 +274,60 @@ func (r *Repo) has(id ID) (location, bool) {
 	return l, ok
 }
 
+// Object is one object of the repository as the blob store keeps it.
+type Object struct {
+	Key    string `json:"key"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
 // writeSealed stores v as JSON sealed under kind, at a random id.
-func (r *Repo) writeSealed(ctx context.Context, kind string, v any) (ID, error) {
+func (r *Repo) writeSealed(ctx context.Context, kind string, v any) (ID, Object, error) {
 	plain, err := json.Marshal(v)
 	if err != nil {
-		return ID{}, err
+		return ID{}, Object{}, err
 	}
 	var id ID
 	if _, err := rand.Read(id[:]); err != nil {
-		return id, err
+		return id, Object{}, err
 	}
 	sealed := r.key.seal(plain, []byte(kind+"/"+id.String()))
-	if _, _, err := r.blobs.Put(ctx, r.prefix+kind+"/"+id.String(), bytes.NewReader(sealed)); err != nil {
-		return id, err
+	key := r.prefix + kind + "/" + id.String()
+	size, sum, err := r.blobs.Put(ctx, key, bytes.NewReader(sealed))
+	if err != nil {
+		return id, Object{}, err
 	}
-	return id, nil
+	return id, Object{Key: key, Size: size, SHA256: sum}, nil
 }
 
-// readSealed reads the sealed JSON object under key into v.
-func (r *Repo) readSealed(ctx context.Context, key, kind string, v any) error {
+// SnapshotKey is the key of snapshot id's manifest in the blob store.
+func (r *Repo) SnapshotKey(id ID) string { return r.prefix + "snapshots/" + id.String() }
+
+// Prefix is where the repository keeps its objects ("acc_…/repo/").
+func (r *Repo) Prefix() string { return r.prefix }
+
+// readSealed reads the sealed JSON object under key into v and says how
+// it is stored. A missing object wraps blob.ErrNotFound; one that does not
+// open, ErrIntegrity.
+func (r *Repo) readSealed(ctx context.Context, key, kind string, v any) (Object, error) {
 	rc, err := r.blobs.Get(ctx, key)
 	if err != nil {
-		return err
+		return Object{}, err
 	}
 	sealed, err := io.ReadAll(rc)
 	rc.Close()
 	if err != nil {
-		return err
+		return Object{}, err
 	}
+	sum := sha256.Sum256(sealed)
+	obj := Object{Key: key, Size: int64(len(sealed)), SHA256: hex.EncodeToString(sum[:])}
 	id := key[strings.LastIndexByte(key, '/')+1:]
 	plain, err := r.key.open(sealed, []byte(kind+"/"+id))
 	if err != nil {
-		return err
+		return obj, err
 	}
-	return json.Unmarshal(plain, v)
+	if err := json.Unmarshal(plain, v); err != nil {
+		return obj, fmt.Errorf("%w: %v", ErrIntegrity, err)
+	}
+	return obj, nil
 }

@@ -232,8 +232,12 @@ func TestNothingIsReadableWithoutTheKey(t *testing.T) {
 
 	k, err := repo.NewKey(dataKey(t))
 	require.NoError(t, err)
-	_, err = repo.Open(ctx, blobs, "acc_test/repo/", k)
-	require.ErrorIs(t, err, repo.ErrIntegrity, "another key opens nothing")
+	other, err := repo.Open(ctx, blobs, "acc_test/repo/", k)
+	require.NoError(t, err, "a repository with unreadable indexes still opens, to say what is damaged")
+	require.NotEmpty(t, other.Damaged, "another key reads no index")
+	require.Zero(t, other.Chunks())
+	_, err = other.LoadManifest(ctx, id)
+	require.ErrorIs(t, err, repo.ErrIntegrity, "another key opens no manifest")
 
 	require.NotEmpty(t, packs)
 	b, err := os.ReadFile(packs[0])

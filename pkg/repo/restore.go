@@ -9,14 +9,18 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/levqor/levqor/pkg/blob"
 )
 
 // LoadManifest reads snapshot id's manifest.
 func (r *Repo) LoadManifest(ctx context.Context, id ID) (*Manifest, error) {
 	var m Manifest
-	if err := r.readSealed(ctx, r.prefix+"snapshots/"+id.String(), "snapshots", &m); err != nil {
+	obj, err := r.readSealed(ctx, r.SnapshotKey(id), "snapshots", &m)
+	if err != nil {
 		return nil, fmt.Errorf("repo: reading snapshot %s: %w", id, err)
 	}
+	m.Object = obj
 	return &m, nil
 }
 
@@ -62,6 +66,9 @@ func (rd *reader) chunk(ctx context.Context, id ID) ([]byte, error) {
 	}
 	if !rd.havePack || rd.packID != loc.Pack {
 		rc, err := rd.r.blobs.Get(ctx, rd.r.prefix+"packs/"+loc.Pack.String())
+		if errors.Is(err, blob.ErrNotFound) {
+			return nil, fmt.Errorf("repo: pack %s is missing: %w", loc.Pack, ErrIntegrity)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("repo: reading pack %s: %w", loc.Pack, err)
 		}
@@ -109,53 +116,73 @@ func (r *Repo) WriteFile(ctx context.Context, w io.Writer, n Node) error {
 	return nil
 }
 
-// Restore writes the nodes of m that include accepts (nil: all) under
-// target, which must exist: directories, files with their modes and
-// modification times, symlinks (made last, so that nothing is written
-// through one). A path that would leave target is refused.
+// Check reads every chunk of every file of m, checking each one's MAC
+// and id, and the files' sizes: what a restore would read, written
+// nowhere. It returns the files and bytes checked; an error wrapping
+// ErrIntegrity names what is damaged or missing.
+func (r *Repo) Check(ctx context.Context, m *Manifest) (files int, bytes int64, err error) {
+	for _, n := range m.Nodes {
+		if n.Type != TypeFile {
+			continue
+		}
+		cw := &countWriter{}
+		if err := r.WriteFile(ctx, cw, n); err != nil {
+			return files, bytes, err
+		}
+		files++
+		bytes += cw.n
+	}
+	return files, bytes, nil
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+// Restore is RestoreTo into the existing directory target.
 func (r *Repo) Restore(ctx context.Context, m *Manifest, target string, include func(Node) bool) (files int, bytes int64, err error) {
-	root, err := filepath.Abs(target)
+	root, err := os.OpenRoot(target)
 	if err != nil {
 		return 0, 0, err
 	}
+	defer root.Close()
+	return r.RestoreTo(ctx, m, root, include)
+}
+
+// RestoreTo writes the nodes of m that include accepts (nil: all) into
+// root: directories, files with their permissions
+// (never setuid, setgid or sticky bits) and modification times, symlinks
+// (made last, so that nothing is written through one). Everything is
+// written through root: no path, and no symlink already there, leads
+// outside it. The root directory's own mode is left as it is.
+func (r *Repo) RestoreTo(ctx context.Context, m *Manifest, root *os.Root, include func(Node) bool) (files int, bytes int64, err error) {
 	var dirs, links []Node
 	for _, n := range m.Nodes {
 		if include != nil && !include(n) {
 			continue
 		}
-		dst := filepath.Join(root, filepath.FromSlash(n.Path))
-		if dst != root && !strings.HasPrefix(dst, root+string(filepath.Separator)) {
-			return files, bytes, fmt.Errorf("repo: %q leaves the restore target", n.Path)
-		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		name, err := nodeName(n)
+		if err != nil {
 			return files, bytes, err
+		}
+		if dir := filepath.Dir(name); dir != "." {
+			if err := root.MkdirAll(dir, 0o700); err != nil {
+				return files, bytes, err
+			}
 		}
 		switch n.Type {
 		case TypeDir:
-			if err := os.MkdirAll(dst, 0o700); err != nil {
+			if err := root.MkdirAll(name, 0o700); err != nil {
 				return files, bytes, err
 			}
 			dirs = append(dirs, n)
 		case TypeSymlink:
-			// Made after every file, so that nothing is written through
-			// one.
 			links = append(links, n)
 		case TypeFile:
-			f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-			if err != nil {
-				return files, bytes, err
-			}
-			err = r.WriteFile(ctx, f, n)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return files, bytes, err
-			}
-			if err := os.Chmod(dst, n.Mode.Perm()); err != nil {
-				return files, bytes, err
-			}
-			if err := os.Chtimes(dst, n.ModTime, n.ModTime); err != nil {
+			if err := r.restoreFile(ctx, root, name, n); err != nil {
 				return files, bytes, err
 			}
 			files++
@@ -163,20 +190,58 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, target string, include 
 		}
 	}
 	for _, n := range links {
-		dst := filepath.Join(root, filepath.FromSlash(n.Path))
-		if err := os.Symlink(n.Target, dst); err != nil && !errors.Is(err, os.ErrExist) {
+		name, _ := nodeName(n)
+		if err := root.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return files, bytes, err
+		}
+		if err := root.Symlink(n.Target, name); err != nil {
 			return files, bytes, err
 		}
 	}
 	// Directories last, deepest first: writing into one changes its time.
 	for i := len(dirs) - 1; i >= 0; i-- {
-		dst := filepath.Join(root, filepath.FromSlash(dirs[i].Path))
-		if err := os.Chmod(dst, dirs[i].Mode.Perm()); err != nil {
+		name, _ := nodeName(dirs[i])
+		if err := root.Chmod(name, dirs[i].Mode.Perm()); err != nil {
 			return files, bytes, err
 		}
-		if err := os.Chtimes(dst, dirs[i].ModTime, dirs[i].ModTime); err != nil {
+		if err := root.Chtimes(name, dirs[i].ModTime, dirs[i].ModTime); err != nil {
 			return files, bytes, err
 		}
 	}
 	return files, bytes, nil
+}
+
+// nodeName is n's path as a name within the restore target; a path that
+// would leave it is refused.
+func nodeName(n Node) (string, error) {
+	name := filepath.FromSlash(n.Path)
+	if n.Path == "" || !filepath.IsLocal(name) {
+		return "", fmt.Errorf("repo: %q leaves the restore target: %w", n.Path, ErrIntegrity)
+	}
+	return name, nil
+}
+
+// restoreFile writes file node n to name within root, replacing what is
+// there (a symlink is replaced, never followed).
+func (r *Repo) restoreFile(ctx context.Context, root *os.Root, name string, n Node) error {
+	if fi, err := root.Lstat(name); err == nil && !fi.Mode().IsRegular() {
+		if err := root.RemoveAll(name); err != nil {
+			return err
+		}
+	}
+	f, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = r.WriteFile(ctx, f, n)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := root.Chmod(name, n.Mode.Perm()); err != nil {
+		return err
+	}
+	return root.Chtimes(name, n.ModTime, n.ModTime)
 }
