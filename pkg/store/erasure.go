@@ -39,6 +39,9 @@ type ErasureReport struct {
 	Endpoints     int   `json:"webhook_endpoints"`
 	Tickets       int   `json:"tickets"`
 	Messages      int   `json:"ticket_messages"`
+	// DataKeys is 1 when the account's data key was destroyed: nothing
+	// sealed under it (its v2 backups, wherever a copy lies) can be read.
+	DataKeys int `json:"data_keys_destroyed"`
 	// Kept says what stays, as the law requires, without personal data.
 	Kept []string `json:"kept"`
 }
@@ -306,6 +309,7 @@ func (tx *Tx) EraseAccountData(ctx context.Context, accountID string, at time.Ti
 		{&rep.Endpoints, `DELETE FROM webhook_endpoints WHERE account_id = ?`, []any{accountID}},
 		{&rep.Tickets, `UPDATE support_tickets SET subject = '[erased]', status = ?, closed_at = COALESCE(closed_at, ?) WHERE account_id = ?`,
 			[]any{TicketClosed, at, accountID}},
+		{&rep.DataKeys, `DELETE FROM account_keys WHERE account_id = ?`, []any{accountID}},
 		{&rep.Messages, `UPDATE support_messages SET body = '[erased]' WHERE account_id = ?`, []any{accountID}},
 		{nil, `UPDATE support_ticket_events SET detail = '{}' WHERE account_id = ?`, []any{accountID}},
 		{nil, `UPDATE commands SET payload = ?, result = NULL WHERE account_id = ?`, []any{[]byte("{}"), accountID}},
