@@ -15,6 +15,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/events"
+	"github.com/levqor/levqor/pkg/repo"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -347,11 +348,28 @@ func (w *Worker) erase(ctx context.Context, er store.Erasure, at time.Time) (boo
 	}
 	var rep store.ErasureReport
 	for _, s := range snaps {
+		if repo.IsRepoKey(s.BlobKey) {
+			continue // with the repository, below
+		}
 		if err := w.Blobs.Delete(ctx, s.BlobKey); err != nil && !errors.Is(err, blob.ErrNotFound) {
 			return false, fmt.Errorf("deleting blob %s: %w", s.BlobKey, err)
 		}
 		rep.Blobs++
 		rep.BlobBytes += s.SizeBytes
+	}
+	// The account's repository: packs, indexes and manifests its
+	// snapshots shared. Its data key goes with the rows below, so a copy
+	// of them anywhere stays unreadable.
+	objs, err := w.Blobs.List(ctx, repo.AccountPrefix(er.AccountID))
+	if err != nil {
+		return false, err
+	}
+	for _, o := range objs {
+		if err := w.Blobs.Delete(ctx, o.Key); err != nil && !errors.Is(err, blob.ErrNotFound) {
+			return false, fmt.Errorf("deleting blob %s: %w", o.Key, err)
+		}
+		rep.Blobs++
+		rep.BlobBytes += o.Size
 	}
 	err = w.Store.InTx(ctx, func(tx *store.Tx) error {
 		if err := tx.EraseAccountData(ctx, er.AccountID, at, &rep); err != nil {

@@ -195,7 +195,7 @@ func (w *Worker) runDrill(ctx context.Context, src *store.BackupSource, snap *st
 			return store.DrillFailed, "creating the scratch directory: " + derr.Error(), 0, 0
 		}
 		defer os.RemoveAll(dir)
-		stats, _, err = w.restoreBlob(ctx, snap, KindDirectory, dir, "", opts)
+		stats, _, err = w.restoreBlob(ctx, snap, KindDirectory, dir, "", nil, opts)
 	case KindPostgres:
 		admin := w.settings().DrillDSN
 		if admin == "" {
@@ -206,7 +206,7 @@ func (w *Worker) runDrill(ctx context.Context, src *store.BackupSource, snap *st
 			return store.DrillFailed, "creating the scratch database: " + scrub(serr.Error(), admin), 0, 0
 		}
 		defer drop()
-		stats, _, err = w.restoreBlob(ctx, snap, KindPostgres, "", dsn, opts)
+		stats, _, err = w.restoreBlob(ctx, snap, KindPostgres, "", dsn, nil, opts)
 		if err != nil {
 			err = errors.New(scrub(scrub(err.Error(), dsn), admin))
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/repo"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -61,6 +62,10 @@ type GCResult struct {
 	// Foreign blobs left alone: their key is not under an account of this
 	// database (another deployment sharing the store, or another tool).
 	Foreign int
+	// Repository objects left alone: packs, indexes and manifests of an
+	// account's backup repository, which snapshots share; the prune
+	// judges them, never blob.gc.
+	Repository int
 }
 
 // CollectGarbage deletes, at now, every blob older than GCAge that no
@@ -92,6 +97,10 @@ func (w *Worker) CollectGarbage(ctx context.Context, now time.Time) (GCResult, e
 	for _, in := range infos {
 		if !in.ModTime.Before(cutoff) {
 			res.Young++
+			continue
+		}
+		if repo.IsRepoKey(in.Key) {
+			res.Repository++
 			continue
 		}
 		// Levqor's keys start with the account's id and the source's: a
@@ -151,6 +160,6 @@ func (w *Worker) CollectGarbage(ctx context.Context, now time.Time) (GCResult, e
 		}
 	}
 	log.WithFields(logrus.Fields{"scanned": res.Scanned, "deleted": res.Deleted, "freed_bytes": res.Freed, "kept": res.Kept,
-		"young": res.Young, "abandoned": res.Abandoned, "foreign": res.Foreign}).Info("blob garbage collected")
+		"young": res.Young, "abandoned": res.Abandoned, "foreign": res.Foreign, "repository": res.Repository}).Info("blob garbage collected")
 	return res, errors.Join(errs...)
 }

@@ -47,6 +47,9 @@ func TestBlobGCDeletesOnlyOldBlobsNoSnapshotHolds(t *testing.T) {
 			_, _, err = b.local.Put(ctx, key, strings.NewReader("not this deployment's"))
 			require.NoError(t, err)
 		}
+		pack := b.acc + "/repo/packs/" + strings.Repeat("0f", 32)
+		_, _, err = b.local.Put(ctx, pack, strings.NewReader("chunks no snapshot row names"))
+		require.NoError(t, err)
 		tmp := filepath.Join(b.local.Root(), b.acc, ".tmp-123456")
 		require.NoError(t, os.WriteFile(tmp, []byte("half a blob"), 0o600))
 
@@ -61,6 +64,9 @@ func TestBlobGCDeletesOnlyOldBlobsNoSnapshotHolds(t *testing.T) {
 		require.Equal(t, 1, res.Young)
 		require.Equal(t, 1, res.Abandoned)
 		require.Equal(t, 2, res.Foreign, "blobs not under an account of this database are left alone")
+		require.Equal(t, 1, res.Repository, "a repository's objects are the prune's to judge")
+		_, err = b.local.Stat(ctx, pack)
+		require.NoError(t, err)
 		for _, key := range foreign {
 			_, err := b.local.Stat(ctx, key)
 			require.NoError(t, err, key)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/repo"
 	"github.com/levqor/levqor/pkg/retention"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
@@ -280,6 +281,11 @@ func (p *SnapshotBody) Validate() error {
 	case p.BlobKey != "":
 		if err := blob.ValidateKey(p.BlobKey); err != nil {
 			return invalid("blob_key", strings.TrimPrefix(err.Error(), "blob: "))
+		}
+		if repo.IsRepoKey(p.BlobKey) {
+			// Its objects are shared by snapshots: one recorded as a
+			// snapshot's own blob would be deleted with it.
+			return invalid("blob_key", "blob_key names an object of the account's backup repository (<account>/repo/…), which no snapshot may claim as its own")
 		}
 	default:
 		if _, err := p.Content(); err != nil {

@@ -2,6 +2,7 @@ package backups
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,53 @@ type ResealReport struct {
 	// clear (stored before sealing began) and are now sealed; Current
 	// were already under the first key.
 	Resealed, Sealed, Current int
+	// DataKeysRewrapped are accounts' data keys wrapped under another key
+	// than the first and now under the first; DataKeysCurrent were under
+	// it already. The data they seal is not rewritten: only the wrapping
+	// changes.
+	DataKeysRewrapped, DataKeysCurrent int
+}
+
+// RewrapDataKeys wraps every account's data key under the first of the
+// sealer's keys, adding to rep: after it, an older master key opens
+// nothing Levqor keeps of the accounts' backups. A key changed meanwhile
+// (destroyed by an erasure) is left as it is.
+func RewrapDataKeys(ctx context.Context, st *store.Store, sealer *keys.Sealer, rep *ResealReport) error {
+	if sealer == nil {
+		return errors.New("LEVQOR_MASTER_KEYS: required to wrap the accounts' data keys")
+	}
+	after := ""
+	for {
+		page, err := st.AccountDataKeys(ctx, after, 200)
+		if err != nil {
+			return err
+		}
+		for _, k := range page {
+			raw, err := unwrapDataKey(sealer, k.AccountID, k.Wrapped)
+			if err != nil {
+				return err
+			}
+			wrapped, err := sealer.Seal(hex.EncodeToString(raw), dataKeyShown(k.AccountID))
+			if err != nil {
+				return err
+			}
+			if wrapped == k.Wrapped {
+				rep.DataKeysCurrent++
+				continue
+			}
+			ok, err := st.RewrapAccountDataKey(ctx, k.AccountID, k.Wrapped, wrapped, time.Now())
+			if err != nil {
+				return err
+			}
+			if ok {
+				rep.DataKeysRewrapped++
+			}
+		}
+		if len(page) < 200 {
+			return nil
+		}
+		after = page[len(page)-1].AccountID
+	}
 }
 
 // ResealSources seals every postgres source's DSN under the first of the

@@ -2,6 +2,7 @@ package backups
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -91,7 +92,14 @@ type RestoreDataBody struct {
 	// Overwrite allows a non-empty target: files (or database objects) of
 	// the same name are replaced.
 	Overwrite bool `json:"overwrite,omitempty"`
+	// Include, when set, restores only these paths of a directory
+	// snapshot (files, or directories with all they hold), relative to
+	// the snapshot's root.
+	Include []string `json:"include,omitempty"`
 }
+
+// MaxIncludes bounds the paths one restore includes.
+const MaxIncludes = 100
 
 // RestoreDataParams are the parameters of backup.restore_data.
 type RestoreDataParams struct {
@@ -105,6 +113,31 @@ type RestoreDataParams struct {
 func (p *RestoreDataBody) Normalize() {
 	p.TargetPath = strings.TrimSpace(p.TargetPath)
 	p.TargetDSN = strings.TrimSpace(p.TargetDSN)
+	for i := range p.Include {
+		p.Include[i] = strings.TrimSpace(p.Include[i])
+	}
+}
+
+// CleanSnapshotPath checks a path within a snapshot (field names it in
+// errors) and returns it slash-separated, without leading or trailing
+// slashes; "" is the root.
+func CleanSnapshotPath(field, p string) (string, error) {
+	if len(p) > 4096 {
+		return "", invalid(field, "a path within a snapshot is at most 4096 bytes")
+	}
+	if strings.ContainsRune(p, 0) || strings.Contains(p, "\\") {
+		return "", invalid(field, "a path within a snapshot is slash-separated, without NUL bytes or backslashes")
+	}
+	trimmed := strings.Trim(p, "/")
+	if trimmed == "" {
+		return "", nil
+	}
+	for _, seg := range strings.Split(trimmed, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", invalid(field, fmt.Sprintf("%q is not a path within the snapshot: no empty, '.' or '..' segments", p))
+		}
+	}
+	return trimmed, nil
 }
 
 // Validate returns a 403 for anyone but an operator, or a 422
@@ -124,6 +157,20 @@ func (p *RestoreDataParams) Validate() error {
 		return invalid("target_dsn", "give target_path or target_dsn, not both")
 	case p.TargetDSN != "" && !keys.IsSealed(p.TargetDSN): // a sealed one was validated before sealing
 		return ValidateDSN("target_dsn", p.TargetDSN)
+	case len(p.Include) > 0 && p.TargetPath == "":
+		return invalid("include", "include selects paths of a directory snapshot: a database is restored whole")
+	case len(p.Include) > MaxIncludes:
+		return invalid("include", fmt.Sprintf("at most %d paths per restore", MaxIncludes))
+	}
+	for i, in := range p.Include {
+		c, err := CleanSnapshotPath(fmt.Sprintf("include[%d]", i), in)
+		if err != nil {
+			return err
+		}
+		if c == "" {
+			return invalid(fmt.Sprintf("include[%d]", i), "the snapshot's root is restored by leaving include out")
+		}
+		p.Include[i] = c
 	}
 	return nil
 }
@@ -137,6 +184,8 @@ type RestoreDataResult struct {
 	TargetPath string `json:"target_path,omitempty"`
 	TargetDSN  string `json:"target_dsn,omitempty"`
 	Overwrite  bool   `json:"overwrite"`
+	// Include are the paths restored, when not the whole snapshot.
+	Include []string `json:"include,omitempty"`
 	// Files and Bytes count what was restored, every checksum checked.
 	Files int   `json:"files"`
 	Bytes int64 `json:"bytes"`

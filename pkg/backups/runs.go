@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"sync/atomic"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/levqor/levqor/pkg/archive"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/events"
@@ -177,8 +175,7 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 		loc = l
 	}
 	takenAt := started.In(loc).Truncate(time.Second)
-	key := fmt.Sprintf("%s/%s/%s.lvq", src.AccountID, src.ID, run.ID)
-	res, err := w.stream(ctx, log, src, cfg, run.ID, key, quota-used)
+	res, err := w.backupToRepo(ctx, log, src, cfg, run.ID, quota-used)
 	if err != nil {
 		switch {
 		case errors.Is(err, errQuota):
@@ -195,9 +192,10 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 		w.failRun(ctx, log, run, runFailure{reason: reason})
 		return nil, errors.New(reason)
 	}
-	log.WithFields(logrus.Fields{"stored_bytes": res.size, "source_bytes": res.manifest.SourceBytes, "blob_key": key}).Info("backup streamed")
+	log.WithFields(logrus.Fields{"stored_bytes": res.size, "source_bytes": res.summary.SourceBytes, "read_bytes": res.summary.ReadBytes,
+		"unchanged_files": res.summary.Unchanged, "blob_key": res.key}).Info("backup stored")
 
-	summary, err := json.Marshal(manifestSummary(res.manifest))
+	summary, err := json.Marshal(res.summary)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +205,7 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 	}
 	snap := store.Snapshot{
 		ID: derivedID(SnapshotIDPrefix, "snapshot", e.ID), AccountID: src.AccountID, SourceID: src.ID,
-		TakenAt: takenAt, SizeBytes: res.size, SHA256: res.sum, BlobKey: key, Tags: []string{}, RecordedBy: recordedBy,
+		TakenAt: takenAt, SizeBytes: res.size, SHA256: res.sum, BlobKey: res.key, Tags: []string{}, RecordedBy: recordedBy,
 		RecordedAt: time.Now(), Manifest: summary,
 	}
 	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
@@ -224,7 +222,7 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 		if !inserted {
 			return command.Outcome{}, recordConflict(ctx, tx, snap)
 		}
-		if err := tx.FinishRun(ctx, store.FinishRunParams{ID: run.ID, SnapshotID: snap.ID, SourceBytes: res.manifest.SourceBytes,
+		if err := tx.FinishRun(ctx, store.FinishRunParams{ID: run.ID, SnapshotID: snap.ID, SourceBytes: res.summary.SourceBytes,
 			StoredBytes: res.size, SHA256: res.sum}); err != nil {
 			return command.Outcome{}, err
 		}
@@ -233,7 +231,7 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 		}
 		if err := audit(ctx, tx, e, src.ID, snap.ID, AuditSnapshotRecorded, nil, []string{"a " + p.Trigger + " run backed the source up"}, map[string]any{
 			"run_id": run.ID, "taken_at": snap.TakenAt, "size_bytes": snap.SizeBytes, "sha256": snap.SHA256, "blob_key": snap.BlobKey,
-			"source_bytes": res.manifest.SourceBytes,
+			"source_bytes": res.summary.SourceBytes, "format": RepoFormat,
 		}); err != nil {
 			return command.Outcome{}, err
 		}
@@ -405,74 +403,15 @@ func (w *Worker) raise(ctx context.Context, tx *store.Tx, ev events.Event, corre
 	return err
 }
 
-// streamed is what a stream stored.
+// streamed is what a run stored: size bytes, the SHA-256 of the
+// snapshot's blob (its manifest, for the repository) under key.
 type streamed struct {
-	size     int64
-	sum      string
-	manifest archive.Manifest
-	// stored is how far a stream stopped for the quota got.
+	size    int64
+	sum     string
+	key     string
+	summary ManifestSummary
+	// stored is how far a run stopped for the quota got.
 	stored int64
-}
-
-// stream writes the source's archive through a pipe into the blob store,
-// never holding it whole in memory, and reports progress about every
-// ProgressEvery. On failure the partial blob is deleted (Put leaves none
-// by contract; the delete makes sure, and also removes a complete blob an
-// earlier, crashed attempt of the same run left).
-func (w *Worker) stream(ctx context.Context, log logrus.FieldLogger, src *store.BackupSource, cfg SourceConfig, runID, key string, room int64) (streamed, error) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pr, pw := io.Pipe()
-	lw := &limitWriter{w: pw, room: room}
-	var done atomic.Int64
-	progress := func(n int64) { done.Store(n) }
-	type written struct {
-		m   archive.Manifest
-		err error
-	}
-	out := make(chan written, 1)
-	go func() {
-		var m archive.Manifest
-		var err error
-		switch src.Kind {
-		case KindDirectory:
-			m, err = archive.WriteDirectory(sctx, lw, cfg.Path, progress)
-		case KindPostgres:
-			m, err = archive.WritePostgres(sctx, lw, cfg.DSN, progress)
-		default:
-			err = fmt.Errorf("kind %s does not run", src.Kind)
-		}
-		_ = pw.CloseWithError(err) // nil: the reader sees EOF
-		out <- written{m, err}
-	}()
-	stopProgress := w.reportProgress(ctx, log, runID, &done)
-	size, sum, perr := w.Blobs.Put(sctx, key, pr)
-	if perr != nil {
-		cancel()
-		_ = pr.CloseWithError(perr) // unblock the writer
-	}
-	wr := <-out
-	stopProgress()
-	var err error
-	switch {
-	case lw.exceeded.Load():
-		err = errQuota
-	case wr.err != nil:
-		err = wr.err
-	case perr != nil:
-		err = perr
-	case size != lw.n.Load():
-		err = fmt.Errorf("the blob store stored %d bytes of %d", size, lw.n.Load())
-	}
-	if err != nil {
-		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer dcancel()
-		if derr := w.Blobs.Delete(dctx, key); derr != nil {
-			log.WithFields(logrus.Fields{"blob_key": key, "error": derr.Error()}).Error("could not delete the partial blob of a failed run")
-		}
-		return streamed{stored: lw.n.Load()}, err
-	}
-	return streamed{size: size, sum: sum, manifest: wr.m}, nil
 }
 
 // reportProgress writes the run's progress (and heartbeat) about every
@@ -500,25 +439,6 @@ func (w *Worker) reportProgress(ctx context.Context, log logrus.FieldLogger, run
 		}
 	}()
 	return func() { close(quit); <-finished }
-}
-
-// limitWriter counts what passes and fails once more than room bytes
-// would be stored.
-type limitWriter struct {
-	w        io.Writer
-	room     int64
-	n        atomic.Int64
-	exceeded atomic.Bool
-}
-
-func (l *limitWriter) Write(p []byte) (int, error) {
-	if l.n.Load()+int64(len(p)) > l.room {
-		l.exceeded.Store(true)
-		return 0, errQuota
-	}
-	n, err := l.w.Write(p)
-	l.n.Add(int64(n))
-	return n, err
 }
 
 // runSlots is the worker's semaphore of LEVQOR_BACKUP_MAX_RUNS slots.
@@ -610,7 +530,10 @@ func (b *busyWaiter) giveUp(busy error) error {
 // ManifestSummary is what a snapshot records of its archive's manifest:
 // enough to say what it holds without reading the blob.
 type ManifestSummary struct {
-	Kind        string    `json:"kind"`
+	Kind string `json:"kind"`
+	// Format is RepoFormat for a snapshot of the backup repository; 0
+	// (absent) for an archive of format 1.
+	Format      int       `json:"format,omitempty"`
 	Files       int       `json:"files"`
 	Dirs        int       `json:"dirs,omitempty"`
 	Symlinks    int       `json:"symlinks,omitempty"`
@@ -619,25 +542,14 @@ type ManifestSummary struct {
 	DumpSHA256  string    `json:"dump_sha256,omitempty"`
 	DumpSize    int64     `json:"dump_size,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
-}
-
-func manifestSummary(m archive.Manifest) ManifestSummary {
-	s := ManifestSummary{Kind: m.Kind, SourceBytes: m.SourceBytes, DumpSHA256: m.DumpSHA256, DumpSize: m.DumpSize,
-		CreatedAt: m.CreatedAt.UTC(), Skipped: len(m.Skipped)}
-	for _, f := range m.Files {
-		switch f.Type {
-		case archive.TypeFile:
-			s.Files++
-		case archive.TypeDir:
-			s.Dirs++
-		case archive.TypeSymlink:
-			s.Symlinks++
-		}
-	}
-	if m.Kind == archive.KindPostgres {
-		s.Files = 1
-	}
-	return s
+	// Of a snapshot of the repository: the files taken unchanged from the
+	// previous snapshot, the bytes read, the snapshot's chunks and those
+	// it stored new, and the size of its (sealed) manifest.
+	Unchanged     int   `json:"unchanged,omitempty"`
+	ReadBytes     int64 `json:"read_bytes,omitempty"`
+	Chunks        int   `json:"chunks,omitempty"`
+	NewChunks     int   `json:"new_chunks,omitempty"`
+	ManifestBytes int64 `json:"manifest_bytes,omitempty"`
 }
 
 // SummaryOf decodes a snapshot's manifest summary; ok is false for a

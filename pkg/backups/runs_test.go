@@ -77,7 +77,7 @@ func startRunner(t *testing.T, st *store.Store, tune func(*backups.Settings)) *r
 	}
 	pub := bus.NewPublisher(env.JS, env.Topo)
 	b.w = &backups.Worker{
-		Store: st, Blobs: puts, Topology: env.Topo, Settings: set, Publisher: pub,
+		Store: st, Blobs: puts, Topology: env.Topo, Settings: set, Publisher: pub, Sealer: testSealer(t),
 		Runtime: &command.Runtime{Store: st, NC: env.NC, Prefix: env.Topo.Prefix},
 	}
 	r, err := bus.NewRouter(env.JS, bus.RouterConfig{
@@ -320,7 +320,9 @@ func snapshotTree(t *testing.T, dir string) map[string]entry {
 			e.Data = string(b)
 		}
 		if rel == "." {
-			e.MTime = time.Time{} // the target root is the restore's own
+			// The target root is the restore's own: its mode and time
+			// are never changed.
+			e.MTime, e.Mode = time.Time{}, fs.ModeDir
 		}
 		out[rel] = e
 		return nil
@@ -355,10 +357,12 @@ func TestDirectoryBackupRunsVerifiesAndRestores(t *testing.T) {
 		require.Equal(t, backups.KindDirectory, sum.Kind)
 		require.Equal(t, 7, sum.Files)
 
-		t.Run("TheBlobIsWhatTheSnapshotSays", func(t *testing.T) {
+		t.Run("TheBlobIsTheSnapshotsEncryptedManifest", func(t *testing.T) {
+			require.True(t, strings.HasPrefix(snap.BlobKey, r.acc+"/repo/snapshots/"), snap.BlobKey)
 			size, digest := blobDigest(t, r.local, snap.BlobKey)
-			require.Equal(t, snap.SizeBytes, size)
+			require.Equal(t, sum.ManifestBytes, size)
 			require.Equal(t, snap.SHA256, digest)
+			require.Equal(t, backups.RepoFormat, sum.Format)
 		})
 
 		t.Run("ARedeliveredRunCommandDoesNotRunAgain", func(t *testing.T) {
@@ -419,7 +423,7 @@ func TestDirectoryBackupRunsVerifiesAndRestores(t *testing.T) {
 			got, err := st.GetSnapshot(t.Context(), snap.ID)
 			require.NoError(t, err)
 			require.Equal(t, store.SnapshotCorrupt, got.Integrity)
-			require.Contains(t, got.VerifyError, "SHA-256")
+			require.Contains(t, got.VerifyError, "integrity check")
 			ev := r.events(t, events.NameBackupCorrupt)
 			require.Len(t, ev, 1)
 			require.Equal(t, r.acc, ev[0]["account_id"])
@@ -533,9 +537,9 @@ func TestQuotaExceededFailsTheRunWithAnEvent(t *testing.T) {
 	require.Len(t, ev, 1)
 	require.Equal(t, src, ev[0]["source_id"])
 	require.Equal(t, r.acc, ev[0]["account_id"])
-	blobs, err := r.local.List(t.Context(), r.acc+"/"+src+"/")
+	blobs, err := r.local.List(t.Context(), r.acc+"/")
 	require.NoError(t, err)
-	require.Empty(t, blobs, "the stream stopped at the quota left nothing behind")
+	require.Empty(t, blobs, "the run stopped at the quota left nothing behind")
 }
 
 // accountBusy starts a run of src as another worker would: it counts
@@ -750,7 +754,7 @@ INSERT INTO items SELECT g, 'item ' || g, g * 1.25, '2026-01-01'::timestamptz + 
 	// server for scratch databases; restored into one, and the scratch
 	// database dropped, with it.
 	r.entitleDrills(t)
-	noScratch := &backups.Worker{Store: st, Blobs: r.w.Blobs, Topology: r.env.Topo}
+	noScratch := &backups.Worker{Store: st, Blobs: r.w.Blobs, Topology: r.env.Topo, Sealer: r.w.Sealer}
 	skipped, err := noScratch.RestoreDrills(t.Context(), time.Now())
 	require.NoError(t, err)
 	require.Equal(t, backups.DrillSummary{Skipped: 1}, skipped)

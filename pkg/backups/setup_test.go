@@ -19,6 +19,7 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/retention"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -43,12 +44,22 @@ func setup(t *testing.T, st *store.Store, ent catalog.Entitlements) *bundle {
 	require.NoError(t, err)
 	b := &bundle{st: st, local: local, blobs: &faultyBlobs{Store: local}}
 	b.w = &backups.Worker{
-		Store: st, Blobs: b.blobs,
+		Store: st, Blobs: b.blobs, Sealer: testSealer(t),
 		Runtime:  &command.Runtime{Store: st, Prefix: "levqor"},
 		Settings: backups.Settings{MaxShare: 0.5, TrashGrace: 7 * 24 * time.Hour},
 	}
 	b.acc = b.account(t, ent, "active")
 	return b
+}
+
+// testMasterKey is the master key of the tests' workers.
+const testMasterKey = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
+
+func testSealer(t testing.TB) *keys.Sealer {
+	t.Helper()
+	s, err := keys.ParseMasterKeys(testMasterKey)
+	require.NoError(t, err)
+	return s
 }
 
 // account inserts an account with the given entitlements and status.

@@ -110,6 +110,9 @@ func (w *Worker) recordIntegrity(ctx context.Context, tx *store.Tx, s *store.Sna
 // archive. It returns why the snapshot is corrupt, "" when it is intact,
 // or an error when the blob could not be read (which proves nothing).
 func (w *Worker) check(ctx context.Context, s *store.Snapshot) (string, error) {
+	if isV2(s) {
+		return w.checkV2(ctx, s)
+	}
 	rc, err := w.Blobs.Get(ctx, s.BlobKey)
 	if errors.Is(err, blob.ErrNotFound) {
 		return fmt.Sprintf("its blob %s is missing from the blob store", s.BlobKey), nil
@@ -251,7 +254,10 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p Restore
 			return nil, err
 		}
 	}
-	stats, blobBytes, err := w.restoreBlob(ctx, snap, sum.Kind, target, targetDSN, archive.RestoreOptions{Overwrite: p.Overwrite, TempDir: os.TempDir()})
+	if len(p.Include) > 0 && !isV2(snap) {
+		return nil, unprocessable("not_browsable", "include", fmt.Sprintf("snapshot %s is an archive of format 1, restored whole; snapshots taken since the backup repository (format 2) restore single paths", snap.ID))
+	}
+	stats, blobBytes, err := w.restoreBlob(ctx, snap, sum.Kind, target, targetDSN, p.Include, archive.RestoreOptions{Overwrite: p.Overwrite, TempDir: os.TempDir()})
 	if errors.Is(err, blob.ErrNotFound) {
 		reason := fmt.Sprintf("its blob %s is missing from the blob store", snap.BlobKey)
 		w.markCorrupt(ctx, log, snap, reason, actorOf(e))
@@ -260,6 +266,8 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p Restore
 	if err != nil {
 		msg := scrub(err.Error(), targetDSN)
 		switch {
+		case errors.Is(err, errPathNotInSnapshot):
+			return nil, unprocessable("path_not_found", "include", msg)
 		case errors.Is(err, archive.ErrTargetNotEmpty):
 			return nil, conflict("target_not_empty", field, fmt.Sprintf("the target is not empty; set overwrite to replace what is there (%s)", msg))
 		case errors.Is(err, archive.ErrCorrupt):
@@ -270,7 +278,7 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p Restore
 		}
 		return nil, errors.New(msg)
 	}
-	res := RestoreDataResult{SnapshotID: snap.ID, Kind: sum.Kind, TargetPath: target, Overwrite: p.Overwrite,
+	res := RestoreDataResult{SnapshotID: snap.ID, Kind: sum.Kind, TargetPath: target, Overwrite: p.Overwrite, Include: p.Include,
 		Files: stats.Files, Bytes: stats.Bytes, SHA256: snap.SHA256}
 	if p.TargetDSN != "" {
 		res.TargetDSN = RedactDSN(p.TargetDSN)
@@ -278,7 +286,7 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p Restore
 	log.WithFields(logrus.Fields{"files": stats.Files, "bytes": stats.Bytes, "blob_bytes": blobBytes}).Info("snapshot restored")
 	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
 		if err := audit(ctx, tx, e, snap.SourceID, snap.ID, AuditDataRestored, nil, []string{"restored by an operator"}, map[string]any{
-			"kind": res.Kind, "target_path": res.TargetPath, "target_dsn": res.TargetDSN, "overwrite": res.Overwrite,
+			"kind": res.Kind, "target_path": res.TargetPath, "target_dsn": res.TargetDSN, "overwrite": res.Overwrite, "include": res.Include,
 			"files": res.Files, "bytes": res.Bytes,
 		}); err != nil {
 			return command.Outcome{}, err
@@ -292,7 +300,11 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p Restore
 // RestorePostgres, which check every checksum of the manifest on the
 // way, and checks the blob's own SHA-256 at the end. It returns what was
 // restored and the blob's size; a missing blob wraps blob.ErrNotFound.
-func (w *Worker) restoreBlob(ctx context.Context, snap *store.Snapshot, kind, dir, dsn string, opts archive.RestoreOptions) (archive.Stats, int64, error) {
+func (w *Worker) restoreBlob(ctx context.Context, snap *store.Snapshot, kind, dir, dsn string, include []string, opts archive.RestoreOptions) (archive.Stats, int64, error) {
+	if isV2(snap) {
+		stats, err := w.restoreV2(ctx, snap, kind, dir, dsn, include, opts)
+		return stats, 0, err
+	}
 	rc, err := w.Blobs.Get(ctx, snap.BlobKey)
 	if err != nil {
 		return archive.Stats{}, 0, err

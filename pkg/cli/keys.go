@@ -18,9 +18,9 @@ func init() {
 		"keys rotate [--json]", map[string]commandFunc{"rotate": runKeysRotate})
 }
 
-const keysAbout = "LEVQOR_MASTER_KEYS seal the secrets Levqor keeps (a postgres source's DSN): the first seals, every one opens. " +
+const keysAbout = "LEVQOR_MASTER_KEYS seal the secrets Levqor keeps (a postgres source's DSN, each account's data key, under which its backups are encrypted): the first seals, every one opens. " +
 	"To rotate, put a new key first and keep the old ones after it, restart ingest and the workers, then run this: " +
-	"it seals every source's DSN under the new key (and those stored in clear before sealing began). " +
+	"it seals every source's DSN under the new key (and those stored in clear before sealing began) and wraps every account's data key under it, without rewriting any backup. " +
 	"Then the old key can be dropped once the commands recorded before the rotation are pruned. Audited."
 
 func runKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer, opts Options) error {
@@ -47,6 +47,9 @@ func runKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	defer st.Close()
 	rep, err := (&backups.Worker{Store: st}).ResealSources(ctx, sealer)
+	if err == nil {
+		err = backups.RewrapDataKeys(ctx, st, sealer, &rep)
+	}
 	if err != nil {
 		return schemaHint(err)
 	}
@@ -59,5 +62,7 @@ func runKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	fmt.Fprintf(stdout, "sources' DSNs: %d sealed again under the first key, %d sealed for the first time, %d already under it\n",
 		rep.Resealed, rep.Sealed, rep.Current)
+	fmt.Fprintf(stdout, "accounts' data keys: %d wrapped again under the first key, %d already under it (no backup is rewritten)\n",
+		rep.DataKeysRewrapped, rep.DataKeysCurrent)
 	return nil
 }

@@ -87,6 +87,8 @@ type writer struct {
 	// chunker and buf are reused from file to file: a chunk can be 8 MiB.
 	chunker *chunker.Chunker
 	buf     []byte
+	// indexed is set once the index of the writer's packs is stored.
+	indexed bool
 	// progressed is how much of the source was read or found unchanged.
 	progressed int64
 }
@@ -149,6 +151,21 @@ func (w *writer) flush(ctx context.Context) error {
 	return nil
 }
 
+// abort deletes the packs this writer stored, when a backup fails before
+// its index is stored: no index names them, so nothing else uses their
+// chunks. (Once the index is stored, other backups may.) It is best
+// effort: a pack left is removed by the prune.
+func (w *writer) abort(ctx context.Context) {
+	if w.indexed {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	for _, p := range w.done {
+		_ = w.r.blobs.Delete(ctx, w.r.prefix+"packs/"+p.ID.String())
+	}
+}
+
 // finish stores the last pack and the index of every pack this writer
 // made. Until the index is stored, a crash leaves packs no index names:
 // their chunks are stored again by the next backup, and the prune step
@@ -161,6 +178,7 @@ func (w *writer) finish(ctx context.Context) error {
 		return nil
 	}
 	_, _, err := w.r.writeSealed(ctx, "index", indexFile{Packs: w.done})
+	w.indexed = err == nil
 	return err
 }
 
@@ -264,10 +282,12 @@ func (r *Repo) BackupDirectory(ctx context.Context, root string, prev *Manifest)
 		return nil
 	})
 	if err != nil {
+		w.abort(ctx)
 		return ID{}, nil, err
 	}
 	sort.Slice(m.Nodes, func(i, j int) bool { return m.Nodes[i].Path < m.Nodes[j].Path })
 	if err := w.finish(ctx); err != nil {
+		w.abort(ctx)
 		return ID{}, nil, err
 	}
 	id, obj, err := r.writeSealed(ctx, "snapshots", m)
@@ -282,11 +302,13 @@ func (r *Repo) BackupStream(ctx context.Context, name string, rd io.Reader) (ID,
 	w := &writer{r: r, stats: &m.Stats, pending: map[ID]bool{}}
 	ids, n, err := w.chunkStream(ctx, rd)
 	if err != nil {
+		w.abort(ctx)
 		return ID{}, nil, err
 	}
 	m.Stats.Files, m.Stats.Bytes, m.Stats.ReadBytes = 1, n, n
 	m.Nodes = []Node{{Path: name, Type: TypeFile, Mode: 0o600, ModTime: m.Time, Size: n, Chunks: ids}}
 	if err := w.finish(ctx); err != nil {
+		w.abort(ctx)
 		return ID{}, nil, err
 	}
 	id, obj, err := r.writeSealed(ctx, "snapshots", m)

@@ -183,6 +183,17 @@ func (k *Key) open(sealed, ad []byte) ([]byte, error) {
 	return plain, nil
 }
 
+// AccountPrefix is where an account's repository keeps its objects in
+// Levqor's blob store.
+func AccountPrefix(accountID string) string { return accountID + "/repo/" }
+
+// IsRepoKey reports whether key is an object of an account's repository
+// (a pack, an index or a manifest), never a snapshot's own blob.
+func IsRepoKey(key string) bool {
+	_, rest, ok := strings.Cut(key, "/")
+	return ok && strings.HasPrefix(rest, "repo/")
+}
+
 // Repo is one account's repository in a blob store.
 type Repo struct {
 	blobs  blob.Store

@@ -280,3 +280,31 @@ func TestADumpThatChangedALittleStoresALittle(t *testing.T) {
 	require.Equal(t, changed, out.Bytes())
 	_, _ = io.Copy(io.Discard, &out)
 }
+
+// failingIndex is a blob store that cannot store an index.
+type failingIndex struct{ blob.Store }
+
+var errIndexDown = fmt.Errorf("index store down")
+
+func (f failingIndex) Put(ctx context.Context, key string, r io.Reader) (int64, string, error) {
+	if strings.Contains(key, "/index/") {
+		return 0, "", errIndexDown
+	}
+	return f.Store.Put(ctx, key, r)
+}
+
+// TestABackupThatFailsLeavesNoPacks: the packs a failed backup stored
+// before its index are deleted again: nothing else can use them.
+func TestABackupThatFailsLeavesNoPacks(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	tree(t, src, 5)
+	local, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	r := newRepo(t, failingIndex{local}, dataKey(t))
+	_, _, err = r.BackupDirectory(t.Context(), src, nil)
+	require.ErrorIs(t, err, errIndexDown)
+	left, err := local.List(t.Context(), "")
+	require.NoError(t, err)
+	require.Empty(t, left)
+}

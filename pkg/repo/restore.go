@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/levqor/levqor/pkg/blob"
@@ -48,6 +49,16 @@ func (m *Manifest) List(dir string) ([]Node, error) {
 		return nil, fmt.Errorf("repo: no directory %q in the snapshot: %w", dir, os.ErrNotExist)
 	}
 	return out, nil
+}
+
+// Find is the node of m at path p (slash-separated, relative to the
+// root).
+func (m *Manifest) Find(p string) (Node, bool) {
+	i := sort.Search(len(m.Nodes), func(i int) bool { return m.Nodes[i].Path >= p })
+	if i < len(m.Nodes) && m.Nodes[i].Path == p {
+		return m.Nodes[i], true
+	}
+	return Node{}, false
 }
 
 // reader reads chunks, keeping the last pack it fetched: a restore reads

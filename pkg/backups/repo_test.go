@@ -1,0 +1,144 @@
+package backups_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/backups"
+	"github.com/levqor/levqor/pkg/blob"
+	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/keys"
+	"github.com/levqor/levqor/pkg/store"
+	"github.com/levqor/levqor/pkg/store/storetest"
+)
+
+// TestASecondRunStoresOnlyWhatChanged: a second run of a directory
+// source reads only the file that changed, stores a few kB where the
+// first stored the tree, and its snapshot restores the whole new tree.
+func TestASecondRunStoresOnlyWhatChanged(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	r := startRunner(t, st, nil)
+	data := filepath.Join(r.root, "data")
+	tree(t, data)
+	src := r.directorySource(t, "files", data)
+
+	first, c := r.backup(t, src)
+	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	one, ok := backups.SummaryOf(first.Snapshot)
+	require.True(t, ok)
+	require.Zero(t, one.Unchanged)
+	require.Equal(t, first.SourceBytes, one.ReadBytes, "the first run reads everything")
+
+	changed := filepath.Join(data, "a", "b", "c", "deep.txt")
+	require.NoError(t, os.WriteFile(changed, []byte("deeper, and changed"), 0o644))
+	mtime := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+	require.NoError(t, os.Chtimes(changed, mtime, mtime))
+	want := snapshotTree(t, data)
+
+	second, c := r.backup(t, src)
+	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	two, ok := backups.SummaryOf(second.Snapshot)
+	require.True(t, ok)
+	require.Equal(t, one.Files-1, two.Unchanged, "only the changed file is read again")
+	require.EqualValues(t, len("deeper, and changed"), two.ReadBytes)
+	require.Equal(t, 1, two.NewChunks)
+	require.Less(t, second.Snapshot.SizeBytes, int64(8<<10), "a few kB: one chunk, its pack, an index and the manifest")
+	require.Greater(t, first.Snapshot.SizeBytes, int64(500<<10))
+
+	target := filepath.Join(r.root, "restored")
+	id := r.submit(t, backups.RunDomain, backups.ActionRestoreData, backups.RestoreDataParams{
+		SnapshotID: second.Snapshot.ID, ByOperator: true, RestoreDataBody: backups.RestoreDataBody{TargetPath: target}})
+	succeeded(t, r.outcome(t, id, 60*time.Second), nil)
+	require.Equal(t, want, snapshotTree(t, target))
+}
+
+// TestRotatingTheMasterKeyRewrapsDataKeysWithoutRewritingBackups: after
+// a rotation the new master key alone reads the account's backups, no
+// stored object was rewritten, and the old key alone reads nothing.
+func TestRotatingTheMasterKeyRewrapsDataKeysWithoutRewritingBackups(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	r := startRunner(t, st, nil)
+	data := filepath.Join(r.root, "data")
+	tree(t, data)
+	src := r.directorySource(t, "files", data)
+	run, c := r.backup(t, src)
+	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	before, err := r.local.List(t.Context(), "")
+	require.NoError(t, err)
+
+	newKey := strings.Repeat("7a", 32)
+	rotated, err := keys.ParseMasterKeys(newKey + "," + testMasterKey)
+	require.NoError(t, err)
+	var rep backups.ResealReport
+	require.NoError(t, backups.RewrapDataKeys(t.Context(), st, rotated, &rep))
+	require.Equal(t, backups.ResealReport{DataKeysRewrapped: 1}, rep)
+	rep = backups.ResealReport{}
+	require.NoError(t, backups.RewrapDataKeys(t.Context(), st, rotated, &rep))
+	require.Equal(t, backups.ResealReport{DataKeysCurrent: 1}, rep, "a second rotation changes nothing")
+
+	after, err := r.local.List(t.Context(), "")
+	require.NoError(t, err)
+	require.Equal(t, before, after, "no backup was rewritten")
+
+	onlyNew, err := keys.ParseMasterKeys(newKey)
+	require.NoError(t, err)
+	res, err := r.worker(onlyNew).VerifySample(t.Context(), time.Now())
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Checked)
+	require.Zero(t, res.Corrupt, "the new key alone reads every chunk")
+
+	onlyOld, err := keys.ParseMasterKeys(testMasterKey)
+	require.NoError(t, err)
+	_, err = r.worker(onlyOld).VerifySample(t.Context(), time.Now())
+	require.ErrorContains(t, err, "no longer holds", "the old key alone opens nothing")
+	got, err := st.GetSnapshot(t.Context(), run.Snapshot.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.SnapshotVerified, got.Integrity, "a key the workers lack is an error, never a corrupt snapshot")
+}
+
+// worker is a worker of the runner's store and blobs with its own
+// master keys.
+func (r *runner) worker(sealer *keys.Sealer) *backups.Worker {
+	return &backups.Worker{Store: r.st, Blobs: r.local, Topology: r.env.Topo, Sealer: sealer,
+		Runtime: &command.Runtime{Store: r.st, Prefix: r.env.Topo.Prefix}}
+}
+
+// TestARepositoryObjectIsNeverDeletedAsASnapshotsBlob: purging a
+// snapshot of the repository deletes its manifest only; the packs its
+// chunks are in stay, for the snapshots that share them.
+func TestARepositoryObjectIsNeverDeletedAsASnapshotsBlob(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	r := startRunner(t, st, nil)
+	data := filepath.Join(r.root, "data")
+	tree(t, data)
+	src := r.directorySource(t, "files", data)
+	first, c := r.backup(t, src)
+	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	second, c := r.backup(t, src)
+	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+
+	require.NoError(t, st.InTx(t.Context(), func(tx *store.Tx) error {
+		_, err := tx.MoveSnapshot(t.Context(), store.MoveSnapshotParams{ID: first.Snapshot.ID, From: store.SnapshotActive,
+			To: store.SnapshotTrash, PurgeAfter: time.Now().Add(-time.Minute)})
+		return err
+	}))
+	res, err := r.w.SweepSource(t.Context(), src, backups.SweepOptions{Now: time.Now(), Actor: "sweep:test"})
+	require.NoError(t, err)
+	require.Equal(t, []string{first.Snapshot.ID}, res.Purged, "%+v", res)
+	_, err = r.local.Stat(t.Context(), first.Snapshot.BlobKey)
+	require.ErrorIs(t, err, blob.ErrNotFound, "the purged snapshot's manifest is gone")
+
+	v, err := r.w.VerifySample(t.Context(), time.Now())
+	require.NoError(t, err)
+	require.Equal(t, 1, v.Checked)
+	require.Zero(t, v.Corrupt, "the second snapshot, whose every chunk the first stored, is whole")
+	require.Equal(t, second.Snapshot.ID, v.Snapshots[0].ID)
+}
