@@ -80,6 +80,9 @@ type Config struct {
 	// COMMANDS stream and the DLQ hold none readable. Processes always
 	// set it; nil leaves them in clear.
 	Sealer *keys.Sealer
+	// Browser reads snapshots for browsing and downloads; nil (no blob
+	// store configured for ingest) answers those routes 503.
+	Browser *backups.Browser
 }
 
 // Server serves the product API.

@@ -85,6 +85,9 @@ func newHarness(t *testing.T, st *store.Store, o options) *harness {
 		cfg.MaxDeliver = o.maxDel
 	}
 	cfg.APIRate, cfg.APIBurst = 1000, 1000
+	// As config requires of ingest and the workers: it wraps the data
+	// keys backups are encrypted under, and seals DSNs.
+	cfg.MasterKeys = "4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d"
 	cfg.APIAuthFailures = 10000 // the tests knock on every route without a key
 	if o.rate > 0 {
 		cfg.APIRate, cfg.APIBurst = o.rate, o.burst

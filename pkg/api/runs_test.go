@@ -1,8 +1,13 @@
 package api_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,11 +25,37 @@ import (
 // allowPaths serves the API again with LEVQOR_BACKUP_PATHS set to a fresh
 // directory, which it returns; the retention worker started afterwards
 // gets it too.
+func entryNames(l backups.Listing) []string {
+	var out []string
+	for _, e := range l.Entries {
+		out = append(out, e.Name)
+	}
+	return out
+}
+
+// untar reads a tar stream into name → content.
+func untar(t *testing.T, b []byte) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		require.NoError(t, err)
+		data, err := io.ReadAll(tr)
+		require.NoError(t, err)
+		out[h.Name] = string(data)
+	}
+}
+
 func (h *harness) allowPaths(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.EvalSymlinks(t.TempDir())
 	require.NoError(t, err)
 	h.env.Cfg.BackupPaths = []string{root}
+	h.env.Cfg.BlobDir = t.TempDir() // ingest reads snapshots for browsing
 	h.env.Reg = telemetry.NewRegistry()
 	srv, err := h.env.Ingest("")
 	require.NoError(t, err)
@@ -149,6 +180,69 @@ func TestBackupRunsThroughTheAPI(t *testing.T) {
 		r = h.do(t, http.MethodPost, "/v1/snapshots/"+run.SnapshotID+"/restore?wait=20s", h.opKey, target)
 		require.Equal(t, http.StatusConflict, r.status, string(r.body))
 		require.Equal(t, "target_not_empty", r.command(t).Error.Code)
+	})
+	t.Run("BrowseAndDownload", func(t *testing.T) {
+		files := "/v1/snapshots/" + run.SnapshotID + "/files"
+		var root backups.Listing
+		h.do(t, http.MethodGet, files, h.keyA, nil).json(t, &root)
+		require.Equal(t, []string{"img", "index.html"}, entryNames(root))
+		require.Equal(t, "dir", root.Entries[0].Type)
+		require.EqualValues(t, len("<h1>hello</h1>"), root.Entries[1].Size)
+		var img backups.Listing
+		r := h.do(t, http.MethodGet, files+"?path=/img/", h.keyA, nil)
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		r.json(t, &img)
+		require.Equal(t, "img", img.Path)
+		require.Equal(t, []string{"logo.svg"}, entryNames(img))
+		require.Equal(t, "0600", img.Entries[0].Mode)
+
+		for path, want := range map[string][2]any{
+			"nope":       {http.StatusNotFound, "path"},
+			"../etc":     {http.StatusUnprocessableEntity, "path"},
+			"index.html": {http.StatusUnprocessableEntity, "path"},
+		} {
+			r := h.do(t, http.MethodGet, files+"?path="+url.QueryEscape(path), h.keyA, nil)
+			require.Equal(t, want[0], r.status, "%s: %s", path, r.body)
+			require.Equal(t, want[1], r.errorOf(t)["field"], path)
+		}
+		require.Equal(t, http.StatusNotFound, h.do(t, http.MethodGet, files, h.keyB, nil).status, "another account's snapshot is not found")
+		require.Equal(t, http.StatusNotFound, h.do(t, http.MethodGet, "/v1/snapshots/"+run.SnapshotID+"/download", h.keyB, nil).status)
+
+		dl := "/v1/snapshots/" + run.SnapshotID + "/download"
+		r = h.do(t, http.MethodGet, dl+"?path=index.html", h.keyA, nil)
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		require.Equal(t, "<h1>hello</h1>", string(r.body))
+		require.Equal(t, `attachment; filename=index.html`, r.header.Get("Content-Disposition"))
+		require.Equal(t, "application/octet-stream", r.header.Get("Content-Type"))
+
+		r = h.do(t, http.MethodGet, dl+"?path=img", h.keyA, nil)
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		require.Equal(t, "application/x-tar", r.header.Get("Content-Type"))
+		require.Equal(t, map[string]string{"img/": "", "img/logo.svg": "<svg/>"}, untar(t, r.body))
+		r = h.do(t, http.MethodGet, dl, h.keyA, nil)
+		require.Equal(t, map[string]string{"img/": "", "img/logo.svg": "<svg/>", "index.html": "<h1>hello</h1>"}, untar(t, r.body))
+	})
+	t.Run("APartialRestore", func(t *testing.T) {
+		target := filepath.Join(root, "only-img")
+		var res backups.RestoreDataResult
+		h.do(t, http.MethodPost, "/v1/snapshots/"+run.SnapshotID+"/restore?wait=20s", h.opKey,
+			map[string]any{"target_path": target, "include": []string{"img/logo.svg"}}).result(t, http.StatusOK, &res)
+		require.Equal(t, 1, res.Files)
+		require.Equal(t, []string{"img/logo.svg"}, res.Include)
+		_, err := os.Stat(filepath.Join(target, "index.html"))
+		require.ErrorIs(t, err, os.ErrNotExist, "only what was included")
+		b, err := os.ReadFile(filepath.Join(target, "img", "logo.svg"))
+		require.NoError(t, err)
+		require.Equal(t, "<svg/>", string(b))
+
+		r := h.do(t, http.MethodPost, "/v1/snapshots/"+run.SnapshotID+"/restore?wait=20s", h.opKey,
+			map[string]any{"target_path": filepath.Join(root, "none"), "include": []string{"img/missing.png"}})
+		require.Equal(t, http.StatusUnprocessableEntity, r.status, string(r.body))
+		require.Equal(t, "include", r.command(t).Error.Field)
+		r = h.do(t, http.MethodPost, "/v1/snapshots/"+run.SnapshotID+"/restore", h.opKey,
+			map[string]any{"target_path": filepath.Join(root, "none"), "include": []string{"img/../../etc"}})
+		require.Equal(t, http.StatusUnprocessableEntity, r.status, string(r.body))
+		require.Equal(t, "include[0]", r.errorOf(t)["field"])
 	})
 	t.Run("PauseAndResume", func(t *testing.T) {
 		var v backups.SourceView

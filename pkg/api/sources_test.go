@@ -40,7 +40,9 @@ func (h *harness) subscribe(t *testing.T, acc string, ent catalog.Entitlements) 
 // directory, until the test ends.
 func (h *harness) runRetention(t *testing.T) {
 	t.Helper()
-	h.env.Cfg.BlobDir = t.TempDir()
+	if h.env.Cfg.BlobDir == "" {
+		h.env.Cfg.BlobDir = t.TempDir()
+	}
 	r, err := h.env.Router([]string{backups.WorkerName})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -413,6 +415,7 @@ func TestRetentionBadInputNamesTheField(t *testing.T) {
 		"SnapshotBadBase64":    {http.MethodPost, s + "/snapshots", h.keyA, snapshot("content_base64", "!!"), 422, "content_base64"},
 		"SnapshotForeignBlob":  {http.MethodPost, s + "/snapshots", h.keyA, map[string]string{"taken_at": october(3), "blob_key": h.accB + "/x"}, 422, "blob_key"},
 		"SnapshotTraversal":    {http.MethodPost, s + "/snapshots", h.keyA, map[string]string{"taken_at": october(3), "blob_key": h.accA + "/../" + h.accB + "/x"}, 422, "blob_key"},
+		"SnapshotOfARepoPack":  {http.MethodPost, s + "/snapshots", h.keyA, map[string]string{"taken_at": october(3), "blob_key": h.accA + "/repo/packs/" + strings.Repeat("ab", 32)}, 422, "blob_key"},
 		"SnapshotChecksum":     {http.MethodPost, s + "/snapshots", h.keyA, snapshot("sha256", "xyz"), 422, "sha256"},
 		"SnapshotTag":          {http.MethodPost, s + "/snapshots", h.keyA, snapshot("tags", []string{"ok", "a,b"}), 422, "tags[1]"},
 		"SnapshotID":           {http.MethodPost, s + "/snapshots", h.keyA, snapshot("id", "my-snapshot"), 422, "id"},

@@ -312,7 +312,18 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("LEVQOR_TRUSTED_PROXIES: %w", err)
 	}
+	// Customers browse and download their snapshots through the API,
+	// which reads the blob store (read-only access suffices).
+	blobs, err := e.blobStore()
+	if err != nil {
+		return nil, err
+	}
+	var browser *backups.Browser
+	if blobs != nil && sealer != nil {
+		browser = backups.NewBrowser(e.Store, blobs, sealer, e.Cfg.Topology)
+	}
 	a, err := api.New(api.Config{
+		Browser:        browser,
 		TrustedProxies: proxies,
 		Sealer:         sealer,
 		Store:          e.Store, Publisher: pub, NC: e.NC, Authorizer: authz, Logger: log,
