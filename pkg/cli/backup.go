@@ -22,7 +22,7 @@ import (
 func init() {
 	registerGroup("backup", "run <src_…> [--wait] | pause <src_…> | resume <src_…>: back a source up now, pause or resume its schedule",
 		backupUsage, map[string]commandFunc{"run": backupCommand("run"), "pause": backupCommand("pause"), "resume": backupCommand("resume")})
-	register("restore", "<snap_…> --to <dir> | --dsn <postgres://…> [--overwrite]: restore a snapshot's data (operators)", runRestore)
+	register("restore", "<snap_…> --to <dir> [--include PATH]… | --dsn <postgres://…> [--overwrite]: restore a snapshot's data (operators)", runRestore)
 }
 
 // backupSynopsis is each backup subcommand's usage line.
@@ -34,7 +34,7 @@ var backupSynopsis = map[string]string{
 
 const (
 	backupUsage  = "backup run <src_…> [--wait] [--json]\nbackup pause <src_…> [--json]\nbackup resume <src_…> [--json]"
-	restoreUsage = "restore <snap_…> --to <dir> | --dsn <postgres://…> [--overwrite] [--json] [--url URL] [--key KEY]"
+	restoreUsage = "restore <snap_…> --to <dir> [--include PATH]… | --dsn <postgres://…> [--overwrite] [--json] [--url URL] [--key KEY]"
 )
 
 // pollEvery is how often a waiting CLI reads a run or command.
@@ -57,7 +57,7 @@ func addAPIFlags(fs *cmdFlags, cfg config.Config) apiFlags {
 	}
 }
 
-// client resolves the key as `levqor snapshots seed` does.
+// client resolves the key as `levqor snapshot seed` does.
 func (f apiFlags) client(cfg config.Config, opts Options) (*apiCaller, error) {
 	key := *f.key
 	if key == "" {
@@ -231,12 +231,17 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer, op
 	to := fs.String("to", "", "the directory to restore a directory snapshot into (under LEVQOR_BACKUP_PATHS)")
 	dsn := fs.String("dsn", "", "the database to restore a postgres snapshot into")
 	overwrite := fs.Bool("overwrite", false, "restore into a non-empty target, replacing what has the same name")
+	var include pathList
+	fs.Var(&include, "include", "restore only this file or directory of the snapshot (a path in it, as `levqor snapshot ls` shows); repeat for more")
 	snap, err := fs.parseID(args, backups.SnapshotIDPrefix, "snapshot")
 	if err != nil {
 		return err
 	}
 	if (*to == "") == (*dsn == "") {
 		return usageError("restore: give one of --to or --dsn (see `levqor restore --help`)")
+	}
+	if len(include) > 0 && *to == "" {
+		return usageError("restore: --include picks paths of a directory snapshot, restored --to a directory")
 	}
 	if *to != "" {
 		// A relative directory is the caller's, resolved here: the worker
@@ -249,7 +254,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer, op
 	if err != nil {
 		return err
 	}
-	body := backups.RestoreDataBody{TargetPath: *to, TargetDSN: *dsn, Overwrite: *overwrite}
+	body := backups.RestoreDataBody{TargetPath: *to, TargetDSN: *dsn, Overwrite: *overwrite, Include: include}
 	v, err := c.command(ctx, http.MethodPost, "/v1/snapshots/"+snap+"/restore", body)
 	if err != nil {
 		return err
@@ -265,7 +270,21 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer, op
 	if target == "" {
 		target = res.TargetDSN
 	}
-	fmt.Fprintf(stdout, "restored %s to %s: %d files, %s, every checksum verified\n", res.SnapshotID, target, res.Files, formatBytes(res.Bytes))
+	what := res.SnapshotID
+	if len(res.Include) > 0 {
+		what += " (" + strings.Join(res.Include, ", ") + ")"
+	}
+	fmt.Fprintf(stdout, "restored %s to %s: %d files, %s, every checksum verified\n", what, target, res.Files, formatBytes(res.Bytes))
+	return nil
+}
+
+// pathList is a flag given once per path.
+type pathList []string
+
+func (l *pathList) String() string { return strings.Join(*l, ",") }
+
+func (l *pathList) Set(s string) error {
+	*l = append(*l, s)
 	return nil
 }
 

@@ -50,7 +50,7 @@ func TestEveryCommandAnswersHelpAndRefusesABadFlag(t *testing.T) {
 func TestGroupsAnswerHelpAndRefuseUnknownSubcommands(t *testing.T) {
 	t.Parallel()
 	opts := cli.Options{Getenv: getenv(nil)}
-	for _, g := range []string{"apikey", "backup", "billing", "dlq", "retention", "schedule", "snapshots", "stripe", "webhook"} {
+	for _, g := range []string{"apikey", "backup", "billing", "dlq", "retention", "schedule", "snapshot", "stripe", "webhook"} {
 		t.Run(g, func(t *testing.T) {
 			var out bytes.Buffer
 			err := cli.RunWith(context.Background(), []string{g, "--help"}, &out, &bytes.Buffer{}, opts)

@@ -21,11 +21,15 @@ import (
 )
 
 func init() {
-	registerGroup("snapshots", "seed --source src_… --days N: record test snapshots through the API", snapshotsUsage,
-		map[string]commandFunc{"seed": runSnapshotsSeed})
+	registerGroup("snapshot", "ls <snap_…> [PATH] | seed --source src_… --days N: list a snapshot's files; record test snapshots", snapshotUsage,
+		map[string]commandFunc{"ls": runSnapshotLs, "seed": runSnapshotsSeed})
 }
 
-const snapshotsUsage = `snapshots seed --source <src_…> [--days 30] [--at 02:00] [--zone UTC] [--end YYYY-MM-DD] [--tags a,b] [--url URL] [--key KEY]`
+const (
+	snapshotsUsage  = `snapshot seed --source <src_…> [--days 30] [--at 02:00] [--zone UTC] [--end YYYY-MM-DD] [--tags a,b] [--url URL] [--key KEY]`
+	snapshotLsUsage = `snapshot ls <snap_…> [PATH] [--json] [--url URL] [--key KEY]`
+	snapshotUsage   = snapshotLsUsage + "\n" + snapshotsUsage
+)
 
 // seedMaxRetries bounds how often one snapshot is retried after a rate
 // limit or an unavailable answer.
@@ -41,7 +45,7 @@ func runSnapshotsSeed(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	fs := newFlags("snapshots seed", snapshotsUsage, stdout, envAPI...)
+	fs := newFlags("snapshot seed", snapshotsUsage, stdout, envAPI...)
 	asJSON := fs.Bool("json", false, "print the recorded snapshots as JSON (no progress lines)")
 	source := fs.String("source", "", "the source (src_…)")
 	days := fs.Int("days", 30, "how many days of snapshots, one a day, the newest on --end")

@@ -126,12 +126,12 @@ func TestRetentionWalkthrough(t *testing.T) {
 	base := "/v1/sources/" + src.ID
 
 	// A month of nightly snapshots, across the end of British Summer Time.
-	out := run("snapshots", "seed", "--source", src.ID, "--days", "30", "--end", "2026-10-31", "--zone", "Europe/London", "--url", d.info.IngestURL, "--key", key)
+	out := run("snapshot", "seed", "--source", src.ID, "--days", "30", "--end", "2026-10-31", "--zone", "Europe/London", "--url", d.info.IngestURL, "--key", key)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 31, out)
 	require.True(t, strings.HasPrefix(lines[0], "2026-10-02T02:00:00+01:00  snap_"), lines[0])
 	require.True(t, strings.HasPrefix(lines[29], "2026-10-31T02:00:00Z  snap_"), lines[29])
-	again := run("snapshots", "seed", "--source", src.ID, "--days", "30", "--end", "2026-10-31", "--zone", "Europe/London", "--url", d.info.IngestURL, "--key", key)
+	again := run("snapshot", "seed", "--source", src.ID, "--days", "30", "--end", "2026-10-31", "--zone", "Europe/London", "--url", d.info.IngestURL, "--key", key)
 	require.Contains(t, again, "already recorded", "seeding twice records nothing twice")
 
 	// The plan, and why.
