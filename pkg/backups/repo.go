@@ -185,9 +185,9 @@ func (mr *meteredReader) Read(p []byte) (int, error) {
 
 // backupToRepo backs the source up into its account's repository,
 // taking unchanged files from the source's previous snapshot, and
-// reports progress as stream does. What a failed run stored stays in the
-// repository unreferenced, for the prune to remove; its chunks serve the
-// next run.
+// reports progress as stream does. A run that fails before storing its
+// index deletes its packs; after that, what it stored stays for the next
+// run to use (and for a prune to remove if none does).
 func (w *Worker) backupToRepo(ctx context.Context, log logrus.FieldLogger, src *store.BackupSource, cfg SourceConfig, runID string, room int64) (streamed, error) {
 	mb := &meteredBlobs{Store: w.Blobs, room: room}
 	r, err := w.openRepo(ctx, mb, src.AccountID, true)
@@ -279,18 +279,28 @@ func (w *Worker) loadV2(ctx context.Context, s *store.Snapshot) (*repo.Repo, *re
 	if err != nil {
 		return nil, nil, err
 	}
-	id, err := manifestID(s)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", repo.ErrIntegrity, err)
-	}
-	m, err := r.LoadManifest(ctx, id)
+	m, err := loadManifest(ctx, r, s)
 	if err != nil {
 		return nil, nil, err
 	}
-	if m.Object.SHA256 != s.SHA256 {
-		return nil, nil, fmt.Errorf("%w: its manifest's SHA-256 is %s, %s was recorded", repo.ErrIntegrity, m.Object.SHA256, s.SHA256)
-	}
 	return r, m, nil
+}
+
+// loadManifest reads the manifest of snapshot s from its account's
+// repository r, checking it against the SHA-256 recorded.
+func loadManifest(ctx context.Context, r *repo.Repo, s *store.Snapshot) (*repo.Manifest, error) {
+	id, err := manifestID(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", repo.ErrIntegrity, err)
+	}
+	m, err := r.LoadManifest(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if m.Object.SHA256 != s.SHA256 {
+		return nil, fmt.Errorf("%w: its manifest's SHA-256 is %s, %s was recorded", repo.ErrIntegrity, m.Object.SHA256, s.SHA256)
+	}
+	return m, nil
 }
 
 // checkV2 is check for a snapshot of the repository: its manifest, then

@@ -12,6 +12,7 @@ import (
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
@@ -141,4 +142,100 @@ func TestARepositoryObjectIsNeverDeletedAsASnapshotsBlob(t *testing.T) {
 	require.Equal(t, 1, v.Checked)
 	require.Zero(t, v.Corrupt, "the second snapshot, whose every chunk the first stored, is whole")
 	require.Equal(t, second.Snapshot.ID, v.Snapshots[0].ID)
+}
+
+// TestACheckMarksOnlyTheSnapshotsThatNeedADamagedPack: a check of a
+// sound repository reads every pack and verifies both snapshots; after
+// the pack that only the second run wrote is damaged, a check marks the
+// second snapshot corrupt (naming the pack, with the operators' alert),
+// leaves the first verified, and deletes nothing.
+func TestACheckMarksOnlyTheSnapshotsThatNeedADamagedPack(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	r := startRunner(t, st, nil)
+	data := filepath.Join(r.root, "data")
+	tree(t, data)
+	src := r.directorySource(t, "files", data)
+	first, c := r.backup(t, src)
+	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	packsOf := func() map[string]bool {
+		infos, err := r.local.List(t.Context(), first.Snapshot.AccountID+"/repo/packs/")
+		require.NoError(t, err)
+		out := map[string]bool{}
+		for _, in := range infos {
+			out[in.Key] = true
+		}
+		return out
+	}
+	before := packsOf()
+	require.NoError(t, os.WriteFile(filepath.Join(data, "new.txt"), []byte("written after the first run\n"), 0o644))
+	second, c := r.backup(t, src)
+	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	var added string
+	for k := range packsOf() {
+		if !before[k] {
+			added = k
+		}
+	}
+	require.NotEmpty(t, added, "the second run wrote a pack")
+
+	w := r.worker(testSealer(t))
+	rep, err := w.CheckRepositories(t.Context(), "", backups.Subset{Percent: 100}, "check:test")
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Accounts)
+	require.Equal(t, 2, rep.Snapshots)
+	require.Equal(t, 2, rep.Verified)
+	require.Equal(t, rep.Packs, rep.PacksRead)
+	require.Positive(t, rep.BytesRead)
+	require.Empty(t, rep.Findings)
+
+	p := filepath.Join(r.blobDir, filepath.FromSlash(added))
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	b[len(b)/2] ^= 0x40
+	require.NoError(t, os.WriteFile(p, b, 0o600))
+	objects, err := r.local.List(t.Context(), "")
+	require.NoError(t, err)
+
+	rep, err = w.CheckRepositories(t.Context(), first.Snapshot.AccountID, backups.Subset{Percent: 100}, "check:test")
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.CorruptPacks)
+	require.Equal(t, 1, rep.Verified)
+	require.Equal(t, 1, rep.Corrupt)
+	require.Len(t, rep.Findings, 1)
+	require.Equal(t, second.Snapshot.ID, rep.Findings[0].SnapshotID)
+	require.Contains(t, rep.Findings[0].Reason, "new.txt: pack "+strings.TrimPrefix(added, first.Snapshot.AccountID+"/repo/packs/")+" does not hash to its name")
+	got, err := st.GetSnapshot(t.Context(), second.Snapshot.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.SnapshotCorrupt, got.Integrity)
+	alerts := r.events(t, events.NameBackupCorrupt)
+	require.Len(t, alerts, 1)
+	require.Equal(t, second.Snapshot.ID, alerts[0]["snapshot_id"])
+	got, err = st.GetSnapshot(t.Context(), first.Snapshot.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.SnapshotVerified, got.Integrity)
+	after, err := r.local.List(t.Context(), "")
+	require.NoError(t, err)
+	require.Equal(t, objects, after, "a check deletes nothing")
+
+	// A subset that reads no pack finds nothing new and verifies nothing.
+	rep, err = w.CheckRepositories(t.Context(), first.Snapshot.AccountID, backups.Subset{N: 1, M: 256}, "check:test")
+	require.NoError(t, err)
+	require.Equal(t, "1/256", rep.Subset)
+	require.Zero(t, rep.Verified)
+	require.Equal(t, 1, rep.Corrupt, "a snapshot found corrupt stays so")
+}
+
+func TestParseSubset(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"": "all", "all": "all", "100%": "all", "2.5%": "2.5%", "3/7": "3/7", "1/1": "all"} {
+		s, err := backups.ParseSubset(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, s.String(), in)
+	}
+	for _, in := range []string{"0%", "101%", "x%", "0/7", "8/7", "1/0", "1/257", "half", "1/2/3"} {
+		_, err := backups.ParseSubset(in)
+		require.Error(t, err, in)
+		require.Contains(t, err.Error(), in)
+	}
 }

@@ -29,9 +29,11 @@ import (
 type bundle struct {
 	st    *store.Store
 	local *blob.Local
-	blobs *faultyBlobs
-	w     *backups.Worker
-	acc   string
+	// blobDir is where local keeps its blobs.
+	blobDir string
+	blobs   *faultyBlobs
+	w       *backups.Worker
+	acc     string
 }
 
 // starter is a tier like the catalog's starter: 7 daily and 4 weekly.
@@ -40,9 +42,10 @@ var starter = catalog.Entitlements{Tier: "starter", StorageGB: 100, Sources: 2, 
 
 func setup(t *testing.T, st *store.Store, ent catalog.Entitlements) *bundle {
 	t.Helper()
-	local, err := blob.NewLocal(filepath.Join(t.TempDir(), "blobs"))
+	dir := filepath.Join(t.TempDir(), "blobs")
+	local, err := blob.NewLocal(dir)
 	require.NoError(t, err)
-	b := &bundle{st: st, local: local, blobs: &faultyBlobs{Store: local}}
+	b := &bundle{st: st, local: local, blobDir: dir, blobs: &faultyBlobs{Store: local}}
 	b.w = &backups.Worker{
 		Store: st, Blobs: b.blobs, Sealer: testSealer(t),
 		Runtime:  &command.Runtime{Store: st, Prefix: "levqor"},

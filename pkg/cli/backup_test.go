@@ -130,4 +130,33 @@ func TestBackupWalkthrough(t *testing.T) {
 	require.ErrorContains(t, err, "422 path_not_found (include)")
 	_, err = run("restore", snap, "--dsn", "postgres://x@127.0.0.1/db", "--include", "img")
 	require.ErrorContains(t, err, "--include picks paths of a directory snapshot")
+
+	// levqor check reads the repository with dev mode's master key and
+	// blob directory; a damaged pack is found, named, and marks the
+	// snapshot corrupt, with exit code 3.
+	check := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := cli.RunWith(ctx, append([]string{"check"}, args...), &out, &errOut, cli.Options{Getenv: getenv(env)})
+		return out.String() + errOut.String(), err
+	}
+	out, err = check()
+	require.NoError(t, err, out)
+	require.Regexp(t, `^read (\d+) of \d+ packs \(all\), .*B, \d+ chunks: every MAC checked\n`, out)
+	require.Contains(t, out, "missing packs 0, corrupt packs 0, damaged indexes 0, packs no index names 0\n1 snapshots of 1 accounts: 1 verified, 0 corrupt\n")
+	packs, err := filepath.Glob(filepath.Join(env["LEVQOR_DATA_DIR"], "blobs", acc, "repo", "packs", "*"))
+	require.NoError(t, err)
+	require.Len(t, packs, 1, "a small tree fits one pack")
+	pb, err := os.ReadFile(packs[0])
+	require.NoError(t, err)
+	pb[10] ^= 1
+	require.NoError(t, os.WriteFile(packs[0], pb, 0o600))
+	out, err = check("--account", acc)
+	require.Error(t, err)
+	require.Equal(t, 3, cli.ExitCode(err), "damage found is exit code 3")
+	require.Contains(t, out, "missing packs 0, corrupt packs 1, damaged indexes 0")
+	require.Regexp(t, `(?m)^  `+snap+` \(src_[a-z2-7]{26}, `+acc+`\): check: img/logo\.svg: pack [0-9a-f]{64} does not hash to its name: damaged or altered$`, out)
+	require.Equal(t, http.StatusOK, op.call(t, http.MethodGet, "/v1/snapshots/"+snap, nil, &s))
+	require.Equal(t, store.SnapshotCorrupt, s.Integrity)
+	_, err = check("--read-data-subset", "0/7")
+	require.ErrorContains(t, err, `--read-data-subset: "0/7": give all, a percentage`)
 }

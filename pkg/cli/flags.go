@@ -44,8 +44,8 @@ var envHelp = map[string]string{
 	"LEVQOR_ADMIN_ADDR":       "the workers' and scheduler's admin address: /healthz, /readyz, /metrics",
 	"SENTRY_DSN":              "report error-level log entries and recovered panics to this Sentry-compatible endpoint, secrets redacted",
 	"LEVQOR_*, STRIPE_*":      "every other setting: see the README's Configuration section",
-	"LEVQOR_MASTER_KEYS":      "the keys secrets are sealed with, comma-separated: the first seals, every one opens",
-	"LEVQOR_BLOB_DIR":         "the local blob store's directory (the workers'), where the self-backups are",
+	"LEVQOR_MASTER_KEYS":      "the master keys, comma-separated: they seal stored secrets and wrap accounts' data keys; the first seals, every one opens",
+	"LEVQOR_BLOB_DIR":         "the workers' local blob store, where backups and self-backups are (dev mode: LEVQOR_DATA_DIR/blobs)",
 	"LEVQOR_BLOB_S3_*":        "the S3-compatible blob store instead (LEVQOR_BLOB_S3_ENDPOINT, _BUCKET, _ACCESS_KEY, _SECRET_KEY, …)",
 }
 

@@ -218,6 +218,12 @@ func (w *writer) chunkStream(ctx context.Context, r io.Reader) ([]ID, int64, err
 // lets it skip reading files whose size, modification time and inode are
 // unchanged: their chunks are taken from prev.
 func (r *Repo) BackupDirectory(ctx context.Context, root string, prev *Manifest) (ID, *Manifest, error) {
+	switch st, err := os.Stat(root); {
+	case err != nil:
+		return ID{}, nil, fmt.Errorf("source directory: %w", err)
+	case !st.IsDir():
+		return ID{}, nil, fmt.Errorf("source directory: %s is not a directory", root)
+	}
 	m := &Manifest{Version: 2, Time: time.Now().UTC()}
 	w := &writer{r: r, stats: &m.Stats, pending: map[ID]bool{}}
 	before := map[string]*Node{}

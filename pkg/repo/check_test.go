@@ -1,0 +1,115 @@
+package repo_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/blob"
+	"github.com/levqor/levqor/pkg/repo"
+)
+
+// TestCheckFindsCorruptAndMissingPacks: a sound repository checks clean
+// with every pack read; a flipped byte in one pack and another pack
+// deleted are each reported, and the snapshot that needs them is named
+// damaged, while a snapshot that needs neither is not.
+func TestCheckFindsCorruptAndMissingPacks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir, src := t.TempDir(), t.TempDir()
+	blobs, err := blob.NewLocal(dir)
+	require.NoError(t, err)
+	tree(t, src, 7)
+	r := newRepo(t, blobs, fixedKey(7))
+	_, m, err := r.BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+	small := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(small, "note.txt"), []byte("a note of its own\n"), 0o644))
+	_, other, err := r.BackupDirectory(ctx, small, nil)
+	require.NoError(t, err)
+
+	r = newRepo(t, blobs, fixedKey(7))
+	rep, err := r.CheckPacks(ctx, nil)
+	require.NoError(t, err)
+	require.Greater(t, rep.Packs, 2, "12 MiB and more make several packs")
+	require.Equal(t, rep.Packs, rep.Read)
+	require.Empty(t, rep.Missing)
+	require.Empty(t, rep.Corrupt)
+	require.Zero(t, rep.Unindexed)
+	require.Greater(t, rep.Chunks, rep.Packs)
+	require.Empty(t, r.Damage(m, &rep))
+
+	none, err := r.CheckPacks(ctx, func(repo.ID) bool { return false })
+	require.NoError(t, err)
+	require.Zero(t, none.Read, "a subset that selects nothing reads nothing")
+	require.Zero(t, none.Bytes)
+
+	packs, err := filepath.Glob(filepath.Join(dir, "acc_test", "repo", "packs", "*"))
+	require.NoError(t, err)
+	// Find the pack holding the small tree's only chunk: it must stay
+	// sound, so damage another two.
+	notePack := ""
+	for _, p := range packs {
+		keep := map[string]bool{filepath.Base(p): true}
+		rep, err := newRepo(t, &hiding{Store: blobs, keep: keep}, fixedKey(7)).CheckPacks(ctx, nil)
+		require.NoError(t, err)
+		if len(rep.Missing) == rep.Packs-1 && newRepo(t, blobs, fixedKey(7)).Damage(other, &rep) == "" {
+			notePack = p
+		}
+	}
+	require.NotEmpty(t, notePack)
+	var flip, gone string
+	for _, p := range packs {
+		switch {
+		case p == notePack:
+		case flip == "":
+			flip = p
+		case gone == "":
+			gone = p
+		}
+	}
+	b, err := os.ReadFile(flip)
+	require.NoError(t, err)
+	b[30] ^= 0x01
+	require.NoError(t, os.WriteFile(flip, b, 0o600))
+	require.NoError(t, os.Remove(gone))
+
+	rep, err = newRepo(t, blobs, fixedKey(7)).CheckPacks(ctx, nil)
+	require.NoError(t, err)
+	require.Len(t, rep.Missing, 1)
+	require.Equal(t, filepath.Base(gone), rep.Missing[0].String())
+	require.Len(t, rep.Corrupt, 1)
+	for id, why := range rep.Corrupt {
+		require.Equal(t, filepath.Base(flip), id.String())
+		require.Contains(t, why, "does not hash to its name")
+	}
+	require.Equal(t, rep.Packs-1, rep.Read)
+	r = newRepo(t, blobs, fixedKey(7))
+	require.Regexp(t, `^[a-zA-Z./]+: pack [0-9a-f]{64} (is missing|does not hash to its name)`, r.Damage(m, &rep), "the tree's chunks lie in the damaged packs")
+	require.Empty(t, r.Damage(other, &rep), "a snapshot that needs neither pack is intact")
+}
+
+// hiding is a blob store that lists only the packs in keep: the others
+// look missing.
+type hiding struct {
+	blob.Store
+	keep map[string]bool
+}
+
+func (h *hiding) List(ctx context.Context, prefix string) ([]blob.Info, error) {
+	infos, err := h.Store.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []blob.Info
+	for _, in := range infos {
+		if !h.keep[filepath.Base(in.Key)] && filepath.Base(filepath.Dir(in.Key)) == "packs" {
+			continue
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}
