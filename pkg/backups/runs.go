@@ -77,6 +77,9 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 		release func()
 		started time.Time
 		current *store.BackupRun
+		// fence is the repository's prune generation the run starts
+		// under: a prune in between may delete a chunk it relies on.
+		fence int64
 	)
 	for {
 		rel, err := wait.slot(ctx, "runs")
@@ -84,7 +87,8 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 			return nil, err
 		}
 		started = time.Now()
-		busy := 0
+		var busy error
+		limit := "LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT"
 		err = w.Store.InTx(ctx, func(tx *store.Tx) error {
 			if err := tx.LockAccountForSources(ctx, src.AccountID); err != nil {
 				return err
@@ -94,9 +98,18 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 				return err
 			}
 			if n >= set.MaxRunsPerAccount {
-				busy = n
+				busy = fmt.Errorf("account %s already has %d backups running (LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT=%d)", src.AccountID, n, set.MaxRunsPerAccount)
 				return nil
 			}
+			f, err := tx.RepoFence(ctx, src.AccountID)
+			if err != nil {
+				return err
+			}
+			if f.PruningSince != nil && f.PruningSince.After(started.Add(-PruneLease)) {
+				busy, limit = fmt.Errorf("the repository of account %s is being pruned (since %s)", src.AccountID, f.PruningSince.UTC().Format(time.RFC3339)), "the prune"
+				return nil
+			}
+			fence = f.Generation
 			current, err = tx.StartRun(ctx, run, started)
 			return err
 		})
@@ -104,14 +117,14 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 			rel()
 			return nil, err
 		}
-		if busy == 0 {
+		if busy == nil {
 			release = rel
 			break
 		}
 		// The worker's slot is not held while the account's runs finish:
 		// other accounts' runs may use it.
 		rel()
-		if err := wait.pause(ctx, "LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT", fmt.Errorf("account %s already has %d backups running (LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT=%d)", src.AccountID, busy, set.MaxRunsPerAccount)); err != nil {
+		if err := wait.pause(ctx, limit, busy); err != nil {
 			return nil, err
 		}
 	}
@@ -214,6 +227,14 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 		}
 		if err := refuseIfErasing(ctx, tx, src.AccountID); err != nil {
 			return command.Outcome{}, err
+		}
+		if f, err := tx.RepoFence(ctx, src.AccountID); err != nil {
+			return command.Outcome{}, err
+		} else if f.Generation != fence {
+			// This run looked dead (no heartbeat) and the repository was
+			// pruned meanwhile: a chunk it took as stored may be gone.
+			// Run again, under the new generation.
+			return command.Outcome{}, errPrunedMeanwhile
 		}
 		inserted, err := tx.InsertSnapshot(ctx, snap)
 		if err != nil {
@@ -526,6 +547,10 @@ func (b *busyWaiter) pause(ctx context.Context, limit string, busy error) error 
 func (b *busyWaiter) giveUp(busy error) error {
 	return bus.RetryAfter(fmt.Errorf("%w, still after waiting LEVQOR_BACKUP_BUSY_WAIT=%s", busy, b.set.BusyWait), b.set.BusyRetry)
 }
+
+// errPrunedMeanwhile refuses the snapshot of a run during which the
+// account's repository was pruned; the run is retried.
+var errPrunedMeanwhile = errors.New("the account's backup repository was pruned while this run ran (its worker had stopped sending heartbeats): a chunk it relies on may be gone, so it runs again")
 
 // ManifestSummary is what a snapshot records of its archive's manifest:
 // enough to say what it holds without reading the blob.

@@ -212,12 +212,17 @@ type failingPuts struct {
 	blob.Store
 	failAfter atomic.Int64 // 0: never
 	puts      atomic.Int64
+	// beforePut, when set, is called with each key before it is stored.
+	beforePut atomic.Pointer[func(key string)]
 }
 
 var errStoreDown = errors.New("injected: blob store unavailable")
 
 func (f *failingPuts) Put(ctx context.Context, key string, r io.Reader) (int64, string, error) {
 	f.puts.Add(1)
+	if hook := f.beforePut.Load(); hook != nil {
+		(*hook)(key)
+	}
 	if n := f.failAfter.Load(); n > 0 {
 		r = &failingReader{r: r, left: n}
 	}

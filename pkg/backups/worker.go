@@ -401,6 +401,10 @@ func (w *Worker) SweepAll(ctx context.Context, now time.Time, actor string) erro
 	}
 	w.Metrics.sweep(time.Since(start), len(errs) > 0)
 	log.WithFields(logrus.Fields{"sources": sources, "trashed": trashed, "purged": purged, "blocked": blocked, "failed": len(errs)}).Info("retention sweep done")
+	// What the purges above left unused in the repositories goes now.
+	if err := w.PruneAll(ctx, now); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

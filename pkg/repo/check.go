@@ -25,7 +25,8 @@ type PackReport struct {
 	Missing []ID          `json:"missing_packs"`
 	Corrupt map[ID]string `json:"corrupt_packs"`
 	// Unindexed counts pack objects no index names: left by a run that
-	// stopped after uploading them (a prune removes them).
+	// stopped after uploading them (a prune removes them). Packs a prune
+	// found unused and will delete are not counted.
 	Unindexed int `json:"unindexed_packs"`
 	// DamagedIndexes are the index objects that did not open.
 	DamagedIndexes []string `json:"damaged_indexes"`
@@ -72,7 +73,7 @@ func (r *Repo) CheckPacks(ctx context.Context, selected func(ID) bool) (PackRepo
 			continue // not a pack of this format: nothing the index can name
 		}
 		stored[id] = true
-		if _, ok := byPack[id]; !ok {
+		if _, ok := byPack[id]; !ok && !r.isObsolete(id) {
 			rep.Unindexed++
 		}
 	}
@@ -160,4 +161,12 @@ func (r *Repo) Damage(m *Manifest, packs *PackReport) string {
 		}
 	}
 	return ""
+}
+
+// isObsolete reports whether a prune found pack id unused.
+func (r *Repo) isObsolete(id ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.obsolete[id]
+	return ok
 }

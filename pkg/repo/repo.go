@@ -36,8 +36,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/restic/chunker"
@@ -211,6 +213,15 @@ type Repo struct {
 	mu sync.Mutex
 	// index says where each stored chunk is; loaded by Open.
 	index map[ID]location
+	// indexKeys are the index objects Open read, and packs what they say
+	// each pack holds (a chunk stored twice is in two packs; index has
+	// one of them): what a prune replaces.
+	indexKeys []string
+	packs     map[ID][]indexChunk
+	// obsolete are packs a prune found unused, with when: readers that
+	// opened the repository before may still read them, so they are
+	// deleted by a later prune, once no such reader can be left.
+	obsolete map[ID]time.Time
 }
 
 // location is where a chunk is: its pack, the sealed bytes' offset and
@@ -228,7 +239,7 @@ func Open(ctx context.Context, blobs blob.Store, prefix string, key *Key) (*Repo
 	if !strings.HasSuffix(prefix, "/") {
 		return nil, fmt.Errorf("repo: prefix %q must end in /", prefix)
 	}
-	r := &Repo{blobs: blobs, prefix: prefix, key: key, index: map[ID]location{}}
+	r := &Repo{blobs: blobs, prefix: prefix, key: key, index: map[ID]location{}, packs: map[ID][]indexChunk{}, obsolete: map[ID]time.Time{}}
 	infos, err := blobs.List(ctx, prefix+"index/")
 	if err != nil {
 		return nil, err
@@ -245,18 +256,53 @@ func Open(ctx context.Context, blobs blob.Store, prefix string, key *Key) (*Repo
 			}
 			return nil, fmt.Errorf("repo: reading index %s: %w", in.Key, err)
 		}
+		r.indexKeys = append(r.indexKeys, in.Key)
 		for _, p := range ix.Packs {
+			// Two indexes may list one pack (a prune interrupted after
+			// writing its index): each chunk of it counts once.
+			for _, c := range p.Chunks {
+				if !slices.ContainsFunc(r.packs[p.ID], func(e indexChunk) bool { return e.ID == c.ID }) {
+					r.packs[p.ID] = append(r.packs[p.ID], c)
+				}
+			}
 			for _, c := range p.Chunks {
 				r.index[c.ID] = location{Pack: p.ID, Offset: c.Offset, Length: c.Length, Raw: c.Raw}
+			}
+		}
+		for _, o := range ix.Obsolete {
+			if at, ok := r.obsolete[o.ID]; !ok || o.Since.Before(at) {
+				r.obsolete[o.ID] = o.Since
+			}
+		}
+	}
+	// A chunk is read from a pack no prune found unused, where it has a
+	// copy in one (only a prune interrupted halfway leaves a chunk in
+	// both).
+	for p, chunks := range r.packs {
+		if _, gone := r.obsolete[p]; gone {
+			continue
+		}
+		for _, c := range chunks {
+			if _, gone := r.obsolete[r.index[c.ID].Pack]; gone {
+				r.index[c.ID] = location{Pack: p, Offset: c.Offset, Length: c.Length, Raw: c.Raw}
 			}
 		}
 	}
 	return r, nil
 }
 
-// indexFile is one index object: the chunks of the packs one writer made.
+// indexFile is one index object: the chunks of the packs one writer made
+// or, written by a prune, of every pack that stays, and the packs it
+// found unused, to be deleted later.
 type indexFile struct {
-	Packs []indexPack `json:"packs"`
+	Packs    []indexPack    `json:"packs"`
+	Obsolete []obsoletePack `json:"obsolete,omitempty"`
+}
+
+// obsoletePack is a pack no snapshot uses since Since.
+type obsoletePack struct {
+	ID    ID        `json:"id"`
+	Since time.Time `json:"since"`
 }
 
 type indexPack struct {

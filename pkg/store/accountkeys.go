@@ -76,3 +76,54 @@ func (s *Store) RewrapAccountDataKey(ctx context.Context, accountID, old, wrappe
 	n, err := res.RowsAffected()
 	return n == 1, err
 }
+
+// RepoFence is what fences an account's repository prune against its
+// runs: the generation, bumped by each prune, and the lease of a prune
+// under way.
+type RepoFence struct {
+	Generation   int64      `db:"prune_generation"`
+	PruningSince *time.Time `db:"pruning_since"`
+}
+
+// RepoFence reads the account's fence; the zero value when the account
+// has no repository yet.
+func (tx *Tx) RepoFence(ctx context.Context, accountID string) (RepoFence, error) {
+	var f RepoFence
+	err := tx.tx.GetContext(ctx, &f, tx.rebind(`SELECT prune_generation, pruning_since FROM account_keys WHERE account_id = ?`), accountID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return RepoFence{}, nil
+	}
+	if err != nil {
+		return RepoFence{}, fmt.Errorf("store: reading the repository fence of %s: %w", accountID, err)
+	}
+	return f, nil
+}
+
+// BeginPrune takes the account's prune lease at now, unless a prune took
+// it after staleBefore, and bumps the generation, which it returns: a
+// run started before records nothing. false when the lease is taken or
+// the account has no repository. The caller holds the account's lock
+// (LockAccountForSources) and has checked that no run is alive.
+func (tx *Tx) BeginPrune(ctx context.Context, accountID string, now, staleBefore time.Time) (int64, bool, error) {
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE account_keys SET pruning_since = ?, prune_generation = prune_generation + 1
+WHERE account_id = ? AND (pruning_since IS NULL OR pruning_since < ?)`), ts(now), accountID, ts(staleBefore))
+	if err != nil {
+		return 0, false, fmt.Errorf("store: taking the prune lease of %s: %w", accountID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return 0, false, err
+	}
+	f, err := tx.RepoFence(ctx, accountID)
+	return f.Generation, err == nil, err
+}
+
+// EndPrune releases the prune lease of generation gen; a lease another
+// prune took since (this one outlived it) is left alone.
+func (s *Store) EndPrune(ctx context.Context, accountID string, gen int64, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE account_keys SET pruning_since = NULL, pruned_at = ?
+WHERE account_id = ? AND prune_generation = ?`), ts(now), accountID, gen)
+	if err != nil {
+		return fmt.Errorf("store: releasing the prune lease of %s: %w", accountID, err)
+	}
+	return nil
+}
