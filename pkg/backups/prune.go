@@ -24,6 +24,9 @@ type PruneResult struct {
 	// Skipped says why nothing was done: runs in progress, another
 	// prune holding the repository.
 	Skipped string `json:"skipped,omitempty"`
+	// StoredBytes is what the repository holds after the prune, but for
+	// its obsolete packs: what the account's quota counts.
+	StoredBytes int64 `json:"stored_bytes"`
 	repo.PruneReport
 }
 
@@ -65,10 +68,11 @@ func (w *Worker) PruneAccount(ctx context.Context, accountID string, now time.Ti
 	if err != nil || res.Skipped != "" {
 		return res, err
 	}
+	stored := int64(-1)
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if err := w.Store.EndPrune(ctx, accountID, gen, time.Now()); err != nil {
+		if err := w.Store.EndPrune(ctx, accountID, gen, stored, time.Now()); err != nil {
 			bus.Logger(ctx).WithFields(logrus.Fields{"account_id": accountID, "error": err.Error()}).Error("could not release the prune lease; it lapses after an hour")
 		}
 	}()
@@ -96,7 +100,17 @@ func (w *Worker) PruneAccount(ctx context.Context, accountID string, now time.Ti
 		return res, err
 	}
 	res.PruneReport, err = r.Prune(ctx, repo.PruneOptions{Keep: keep, MinAge: set.GCAge, ReadGrace: set.RunTimeout, Now: now})
-	return res, err
+	if err != nil {
+		return res, err
+	}
+	// What the account stores from now on (its quota counts it): the
+	// repository as it is, but for the packs about to be deleted.
+	if stored, err = r.StoredBytes(ctx); err != nil {
+		stored = -1
+		return res, err
+	}
+	res.StoredBytes = stored
+	return res, nil
 }
 
 // PruneAll prunes every account's repository at now (see PruneAccount).

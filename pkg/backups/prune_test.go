@@ -70,12 +70,16 @@ func TestPruningFreesWhatOnlyPurgedSnapshotsUsed(t *testing.T) {
 	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
 	want := snapshotTree(t, data)
 	full := r.repoBytes(t)
+	used, err := r.st.AccountStoredBytes(t.Context(), r.acc)
+	require.NoError(t, err)
+	require.Equal(t, full, used, "the quota counts what the repository holds")
 
 	r.purge(t, first.Snapshot.ID)
 	now := time.Now()
 	res, err := r.w.PruneAccount(t.Context(), r.acc, now)
 	require.NoError(t, err)
 	require.Empty(t, res.Skipped)
+	require.Less(t, res.StoredBytes, full-(2<<20), "the packs about to be deleted no longer count")
 	require.Equal(t, 1, res.Snapshots)
 	require.Equal(t, 1, res.PacksRepacked, "the first run's pack also holds files the second snapshot uses: %+v", res)
 	require.Zero(t, res.PacksDeleted, "nothing read before the prune loses its pack before LEVQOR_BACKUP_TIMEOUT")
@@ -84,6 +88,10 @@ func TestPruningFreesWhatOnlyPurgedSnapshotsUsed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, res.PacksDeleted, "%+v", res)
 	require.Less(t, r.repoBytes(t), full-(2<<20), "the 2 MiB only the purged snapshot had are freed")
+	used, err = r.st.AccountStoredBytes(t.Context(), r.acc)
+	require.NoError(t, err)
+	require.Equal(t, r.repoBytes(t), used, "the quota counts what is left")
+	require.Equal(t, used, res.StoredBytes)
 
 	v, err := r.w.VerifySample(t.Context(), time.Now())
 	require.NoError(t, err)
@@ -129,7 +137,7 @@ func TestARunDuringWhichThePruneRanRunsAgain(t *testing.T) {
 				gen = g
 				return err
 			}))
-			require.NoError(t, r.st.EndPrune(t.Context(), r.acc, gen, time.Now()))
+			require.NoError(t, r.st.EndPrune(t.Context(), r.acc, gen, -1, time.Now()))
 		})
 	}
 	r.puts.beforePut.Store(&hook)
@@ -156,6 +164,6 @@ func TestARunDuringWhichThePruneRanRunsAgain(t *testing.T) {
 	cmd, err := r.st.GetCommand(t.Context(), id)
 	require.NoError(t, err)
 	require.True(t, cmd.Pending(), "the run waits")
-	require.NoError(t, r.st.EndPrune(t.Context(), r.acc, gen, time.Now()))
+	require.NoError(t, r.st.EndPrune(t.Context(), r.acc, gen, -1, time.Now()))
 	succeeded(t, r.outcome(t, id, 60*time.Second), nil)
 }

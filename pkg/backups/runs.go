@@ -228,6 +228,12 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 		if err := refuseIfErasing(ctx, tx, src.AccountID); err != nil {
 			return command.Outcome{}, err
 		}
+		// The account's lock orders this against a prune beginning: either
+		// the prune sees this snapshot, or this sees the prune's
+		// generation.
+		if err := tx.LockAccountForSources(ctx, src.AccountID); err != nil {
+			return command.Outcome{}, err
+		}
 		if f, err := tx.RepoFence(ctx, src.AccountID); err != nil {
 			return command.Outcome{}, err
 		} else if f.Generation != fence {
@@ -245,6 +251,9 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 		}
 		if err := tx.FinishRun(ctx, store.FinishRunParams{ID: run.ID, SnapshotID: snap.ID, SourceBytes: res.summary.SourceBytes,
 			StoredBytes: res.size, SHA256: res.sum}); err != nil {
+			return command.Outcome{}, err
+		}
+		if err := tx.AddRepoBytes(ctx, src.AccountID, res.size); err != nil {
 			return command.Outcome{}, err
 		}
 		if err := w.warnQuota(ctx, tx, run, quota, snap.SizeBytes, ent.Tier); err != nil {

@@ -340,3 +340,20 @@ func (w *writer) addSealed(ctx context.Context, c indexChunk, sealed []byte) err
 	}
 	return nil
 }
+
+// StoredBytes is what the repository holds in the blob store, but for
+// the packs a prune found unused (deleted later).
+func (r *Repo) StoredBytes(ctx context.Context) (int64, error) {
+	infos, err := r.blobs.List(ctx, r.prefix)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, in := range infos {
+		if id, err := ParseID(strings.TrimPrefix(in.Key, r.prefix+"packs/")); err == nil && r.isObsolete(id) {
+			continue
+		}
+		n += in.Size
+	}
+	return n, nil
+}

@@ -117,13 +117,25 @@ WHERE account_id = ? AND (pruning_since IS NULL OR pruning_since < ?)`), ts(now)
 	return f.Generation, err == nil, err
 }
 
-// EndPrune releases the prune lease of generation gen; a lease another
-// prune took since (this one outlived it) is left alone.
-func (s *Store) EndPrune(ctx context.Context, accountID string, gen int64, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE account_keys SET pruning_since = NULL, pruned_at = ?
-WHERE account_id = ? AND prune_generation = ?`), ts(now), accountID, gen)
+// EndPrune releases the prune lease of generation gen, recording what the
+// repository holds after it (stored >= 0; -1 when the prune failed and
+// it is not known); a lease another prune took since (this one outlived
+// it) is left alone.
+func (s *Store) EndPrune(ctx context.Context, accountID string, gen int64, stored int64, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE account_keys SET pruning_since = NULL, pruned_at = ?,
+  stored_bytes = CASE WHEN CAST(? AS BIGINT) >= 0 THEN CAST(? AS BIGINT) ELSE stored_bytes END
+WHERE account_id = ? AND prune_generation = ?`), ts(now), stored, stored, accountID, gen)
 	if err != nil {
 		return fmt.Errorf("store: releasing the prune lease of %s: %w", accountID, err)
+	}
+	return nil
+}
+
+// AddRepoBytes counts n more bytes stored in the account's repository.
+func (tx *Tx) AddRepoBytes(ctx context.Context, accountID string, n int64) error {
+	_, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE account_keys SET stored_bytes = stored_bytes + ? WHERE account_id = ?`), n, accountID)
+	if err != nil {
+		return fmt.Errorf("store: counting the repository bytes of %s: %w", accountID, err)
 	}
 	return nil
 }

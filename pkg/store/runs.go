@@ -257,14 +257,19 @@ func (s *Store) ListRuns(ctx context.Context, p ListRunsParams) ([]BackupRun, er
 // count against the account's storage quota.
 var storedStates = []any{SnapshotActive, SnapshotTrash, SnapshotPurging}
 
-// AccountStoredBytes returns the bytes of the account's snapshots whose
-// blobs are kept (active, in the trash, or being purged): what counts
-// against its storage quota. Inside a transaction it counts the
-// transaction's own snapshots.
+// AccountStoredBytes returns what the account stores: the bytes of its
+// snapshots whose blobs are kept (active, in the trash, or being purged)
+// but for those of its backup repository, counted once as the bytes the
+// repository holds (chunks shared by snapshots count once). That is what
+// counts against its storage quota. Inside a transaction it counts the
+// transaction's own changes.
 func (q Querier) AccountStoredBytes(ctx context.Context, accountID string) (int64, error) {
 	var n int64
-	err := q.db.GetContext(ctx, &n, q.rebind(`SELECT COALESCE(SUM(size_bytes), 0) FROM backup_snapshots
-WHERE account_id = ? AND state IN (?, ?, ?)`), append([]any{accountID}, storedStates...)...)
+	err := q.db.GetContext(ctx, &n, q.rebind(`SELECT COALESCE(SUM(size_bytes), 0)
+  + COALESCE((SELECT stored_bytes FROM account_keys WHERE account_id = ?), 0)
+FROM backup_snapshots
+WHERE account_id = ? AND state IN (?, ?, ?) AND substr(blob_key, 1, ?) <> ?`),
+		append(append([]any{accountID, accountID}, storedStates...), len(accountID)+len("/repo/"), accountID+"/repo/")...)
 	if err != nil {
 		return 0, fmt.Errorf("store: summing stored bytes of %s: %w", accountID, err)
 	}

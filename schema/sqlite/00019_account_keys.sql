@@ -7,7 +7,8 @@
 -- takes pruning_since (a lease) and bumps prune_generation; a run waits
 -- while the lease is held, and records its snapshot only if the
 -- generation it started under is still current (a prune in between may
--- have deleted a chunk the run relied on).
+-- have deleted a chunk the run relied on). stored_bytes is what the
+-- repository holds: runs add what they store, a prune sets what is left.
 
 -- +goose Up
 CREATE TABLE account_keys (
@@ -17,7 +18,8 @@ CREATE TABLE account_keys (
     rewrapped_at  DATETIME,
     prune_generation BIGINT NOT NULL DEFAULT 0,
     pruning_since DATETIME,
-    pruned_at     DATETIME
+    pruned_at     DATETIME,
+    stored_bytes  BIGINT NOT NULL DEFAULT 0
 );
 
 -- +goose Down
