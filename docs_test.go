@@ -85,7 +85,7 @@ var docsSessions = map[string]docsSession{
 		},
 		rewrite: []string{"sleep 120", "sleep 16"},
 		// The test runs the commands back to back, faster than anyone
-		// types: right after `snapshots seed` has spent the key's burst of
+		// types: right after `snapshot seed` has spent the key's burst of
 		// 20, the next request would be refused with 429 (a person's next
 		// command comes seconds later, when the bucket has refilled).
 		devEnv: map[string]string{"LEVQOR_API_BURST": "200"},
