@@ -21,6 +21,11 @@ import (
 // keptModeBits are the fs.FileMode bits an entry records besides its type.
 const keptModeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
 
+// restoredModeBits are those a restore applies: never setuid or setgid,
+// which would hand whoever may run the file the rights of its (restoring)
+// owner.
+const restoredModeBits = fs.ModePerm | fs.ModeSticky
+
 // restoreTempPrefix starts the name of the temporary file a restore writes
 // a file's contents to before it has been checked.
 const restoreTempPrefix = ".levqor-restore-"
@@ -421,12 +426,14 @@ func restoreDirectory(ctx context.Context, r io.Reader, root *os.Root, opts Rest
 		}
 		switch e.Type {
 		case TypeDir:
+			// The target itself keeps its own mode and time: it is the
+			// restore's, not the snapshot's.
 			if e.Path != "." {
 				if err := d.mkdir(e.Path); err != nil {
 					return Stats{}, err
 				}
+				d.dirs = append(d.dirs, *e)
 			}
-			d.dirs = append(d.dirs, *e)
 		case TypeFile:
 			if err := d.file(e); err != nil {
 				return Stats{}, err
@@ -442,7 +449,7 @@ func restoreDirectory(ctx context.Context, r io.Reader, root *os.Root, opts Rest
 	for i := len(d.dirs) - 1; i >= 0; i-- {
 		e := d.dirs[i]
 		name := filepath.FromSlash(e.Path)
-		if err := root.Chmod(name, fs.FileMode(e.Mode)&keptModeBits); err != nil {
+		if err := root.Chmod(name, fs.FileMode(e.Mode)&restoredModeBits); err != nil {
 			return Stats{}, fmt.Errorf("archive: restoring mode of %q: %w", e.Path, err)
 		}
 		if err := root.Chtimes(name, time.Time{}, e.ModTime); err != nil {
@@ -541,7 +548,7 @@ func (d *dirRestorer) file(e *FileEntry) error {
 	if err := f.Close(); err != nil {
 		return wrapRestore(e.Path, err)
 	}
-	if err := d.root.Chmod(tmp, fs.FileMode(e.Mode)&keptModeBits); err != nil {
+	if err := d.root.Chmod(tmp, fs.FileMode(e.Mode)&restoredModeBits); err != nil {
 		return wrapRestore(e.Path, err)
 	}
 	if err := d.root.Chtimes(tmp, time.Time{}, e.ModTime); err != nil {

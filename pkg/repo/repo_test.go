@@ -308,3 +308,38 @@ func TestABackupThatFailsLeavesNoPacks(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, left)
 }
+
+// TestARestoreGrantsNoSetuidAndKeepsTheTargetsMode: a setuid program
+// comes back without its setuid bit (restored by Levqor, it would run
+// with the restoring user's rights), and the target directory keeps its
+// own mode.
+func TestARestoreGrantsNoSetuidAndKeepsTheTargetsMode(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := t.TempDir()
+	p := filepath.Join(src, "tool")
+	require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755))
+	require.NoError(t, os.Chmod(p, 0o755|os.ModeSetuid))
+	require.NoError(t, os.Mkdir(filepath.Join(src, "shared"), 0o755))
+	require.NoError(t, os.Chmod(filepath.Join(src, "shared"), 0o775|os.ModeSetgid))
+	require.NoError(t, os.Chmod(src, 0o777))
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	r := newRepo(t, blobs, fixedKey(3))
+	_, m, err := r.BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+
+	target := t.TempDir()
+	require.NoError(t, os.Chmod(target, 0o750))
+	_, _, err = r.Restore(ctx, m, target, nil)
+	require.NoError(t, err)
+	fi, err := os.Stat(filepath.Join(target, "tool"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o755), fi.Mode(), "no setuid bit")
+	fi, err = os.Stat(filepath.Join(target, "shared"))
+	require.NoError(t, err)
+	require.Equal(t, os.ModeDir|0o775, fi.Mode(), "no setgid bit")
+	fi, err = os.Stat(target)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o750), fi.Mode().Perm(), "the target keeps its mode")
+}
