@@ -227,24 +227,24 @@ func (w *Worker) recordSnapshot(ctx context.Context, e *command.Envelope, p Reco
 	if id == "" {
 		id = derivedID(SnapshotIDPrefix, "snapshot", e.ID)
 	}
-	var size int64
-	var sum, key string
+	var (
+		size      int64
+		sum, key  string
+		data      []byte
+		sizeField = "blob_key"
+	)
 	if p.ContentBase64 != "" {
-		data, err := p.Content()
-		if err != nil {
+		if data, err = p.Content(); err != nil {
 			return nil, err
 		}
 		digest := sha256.Sum256(data)
-		sum, size = hex.EncodeToString(digest[:]), int64(len(data))
+		sum, size, sizeField = hex.EncodeToString(digest[:]), int64(len(data)), "content_base64"
 		if err := p.checkClaims(size, sum); err != nil {
 			return nil, err
 		}
 		// The key names the content: a second snapshot under the same id
 		// can never overwrite the first one's bytes.
 		key = fmt.Sprintf("%s/%s/%s-%s", src.AccountID, src.ID, id, sum[:16])
-		if _, _, err := w.Blobs.Put(ctx, key, bytes.NewReader(data)); err != nil {
-			return nil, fmt.Errorf("storing the blob of %s: %w", id, err)
-		}
 	} else {
 		key = p.BlobKey
 		if !strings.HasPrefix(key, src.AccountID+"/") {
@@ -275,11 +275,41 @@ func (w *Worker) recordSnapshot(ctx context.Context, e *command.Envelope, p Reco
 		ID: id, AccountID: src.AccountID, SourceID: src.ID, TakenAt: taken, SizeBytes: size, SHA256: sum,
 		BlobKey: key, Tags: p.Tags, RecordedBy: e.KeyID, RecordedAt: time.Now(),
 	}
+	// What would refuse the record is checked before its content is
+	// stored: a refused record leaves no blob behind. (The transaction
+	// checks again; what a race leaves, blob.gc collects.)
+	refused := func(ctx context.Context, tx *store.Tx) error {
+		if err := refuseIfErasing(ctx, tx, src.AccountID); err != nil {
+			return err
+		}
+		if _, err := tx.GetSnapshot(ctx, snap.ID); err == nil {
+			return recordConflict(ctx, tx, snap)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if ex, err := tx.SnapshotByBlobKey(ctx, snap.BlobKey); err == nil {
+			return conflict("blob_taken", "blob_key", fmt.Sprintf("blob %s already belongs to snapshot %s", snap.BlobKey, ex.ID))
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return w.quotaRoom(ctx, tx, src.AccountID, size, sizeField)
+	}
+	if err := w.Store.InTx(ctx, func(tx *store.Tx) error { return refused(ctx, tx) }); err != nil {
+		return nil, err
+	}
+	if data != nil {
+		if _, _, err := w.Blobs.Put(ctx, key, bytes.NewReader(data)); err != nil {
+			return nil, fmt.Errorf("storing the blob of %s: %w", id, err)
+		}
+	}
 	return func(ctx context.Context, tx *store.Tx) (command.Outcome, error) {
 		if _, err := tx.LockSource(ctx, src.ID); err != nil {
 			return command.Outcome{}, err
 		}
-		if err := refuseIfErasing(ctx, tx, src.AccountID); err != nil {
+		if err := tx.LockAccountForSources(ctx, src.AccountID); err != nil {
+			return command.Outcome{}, err
+		}
+		if err := refused(ctx, tx); err != nil {
 			return command.Outcome{}, err
 		}
 		inserted, err := tx.InsertSnapshot(ctx, snap)
@@ -300,6 +330,29 @@ func (w *Worker) recordSnapshot(ctx context.Context, e *command.Envelope, p Reco
 		}
 		return command.Outcome{Status: http.StatusCreated, Result: stored}, nil
 	}, nil
+}
+
+// quotaRoom refuses, with 422 quota_exceeded naming field, n more bytes
+// the account's storage quota has no room for (as a run is refused).
+func (w *Worker) quotaRoom(ctx context.Context, tx *store.Tx, accountID string, n int64, field string) error {
+	acc, err := tx.GetAccount(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	ent, err := Entitlements(acc.Entitlements)
+	if err != nil {
+		return err
+	}
+	quota := int64(ent.StorageGB) * GB
+	used, err := tx.AccountStoredBytes(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	if used+n > quota {
+		return unprocessable("quota_exceeded", field, fmt.Sprintf("storage quota exceeded: the account stores %s of its %s (%s tier); this snapshot's %s do not fit, and nothing was stored",
+			humanBytes(used), humanBytes(quota), tierOr(ent.Tier), humanBytes(n)))
+	}
+	return nil
 }
 
 // recordConflict explains why a snapshot was not inserted.

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/backups"
+	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/store"
@@ -173,6 +174,28 @@ func TestRecordSnapshot(t *testing.T) {
 		t.Run("NoOffset", func(t *testing.T) {
 			c := b.run(t, backups.ActionRecordSnapshot, "key_agent", map[string]any{"source_id": src, "taken_at": "2026-10-25T02:00:00", "content_base64": "eA=="})
 			failed(t, c, http.StatusUnprocessableEntity, "taken_at")
+		})
+		t.Run("RefusedRecordStoresNothing", func(t *testing.T) {
+			other := []byte("other content")
+			c := b.run(t, backups.ActionRecordSnapshot, "key_agent", map[string]any{"source_id": src, "id": snap.ID, "taken_at": "2026-10-25T02:00:00Z",
+				"content_base64": base64.StdEncoding.EncodeToString(other)})
+			require.Equal(t, "id_taken", failed(t, c, http.StatusConflict, "id").Code)
+			osum := sha256.Sum256(other)
+			_, err := b.local.Stat(ctx, b.acc+"/"+src+"/"+snap.ID+"-"+hex.EncodeToString(osum[:])[:16])
+			require.ErrorIs(t, err, blob.ErrNotFound, "a refused record stores no blob")
+
+			full := starter
+			full.StorageGB = 0
+			b3 := &bundle{st: st, local: b.local, blobs: b.blobs, w: b.w}
+			b3.acc = b.account(t, full, "active")
+			src3 := b3.source(t, nil)
+			c = b3.run(t, backups.ActionRecordSnapshot, "key_agent", map[string]any{"source_id": src3, "taken_at": "2026-10-25T02:00:00Z", "content_base64": "eA=="})
+			e := failed(t, c, http.StatusUnprocessableEntity, "content_base64")
+			require.Equal(t, "quota_exceeded", e.Code)
+			require.Contains(t, e.Message, "nothing was stored")
+			infos, err := b.local.List(ctx, b3.acc+"/")
+			require.NoError(t, err)
+			require.Empty(t, infos, "a record over the quota stores no blob")
 		})
 		t.Run("AnotherAccountsSource", func(t *testing.T) {
 			b2 := &bundle{st: st, local: b.local, blobs: b.blobs, w: b.w}
