@@ -198,7 +198,7 @@ func (s *Server) setSourceConfig(w http.ResponseWriter, r *http.Request) {
 		if err := p.Validate(); err != nil {
 			return commandSpec{}, err
 		}
-		cfg, err := backups.ParseConfig(src.Kind, p.Config, s.sweep.AllowedPaths)
+		cfg, err := backups.ParseConfig(src.Kind, p.Config, s.sweep.AllowedPaths, s.sweep.ProtectedPaths...)
 		if err != nil {
 			return commandSpec{}, err
 		}
@@ -231,7 +231,7 @@ func (s *Server) restoreData(w http.ResponseWriter, r *http.Request) {
 			return commandSpec{}, err
 		}
 		if p.TargetPath != "" {
-			clean, err := backups.CheckPath("target_path", p.TargetPath, s.sweep.AllowedPaths)
+			clean, err := backups.CheckPath("target_path", p.TargetPath, s.sweep.AllowedPaths, s.sweep.ProtectedPaths...)
 			if err != nil {
 				return commandSpec{}, err
 			}

@@ -22,9 +22,7 @@ import (
 	"github.com/levqor/levqor/pkg/telemetry"
 )
 
-// allowPaths serves the API again with LEVQOR_BACKUP_PATHS set to a fresh
-// directory, which it returns; the retention worker started afterwards
-// gets it too.
+// entryNames are the names of a listing's entries.
 func entryNames(l backups.Listing) []string {
 	var out []string
 	for _, e := range l.Entries {
@@ -50,6 +48,9 @@ func untar(t *testing.T, b []byte) map[string]string {
 	}
 }
 
+// allowPaths serves the API again with LEVQOR_BACKUP_PATHS set to a fresh
+// directory, which it returns; the retention worker started afterwards
+// gets it too.
 func (h *harness) allowPaths(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.EvalSymlinks(t.TempDir())

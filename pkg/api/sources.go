@@ -95,7 +95,7 @@ func (s *Server) createSource(w http.ResponseWriter, r *http.Request) {
 		if err := p.Validate(); err != nil {
 			return commandSpec{}, err
 		}
-		cfg, err := backups.ParseConfig(p.Kind, p.Config, s.sweep.AllowedPaths)
+		cfg, err := backups.ParseConfig(p.Kind, p.Config, s.sweep.AllowedPaths, s.sweep.ProtectedPaths...)
 		if err != nil {
 			return commandSpec{}, err
 		}

@@ -121,7 +121,7 @@ func (w *Worker) createSource(_ context.Context, e *command.Envelope, p CreateSo
 		}
 		own = &pol
 	}
-	cfg, err := ParseConfig(p.Kind, p.Config, w.settings().AllowedPaths)
+	cfg, err := ParseConfig(p.Kind, p.Config, w.settings().AllowedPaths, w.settings().ProtectedPaths...)
 	if err != nil {
 		return nil, err
 	}

@@ -61,7 +61,7 @@ type SourceConfig struct {
 // ParseConfig reads and checks the config of a source of kind: required
 // for a runnable kind, refused for any other. Errors are 422
 // *command.Errors naming the field ("config.path").
-func ParseConfig(kind string, raw json.RawMessage, roots []string) (SourceConfig, error) {
+func ParseConfig(kind string, raw json.RawMessage, roots []string, protected ...string) (SourceConfig, error) {
 	var c SourceConfig
 	if !Runnable(kind) {
 		if !isNull(raw) {
@@ -89,7 +89,7 @@ func ParseConfig(kind string, raw json.RawMessage, roots []string) (SourceConfig
 		if c.Path == "" {
 			return c, invalid("config.path", configHint(kind))
 		}
-		clean, err := CheckPath("config.path", c.Path, roots)
+		clean, err := CheckPath("config.path", c.Path, roots, protected...)
 		if err != nil {
 			return c, err
 		}
@@ -243,9 +243,10 @@ func scrub(text, dsn string) string {
 // CheckPath checks that p is an absolute path under one of roots (the
 // LEVQOR_BACKUP_PATHS allow-list) once cleaned and with its symbolic links
 // resolved, as far as it exists: a link inside a root that points outside
-// it does not pass. It returns the cleaned path. Errors are 422
-// *command.Errors naming field.
-func CheckPath(field, p string, roots []string) (string, error) {
+// it does not pass; nor does a path that lies in, or holds, one of
+// protected (Levqor's own data and blob directories). It returns the
+// cleaned path. Errors are 422 *command.Errors naming field.
+func CheckPath(field, p string, roots []string, protected ...string) (string, error) {
 	if len(roots) == 0 {
 		return "", invalid(field, fmt.Sprintf("directory backups and restores are disabled on this deployment: set %s to the comma-separated absolute directories they may use", PathsVariable))
 	}
@@ -265,11 +266,28 @@ func CheckPath(field, p string, roots []string) (string, error) {
 		if err != nil {
 			continue
 		}
-		if resolved == r || strings.HasPrefix(resolved, strings.TrimSuffix(r, string(filepath.Separator))+string(filepath.Separator)) {
+		if within(resolved, r) {
+			for _, own := range protected {
+				if own == "" {
+					continue
+				}
+				o, err := resolve(filepath.Clean(own))
+				if err != nil {
+					continue
+				}
+				if within(resolved, o) || within(o, resolved) {
+					return "", invalid(field, fmt.Sprintf("%s overlaps Levqor's own data (%s): backing it up, or restoring into it, would read or overwrite Levqor's database, keys or backups", clean, own))
+				}
+			}
 			return clean, nil
 		}
 	}
 	return "", invalid(field, fmt.Sprintf("%s is not under %s (%s)", clean, PathsVariable, strings.Join(roots, ", ")))
+}
+
+// within reports whether path p is dir or lies under it (both resolved).
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, string(filepath.Separator))+string(filepath.Separator))
 }
 
 // resolve evaluates the symbolic links of the longest existing prefix of

@@ -138,7 +138,7 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 
 	cfg, err := SourceConfigOf(src)
 	if err == nil && src.Kind == KindDirectory {
-		_, err = CheckPath("config.path", cfg.Path, set.AllowedPaths)
+		_, err = CheckPath("config.path", cfg.Path, set.AllowedPaths, set.ProtectedPaths...)
 	}
 	if err == nil && cfg.DSN != "" {
 		// Opened here, for this run only: the row keeps it sealed. Checked

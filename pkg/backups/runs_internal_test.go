@@ -3,6 +3,8 @@ package backups
 import (
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/command"
 )
 
 // TestOneAccountsVerificationsLeaveSlotsForOthers: an account asking for
@@ -50,4 +53,26 @@ func TestOneAccountsVerificationsLeaveSlotsForOthers(t *testing.T) {
 	rel, err = w.streamSlot(ctx, log, set, "acc_flood")
 	require.NoError(t, err, "released, the account streams again")
 	rel()
+}
+
+// TestLevqorsOwnDirectoriesAreNeverSourcesNorTargets: a path inside
+// Levqor's data directory, one that holds it, or a link to it is refused
+// naming the field; a sibling passes.
+func TestLevqorsOwnDirectoriesAreNeverSourcesNorTargets(t *testing.T) {
+	t.Parallel()
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	require.NoError(t, err)
+	own := filepath.Join(root, ".levqor")
+	require.NoError(t, os.MkdirAll(filepath.Join(own, "blobs"), 0o700))
+	require.NoError(t, os.Symlink(own, filepath.Join(root, "sneaky")))
+	for _, p := range []string{filepath.Join(own, "blobs"), own, root, filepath.Join(root, "sneaky", "blobs")} {
+		_, err := CheckPath("target_path", p, []string{root}, own)
+		var ce *command.Error
+		require.ErrorAs(t, err, &ce, p)
+		require.Equal(t, "target_path", ce.Field)
+		require.Contains(t, ce.Message, "overlaps Levqor's own data", p)
+	}
+	got, err := CheckPath("config.path", filepath.Join(root, "site"), []string{root}, own)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(root, "site"), got)
 }

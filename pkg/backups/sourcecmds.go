@@ -67,7 +67,7 @@ func (w *Worker) setConfig(ctx context.Context, e *command.Envelope, p SetConfig
 	if src, err = ownSource(src, err, e, p.SourceID); err != nil {
 		return nil, err
 	}
-	cfg, err := ParseConfig(src.Kind, p.Config, w.settings().AllowedPaths)
+	cfg, err := ParseConfig(src.Kind, p.Config, w.settings().AllowedPaths, w.settings().ProtectedPaths...)
 	if err != nil {
 		return nil, err
 	}

@@ -234,7 +234,7 @@ func (w *Worker) restoreData(ctx context.Context, e *command.Envelope, p Restore
 	}
 	target := p.TargetPath
 	if target != "" {
-		if target, err = CheckPath("target_path", target, set.AllowedPaths); err != nil {
+		if target, err = CheckPath("target_path", target, set.AllowedPaths, set.ProtectedPaths...); err != nil {
 			return nil, err
 		}
 	}

@@ -128,6 +128,9 @@ type Settings struct {
 	// AllowedPaths are the directories directory sources and restores may
 	// use (LEVQOR_BACKUP_PATHS); empty refuses them.
 	AllowedPaths []string
+	// ProtectedPaths are Levqor's own directories (its data and blob
+	// directories): no source or restore target may lie in or hold one.
+	ProtectedPaths []string
 	// MaxRuns bounds the runs, restores and verifications one worker
 	// process streams at once (LEVQOR_BACKUP_MAX_RUNS); MaxRunsPerAccount
 	// the runs of one account across all workers

@@ -70,6 +70,14 @@ func TestBackupWalkthrough(t *testing.T) {
 	op.result(t, http.MethodPost, "/v1/sources", map[string]any{"account_id": acc, "name": "website", "kind": "directory",
 		"config": map[string]string{"path": data}}, &src)
 
+	// Levqor's own data directory is never a source: a backup of it
+	// would copy its database, keys and backups into itself.
+	var refused map[string]map[string]string
+	require.Equal(t, http.StatusUnprocessableEntity, op.call(t, http.MethodPost, "/v1/sources", map[string]any{"account_id": acc, "name": "itself", "kind": "directory",
+		"config": map[string]string{"path": env["LEVQOR_DATA_DIR"]}}, &refused))
+	require.Equal(t, "config.path", refused["error"]["field"])
+	require.Contains(t, refused["error"]["message"], "overlaps Levqor's own data")
+
 	out, err = run("backup", "run", src.ID, "--wait")
 	require.NoError(t, err, out)
 	require.Regexp(t, `(?m)^run run_[a-z2-7]{26} queued \(command cmd_`, out)

@@ -1,6 +1,8 @@
 package service
 
 import (
+	"path/filepath"
+
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
@@ -11,11 +13,26 @@ import (
 func (e *Env) retentionSettings() backups.Settings {
 	return backups.Settings{
 		MaxShare: e.Cfg.SweepMaxShare, TrashGrace: e.Cfg.TrashGrace,
-		AllowedPaths: e.Cfg.BackupPaths, MaxRuns: e.Cfg.BackupMaxRuns, MaxRunsPerAccount: e.Cfg.BackupMaxRunsPerAccount,
+		AllowedPaths: e.Cfg.BackupPaths, ProtectedPaths: ownDirs(e.Cfg.DataDir, e.Cfg.BlobDir), MaxRuns: e.Cfg.BackupMaxRuns, MaxRunsPerAccount: e.Cfg.BackupMaxRunsPerAccount,
 		RunTimeout: e.Cfg.BackupTimeout, BusyWait: e.Cfg.BackupBusyWait, VerifySample: e.Cfg.VerifySample, OverdueGrace: e.Cfg.OverdueGrace,
 		RunReapAfter: e.Cfg.RunReapAfter, GCAge: e.Cfg.BlobGCAge, DrillEvery: e.Cfg.DrillEvery, DrillDSN: e.Cfg.DrillPostgresURL,
 		DatabaseURL: e.Cfg.DatabaseURL, SelfBackupKeep: e.Cfg.SelfBackupKeep,
 	}.WithDefaults()
+}
+
+// ownDirs are Levqor's own directories, absolute: no source or restore
+// target may lie in or hold one.
+func ownDirs(dirs ...string) []string {
+	var out []string
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		if a, err := filepath.Abs(d); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // backupsWorker builds the backups worker. Its blobs live in
