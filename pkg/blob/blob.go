@@ -22,6 +22,11 @@ type Store interface {
 	// Get opens the blob under key for reading; the caller closes it. A
 	// missing blob is an error wrapping ErrNotFound.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// GetRange opens n bytes of the blob under key from offset off: a
+	// chunk of a pack, read without the rest. A range past the end
+	// yields what there is (the caller checks the length); a missing
+	// blob is an error wrapping ErrNotFound.
+	GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
 	// Delete removes the blob under key. Deleting a blob that does not
 	// exist succeeds, so a deletion interrupted by a crash can simply be
 	// repeated.

@@ -138,6 +138,22 @@ func (l *Local) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return f, nil
 }
 
+// GetRange implements Store.
+func (l *Local) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("blob: getting %s: negative range %d+%d", key, off, n)
+	}
+	rc, err := l.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	f := rc.(*os.File)
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, off, n), f}, nil
+}
+
 // Delete implements Store.
 func (l *Local) Delete(ctx context.Context, key string) error {
 	p, err := l.path(key)

@@ -369,6 +369,42 @@ func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return rc, nil
 }
 
+// GetRange implements Store with a ranged GET.
+func (s *S3) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("blob: getting %s: negative range %d+%d", key, off, n)
+	}
+	if n == 0 {
+		if _, err := s.Stat(ctx, key); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	name, err := s.object(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("blob: getting %s: %w", key, err)
+	}
+	opts := minio.GetObjectOptions{}
+	if err := opts.SetRange(off, off+n-1); err != nil {
+		return nil, fmt.Errorf("blob: getting %s: %w", key, err)
+	}
+	rc, _, _, err := s.core.GetObject(ctx, s.bucket, name, opts)
+	if isS3NotFound(err) {
+		return nil, fmt.Errorf("blob %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		var resp minio.ErrorResponse
+		if errors.As(err, &resp) && resp.Code == "InvalidRange" {
+			return io.NopCloser(strings.NewReader("")), nil // past the end: nothing there
+		}
+		return nil, fmt.Errorf("blob: getting %s: %w", key, s.explain(err))
+	}
+	return rc, nil
+}
+
 // Delete implements Store. S3 deletes are idempotent already; a store
 // that answers NoSuchKey is taken as having nothing to delete.
 func (s *S3) Delete(ctx context.Context, key string) error {

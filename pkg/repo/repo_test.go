@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -342,4 +343,75 @@ func TestARestoreGrantsNoSetuidAndKeepsTheTargetsMode(t *testing.T) {
 	fi, err = os.Stat(target)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o750), fi.Mode().Perm(), "the target keeps its mode")
+}
+
+// counting is a blob store that counts the bytes read from packs.
+type counting struct {
+	blob.Store
+	packBytes atomic.Int64
+}
+
+type countedReader struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c countedReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *counting) wrap(key string, rc io.ReadCloser, err error) (io.ReadCloser, error) {
+	if err != nil || !strings.Contains(key, "/packs/") {
+		return rc, err
+	}
+	return countedReader{rc, &c.packBytes}, nil
+}
+
+func (c *counting) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := c.Store.Get(ctx, key)
+	return c.wrap(key, rc, err)
+}
+
+func (c *counting) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	rc, err := c.Store.GetRange(ctx, key, off, n)
+	return c.wrap(key, rc, err)
+}
+
+// TestRestoringOneFileReadsOnlyItsChunks: from a snapshot of 10,000
+// files, restoring one reads that file's chunks from the packs and
+// nothing else of them.
+func TestRestoringOneFileReadsOnlyItsChunks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := t.TempDir()
+	for i := range 10_000 {
+		dir := filepath.Join(src, fmt.Sprintf("d%02d", i/100))
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%05d.txt", i)), fmt.Appendf(nil, "file %d: %s\n", i, strings.Repeat("x", i%300)), 0o644))
+	}
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	_, m, err := newRepo(t, blobs, fixedKey(6)).BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+	require.Equal(t, 10_000, m.Stats.Files)
+
+	c := &counting{Store: blobs}
+	r := newRepo(t, c, fixedKey(6))
+	one := "d42/f04217.txt"
+	n, ok := m.Find(one)
+	require.True(t, ok)
+	target := t.TempDir()
+	files, size, err := r.Restore(ctx, m, target, func(x repo.Node) bool { return x.Path == one || x.Path == "d42" })
+	require.NoError(t, err)
+	require.Equal(t, 1, files)
+	require.Equal(t, n.Size, size)
+	b, err := os.ReadFile(filepath.Join(target, "d42", "f04217.txt"))
+	require.NoError(t, err)
+	require.Equal(t, fmt.Sprintf("file 4217: %s\n", strings.Repeat("x", 4217%300)), string(b))
+	require.Len(t, n.Chunks, 1)
+	require.Less(t, c.packBytes.Load(), int64(1024), "one small chunk read, sealed: %d bytes of the packs", c.packBytes.Load())
+	require.Positive(t, c.packBytes.Load())
+	require.Greater(t, m.Stats.StoredBytes, int64(100<<10), "the packs hold far more")
 }

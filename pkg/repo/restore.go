@@ -61,13 +61,11 @@ func (m *Manifest) Find(p string) (Node, bool) {
 	return Node{}, false
 }
 
-// reader reads chunks, keeping the last pack it fetched: a restore reads
-// the chunks of a file, and the files of a backup, mostly in pack order.
+// reader reads chunks, each with a ranged read of its pack: restoring or
+// downloading one file reads that file's chunks, not the packs around
+// them.
 type reader struct {
-	r        *Repo
-	packID   ID
-	pack     []byte
-	havePack bool
+	r *Repo
 }
 
 func (rd *reader) chunk(ctx context.Context, id ID) ([]byte, error) {
@@ -75,26 +73,23 @@ func (rd *reader) chunk(ctx context.Context, id ID) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("repo: chunk %s is in no index: %w", id, ErrIntegrity)
 	}
-	if !rd.havePack || rd.packID != loc.Pack {
-		rc, err := rd.r.blobs.Get(ctx, rd.r.prefix+"packs/"+loc.Pack.String())
-		if errors.Is(err, blob.ErrNotFound) {
-			return nil, fmt.Errorf("repo: pack %s is missing: %w", loc.Pack, ErrIntegrity)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("repo: reading pack %s: %w", loc.Pack, err)
-		}
-		b, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("repo: reading pack %s: %w", loc.Pack, err)
-		}
-		rd.packID, rd.pack, rd.havePack = loc.Pack, b, true
+	rc, err := rd.r.blobs.GetRange(ctx, rd.r.prefix+"packs/"+loc.Pack.String(), int64(loc.Offset), int64(loc.Length))
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, fmt.Errorf("repo: pack %s is missing: %w", loc.Pack, ErrIntegrity)
 	}
-	end := uint64(loc.Offset) + uint64(loc.Length)
-	if end > uint64(len(rd.pack)) {
+	if err != nil {
+		return nil, fmt.Errorf("repo: reading pack %s: %w", loc.Pack, err)
+	}
+	sealed := make([]byte, loc.Length)
+	_, err = io.ReadFull(rc, sealed)
+	rc.Close()
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("repo: chunk %s lies past the end of pack %s: %w", id, loc.Pack, ErrIntegrity)
 	}
-	data, err := rd.r.key.open(rd.pack[loc.Offset:end], id[:])
+	if err != nil {
+		return nil, fmt.Errorf("repo: reading pack %s: %w", loc.Pack, err)
+	}
+	data, err := rd.r.key.open(sealed, id[:])
 	if err != nil {
 		return nil, fmt.Errorf("repo: chunk %s in pack %s: %w", id, loc.Pack, err)
 	}

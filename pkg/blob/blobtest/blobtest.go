@@ -47,6 +47,30 @@ func Run(t *testing.T, s blob.Store) {
 		require.False(t, info.ModTime.IsZero())
 	})
 
+	t.Run("GetRangeReadsPartOfABlob", func(t *testing.T) {
+		t.Parallel()
+		key := base + "range/blob"
+		data := randomBytes(t, 70_001)
+		_, _, err := s.Put(ctx, key, bytes.NewReader(data))
+		require.NoError(t, err)
+		part := func(off, n int64) []byte {
+			t.Helper()
+			rc, err := s.GetRange(ctx, key, off, n)
+			require.NoError(t, err)
+			defer rc.Close()
+			b, err := io.ReadAll(rc)
+			require.NoError(t, err)
+			return b
+		}
+		require.Equal(t, data[1000:6000], part(1000, 5000))
+		require.Equal(t, data[:1], part(0, 1))
+		require.Equal(t, data[70_000:], part(70_000, 10), "a range past the end yields what there is")
+		require.Empty(t, part(80_000, 10))
+		require.Empty(t, part(10, 0))
+		_, err = s.GetRange(ctx, base+"range/missing", 0, 10)
+		require.ErrorIs(t, err, blob.ErrNotFound)
+	})
+
 	t.Run("EmptyBlob", func(t *testing.T) {
 		t.Parallel()
 		key := base + "empty/blob"
