@@ -6,61 +6,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/levqor/levqor/pkg/telemetry/heapwatch"
 )
-
-// heapSampler records the peak of the Go heap while something runs.
-type heapSampler struct {
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	base      uint64
-	peakInuse uint64
-	peakSys   uint64
-}
-
-func startHeapSampler() *heapSampler {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	h := &heapSampler{stop: make(chan struct{}), base: ms.HeapInuse, peakInuse: ms.HeapInuse, peakSys: ms.HeapSys}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-h.stop:
-				return
-			case <-tick.C:
-				h.sample()
-			}
-		}
-	}()
-	return h
-}
-
-func (h *heapSampler) sample() {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	h.peakInuse = max(h.peakInuse, ms.HeapInuse)
-	h.peakSys = max(h.peakSys, ms.HeapSys)
-}
-
-// done stops sampling and returns the peaks in bytes: heap in use, its
-// growth over the start, and heap obtained from the OS.
-func (h *heapSampler) done() (peak, growth, sys uint64) {
-	close(h.stop)
-	h.wg.Wait()
-	h.sample()
-	return h.peakInuse, h.peakInuse - h.base, h.peakSys
-}
 
 // writeLargeFile creates a file of mb MiB alternating 1 MiB of
 // pseudo-random bytes (incompressible) with 1 MiB holes (sparse zeros).
@@ -96,9 +48,9 @@ func TestMemoryStaysFlat(t *testing.T) {
 
 	out, err := os.Create(archivePath)
 	require.NoError(t, err)
-	h := startHeapSampler()
+	h := heapwatch.Start()
 	m, err := WriteDirectory(context.Background(), out, src, nil)
-	_, growth, _ := h.done()
+	growth := h.Done().Growth
 	require.NoError(t, err)
 	require.NoError(t, out.Close())
 	require.Equal(t, int64(mb)<<20, m.SourceBytes)
@@ -108,18 +60,18 @@ func TestMemoryStaysFlat(t *testing.T) {
 	in, err := os.Open(archivePath)
 	require.NoError(t, err)
 	defer in.Close()
-	h = startHeapSampler()
+	h = heapwatch.Start()
 	_, _, err = Verify(context.Background(), in)
-	_, growth, _ = h.done()
+	growth = h.Done().Growth
 	require.NoError(t, err)
 	t.Logf("verify: heap grew by %.1f MiB", float64(growth)/(1<<20))
 	require.Less(t, growth, uint64(limit), "Verify heap growth")
 
 	_, err = in.Seek(0, io.SeekStart)
 	require.NoError(t, err)
-	h = startHeapSampler()
+	h = heapwatch.Start()
 	_, err = RestoreDirectory(context.Background(), in, filepath.Join(t.TempDir(), "restored"), RestoreOptions{})
-	_, growth, _ = h.done()
+	growth = h.Done().Growth
 	require.NoError(t, err)
 	t.Logf("restore: heap grew by %.1f MiB", float64(growth)/(1<<20))
 	require.Less(t, growth, uint64(limit), "RestoreDirectory heap growth")
@@ -147,17 +99,17 @@ func BenchmarkWriteDirectoryLargeFile(b *testing.B) {
 	writeLargeFile(b, src, mb)
 	archivePath := filepath.Join(b.TempDir(), "archive")
 
-	report := func(b *testing.B, h *heapSampler) {
-		peak, growth, sys := h.done()
-		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
-		b.ReportMetric(float64(growth)/(1<<20), "heap-growth-MiB")
-		b.ReportMetric(float64(sys)/(1<<20), "peak-heap-sys-MiB")
+	report := func(b *testing.B, h *heapwatch.Sampler) {
+		p := h.Done()
+		b.ReportMetric(float64(p.InUse)/(1<<20), "peak-heap-MiB")
+		b.ReportMetric(float64(p.Growth)/(1<<20), "heap-growth-MiB")
+		b.ReportMetric(float64(p.Sys)/(1<<20), "peak-heap-sys-MiB")
 	}
 
 	b.Run("Write", func(b *testing.B) {
 		b.SetBytes(size)
 		var archived int64
-		h := startHeapSampler()
+		h := heapwatch.Start()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			out, err := os.Create(archivePath)
@@ -175,7 +127,7 @@ func BenchmarkWriteDirectoryLargeFile(b *testing.B) {
 
 	b.Run("Verify", func(b *testing.B) {
 		b.SetBytes(size)
-		h := startHeapSampler()
+		h := heapwatch.Start()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			in, err := os.Open(archivePath)
@@ -190,7 +142,7 @@ func BenchmarkWriteDirectoryLargeFile(b *testing.B) {
 
 	b.Run("Restore", func(b *testing.B) {
 		b.SetBytes(size)
-		h := startHeapSampler()
+		h := heapwatch.Start()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			in, err := os.Open(archivePath)

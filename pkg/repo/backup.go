@@ -84,9 +84,12 @@ type writer struct {
 	stats   *Stats
 	// pending are chunks in the open pack, not yet in r.index.
 	pending map[ID]bool
-	// chunker and buf are reused from file to file: a chunk can be 8 MiB.
-	chunker *chunker.Chunker
-	buf     []byte
+	// chunker and buf are reused from file to file: a chunk can be 8 MiB;
+	// so are sealed and zbuf, where each chunk is compressed and sealed
+	// before it is copied into the pack.
+	chunker      *chunker.Chunker
+	buf          []byte
+	sealed, zbuf []byte
 	// indexed is set once the index of the writer's packs is stored.
 	indexed bool
 	// progressed is how much of the source was read or found unchanged.
@@ -109,7 +112,8 @@ func (w *writer) add(ctx context.Context, data []byte) (ID, error) {
 	if _, ok := w.r.has(id); ok || w.pending[id] {
 		return id, nil
 	}
-	sealed := w.r.key.seal(data, id[:])
+	w.sealed = w.r.key.sealTo(w.sealed[:0], data, id[:])
+	sealed := w.sealed
 	w.entries = append(w.entries, indexChunk{ID: id, Offset: uint32(w.pack.Len()), Length: uint32(len(sealed)), Raw: uint32(len(data))})
 	w.pack.Write(sealed)
 	w.pending[id] = true

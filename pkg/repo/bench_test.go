@@ -2,6 +2,7 @@ package repo_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -9,12 +10,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/blob"
+	"github.com/levqor/levqor/pkg/repo"
+	"github.com/levqor/levqor/pkg/telemetry/heapwatch"
 )
 
 // BenchmarkRepoBackupTree backs up a tree into a fresh repository on the
@@ -154,4 +158,102 @@ func diskUsage(b testing.TB, dir string) int64 {
 		return err
 	}))
 	return n
+}
+
+// writeBig writes mb MiB of pseudo-random (incompressible) bytes to
+// dir/big.bin.
+func writeBig(tb testing.TB, dir string, mb int) {
+	tb.Helper()
+	f, err := os.Create(filepath.Join(dir, "big.bin"))
+	require.NoError(tb, err)
+	r := rand.NewChaCha8([32]byte{7})
+	block := make([]byte, 1<<20)
+	for range mb {
+		_, _ = r.Read(block)
+		_, err := f.Write(block)
+		require.NoError(tb, err)
+	}
+	require.NoError(tb, f.Close())
+}
+
+// BenchmarkRepoLargeFile backs up one file of pseudo-random bytes into a
+// fresh repository on the local disk and restores it, reporting the
+// throughput and the peak Go heap of each. LEVQOR_BENCH_FILE_MB sets the
+// size in MiB (default 256):
+//
+//	LEVQOR_BENCH_FILE_MB=1024 go test -run '^$' -bench BenchmarkRepoLargeFile -benchtime 1x ./pkg/repo/
+func BenchmarkRepoLargeFile(b *testing.B) {
+	mb := 256
+	if s := os.Getenv("LEVQOR_BENCH_FILE_MB"); s != "" {
+		n, err := strconv.Atoi(s)
+		require.NoError(b, err, "LEVQOR_BENCH_FILE_MB")
+		mb = n
+	}
+	ctx := context.Background()
+	src := b.TempDir()
+	writeBig(b, src, mb)
+	blobs, err := blob.NewLocal(b.TempDir())
+	require.NoError(b, err)
+	report := func(b *testing.B, p heapwatch.Peaks, took time.Duration) {
+		b.ReportMetric(float64(mb)*(1<<20)/1e6/took.Seconds(), "MB/s")
+		b.ReportMetric(float64(p.InUse)/(1<<20), "peak-heap-MiB")
+		b.ReportMetric(float64(p.Growth)/(1<<20), "heap-growth-MiB")
+	}
+	var m *repo.Manifest
+	b.Run("Backup", func(b *testing.B) {
+		for range b.N {
+			r := newRepoAt(b, blobs, fmt.Sprintf("acc_bench%d/repo/", time.Now().UnixNano()), dataKey(b))
+			h := heapwatch.Start()
+			start := time.Now()
+			_, m, err = r.BackupDirectory(ctx, src, nil)
+			took := time.Since(start)
+			p := h.Done()
+			require.NoError(b, err)
+			report(b, p, took)
+			restoreFrom = r
+		}
+	})
+	b.Run("Restore", func(b *testing.B) {
+		for range b.N {
+			target := b.TempDir()
+			h := heapwatch.Start()
+			start := time.Now()
+			_, n, err := restoreFrom.Restore(ctx, m, target, nil)
+			took := time.Since(start)
+			p := h.Done()
+			require.NoError(b, err)
+			require.Equal(b, int64(mb)<<20, n)
+			report(b, p, took)
+		}
+	})
+}
+
+// restoreFrom is the repository BenchmarkRepoLargeFile's backup wrote.
+var restoreFrom *repo.Repo
+
+// TestRepoMemoryStaysFlat: backing up and restoring a file many times
+// larger than every buffer keeps the heap's growth bounded. Not
+// parallel, so that other tests' allocations do not blur it.
+func TestRepoMemoryStaysFlat(t *testing.T) {
+	const mb, limit = 96, 64 << 20
+	ctx := context.Background()
+	src := t.TempDir()
+	writeBig(t, src, mb)
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	r := newRepo(t, blobs, fixedKey(8))
+	h := heapwatch.Start()
+	_, m, err := r.BackupDirectory(ctx, src, nil)
+	growth := h.Done().Growth
+	require.NoError(t, err)
+	t.Logf("backup: heap grew by %.1f MiB for a %d MiB file", float64(growth)/(1<<20), mb)
+	require.Less(t, growth, uint64(limit))
+
+	h = heapwatch.Start()
+	_, n, err := r.Restore(ctx, m, t.TempDir(), nil)
+	growth = h.Done().Growth
+	require.NoError(t, err)
+	require.Equal(t, int64(mb)<<20, n)
+	t.Logf("restore: heap grew by %.1f MiB", float64(growth)/(1<<20))
+	require.Less(t, growth, uint64(limit))
 }

@@ -156,11 +156,22 @@ func codecs() (*zstd.Encoder, *zstd.Decoder) {
 }
 
 // seal compresses plain and seals it, bound to ad.
-func (k *Key) seal(plain, ad []byte) []byte {
+func (k *Key) seal(plain, ad []byte) []byte { return k.sealTo(nil, plain, ad) }
+
+// sealTo is seal appending to dst, compressing and sealing in place, so
+// that a backup that reuses dst allocates no buffer per chunk.
+func (k *Key) sealTo(dst, plain, ad []byte) []byte {
 	enc, _ := codecs()
-	out := make([]byte, k.aead.NonceSize(), k.aead.NonceSize()+len(plain)/2+k.aead.Overhead()+64)
-	_, _ = rand.Read(out)
-	return k.aead.Seal(out, out[:k.aead.NonceSize()], enc.EncodeAll(plain, nil), ad)
+	n := k.aead.NonceSize()
+	start := len(dst)
+	// The nonce, then the compressed form, sealed where it lies.
+	dst = slices.Grow(dst, n+len(plain)+len(plain)/64+k.aead.Overhead()+1024)[:start+n]
+	_, _ = rand.Read(dst[start:])
+	dst = enc.EncodeAll(plain, dst)
+	dst = slices.Grow(dst, k.aead.Overhead())
+	body := dst[start+n:]
+	out := k.aead.Seal(body[:0], dst[start:start+n], body, ad)
+	return dst[:start+n+len(out)]
 }
 
 // ErrIntegrity means an object does not open with the account's key: it
