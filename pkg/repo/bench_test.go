@@ -23,7 +23,8 @@ import (
 
 // BenchmarkRepoBackupTree backs up a tree into a fresh repository on the
 // local disk, changes 1% of its files (every hundredth, in path order: a
-// line appended), and backs it up again, reporting each run's time and
+// line appended) and adds a 1 MB file of random bytes, and backs it up
+// again, reporting each run's time and
 // what it stored. LEVQOR_BENCH_TREE names the tree (it is copied first,
 // so it is left as it was); without it, the Go runtime's sources and
 // 20 MiB of random bytes. docs/benchmarks.md has the figures next to
@@ -141,6 +142,10 @@ func changeOnePercent(b testing.TB, tree string) int {
 		require.NoError(b, os.Chtimes(files[i], later, later))
 		n++
 	}
+	// And a new file of 1 MB of random bytes, as scripts/bench adds one.
+	added := make([]byte, 1_000_000)
+	_, _ = rand.NewChaCha8([32]byte{4}).Read(added)
+	require.NoError(b, os.WriteFile(filepath.Join(tree, "added.bin"), added, 0o644))
 	return n
 }
 
