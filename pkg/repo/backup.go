@@ -84,12 +84,13 @@ type writer struct {
 	stats   *Stats
 	// pending are chunks in the open pack, not yet in r.index.
 	pending map[ID]bool
-	// chunker and buf are reused from file to file: a chunk can be 8 MiB;
-	// so are sealed and zbuf, where each chunk is compressed and sealed
-	// before it is copied into the pack.
-	chunker      *chunker.Chunker
-	buf          []byte
-	sealed, zbuf []byte
+	// chunker, buf and buf2 are reused from file to file: a chunk can be
+	// 8 MiB, and a large file is cut into one buffer while the chunk in
+	// the other is stored; sealed is where each chunk is compressed and
+	// sealed before it is copied into the pack.
+	chunker   *chunker.Chunker
+	buf, buf2 []byte
+	sealed    []byte
 	// indexed is set once the index of the writer's packs is stored.
 	indexed bool
 	// progressed is how much of the source was read or found unchanged.
@@ -187,34 +188,109 @@ func (w *writer) finish(ctx context.Context) error {
 }
 
 // chunkStream cuts r into chunks and stores those the repository lacks.
-func (w *writer) chunkStream(ctx context.Context, r io.Reader) ([]ID, int64, error) {
+func (w *writer) chunkStream(ctx context.Context, r io.Reader, size int64) ([]ID, int64, error) {
 	if w.chunker == nil {
 		w.chunker, w.buf = chunker.New(r, w.r.key.pol), make([]byte, chunker.MaxSize)
 	} else {
 		w.chunker.Reset(r, w.r.key.pol)
 	}
-	c, buf := w.chunker, w.buf
+	cuts, stop := w.cut(size)
+	defer stop()
 	var ids []ID
 	var n int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, n, err
 		}
-		chunk, err := c.Next(buf)
-		if errors.Is(err, io.EOF) {
+		k := cuts()
+		if errors.Is(k.err, io.EOF) {
 			return ids, n, nil
 		}
-		if err != nil {
-			return nil, n, err
+		if k.err != nil {
+			return nil, n, k.err
 		}
-		n += int64(chunk.Length)
-		w.advance(int64(chunk.Length))
-		id, err := w.add(ctx, chunk.Data)
+		n += int64(len(k.data))
+		w.advance(int64(len(k.data)))
+		id, err := w.add(ctx, k.data)
 		if err != nil {
 			return nil, n, err
 		}
 		ids = append(ids, id)
+		k.done()
 	}
+}
+
+// piece is one chunk cut from a stream; done hands its buffer back.
+type piece struct {
+	data []byte
+	err  error
+	done func()
+}
+
+// pipelineAbove is the size from which a stream is cut in a goroutine of
+// its own while the chunks already cut are hashed, compressed, sealed and
+// stored: the two halves of a backup's work then run on two cores. A
+// smaller file is one or two chunks, not worth the hand-over.
+const pipelineAbove = 4 * chunker.MinSize
+
+// cut returns the next chunk of the writer's chunker each time it is
+// called, and a stop to call once done. A stream larger than
+// pipelineAbove (or of unknown size, -1) is cut ahead in a goroutine,
+// into one of two buffers, while the previous chunk is stored.
+func (w *writer) cut(size int64) (next func() piece, stop func()) {
+	c := w.chunker
+	if size >= 0 && size < pipelineAbove {
+		return func() piece {
+			chunk, err := c.Next(w.buf)
+			return piece{data: chunk.Data, err: err, done: func() {}}
+		}, func() {}
+	}
+	if w.buf2 == nil {
+		w.buf2 = make([]byte, chunker.MaxSize)
+	}
+	free := make(chan []byte, 2)
+	free <- w.buf
+	free <- w.buf2
+	pieces := make(chan piece, 1)
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-quit:
+				return
+			}
+			chunk, err := c.Next(b)
+			p := piece{data: chunk.Data, err: err, done: func() { free <- chunk.Data[:0] }}
+			select {
+			case pieces <- p:
+			case <-quit:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	ended := false
+	return func() piece {
+			p := <-pieces
+			ended = p.err != nil
+			return p
+		}, func() {
+			close(quit)
+			if ended {
+				<-finished
+				return
+			}
+			// Stopped midway: the goroutine may be blocked reading (a pipe
+			// whose writer waits for this to return). It keeps the chunker
+			// and buffers until its read ends; the writer makes new ones.
+			w.chunker, w.buf, w.buf2 = nil, nil, nil
+		}
 }
 
 // BackupDirectory stores the tree under root as a snapshot and returns its
@@ -278,7 +354,7 @@ func (r *Repo) BackupDirectory(ctx context.Context, root string, prev *Manifest)
 			if err != nil {
 				return err
 			}
-			ids, read, err := w.chunkStream(ctx, f)
+			ids, read, err := w.chunkStream(ctx, f, n.Size)
 			f.Close()
 			if err != nil {
 				return fmt.Errorf("repo: reading %s: %w", n.Path, err)
@@ -310,7 +386,7 @@ func (r *Repo) BackupDirectory(ctx context.Context, root string, prev *Manifest)
 func (r *Repo) BackupStream(ctx context.Context, name string, rd io.Reader) (ID, *Manifest, error) {
 	m := &Manifest{Version: 2, Time: time.Now().UTC()}
 	w := &writer{r: r, stats: &m.Stats, pending: map[ID]bool{}}
-	ids, n, err := w.chunkStream(ctx, rd)
+	ids, n, err := w.chunkStream(ctx, rd, -1)
 	if err != nil {
 		w.abort(ctx)
 		return ID{}, nil, err

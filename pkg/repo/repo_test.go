@@ -415,3 +415,35 @@ func TestRestoringOneFileReadsOnlyItsChunks(t *testing.T) {
 	require.Positive(t, c.packBytes.Load())
 	require.Greater(t, m.Stats.StoredBytes, int64(100<<10), "the packs hold far more")
 }
+
+// TestAStreamThatFailsMidwayReturnsAtOnce: when storing fails while the
+// stream's next chunk is being cut from a pipe whose writer has not
+// finished, the backup returns its error without waiting for the pipe.
+// (With this data and key, the first pack is stored, and fails, while the
+// cutting goroutine waits for bytes the writer holds back: a backup that
+// waited for that goroutine would never return.)
+func TestAStreamThatFailsMidwayReturnsAtOnce(t *testing.T) {
+	t.Parallel()
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	r := newRepo(t, &failAt{Store: blobs, n: 1}, fixedKey(2))
+	pr, pw := io.Pipe()
+	release := make(chan struct{})
+	go func() {
+		_, _ = pw.Write(random(11, 9<<20))
+		<-release // the writer is not done: the reader would block
+		_ = pw.Close()
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := r.BackupStream(context.Background(), "dump", pr)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, errInjected)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the backup waited for a stream it no longer reads")
+	}
+	close(release)
+}
