@@ -12,6 +12,7 @@ import (
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/httpjson"
+	"github.com/levqor/levqor/pkg/store"
 )
 
 // browser is the snapshot reader, or false after answering 503 when
@@ -35,14 +36,22 @@ func (s *Server) browseFailed(w http.ResponseWriter, r *http.Request, err error)
 	s.unavailable(w, r, err, "cannot read the snapshot")
 }
 
+// browsable is the snapshot of the request, if the key may see it and
+// the query holds only path, and the browser to read it; or false after
+// answering.
+func (s *Server) browsable(w http.ResponseWriter, r *http.Request) (*store.Snapshot, *backups.Browser, bool) {
+	snap, ok := s.visibleSnapshot(w, r)
+	if !ok || !checkQuery(w, r, "path") {
+		return nil, nil, false
+	}
+	b, ok := s.browser(w)
+	return snap, b, ok
+}
+
 // listSnapshotFiles serves GET /v1/snapshots/{id}/files?path=…: one
 // directory of a snapshot ("" or absent: its root).
 func (s *Server) listSnapshotFiles(w http.ResponseWriter, r *http.Request) {
-	snap, ok := s.visibleSnapshot(w, r)
-	if !ok || !checkQuery(w, r, "path") {
-		return
-	}
-	b, ok := s.browser(w)
+	snap, b, ok := s.browsable(w, r)
 	if !ok {
 		return
 	}
@@ -58,11 +67,7 @@ func (s *Server) listSnapshotFiles(w http.ResponseWriter, r *http.Request) {
 // file's bytes, or a directory (absent path: the whole snapshot) as a
 // tar stream, streamed as it is read and checked.
 func (s *Server) downloadSnapshot(w http.ResponseWriter, r *http.Request) {
-	snap, ok := s.visibleSnapshot(w, r)
-	if !ok || !checkQuery(w, r, "path") {
-		return
-	}
-	b, ok := s.browser(w)
+	snap, b, ok := s.browsable(w, r)
 	if !ok {
 		return
 	}

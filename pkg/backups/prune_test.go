@@ -63,11 +63,9 @@ func TestPruningFreesWhatOnlyPurgedSnapshotsUsed(t *testing.T) {
 	_, _ = rand.Read(photo)
 	require.NoError(t, os.WriteFile(filepath.Join(data, "photo.bin"), photo, 0o644))
 	src := r.directorySource(t, "files", data)
-	first, c := r.backup(t, src)
-	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	first := r.backedUp(t, src)
 	require.NoError(t, os.Remove(filepath.Join(data, "photo.bin")))
-	second, c := r.backup(t, src)
-	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	second := r.backedUp(t, src)
 	want := snapshotTree(t, data)
 	full := r.repoBytes(t)
 	used, err := r.st.AccountStoredBytes(t.Context(), r.acc)
@@ -115,13 +113,8 @@ func TestPruningFreesWhatOnlyPurgedSnapshotsUsed(t *testing.T) {
 // holds the repository.
 func TestARunDuringWhichThePruneRanRunsAgain(t *testing.T) {
 	t.Parallel()
-	st := storetest.SQLite(t)
-	r := startRunner(t, st, func(s *backups.Settings) { s.BusyPoll = 50 * time.Millisecond })
-	data := filepath.Join(r.root, "data")
-	tree(t, data)
-	src := r.directorySource(t, "files", data)
-	_, c := r.backup(t, src)
-	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	r, data, src := treeSource(t, func(s *backups.Settings) { s.BusyPoll = 50 * time.Millisecond })
+	r.backedUp(t, src)
 
 	// A prune begins and ends while the next run stores its manifest.
 	var once sync.Once
@@ -130,14 +123,7 @@ func TestARunDuringWhichThePruneRanRunsAgain(t *testing.T) {
 			return
 		}
 		once.Do(func() {
-			var gen int64
-			require.NoError(t, r.st.InTx(t.Context(), func(tx *store.Tx) error {
-				g, ok, err := tx.BeginPrune(t.Context(), r.acc, time.Now(), time.Now().Add(-time.Hour))
-				require.True(t, ok)
-				gen = g
-				return err
-			}))
-			require.NoError(t, r.st.EndPrune(t.Context(), r.acc, gen, -1, time.Now()))
+			require.NoError(t, r.st.EndPrune(t.Context(), r.acc, r.beginPrune(t), -1, time.Now()))
 		})
 	}
 	r.puts.beforePut.Store(&hook)
@@ -152,13 +138,7 @@ func TestARunDuringWhichThePruneRanRunsAgain(t *testing.T) {
 	require.Zero(t, res.Corrupt)
 
 	// While a prune holds the repository, a run waits for it.
-	var gen int64
-	require.NoError(t, r.st.InTx(t.Context(), func(tx *store.Tx) error {
-		g, ok, err := tx.BeginPrune(t.Context(), r.acc, time.Now(), time.Now().Add(-time.Hour))
-		require.True(t, ok)
-		gen = g
-		return err
-	}))
+	gen := r.beginPrune(t)
 	id = r.submit(t, backups.RunDomain, backups.ActionRun, backups.RunParams{SourceID: src, Trigger: store.RunManual})
 	require.Eventually(t, func() bool { return strings.Contains(r.logText(), `limit="the prune"`) }, 10*time.Second, 20*time.Millisecond)
 	cmd, err := r.st.GetCommand(t.Context(), id)
@@ -166,4 +146,17 @@ func TestARunDuringWhichThePruneRanRunsAgain(t *testing.T) {
 	require.True(t, cmd.Pending(), "the run waits")
 	require.NoError(t, r.st.EndPrune(t.Context(), r.acc, gen, -1, time.Now()))
 	succeeded(t, r.outcome(t, id, 60*time.Second), nil)
+}
+
+// beginPrune takes the account's prune lease, as a prune does, and
+// returns its generation.
+func (r *runner) beginPrune(t *testing.T) int64 {
+	var gen int64
+	require.NoError(t, r.st.InTx(t.Context(), func(tx *store.Tx) error {
+		g, ok, err := tx.BeginPrune(t.Context(), r.acc, time.Now(), time.Now().Add(-time.Hour))
+		require.True(t, ok, "the lease is free")
+		gen = g
+		return err
+	}))
+	return gen
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/levqor/levqor/pkg/events"
 	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/store"
-	"github.com/levqor/levqor/pkg/store/storetest"
 )
 
 // TestASecondRunStoresOnlyWhatChanged: a second run of a directory
@@ -23,14 +22,9 @@ import (
 // first stored the tree, and its snapshot restores the whole new tree.
 func TestASecondRunStoresOnlyWhatChanged(t *testing.T) {
 	t.Parallel()
-	st := storetest.SQLite(t)
-	r := startRunner(t, st, nil)
-	data := filepath.Join(r.root, "data")
-	tree(t, data)
-	src := r.directorySource(t, "files", data)
+	r, data, src := treeSource(t, nil)
 
-	first, c := r.backup(t, src)
-	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	first := r.backedUp(t, src)
 	one, ok := backups.SummaryOf(first.Snapshot)
 	require.True(t, ok)
 	require.Zero(t, one.Unchanged)
@@ -42,8 +36,7 @@ func TestASecondRunStoresOnlyWhatChanged(t *testing.T) {
 	require.NoError(t, os.Chtimes(changed, mtime, mtime))
 	want := snapshotTree(t, data)
 
-	second, c := r.backup(t, src)
-	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	second := r.backedUp(t, src)
 	two, ok := backups.SummaryOf(second.Snapshot)
 	require.True(t, ok)
 	require.Equal(t, one.Files-1, two.Unchanged, "only the changed file is read again")
@@ -64,13 +57,8 @@ func TestASecondRunStoresOnlyWhatChanged(t *testing.T) {
 // stored object was rewritten, and the old key alone reads nothing.
 func TestRotatingTheMasterKeyRewrapsDataKeysWithoutRewritingBackups(t *testing.T) {
 	t.Parallel()
-	st := storetest.SQLite(t)
-	r := startRunner(t, st, nil)
-	data := filepath.Join(r.root, "data")
-	tree(t, data)
-	src := r.directorySource(t, "files", data)
-	run, c := r.backup(t, src)
-	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	r, _, src := treeSource(t, nil)
+	run := r.backedUp(t, src)
 	before, err := r.local.List(t.Context(), "")
 	require.NoError(t, err)
 
@@ -78,10 +66,10 @@ func TestRotatingTheMasterKeyRewrapsDataKeysWithoutRewritingBackups(t *testing.T
 	rotated, err := keys.ParseMasterKeys(newKey + "," + testMasterKey)
 	require.NoError(t, err)
 	var rep backups.ResealReport
-	require.NoError(t, backups.RewrapDataKeys(t.Context(), st, rotated, &rep))
+	require.NoError(t, backups.RewrapDataKeys(t.Context(), r.st, rotated, &rep))
 	require.Equal(t, backups.ResealReport{DataKeysRewrapped: 1}, rep)
 	rep = backups.ResealReport{}
-	require.NoError(t, backups.RewrapDataKeys(t.Context(), st, rotated, &rep))
+	require.NoError(t, backups.RewrapDataKeys(t.Context(), r.st, rotated, &rep))
 	require.Equal(t, backups.ResealReport{DataKeysCurrent: 1}, rep, "a second rotation changes nothing")
 
 	after, err := r.local.List(t.Context(), "")
@@ -99,7 +87,7 @@ func TestRotatingTheMasterKeyRewrapsDataKeysWithoutRewritingBackups(t *testing.T
 	require.NoError(t, err)
 	_, err = r.worker(onlyOld).VerifySample(t.Context(), time.Now())
 	require.ErrorContains(t, err, "no longer holds", "the old key alone opens nothing")
-	got, err := st.GetSnapshot(t.Context(), run.Snapshot.ID)
+	got, err := r.st.GetSnapshot(t.Context(), run.Snapshot.ID)
 	require.NoError(t, err)
 	require.Equal(t, store.SnapshotVerified, got.Integrity, "a key the workers lack is an error, never a corrupt snapshot")
 }
@@ -116,17 +104,11 @@ func (r *runner) worker(sealer *keys.Sealer) *backups.Worker {
 // chunks are in stay, for the snapshots that share them.
 func TestARepositoryObjectIsNeverDeletedAsASnapshotsBlob(t *testing.T) {
 	t.Parallel()
-	st := storetest.SQLite(t)
-	r := startRunner(t, st, nil)
-	data := filepath.Join(r.root, "data")
-	tree(t, data)
-	src := r.directorySource(t, "files", data)
-	first, c := r.backup(t, src)
-	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
-	second, c := r.backup(t, src)
-	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	r, _, src := treeSource(t, nil)
+	first := r.backedUp(t, src)
+	second := r.backedUp(t, src)
 
-	require.NoError(t, st.InTx(t.Context(), func(tx *store.Tx) error {
+	require.NoError(t, r.st.InTx(t.Context(), func(tx *store.Tx) error {
 		_, err := tx.MoveSnapshot(t.Context(), store.MoveSnapshotParams{ID: first.Snapshot.ID, From: store.SnapshotActive,
 			To: store.SnapshotTrash, PurgeAfter: time.Now().Add(-time.Minute)})
 		return err
@@ -151,13 +133,8 @@ func TestARepositoryObjectIsNeverDeletedAsASnapshotsBlob(t *testing.T) {
 // leaves the first verified, and deletes nothing.
 func TestACheckMarksOnlyTheSnapshotsThatNeedADamagedPack(t *testing.T) {
 	t.Parallel()
-	st := storetest.SQLite(t)
-	r := startRunner(t, st, nil)
-	data := filepath.Join(r.root, "data")
-	tree(t, data)
-	src := r.directorySource(t, "files", data)
-	first, c := r.backup(t, src)
-	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	r, data, src := treeSource(t, nil)
+	first := r.backedUp(t, src)
 	packsOf := func() map[string]bool {
 		infos, err := r.local.List(t.Context(), first.Snapshot.AccountID+"/repo/packs/")
 		require.NoError(t, err)
@@ -169,8 +146,7 @@ func TestACheckMarksOnlyTheSnapshotsThatNeedADamagedPack(t *testing.T) {
 	}
 	before := packsOf()
 	require.NoError(t, os.WriteFile(filepath.Join(data, "new.txt"), []byte("written after the first run\n"), 0o644))
-	second, c := r.backup(t, src)
-	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	second := r.backedUp(t, src)
 	var added string
 	for k := range packsOf() {
 		if !before[k] {
@@ -205,13 +181,13 @@ func TestACheckMarksOnlyTheSnapshotsThatNeedADamagedPack(t *testing.T) {
 	require.Len(t, rep.Findings, 1)
 	require.Equal(t, second.Snapshot.ID, rep.Findings[0].SnapshotID)
 	require.Contains(t, rep.Findings[0].Reason, "new.txt: pack "+strings.TrimPrefix(added, first.Snapshot.AccountID+"/repo/packs/")+" does not hash to its name")
-	got, err := st.GetSnapshot(t.Context(), second.Snapshot.ID)
+	got, err := r.st.GetSnapshot(t.Context(), second.Snapshot.ID)
 	require.NoError(t, err)
 	require.Equal(t, store.SnapshotCorrupt, got.Integrity)
 	alerts := r.events(t, events.NameBackupCorrupt)
 	require.Len(t, alerts, 1)
 	require.Equal(t, second.Snapshot.ID, alerts[0]["snapshot_id"])
-	got, err = st.GetSnapshot(t.Context(), first.Snapshot.ID)
+	got, err = r.st.GetSnapshot(t.Context(), first.Snapshot.ID)
 	require.NoError(t, err)
 	require.Equal(t, store.SnapshotVerified, got.Integrity)
 	after, err := r.local.List(t.Context(), "")

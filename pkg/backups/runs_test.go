@@ -474,11 +474,7 @@ func flipByte(t *testing.T, path string) {
 
 func TestAFailingBlobStoreLeavesNoSnapshotAndNoBlob(t *testing.T) {
 	t.Parallel()
-	st := storetest.SQLite(t)
-	r := startRunner(t, st, nil)
-	data := filepath.Join(r.root, "data")
-	tree(t, data)
-	src := r.directorySource(t, "files", data)
+	r, _, src := treeSource(t, nil)
 	r.puts.failAfter.Store(64 << 10)
 
 	_, c := r.backup(t, src)
@@ -486,12 +482,12 @@ func TestAFailingBlobStoreLeavesNoSnapshotAndNoBlob(t *testing.T) {
 	require.Equal(t, store.CommandErrorDeadLettered, c.Error.Code, "retried with backoff, then dead-lettered")
 	require.EqualValues(t, 3, r.puts.puts.Load(), "one attempt per delivery (MaxDeliver 3)")
 
-	got, err := st.GetRun(t.Context(), backups.RunID(c.ID))
+	got, err := r.st.GetRun(t.Context(), backups.RunID(c.ID))
 	require.NoError(t, err)
 	require.Equal(t, store.RunFailed, got.State)
 	require.Contains(t, got.Error, errStoreDown.Error())
 	require.Equal(t, 3, got.Attempts)
-	snaps, err := st.SourceSnapshots(t.Context(), src)
+	snaps, err := r.st.SourceSnapshots(t.Context(), src)
 	require.NoError(t, err)
 	require.Empty(t, snaps, "no snapshot of a failed run")
 	blobs, err := r.local.List(t.Context(), "")
@@ -505,7 +501,7 @@ func TestAFailingBlobStoreLeavesNoSnapshotAndNoBlob(t *testing.T) {
 
 	// Every failed attempt is announced at once, not only when the source
 	// goes overdue.
-	failed := outboxEvents[events.BackupRunFailed](t, st)
+	failed := outboxEvents[events.BackupRunFailed](t, r.st)
 	require.Len(t, failed, 3, "one event per failed attempt")
 	require.Equal(t, got.ID, failed[2].RunID)
 	require.Equal(t, src, failed[2].SourceID)
@@ -522,11 +518,7 @@ func TestAFailingBlobStoreLeavesNoSnapshotAndNoBlob(t *testing.T) {
 
 func TestQuotaExceededFailsTheRunWithAnEvent(t *testing.T) {
 	t.Parallel()
-	st := storetest.SQLite(t)
-	r := startRunner(t, st, nil)
-	data := filepath.Join(r.root, "data")
-	tree(t, data)
-	src := r.directorySource(t, "files", data)
+	r, _, src := treeSource(t, nil)
 	// An agent's snapshot already fills the 1 GB quota but for 10 kB.
 	r.storing(t, backups.GB-10_000)
 
@@ -534,7 +526,7 @@ func TestQuotaExceededFailsTheRunWithAnEvent(t *testing.T) {
 	e := failed(t, c, http.StatusUnprocessableEntity, "")
 	require.Equal(t, "quota_exceeded", e.Code)
 	require.Contains(t, e.Message, "storage quota exceeded")
-	run, err := st.GetRun(t.Context(), backups.RunID(c.ID))
+	run, err := r.st.GetRun(t.Context(), backups.RunID(c.ID))
 	require.NoError(t, err)
 	require.Equal(t, store.RunFailed, run.State)
 	require.Equal(t, e.Message, run.Error)
@@ -788,16 +780,11 @@ func withPassword(t *testing.T, dsn, pw string) string {
 
 func TestARunPastEightyPercentOfTheQuotaWarnsOnce(t *testing.T) {
 	t.Parallel()
-	st := storetest.SQLite(t)
-	r := startRunner(t, st, nil)
-	data := filepath.Join(r.root, "data")
-	tree(t, data)
-	src := r.directorySource(t, "files", data)
+	r, _, src := treeSource(t, nil)
 	// An agent's snapshot fills the 1 GB quota to 10 bytes short of 80%.
 	r.storing(t, backups.GB*80/100-10)
 
-	run, c := r.backup(t, src)
-	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	run := r.backedUp(t, src)
 	warned := r.events(t, events.NameBackupQuotaWarn)
 	require.Len(t, warned, 1)
 	require.EqualValues(t, 80, warned[0]["level"])
@@ -805,8 +792,7 @@ func TestARunPastEightyPercentOfTheQuotaWarnsOnce(t *testing.T) {
 	require.Equal(t, "quota_warn:80:"+run.ID, warned[0]["incident"])
 	require.Contains(t, warned[0]["reason"], "more than 80% of its storage quota")
 
-	_, c = r.backup(t, src)
-	require.Equal(t, store.CommandSucceeded, c.Status)
+	r.backedUp(t, src)
 	require.Len(t, r.events(t, events.NameBackupQuotaWarn), 1, "past 80% already: no second warning")
 }
 
@@ -840,4 +826,22 @@ func outboxEvents[E events.Event](t *testing.T, st *store.Store) []E {
 		}
 	}
 	return out
+}
+
+// treeSource starts a runner with the test tree (tree) under its root
+// as a directory source, and returns the tree's path and the source.
+func treeSource(t *testing.T, tune func(*backups.Settings)) (r *runner, data, src string) {
+	t.Helper()
+	r = startRunner(t, storetest.SQLite(t), tune)
+	data = filepath.Join(r.root, "data")
+	tree(t, data)
+	return r, data, r.directorySource(t, "files", data)
+}
+
+// backedUp runs a backup of src, which must succeed.
+func (r *runner) backedUp(t *testing.T, src string) backups.RunView {
+	t.Helper()
+	v, c := r.backup(t, src)
+	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	return v
 }
