@@ -152,20 +152,23 @@ func (b *Browser) Download(ctx context.Context, snap *store.Snapshot, p string) 
 	case n.Type == repo.TypeSymlink:
 		return nil, unprocessable("not_a_file", "path", fmt.Sprintf("%s is a symlink to %s; download what it points to", p, n.Target))
 	}
-	if n.Type == repo.TypeFile {
-		return &Download{Name: path.Base(p), ContentType: "application/octet-stream", Size: n.Size,
-			Write: func(ctx context.Context, w io.Writer) error {
-				return b.streamed(ctx, snap, r.WriteFile(ctx, w, n))
-			}}, nil
+	d := &Download{Name: path.Base(p), ContentType: "application/octet-stream", Size: n.Size}
+	write := func(ctx context.Context, w io.Writer) error { return r.WriteFile(ctx, w, n) }
+	if n.Type != repo.TypeFile {
+		d.Name, d.ContentType, d.Size = path.Base(p)+".tar", "application/x-tar", -1
+		if p == "" {
+			d.Name = snap.ID + ".tar"
+		}
+		write = func(ctx context.Context, w io.Writer) error { return writeTar(ctx, r, m, p, w) }
 	}
-	name := snap.ID + ".tar"
-	if p != "" {
-		name = path.Base(p) + ".tar"
+	// Bounded as a restore is: a prune deletes the packs it found unused
+	// only after LEVQOR_BACKUP_TIMEOUT, so a download never outlives them.
+	d.Write = func(ctx context.Context, w io.Writer) error {
+		ctx, cancel := context.WithTimeout(ctx, b.w.settings().RunTimeout)
+		defer cancel()
+		return b.streamed(ctx, snap, write(ctx, w))
 	}
-	return &Download{Name: name, ContentType: "application/x-tar", Size: -1,
-		Write: func(ctx context.Context, w io.Writer) error {
-			return b.streamed(ctx, snap, writeTar(ctx, r, m, p, w))
-		}}, nil
+	return d, nil
 }
 
 // streamed marks snap corrupt when err, from streaming it, is damage.

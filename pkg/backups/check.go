@@ -149,6 +149,10 @@ func (w *Worker) CheckRepositories(ctx context.Context, accountID string, subset
 // checkAccount checks one account's repository into rep.
 func (w *Worker) checkAccount(ctx context.Context, accountID string, subset Subset, actor string, rep *CheckReport) error {
 	log := bus.Logger(ctx).WithField("account_id", accountID)
+	// Bounded as a restore is: a prune deletes the packs it found unused
+	// only after LEVQOR_BACKUP_TIMEOUT, so a check never outlives them.
+	ctx, cancel := context.WithTimeout(ctx, w.settings().RunTimeout)
+	defer cancel()
 	snaps, err := w.Store.BlobsOfAccount(ctx, accountID)
 	if err != nil {
 		return err

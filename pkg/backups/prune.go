@@ -115,11 +115,12 @@ func (w *Worker) PruneAccount(ctx context.Context, accountID string, now time.Ti
 
 // PruneAll prunes every account's repository at now (see PruneAccount).
 // An account that fails does not stop the others; the errors are
-// returned together.
+// returned together, but for refused prunes (a damaged index or
+// manifest), which only an operator can resolve: those are logged.
 func (w *Worker) PruneAll(ctx context.Context, now time.Time) error {
 	log := bus.Logger(ctx)
 	var errs []error
-	var pruned, skipped int
+	var pruned, skipped, refused int
 	var freed int64
 	after := ""
 	for {
@@ -131,13 +132,14 @@ func (w *Worker) PruneAll(ctx context.Context, now time.Time) error {
 			res, err := w.PruneAccount(ctx, k.AccountID, now)
 			l := log.WithField("account_id", k.AccountID)
 			switch {
+			case errors.Is(err, repo.ErrPruneRefused) || errors.Is(err, repo.ErrIntegrity):
+				// Retrying changes nothing until an operator looks: the
+				// tick is not failed for it, the log says it every time.
+				refused++
+				l.WithError(err).Error("prune refused: the repository holds something it cannot read; nothing was deleted (run levqor check)")
 			case err != nil:
 				errs = append(errs, fmt.Errorf("pruning %s: %w", k.AccountID, err))
-				if errors.Is(err, repo.ErrPruneRefused) || errors.Is(err, repo.ErrIntegrity) {
-					l.WithError(err).Error("prune refused: the repository holds something it cannot read; nothing was deleted (run levqor check)")
-				} else {
-					l.WithError(err).Error("prune failed; the next sweep finishes it")
-				}
+				l.WithError(err).Error("prune failed; the next sweep finishes it")
 			case res.Skipped != "":
 				skipped++
 				l.WithField("reason", res.Skipped).Info("prune skipped")
@@ -155,6 +157,6 @@ func (w *Worker) PruneAll(ctx context.Context, now time.Time) error {
 		}
 		after = ks[len(ks)-1].AccountID
 	}
-	log.WithFields(logrus.Fields{"pruned": pruned, "skipped": skipped, "failed": len(errs), "bytes_freed": freed}).Info("repositories pruned")
+	log.WithFields(logrus.Fields{"pruned": pruned, "skipped": skipped, "refused": refused, "failed": len(errs), "bytes_freed": freed}).Info("repositories pruned")
 	return errors.Join(errs...)
 }

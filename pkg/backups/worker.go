@@ -405,7 +405,9 @@ func (w *Worker) SweepAll(ctx context.Context, now time.Time, actor string) erro
 	w.Metrics.sweep(time.Since(start), len(errs) > 0)
 	log.WithFields(logrus.Fields{"sources": sources, "trashed": trashed, "purged": purged, "blocked": blocked, "failed": len(errs)}).Info("retention sweep done")
 	// What the purges above left unused in the repositories goes now.
-	if err := w.PruneAll(ctx, now); err != nil {
+	// The clock, not the tick's slot: a late or retried tick must not
+	// date packs obsolete earlier than they became so.
+	if err := w.PruneAll(ctx, time.Now()); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -91,8 +91,9 @@ type writer struct {
 	chunker   *chunker.Chunker
 	buf, buf2 []byte
 	sealed    []byte
-	// indexed is set once the index of the writer's packs is stored.
-	indexed bool
+	// indexed is set once the index of the writer's packs is stored,
+	// indexTried once storing it was begun.
+	indexed, indexTried bool
 	// progressed is how much of the source was read or found unchanged.
 	progressed int64
 }
@@ -161,7 +162,9 @@ func (w *writer) flush(ctx context.Context) error {
 // chunks. (Once the index is stored, other backups may.) It is best
 // effort: a pack left is removed by the prune.
 func (w *writer) abort(ctx context.Context) {
-	if w.indexed {
+	if w.indexed || w.indexTried {
+		// An index whose Put failed may be stored all the same (a lost
+		// answer): the packs it names stay, for the prune to judge.
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -182,6 +185,7 @@ func (w *writer) finish(ctx context.Context) error {
 	if len(w.done) == 0 {
 		return nil
 	}
+	w.indexTried = true
 	_, _, err := w.r.writeSealed(ctx, "index", indexFile{Packs: w.done})
 	w.indexed = err == nil
 	return err
@@ -293,6 +297,30 @@ func (w *writer) cut(size int64) (next func() piece, stop func()) {
 		}
 }
 
+// ErrSourceChanged means a file was replaced by another between the
+// listing of its directory and its reading: the backup stops, to be run
+// again, rather than store a file it did not list.
+var ErrSourceChanged = errors.New("repo: the source changed while it was read")
+
+// readFile cuts the regular file name of root, listed as info, into
+// chunks: opened without blocking (a pipe swapped in is refused, never
+// waited on) and checked to be the file listed, then read up to size.
+func (w *writer) readFile(ctx context.Context, rt *os.Root, name string, info fs.FileInfo, size int64) ([]ID, int64, error) {
+	f, err := rt.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() || !os.SameFile(info, fi) {
+		return nil, 0, fmt.Errorf("%w: %s was replaced after it was listed", ErrSourceChanged, name)
+	}
+	return w.chunkStream(ctx, io.LimitReader(f, size), size)
+}
+
 // BackupDirectory stores the tree under root as a snapshot and returns its
 // id and manifest. prev, the source's previous snapshot (nil for none),
 // lets it skip reading files whose size, modification time and inode are
@@ -304,6 +332,13 @@ func (r *Repo) BackupDirectory(ctx context.Context, root string, prev *Manifest)
 	case !st.IsDir():
 		return ID{}, nil, fmt.Errorf("source directory: %s is not a directory", root)
 	}
+	// Everything is read through the root: a directory or file swapped
+	// for a symbolic link while the backup runs cannot lead it outside.
+	rt, err := os.OpenRoot(root)
+	if err != nil {
+		return ID{}, nil, fmt.Errorf("source directory: %w", err)
+	}
+	defer rt.Close()
 	m := &Manifest{Version: 2, Time: time.Now().UTC()}
 	w := &writer{r: r, stats: &m.Stats, pending: map[ID]bool{}}
 	before := map[string]*Node{}
@@ -312,54 +347,60 @@ func (r *Repo) BackupDirectory(ctx context.Context, root string, prev *Manifest)
 			before[prev.Nodes[i].Path] = &prev.Nodes[i]
 		}
 	}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
+	err = fs.WalkDir(rt.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil && p != "." && errors.Is(err, fs.ErrNotExist):
+			return nil // removed since it was listed: not in this snapshot
+		case err != nil:
 			return err
-		}
-		if path == root {
+		case p == ".":
 			return nil
 		}
-		rel, err := filepath.Rel(root, path)
-		if err != nil {
-			return err
-		}
 		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		n := Node{Path: filepath.ToSlash(rel), Mode: info.Mode(), ModTime: info.ModTime().UTC()}
+		n := Node{Path: p, Mode: info.Mode(), ModTime: info.ModTime().UTC()}
 		if st, ok := info.Sys().(*syscall.Stat_t); ok {
 			n.Inode = st.Ino
 		}
+		name := filepath.FromSlash(p)
 		switch {
 		case d.IsDir():
 			n.Type = TypeDir
 		case info.Mode()&fs.ModeSymlink != 0:
 			n.Type = TypeSymlink
-			if n.Target, err = os.Readlink(path); err != nil {
+			if n.Target, err = rt.Readlink(name); err != nil {
 				return err
 			}
 		case info.Mode().IsRegular():
 			n.Type, n.Size = TypeFile, info.Size()
 			m.Stats.Files++
-			m.Stats.Bytes += n.Size
 			if p := before[n.Path]; p != nil && p.Type == TypeFile && p.Size == n.Size && p.ModTime.Equal(n.ModTime) && p.Inode == n.Inode && r.holdsAll(p.Chunks) {
 				n.Chunks = p.Chunks
 				m.Stats.Unchanged++
 				m.Stats.Chunks += len(p.Chunks)
+				m.Stats.Bytes += n.Size
 				w.advance(n.Size)
 				break
 			}
-			f, err := os.Open(path)
-			if err != nil {
-				return err
+			ids, read, err := w.readFile(ctx, rt, name, info, n.Size)
+			if errors.Is(err, fs.ErrNotExist) {
+				m.Stats.Files--
+				return nil
 			}
-			ids, read, err := w.chunkStream(ctx, f, n.Size)
-			f.Close()
 			if err != nil {
 				return fmt.Errorf("repo: reading %s: %w", n.Path, err)
 			}
-			n.Chunks = ids
+			// What was read is what the snapshot holds: a file that
+			// shrank meanwhile is recorded as read, one that grew up to
+			// its listed size; its new size and time make the next run
+			// read it again.
+			n.Chunks, n.Size = ids, read
+			m.Stats.Bytes += read
 			m.Stats.ReadBytes += read
 		default:
 			return nil // devices, sockets, pipes: not backed up

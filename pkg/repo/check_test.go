@@ -2,8 +2,12 @@ package repo_test
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -112,4 +116,40 @@ func (h *hiding) List(ctx context.Context, prefix string) ([]blob.Info, error) {
 		out = append(out, in)
 	}
 	return out, nil
+}
+
+// vanishing is a blob store where the first index read is gone, as when
+// a prune replaces the indexes between the listing and the reading.
+type vanishing struct {
+	blob.Store
+	once sync.Once
+}
+
+func (v *vanishing) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	gone := false
+	if strings.Contains(key, "/index/") {
+		v.once.Do(func() { gone = true })
+	}
+	if gone {
+		return nil, fmt.Errorf("blob %s: %w", key, blob.ErrNotFound)
+	}
+	return v.Store.Get(ctx, key)
+}
+
+// TestAnIndexGoneWhileOpeningIsNotDamage: an index that vanishes between
+// the listing and its reading makes Open list again, not report damage
+// (which would mark sound snapshots corrupt).
+func TestAnIndexGoneWhileOpeningIsNotDamage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("content"), 0o644))
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	_, m, err := newRepo(t, blobs, fixedKey(14)).BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+	r := newRepo(t, &vanishing{Store: blobs}, fixedKey(14))
+	require.Empty(t, r.Damaged)
+	_, _, err = r.Check(ctx, m)
+	require.NoError(t, err)
 }

@@ -250,14 +250,49 @@ func Open(ctx context.Context, blobs blob.Store, prefix string, key *Key) (*Repo
 	if !strings.HasSuffix(prefix, "/") {
 		return nil, fmt.Errorf("repo: prefix %q must end in /", prefix)
 	}
-	r := &Repo{blobs: blobs, prefix: prefix, key: key, index: map[ID]location{}, packs: map[ID][]indexChunk{}, obsolete: map[ID]time.Time{}}
-	infos, err := blobs.List(ctx, prefix+"index/")
+	// A prune replaces the indexes: one listed may be gone when it is
+	// read, and the index that replaced it was not listed. Then the
+	// listing is read again.
+	var r *Repo
+	for attempt := 1; ; attempt++ {
+		r = &Repo{blobs: blobs, prefix: prefix, key: key, index: map[ID]location{}, packs: map[ID][]indexChunk{}, obsolete: map[ID]time.Time{}}
+		vanished, err := r.readIndexes(ctx, attempt == 3)
+		if err != nil {
+			return nil, err
+		}
+		if !vanished {
+			break
+		}
+	}
+	// A chunk is read from a pack no prune found unused, where it has a
+	// copy in one (only a prune interrupted halfway leaves a chunk in
+	// both).
+	for p, chunks := range r.packs {
+		if _, gone := r.obsolete[p]; gone {
+			continue
+		}
+		for _, c := range chunks {
+			if _, gone := r.obsolete[r.index[c.ID].Pack]; gone {
+				r.index[c.ID] = location{Pack: p, Offset: c.Offset, Length: c.Length, Raw: c.Raw}
+			}
+		}
+	}
+	return r, nil
+}
+
+// readIndexes reads every index into r; vanished reports an index
+// listed but gone when read (unless last, when it counts as damaged).
+func (r *Repo) readIndexes(ctx context.Context, last bool) (vanished bool, err error) {
+	infos, err := r.blobs.List(ctx, r.prefix+"index/")
 	if err != nil {
-		return nil, err
+		return false, err
 	}
 	for _, in := range infos {
 		var ix indexFile
 		if _, err := r.readSealed(ctx, in.Key, "index", &ix); err != nil {
+			if errors.Is(err, blob.ErrNotFound) && !last {
+				return true, nil
+			}
 			if errors.Is(err, ErrIntegrity) || errors.Is(err, blob.ErrNotFound) {
 				// The chunks it lists are in no index: the snapshots that
 				// need them fail their checks, and the next backup stores
@@ -265,7 +300,7 @@ func Open(ctx context.Context, blobs blob.Store, prefix string, key *Key) (*Repo
 				r.Damaged = append(r.Damaged, in.Key)
 				continue
 			}
-			return nil, fmt.Errorf("repo: reading index %s: %w", in.Key, err)
+			return false, fmt.Errorf("repo: reading index %s: %w", in.Key, err)
 		}
 		r.indexKeys = append(r.indexKeys, in.Key)
 		for _, p := range ix.Packs {
@@ -286,20 +321,7 @@ func Open(ctx context.Context, blobs blob.Store, prefix string, key *Key) (*Repo
 			}
 		}
 	}
-	// A chunk is read from a pack no prune found unused, where it has a
-	// copy in one (only a prune interrupted halfway leaves a chunk in
-	// both).
-	for p, chunks := range r.packs {
-		if _, gone := r.obsolete[p]; gone {
-			continue
-		}
-		for _, c := range chunks {
-			if _, gone := r.obsolete[r.index[c.ID].Pack]; gone {
-				r.index[c.ID] = location{Pack: p, Offset: c.Offset, Length: c.Length, Raw: c.Raw}
-			}
-		}
-	}
-	return r, nil
+	return false, nil
 }
 
 // indexFile is one index object: the chunks of the packs one writer made

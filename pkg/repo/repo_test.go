@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -282,29 +283,34 @@ func TestADumpThatChangedALittleStoresALittle(t *testing.T) {
 	_, _ = io.Copy(io.Discard, &out)
 }
 
-// failingIndex is a blob store that cannot store an index.
-type failingIndex struct{ blob.Store }
+// failingPack is a blob store that cannot store a third pack.
+type failingPack struct {
+	blob.Store
+	packs atomic.Int64
+}
 
-var errIndexDown = fmt.Errorf("index store down")
+var errPackDown = fmt.Errorf("pack store down")
 
-func (f failingIndex) Put(ctx context.Context, key string, r io.Reader) (int64, string, error) {
-	if strings.Contains(key, "/index/") {
-		return 0, "", errIndexDown
+func (f *failingPack) Put(ctx context.Context, key string, r io.Reader) (int64, string, error) {
+	if strings.Contains(key, "/packs/") && f.packs.Add(1) == 3 {
+		return 0, "", errPackDown
 	}
 	return f.Store.Put(ctx, key, r)
 }
 
 // TestABackupThatFailsLeavesNoPacks: the packs a failed backup stored
-// before its index are deleted again: nothing else can use them.
+// before it began storing its index are deleted again: nothing else can
+// use them. (Once it began, the index may be stored though its Put
+// failed, and the packs stay for the prune to judge.)
 func TestABackupThatFailsLeavesNoPacks(t *testing.T) {
 	t.Parallel()
 	src := t.TempDir()
 	tree(t, src, 5)
 	local, err := blob.NewLocal(t.TempDir())
 	require.NoError(t, err)
-	r := newRepo(t, failingIndex{local}, dataKey(t))
+	r := newRepo(t, &failingPack{Store: local}, dataKey(t))
 	_, _, err = r.BackupDirectory(t.Context(), src, nil)
-	require.ErrorIs(t, err, errIndexDown)
+	require.ErrorIs(t, err, errPackDown)
 	left, err := local.List(t.Context(), "")
 	require.NoError(t, err)
 	require.Empty(t, left)
@@ -446,4 +452,64 @@ func TestAStreamThatFailsMidwayReturnsAtOnce(t *testing.T) {
 		t.Fatal("the backup waited for a stream it no longer reads")
 	}
 	close(release)
+}
+
+// TestAFileThatGrowsWhileReadIsStoredAsListed: bytes appended while a
+// file is read are left for the next run; the snapshot holds the file as
+// it was listed and restores and checks whole.
+func TestAFileThatGrowsWhileReadIsStoredAsListed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := t.TempDir()
+	log := filepath.Join(src, "app.log")
+	first := random(21, 3<<20)
+	require.NoError(t, os.WriteFile(log, first, 0o644))
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	r := newRepo(t, blobs, fixedKey(12))
+	var once sync.Once
+	r.Progress = func(int64) {
+		once.Do(func() {
+			f, err := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+			require.NoError(t, err)
+			_, err = f.Write(random(22, 2<<20))
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+		})
+	}
+	_, m, err := r.BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+	require.Equal(t, int64(len(first)), m.Nodes[0].Size)
+	_, n, err := newRepo(t, blobs, fixedKey(12)).Check(ctx, m)
+	require.NoError(t, err, "the snapshot is whole")
+	require.Equal(t, int64(len(first)), n)
+	var out bytes.Buffer
+	require.NoError(t, newRepo(t, blobs, fixedKey(12)).WriteFile(ctx, &out, m.Nodes[0]))
+	require.Equal(t, first, out.Bytes())
+}
+
+// TestADirectorySwappedForALinkOutsideIsNotFollowed: a directory of the
+// source replaced, mid-backup, by a symbolic link to a directory outside
+// it stops the backup; nothing outside is read.
+func TestADirectorySwappedForALinkOutsideIsNotFollowed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src, outside := t.TempDir(), t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "a.bin"), random(23, 2<<20), 0o644))
+	require.NoError(t, os.Mkdir(filepath.Join(src, "b"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "b", "mine.txt"), []byte("mine"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret.txt"), []byte("MASTER-KEY"), 0o600))
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	r := newRepo(t, blobs, fixedKey(13))
+	var once sync.Once
+	r.Progress = func(int64) {
+		once.Do(func() { // a.bin is being read: b is listed, not yet entered
+			require.NoError(t, os.Rename(filepath.Join(src, "b"), filepath.Join(src, "b.old")))
+			require.NoError(t, os.Symlink(outside, filepath.Join(src, "b")))
+		})
+	}
+	_, m, err := r.BackupDirectory(ctx, src, nil)
+	require.Error(t, err, "the walk does not leave the source")
+	require.Nil(t, m)
 }
