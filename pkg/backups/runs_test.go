@@ -613,7 +613,9 @@ func TestARunWaitingLongerThanTheBusyWaitIsRetriedLater(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return strings.Contains(r.logText(), "LEVQOR_BACKUP_MAX_RUNS_PER_ACCOUNT=1), still after waiting LEVQOR_BACKUP_BUSY_WAIT=100ms")
 	}, 10*time.Second, 10*time.Millisecond, "past the bound the run is sent back to wait for the account's other run")
-	require.Contains(t, r.logText(), "retry_in=2s", "it is redelivered after BusyRetry")
+	// The router logs the retry just after the handler's error.
+	require.Eventually(t, func() bool { return strings.Contains(r.logText(), "retry_in=2s") }, 5*time.Second, 10*time.Millisecond,
+		"it is redelivered after BusyRetry")
 	c, err := st.GetCommand(t.Context(), id)
 	require.NoError(t, err)
 	require.True(t, c.Pending(), "waiting for the account's other run")
