@@ -19,7 +19,8 @@ import (
 	"github.com/restic/chunker"
 )
 
-// PackTarget is the size at which a pack is stored and the next begun.
+// PackTarget is the most a pack holds, but for a single larger chunk:
+// the next chunk that would pass it begins a new pack.
 const PackTarget = 4 << 20
 
 // Node is one entry of a snapshot's tree.
@@ -116,14 +117,21 @@ func (w *writer) add(ctx context.Context, data []byte) (ID, error) {
 	}
 	w.sealed = w.r.key.sealTo(w.sealed[:0], data, id[:])
 	sealed := w.sealed
+	// A pack is stored before it would pass PackTarget: it holds at most
+	// that, or one chunk larger than it.
+	if w.pack.Len() > 0 && w.pack.Len()+len(sealed) > PackTarget {
+		if err := w.flush(ctx); err != nil {
+			return id, err
+		}
+	}
+	if w.pack.Cap() == 0 {
+		w.pack.Grow(max(PackTarget, chunker.MaxSize) + 64<<10)
+	}
 	w.entries = append(w.entries, indexChunk{ID: id, Offset: uint32(w.pack.Len()), Length: uint32(len(sealed)), Raw: uint32(len(data))})
 	w.pack.Write(sealed)
 	w.pending[id] = true
 	w.stats.NewChunks++
 	w.stats.StoredBytes += int64(len(sealed))
-	if w.pack.Len() >= PackTarget {
-		return id, w.flush(ctx)
-	}
 	return id, nil
 }
 
