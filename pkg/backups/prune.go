@@ -41,41 +41,13 @@ type PruneResult struct {
 func (w *Worker) PruneAccount(ctx context.Context, accountID string, now time.Time) (PruneResult, error) {
 	res := PruneResult{AccountID: accountID}
 	set := w.settings()
-	var gen int64
-	err := w.Store.InTx(ctx, func(tx *store.Tx) error {
-		if err := tx.LockAccountForSources(ctx, accountID); err != nil {
-			return err
-		}
-		t := time.Now()
-		n, err := tx.CountRunningRuns(ctx, accountID, "", t.Add(-RunStaleAfter))
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			res.Skipped = fmt.Sprintf("%d backups of the account are running", n)
-			return nil
-		}
-		g, ok, err := tx.BeginPrune(ctx, accountID, t, t.Add(-PruneLease))
-		if err != nil {
-			return err
-		}
-		if !ok {
-			res.Skipped = "another prune holds the repository"
-		}
-		gen = g
-		return nil
-	})
-	if err != nil || res.Skipped != "" {
+	gen, skipped, err := w.takeRepo(ctx, accountID)
+	if err != nil || skipped != "" {
+		res.Skipped = skipped
 		return res, err
 	}
 	stored := int64(-1)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := w.Store.EndPrune(ctx, accountID, gen, stored, time.Now()); err != nil {
-			bus.Logger(ctx).WithFields(logrus.Fields{"account_id": accountID, "error": err.Error()}).Error("could not release the prune lease; it lapses after an hour")
-		}
-	}()
+	defer func() { w.releaseRepo(ctx, accountID, gen, stored) }()
 	ctx, cancel := context.WithTimeout(ctx, PruneLease*3/4)
 	defer cancel()
 
@@ -111,6 +83,77 @@ func (w *Worker) PruneAccount(ctx context.Context, accountID string, now time.Ti
 	}
 	res.StoredBytes = stored
 	return res, nil
+}
+
+// takeRepo takes the account's repository lease (the prune's), unless a
+// backup of the account is running or another holder has it (skipped
+// says which), and returns its generation.
+func (w *Worker) takeRepo(ctx context.Context, accountID string) (gen int64, skipped string, err error) {
+	err = w.Store.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.LockAccountForSources(ctx, accountID); err != nil {
+			return err
+		}
+		t := time.Now()
+		n, err := tx.CountRunningRuns(ctx, accountID, "", t.Add(-RunStaleAfter))
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			skipped = fmt.Sprintf("%d backups of the account are running", n)
+			return nil
+		}
+		g, ok, err := tx.BeginPrune(ctx, accountID, t, t.Add(-PruneLease))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			skipped = "another prune holds the repository"
+		}
+		gen = g
+		return nil
+	})
+	return gen, skipped, err
+}
+
+// releaseRepo releases the lease of generation gen, recording what the
+// repository stores (-1: unknown, left as it was).
+func (w *Worker) releaseRepo(ctx context.Context, accountID string, gen, stored int64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := w.Store.EndPrune(ctx, accountID, gen, stored, time.Now()); err != nil {
+		bus.Logger(ctx).WithFields(logrus.Fields{"account_id": accountID, "error": err.Error()}).Error("could not release the repository's lease; it lapses after an hour")
+	}
+}
+
+// RebuildIndex rebuilds the account's repository index from its packs'
+// own headers (repo.Repo.RebuildIndex), holding the repository's lease:
+// the repair for an index that does not open, which otherwise stops the
+// account's prunes. An operator runs it (levqor check --rebuild-index).
+func (w *Worker) RebuildIndex(ctx context.Context, accountID string) (repo.RebuildReport, error) {
+	if w.Blobs == nil {
+		return repo.RebuildReport{}, errors.New(ErrBlobsNotConfiguredMessage)
+	}
+	gen, skipped, err := w.takeRepo(ctx, accountID)
+	if err != nil {
+		return repo.RebuildReport{}, err
+	}
+	if skipped != "" {
+		return repo.RebuildReport{}, fmt.Errorf("the repository of %s cannot be rebuilt now: %s; try again", accountID, skipped)
+	}
+	stored := int64(-1)
+	defer func() { w.releaseRepo(ctx, accountID, gen, stored) }()
+	r, err := w.openRepo(ctx, w.Blobs, accountID, false)
+	if err != nil {
+		return repo.RebuildReport{}, err
+	}
+	rep, err := r.RebuildIndex(ctx)
+	if err == nil {
+		stored, err = r.StoredBytes(ctx)
+		if err != nil {
+			stored = -1
+		}
+	}
+	return rep, err
 }
 
 // PruneAll prunes every account's repository at now (see PruneAccount).

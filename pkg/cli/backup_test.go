@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -167,4 +168,21 @@ func TestBackupWalkthrough(t *testing.T) {
 	require.Equal(t, store.SnapshotCorrupt, s.Integrity)
 	_, err = check("--read-data-subset", "0/7")
 	require.ErrorContains(t, err, `--read-data-subset: "0/7": give all, a percentage`)
+
+	// An index that does not open is rebuilt from the packs' headers.
+	idx, err := filepath.Glob(filepath.Join(env["LEVQOR_DATA_DIR"], "blobs", acc, "repo", "index", "*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, idx)
+	require.NoError(t, os.WriteFile(idx[0], []byte("damaged"), 0o600))
+	require.NoError(t, os.WriteFile(packs[0], append(pb[:10:10], append([]byte{pb[10] ^ 1}, pb[11:]...)...), 0o600)) // the pack as it was
+	out, err = check("--account", acc)
+	require.Error(t, err)
+	require.Contains(t, out, "damaged indexes 1")
+	_, err = check("--rebuild-index")
+	require.ErrorContains(t, err, "--rebuild-index needs --account")
+	out, err = check("--account", acc, "--rebuild-index")
+	require.Equal(t, 3, cli.ExitCode(err), "the snapshot found corrupt before stays so: %s", out)
+	require.Contains(t, out, "index rebuilt from 1 packs (2 chunks), "+strconv.Itoa(len(idx))+" indexes replaced, 0 packs unreadable\n")
+	require.Contains(t, out, "read 1 of 1 packs (all)")
+	require.Contains(t, out, "missing packs 0, corrupt packs 0, damaged indexes 0, packs no index names 0\n")
 }

@@ -19,13 +19,14 @@ func init() {
 }
 
 const (
-	checkUsage = "check [--account acc_…] [--read-data-subset all|P%|n/m] [--json]"
+	checkUsage = "check [--account acc_…] [--read-data-subset all|P%|n/m] [--rebuild-index] [--json]"
 	checkAbout = "Reads the backup repositories (every account's, or one's) as a restore would, writing nothing: " +
 		"each pack selected is read whole, its SHA-256 must be its name and every chunk in it must open under the account's key (its MAC) and hash to its id; " +
 		"every pack the indexes name must exist, and every snapshot's manifest must open and match its recorded SHA-256. " +
 		"A snapshot that needs a missing or corrupt pack is marked corrupt (audit entry, levqor.event.backup.corrupt, as backup.verify does); " +
 		"with every pack read, the others are marked verified. Nothing is deleted or repaired. " +
 		"--read-data-subset reads a share of the packs: a random P%, or group n of m (by pack id), so that n = 1 … m over m days reads everything. " +
+		"--rebuild-index (with --account) first rewrites the account's index from its packs' own sealed headers, replacing indexes that do not open (which stop its prunes), holding the repository as a prune does. " +
 		"It needs the database, the blob store and the master keys of the workers (in dev mode, found in LEVQOR_DATA_DIR). Exit code 3 when something is damaged."
 )
 
@@ -33,6 +34,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, opts
 	flags := newFlags("check", checkUsage, stdout, envOf(envStore, []string{"LEVQOR_BLOB_DIR", "LEVQOR_BLOB_S3_*", "LEVQOR_MASTER_KEYS", "USER"})...).describe(checkAbout)
 	account := flags.String("account", "", "check this account's repository only (acc_…)")
 	subsetFlag := flags.String("read-data-subset", "all", "which packs to read: all, a random share (10%) or group n/m (2/7)")
+	rebuild := flags.Bool("rebuild-index", false, "rewrite the account's index from its packs' headers first (needs --account)")
 	asJSON := flags.Bool("json", false, "print the report as JSON")
 	actor := addActorFlag(flags, opts)
 	if err := flags.parseNone(args); err != nil {
@@ -40,6 +42,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, opts
 	}
 	if *account != "" && !apicommand.ValidID(*account, "acc_") {
 		return usageError("--account: %q is not an account id (acc_ followed by 26 letters and digits)", *account)
+	}
+	if *rebuild && *account == "" {
+		return usageError("--rebuild-index needs --account: the repository to rebuild")
 	}
 	subset, err := backups.ParseSubset(*subsetFlag)
 	if err != nil {
@@ -58,6 +63,19 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, opts
 	log, err := telemetry.NewLogger(stderr, cfg.LogFormat, "warn")
 	if err != nil {
 		return err
+	}
+	if *rebuild {
+		rb, err := service.RebuildIndex(ctx, cfg, st, *account, log)
+		if err != nil {
+			return schemaHint(err)
+		}
+		if !*asJSON {
+			fmt.Fprintf(stdout, "index rebuilt from %d packs (%d chunks), %d indexes replaced, %d packs unreadable\n",
+				rb.Packs, rb.Chunks, len(rb.Replaced), len(rb.Unreadable))
+			for _, u := range rb.Unreadable {
+				fmt.Fprintf(stdout, "  unreadable pack %s\n", u)
+			}
+		}
 	}
 	rep, err := service.CheckRepositories(ctx, cfg, st, *account, subset, "check:"+*actor, log)
 	if err != nil {

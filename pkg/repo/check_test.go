@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -151,5 +152,45 @@ func TestAnIndexGoneWhileOpeningIsNotDamage(t *testing.T) {
 	r := newRepo(t, &vanishing{Store: blobs}, fixedKey(14))
 	require.Empty(t, r.Damaged)
 	_, _, err = r.Check(ctx, m)
+	require.NoError(t, err)
+}
+
+// TestAnIndexIsRebuiltFromThePacks: an index that does not open hides
+// its chunks and refuses the prune; rebuilding the index from the packs'
+// own headers brings them back, and the prune runs again.
+func TestAnIndexIsRebuiltFromThePacks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir, src := t.TempDir(), t.TempDir()
+	tree(t, src, 15)
+	blobs, err := blob.NewLocal(dir)
+	require.NoError(t, err)
+	id, m, err := newRepo(t, blobs, fixedKey(15)).BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+	idx, err := filepath.Glob(filepath.Join(dir, "acc_test", "repo", "index", "*"))
+	require.NoError(t, err)
+	require.Len(t, idx, 1)
+	require.NoError(t, os.WriteFile(idx[0], []byte("damaged"), 0o600))
+
+	r := newRepo(t, blobs, fixedKey(15))
+	require.Len(t, r.Damaged, 1)
+	_, _, err = r.Check(ctx, m)
+	require.ErrorIs(t, err, repo.ErrIntegrity, "its chunks are in no index")
+	_, err = r.Prune(ctx, repo.PruneOptions{Keep: []repo.ID{id}, Now: time.Now()})
+	require.ErrorIs(t, err, repo.ErrPruneRefused)
+
+	rep, err := r.RebuildIndex(ctx)
+	require.NoError(t, err)
+	require.Equal(t, m.Stats.NewPacks, rep.Packs)
+	require.Equal(t, m.Stats.NewChunks, rep.Chunks)
+	require.Empty(t, rep.Unreadable)
+	require.Equal(t, []string{"acc_test/repo/index/" + filepath.Base(idx[0])}, rep.Replaced)
+
+	fresh := newRepo(t, blobs, fixedKey(15))
+	require.Empty(t, fresh.Damaged)
+	_, n, err := fresh.Check(ctx, m)
+	require.NoError(t, err)
+	require.Equal(t, m.Stats.Bytes, n)
+	_, err = fresh.Prune(ctx, repo.PruneOptions{Keep: []repo.ID{id}, Now: time.Now()})
 	require.NoError(t, err)
 }
