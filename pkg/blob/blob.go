@@ -31,6 +31,13 @@ type Store interface {
 	// exist succeeds, so a deletion interrupted by a crash can simply be
 	// repeated.
 	Delete(ctx context.Context, key string) error
+	// Lock keeps the blob under key from deletion until until: Delete
+	// fails wrapping ErrLocked before then. A lock is only ever extended,
+	// never shortened. A missing blob is an error wrapping ErrNotFound.
+	Lock(ctx context.Context, key string, until time.Time) error
+	// LockedUntil is until when the blob under key is locked: the zero
+	// time when it is not (or no longer).
+	LockedUntil(ctx context.Context, key string) (time.Time, error)
 	// Stat describes the blob under key, or fails wrapping ErrNotFound.
 	Stat(ctx context.Context, key string) (Info, error)
 	// List returns every blob whose key starts with prefix ("" lists
@@ -50,6 +57,10 @@ type Info struct {
 
 // ErrNotFound is wrapped by Get and Stat for a key that holds no blob.
 var ErrNotFound = errors.New("blob: not found")
+
+// ErrLocked is wrapped by Delete for a blob locked until a later date
+// (Lock; S3 Object Lock).
+var ErrLocked = errors.New("blob: locked")
 
 // ErrInvalidKey is wrapped by every method given a key (or prefix) that
 // ValidateKey refuses.

@@ -78,6 +78,11 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader) (size int64, s
 	if err := ctx.Err(); err != nil {
 		return 0, "", fmt.Errorf("blob: putting %s: %w", key, err)
 	}
+	if until, err := readLock(lockPath(p)); err != nil {
+		return 0, "", fmt.Errorf("blob: putting %s: %w", key, err)
+	} else if time.Now().Before(until) {
+		return 0, "", fmt.Errorf("blob %s until %s: %w", key, until.Format(time.RFC3339), ErrLocked)
+	}
 	dir := filepath.Dir(p)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, "", fmt.Errorf("blob: putting %s: %w", key, err)
@@ -168,13 +173,104 @@ func (l *Local) Delete(ctx context.Context, key string) error {
 	} else if err != nil {
 		return err
 	}
+	until, err := readLock(lockPath(p))
+	if err != nil {
+		return fmt.Errorf("blob: deleting %s: %w", key, err)
+	}
+	if time.Now().Before(until) {
+		return fmt.Errorf("blob %s until %s: %w", key, until.Format(time.RFC3339), ErrLocked)
+	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("blob: deleting %s: %w", key, err)
+	}
+	if err := os.Remove(lockPath(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("blob: deleting the lock of %s: %w", key, err)
 	}
 	if err := syncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("blob: deleting %s: syncing directory: %w", key, err)
 	}
 	return nil
+}
+
+// lockPrefix starts the name of the file beside a blob that says until
+// when it is locked; like a temporary file, List never shows one.
+const lockPrefix = ".lock-"
+
+func lockPath(p string) string { return filepath.Join(filepath.Dir(p), lockPrefix+filepath.Base(p)) }
+
+// readLock reads a lock file: the zero time when there is none.
+func readLock(p string) (time.Time, error) {
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	t, err := time.Parse(time.RFC3339, strings.TrimSpace(string(b)))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("lock file %s: %w", p, err)
+	}
+	return t, nil
+}
+
+// Lock implements Store: the date is kept in a file beside the blob,
+// written as a blob is (temporary file, fsync, rename).
+func (l *Local) Lock(ctx context.Context, key string, until time.Time) error {
+	p, err := l.path(key)
+	if err != nil {
+		return err
+	}
+	if _, err := l.regular(p, key); err != nil {
+		return err
+	}
+	lp := lockPath(p)
+	cur, err := readLock(lp)
+	if err != nil {
+		return fmt.Errorf("blob: locking %s: %w", key, err)
+	}
+	until = until.UTC().Truncate(time.Second)
+	if !until.After(cur) {
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), tempPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("blob: locking %s: %w", key, err)
+	}
+	_, err = f.WriteString(until.Format(time.RFC3339) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), lp)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("blob: locking %s: %w", key, err)
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("blob: locking %s: syncing directory: %w", key, err)
+	}
+	return nil
+}
+
+// LockedUntil implements Store.
+func (l *Local) LockedUntil(ctx context.Context, key string) (time.Time, error) {
+	p, err := l.path(key)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if _, err := l.regular(p, key); err != nil {
+		return time.Time{}, err
+	}
+	until, err := readLock(lockPath(p))
+	if err != nil || !time.Now().Before(until) {
+		return time.Time{}, err
+	}
+	return until, nil
 }
 
 // Stat implements Store.

@@ -69,6 +69,10 @@ type S3Config struct {
 	// PartSize is the multipart part size in bytes, from S3MinPartSize to
 	// S3MaxPartSize; 0 means S3PartSizeDefault.
 	PartSize int64
+	// LockMode, "governance" or "compliance", is the S3 Object Lock mode
+	// Lock puts blobs under; the bucket must have Object Lock enabled.
+	// "" refuses Lock.
+	LockMode string
 	// Transport replaces the HTTP transport (a private CA, tests); nil
 	// uses minio-go's.
 	Transport http.RoundTripper
@@ -115,6 +119,7 @@ type S3 struct {
 	bucket   string
 	prefix   string
 	partSize int64
+	lockMode minio.RetentionMode
 }
 
 var _ Store = (*S3)(nil)
@@ -152,7 +157,15 @@ func NewS3(cfg S3Config) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blob: S3 client: %w", err)
 	}
-	return &S3{core: minio.Core{Client: client}, endpoint: host, bucket: cfg.Bucket, prefix: prefix, partSize: partSize}, nil
+	var mode minio.RetentionMode
+	switch cfg.LockMode {
+	case "":
+	case "governance", "compliance":
+		mode = minio.RetentionMode(strings.ToUpper(cfg.LockMode))
+	default:
+		return nil, fmt.Errorf("blob: S3 object lock mode %q: want governance or compliance", cfg.LockMode)
+	}
+	return &S3{core: minio.Core{Client: client}, endpoint: host, bucket: cfg.Bucket, prefix: prefix, partSize: partSize, lockMode: mode}, nil
 }
 
 // String names the store's location (never its credentials), for logs.
@@ -416,9 +429,71 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("blob: deleting %s: %w", key, err)
 	}
 	if err := s.core.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{}); err != nil && !isS3NotFound(err) {
+		if s.lockMode != "" {
+			if until, lerr := s.LockedUntil(ctx, key); lerr == nil && !until.IsZero() {
+				return fmt.Errorf("blob %s until %s: %w", key, until.Format(time.RFC3339), ErrLocked)
+			}
+		}
 		return fmt.Errorf("blob: deleting %s: %w", key, s.explain(err))
 	}
 	return nil
+}
+
+// Lock implements Store with S3 Object Lock retention in the configured
+// mode (LockMode); the endpoint itself then refuses to delete or
+// overwrite the object before until.
+func (s *S3) Lock(ctx context.Context, key string, until time.Time) error {
+	if s.lockMode == "" {
+		return fmt.Errorf("blob: locking %s: no object lock mode is configured (LEVQOR_BLOB_S3_OBJECT_LOCK)", key)
+	}
+	cur, err := s.LockedUntil(ctx, key)
+	if err != nil {
+		return err
+	}
+	until = until.UTC().Truncate(time.Second)
+	if !until.After(cur) {
+		return nil
+	}
+	name, err := s.object(key)
+	if err != nil {
+		return err
+	}
+	mode := s.lockMode
+	if err := s.core.PutObjectRetention(ctx, s.bucket, name, minio.PutObjectRetentionOptions{Mode: &mode, RetainUntilDate: &until}); err != nil {
+		if isS3NotFound(err) {
+			return fmt.Errorf("blob %s: %w", key, ErrNotFound)
+		}
+		return fmt.Errorf("blob: locking %s: %w", key, s.explain(err))
+	}
+	return nil
+}
+
+// LockedUntil implements Store: the object's Object Lock retention date
+// (x-amz-object-lock-retain-until-date on HEAD), when it is to come.
+func (s *S3) LockedUntil(ctx context.Context, key string) (time.Time, error) {
+	name, err := s.object(key)
+	if err != nil {
+		return time.Time{}, err
+	}
+	oi, err := s.core.StatObject(ctx, s.bucket, name, minio.StatObjectOptions{})
+	if isS3NotFound(err) {
+		return time.Time{}, fmt.Errorf("blob %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("blob: reading the lock of %s: %w", key, s.explain(err))
+	}
+	v := oi.Metadata.Get("X-Amz-Object-Lock-Retain-Until-Date")
+	if v == "" {
+		return time.Time{}, nil
+	}
+	until, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("blob: reading the lock of %s: %q is not a date", key, v)
+	}
+	if !time.Now().Before(until) {
+		return time.Time{}, nil
+	}
+	return until.UTC(), nil
 }
 
 // Stat implements Store.

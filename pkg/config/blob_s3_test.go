@@ -80,6 +80,7 @@ func TestBlobS3ValidationNamesTheVariable(t *testing.T) {
 		"LEVQOR_BLOB_S3_SECRET_KEY":    s3Env(map[string]string{"LEVQOR_BLOB_S3_SECRET_KEY": ""}),
 		"LEVQOR_BLOB_S3_PREFIX":        s3Env(map[string]string{"LEVQOR_BLOB_S3_PREFIX": "../other"}),
 		"LEVQOR_BLOB_S3_PART_SIZE_MIB": s3Env(map[string]string{"LEVQOR_BLOB_S3_PART_SIZE_MIB": "1"}),
+		"LEVQOR_BLOB_S3_OBJECT_LOCK":   s3Env(map[string]string{"LEVQOR_BLOB_S3_OBJECT_LOCK": "forever"}),
 		// S3 settings without an endpoint would silently fall back to the
 		// local directory.
 		"LEVQOR_BLOB_S3_ENDPOINT is not": {"LEVQOR_BLOB_S3_BUCKET": "levqor-blobs"},

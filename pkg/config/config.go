@@ -320,6 +320,10 @@ type BlobS3 struct {
 	// PartSizeMiB is the multipart part size (LEVQOR_BLOB_S3_PART_SIZE_MIB):
 	// the memory one upload holds, and 1/10000 of the largest blob.
 	PartSizeMiB int
+	// ObjectLock (LEVQOR_BLOB_S3_OBJECT_LOCK), governance or compliance,
+	// puts the backup repositories' packs under S3 Object Lock retention;
+	// the bucket must have Object Lock enabled. "" leaves them unlocked.
+	ObjectLock string
 }
 
 // Enabled tells whether the S3 store is selected.
@@ -336,6 +340,7 @@ func (b BlobS3) StoreConfig() blob.S3Config {
 		AccessKey: b.AccessKey,
 		SecretKey: b.SecretKey,
 		PartSize:  int64(b.PartSizeMiB) << 20,
+		LockMode:  b.ObjectLock,
 	}
 }
 
@@ -392,6 +397,9 @@ func (b BlobS3) validate() []error {
 	}
 	if size := int64(b.PartSizeMiB) << 20; size < blob.S3MinPartSize || size > blob.S3MaxPartSize {
 		bad("LEVQOR_BLOB_S3_PART_SIZE_MIB", "%d: want %d to %d", b.PartSizeMiB, blob.S3MinPartSize>>20, blob.S3MaxPartSize>>20)
+	}
+	if b.ObjectLock != "" && b.ObjectLock != "governance" && b.ObjectLock != "compliance" {
+		bad("LEVQOR_BLOB_S3_OBJECT_LOCK", "%q: want governance or compliance (or unset)", b.ObjectLock)
 	}
 	return errs
 }
@@ -517,6 +525,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		SecretKey:   p.str("LEVQOR_BLOB_S3_SECRET_KEY", p.str("AWS_SECRET_ACCESS_KEY", "")),
 		Insecure:    p.boolean("LEVQOR_BLOB_S3_INSECURE"),
 		PartSizeMiB: p.integer("LEVQOR_BLOB_S3_PART_SIZE_MIB", BlobS3PartSizeMiBDefault),
+		ObjectLock:  p.str("LEVQOR_BLOB_S3_OBJECT_LOCK", ""),
 	}
 	return c, errors.Join(p.errs...)
 }

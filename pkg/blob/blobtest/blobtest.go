@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -327,4 +328,52 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.read += n
 	return n, err
+}
+
+// RunLocks checks that s locks blobs as Store.Lock says: a locked blob
+// cannot be deleted (nor replaced) before its date, a lock is never
+// shortened, a lock past its date no longer holds, and locking a missing
+// blob is ErrNotFound.
+func RunLocks(t *testing.T, s blob.Store) {
+	t.Helper()
+	base := "locks-" + randomHex(t, 6) + "/"
+	ctx := t.Context()
+	put := func(key string) {
+		t.Helper()
+		_, _, err := s.Put(ctx, key, bytes.NewReader(randomBytes(t, 1000)))
+		require.NoError(t, err)
+	}
+
+	key := base + "pack"
+	put(key)
+	until, err := s.LockedUntil(ctx, key)
+	require.NoError(t, err)
+	require.True(t, until.IsZero(), "not locked yet")
+	day := time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second)
+	require.NoError(t, s.Lock(ctx, key, day))
+	until, err = s.LockedUntil(ctx, key)
+	require.NoError(t, err)
+	require.WithinDuration(t, day, until, time.Second)
+	err = s.Delete(ctx, key)
+	require.ErrorIs(t, err, blob.ErrLocked, "a locked blob is not deleted")
+	_, err = s.Stat(ctx, key)
+	require.NoError(t, err, "and it is still there")
+	require.NoError(t, s.Lock(ctx, key, time.Now().Add(time.Hour)), "an earlier date is not an error")
+	until, err = s.LockedUntil(ctx, key)
+	require.NoError(t, err)
+	require.WithinDuration(t, day, until, time.Second, "but it does not shorten the lock")
+
+	soon := base + "soon"
+	put(soon)
+	require.NoError(t, s.Lock(ctx, soon, time.Now().Add(2*time.Second)))
+	require.ErrorIs(t, s.Delete(ctx, soon), blob.ErrLocked)
+	require.Eventually(t, func() bool { return s.Delete(ctx, soon) == nil }, 10*time.Second, 200*time.Millisecond,
+		"once its date has passed the blob is deleted")
+	_, err = s.Stat(ctx, soon)
+	require.ErrorIs(t, err, blob.ErrNotFound)
+
+	require.ErrorIs(t, s.Lock(ctx, base+"missing", day), blob.ErrNotFound)
+	infos, err := s.List(ctx, base)
+	require.NoError(t, err)
+	require.Len(t, infos, 1, "List shows the blobs, not their locks")
 }
