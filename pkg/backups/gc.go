@@ -66,6 +66,28 @@ type GCResult struct {
 	// account's backup repository, which snapshots share; the prune
 	// judges them, never blob.gc.
 	Repository int
+	// Locked blobs were due but are locked until a later date.
+	Locked int
+}
+
+// repoErased reports whether account acc's repository is an erased
+// account's (its data key destroyed), caching the answer in seen.
+func (w *Worker) repoErased(ctx context.Context, seen map[string]bool, acc string) (bool, error) {
+	if v, ok := seen[acc]; ok {
+		return v, nil
+	}
+	_, err := w.Store.AccountDataKey(ctx, acc)
+	gone := false
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if gone, err = w.Store.AccountErasing(ctx, acc); err != nil {
+			return false, err
+		}
+	case err != nil:
+		return false, err
+	}
+	seen[acc] = gone
+	return gone, nil
 }
 
 // CollectGarbage deletes, at now, every blob older than GCAge that no
@@ -94,13 +116,25 @@ func (w *Worker) CollectGarbage(ctx context.Context, now time.Time) (GCResult, e
 	res.Scanned = len(infos)
 	var old []blob.Info
 	sources := map[string]bool{}
+	erased := map[string]bool{}
 	for _, in := range infos {
 		if !in.ModTime.Before(cutoff) {
 			res.Young++
 			continue
 		}
 		if repo.IsRepoKey(in.Key) {
-			res.Repository++
+			acc, _, _ := strings.Cut(in.Key, "/")
+			gone, err := w.repoErased(ctx, erased, acc)
+			if err != nil {
+				return res, err
+			}
+			if !gone {
+				res.Repository++
+				continue
+			}
+			// What an erasure could not delete (locked until a later
+			// date; its key is destroyed, so nobody reads it) goes now.
+			old = append(old, in)
 			continue
 		}
 		// Levqor's keys start with the account's id and the source's: a
@@ -143,7 +177,10 @@ func (w *Worker) CollectGarbage(ctx context.Context, now time.Time) (GCResult, e
 			res.Kept++
 			continue
 		}
-		if err := w.Blobs.Delete(ctx, in.Key); err != nil {
+		if err := w.Blobs.Delete(ctx, in.Key); errors.Is(err, blob.ErrLocked) {
+			res.Locked++ // a later collection deletes it
+			continue
+		} else if err != nil {
 			errs = append(errs, fmt.Errorf("deleting blob %s: %w", in.Key, err))
 			continue
 		}

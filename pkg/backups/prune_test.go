@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/backups"
+	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 )
@@ -159,4 +160,40 @@ func (r *runner) beginPrune(t *testing.T) int64 {
 		return err
 	}))
 	return gen
+}
+
+// TestLockedPacksWaitForTheirLock: with LEVQOR_BLOB_LOCK_DAYS (here a
+// few seconds), a run's packs are locked as they are written; once the
+// only snapshot using them is purged, the prune leaves them while the
+// store still holds them locked, and deletes them after.
+func TestLockedPacksWaitForTheirLock(t *testing.T) {
+	t.Parallel()
+	r, _, src := treeSource(t, func(s *backups.Settings) { s.LockWindow = 3 * time.Second })
+	run := r.backedUp(t, src)
+	packs, err := r.local.List(t.Context(), r.acc+"/repo/packs/")
+	require.NoError(t, err)
+	require.NotEmpty(t, packs)
+	until, err := r.local.LockedUntil(t.Context(), packs[0].Key)
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(3*time.Second), until, 2*time.Second)
+	require.ErrorIs(t, r.local.Delete(t.Context(), packs[0].Key), blob.ErrLocked)
+
+	r.purge(t, run.Snapshot.ID)
+	later := time.Now().Add(24 * time.Hour) // past the read grace, as far as the prune knows
+	res, err := r.w.PruneAccount(t.Context(), r.acc, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, len(packs), res.PacksUnused)
+	res, err = r.w.PruneAccount(t.Context(), r.acc, later)
+	require.NoError(t, err)
+	require.Zero(t, res.PacksDeleted, "the store still holds them locked: %+v", res)
+	left, err := r.local.List(t.Context(), r.acc+"/repo/packs/")
+	require.NoError(t, err)
+	require.Len(t, left, len(packs))
+	require.Eventually(t, func() bool {
+		_, err := r.w.PruneAccount(t.Context(), r.acc, later)
+		require.NoError(t, err)
+		left, err := r.local.List(t.Context(), r.acc+"/repo/packs/")
+		require.NoError(t, err)
+		return len(left) == 0
+	}, 15*time.Second, 250*time.Millisecond, "deleted once the lock ran out")
 }

@@ -99,6 +99,7 @@ func (w *Worker) openRepo(ctx context.Context, blobs blob.Store, accountID strin
 	if err != nil {
 		return nil, err
 	}
+	r.LockWindow = w.settings().LockWindow
 	if len(r.Damaged) > 0 {
 		logrus.WithFields(logrus.Fields{"account_id": accountID, "indexes": r.Damaged}).
 			Error("repository indexes fail their integrity check: the snapshots needing their chunks will fail verification, and the next backups store those chunks again")

@@ -128,6 +128,9 @@ type Settings struct {
 	// AllowedPaths are the directories directory sources and restores may
 	// use (LEVQOR_BACKUP_PATHS); empty refuses them.
 	AllowedPaths []string
+	// LockWindow locks the repositories' packs in the blob store
+	// (LEVQOR_BLOB_LOCK_DAYS; repo.Repo.LockWindow); 0 locks nothing.
+	LockWindow time.Duration
 	// ProtectedPaths are Levqor's own directories (its data and blob
 	// directories): no source or restore target may lie in or hold one.
 	ProtectedPaths []string

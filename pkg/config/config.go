@@ -272,6 +272,12 @@ type Config struct {
 	// upload, must be before blob.gc removes it (LEVQOR_BLOB_GC_AGE); it
 	// must exceed BackupTimeout.
 	BlobGCAge time.Duration
+	// BlobLockDays (LEVQOR_BLOB_LOCK_DAYS) locks every pack of the backup
+	// repositories for that many days from when it is written, extended
+	// while a kept snapshot uses it (repo.Repo.LockWindow); 0 locks
+	// nothing. It defaults to BlobLockDaysDefault when
+	// LEVQOR_BLOB_S3_OBJECT_LOCK is set, and needs it with the S3 store.
+	BlobLockDays int
 	// BackupBusyWait is how long one delivery of a run or restore waits in
 	// process for a free slot under those limits before it is redelivered
 	// later (LEVQOR_BACKUP_BUSY_WAIT).
@@ -290,6 +296,13 @@ type Config struct {
 	// ops.dlq_growing for the account (LEVQOR_DLQ_ACCOUNT_THRESHOLD).
 	DLQAccountThreshold int
 }
+
+// BlobLockDaysDefault is LEVQOR_BLOB_LOCK_DAYS when
+// LEVQOR_BLOB_S3_OBJECT_LOCK is set and it is not.
+const BlobLockDaysDefault = 30
+
+// BlobLockWindow is how long packs are locked (BlobLockDays).
+func (c Config) BlobLockWindow() time.Duration { return time.Duration(c.BlobLockDays) * 24 * time.Hour }
 
 // BlobS3PartSizeMiBDefault is the default multipart part size of the S3
 // blob store, in MiB: each upload in flight holds one part in memory.
@@ -496,6 +509,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		BackupMaxRuns:         p.integer("LEVQOR_BACKUP_MAX_RUNS", backups.MaxRunsDefault),
 		BackupTimeout:         p.duration("LEVQOR_BACKUP_TIMEOUT", backups.RunTimeoutDefault),
 		BlobGCAge:             p.duration("LEVQOR_BLOB_GC_AGE", backups.GCAgeDefault),
+		BlobLockDays:          p.integer("LEVQOR_BLOB_LOCK_DAYS", -1),
 		DrillEvery:            p.duration("LEVQOR_DRILL_EVERY", backups.DrillEveryDefault),
 		ErasureCoolingOff:     p.duration("LEVQOR_ERASURE_COOLING_OFF", accounts.ErasureCoolingOffDefault),
 		OffboardGrace:         p.duration("LEVQOR_OFFBOARD_GRACE", accounts.OffboardGraceDefault),
@@ -526,6 +540,12 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		Insecure:    p.boolean("LEVQOR_BLOB_S3_INSECURE"),
 		PartSizeMiB: p.integer("LEVQOR_BLOB_S3_PART_SIZE_MIB", BlobS3PartSizeMiBDefault),
 		ObjectLock:  p.str("LEVQOR_BLOB_S3_OBJECT_LOCK", ""),
+	}
+	if c.BlobLockDays == -1 {
+		c.BlobLockDays = 0
+		if c.BlobS3.ObjectLock != "" {
+			c.BlobLockDays = BlobLockDaysDefault
+		}
 	}
 	return c, errors.Join(p.errs...)
 }
@@ -678,6 +698,12 @@ func (c Config) ValidateFor(role Role) error {
 		if u, err := url.Parse(c.DrillPostgresURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 			bad("LEVQOR_DRILL_POSTGRES_URL", "want a postgres:// URL of a server where Levqor may create and drop databases")
 		}
+	}
+	switch {
+	case c.BlobLockDays < 0 || c.BlobLockDays > 36500:
+		bad("LEVQOR_BLOB_LOCK_DAYS", "%d: want 0 (no locks) to 36500 days", c.BlobLockDays)
+	case c.BlobLockDays > 0 && c.BlobS3.Enabled() && c.BlobS3.ObjectLock == "":
+		bad("LEVQOR_BLOB_LOCK_DAYS", "%d: the S3 store locks packs with Object Lock: set LEVQOR_BLOB_S3_OBJECT_LOCK (governance or compliance) on a bucket made with Object Lock", c.BlobLockDays)
 	}
 	if c.BlobGCAge <= c.BackupTimeout {
 		bad("LEVQOR_BLOB_GC_AGE", "%s: want more than LEVQOR_BACKUP_TIMEOUT (%s): an upload still running must never be taken for abandoned", c.BlobGCAge, c.BackupTimeout)

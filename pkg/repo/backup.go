@@ -150,8 +150,16 @@ func (w *writer) flush(ctx context.Context) error {
 	w.pack.Write(sealed)
 	_ = binary.Write(&w.pack, binary.LittleEndian, uint32(len(sealed)))
 	id := ID(sha256.Sum256(w.pack.Bytes()))
-	if _, _, err := w.r.blobs.Put(ctx, w.r.prefix+"packs/"+id.String(), bytes.NewReader(w.pack.Bytes())); err != nil {
+	key := w.r.prefix + "packs/" + id.String()
+	if _, _, err := w.r.blobs.Put(ctx, key, bytes.NewReader(w.pack.Bytes())); err != nil {
 		return fmt.Errorf("repo: storing pack %s: %w", id, err)
+	}
+	var locked time.Time
+	if w.r.LockWindow > 0 {
+		locked = time.Now().Add(w.r.LockWindow).UTC().Truncate(time.Second)
+		if err := w.r.blobs.Lock(ctx, key, locked); err != nil {
+			return fmt.Errorf("repo: locking pack %s: %w", id, err)
+		}
 	}
 	w.stats.NewPacks++
 	w.r.mu.Lock()
@@ -159,7 +167,7 @@ func (w *writer) flush(ctx context.Context) error {
 		w.r.index[e.ID] = location{Pack: id, Offset: e.Offset, Length: e.Length, Raw: e.Raw}
 	}
 	w.r.mu.Unlock()
-	w.done = append(w.done, indexPack{ID: id, Chunks: w.entries})
+	w.done = append(w.done, indexPack{ID: id, Chunks: w.entries, LockedUntil: locked})
 	w.entries, w.pending = nil, map[ID]bool{}
 	w.pack.Reset()
 	return nil

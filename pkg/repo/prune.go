@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -39,6 +40,8 @@ type PruneReport struct {
 	Manifests int `json:"manifests_deleted"`
 	// IndexesReplaced were replaced by one index of what stays.
 	IndexesReplaced int `json:"indexes_replaced"`
+	// LocksExtended counts the packs locked for another LockWindow.
+	LocksExtended int `json:"locks_extended"`
 	// BytesFreed is what the deleted objects held, BytesWritten what the
 	// new packs and index hold.
 	BytesFreed   int64 `json:"bytes_freed"`
@@ -161,7 +164,7 @@ func (r *Repo) Prune(ctx context.Context, o PruneOptions) (PruneReport, error) {
 		switch {
 		case len(live) == 0 && old:
 			obsolete[p] = since
-			if o.Now.Sub(since) >= o.ReadGrace {
+			if o.Now.Sub(since) >= o.ReadGrace && !r.locked[p].After(o.Now) {
 				deletable = append(deletable, p)
 			}
 		case len(live) == 0:
@@ -177,13 +180,27 @@ func (r *Repo) Prune(ctx context.Context, o PruneOptions) (PruneReport, error) {
 	for p, since := range r.obsolete {
 		if _, listed := r.packs[p]; !listed {
 			obsolete[p] = since // listed by an index only as obsolete
-			if o.Now.Sub(since) >= o.ReadGrace {
+			if o.Now.Sub(since) >= o.ReadGrace && !r.locked[p].After(o.Now) {
 				deletable = append(deletable, p)
 			}
 		}
 	}
 	r.mu.Unlock()
 	slices.SortFunc(deletable, func(a, b ID) int { return strings.Compare(a.String(), b.String()) })
+	// The store has the last word on locks (a lock the index does not
+	// know of, a clock that differs): a pack it still holds locked stays
+	// obsolete, with the lock it has, for a later prune.
+	storeLocks := map[ID]time.Time{}
+	if r.LockWindow > 0 {
+		deletable = slices.DeleteFunc(deletable, func(p ID) bool {
+			until, err := r.blobs.LockedUntil(ctx, r.prefix+"packs/"+p.String())
+			if err == nil && !until.IsZero() {
+				storeLocks[p] = until
+				return true
+			}
+			return false
+		})
+	}
 	var strayPacks, strayManifests []string
 	keepSet := map[string]bool{}
 	for _, id := range o.Keep {
@@ -208,9 +225,33 @@ func (r *Repo) Prune(ctx context.Context, o PruneOptions) (PruneReport, error) {
 	}
 	slices.Sort(strayPacks)
 	slices.Sort(strayManifests)
+	// The packs that stay and whose lock has less than half its window
+	// left are locked again, for a whole window from now.
+	var extend []ID
+	if r.LockWindow > 0 {
+		for p := range stays {
+			if !slices.Contains(repack, p) && r.locked[p].Before(o.Now.Add(r.LockWindow/2)) {
+				extend = append(extend, p)
+			}
+		}
+		slices.SortFunc(extend, func(a, b ID) int { return strings.Compare(a.String(), b.String()) })
+	}
 	if rep.PacksUnused == 0 && len(repack) == 0 && len(deletable) == 0 && len(strayPacks) == 0 && len(strayManifests) == 0 &&
-		len(r.indexKeys) <= 1 {
+		len(r.indexKeys) <= 1 && len(extend) == 0 {
 		return rep, nil
+	}
+	locks := maps.Clone(r.locked)
+	if locks == nil {
+		locks = map[ID]time.Time{}
+	}
+	maps.Copy(locks, storeLocks)
+	for _, p := range extend {
+		until := o.Now.Add(r.LockWindow).UTC().Truncate(time.Second)
+		if err := r.blobs.Lock(ctx, r.prefix+"packs/"+p.String(), until); err != nil {
+			return rep, fmt.Errorf("repo: extending the lock of pack %s: %w", p, err)
+		}
+		locks[p] = until
+		rep.LocksExtended++
 	}
 
 	// 2. The new packs, then the index of everything that stays.
@@ -237,13 +278,13 @@ func (r *Repo) Prune(ctx context.Context, o PruneOptions) (PruneReport, error) {
 	}
 	ix := indexFile{}
 	for p, live := range stays {
-		ix.Packs = append(ix.Packs, indexPack{ID: p, Chunks: live})
+		ix.Packs = append(ix.Packs, indexPack{ID: p, Chunks: live, LockedUntil: locks[p]})
 	}
 	ix.Packs = append(ix.Packs, w.done...)
 	slices.SortFunc(ix.Packs, func(a, b indexPack) int { return strings.Compare(a.ID.String(), b.ID.String()) })
 	for p, since := range obsolete {
 		if !slices.Contains(deletable, p) {
-			ix.Obsolete = append(ix.Obsolete, obsoletePack{ID: p, Since: since})
+			ix.Obsolete = append(ix.Obsolete, obsoletePack{ID: p, Since: since, LockedUntil: locks[p]})
 		}
 	}
 	slices.SortFunc(ix.Obsolete, func(a, b obsoletePack) int { return strings.Compare(a.ID.String(), b.ID.String()) })
@@ -264,7 +305,9 @@ func (r *Repo) Prune(ctx context.Context, o PruneOptions) (PruneReport, error) {
 
 	// 4. What no index names any more, or only as obsolete for long.
 	del := func(key string, n *int) error {
-		if err := r.blobs.Delete(ctx, key); err != nil {
+		if err := r.blobs.Delete(ctx, key); errors.Is(err, blob.ErrLocked) {
+			return nil // still locked: a later prune deletes it
+		} else if err != nil {
 			return err
 		}
 		*n++
@@ -299,6 +342,7 @@ func (r *Repo) Prune(ctx context.Context, o PruneOptions) (PruneReport, error) {
 	for _, op := range ix.Obsolete {
 		r.obsolete[op.ID] = op.Since
 	}
+	r.locked = locks
 	r.indexKeys = []string{obj.Key}
 	r.mu.Unlock()
 	return rep, nil

@@ -212,3 +212,66 @@ func TestPruneRefusesWhatItCannotRead(t *testing.T) {
 	require.Contains(t, err.Error(), "do not open")
 	require.Equal(t, all, listAll(), "nothing deleted")
 }
+
+// TestLockedPacksOutliveTheSnapshotsThatNeedThem: with LockWindow, a
+// pack is locked as it is written (nobody deletes it, Levqor's prune
+// included), the prune extends the locks of the packs kept snapshots
+// use, and a pack no snapshot uses any more is deleted only once its
+// lock has run out.
+func TestLockedPacksOutliveTheSnapshotsThatNeedThem(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := t.TempDir()
+	blobs, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	const window = 3 * time.Second
+	open := func() *repo.Repo {
+		r := newRepo(t, blobs, fixedKey(16))
+		r.LockWindow = window
+		return r
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(src, "old.bin"), random(31, 1<<20), 0o644))
+	dropped, _, err := open().BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+	oldPacks, err := blobs.List(ctx, "acc_test/repo/packs/")
+	require.NoError(t, err)
+	require.Len(t, oldPacks, 1)
+	oldPack := oldPacks[0].Key
+	until, err := blobs.LockedUntil(ctx, oldPack)
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(window), until, 2*time.Second, "locked as it is written")
+	require.ErrorIs(t, blobs.Delete(ctx, oldPack), blob.ErrLocked, "nobody deletes a locked pack")
+
+	require.NoError(t, os.Remove(filepath.Join(src, "old.bin")))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "new.bin"), random(32, 1<<20), 0o644))
+	kept, m, err := open().BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+	require.NoError(t, blobs.Delete(ctx, "acc_test/repo/snapshots/"+dropped.String()), "the dropped snapshot's manifest is not locked")
+	opts := repo.PruneOptions{Keep: []repo.ID{kept}}
+
+	opts.Now = time.Now()
+	rep, err := open().Prune(ctx, opts)
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.PacksUnused)
+	require.Zero(t, rep.PacksDeleted)
+	time.Sleep(window / 2)
+	opts.Now = time.Now()
+	rep, err = open().Prune(ctx, opts)
+	require.NoError(t, err)
+	require.Zero(t, rep.PacksDeleted, "still locked")
+	require.Equal(t, 1, rep.LocksExtended, "the kept snapshot's pack had less than half its window left")
+	_, err = blobs.Stat(ctx, oldPack)
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool {
+		opts.Now = time.Now()
+		rep, err := open().Prune(ctx, opts)
+		require.NoError(t, err)
+		return rep.PacksDeleted == 1
+	}, 10*time.Second, 250*time.Millisecond, "deleted once its lock ran out")
+	_, err = blobs.Stat(ctx, oldPack)
+	require.ErrorIs(t, err, blob.ErrNotFound)
+	_, n, err := open().Check(ctx, m)
+	require.NoError(t, err, "the kept snapshot is whole")
+	require.Equal(t, m.Stats.Bytes, n)
+}

@@ -221,6 +221,15 @@ type Repo struct {
 	// altered, or sealed under another key.
 	Damaged []string
 
+	// LockWindow, when set, locks every pack in the blob store (Lock:
+	// S3 Object Lock, or the local store's own) for this long from when
+	// it is written, and each prune extends the lock of every pack a kept
+	// snapshot still uses once less than half of it is left: a pack
+	// cannot be deleted, by Levqor or by anyone holding the bucket, while
+	// a snapshot that is kept (or held) needs it, nor for LockWindow
+	// after the last one is dropped.
+	LockWindow time.Duration
+
 	mu sync.Mutex
 	// index says where each stored chunk is; loaded by Open.
 	index map[ID]location
@@ -233,6 +242,8 @@ type Repo struct {
 	// opened the repository before may still read them, so they are
 	// deleted by a later prune, once no such reader can be left.
 	obsolete map[ID]time.Time
+	// locked is until when each pack is locked, as the indexes say.
+	locked map[ID]time.Time
 }
 
 // location is where a chunk is: its pack, the sealed bytes' offset and
@@ -255,7 +266,8 @@ func Open(ctx context.Context, blobs blob.Store, prefix string, key *Key) (*Repo
 	// listing is read again.
 	var r *Repo
 	for attempt := 1; ; attempt++ {
-		r = &Repo{blobs: blobs, prefix: prefix, key: key, index: map[ID]location{}, packs: map[ID][]indexChunk{}, obsolete: map[ID]time.Time{}}
+		r = &Repo{blobs: blobs, prefix: prefix, key: key, index: map[ID]location{}, packs: map[ID][]indexChunk{}, obsolete: map[ID]time.Time{},
+			locked: map[ID]time.Time{}}
 		vanished, err := r.readIndexes(ctx, attempt == 3)
 		if err != nil {
 			return nil, err
@@ -304,6 +316,9 @@ func (r *Repo) readIndexes(ctx context.Context, last bool) (vanished bool, err e
 		}
 		r.indexKeys = append(r.indexKeys, in.Key)
 		for _, p := range ix.Packs {
+			if p.LockedUntil.After(r.locked[p.ID]) {
+				r.locked[p.ID] = p.LockedUntil
+			}
 			// Two indexes may list one pack (a prune interrupted after
 			// writing its index): each chunk of it counts once.
 			for _, c := range p.Chunks {
@@ -318,6 +333,9 @@ func (r *Repo) readIndexes(ctx context.Context, last bool) (vanished bool, err e
 		for _, o := range ix.Obsolete {
 			if at, ok := r.obsolete[o.ID]; !ok || o.Since.Before(at) {
 				r.obsolete[o.ID] = o.Since
+			}
+			if o.LockedUntil.After(r.locked[o.ID]) {
+				r.locked[o.ID] = o.LockedUntil
 			}
 		}
 	}
@@ -334,13 +352,17 @@ type indexFile struct {
 
 // obsoletePack is a pack no snapshot uses since Since.
 type obsoletePack struct {
-	ID    ID        `json:"id"`
-	Since time.Time `json:"since"`
+	ID          ID        `json:"id"`
+	Since       time.Time `json:"since"`
+	LockedUntil time.Time `json:"locked_until,omitzero"`
 }
 
 type indexPack struct {
 	ID     ID           `json:"id"`
 	Chunks []indexChunk `json:"chunks"`
+	// LockedUntil is until when the pack is locked in the blob store
+	// (LockWindow), as far as the writer of this index knows.
+	LockedUntil time.Time `json:"locked_until,omitzero"`
 }
 
 type indexChunk struct {

@@ -13,7 +13,7 @@ import (
 func (e *Env) retentionSettings() backups.Settings {
 	return backups.Settings{
 		MaxShare: e.Cfg.SweepMaxShare, TrashGrace: e.Cfg.TrashGrace,
-		AllowedPaths: e.Cfg.BackupPaths, ProtectedPaths: ownDirs(e.Cfg.DataDir, e.Cfg.BlobDir), MaxRuns: e.Cfg.BackupMaxRuns, MaxRunsPerAccount: e.Cfg.BackupMaxRunsPerAccount,
+		AllowedPaths: e.Cfg.BackupPaths, ProtectedPaths: ownDirs(e.Cfg.DataDir, e.Cfg.BlobDir), LockWindow: e.Cfg.BlobLockWindow(), MaxRuns: e.Cfg.BackupMaxRuns, MaxRunsPerAccount: e.Cfg.BackupMaxRunsPerAccount,
 		RunTimeout: e.Cfg.BackupTimeout, BusyWait: e.Cfg.BackupBusyWait, VerifySample: e.Cfg.VerifySample, OverdueGrace: e.Cfg.OverdueGrace,
 		RunReapAfter: e.Cfg.RunReapAfter, GCAge: e.Cfg.BlobGCAge, DrillEvery: e.Cfg.DrillEvery, DrillDSN: e.Cfg.DrillPostgresURL,
 		DatabaseURL: e.Cfg.DatabaseURL, SelfBackupKeep: e.Cfg.SelfBackupKeep,

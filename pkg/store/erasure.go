@@ -30,15 +30,19 @@ const (
 
 // ErasureReport counts what an erasure deleted or scrubbed.
 type ErasureReport struct {
-	Snapshots     int   `json:"snapshots"`
-	Blobs         int   `json:"blobs"`
-	BlobBytes     int64 `json:"blob_bytes"`
-	Sources       int   `json:"sources"`
-	APIKeys       int   `json:"api_keys_revoked"`
-	Notifications int   `json:"notifications"`
-	Endpoints     int   `json:"webhook_endpoints"`
-	Tickets       int   `json:"tickets"`
-	Messages      int   `json:"ticket_messages"`
+	Snapshots int   `json:"snapshots"`
+	Blobs     int   `json:"blobs"`
+	BlobBytes int64 `json:"blob_bytes"`
+	// LockedBlobs are repository objects locked until a later date
+	// (LEVQOR_BLOB_LOCK_DAYS): unreadable once the data key is destroyed,
+	// deleted by blob.gc when their lock runs out.
+	LockedBlobs   int `json:"locked_blobs,omitempty"`
+	Sources       int `json:"sources"`
+	APIKeys       int `json:"api_keys_revoked"`
+	Notifications int `json:"notifications"`
+	Endpoints     int `json:"webhook_endpoints"`
+	Tickets       int `json:"tickets"`
+	Messages      int `json:"ticket_messages"`
 	// DataKeys is 1 when the account's data key was destroyed: nothing
 	// sealed under it (its v2 backups, wherever a copy lies) can be read.
 	DataKeys int `json:"data_keys_destroyed"`
