@@ -224,7 +224,7 @@ func TestLockedPacksOutliveTheSnapshotsThatNeedThem(t *testing.T) {
 	src := t.TempDir()
 	blobs, err := blob.NewLocal(t.TempDir())
 	require.NoError(t, err)
-	const window = 3 * time.Second
+	const window = 4 * time.Second
 	open := func() *repo.Repo {
 		r := newRepo(t, blobs, fixedKey(16))
 		r.LockWindow = window
@@ -249,19 +249,43 @@ func TestLockedPacksOutliveTheSnapshotsThatNeedThem(t *testing.T) {
 	require.NoError(t, blobs.Delete(ctx, "acc_test/repo/snapshots/"+dropped.String()), "the dropped snapshot's manifest is not locked")
 	opts := repo.PruneOptions{Keep: []repo.ID{kept}}
 
+	packs, err := blobs.List(ctx, "acc_test/repo/packs/")
+	require.NoError(t, err)
+	require.Len(t, packs, 2)
+	keptPack := packs[0].Key
+	if keptPack == oldPack {
+		keptPack = packs[1].Key
+	}
+
+	// The prune marks the old pack unused; while the store holds it
+	// locked, no prune deletes it.
 	opts.Now = time.Now()
 	rep, err := open().Prune(ctx, opts)
 	require.NoError(t, err)
 	require.Equal(t, 1, rep.PacksUnused)
-	require.Zero(t, rep.PacksDeleted)
-	time.Sleep(window / 2)
+	require.Zero(t, rep.PacksDeleted, "deleted only after the read grace's next prune")
+	if stillLocked := time.Now().Add(500 * time.Millisecond).Before(until); stillLocked {
+		opts.Now = time.Now()
+		rep, err = open().Prune(ctx, opts)
+		require.NoError(t, err)
+		if time.Now().Before(until) {
+			require.Zero(t, rep.PacksDeleted, "still locked")
+			_, err = blobs.Stat(ctx, oldPack)
+			require.NoError(t, err)
+		}
+	}
+	// Once less than half of its window is left, the kept pack's lock
+	// is extended.
+	keptUntil, err := blobs.LockedUntil(ctx, keptPack)
+	require.NoError(t, err)
+	time.Sleep(time.Until(keptUntil.Add(-window / 2)))
 	opts.Now = time.Now()
 	rep, err = open().Prune(ctx, opts)
 	require.NoError(t, err)
-	require.Zero(t, rep.PacksDeleted, "still locked")
 	require.Equal(t, 1, rep.LocksExtended, "the kept snapshot's pack had less than half its window left")
-	_, err = blobs.Stat(ctx, oldPack)
+	extended, err := blobs.LockedUntil(ctx, keptPack)
 	require.NoError(t, err)
+	require.True(t, extended.After(keptUntil), "extended from %s to %s", keptUntil, extended)
 
 	require.Eventually(t, func() bool {
 		opts.Now = time.Now()

@@ -365,7 +365,7 @@ func RunLocks(t *testing.T, s blob.Store) {
 
 	soon := base + "soon"
 	put(soon)
-	require.NoError(t, s.Lock(ctx, soon, time.Now().Add(2*time.Second)))
+	require.NoError(t, s.Lock(ctx, soon, time.Now().Add(4*time.Second)))
 	require.ErrorIs(t, s.Delete(ctx, soon), blob.ErrLocked)
 	require.Eventually(t, func() bool { return s.Delete(ctx, soon) == nil }, 10*time.Second, 200*time.Millisecond,
 		"once its date has passed the blob is deleted")
