@@ -110,7 +110,11 @@ func (w *writer) advance(n int64) {
 // add stores data as a chunk unless the repository has it, and returns
 // its id.
 func (w *writer) add(ctx context.Context, data []byte) (ID, error) {
-	id := w.r.key.chunkID(data)
+	return w.addWithID(ctx, w.r.key.chunkID(data), data)
+}
+
+// addWithID is add for a chunk whose id is already computed.
+func (w *writer) addWithID(ctx context.Context, id ID, data []byte) (ID, error) {
 	w.stats.Chunks++
 	if _, ok := w.r.has(id); ok || w.pending[id] {
 		return id, nil
@@ -231,7 +235,7 @@ func (w *writer) chunkStream(ctx context.Context, r io.Reader, size int64) ([]ID
 		}
 		n += int64(len(k.data))
 		w.advance(int64(len(k.data)))
-		id, err := w.add(ctx, k.data)
+		id, err := w.addWithID(ctx, k.id, k.data)
 		if err != nil {
 			return nil, n, err
 		}
@@ -240,8 +244,10 @@ func (w *writer) chunkStream(ctx context.Context, r io.Reader, size int64) ([]ID
 	}
 }
 
-// piece is one chunk cut from a stream; done hands its buffer back.
+// piece is one chunk cut from a stream, with its id; done hands its
+// buffer back.
 type piece struct {
+	id   ID
 	data []byte
 	err  error
 	done func()
@@ -262,7 +268,11 @@ func (w *writer) cut(size int64) (next func() piece, stop func()) {
 	if size >= 0 && size < pipelineAbove {
 		return func() piece {
 			chunk, err := c.Next(w.buf)
-			return piece{data: chunk.Data, err: err, done: func() {}}
+			p := piece{data: chunk.Data, err: err, done: func() {}}
+			if err == nil {
+				p.id = w.r.key.chunkID(chunk.Data)
+			}
+			return p
 		}, func() {}
 	}
 	if w.buf2 == nil {
@@ -285,6 +295,11 @@ func (w *writer) cut(size int64) (next func() piece, stop func()) {
 			}
 			chunk, err := c.Next(b)
 			p := piece{data: chunk.Data, err: err, done: func() { free <- chunk.Data[:0] }}
+			if err == nil {
+				// The chunk's id is hashed here, on the cutting side, which
+				// has time to spare: the storing side is the slower.
+				p.id = w.r.key.chunkID(chunk.Data)
+			}
 			select {
 			case pieces <- p:
 			case <-quit:
