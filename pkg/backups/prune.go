@@ -72,6 +72,13 @@ func (w *Worker) PruneAccount(ctx context.Context, accountID string, now time.Ti
 		return res, err
 	}
 	res.PruneReport, err = r.Prune(ctx, repo.PruneOptions{Keep: keep, MinAge: set.GCAge, ReadGrace: set.RunTimeout, Now: now})
+	if errors.Is(err, repo.ErrPruneRefused) {
+		// Nothing is deleted, but every pack stays locked while the
+		// damage waits for an operator.
+		n, lerr := r.ExtendLocks(ctx, time.Now())
+		res.LocksExtended = n
+		return res, errors.Join(err, lerr)
+	}
 	if err != nil {
 		return res, err
 	}

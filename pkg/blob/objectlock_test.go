@@ -52,13 +52,51 @@ func versityGW(t *testing.T) string {
 func TestS3ObjectLock(t *testing.T) {
 	t.Parallel()
 	bin := versityGW(t)
+	for _, server := range []struct {
+		name string
+		args []string
+	}{
+		{"Unversioned", nil},
+		// As AWS S3 is: a bucket with Object Lock is versioned, and a
+		// delete must name the version to remove data at all.
+		{"Versioned", []string{"--versioning-dir", t.TempDir()}},
+	} {
+		t.Run(server.name, func(t *testing.T) {
+			t.Parallel()
+			addr := startVersityGW(t, bin, server.args...)
+			for _, mode := range []string{"governance", "compliance"} {
+				t.Run(mode, func(t *testing.T) {
+					s, err := blob.NewS3(blob.S3Config{Endpoint: "http://" + addr, Bucket: "locked", Region: "us-east-1", Prefix: mode,
+						AccessKey: gwAccess, SecretKey: gwSecret, LockMode: mode})
+					require.NoError(t, err)
+					blobtest.RunLocks(t, s)
+				})
+			}
+			t.Run("NoModeRefusesLock", func(t *testing.T) {
+				s, err := blob.NewS3(blob.S3Config{Endpoint: "http://" + addr, Bucket: "locked", Region: "us-east-1", AccessKey: gwAccess, SecretKey: gwSecret})
+				require.NoError(t, err)
+				_, _, err = s.Put(t.Context(), "plain", strings.NewReader("plain"))
+				require.NoError(t, err)
+				require.ErrorContains(t, s.Lock(t.Context(), "plain", time.Now().Add(time.Hour)), "LEVQOR_BLOB_S3_OBJECT_LOCK")
+			})
+		})
+	}
+}
+
+const gwAccess, gwSecret = "levqor-test", "levqor-test-secret"
+
+// startVersityGW starts versitygw's POSIX gateway on a free port over a
+// temporary directory, with args before the directory, and makes the
+// bucket "locked" with Object Lock enabled; it returns the address.
+func startVersityGW(t *testing.T, bin string, args ...string) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
-	const access, secret = "levqor-test", "levqor-test-secret"
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--access", access, "--secret", secret, "--port", addr, "posix", t.TempDir())
+	argv := append([]string{"--access", gwAccess, "--secret", gwSecret, "--port", addr, "posix"}, args...)
+	cmd := exec.CommandContext(ctx, bin, append(argv, t.TempDir())...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
@@ -73,26 +111,10 @@ func TestS3ObjectLock(t *testing.T) {
 		}
 		return err == nil
 	}, 20*time.Second, 50*time.Millisecond, "versitygw did not listen: %s", out)
-
-	client, err := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(access, secret, ""), Region: "us-east-1"})
+	client, err := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(gwAccess, gwSecret, ""), Region: "us-east-1"})
 	require.NoError(t, err)
 	require.NoError(t, client.MakeBucket(t.Context(), "locked", minio.MakeBucketOptions{ObjectLocking: true, Region: "us-east-1"}), "%s", out)
-
-	for _, mode := range []string{"governance", "compliance"} {
-		t.Run(mode, func(t *testing.T) {
-			s, err := blob.NewS3(blob.S3Config{Endpoint: "http://" + addr, Bucket: "locked", Region: "us-east-1", Prefix: mode,
-				AccessKey: access, SecretKey: secret, LockMode: mode})
-			require.NoError(t, err)
-			blobtest.RunLocks(t, s)
-		})
-	}
-	t.Run("NoModeRefusesLock", func(t *testing.T) {
-		s, err := blob.NewS3(blob.S3Config{Endpoint: "http://" + addr, Bucket: "locked", Region: "us-east-1", AccessKey: access, SecretKey: secret})
-		require.NoError(t, err)
-		_, _, err = s.Put(t.Context(), "plain", strings.NewReader("plain"))
-		require.NoError(t, err)
-		require.ErrorContains(t, s.Lock(t.Context(), "plain", time.Now().Add(time.Hour)), "LEVQOR_BLOB_S3_OBJECT_LOCK")
-	})
+	return addr
 }
 
 func TestLocalLocks(t *testing.T) {

@@ -428,7 +428,22 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("blob: deleting %s: %w", key, err)
 	}
-	if err := s.core.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{}); err != nil && !isS3NotFound(err) {
+	opts := minio.RemoveObjectOptions{}
+	if s.lockMode != "" {
+		// A bucket with Object Lock is versioned: a delete without a
+		// version only hides the object behind a delete marker, and the
+		// data stays (and is billed) for good. The version is deleted
+		// itself, which the endpoint refuses while it is locked.
+		oi, err := s.core.StatObject(ctx, s.bucket, name, minio.StatObjectOptions{})
+		if isS3NotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("blob: deleting %s: %w", key, s.explain(err))
+		}
+		opts.VersionID = oi.VersionID
+	}
+	if err := s.core.RemoveObject(ctx, s.bucket, name, opts); err != nil && !isS3NotFound(err) {
 		if s.lockMode != "" {
 			if until, lerr := s.LockedUntil(ctx, key); lerr == nil && !until.IsZero() {
 				return fmt.Errorf("blob %s until %s: %w", key, until.Format(time.RFC3339), ErrLocked)

@@ -70,8 +70,8 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, opts
 			return schemaHint(err)
 		}
 		if !*asJSON {
-			fmt.Fprintf(stdout, "index rebuilt from %d packs (%d chunks), %d indexes replaced, %d packs unreadable\n",
-				rb.Packs, rb.Chunks, len(rb.Replaced), len(rb.Unreadable))
+			fmt.Fprintf(stdout, "index rebuilt from %d packs (%d chunks; %d failing their check left out), %d damaged indexes replaced, %d packs unreadable\n",
+				rb.Packs, rb.Chunks, rb.BadChunks, len(rb.Replaced), len(rb.Unreadable))
 			for _, u := range rb.Unreadable {
 				fmt.Fprintf(stdout, "  unreadable pack %s\n", u)
 			}

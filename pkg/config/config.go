@@ -509,7 +509,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		BackupMaxRuns:         p.integer("LEVQOR_BACKUP_MAX_RUNS", backups.MaxRunsDefault),
 		BackupTimeout:         p.duration("LEVQOR_BACKUP_TIMEOUT", backups.RunTimeoutDefault),
 		BlobGCAge:             p.duration("LEVQOR_BLOB_GC_AGE", backups.GCAgeDefault),
-		BlobLockDays:          p.integer("LEVQOR_BLOB_LOCK_DAYS", -1),
+		BlobLockDays:          p.integer("LEVQOR_BLOB_LOCK_DAYS", 0),
 		DrillEvery:            p.duration("LEVQOR_DRILL_EVERY", backups.DrillEveryDefault),
 		ErasureCoolingOff:     p.duration("LEVQOR_ERASURE_COOLING_OFF", accounts.ErasureCoolingOffDefault),
 		OffboardGrace:         p.duration("LEVQOR_OFFBOARD_GRACE", accounts.OffboardGraceDefault),
@@ -541,11 +541,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		PartSizeMiB: p.integer("LEVQOR_BLOB_S3_PART_SIZE_MIB", BlobS3PartSizeMiBDefault),
 		ObjectLock:  p.str("LEVQOR_BLOB_S3_OBJECT_LOCK", ""),
 	}
-	if c.BlobLockDays == -1 {
-		c.BlobLockDays = 0
-		if c.BlobS3.ObjectLock != "" {
-			c.BlobLockDays = BlobLockDaysDefault
-		}
+	if p.str("LEVQOR_BLOB_LOCK_DAYS", "") == "" && c.BlobS3.ObjectLock != "" {
+		c.BlobLockDays = BlobLockDaysDefault
 	}
 	return c, errors.Join(p.errs...)
 }

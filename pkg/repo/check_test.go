@@ -193,4 +193,22 @@ func TestAnIndexIsRebuiltFromThePacks(t *testing.T) {
 	require.Equal(t, m.Stats.Bytes, n)
 	_, err = fresh.Prune(ctx, repo.PruneOptions{Keep: []repo.ID{id}, Now: time.Now()})
 	require.NoError(t, err)
+
+	// A damaged chunk costs that chunk, never the rest of its pack.
+	packs, err := filepath.Glob(filepath.Join(dir, "acc_test", "repo", "packs", "*"))
+	require.NoError(t, err)
+	b, err := os.ReadFile(packs[0])
+	require.NoError(t, err)
+	b[20] ^= 1 // inside the pack's first chunk
+	require.NoError(t, os.WriteFile(packs[0], b, 0o600))
+	idx, err = filepath.Glob(filepath.Join(dir, "acc_test", "repo", "index", "*"))
+	require.NoError(t, err)
+	for _, p := range idx {
+		require.NoError(t, os.WriteFile(p, []byte("damaged"), 0o600))
+	}
+	rep, err = newRepo(t, blobs, fixedKey(15)).RebuildIndex(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.BadChunks)
+	require.Equal(t, m.Stats.NewPacks, rep.Packs, "the damaged pack's other chunks are indexed")
+	require.Equal(t, m.Stats.NewChunks-1, rep.Chunks)
 }

@@ -401,3 +401,34 @@ func (r *Repo) StoredBytes(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// ExtendLocks locks again, for a whole LockWindow from now, every pack an
+// index lists as holding chunks whose lock has less than half of it left:
+// what a prune does besides, for when the prune itself cannot run (a
+// damaged index or manifest refuses it), so that no pack a kept snapshot
+// may need comes unlocked meanwhile. The index is not rewritten: each
+// call asks again. It returns how many packs it locked.
+func (r *Repo) ExtendLocks(ctx context.Context, now time.Time) (int, error) {
+	if r.LockWindow <= 0 {
+		return 0, nil
+	}
+	r.mu.Lock()
+	var due []ID
+	for p := range r.packs {
+		if _, old := r.obsolete[p]; !old && r.locked[p].Before(now.Add(r.LockWindow/2)) {
+			due = append(due, p)
+		}
+	}
+	r.mu.Unlock()
+	n := 0
+	for _, p := range due {
+		until := now.Add(r.LockWindow).UTC().Truncate(time.Second)
+		if err := r.blobs.Lock(ctx, r.prefix+"packs/"+p.String(), until); errors.Is(err, blob.ErrNotFound) {
+			continue // missing: check reports it
+		} else if err != nil {
+			return n, fmt.Errorf("repo: extending the lock of pack %s: %w", p, err)
+		}
+		n++
+	}
+	return n, nil
+}

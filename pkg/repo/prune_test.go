@@ -299,3 +299,47 @@ func TestLockedPacksOutliveTheSnapshotsThatNeedThem(t *testing.T) {
 	require.NoError(t, err, "the kept snapshot is whole")
 	require.Equal(t, m.Stats.Bytes, n)
 }
+
+// TestLocksAreExtendedWhenThePruneCannotRun: a damaged index refuses the
+// prune, but ExtendLocks still extends the locks of the packs the
+// readable indexes list, so none comes unlocked while the damage waits
+// for an operator.
+func TestLocksAreExtendedWhenThePruneCannotRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir, src := t.TempDir(), t.TempDir()
+	blobs, err := blob.NewLocal(dir)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(src, "a.bin"), random(41, 1<<20), 0o644))
+	r := newRepo(t, blobs, fixedKey(17))
+	r.LockWindow = time.Hour
+	_, _, err = r.BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(src, "b.bin"), random(42, 1<<20), 0o644))
+	_, _, err = r.BackupDirectory(ctx, src, nil)
+	require.NoError(t, err)
+	idx, err := filepath.Glob(filepath.Join(dir, "acc_test", "repo", "index", "*"))
+	require.NoError(t, err)
+	require.Len(t, idx, 2)
+	require.NoError(t, os.WriteFile(idx[0], []byte("damaged"), 0o600))
+
+	r = newRepo(t, blobs, fixedKey(17))
+	r.LockWindow = time.Hour
+	_, err = r.Prune(ctx, repo.PruneOptions{Now: time.Now()})
+	require.ErrorIs(t, err, repo.ErrPruneRefused)
+	later := time.Now().Add(40 * time.Minute) // less than half the window left
+	n, err := r.ExtendLocks(ctx, later)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the pack the readable index lists")
+	packs, err := blobs.List(ctx, "acc_test/repo/packs/")
+	require.NoError(t, err)
+	extended := 0
+	for _, p := range packs {
+		until, err := blobs.LockedUntil(ctx, p.Key)
+		require.NoError(t, err)
+		if until.After(time.Now().Add(90 * time.Minute)) {
+			extended++
+		}
+	}
+	require.Equal(t, 1, extended)
+}

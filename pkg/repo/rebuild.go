@@ -2,36 +2,36 @@ package repo
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 )
 
 // RebuildReport is what RebuildIndex did.
 type RebuildReport struct {
-	// Packs were read and indexed from their own headers; Unreadable
-	// could not be (damaged, or sealed under another key), and are left
-	// where they are.
+	// Packs were read and indexed; Unreadable had no chunk that could be
+	// placed (damaged, or sealed under another key).
 	Packs      int      `json:"packs_indexed"`
 	Chunks     int      `json:"chunks_indexed"`
 	Unreadable []string `json:"unreadable_packs"`
-	// Replaced are the index objects the new one replaces.
+	// BadChunks failed their check and were left out.
+	BadChunks int `json:"bad_chunks"`
+	// Replaced are the damaged index objects the new one replaces.
 	Replaced []string `json:"indexes_replaced"`
 }
 
 // RebuildIndex writes one index of every pack in the repository, read
-// from the packs' own sealed headers, and then deletes the indexes it
-// replaces, damaged ones included: what a damaged index named is
-// readable again, and the prune, which refuses to run past a damaged
-// index, can. Packs a prune had marked obsolete are indexed as any
-// other; the next prune marks them again. A pack whose hash is not its
-// name, or whose header does not open, is reported and left alone. The
-// caller must make sure no backup or prune of this repository runs
-// meanwhile (the prune's lease).
+// from the packs' own sealed headers (or, for a pack whose header does
+// not open, from the readable indexes), each chunk checked to open and
+// hash to its id, and then deletes the indexes that do not open: what a
+// damaged index named is readable again, and the prune, which refuses
+// to run past a damaged index, can. Readable indexes stay (the new one
+// repeats them; Open counts each chunk once). A chunk that fails its
+// check is left out and counted; a pack none of whose chunks can be
+// placed is reported. The caller must make sure no backup or prune of
+// this repository runs meanwhile (the prune's lease).
 func (r *Repo) RebuildIndex(ctx context.Context) (RebuildReport, error) {
 	rep := RebuildReport{Unreadable: []string{}, Replaced: []string{}}
 	infos, err := r.blobs.List(ctx, r.prefix+"packs/")
@@ -44,38 +44,41 @@ func (r *Repo) RebuildIndex(ctx context.Context) (RebuildReport, error) {
 		if err != nil {
 			continue
 		}
-		chunks, why, err := r.packHeader(ctx, id)
+		r.mu.Lock()
+		known := slices.Clone(r.packs[id])
+		r.mu.Unlock()
+		chunks, bad, why, err := r.packChunks(ctx, id, known)
 		if err != nil {
 			return rep, err
 		}
-		if why != "" {
+		rep.BadChunks += bad
+		if len(chunks) == 0 {
 			rep.Unreadable = append(rep.Unreadable, fmt.Sprintf("%s: %s", id, why))
 			continue
 		}
-		ix.Packs = append(ix.Packs, indexPack{ID: id, Chunks: chunks})
+		ix.Packs = append(ix.Packs, indexPack{ID: id, Chunks: chunks, LockedUntil: r.locked[id]})
 		rep.Packs++
 		rep.Chunks += len(chunks)
-	}
-	old, err := r.blobs.List(ctx, r.prefix+"index/")
-	if err != nil {
-		return rep, err
 	}
 	if _, _, err := r.writeSealed(ctx, "index", ix); err != nil {
 		return rep, err
 	}
-	for _, in := range old {
-		if err := r.blobs.Delete(ctx, in.Key); err != nil {
+	for _, key := range r.Damaged {
+		if err := r.blobs.Delete(ctx, key); err != nil {
 			return rep, err
 		}
-		rep.Replaced = append(rep.Replaced, in.Key)
+		rep.Replaced = append(rep.Replaced, key)
 	}
-	// The repository now reads as the new index says.
+	// The repository now reads as the indexes say.
 	r.mu.Lock()
-	r.index, r.packs, r.obsolete = map[ID]location{}, map[ID][]indexChunk{}, map[ID]time.Time{}
 	for _, p := range ix.Packs {
-		r.packs[p.ID] = p.Chunks
 		for _, c := range p.Chunks {
-			r.index[c.ID] = location{Pack: p.ID, Offset: c.Offset, Length: c.Length, Raw: c.Raw}
+			if !slices.ContainsFunc(r.packs[p.ID], func(e indexChunk) bool { return e.ID == c.ID }) {
+				r.packs[p.ID] = append(r.packs[p.ID], c)
+			}
+			if _, ok := r.index[c.ID]; !ok {
+				r.index[c.ID] = location{Pack: p.ID, Offset: c.Offset, Length: c.Length, Raw: c.Raw}
+			}
 		}
 	}
 	r.Damaged = nil
@@ -83,41 +86,56 @@ func (r *Repo) RebuildIndex(ctx context.Context) (RebuildReport, error) {
 	return rep, nil
 }
 
-// packHeader reads pack id and returns the chunks its sealed header
-// lists, each checked to open and hash to its id; why says why the pack
-// cannot be indexed ("" when it can).
-func (r *Repo) packHeader(ctx context.Context, id ID) ([]indexChunk, string, error) {
+// packChunks reads pack id and returns the chunks it holds that open
+// under the account's key and hash to their ids: those its sealed
+// header lists or, when the header does not open, those known lists
+// (from readable indexes). bad counts the chunks that fail; why says why
+// none could be placed.
+func (r *Repo) packChunks(ctx context.Context, id ID, known []indexChunk) (chunks []indexChunk, bad int, why string, err error) {
 	b, err := r.readPack(ctx, id)
 	if err != nil {
-		return nil, "", err
+		return nil, 0, "", err
 	}
-	if sha256.Sum256(b) != id {
-		return nil, "it does not hash to its name", nil
+	listed, why := r.header(b)
+	if listed == nil {
+		listed = known
 	}
-	if len(b) < 4 {
-		return nil, "it is too short to hold a header", nil
-	}
-	n := int(binary.LittleEndian.Uint32(b[len(b)-4:]))
-	if n > len(b)-4 {
-		return nil, "its header length passes its start", nil
-	}
-	plain, err := r.key.open(b[len(b)-4-n:len(b)-4], []byte("pack header"))
-	if err != nil {
-		return nil, "its header does not open under the account's key", nil
-	}
-	var chunks []indexChunk
-	if err := json.Unmarshal(plain, &chunks); err != nil {
-		return nil, "its header is not a list of chunks", nil
-	}
-	for _, c := range chunks {
+	for _, c := range listed {
 		end := uint64(c.Offset) + uint64(c.Length)
-		if end > uint64(len(b)-4-n) {
-			return nil, fmt.Sprintf("its chunk %s lies past its chunks", c.ID), nil
+		if end > uint64(len(b)) {
+			bad++
+			continue
 		}
 		data, err := r.key.open(b[c.Offset:end], c.ID[:])
 		if err != nil || r.key.chunkID(data) != c.ID {
-			return nil, fmt.Sprintf("its chunk %s does not open or hash to its id", c.ID), nil
+			bad++
+			continue
 		}
+		chunks = append(chunks, c)
 	}
-	return slices.Clip(chunks), "", nil
+	if len(chunks) == 0 && why == "" {
+		why = "none of its chunks opens"
+	}
+	return chunks, bad, why, nil
+}
+
+// header reads the sealed list of chunks at the end of pack b, or says
+// why it cannot.
+func (r *Repo) header(b []byte) ([]indexChunk, string) {
+	if len(b) < 4 {
+		return nil, "it is too short to hold a header"
+	}
+	n := int(binary.LittleEndian.Uint32(b[len(b)-4:]))
+	if n > len(b)-4 {
+		return nil, "its header length passes its start"
+	}
+	plain, err := r.key.open(b[len(b)-4-n:len(b)-4], []byte("pack header"))
+	if err != nil {
+		return nil, "its header does not open under the account's key"
+	}
+	var chunks []indexChunk
+	if err := json.Unmarshal(plain, &chunks); err != nil {
+		return nil, "its header is not a list of chunks"
+	}
+	return chunks, ""
 }
