@@ -81,6 +81,7 @@ func TestBlobS3ValidationNamesTheVariable(t *testing.T) {
 		"LEVQOR_BLOB_S3_PREFIX":        s3Env(map[string]string{"LEVQOR_BLOB_S3_PREFIX": "../other"}),
 		"LEVQOR_BLOB_S3_PART_SIZE_MIB": s3Env(map[string]string{"LEVQOR_BLOB_S3_PART_SIZE_MIB": "1"}),
 		"LEVQOR_BLOB_S3_OBJECT_LOCK":   s3Env(map[string]string{"LEVQOR_BLOB_S3_OBJECT_LOCK": "forever"}),
+		"LEVQOR_BLOB_LOCK_DAYS":        s3Env(map[string]string{"LEVQOR_BLOB_LOCK_DAYS": "-1"}),
 		// S3 settings without an endpoint would silently fall back to the
 		// local directory.
 		"LEVQOR_BLOB_S3_ENDPOINT is not": {"LEVQOR_BLOB_S3_BUCKET": "levqor-blobs"},
