@@ -185,7 +185,7 @@ cluster {
 			}
 		}
 		return true
-	}, 60*time.Second, 100*time.Millisecond, "the cluster serves JetStream")
+	}, 120*time.Second, 100*time.Millisecond, "the cluster serves JetStream")
 	return nodes
 }
 
