@@ -121,27 +121,41 @@ func (s *Store) KnownSubscriptionIDs(ctx context.Context, ids []string) (map[str
 
 // PutSubscription inserts or replaces a subscription.
 func (tx *Tx) PutSubscription(ctx context.Context, s Subscription) error {
-	items, err := json.Marshal(nonNilSlice(s.Items))
-	if err != nil {
-		return err
-	}
-	unknown, err := json.Marshal(nonNilSlice(s.UnknownPrices))
-	if err != nil {
-		return err
-	}
-	_, err = tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_subscriptions (`+subscriptionColumns+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	return tx.PutSubscriptions(ctx, []Subscription{s})
+}
+
+// PutSubscriptions inserts or replaces subscriptions, each id at most once,
+// in one statement.
+func (tx *Tx) PutSubscriptions(ctx context.Context, subs []Subscription) error {
+	const cols = 12
+	return inRowChunks(subs, cols, func(part []Subscription) error {
+		args := make([]any, 0, len(part)*cols)
+		ids := make([]string, 0, len(part))
+		for _, s := range part {
+			items, err := json.Marshal(nonNilSlice(s.Items))
+			if err != nil {
+				return err
+			}
+			unknown, err := json.Marshal(nonNilSlice(s.UnknownPrices))
+			if err != nil {
+				return err
+			}
+			ids = append(ids, s.ID)
+			args = append(args, s.ID, nullString(s.AccountID), s.CustomerID, s.Status, string(items), string(unknown),
+				nullTime(s.CurrentPeriodEnd), s.CancelAtPeriodEnd, nullTime(s.TrialEnd), s.Source.ID, ts(s.Source.Created), ts(orNow(s.UpdatedAt)))
+		}
+		_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_subscriptions (`+subscriptionColumns+`)
+VALUES `+rowsSQL(placeholders(cols), len(part))+`
 ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, customer_id = excluded.customer_id,
   status = excluded.status, items = excluded.items, unknown_prices = excluded.unknown_prices,
   current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end,
   trial_end = excluded.trial_end, source_event_id = excluded.source_event_id,
-  source_event_created = excluded.source_event_created, updated_at = excluded.updated_at`),
-		s.ID, nullString(s.AccountID), s.CustomerID, s.Status, string(items), string(unknown),
-		nullTime(s.CurrentPeriodEnd), s.CancelAtPeriodEnd, nullTime(s.TrialEnd), s.Source.ID, ts(s.Source.Created), ts(orNow(s.UpdatedAt)))
-	if err != nil {
-		return fmt.Errorf("store: saving subscription %s: %w", s.ID, err)
-	}
-	return nil
+  source_event_created = excluded.source_event_created, updated_at = excluded.updated_at`), args...)
+		if err != nil {
+			return fmt.Errorf("store: saving %s: %w", what("subscription", ids...), err)
+		}
+		return nil
+	})
 }
 
 func nonNilSlice[T any](s []T) []T {
@@ -224,27 +238,48 @@ type AccountBilling struct {
 
 // SetAccountBilling sets an account's tier, status and entitlements.
 func (tx *Tx) SetAccountBilling(ctx context.Context, b AccountBilling) error {
-	var tier any
-	if b.Tier != nil {
-		tier = *b.Tier
+	return tx.SetAccountsBilling(ctx, []AccountBilling{b})
+}
+
+// SetAccountsBilling sets the tier, status and entitlements of accounts,
+// each at most once, in one statement. It fails, naming none in
+// particular, unless every account exists.
+func (tx *Tx) SetAccountsBilling(ctx context.Context, bs []AccountBilling) error {
+	const cols = 5
+	// The rows' values come as a VALUES list; PostgreSQL takes its
+	// parameters as text, so the JSON and the time are cast.
+	row := placeholders(cols)
+	if tx.tx.DriverName() == DialectPostgres {
+		row = `(?, ?, ?, CAST(? AS jsonb), CAST(? AS timestamptz))`
 	}
-	ent := b.Entitlements
-	if len(ent) == 0 {
-		ent = json.RawMessage("{}")
-	}
-	at := ts(orNow(b.At))
-	// canceled_at keeps when the account became canceled (offboarding's
-	// grace counts from it), and is cleared when it is not.
-	res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE accounts SET tier = ?, status = ?, entitlements = ?, updated_at = ?,
-canceled_at = CASE WHEN ? = ? THEN COALESCE(canceled_at, ?) ELSE NULL END WHERE id = ?`),
-		tier, b.Status, string(ent), at, b.Status, AccountStatusCanceled, at, b.ID)
-	if err != nil {
-		return fmt.Errorf("store: setting billing of account %s: %w", b.ID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("store: account %s: %w", b.ID, ErrNotFound)
-	}
-	return nil
+	return inRowChunks(bs, cols, func(part []AccountBilling) error {
+		args := make([]any, 0, len(part)*cols)
+		ids := make([]string, 0, len(part))
+		for _, b := range part {
+			var tier any
+			if b.Tier != nil {
+				tier = *b.Tier
+			}
+			ent := b.Entitlements
+			if len(ent) == 0 {
+				ent = json.RawMessage("{}")
+			}
+			ids = append(ids, b.ID)
+			args = append(args, b.ID, tier, b.Status, string(ent), ts(orNow(b.At)))
+		}
+		// canceled_at keeps when the account became canceled (offboarding's
+		// grace counts from it), and is cleared when it is not.
+		res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE accounts SET tier = v.column2, status = v.column3, entitlements = v.column4,
+  updated_at = v.column5, canceled_at = CASE WHEN v.column3 = '`+AccountStatusCanceled+`' THEN COALESCE(accounts.canceled_at, v.column5) ELSE NULL END
+FROM (VALUES `+rowsSQL(row, len(part))+`) AS v WHERE accounts.id = v.column1`), args...)
+		if err != nil {
+			return fmt.Errorf("store: setting billing of %s: %w", what("account", ids...), err)
+		}
+		if n, _ := res.RowsAffected(); n != int64(len(part)) {
+			return fmt.Errorf("store: setting billing of %s: %d of them found: %w", what("account", ids...), n, ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // Invoice is a Stripe invoice as billing last saw it.
@@ -311,20 +346,34 @@ func (tx *Tx) GetInvoice(ctx context.Context, id string) (*Invoice, error) {
 
 // PutInvoice inserts or replaces an invoice.
 func (tx *Tx) PutInvoice(ctx context.Context, i Invoice) error {
-	_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_invoices (`+invoiceColumns+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	return tx.PutInvoices(ctx, []Invoice{i})
+}
+
+// PutInvoices inserts or replaces invoices, each id at most once, in one
+// statement.
+func (tx *Tx) PutInvoices(ctx context.Context, invs []Invoice) error {
+	const cols = 15
+	return inRowChunks(invs, cols, func(part []Invoice) error {
+		args := make([]any, 0, len(part)*cols)
+		ids := make([]string, 0, len(part))
+		for _, i := range part {
+			ids = append(ids, i.ID)
+			args = append(args, i.ID, nullString(i.AccountID), i.CustomerID, i.SubscriptionID, i.Status, i.Currency, i.AmountDue, i.AmountPaid,
+				i.AttemptCount, nullTime(i.NextPaymentAttempt), i.HostedInvoiceURL, ts(i.Created), i.Source.ID, ts(i.Source.Created), ts(orNow(i.UpdatedAt)))
+		}
+		_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_invoices (`+invoiceColumns+`)
+VALUES `+rowsSQL(placeholders(cols), len(part))+`
 ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, customer_id = excluded.customer_id,
   subscription_id = excluded.subscription_id, status = excluded.status, currency = excluded.currency,
   amount_due = excluded.amount_due, amount_paid = excluded.amount_paid, attempt_count = excluded.attempt_count,
   next_payment_attempt = excluded.next_payment_attempt, hosted_invoice_url = excluded.hosted_invoice_url,
   created = excluded.created, source_event_id = excluded.source_event_id,
-  source_event_created = excluded.source_event_created, updated_at = excluded.updated_at`),
-		i.ID, nullString(i.AccountID), i.CustomerID, i.SubscriptionID, i.Status, i.Currency, i.AmountDue, i.AmountPaid,
-		i.AttemptCount, nullTime(i.NextPaymentAttempt), i.HostedInvoiceURL, ts(i.Created), i.Source.ID, ts(i.Source.Created), ts(orNow(i.UpdatedAt)))
-	if err != nil {
-		return fmt.Errorf("store: saving invoice %s: %w", i.ID, err)
-	}
-	return nil
+  source_event_created = excluded.source_event_created, updated_at = excluded.updated_at`), args...)
+		if err != nil {
+			return fmt.Errorf("store: saving %s: %w", what("invoice", ids...), err)
+		}
+		return nil
+	})
 }
 
 // RecentInvoices lists an account's newest invoices.
@@ -355,19 +404,7 @@ type Charge struct {
 
 // GetCharge returns a charge or an error wrapping ErrNotFound.
 func (tx *Tx) GetCharge(ctx context.Context, id string) (*Charge, error) {
-	var r struct {
-		ID             string         `db:"id"`
-		AccountID      sql.NullString `db:"account_id"`
-		CustomerID     string         `db:"customer_id"`
-		InvoiceID      string         `db:"invoice_id"`
-		Amount         int64          `db:"amount"`
-		AmountRefunded int64          `db:"amount_refunded"`
-		DisputeID      string         `db:"dispute_id"`
-		DisputeStatus  string         `db:"dispute_status"`
-		SourceEventID  string         `db:"source_event_id"`
-		SourceCreated  time.Time      `db:"source_event_created"`
-		UpdatedAt      time.Time      `db:"updated_at"`
-	}
+	var r chargeRow
 	err := tx.tx.GetContext(ctx, &r, tx.rebind(`SELECT * FROM billing_charges WHERE id = ?`), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: charge %s: %w", id, ErrNotFound)
@@ -375,26 +412,60 @@ func (tx *Tx) GetCharge(ctx context.Context, id string) (*Charge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: getting charge %s: %w", id, err)
 	}
-	return &Charge{ID: r.ID, AccountID: r.AccountID.String, CustomerID: r.CustomerID, InvoiceID: r.InvoiceID,
+	c := r.charge()
+	return &c, nil
+}
+
+type chargeRow struct {
+	ID             string         `db:"id"`
+	AccountID      sql.NullString `db:"account_id"`
+	CustomerID     string         `db:"customer_id"`
+	InvoiceID      string         `db:"invoice_id"`
+	Amount         int64          `db:"amount"`
+	AmountRefunded int64          `db:"amount_refunded"`
+	DisputeID      string         `db:"dispute_id"`
+	DisputeStatus  string         `db:"dispute_status"`
+	SourceEventID  string         `db:"source_event_id"`
+	SourceCreated  time.Time      `db:"source_event_created"`
+	UpdatedAt      time.Time      `db:"updated_at"`
+}
+
+func (r chargeRow) charge() Charge {
+	return Charge{ID: r.ID, AccountID: r.AccountID.String, CustomerID: r.CustomerID, InvoiceID: r.InvoiceID,
 		Amount: r.Amount, AmountRefunded: r.AmountRefunded, DisputeID: r.DisputeID, DisputeStatus: r.DisputeStatus,
-		Source: SourceEvent{ID: r.SourceEventID, Created: r.SourceCreated.UTC()}}, nil
+		Source: SourceEvent{ID: r.SourceEventID, Created: r.SourceCreated.UTC()}}
 }
 
 // PutCharge inserts or replaces a charge.
 func (tx *Tx) PutCharge(ctx context.Context, c Charge, at time.Time) error {
-	_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_charges
+	return tx.PutCharges(ctx, []Charge{c}, at)
+}
+
+// PutCharges inserts or replaces charges, each id at most once, in one
+// statement; at (zero: now) is their updated_at.
+func (tx *Tx) PutCharges(ctx context.Context, charges []Charge, at time.Time) error {
+	const cols = 11
+	at = ts(orNow(at))
+	return inRowChunks(charges, cols, func(part []Charge) error {
+		args := make([]any, 0, len(part)*cols)
+		ids := make([]string, 0, len(part))
+		for _, c := range part {
+			ids = append(ids, c.ID)
+			args = append(args, c.ID, nullString(c.AccountID), c.CustomerID, c.InvoiceID, c.Amount, c.AmountRefunded, c.DisputeID, c.DisputeStatus,
+				c.Source.ID, ts(c.Source.Created), at)
+		}
+		_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_charges
 (id, account_id, customer_id, invoice_id, amount, amount_refunded, dispute_id, dispute_status, source_event_id, source_event_created, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES `+rowsSQL(placeholders(cols), len(part))+`
 ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, customer_id = excluded.customer_id,
   invoice_id = excluded.invoice_id, amount = excluded.amount, amount_refunded = excluded.amount_refunded,
   dispute_id = excluded.dispute_id, dispute_status = excluded.dispute_status, source_event_id = excluded.source_event_id,
-  source_event_created = excluded.source_event_created, updated_at = excluded.updated_at`),
-		c.ID, nullString(c.AccountID), c.CustomerID, c.InvoiceID, c.Amount, c.AmountRefunded, c.DisputeID, c.DisputeStatus,
-		c.Source.ID, ts(c.Source.Created), ts(orNow(at)))
-	if err != nil {
-		return fmt.Errorf("store: saving charge %s: %w", c.ID, err)
-	}
-	return nil
+  source_event_created = excluded.source_event_created, updated_at = excluded.updated_at`), args...)
+		if err != nil {
+			return fmt.Errorf("store: saving %s: %w", what("charge", ids...), err)
+		}
+		return nil
+	})
 }
 
 // DFYPurchase records a Done-For-You package bought through Checkout.
@@ -409,14 +480,46 @@ type DFYPurchase struct {
 
 // InsertDFYPurchase records p once per (checkout session, package).
 func (tx *Tx) InsertDFYPurchase(ctx context.Context, p DFYPurchase) (bool, error) {
-	res, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_dfy_purchases
-(checkout_session_id, account_id, package, quantity, purchased_at, source_event_id) VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (checkout_session_id) DO NOTHING`), p.CheckoutSessionID+":"+p.Package, p.AccountID, p.Package, p.Quantity, ts(p.PurchasedAt), p.SourceEventID)
-	if err != nil {
-		return false, fmt.Errorf("store: recording purchase %s: %w", p.CheckoutSessionID, err)
+	n, err := tx.InsertDFYPurchases(ctx, []DFYPurchase{p})
+	return n == 1, err
+}
+
+// InsertDFYPurchases records purchases, each once per (checkout session,
+// package), in one statement, and returns how many were new.
+func (tx *Tx) InsertDFYPurchases(ctx context.Context, ps []DFYPurchase) (int64, error) {
+	const cols = 6
+	var inserted int64
+	err := inRowChunks(ps, cols, func(part []DFYPurchase) error {
+		args := make([]any, 0, len(part)*cols)
+		ids := make([]string, 0, len(part))
+		for _, p := range part {
+			ids = append(ids, p.CheckoutSessionID)
+			args = append(args, dfyKey(p.CheckoutSessionID, p.Package), p.AccountID, p.Package, p.Quantity, ts(p.PurchasedAt), p.SourceEventID)
+		}
+		res, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_dfy_purchases
+(checkout_session_id, account_id, package, quantity, purchased_at, source_event_id) VALUES `+rowsSQL(placeholders(cols), len(part))+`
+ON CONFLICT (checkout_session_id) DO NOTHING`), args...)
+		if err != nil {
+			return fmt.Errorf("store: recording %s: %w", what("purchase", ids...), err)
+		}
+		n, _ := res.RowsAffected()
+		inserted += n
+		return nil
+	})
+	return inserted, err
+}
+
+// dfyKey is a purchase's key: one row per package of a checkout session.
+func dfyKey(session, pkg string) string { return session + ":" + pkg }
+
+// DFYPurchaseRecorded reports whether the package's purchase in the
+// checkout session is recorded.
+func (tx *Tx) DFYPurchaseRecorded(ctx context.Context, session, pkg string) (bool, error) {
+	var n int
+	if err := tx.tx.GetContext(ctx, &n, tx.rebind(`SELECT COUNT(*) FROM billing_dfy_purchases WHERE checkout_session_id = ?`), dfyKey(session, pkg)); err != nil {
+		return false, fmt.Errorf("store: looking up purchase %s: %w", session, err)
 	}
-	n, _ := res.RowsAffected()
-	return n == 1, nil
+	return n > 0, nil
 }
 
 // DFYPurchases lists an account's Done-For-You purchases.
@@ -481,16 +584,31 @@ func (q Querier) GetDunning(ctx context.Context, accountID string) (*Dunning, er
 
 // PutDunning inserts or replaces an account's dunning row.
 func (tx *Tx) PutDunning(ctx context.Context, d Dunning, at time.Time) error {
-	_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_dunning
-(account_id, state, invoice_id, past_due_since, grace_until, suspended_at, event_created, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	return tx.PutDunnings(ctx, []Dunning{d}, at)
+}
+
+// PutDunnings inserts or replaces dunning rows, each account at most once,
+// in one statement; at (zero: now) is their updated_at.
+func (tx *Tx) PutDunnings(ctx context.Context, ds []Dunning, at time.Time) error {
+	const cols = 8
+	at = ts(orNow(at))
+	return inRowChunks(ds, cols, func(part []Dunning) error {
+		args := make([]any, 0, len(part)*cols)
+		ids := make([]string, 0, len(part))
+		for _, d := range part {
+			ids = append(ids, d.AccountID)
+			args = append(args, d.AccountID, d.State, d.InvoiceID, ts(d.PastDueSince), ts(d.GraceUntil), nullTime(d.SuspendedAt), ts(d.EventCreated), at)
+		}
+		_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO billing_dunning
+(account_id, state, invoice_id, past_due_since, grace_until, suspended_at, event_created, updated_at) VALUES `+rowsSQL(placeholders(cols), len(part))+`
 ON CONFLICT (account_id) DO UPDATE SET state = excluded.state, invoice_id = excluded.invoice_id,
   past_due_since = excluded.past_due_since, grace_until = excluded.grace_until, suspended_at = excluded.suspended_at,
-  event_created = excluded.event_created, updated_at = excluded.updated_at`),
-		d.AccountID, d.State, d.InvoiceID, ts(d.PastDueSince), ts(d.GraceUntil), nullTime(d.SuspendedAt), ts(d.EventCreated), ts(orNow(at)))
-	if err != nil {
-		return fmt.Errorf("store: saving dunning of %s: %w", d.AccountID, err)
-	}
-	return nil
+  event_created = excluded.event_created, updated_at = excluded.updated_at`), args...)
+		if err != nil {
+			return fmt.Errorf("store: saving dunning of %s: %w", what("account", ids...), err)
+		}
+		return nil
+	})
 }
 
 // GraceExpired lists past-due accounts whose grace period ended at or

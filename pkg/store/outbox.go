@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -64,43 +65,71 @@ func (r outboxRow) message() (OutboxMessage, error) {
 	return m, nil
 }
 
-const enqueueOutboxSQL = `INSERT INTO outbox (subject, headers, payload, created_at)
-VALUES (?, ?, ?, ?)
-RETURNING id`
-
 // EnqueueOutbox writes m to the outbox within tx and returns its id. The
 // message becomes visible to the relay when tx commits and disappears with
 // it if tx rolls back. m.ID and m.PublishedAt are ignored.
 func (tx *Tx) EnqueueOutbox(ctx context.Context, m OutboxMessage) (int64, error) {
-	if m.Subject == "" {
-		return 0, fmt.Errorf("store: enqueueing outbox message: subject is required")
-	}
-	if telemetry.Tracing() {
-		// The write is a span of the handler's, and the message carries
-		// it, so that the relay's publish and the consumers' spans join
-		// the handler's trace beneath it.
-		var span trace.Span
-		ctx, span = telemetry.StartSpan(ctx, "outbox "+m.Subject, trace.SpanKindProducer)
-		defer span.End()
-		h := make(map[string]string, len(m.Headers)+1)
-		maps.Copy(h, m.Headers)
-		telemetry.Inject(ctx, propagation.MapCarrier(h))
-		m.Headers = h
-	}
-	headers := []byte("{}")
-	if len(m.Headers) > 0 {
-		var err error
-		if headers, err = json.Marshal(m.Headers); err != nil {
-			return 0, fmt.Errorf("store: enqueueing outbox message on %s: encoding headers: %w", m.Subject, err)
-		}
-	}
-	var id int64
-	err := tx.tx.QueryRowxContext(ctx, tx.rebind(enqueueOutboxSQL),
-		m.Subject, string(headers), nonNil(m.Payload), ts(orNow(m.CreatedAt))).Scan(&id)
+	ids, err := tx.EnqueueOutboxes(ctx, []OutboxMessage{TraceOutbox(ctx, m)})
 	if err != nil {
-		return 0, fmt.Errorf("store: enqueueing outbox message on %s: %w", m.Subject, err)
+		return 0, err
 	}
-	return id, nil
+	return ids[0], nil
+}
+
+// TraceOutbox makes the write of m a span of ctx's trace and has m carry
+// it, so that the relay's publish and the consumers' spans join the
+// handler's trace beneath it. Without tracing it returns m.
+func TraceOutbox(ctx context.Context, m OutboxMessage) OutboxMessage {
+	if !telemetry.Tracing() {
+		return m
+	}
+	ctx, span := telemetry.StartSpan(ctx, "outbox "+m.Subject, trace.SpanKindProducer)
+	defer span.End()
+	h := make(map[string]string, len(m.Headers)+1)
+	maps.Copy(h, m.Headers)
+	telemetry.Inject(ctx, propagation.MapCarrier(h))
+	m.Headers = h
+	return m
+}
+
+// EnqueueOutboxes writes msgs to the outbox within tx in one statement and
+// returns their ids, in order; see EnqueueOutbox. Call TraceOutbox on each
+// first, in its handler's context, to carry traces.
+func (tx *Tx) EnqueueOutboxes(ctx context.Context, msgs []OutboxMessage) ([]int64, error) {
+	const cols = 4
+	ids := make([]int64, 0, len(msgs))
+	err := inRowChunks(msgs, cols, func(part []OutboxMessage) error {
+		args := make([]any, 0, len(part)*cols)
+		for _, m := range part {
+			if m.Subject == "" {
+				return fmt.Errorf("store: enqueueing outbox message: subject is required")
+			}
+			headers := []byte("{}")
+			if len(m.Headers) > 0 {
+				var err error
+				if headers, err = json.Marshal(m.Headers); err != nil {
+					return fmt.Errorf("store: enqueueing outbox message on %s: encoding headers: %w", m.Subject, err)
+				}
+			}
+			args = append(args, m.Subject, string(headers), nonNil(m.Payload), ts(orNow(m.CreatedAt)))
+		}
+		var got []int64
+		err := tx.tx.SelectContext(ctx, &got, tx.rebind(`INSERT INTO outbox (subject, headers, payload, created_at)
+VALUES `+rowsSQL(placeholders(cols), len(part))+`
+RETURNING id`), args...)
+		if err != nil {
+			return fmt.Errorf("store: enqueueing outbox message on %s: %w", part[0].Subject, err)
+		}
+		if len(got) != len(part) {
+			return fmt.Errorf("store: enqueueing %d outbox messages returned %d ids", len(part), len(got))
+		}
+		// Ids are taken in the order of the rows; the relay publishes in
+		// id order.
+		slices.Sort(got)
+		ids = append(ids, got...)
+		return nil
+	})
+	return ids, err
 }
 
 const unpublishedOutboxSQL = `SELECT id, subject, headers, payload, created_at, published_at

@@ -47,30 +47,44 @@ type stripeEventRow struct {
 	Payload    []byte    `db:"payload"`
 }
 
-const insertStripeEventSQL = `INSERT INTO stripe_events
-(id, type, api_version, livemode, created, received_at, recorded_at, stream_seq, payload)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO NOTHING`
-
 // InsertStripeEvent adds e to the ledger within tx and reports whether it
 // was new. Stripe resends events, so a duplicate is expected and reported as
 // false, not as an error; the first copy is kept.
 func (tx *Tx) InsertStripeEvent(ctx context.Context, e StripeEvent) (inserted bool, err error) {
-	if e.ID == "" {
-		return false, fmt.Errorf("store: inserting stripe event: id is required")
-	}
-	res, err := tx.tx.ExecContext(ctx, tx.rebind(insertStripeEventSQL),
-		e.ID, e.Type, e.APIVersion, e.Livemode,
-		ts(e.Created), ts(e.ReceivedAt), ts(orNow(e.RecordedAt)),
-		e.StreamSeq, nonNil(e.Payload))
-	if err != nil {
-		return false, fmt.Errorf("store: inserting stripe event %s: %w", e.ID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("store: inserting stripe event %s: %w", e.ID, err)
-	}
-	return n == 1, nil
+	n, err := tx.InsertStripeEvents(ctx, []StripeEvent{e})
+	return n == 1, err
+}
+
+// InsertStripeEvents adds events, each id at most once, to the ledger in
+// one statement and returns how many were new.
+func (tx *Tx) InsertStripeEvents(ctx context.Context, evs []StripeEvent) (inserted int64, err error) {
+	const cols = 9
+	err = inRowChunks(evs, cols, func(part []StripeEvent) error {
+		args := make([]any, 0, len(part)*cols)
+		ids := make([]string, 0, len(part))
+		for _, e := range part {
+			if e.ID == "" {
+				return fmt.Errorf("store: inserting stripe event: id is required")
+			}
+			ids = append(ids, e.ID)
+			args = append(args, e.ID, e.Type, e.APIVersion, e.Livemode,
+				ts(e.Created), ts(e.ReceivedAt), ts(orNow(e.RecordedAt)), e.StreamSeq, nonNil(e.Payload))
+		}
+		res, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO stripe_events
+(id, type, api_version, livemode, created, received_at, recorded_at, stream_seq, payload)
+VALUES `+rowsSQL(placeholders(cols), len(part))+`
+ON CONFLICT (id) DO NOTHING`), args...)
+		if err != nil {
+			return fmt.Errorf("store: inserting %s: %w", what("stripe event", ids...), err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("store: inserting %s: %w", what("stripe event", ids...), err)
+		}
+		inserted += n
+		return nil
+	})
+	return inserted, err
 }
 
 const getStripeEventSQL = `SELECT id, type, api_version, livemode, created, received_at, recorded_at, stream_seq, payload
