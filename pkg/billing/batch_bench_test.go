@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/bus/bustest"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/store"
@@ -66,16 +68,19 @@ func loadEvents(tb testing.TB, n, customers int) []*bus.Message {
 }
 
 // BenchmarkBillingStripeEvents applies realistic Stripe events to
-// PostgreSQL (TEST_DATABASE_URL), one transaction per event (PerEvent) and
-// in batches of 64 (Batch64), half the customers linked to accounts.
-// ns/op is per event.
+// PostgreSQL (TEST_DATABASE_URL): one transaction per event (PerEvent);
+// batches of 64, one transaction each, a statement at a time under a
+// savepoint per event (Savepoints64); and batches of 64 with set-based
+// statements, the worker's path (Batch64). Half the customers are linked
+// to accounts. ns/op is per event.
 func BenchmarkBillingStripeEvents(b *testing.B) {
-	for _, size := range []int{1, 64} {
-		name := "PerEvent"
-		if size > 1 {
-			name = fmt.Sprintf("Batch%d", size)
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, c := range []struct {
+		name     string
+		size     int
+		setBased bool
+	}{{"PerEvent", 1, false}, {"Savepoints64", 64, false}, {"Batch64", 64, true}} {
+		size := c.size
+		b.Run(c.name, func(b *testing.B) {
 			st := storetest.Postgres(b)
 			cat, err := catalog.Load("")
 			require.NoError(b, err)
@@ -94,6 +99,9 @@ func BenchmarkBillingStripeEvents(b *testing.B) {
 			}))
 			msgs := loadEvents(b, b.N, customers)
 			h := inbox.BatchHandler(st, w.HandleStripe)
+			if c.setBased {
+				h = w.StripeHandler()
+			}
 			step := func(ctx context.Context, m *bus.Message, fn bus.Handler) error { return fn(ctx, m) }
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -110,4 +118,54 @@ func BenchmarkBillingStripeEvents(b *testing.B) {
 			require.EqualValues(b, b.N, n, "every event in the ledger")
 		})
 	}
+}
+
+// BenchmarkBillingDrain is the worker's whole path for b.N realistic
+// Stripe events already in the stream: JetStream fetches, the router's
+// lanes (8, batches of 64), the set-based apply against PostgreSQL
+// (TEST_DATABASE_URL), acks. The NATS server runs in the process, so a
+// CPU profile shows its share too. ns/op is per event.
+func BenchmarkBillingDrain(b *testing.B) {
+	env := bustest.Start(b)
+	st := storetest.Postgres(b)
+	cat, err := catalog.Load("")
+	require.NoError(b, err)
+	log := logrus.New()
+	log.Out = io.Discard
+	log.SetLevel(logrus.WarnLevel)
+	w := &billing.Worker{Store: st, Catalog: cat, Topology: env.Topo, Log: log}
+	const customers = 1000
+	ctx := context.Background()
+	require.NoError(b, st.InTx(ctx, func(tx *store.Tx) error {
+		for c := 0; c < customers; c += 2 {
+			if _, err := tx.InsertAccount(ctx, store.Account{ID: fmt.Sprintf("acc_b%d", c), Name: "Acme", ContactEmail: "ops@example.com", StripeCustomerID: fmt.Sprintf("cus_b%d", c)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	pub := bus.NewPublisher(env.JS, env.Topo)
+	for _, m := range loadEvents(b, b.N, customers) {
+		if _, err := pub.Publish(ctx, env.Topo.Subject(bus.Stripe, strings.TrimPrefix(m.Subject, "levqor.stripe.")), m.ID(), nil, m.Data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	r, err := bus.NewRouter(env.JS, bus.RouterConfig{Topology: env.Topo, Logger: log, Concurrency: 8, FetchWait: 100 * time.Millisecond})
+	require.NoError(b, err)
+	w.Register(r)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() { _ = r.Run(rctx) }()
+	for {
+		n, err := st.CountStripeEvents(ctx)
+		require.NoError(b, err)
+		if n == int64(b.N) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/bus/bustest"
-	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 	"github.com/levqor/levqor/pkg/stripesim"
@@ -100,7 +99,7 @@ func TestBatchesOfShuffledEventsReachTheStateOfOneAtATime(t *testing.T) {
 		poison := []byte(`{"id":"evt_poison","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":"not an invoice"}}`)
 		events = append(events[:poisonAt], append([][]byte{poison}, events[poisonAt:]...)...)
 
-		bh := inbox.BatchHandler(st, h.w.HandleStripe)
+		bh := h.w.StripeHandler()
 		for i := 0; i < len(events); i += 16 {
 			var msgs []*bus.Message
 			for j := i; j < min(i+16, len(events)); j++ {

@@ -55,7 +55,7 @@ func (w *Worker) suspendOverdue(ctx context.Context, tx *store.Tx, m *bus.Messag
 		if err := tx.PutDunning(ctx, d, time.Time{}); err != nil {
 			return err
 		}
-		out := emitter{tx: tx, topo: w.Topology, at: slot}
+		out := emitter{tx: txState{tx}, topo: w.Topology, at: slot}
 		if m != nil {
 			out.correlation = m.CorrelationID()
 		}
@@ -64,7 +64,7 @@ func (w *Worker) suspendOverdue(ctx context.Context, tx *store.Tx, m *bus.Messag
 		}); err != nil {
 			return err
 		}
-		if err := w.recompute(ctx, tx, acc, out); err != nil {
+		if err := w.recompute(ctx, txState{tx}, acc, out); err != nil {
 			return err
 		}
 		w.m().suspended.Inc()

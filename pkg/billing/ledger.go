@@ -24,14 +24,27 @@ func StripeConsumer() bus.ConsumerSpec {
 // from the message id it was deduplicated by, can never succeed: it is a
 // permanent error and goes to the DLQ.
 func RecordStripeEvent(ctx context.Context, tx *store.Tx, m *bus.Message) error {
+	row, err := ledgerRow(m)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.InsertStripeEvent(ctx, row); err != nil {
+		return fmt.Errorf("recording stripe event %s: %w", row.ID, err)
+	}
+	logRecorded(ctx, row.ID)
+	return nil
+}
+
+// ledgerRow is m's entry in the ledger; see RecordStripeEvent.
+func ledgerRow(m *bus.Message) (store.StripeEvent, error) {
 	env, _, err := stripeevent.Parse(m.Data)
 	if err != nil {
-		return bus.Permanent(err)
+		return store.StripeEvent{}, bus.Permanent(err)
 	}
 	if env.ID != m.ID() {
-		return bus.Permanentf("event id %q does not match message id %q", env.ID, m.ID())
+		return store.StripeEvent{}, bus.Permanentf("event id %q does not match message id %q", env.ID, m.ID())
 	}
-	_, err = tx.InsertStripeEvent(ctx, store.StripeEvent{
+	return store.StripeEvent{
 		ID:         env.ID,
 		Type:       env.Type,
 		APIVersion: env.APIVersion,
@@ -41,10 +54,9 @@ func RecordStripeEvent(ctx context.Context, tx *store.Tx, m *bus.Message) error 
 		RecordedAt: time.Now().UTC(),
 		StreamSeq:  m.StreamSeq,
 		Payload:    m.Data,
-	})
-	if err != nil {
-		return fmt.Errorf("recording stripe event %s: %w", env.ID, err)
-	}
-	bus.Logger(ctx).WithField("stripe_event_id", env.ID).Info("stripe event recorded")
-	return nil
+	}, nil
+}
+
+func logRecorded(ctx context.Context, id string) {
+	bus.Logger(ctx).WithField("stripe_event_id", id).Info("stripe event recorded")
 }

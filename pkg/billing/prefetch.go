@@ -11,22 +11,8 @@ import (
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
-	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/stripeapi"
 )
-
-// StripeHandler is the handler of billing-stripe: before a batch's
-// transaction opens, it asks Stripe for what the batch's events do not
-// carry (prefetch), then applies the batch in one transaction
-// (inbox.BatchHandler over HandleStripe). No Stripe call is ever made with
-// the transaction open: a slow Stripe would otherwise hold the batch's
-// locks, and every other message, for as long as it takes.
-func (w *Worker) StripeHandler() bus.BatchHandler {
-	apply := inbox.BatchHandler(w.Store, w.HandleStripe)
-	return func(ctx context.Context, msgs []*bus.Message, step bus.Step) error {
-		return apply(w.prefetch(ctx, msgs), msgs, step)
-	}
-}
 
 // fetched is what prefetch got from Stripe for one batch, keyed by object
 // id. A failed fetch is kept as its classified error and fails only the
@@ -175,9 +161,9 @@ func (w *Worker) listLineItems(ctx context.Context, id string) (map[string]int64
 // checkoutProducts returns the product keys a payment-mode session bought:
 // from the metadata Levqor puts on the sessions it creates, otherwise from
 // the session's line items, which prefetch listed.
-func (w *Worker) checkoutProducts(ctx context.Context, cs *stripe.CheckoutSession) (map[string]int64, error) {
+func (w *Worker) checkoutProducts(ctx context.Context, session string, metadata map[string]string) (map[string]int64, error) {
 	out := map[string]int64{}
-	if meta := cs.Metadata["levqor_products"]; meta != "" {
+	if meta := metadata["levqor_products"]; meta != "" {
 		for _, part := range strings.Split(meta, ",") {
 			key, q, _ := strings.Cut(part, ":")
 			n, err := strconv.ParseInt(q, 10, 64)
@@ -189,15 +175,15 @@ func (w *Worker) checkoutProducts(ctx context.Context, cs *stripe.CheckoutSessio
 		return out, nil
 	}
 	if w.Stripe == nil {
-		return nil, bus.Permanentf("checkout session %s carries no levqor_products metadata and no Stripe API key is configured to list its line items", cs.ID)
+		return nil, bus.Permanentf("checkout session %s carries no levqor_products metadata and no Stripe API key is configured to list its line items", session)
 	}
 	f := prefetched(ctx)
 	if f == nil {
-		return nil, errNotPrefetched("the line items of checkout session " + cs.ID)
+		return nil, errNotPrefetched("the line items of checkout session " + session)
 	}
-	got, ok := f.lineItems[cs.ID]
+	got, ok := f.lineItems[session]
 	if !ok {
-		return nil, errNotPrefetched("the line items of checkout session " + cs.ID)
+		return nil, errNotPrefetched("the line items of checkout session " + session)
 	}
 	return got.products, got.err
 }

@@ -166,7 +166,7 @@ func (w *Worker) repairOne(ctx context.Context, sub *stripe.Subscription, src st
 		}
 		repair = r
 		if acc != nil {
-			if err := w.recompute(ctx, tx, acc, emitter{tx: tx, topo: w.Topology, at: src.Created, reconciled: true}); err != nil {
+			if err := w.recompute(ctx, txState{tx}, acc, emitter{tx: txState{tx}, topo: w.Topology, at: src.Created, reconciled: true}); err != nil {
 				return err
 			}
 		}
@@ -183,27 +183,7 @@ func (w *Worker) repairOne(ctx context.Context, sub *stripe.Subscription, src st
 
 // fromStripe converts an API subscription into billing's row.
 func (w *Worker) fromStripe(sub *stripe.Subscription, src store.SourceEvent) store.Subscription {
-	s := store.Subscription{
-		ID: sub.ID, CustomerID: customerID(sub.Customer), Status: string(sub.Status),
-		CurrentPeriodEnd: unixPtr(sub.CurrentPeriodEnd), CancelAtPeriodEnd: sub.CancelAtPeriodEnd,
-		TrialEnd: unixPtr(sub.TrialEnd), Source: src,
-	}
-	if sub.Items != nil {
-		for _, it := range sub.Items.Data {
-			if it == nil || it.Price == nil {
-				continue
-			}
-			item := store.SubscriptionItem{PriceID: it.Price.ID, LookupKey: it.Price.LookupKey, Quantity: it.Quantity, Metadata: it.Price.Metadata}
-			if it.Price.Product != nil {
-				item.Product = it.Price.Product.ID
-			}
-			s.Items = append(s.Items, item)
-			if _, ok := w.Catalog.Resolve(catalogItem(item)); !ok {
-				s.UnknownPrices = append(s.UnknownPrices, item.PriceID)
-			}
-		}
-	}
-	return s
+	return w.subscriptionRow(subscriptionFromAPI(sub), src)
 }
 
 // reconcileTick runs Reconcile for a tick. It is idempotent (it compares

@@ -40,7 +40,7 @@ func (w *Worker) remindTrials(ctx context.Context, tx *store.Tx, m *bus.Message,
 	if err != nil {
 		return err
 	}
-	out := emitter{tx: tx, topo: w.Topology, at: slot}
+	out := emitter{tx: txState{tx}, topo: w.Topology, at: slot}
 	if m != nil {
 		out.correlation = m.CorrelationID()
 	}

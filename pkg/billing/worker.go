@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -130,78 +131,59 @@ func (w *Worker) Register(r *bus.Router) {
 const ConsumerTick = "billing-tick"
 
 // HandleStripe records the event in the ledger and applies it, in the
-// handler's transaction.
+// handler's transaction, a statement at a time. StripeHandler applies
+// whole batches; this is the path of one message alone (an operator's
+// window replay, a forced replay).
 func (w *Worker) HandleStripe(ctx context.Context, tx *store.Tx, m *bus.Message) error {
-	if err := RecordStripeEvent(ctx, tx, m); err != nil {
+	p, err := parseEvent(m)
+	if err != nil {
 		return err
 	}
-	var ev stripeEvent
-	if err := json.Unmarshal(m.Data, &ev); err != nil {
-		return bus.Permanentf("decoding stripe event: %v", err)
+	if _, err := tx.InsertStripeEvent(ctx, p.ledger); err != nil {
+		return fmt.Errorf("recording stripe event %s: %w", p.ledger.ID, err)
 	}
-	if ev.Data == nil || len(ev.Data.Raw) == 0 {
-		return bus.Permanentf("stripe event %s has no data.object", ev.ID)
-	}
-	if raw := bytes.TrimLeft(ev.Data.Raw, " \t\r\n"); raw[0] != '{' && !bytes.Equal(raw, []byte("null")) {
-		return bus.Permanentf("stripe event %s: data.object is not a JSON object", ev.ID)
-	}
-	a := &apply{w: w, tx: tx, m: m, ev: &ev, src: store.SourceEvent{ID: ev.ID, Created: time.Unix(ev.Created, 0).UTC()},
-		log: bus.Logger(ctx).WithFields(logrus.Fields{"stripe_event_id": ev.ID, "event_type": ev.Type})}
-	switch ev.Type {
-	case "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
-		"customer.subscription.paused", "customer.subscription.resumed":
-		return a.subscription(ctx)
-	case "customer.subscription.trial_will_end":
-		return a.trialWillEnd(ctx)
-	case "invoice.paid", "invoice.payment_failed", "invoice.payment_action_required":
-		return a.invoice(ctx)
-	case "checkout.session.completed", "checkout.session.async_payment_succeeded":
-		// A session paid by a delayed method (a bank debit) completes
-		// unpaid; its purchases count once async_payment_succeeded says
-		// the money arrived. async_payment_failed changes nothing: the
-		// ledger has it.
-		return a.checkout(ctx)
-	case "charge.refunded":
-		return a.refund(ctx)
-	case "charge.dispute.created":
-		return a.dispute(ctx)
-	case "customer.updated", "customer.deleted":
-		return a.customer(ctx)
-	default:
-		// Recorded in the ledger; nothing else to do.
-		return nil
-	}
+	logRecorded(ctx, p.ledger.ID)
+	return w.apply(ctx, txState{tx}, m, p)
 }
 
-// stripeEvent is what the handlers read of a Stripe event. Decoding into
-// stripe.Event would also decode data.object into a generic map that
-// nothing reads, the largest cost of an event; each handler decodes the
-// raw object into the type it needs instead.
-type stripeEvent struct {
-	ID      string           `json:"id"`
-	Type    stripe.EventType `json:"type"`
-	Created int64            `json:"created"`
-	Data    *struct {
-		Raw json.RawMessage `json:"object"`
-	} `json:"data"`
+// apply applies a parsed Stripe event to st.
+func (w *Worker) apply(ctx context.Context, st state, m *bus.Message, p *parsedEvent) error {
+	ev := &p.ev
+	a := &apply{w: w, tx: st, m: m, ev: ev, p: p, src: store.SourceEvent{ID: ev.ID, Created: time.Unix(ev.Created, 0).UTC()},
+		log: bus.Logger(ctx).WithFields(logrus.Fields{"stripe_event_id": ev.ID, "event_type": ev.Type})}
+	switch handlerOf(ev.Type) {
+	case handleSubscription:
+		return a.subscription(ctx)
+	case handleTrialWillEnd:
+		return a.trialWillEnd(ctx)
+	case handleInvoice:
+		return a.invoice(ctx)
+	case handleCheckout:
+		return a.checkout(ctx)
+	case handleRefund:
+		return a.refund(ctx)
+	case handleDispute:
+		return a.dispute(ctx)
+	case handleCustomer:
+		return a.customer(ctx)
+	}
+	// Recorded in the ledger; nothing else to do.
+	return nil
 }
 
 // apply carries one event through its handler.
 type apply struct {
 	w   *Worker
-	tx  *store.Tx
+	tx  state
 	m   *bus.Message
 	ev  *stripeEvent
+	p   *parsedEvent
 	src store.SourceEvent
 	log logrus.FieldLogger
 }
 
-func (a *apply) object(v any) error {
-	if err := json.Unmarshal(a.ev.Data.Raw, v); err != nil {
-		return bus.Permanentf("decoding %s data.object: %v", a.ev.Type, err)
-	}
-	return nil
-}
+// after runs fn once the event's effects are committed.
+func (a *apply) after(fn func()) { a.tx.afterCommit(fn) }
 
 // out writes the handler's events: caused by the Stripe event, at its
 // created time, in the handler's transaction.
@@ -218,7 +200,7 @@ func (a *apply) meta(accountID string) events.Billing { return a.out().meta(acco
 // emitter writes billing's events with what is known of their cause: the
 // Stripe event, or the tick or reconciliation that made the change.
 type emitter struct {
-	tx            *store.Tx
+	tx            state
 	topo          bus.Topology
 	correlation   string
 	stripeEventID string
@@ -244,18 +226,13 @@ func (a *apply) account(ctx context.Context, customer string) (*store.Account, e
 	}
 	acc, err := a.tx.AccountByStripeCustomer(ctx, customer)
 	if errors.Is(err, store.ErrNotFound) {
-		a.w.m().unlinked.Inc()
-		a.log.WithField("customer", customer).Warn("no account is linked to this Stripe customer; state recorded without an account")
+		a.after(func() {
+			a.w.m().unlinked.Inc()
+			a.log.WithField("customer", customer).Warn("no account is linked to this Stripe customer; state recorded without an account")
+		})
 		return nil, nil
 	}
 	return acc, err
-}
-
-func customerID(c *stripe.Customer) string {
-	if c == nil {
-		return ""
-	}
-	return c.ID
 }
 
 func unixPtr(s int64) *time.Time {
@@ -267,15 +244,14 @@ func unixPtr(s int64) *time.Time {
 }
 
 func (a *apply) stale(kind string, prev store.SourceEvent) {
-	a.w.m().stale.WithLabelValues(string(a.ev.Type)).Inc()
-	a.log.WithFields(logrus.Fields{"object": kind, "held_event": prev.ID}).Info("older than the state already held; ignored")
+	a.after(func() {
+		a.w.m().stale.WithLabelValues(string(a.ev.Type)).Inc()
+		a.log.WithFields(logrus.Fields{"object": kind, "held_event": prev.ID}).Info("older than the state already held; ignored")
+	})
 }
 
 func (a *apply) subscription(ctx context.Context) error {
-	var sub stripe.Subscription
-	if err := a.object(&sub); err != nil {
-		return err
-	}
+	sub := a.p.sub
 	if sub.ID == "" {
 		return bus.Permanentf("%s: subscription without id", a.ev.Type)
 	}
@@ -303,35 +279,15 @@ func (a *apply) subscription(ctx context.Context) error {
 				return got.err
 			}
 			if got.sub != nil {
-				sub = *got.sub
+				sub = subscriptionFromAPI(got.sub)
 			}
 		}
 	default:
 		return err
 	}
-	status := string(sub.Status)
+	s := a.w.subscriptionRow(sub, a.src)
 	if a.ev.Type == "customer.subscription.deleted" {
-		status = string(stripe.SubscriptionStatusCanceled)
-	}
-	s := store.Subscription{
-		ID: sub.ID, CustomerID: customerID(sub.Customer), Status: status,
-		CurrentPeriodEnd: unixPtr(sub.CurrentPeriodEnd), CancelAtPeriodEnd: sub.CancelAtPeriodEnd,
-		TrialEnd: unixPtr(sub.TrialEnd), Source: a.src,
-	}
-	if sub.Items != nil {
-		for _, it := range sub.Items.Data {
-			if it == nil || it.Price == nil {
-				continue
-			}
-			item := store.SubscriptionItem{PriceID: it.Price.ID, LookupKey: it.Price.LookupKey, Quantity: it.Quantity, Metadata: it.Price.Metadata}
-			if it.Price.Product != nil {
-				item.Product = it.Price.Product.ID
-			}
-			s.Items = append(s.Items, item)
-			if _, ok := a.w.Catalog.Resolve(catalogItem(item)); !ok {
-				s.UnknownPrices = append(s.UnknownPrices, item.PriceID)
-			}
-		}
+		s.Status = string(stripe.SubscriptionStatusCanceled)
 	}
 	acc, err := a.account(ctx, s.CustomerID)
 	if err != nil {
@@ -341,9 +297,11 @@ func (a *apply) subscription(ctx context.Context) error {
 		s.AccountID = acc.ID
 	}
 	if len(s.UnknownPrices) > 0 {
-		a.w.m().unknownPrices.Add(float64(len(s.UnknownPrices)))
-		a.log.WithFields(logrus.Fields{"subscription": s.ID, "prices": strings.Join(s.UnknownPrices, ",")}).
-			Error("subscription has prices that are not in the catalog; entitlements left unchanged")
+		a.after(func() {
+			a.w.m().unknownPrices.Add(float64(len(s.UnknownPrices)))
+			a.log.WithFields(logrus.Fields{"subscription": s.ID, "prices": strings.Join(s.UnknownPrices, ",")}).
+				Error("subscription has prices that are not in the catalog; entitlements left unchanged")
+		})
 		if err := a.emit(ctx, events.UnknownPrice{Billing: a.meta(s.AccountID), SubscriptionID: s.ID, Prices: s.UnknownPrices}); err != nil {
 			return err
 		}
@@ -371,7 +329,7 @@ func (a *apply) recompute(ctx context.Context, acc *store.Account) error {
 	return a.w.recompute(ctx, a.tx, acc, a.out())
 }
 
-func (w *Worker) recompute(ctx context.Context, tx *store.Tx, acc *store.Account, out emitter) error {
+func (w *Worker) recompute(ctx context.Context, tx state, acc *store.Account, out emitter) error {
 	subs, err := tx.AccountSubscriptions(ctx, acc.ID)
 	if err != nil {
 		return err
@@ -446,8 +404,9 @@ func (w *Worker) recompute(ctx context.Context, tx *store.Tx, acc *store.Account
 	if err := tx.SetAccountBilling(ctx, store.AccountBilling{ID: acc.ID, Tier: tier, Status: status, Entitlements: entJSON}); err != nil {
 		return err
 	}
-	bus.Logger(ctx).WithFields(logrus.Fields{"account_id": acc.ID, "tier": tierName(tier), "previous_tier": tierName(acc.Tier),
-		"status": status, "previous_status": acc.Status}).Info("account billing changed")
+	log := bus.Logger(ctx).WithFields(logrus.Fields{"account_id": acc.ID, "tier": tierName(tier), "previous_tier": tierName(acc.Tier),
+		"status": status, "previous_status": acc.Status})
+	tx.afterCommit(func() { log.Info("account billing changed") })
 	if tierChanged || entChanged {
 		if err := out.emit(ctx, events.EntitlementsChanged{
 			Billing: out.meta(acc.ID), Tier: tier, Entitlements: entJSON, PreviousTier: acc.Tier, PreviousEntitlements: acc.Entitlements,
@@ -491,11 +450,8 @@ func jsonEqual(a, b []byte) bool {
 }
 
 func (a *apply) trialWillEnd(ctx context.Context) error {
-	var sub stripe.Subscription
-	if err := a.object(&sub); err != nil {
-		return err
-	}
-	acc, err := a.account(ctx, customerID(sub.Customer))
+	sub := a.p.sub
+	acc, err := a.account(ctx, sub.Customer.ID)
 	if err != nil || acc == nil {
 		return err
 	}
@@ -503,10 +459,7 @@ func (a *apply) trialWillEnd(ctx context.Context) error {
 }
 
 func (a *apply) invoice(ctx context.Context) error {
-	var inv stripe.Invoice
-	if err := a.object(&inv); err != nil {
-		return err
-	}
+	inv := a.p.inv
 	if inv.ID == "" {
 		return bus.Permanentf("%s: invoice without id", a.ev.Type)
 	}
@@ -517,18 +470,15 @@ func (a *apply) invoice(ctx context.Context) error {
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	acc, err := a.account(ctx, customerID(inv.Customer))
+	acc, err := a.account(ctx, inv.Customer.ID)
 	if err != nil {
 		return err
 	}
 	row := store.Invoice{
-		ID: inv.ID, CustomerID: customerID(inv.Customer), Status: string(inv.Status), Currency: string(inv.Currency),
+		ID: inv.ID, CustomerID: inv.Customer.ID, Status: inv.Status, Currency: inv.Currency, SubscriptionID: inv.Subscription.ID,
 		AmountDue: inv.AmountDue, AmountPaid: inv.AmountPaid, AttemptCount: inv.AttemptCount,
 		NextPaymentAttempt: unixPtr(inv.NextPaymentAttempt), HostedInvoiceURL: inv.HostedInvoiceURL,
 		Created: time.Unix(inv.Created, 0).UTC(), Source: a.src,
-	}
-	if inv.Subscription != nil {
-		row.SubscriptionID = inv.Subscription.ID
 	}
 	if acc != nil {
 		row.AccountID = acc.ID
@@ -539,7 +489,7 @@ func (a *apply) invoice(ctx context.Context) error {
 	if acc == nil {
 		return nil
 	}
-	about := events.Invoice{Billing: a.meta(acc.ID), InvoiceID: inv.ID, AmountDue: inv.AmountDue, Currency: string(inv.Currency),
+	about := events.Invoice{Billing: a.meta(acc.ID), InvoiceID: inv.ID, AmountDue: inv.AmountDue, Currency: inv.Currency,
 		AttemptCount: inv.AttemptCount, Tier: acc.Tier}
 	// The account's status follows its dunning state; an invoice event
 	// that leaves that state alone cannot change the account, whose
@@ -604,16 +554,15 @@ func (a *apply) invoice(ctx context.Context) error {
 }
 
 func (a *apply) checkout(ctx context.Context) error {
-	var cs stripe.CheckoutSession
-	if err := a.object(&cs); err != nil {
-		return err
-	}
+	cs := a.p.cs
 	accountID := cs.ClientReferenceID
 	if accountID == "" {
 		accountID = cs.Metadata["levqor_account"]
 	}
 	if accountID == "" {
-		a.log.WithField("checkout_session", cs.ID).Info("checkout session without a Levqor account reference; recorded only")
+		a.after(func() {
+			a.log.WithField("checkout_session", cs.ID).Info("checkout session without a Levqor account reference; recorded only")
+		})
 		return nil
 	}
 	acc, err := a.tx.GetAccount(ctx, accountID)
@@ -621,43 +570,49 @@ func (a *apply) checkout(ctx context.Context) error {
 		// A session Levqor did not create (a payment link, another
 		// environment on the same Stripe account): no retry can find the
 		// account, and the event is in the ledger for operators.
-		a.w.m().unlinked.Inc()
-		a.log.WithFields(logrus.Fields{"checkout_session": cs.ID, "account_ref": accountID}).
-			Warn("checkout session names no Levqor account; recorded in the ledger only")
+		a.after(func() {
+			a.w.m().unlinked.Inc()
+			a.log.WithFields(logrus.Fields{"checkout_session": cs.ID, "account_ref": accountID}).
+				Warn("checkout session names no Levqor account; recorded in the ledger only")
+		})
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if c := customerID(cs.Customer); c != "" && c != acc.StripeCustomerID {
+	if c := cs.Customer.ID; c != "" && c != acc.StripeCustomerID {
 		// Levqor creates its sessions for the account's own customer. A
 		// session for another customer (a payment link, a forged
 		// reference) must not take the account's billing over.
-		a.w.m().mismatched.Inc()
 		reason := fmt.Sprintf("Checkout session %s names account %s, billed through Stripe customer %s, but was paid by customer %s: the account was not relinked and the session's purchases were not recorded for it",
 			cs.ID, acc.ID, acc.StripeCustomerID, c)
-		a.log.WithFields(logrus.Fields{"account_id": acc.ID, "checkout_session": cs.ID, "customer": c}).Warn(reason)
+		a.after(func() {
+			a.w.m().mismatched.Inc()
+			a.log.WithFields(logrus.Fields{"account_id": acc.ID, "checkout_session": cs.ID, "customer": c}).Warn(reason)
+		})
 		return a.emit(ctx, events.CustomerMismatch{Billing: a.meta(acc.ID), CheckoutSessionID: cs.ID,
 			AccountCustomerID: acc.StripeCustomerID, SessionCustomerID: c, Incident: "customer_mismatch:" + cs.ID, Reason: reason})
 	}
-	if cs.Mode != stripe.CheckoutSessionModePayment {
+	if cs.Mode != string(stripe.CheckoutSessionModePayment) {
 		return nil
 	}
-	if cs.PaymentStatus != stripe.CheckoutSessionPaymentStatusPaid && cs.PaymentStatus != stripe.CheckoutSessionPaymentStatusNoPaymentRequired {
-		a.log.WithFields(logrus.Fields{"account_id": acc.ID, "checkout_session": cs.ID, "payment_status": cs.PaymentStatus}).
-			Info("checkout session not paid yet; its purchases count once Stripe reports the payment (checkout.session.async_payment_succeeded)")
+	if cs.PaymentStatus != string(stripe.CheckoutSessionPaymentStatusPaid) && cs.PaymentStatus != string(stripe.CheckoutSessionPaymentStatusNoPaymentRequired) {
+		a.after(func() {
+			a.log.WithFields(logrus.Fields{"account_id": acc.ID, "checkout_session": cs.ID, "payment_status": cs.PaymentStatus}).
+				Info("checkout session not paid yet; its purchases count once Stripe reports the payment (checkout.session.async_payment_succeeded)")
+		})
 		return nil
 	}
-	products, err := a.w.checkoutProducts(ctx, &cs)
+	products, err := a.w.checkoutProducts(ctx, cs.ID, cs.Metadata)
 	if err != nil {
 		return err
 	}
-	for key, qty := range products {
-		ref, ok := a.w.Catalog.File().Packages[key]
-		if !ok {
+	// In a fixed order, so that the events of one session are too.
+	for _, key := range slices.Sorted(maps.Keys(products)) {
+		qty := products[key]
+		if _, ok := a.w.Catalog.File().Packages[key]; !ok {
 			continue
 		}
-		_ = ref
 		inserted, err := a.tx.InsertDFYPurchase(ctx, store.DFYPurchase{
 			CheckoutSessionID: cs.ID, AccountID: acc.ID, Package: key, Quantity: qty,
 			PurchasedAt: a.src.Created, SourceEventID: a.ev.ID,
@@ -675,10 +630,7 @@ func (a *apply) checkout(ctx context.Context) error {
 }
 
 func (a *apply) refund(ctx context.Context) error {
-	var ch stripe.Charge
-	if err := a.object(&ch); err != nil {
-		return err
-	}
+	ch := a.p.ch
 	prev, err := a.tx.GetCharge(ctx, ch.ID)
 	if err == nil && !a.src.Newer(prev.Source) {
 		a.stale("charge "+ch.ID, prev.Source)
@@ -686,16 +638,13 @@ func (a *apply) refund(ctx context.Context) error {
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	acc, err := a.account(ctx, customerID(ch.Customer))
+	acc, err := a.account(ctx, ch.Customer.ID)
 	if err != nil {
 		return err
 	}
-	c := store.Charge{ID: ch.ID, CustomerID: customerID(ch.Customer), Amount: ch.Amount, AmountRefunded: ch.AmountRefunded, Source: a.src}
+	c := store.Charge{ID: ch.ID, CustomerID: ch.Customer.ID, InvoiceID: ch.Invoice.ID, Amount: ch.Amount, AmountRefunded: ch.AmountRefunded, Source: a.src}
 	if prev != nil {
 		c.DisputeID, c.DisputeStatus = prev.DisputeID, prev.DisputeStatus
-	}
-	if ch.Invoice != nil {
-		c.InvoiceID = ch.Invoice.ID
 	}
 	if acc != nil {
 		c.AccountID = acc.ID
@@ -706,20 +655,17 @@ func (a *apply) refund(ctx context.Context) error {
 	if acc == nil {
 		return nil
 	}
-	return a.emit(ctx, events.ChargeRefunded{Billing: a.meta(acc.ID), ChargeID: ch.ID, Amount: ch.Amount, AmountRefunded: ch.AmountRefunded, Currency: string(ch.Currency)})
+	return a.emit(ctx, events.ChargeRefunded{Billing: a.meta(acc.ID), ChargeID: ch.ID, Amount: ch.Amount, AmountRefunded: ch.AmountRefunded, Currency: ch.Currency})
 }
 
 func (a *apply) dispute(ctx context.Context) error {
-	var d stripe.Dispute
-	if err := a.object(&d); err != nil {
-		return err
-	}
-	if d.Charge == nil || d.Charge.ID == "" {
+	d := a.p.dp
+	if d.Charge.ID == "" {
 		return bus.Permanentf("dispute %s has no charge", d.ID)
 	}
 	c, err := a.tx.GetCharge(ctx, d.Charge.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		c = &store.Charge{ID: d.Charge.ID, Amount: d.Amount, CustomerID: customerID(d.Charge.Customer)}
+		c = &store.Charge{ID: d.Charge.ID, Amount: d.Amount, CustomerID: d.Charge.Customer.ID}
 		err = nil
 	}
 	if err != nil {
@@ -729,7 +675,7 @@ func (a *apply) dispute(ctx context.Context) error {
 		a.stale("dispute "+d.ID, c.Source)
 		return nil
 	}
-	c.DisputeID, c.DisputeStatus, c.Source = d.ID, string(d.Status), a.src
+	c.DisputeID, c.DisputeStatus, c.Source = d.ID, d.Status, a.src
 	var acc *store.Account
 	if c.AccountID != "" {
 		acc, err = a.tx.GetAccount(ctx, c.AccountID)
@@ -750,15 +696,11 @@ func (a *apply) dispute(ctx context.Context) error {
 	if acc == nil {
 		return nil
 	}
-	return a.emit(ctx, events.DisputeOpened{Billing: a.meta(acc.ID), DisputeID: d.ID, ChargeID: c.ID, Amount: d.Amount, Reason: string(d.Reason)})
+	return a.emit(ctx, events.DisputeOpened{Billing: a.meta(acc.ID), DisputeID: d.ID, ChargeID: c.ID, Amount: d.Amount, Reason: d.Reason})
 }
 
 func (a *apply) customer(ctx context.Context) error {
-	var c stripe.Customer
-	if err := a.object(&c); err != nil {
-		return err
-	}
-	acc, err := a.account(ctx, c.ID)
+	acc, err := a.account(ctx, a.p.cus.ID)
 	if err != nil || acc == nil {
 		return err
 	}

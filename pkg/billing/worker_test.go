@@ -17,7 +17,6 @@ import (
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/events"
-	"github.com/levqor/levqor/pkg/inbox"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
@@ -49,7 +48,7 @@ func (h *harness) account(id, customer string) {
 }
 
 // deliver hands one Stripe event to the billing-stripe handler the way the
-// router does, through the inbox.
+// router does: a batch of one.
 func (h *harness) deliver(payload []byte) error {
 	h.t.Helper()
 	var env struct{ ID, Type string }
@@ -59,7 +58,7 @@ func (h *harness) deliver(payload []byte) error {
 		Subject: "levqor.stripe." + env.Type, Data: payload, Header: nats.Header{bus.HeaderMsgID: {env.ID}},
 		Stream: "STRIPE", Consumer: billing.ConsumerStripe, StreamSeq: h.seq, Deliveries: 1, Published: time.Now().UTC(),
 	}
-	return inbox.Handler(h.st, h.w.HandleStripe)(context.Background(), m)
+	return bus.SingleHandler(h.w.StripeHandler())(context.Background(), m)
 }
 
 func (h *harness) must(payload []byte) {

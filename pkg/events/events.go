@@ -76,12 +76,19 @@ func Names() []Name {
 	return names
 }
 
+// Outbox is where Emit writes: a transaction (*store.Tx), or a batch that
+// writes its outbox rows together when it commits (which returns 0 for
+// the ids it does not know yet).
+type Outbox interface {
+	EnqueueOutbox(ctx context.Context, m store.OutboxMessage) (int64, error)
+}
+
 // Emit writes ev to the outbox within tx, to be published by the relay
 // once tx commits: on ev's subject in topo, with ev as its JSON payload,
 // the Levqor-Account header when ev names an account and the
 // Levqor-Correlation-Id header when correlationID is not empty. It returns
 // the outbox row's id.
-func Emit(ctx context.Context, tx *store.Tx, topo bus.Topology, ev Event, correlationID string) (int64, error) {
+func Emit(ctx context.Context, tx Outbox, topo bus.Topology, ev Event, correlationID string) (int64, error) {
 	name := ev.EventName()
 	payload, err := json.Marshal(ev)
 	if err != nil {

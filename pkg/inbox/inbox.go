@@ -81,3 +81,41 @@ func logDuplicate(ctx context.Context, ran, duplicate bool) {
 		bus.Logger(ctx).Info("already processed; acknowledging duplicate delivery")
 	}
 }
+
+// ClaimBatch records msgs, none a forced replay, in their consumers'
+// inboxes within tx in one statement and says for each whether its
+// handler should run: yes for a message its consumer never processed
+// (the first copy of a message listed twice), no for the others. A
+// message that then fails must have its claim taken back
+// (store.Tx.UnclaimInbox) before tx commits, unless a later copy in the
+// batch takes it over and runs instead.
+func ClaimBatch(ctx context.Context, tx *store.Tx, msgs []*bus.Message) (run []bool, err error) {
+	type key struct{ consumer, id string }
+	now := time.Now().UTC()
+	entries := make([]store.InboxEntry, 0, len(msgs))
+	at := make([]int, len(msgs)) // msgs[i]'s entry, or -1 for a repeat
+	seen := make(map[key]bool, len(msgs))
+	for i, m := range msgs {
+		k := key{m.Consumer, m.ID()}
+		if seen[k] {
+			at[i] = -1
+			continue
+		}
+		seen[k] = true
+		at[i] = len(entries)
+		entries = append(entries, store.InboxEntry{Consumer: m.Consumer, MsgID: m.ID(), Subject: m.Subject, StreamSeq: m.StreamSeq, ProcessedAt: now})
+	}
+	claimed, err := tx.ClaimInboxes(ctx, entries)
+	if err != nil {
+		return nil, err
+	}
+	run = make([]bool, len(msgs))
+	for i, j := range at {
+		run[i] = j >= 0 && claimed[j]
+	}
+	return run, nil
+}
+
+// LogDuplicate says that a message was not run because its consumer had
+// processed it.
+func LogDuplicate(ctx context.Context) { logDuplicate(ctx, false, true) }

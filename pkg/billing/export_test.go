@@ -1,0 +1,4 @@
+package billing
+
+// ParseEvent is parseEvent, for the benchmarks.
+var ParseEvent = parseEvent
