@@ -3,8 +3,7 @@ package billing
 import (
 	"bytes"
 
-	"encoding/json"
-
+	json "github.com/goccy/go-json"
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/levqor/levqor/pkg/bus"
@@ -14,7 +13,9 @@ import (
 // The Stripe objects as billing reads them: only the fields it uses.
 // Decoding into stripe-go's full types cost about three times as much
 // (every field of every nested object, most of them pointers), a third of
-// the worker's CPU per event.
+// the worker's CPU per event. They are decoded with goccy/go-json, which
+// keeps encoding/json's behaviour (TestParseEventDecodesAsEncodingJSON)
+// at about a quarter of its cost (BenchmarkParseEvent: 43 µs → 10 µs).
 
 // stripeEvent is what billing reads of a Stripe event's envelope.
 type stripeEvent struct {
