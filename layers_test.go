@@ -48,7 +48,7 @@ var layers = []struct {
 	{"api and operations", []string{"pkg/api", "pkg/ops"}},
 	{"processes", []string{"pkg/ingest", "pkg/config", "pkg/service"}},
 	{"command line", []string{"pkg/cli"}},
-	{"mains", []string{"cmd"}},
+	{"mains", []string{"cmd", "bench"}},
 }
 
 // layerOf returns the index of rel's layer (rel is a path inside the
