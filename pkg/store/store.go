@@ -44,6 +44,12 @@ const SQLiteBusyTimeoutDefault = 5 * time.Second
 // matches. Callers test for it with errors.Is and usually answer 404.
 var ErrNotFound = errors.New("store: not found")
 
+// PostgresIdleConns is how many idle connections to PostgreSQL the store
+// keeps open: enough for a process's concurrent transactions (a worker's
+// lanes, the outbox relay, the API), so that none is closed only to be
+// opened again.
+const PostgresIdleConns = 32
+
 var _ io.Closer = (*Store)(nil)
 
 // Store is a connection pool to Levqor's database, PostgreSQL or SQLite, with
@@ -96,6 +102,14 @@ func Open(ctx context.Context, url string, log logrus.FieldLogger) (*Store, erro
 		db.SetMaxIdleConns(1)
 		db.SetConnMaxLifetime(0)
 		db.SetConnMaxIdleTime(0)
+	} else {
+		// database/sql keeps 2 idle connections by default: a worker
+		// running 8 lanes closed a connection after most transactions
+		// and opened a new one (a new backend process) for the next.
+		// Connections stay open while in use, and idle ones go after a
+		// few minutes.
+		db.SetMaxIdleConns(PostgresIdleConns)
+		db.SetConnMaxIdleTime(5 * time.Minute)
 	}
 	s := &Store{
 		Querier: Querier{db: db},
