@@ -150,7 +150,7 @@ func (w *Worker) HandleStripe(ctx context.Context, tx *store.Tx, m *bus.Message)
 func (w *Worker) apply(ctx context.Context, st state, m *bus.Message, p *parsedEvent) error {
 	ev := &p.ev
 	a := &apply{w: w, tx: st, m: m, ev: ev, p: p, src: store.SourceEvent{ID: ev.ID, Created: time.Unix(ev.Created, 0).UTC()},
-		log: bus.Logger(ctx).WithFields(logrus.Fields{"stripe_event_id": ev.ID, "event_type": ev.Type})}
+		base: bus.Logger(ctx)}
 	switch handlerOf(ev.Type) {
 	case handleSubscription:
 		return a.subscription(ctx)
@@ -179,7 +179,13 @@ type apply struct {
 	ev  *stripeEvent
 	p   *parsedEvent
 	src store.SourceEvent
-	log logrus.FieldLogger
+	// base is the message's logger; log adds the event's fields when a
+	// line is written, which few events need.
+	base logrus.FieldLogger
+}
+
+func (a *apply) log() logrus.FieldLogger {
+	return a.base.WithFields(logrus.Fields{"stripe_event_id": a.ev.ID, "event_type": a.ev.Type})
 }
 
 // after runs fn once the event's effects are committed.
@@ -228,7 +234,7 @@ func (a *apply) account(ctx context.Context, customer string) (*store.Account, e
 	if errors.Is(err, store.ErrNotFound) {
 		a.after(func() {
 			a.w.m().unlinked.Inc()
-			a.log.WithField("customer", customer).Warn("no account is linked to this Stripe customer; state recorded without an account")
+			a.log().WithField("customer", customer).Warn("no account is linked to this Stripe customer; state recorded without an account")
 		})
 		return nil, nil
 	}
@@ -246,7 +252,7 @@ func unixPtr(s int64) *time.Time {
 func (a *apply) stale(kind string, prev store.SourceEvent) {
 	a.after(func() {
 		a.w.m().stale.WithLabelValues(string(a.ev.Type)).Inc()
-		a.log.WithFields(logrus.Fields{"object": kind, "held_event": prev.ID}).Info("older than the state already held; ignored")
+		a.log().WithFields(logrus.Fields{"object": kind, "held_event": prev.ID}).Info("older than the state already held; ignored")
 	})
 }
 
@@ -299,7 +305,7 @@ func (a *apply) subscription(ctx context.Context) error {
 	if len(s.UnknownPrices) > 0 {
 		a.after(func() {
 			a.w.m().unknownPrices.Add(float64(len(s.UnknownPrices)))
-			a.log.WithFields(logrus.Fields{"subscription": s.ID, "prices": strings.Join(s.UnknownPrices, ",")}).
+			a.log().WithFields(logrus.Fields{"subscription": s.ID, "prices": strings.Join(s.UnknownPrices, ",")}).
 				Error("subscription has prices that are not in the catalog; entitlements left unchanged")
 		})
 		if err := a.emit(ctx, events.UnknownPrice{Billing: a.meta(s.AccountID), SubscriptionID: s.ID, Prices: s.UnknownPrices}); err != nil {
@@ -440,6 +446,9 @@ func equalTier(a, b *string) bool {
 }
 
 func jsonEqual(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true // most recomputes change nothing
+	}
 	var x, y any
 	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
 		return bytes.Equal(a, b)
@@ -561,7 +570,7 @@ func (a *apply) checkout(ctx context.Context) error {
 	}
 	if accountID == "" {
 		a.after(func() {
-			a.log.WithField("checkout_session", cs.ID).Info("checkout session without a Levqor account reference; recorded only")
+			a.log().WithField("checkout_session", cs.ID).Info("checkout session without a Levqor account reference; recorded only")
 		})
 		return nil
 	}
@@ -572,7 +581,7 @@ func (a *apply) checkout(ctx context.Context) error {
 		// account, and the event is in the ledger for operators.
 		a.after(func() {
 			a.w.m().unlinked.Inc()
-			a.log.WithFields(logrus.Fields{"checkout_session": cs.ID, "account_ref": accountID}).
+			a.log().WithFields(logrus.Fields{"checkout_session": cs.ID, "account_ref": accountID}).
 				Warn("checkout session names no Levqor account; recorded in the ledger only")
 		})
 		return nil
@@ -588,7 +597,7 @@ func (a *apply) checkout(ctx context.Context) error {
 			cs.ID, acc.ID, acc.StripeCustomerID, c)
 		a.after(func() {
 			a.w.m().mismatched.Inc()
-			a.log.WithFields(logrus.Fields{"account_id": acc.ID, "checkout_session": cs.ID, "customer": c}).Warn(reason)
+			a.log().WithFields(logrus.Fields{"account_id": acc.ID, "checkout_session": cs.ID, "customer": c}).Warn(reason)
 		})
 		return a.emit(ctx, events.CustomerMismatch{Billing: a.meta(acc.ID), CheckoutSessionID: cs.ID,
 			AccountCustomerID: acc.StripeCustomerID, SessionCustomerID: c, Incident: "customer_mismatch:" + cs.ID, Reason: reason})
@@ -598,7 +607,7 @@ func (a *apply) checkout(ctx context.Context) error {
 	}
 	if cs.PaymentStatus != string(stripe.CheckoutSessionPaymentStatusPaid) && cs.PaymentStatus != string(stripe.CheckoutSessionPaymentStatusNoPaymentRequired) {
 		a.after(func() {
-			a.log.WithFields(logrus.Fields{"account_id": acc.ID, "checkout_session": cs.ID, "payment_status": cs.PaymentStatus}).
+			a.log().WithFields(logrus.Fields{"account_id": acc.ID, "checkout_session": cs.ID, "payment_status": cs.PaymentStatus}).
 				Info("checkout session not paid yet; its purchases count once Stripe reports the payment (checkout.session.async_payment_succeeded)")
 		})
 		return nil

@@ -742,12 +742,21 @@ func Logging(base logrus.FieldLogger) Middleware {
 				log.WithField("duration_ms", time.Since(start).Milliseconds()).Debug("handler deferred the message")
 			} else if err != nil {
 				log.WithError(err).WithField("duration_ms", time.Since(start).Milliseconds()).Warn("handler returned an error")
-			} else {
+			} else if debugEnabled(log) {
 				log.WithField("duration_ms", time.Since(start).Milliseconds()).Debug("handled")
 			}
 			return err
 		}
 	}
+}
+
+// debugEnabled reports whether log writes debug lines: a line per
+// message handled is built only then.
+func debugEnabled(log logrus.FieldLogger) bool {
+	if e, ok := log.(*logrus.Entry); ok {
+		return e.Logger.IsLevelEnabled(logrus.DebugLevel)
+	}
+	return true
 }
 
 // LongRunning lets h run up to limit rather than the router's
