@@ -10,6 +10,15 @@
 // and entitlements with the catalog (package catalog) and announces changes
 // through the outbox as levqor.event.billing.*.
 //
+// Stripe events arrive in batches (StripeHandler), applied in one
+// transaction with set-based statements: the batch's inbox claims, ledger
+// rows and changed rows are written one statement a table, and each event
+// runs, in stream order, against the rows the batch loaded up front
+// (batchState). A lone message (a window replay) is applied a statement
+// at a time (HandleStripe); both paths share the handler code and write
+// the same rows, which TestSetBasedBatchesWriteWhatOneAtATimeWrites holds
+// them to.
+//
 // Ticks (billing-tick) suspend accounts whose payment grace period ended
 // (billing.dunning) and repair drift against the Stripe API
 // (billing.reconcile). Commands of the product API (billing-cmd) create

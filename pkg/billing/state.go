@@ -3,6 +3,7 @@ package billing
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -359,7 +360,13 @@ func (b *batchState) flush(ctx context.Context) error {
 		return b.failed
 	}
 	if _, err := b.tx.InsertStripeEvents(ctx, b.ledger); err != nil {
-		return err
+		// Worded as HandleStripe's: a batch that fails is run again a
+		// message at a time, and operators see this for the one that
+		// fails alone.
+		if len(b.ledger) == 1 {
+			return fmt.Errorf("recording stripe event %s: %w", b.ledger[0].ID, err)
+		}
+		return fmt.Errorf("recording %d stripe events: %w", len(b.ledger), err)
 	}
 	if err := b.tx.PutSubscriptions(ctx, dirty(b.subs, b.dirtySubs)); err != nil {
 		return err

@@ -26,8 +26,9 @@ import (
 // It calls step once for every message of msgs, in order, passing the
 // message's own work as fn; step runs fn inside the router's middleware
 // (logging, panic recovery, …) and returns its error. When step returns an
-// error, the handler undoes that message's effects alone (a savepoint) and
-// carries on with the next message. It returns nil once the effects of
+// error, the handler undoes that message's effects alone (a savepoint, or
+// an undo log of changes kept in memory) and carries on with the next
+// message. It returns nil once the effects of
 // every message whose step succeeded are committed, and an error when
 // nothing was committed (the commit failed, the database went away).
 //
