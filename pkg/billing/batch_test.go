@@ -197,3 +197,36 @@ func TestStripeEventKeyIsTheCustomer(t *testing.T) {
 	require.Equal(t, "evt_1", billing.StripeEventKey(msg(`{"data":{"object":{"id":"cus_9","object":"customer"}}}`)))
 	require.Equal(t, "evt_1", billing.StripeEventKey(msg(`{"customer"`)), "truncated")
 }
+
+// TestACancellationInABatchCountsFromItself: an account canceled before,
+// then resumed and canceled again within one batch, counts its
+// cancellation (which offboarding's grace runs from) from the batch, as
+// it would one event at a time, not from the first cancellation.
+func TestACancellationInABatchCountsFromItself(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		h := newHarness(t, st)
+		h.account("acc_c", "cus_c")
+		canceledAt := func() time.Time {
+			var at *time.Time
+			require.NoError(t, st.DB().Get(&at, st.DB().Rebind(`SELECT canceled_at FROM accounts WHERE id = ?`), "acc_c"))
+			require.NotNil(t, at, "the account is canceled")
+			return *at
+		}
+		growth := item{"price_levqor_growth_monthly", 1}
+		h.must(subEvent(t, "customer.subscription.created", "evt_c1", "sub_c", "cus_c", "active", t0, growth))
+		h.must(subEvent(t, "customer.subscription.deleted", "evt_c2", "sub_c", "cus_c", "canceled", t0.Add(time.Second), growth))
+		first := canceledAt()
+
+		time.Sleep(20 * time.Millisecond)
+		msgs := []*bus.Message{
+			stripeMessage(t, subEvent(t, "customer.subscription.updated", "evt_c3", "sub_c", "cus_c", "active", t0.Add(2*time.Second), growth), 3),
+			stripeMessage(t, subEvent(t, "customer.subscription.deleted", "evt_c4", "sub_c", "cus_c", "canceled", t0.Add(3*time.Second), growth), 4),
+		}
+		require.NoError(t, h.w.StripeHandler()(context.Background(), msgs, func(ctx context.Context, m *bus.Message, fn bus.Handler) error {
+			return fn(ctx, m)
+		}))
+		require.Equal(t, "canceled", h.get("acc_c").Status)
+		require.True(t, canceledAt().After(first), "canceled again at %s, first at %s", canceledAt(), first)
+	})
+}

@@ -42,7 +42,20 @@ func (w *Worker) HandleTick(ctx context.Context, m *bus.Message) error {
 // nothing; invoice.paid restores the account.
 func (w *Worker) suspendOverdue(ctx context.Context, tx *store.Tx, m *bus.Message, slot time.Time) error {
 	due, err := tx.GraceExpired(ctx, slot)
-	if err != nil {
+	if err != nil || len(due) == 0 {
+		return err
+	}
+	// Lock the accounts first, in id order, as a batch of Stripe events
+	// does (store.LoadBilling), then read again what is due: a payment
+	// applied meanwhile has settled its account.
+	ids := make([]string, 0, len(due))
+	for _, d := range due {
+		ids = append(ids, d.AccountID)
+	}
+	if err := tx.LockAccounts(ctx, ids); err != nil {
+		return err
+	}
+	if due, err = tx.GraceExpired(ctx, slot); err != nil {
 		return err
 	}
 	for _, d := range due {

@@ -143,6 +143,20 @@ func (w *Worker) repairOne(ctx context.Context, sub *stripe.Subscription, src st
 	var repair *Repair
 	err := w.Store.InTx(ctx, func(tx *store.Tx) error {
 		want := w.fromStripe(sub, src)
+		// The account first, locked, as a batch of Stripe events takes
+		// it (store.LoadBilling), then the subscription as it is now.
+		acc, err := tx.AccountByStripeCustomer(ctx, want.CustomerID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if acc != nil {
+			if err := tx.LockAccounts(ctx, []string{acc.ID}); err != nil {
+				return err
+			}
+			if acc, err = tx.GetAccount(ctx, acc.ID); err != nil {
+				return err
+			}
+		}
 		prev, err := tx.GetSubscription(ctx, sub.ID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
@@ -153,10 +167,6 @@ func (w *Worker) repairOne(ctx context.Context, sub *stripe.Subscription, src st
 				return nil
 			}
 			r.Kind, r.From = "changed", summary(*prev)
-		}
-		acc, err := tx.AccountByStripeCustomer(ctx, want.CustomerID)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
 		}
 		if acc != nil {
 			want.AccountID, r.AccountID = acc.ID, acc.ID

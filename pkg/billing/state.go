@@ -33,8 +33,9 @@ type state interface {
 	InsertDFYPurchase(ctx context.Context, p store.DFYPurchase) (bool, error)
 	EnqueueOutbox(ctx context.Context, m store.OutboxMessage) (int64, error)
 	// afterCommit runs fn once the writes so far are committed (logs and
-	// metrics that must not count what rolls back); a transaction's
-	// caller commits or fails as a whole, so txState runs fn at once.
+	// metrics that must not count what rolls back). txState runs fn at
+	// once: its callers are a transaction a message (and the forced
+	// replays' savepoints), where a failure is logged as such anyway.
 	afterCommit(fn func())
 }
 
@@ -51,7 +52,10 @@ func (txState) afterCommit(fn func()) { fn() }
 //
 // Rows the batch did not load are read when first asked for (a key no
 // event named up front: a dispute's charge's account); reads have no
-// effects to undo. A statement that fails leaves the transaction unusable:
+// effects to undo. Such an account is locked late, outside the id order
+// of the batch's first load: should that ever deadlock with another
+// batch, PostgreSQL fails one of them, which then runs a message at a
+// time. A statement that fails leaves the transaction unusable:
 // failed holds its error and the batch ends with it.
 type batchState struct {
 	tx *store.Tx
@@ -67,10 +71,13 @@ type batchState struct {
 	dfy        map[string]bool           // session:package → recorded
 
 	dirtySubs, dirtyInvoices, dirtyCharges, dirtyDunning, dirtyAccounts map[string]bool
-	newDFY                                                              []store.DFYPurchase
-	outbox                                                              []store.OutboxMessage
-	ledger                                                              []store.StripeEvent
-	onCommit                                                            []func()
+	// uncanceled holds the accounts set to a status other than canceled
+	// in this batch (store.AccountBilling.Uncanceled).
+	uncanceled map[string]bool
+	newDFY     []store.DFYPurchase
+	outbox     []store.OutboxMessage
+	ledger     []store.StripeEvent
+	onCommit   []func()
 
 	undo   []func()
 	failed error
@@ -82,7 +89,7 @@ func newBatchState(tx *store.Tx) *batchState {
 		subs: map[string]*store.Subscription{}, invoices: map[string]*store.Invoice{}, charges: map[string]*store.Charge{},
 		dunning: map[string]*store.Dunning{}, dfy: map[string]bool{},
 		dirtySubs: map[string]bool{}, dirtyInvoices: map[string]bool{}, dirtyCharges: map[string]bool{},
-		dirtyDunning: map[string]bool{}, dirtyAccounts: map[string]bool{},
+		dirtyDunning: map[string]bool{}, dirtyAccounts: map[string]bool{}, uncanceled: map[string]bool{},
 	}
 }
 
@@ -277,6 +284,9 @@ func (b *batchState) SetAccountBilling(ctx context.Context, ab store.AccountBill
 	}
 	set(b, b.accounts, a.ID, a)
 	set(b, b.dirtyAccounts, a.ID, true)
+	if a.Status != store.AccountStatusCanceled {
+		set(b, b.uncanceled, a.ID, true)
+	}
 	return nil
 }
 
@@ -382,7 +392,8 @@ func (b *batchState) flush(ctx context.Context) error {
 	}
 	var billing []store.AccountBilling
 	for _, a := range dirty(b.accounts, b.dirtyAccounts) {
-		billing = append(billing, store.AccountBilling{ID: a.ID, Tier: a.Tier, Status: a.Status, Entitlements: a.Entitlements})
+		billing = append(billing, store.AccountBilling{ID: a.ID, Tier: a.Tier, Status: a.Status, Entitlements: a.Entitlements,
+			Uncanceled: b.uncanceled[a.ID]})
 	}
 	if err := b.tx.SetAccountsBilling(ctx, billing); err != nil {
 		return err

@@ -216,7 +216,7 @@ func selectSubscriptions(ctx context.Context, q dbtx, query string, args ...any)
 // customer, or an error wrapping ErrNotFound.
 func (tx *Tx) AccountByStripeCustomer(ctx context.Context, customerID string) (*Account, error) {
 	var r accountRow
-	err := tx.tx.GetContext(ctx, &r, tx.rebind(`SELECT `+accountColumns+` FROM accounts WHERE stripe_customer_id = ? ORDER BY created_at LIMIT 1`), customerID)
+	err := tx.tx.GetContext(ctx, &r, tx.rebind(`SELECT `+accountColumns+` FROM accounts WHERE stripe_customer_id = ? ORDER BY created_at, id LIMIT 1`), customerID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: account of customer %s: %w", customerID, ErrNotFound)
 	}
@@ -234,6 +234,11 @@ type AccountBilling struct {
 	Status       string
 	Entitlements json.RawMessage
 	At           time.Time
+	// Uncanceled says the account was not canceled at some point since
+	// its last write (several changes written at once): a canceled
+	// Status then counts its canceled_at from At, as it would have had
+	// each change been written.
+	Uncanceled bool
 }
 
 // SetAccountBilling sets an account's tier, status and entitlements.
@@ -245,12 +250,12 @@ func (tx *Tx) SetAccountBilling(ctx context.Context, b AccountBilling) error {
 // each at most once, in one statement. It fails, naming none in
 // particular, unless every account exists.
 func (tx *Tx) SetAccountsBilling(ctx context.Context, bs []AccountBilling) error {
-	const cols = 5
+	const cols = 6
 	// The rows' values come as a VALUES list; PostgreSQL takes its
-	// parameters as text, so the JSON and the time are cast.
+	// parameters as text, so the JSON, the time and the flag are cast.
 	row := placeholders(cols)
 	if tx.tx.DriverName() == DialectPostgres {
-		row = `(?, ?, ?, CAST(? AS jsonb), CAST(? AS timestamptz))`
+		row = `(?, ?, ?, CAST(? AS jsonb), CAST(? AS timestamptz), CAST(? AS boolean))`
 	}
 	return inRowChunks(bs, cols, func(part []AccountBilling) error {
 		args := make([]any, 0, len(part)*cols)
@@ -265,12 +270,13 @@ func (tx *Tx) SetAccountsBilling(ctx context.Context, bs []AccountBilling) error
 				ent = json.RawMessage("{}")
 			}
 			ids = append(ids, b.ID)
-			args = append(args, b.ID, tier, b.Status, string(ent), ts(orNow(b.At)))
+			args = append(args, b.ID, tier, b.Status, string(ent), ts(orNow(b.At)), b.Uncanceled)
 		}
 		// canceled_at keeps when the account became canceled (offboarding's
 		// grace counts from it), and is cleared when it is not.
 		res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE accounts SET tier = v.column2, status = v.column3, entitlements = v.column4,
-  updated_at = v.column5, canceled_at = CASE WHEN v.column3 = '`+AccountStatusCanceled+`' THEN COALESCE(accounts.canceled_at, v.column5) ELSE NULL END
+  updated_at = v.column5, canceled_at = CASE WHEN v.column3 <> '`+AccountStatusCanceled+`' THEN NULL
+    WHEN v.column6 THEN v.column5 ELSE COALESCE(accounts.canceled_at, v.column5) END
 FROM (VALUES `+rowsSQL(row, len(part))+`) AS v WHERE accounts.id = v.column1`), args...)
 		if err != nil {
 			return fmt.Errorf("store: setting billing of %s: %w", what("account", ids...), err)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // BillingKeys name what a batch of Stripe events is about.
@@ -29,19 +32,38 @@ type BillingRows struct {
 // reads everything it may need in a few statements instead of several per
 // event. The accounts' rows stay locked until tx ends (FOR UPDATE on
 // PostgreSQL, in id order; SQLite serializes writers anyway), so nothing
-// changes an account's billing between this read and the batch's write.
+// changes an account's billing between this read and the batch's write:
+// every writer of an account's billing state (subscriptions, dunning,
+// the account) locks the account first (LockAccounts).
+//
+// The lists are a batch's, a few hundred ids at most: they go in one
+// statement each.
 func (tx *Tx) LoadBilling(ctx context.Context, k BillingKeys) (*BillingRows, error) {
 	lock := ""
 	if tx.tx.DriverName() == DialectPostgres {
 		lock = ` FOR UPDATE`
 	}
 	var out BillingRows
+	// One statement locks every account, in id order, so that two
+	// batches (or a batch and a billing tick) never lock two accounts in
+	// opposite orders.
 	var accounts []accountRow
-	if err := selectIn(ctx, tx.tx, &accounts, `SELECT `+accountColumns+` FROM accounts WHERE stripe_customer_id IN (?) ORDER BY id`+lock, k.Customers); err != nil {
-		return nil, fmt.Errorf("store: loading the accounts of %s: %w", what("customer", k.Customers...), err)
+	var conds []string
+	var args []any
+	if len(k.Customers) > 0 {
+		conds, args = append(conds, `stripe_customer_id IN (?)`), append(args, k.Customers)
 	}
-	if err := selectIn(ctx, tx.tx, &accounts, `SELECT `+accountColumns+` FROM accounts WHERE id IN (?) ORDER BY id`+lock, k.Accounts); err != nil {
-		return nil, fmt.Errorf("store: loading %s: %w", what("account", k.Accounts...), err)
+	if len(k.Accounts) > 0 {
+		conds, args = append(conds, `id IN (?)`), append(args, k.Accounts)
+	}
+	if len(conds) > 0 {
+		q, qargs, err := sqlx.In(`SELECT `+accountColumns+` FROM accounts WHERE `+strings.Join(conds, " OR ")+` ORDER BY id`+lock, args...)
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.tx.SelectContext(ctx, &accounts, tx.rebind(q), qargs...); err != nil {
+			return nil, fmt.Errorf("store: loading the accounts of %s and %s: %w", what("customer", k.Customers...), what("account", k.Accounts...), err)
+		}
 	}
 	seen := map[string]bool{}
 	var accountIDs []string
@@ -104,4 +126,28 @@ func (k BillingKeys) Compact() BillingKeys {
 		*s = slices.Compact(*s)
 	}
 	return k
+}
+
+// LockAccounts locks the rows of the accounts ids until tx ends, in id
+// order (FOR UPDATE on PostgreSQL; SQLite serializes writers anyway): what
+// changes an account's billing state takes the lock first, as a batch of
+// Stripe events does (LoadBilling), so that neither waits on the other
+// holding a lock it needs. Unknown ids are skipped.
+func (tx *Tx) LockAccounts(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	lock := ""
+	if tx.tx.DriverName() == DialectPostgres {
+		lock = ` FOR UPDATE`
+	}
+	q, args, err := sqlx.In(`SELECT id FROM accounts WHERE id IN (?) ORDER BY id`+lock, ids)
+	if err != nil {
+		return err
+	}
+	var got []string
+	if err := tx.tx.SelectContext(ctx, &got, tx.rebind(q), args...); err != nil {
+		return fmt.Errorf("store: locking %s: %w", what("account", ids...), err)
+	}
+	return nil
 }
