@@ -67,6 +67,31 @@ func loadEvents(tb testing.TB, n, customers int) []*bus.Message {
 	return msgs
 }
 
+// benchCustomers is how many Stripe customers the benchmarks' events are
+// spread over; every other one has an account.
+const benchCustomers = 1000
+
+// benchWorker is a billing worker on st (logging warnings only, to
+// nowhere) whose accounts are linked to half of benchCustomers.
+func benchWorker(b *testing.B, st *store.Store, topo bus.Topology) *billing.Worker {
+	b.Helper()
+	cat, err := catalog.Load("")
+	require.NoError(b, err)
+	log := logrus.New()
+	log.Out = io.Discard
+	log.SetLevel(logrus.WarnLevel)
+	ctx := context.Background()
+	require.NoError(b, st.InTx(ctx, func(tx *store.Tx) error {
+		for c := 0; c < benchCustomers; c += 2 {
+			if _, err := tx.InsertAccount(ctx, store.Account{ID: fmt.Sprintf("acc_b%d", c), Name: "Acme", ContactEmail: "ops@example.com", StripeCustomerID: fmt.Sprintf("cus_b%d", c)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	return &billing.Worker{Store: st, Catalog: cat, Topology: topo, Log: log}
+}
+
 // BenchmarkBillingStripeEvents applies realistic Stripe events to
 // PostgreSQL (TEST_DATABASE_URL): one transaction per event (PerEvent);
 // batches of 64, one transaction each, a statement at a time under a
@@ -82,22 +107,9 @@ func BenchmarkBillingStripeEvents(b *testing.B) {
 		size := c.size
 		b.Run(c.name, func(b *testing.B) {
 			st := storetest.Postgres(b)
-			cat, err := catalog.Load("")
-			require.NoError(b, err)
-			log := logrus.New()
-			log.Out = io.Discard
-			w := &billing.Worker{Store: st, Catalog: cat, Topology: bus.Topology{}.WithDefaults(), Log: log}
-			const customers = 1000
+			w := benchWorker(b, st, bus.Topology{}.WithDefaults())
 			ctx := context.Background()
-			require.NoError(b, st.InTx(ctx, func(tx *store.Tx) error {
-				for c := 0; c < customers; c += 2 {
-					if _, err := tx.InsertAccount(ctx, store.Account{ID: fmt.Sprintf("acc_b%d", c), Name: "Acme", ContactEmail: "ops@example.com", StripeCustomerID: fmt.Sprintf("cus_b%d", c)}); err != nil {
-						return err
-					}
-				}
-				return nil
-			}))
-			msgs := loadEvents(b, b.N, customers)
+			msgs := loadEvents(b, b.N, benchCustomers)
 			h := inbox.BatchHandler(st, w.HandleStripe)
 			if c.setBased {
 				h = w.StripeHandler()
@@ -128,24 +140,11 @@ func BenchmarkBillingStripeEvents(b *testing.B) {
 func BenchmarkBillingDrain(b *testing.B) {
 	env := bustest.Start(b)
 	st := storetest.Postgres(b)
-	cat, err := catalog.Load("")
-	require.NoError(b, err)
-	log := logrus.New()
-	log.Out = io.Discard
-	log.SetLevel(logrus.WarnLevel)
-	w := &billing.Worker{Store: st, Catalog: cat, Topology: env.Topo, Log: log}
-	const customers = 1000
+	w := benchWorker(b, st, env.Topo)
+	log := w.Log
 	ctx := context.Background()
-	require.NoError(b, st.InTx(ctx, func(tx *store.Tx) error {
-		for c := 0; c < customers; c += 2 {
-			if _, err := tx.InsertAccount(ctx, store.Account{ID: fmt.Sprintf("acc_b%d", c), Name: "Acme", ContactEmail: "ops@example.com", StripeCustomerID: fmt.Sprintf("cus_b%d", c)}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
 	pub := bus.NewPublisher(env.JS, env.Topo)
-	for _, m := range loadEvents(b, b.N, customers) {
+	for _, m := range loadEvents(b, b.N, benchCustomers) {
 		if _, err := pub.Publish(ctx, env.Topo.Subject(bus.Stripe, strings.TrimPrefix(m.Subject, "levqor.stripe.")), m.ID(), nil, m.Data); err != nil {
 			b.Fatal(err)
 		}
