@@ -230,3 +230,44 @@ func TestACancellationInABatchCountsFromItself(t *testing.T) {
 		require.True(t, canceledAt().After(first), "canceled again at %s, first at %s", canceledAt(), first)
 	})
 }
+
+// TestEntitlementsEventsCarryTheSameBytesEitherWay: the entitlements an
+// event reports as previous are, byte for byte, those the event before
+// reported as new, whether the two were applied in one batch (where the
+// previous ones are the worker's own) or one after the other (where they
+// come back from the database, jsonb on PostgreSQL).
+func TestEntitlementsEventsCarryTheSameBytesEitherWay(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		for _, batched := range []bool{true, false} {
+			h := newHarness(t, st)
+			cus := fmt.Sprintf("cus_b%v", batched)
+			h.account("acc_"+cus, cus)
+			evs := [][]byte{
+				subEvent(t, "customer.subscription.created", "evt_1"+cus, "sub_"+cus, cus, "active", t0, item{"price_levqor_growth_monthly", 1}),
+				subEvent(t, "customer.subscription.updated", "evt_2"+cus, "sub_"+cus, cus, "active", t0.Add(time.Second),
+					item{"price_levqor_business_annual", 1}, item{"price_levqor_extra_storage", 2}),
+			}
+			if batched {
+				msgs := []*bus.Message{stripeMessage(t, evs[0], 1), stripeMessage(t, evs[1], 2)}
+				require.NoError(t, h.w.StripeHandler()(context.Background(), msgs, func(ctx context.Context, m *bus.Message, fn bus.Handler) error {
+					return fn(ctx, m)
+				}))
+			} else {
+				h.must(evs[0])
+				h.must(evs[1])
+			}
+			var payloads [][]byte
+			require.NoError(t, st.DB().Select(&payloads, st.DB().Rebind(`SELECT payload FROM outbox WHERE subject = ? AND CAST(headers AS TEXT) LIKE ? ORDER BY id`),
+				"levqor.event.billing.entitlements_changed", "%acc_"+cus+"%"))
+			require.Len(t, payloads, 2, "batched: %v", batched)
+			var first, second struct {
+				Entitlements         json.RawMessage `json:"entitlements"`
+				PreviousEntitlements json.RawMessage `json:"previous_entitlements"`
+			}
+			require.NoError(t, json.Unmarshal(payloads[0], &first))
+			require.NoError(t, json.Unmarshal(payloads[1], &second))
+			require.Equal(t, string(first.Entitlements), string(second.PreviousEntitlements), "batched: %v", batched)
+		}
+	})
+}

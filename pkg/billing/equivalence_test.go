@@ -124,6 +124,11 @@ func billingDump(t *testing.T, st *store.Store) map[string][]string {
 			for _, c := range cols {
 				switch v := c.(type) {
 				case []byte:
+					if table == "outbox" {
+						// The events' bytes, exactly: consumers get these.
+						line += "|" + string(v)
+						continue
+					}
 					line += "|" + normalJSON(v)
 				case string:
 					line += "|" + normalJSON([]byte(v))

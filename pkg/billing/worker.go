@@ -415,8 +415,9 @@ func (w *Worker) recompute(ctx context.Context, tx state, acc *store.Account, ou
 	tx.afterCommit(func() { log.Info("account billing changed") })
 	if tierChanged || entChanged {
 		if err := out.emit(ctx, events.EntitlementsChanged{
-			Billing: out.meta(acc.ID), Tier: tier, Entitlements: entJSON, PreviousTier: acc.Tier, PreviousEntitlements: acc.Entitlements,
-			Reconciled: out.reconciled,
+			Billing: out.meta(acc.ID), Tier: tier, Entitlements: canonicalJSON(entJSON), PreviousTier: acc.Tier,
+			PreviousEntitlements: canonicalJSON(acc.Entitlements),
+			Reconciled:           out.reconciled,
 		}); err != nil {
 			return err
 		}
@@ -443,6 +444,22 @@ func equalTier(a, b *string) bool {
 		return a == nil && b == nil
 	}
 	return *a == *b
+}
+
+// canonicalJSON is b with its objects' keys sorted and no spaces, so that
+// an event carries the same bytes whether the entitlements came from
+// PostgreSQL's jsonb (which orders keys its own way), SQLite's text or
+// this worker; b as it is when it is not JSON.
+func canonicalJSON(b []byte) json.RawMessage {
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return b
+	}
+	c, err := json.Marshal(v)
+	if err != nil {
+		return b
+	}
+	return c
 }
 
 func jsonEqual(a, b []byte) bool {
