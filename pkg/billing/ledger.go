@@ -28,11 +28,22 @@ func RecordStripeEvent(ctx context.Context, tx *store.Tx, m *bus.Message) error 
 	if err != nil {
 		return err
 	}
+	return record(ctx, tx, row)
+}
+
+// record writes row to the ledger in tx.
+func record(ctx context.Context, tx *store.Tx, row store.StripeEvent) error {
 	if _, err := tx.InsertStripeEvent(ctx, row); err != nil {
-		return fmt.Errorf("recording stripe event %s: %w", row.ID, err)
+		return recordingFailed(row.ID, err)
 	}
 	logRecorded(ctx, row.ID)
 	return nil
+}
+
+// recordingFailed is the error of a ledger write that failed for event
+// id: what operators see in levqor stuck and a dead letter's reason.
+func recordingFailed(id string, err error) error {
+	return fmt.Errorf("recording stripe event %s: %w", id, err)
 }
 
 // ledgerRow is m's entry in the ledger; see RecordStripeEvent.

@@ -374,7 +374,7 @@ func (b *batchState) flush(ctx context.Context) error {
 		// message at a time, and operators see this for the one that
 		// fails alone.
 		if len(b.ledger) == 1 {
-			return fmt.Errorf("recording stripe event %s: %w", b.ledger[0].ID, err)
+			return recordingFailed(b.ledger[0].ID, err)
 		}
 		return fmt.Errorf("recording %d stripe events: %w", len(b.ledger), err)
 	}

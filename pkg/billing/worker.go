@@ -139,10 +139,9 @@ func (w *Worker) HandleStripe(ctx context.Context, tx *store.Tx, m *bus.Message)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.InsertStripeEvent(ctx, p.ledger); err != nil {
-		return fmt.Errorf("recording stripe event %s: %w", p.ledger.ID, err)
+	if err := record(ctx, tx, p.ledger); err != nil {
+		return err
 	}
-	logRecorded(ctx, p.ledger.ID)
 	return w.apply(ctx, txState{tx}, m, p)
 }
 
