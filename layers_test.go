@@ -42,7 +42,7 @@ var layers = []struct {
 	}},
 	{"store and bus", []string{"pkg/store", "pkg/bus", "schema"}},
 	{"runtime", []string{
-		"pkg/command", "pkg/events", "pkg/stripeapi", "pkg/inbox", "pkg/outbox", "pkg/auth", "pkg/scheduler", "pkg/control",
+		"pkg/command", "pkg/events", "pkg/stripeapi", "pkg/inbox", "pkg/outbox", "pkg/auth", "pkg/people", "pkg/scheduler", "pkg/control",
 	}},
 	{"domains", []string{"pkg/accounts", "pkg/billing", "pkg/backups", "pkg/support", "pkg/housekeeping", "pkg/notify"}},
 	{"api and operations", []string{"pkg/api", "pkg/ops"}},

@@ -244,6 +244,9 @@ const (
 	// Actions of the CLI's own tools and of operator keys on the API.
 	ActionAPIKeyCreate     = "apikey.create"
 	ActionAPIKeyRevoke     = "apikey.revoke"
+	ActionUserCreate       = "user.create"
+	ActionUserInvite       = "user.invite"
+	ActionUserDisable      = "user.disable"
 	ActionBillingReconcile = "billing.reconcile"
 	ActionScheduleTrigger  = "schedule.trigger"
 	ActionScheduleBackfill = "schedule.backfill"

@@ -43,6 +43,9 @@ type ErasureReport struct {
 	Endpoints     int `json:"webhook_endpoints"`
 	Tickets       int `json:"tickets"`
 	Messages      int `json:"ticket_messages"`
+	// Users are the account's people (console sign-ins), deleted with
+	// their sessions and pending invitations.
+	Users int `json:"users"`
 	// DataKeys is 1 when the account's data key was destroyed: nothing
 	// sealed under it (its v2 backups, wherever a copy lies) can be read.
 	DataKeys int `json:"data_keys_destroyed"`
@@ -290,7 +293,7 @@ const ErasedAccountName = "Erased account"
 // EraseAccountData removes, within tx, the account's personal data and
 // what its backups described, once their blobs are deleted: snapshots are
 // purged (their manifests and tags dropped), sources lose their names and
-// configuration (DSNs), API keys are revoked, notifications and webhook
+// configuration (DSNs), API keys are revoked, its users deleted, notifications and webhook
 // endpoints deleted, ticket subjects and messages blanked, and the
 // account keeps only its id, Stripe customer and billing history,
 // renamed, without contact, and marked erased. Invoices, the billing
@@ -314,6 +317,9 @@ func (tx *Tx) EraseAccountData(ctx context.Context, accountID string, at time.Ti
 		{&rep.Tickets, `UPDATE support_tickets SET subject = '[erased]', status = ?, closed_at = COALESCE(closed_at, ?) WHERE account_id = ?`,
 			[]any{TicketClosed, at, accountID}},
 		{&rep.DataKeys, `DELETE FROM account_keys WHERE account_id = ?`, []any{accountID}},
+		{nil, `DELETE FROM user_sessions WHERE user_id IN (SELECT id FROM users WHERE account_id = ?)`, []any{accountID}},
+		{&rep.Users, `DELETE FROM users WHERE account_id = ?`, []any{accountID}},
+		{nil, `DELETE FROM user_links WHERE account_id = ?`, []any{accountID}},
 		{&rep.Messages, `UPDATE support_messages SET body = '[erased]' WHERE account_id = ?`, []any{accountID}},
 		{nil, `UPDATE support_ticket_events SET detail = '{}' WHERE account_id = ?`, []any{accountID}},
 		{nil, `UPDATE commands SET payload = ?, result = NULL WHERE account_id = ?`, []any{[]byte("{}"), accountID}},
