@@ -45,7 +45,7 @@ var layers = []struct {
 		"pkg/command", "pkg/events", "pkg/stripeapi", "pkg/inbox", "pkg/outbox", "pkg/auth", "pkg/people", "pkg/scheduler", "pkg/control",
 	}},
 	{"domains", []string{"pkg/accounts", "pkg/billing", "pkg/backups", "pkg/support", "pkg/housekeeping", "pkg/notify"}},
-	{"api and operations", []string{"pkg/api", "pkg/ops"}},
+	{"api and operations", []string{"pkg/api", "pkg/ops", "pkg/console"}},
 	{"processes", []string{"pkg/ingest", "pkg/config", "pkg/service"}},
 	{"command line", []string{"pkg/cli"}},
 	{"mains", []string{"cmd", "bench"}},

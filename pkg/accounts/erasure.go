@@ -149,7 +149,7 @@ func (w *Worker) requestErasure(_ context.Context, e *command.Envelope, p Reques
 		if at.IsZero() {
 			at = w.clock().UTC()
 		}
-		by := "key:" + e.KeyID
+		by := e.Actor()
 		due := at.Add(w.coolingOff())
 		if p.Immediately {
 			// Due at the next accounts.offboard, even one triggered by hand

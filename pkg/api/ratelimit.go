@@ -201,3 +201,8 @@ func (s *Server) failGate(next http.Handler) http.Handler {
 		}
 	})
 }
+
+// ClientAddr is the client's address as the API's per-address limits see
+// it (X-Forwarded-For from LEVQOR_TRUSTED_PROXIES only), for the console's
+// sign-in limits.
+func (s *Server) ClientAddr(r *http.Request) string { return s.clientAddr(r) }

@@ -25,8 +25,32 @@ type Principal struct {
 	// AccountID is the account an account key belongs to; "" for
 	// operators.
 	AccountID string
-	// KeyID is the key's id (not secret), for logs and rate limits.
+	// KeyID is the key's id (not secret), for logs and rate limits; for a
+	// person signed in to the console, "user:" and their id.
 	KeyID string
+	// UserID is the console user a request acts for; "" for API keys.
+	UserID string
+}
+
+// Actor names p in the audit trail: "user:<id>" for a person, else
+// "key:<id>".
+func (p Principal) Actor() string {
+	if p.UserID != "" {
+		return "user:" + p.UserID
+	}
+	return "key:" + p.KeyID
+}
+
+type delegatedKey struct{}
+
+// Delegate returns ctx carrying p as an already authenticated caller:
+// Require admits a request with such a context as p, without a bearer
+// token. Only code in this process can set it: the console, which
+// authenticated a person by their session, calls the API's handlers in
+// process through it, so that every page passes the same scope checks,
+// tenancy (Principal.Sees) and rate limits as the API.
+func Delegate(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, delegatedKey{}, p)
 }
 
 // DevKeyID is the KeyID of the dev operator token's principal.
@@ -191,7 +215,11 @@ func (a *Authorizer) touch(ctx context.Context, keyID string) {
 // route) or 503 (the key could not be checked).
 func (a *Authorizer) Require(scope Scope, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := a.Authenticate(r.Context(), r.Header.Get("Authorization"))
+		p, delegated := r.Context().Value(delegatedKey{}).(Principal)
+		var err error
+		if !delegated {
+			p, err = a.Authenticate(r.Context(), r.Header.Get("Authorization"))
+		}
 		switch {
 		case errors.Is(err, ErrNoCredentials):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="levqor"`)

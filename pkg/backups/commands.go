@@ -69,7 +69,7 @@ type RestoreResult struct {
 	Hold store.LegalHold `json:"hold"`
 }
 
-func actorOf(e *command.Envelope) string { return "key:" + e.KeyID }
+func actorOf(e *command.Envelope) string { return e.Actor() }
 
 func notFound(field, msg string) error {
 	return command.Fail(http.StatusNotFound, "not_found", field, msg)

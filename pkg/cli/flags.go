@@ -44,6 +44,7 @@ var envHelp = map[string]string{
 	"LEVQOR_ADMIN_ADDR":       "the workers' and scheduler's admin address: /healthz, /readyz, /metrics",
 	"SENTRY_DSN":              "report error-level log entries and recovered panics to this Sentry-compatible endpoint, secrets redacted",
 	"LEVQOR_*, STRIPE_*":      "every other setting: see the README's Configuration section",
+	"LEVQOR_PUBLIC_URL":       "where people reach Levqor (https://…): the base of the console links printed and emailed; default http://127.0.0.1:8080",
 	"LEVQOR_MASTER_KEYS":      "the master keys, comma-separated: they seal stored secrets and wrap accounts' data keys; the first seals, every one opens",
 	"LEVQOR_BLOB_DIR":         "the workers' local blob store, where backups and self-backups are (dev mode: LEVQOR_DATA_DIR/blobs)",
 	"LEVQOR_BLOB_S3_*":        "the S3-compatible blob store instead (LEVQOR_BLOB_S3_ENDPOINT, _BUCKET, _ACCESS_KEY, _SECRET_KEY, …)",

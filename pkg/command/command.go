@@ -23,7 +23,8 @@ type Envelope struct {
 	// AccountID is the tenant the command concerns; "" when there is none
 	// yet (creating an account). It is also the Levqor-Account header.
 	AccountID string `json:"account_id,omitempty"`
-	// KeyID is the API key that asked (not secret), for the audit trail.
+	// KeyID is the API key that asked (not secret), for the audit trail;
+	// "user:<id>" for a person in the console.
 	KeyID string `json:"key_id"`
 	// Params are the action's parameters, validated by the API.
 	Params json.RawMessage `json:"params"`
@@ -128,3 +129,12 @@ func ValidID(s, prefix string) bool {
 // id is announced. It is outside every stream: the announcement is a hint
 // to waiting clients, who read the outcome from the database.
 func NotifySubject(prefix, id string) string { return prefix + ".notify.command." + id }
+
+// Actor names who asked, for audit trails: "key:<id>" for an API key,
+// "user:<id>" for a person in the console.
+func (e *Envelope) Actor() string {
+	if strings.HasPrefix(e.KeyID, "user:") {
+		return e.KeyID
+	}
+	return "key:" + e.KeyID
+}

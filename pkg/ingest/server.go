@@ -44,6 +44,10 @@ type Config struct {
 	// Ops, when set (with API), serves the operator API (/admin/consumers, /admin/dlq,
 	// …) behind the operator-only guard.
 	Ops *ops.Ops
+	// Console, when set (with API), builds the web console from the
+	// handler of the API's routes, which it calls in process; it is served
+	// under /app/.
+	Console func(api http.Handler) (http.Handler, error)
 }
 
 // Server serves ingest's HTTP API.
@@ -161,8 +165,18 @@ func New(cfg Config, pub *bus.Publisher, st *store.Store, log logrus.FieldLogger
 		if cfg.Ops != nil {
 			ops.NewAPI(cfg.Ops, func(r *http.Request) string {
 				p, _ := auth.FromContext(r.Context())
-				return "key:" + p.KeyID
+				return p.Actor()
 			}).Register(s.handle, func(h http.Handler) http.Handler { return s.api.Guard(auth.OperatorOnly, h) })
+		}
+		if cfg.Console != nil {
+			// Not through handle: the console's pages are not API routes
+			// (the OpenAPI document is checked against those).
+			con, err := cfg.Console(s.mux)
+			if err != nil {
+				return nil, err
+			}
+			s.mux.Handle("/app/", con)
+			s.mux.Handle("GET /app", http.RedirectHandler("/app/", http.StatusMovedPermanently))
 		}
 	}
 	tele := http.NewServeMux()

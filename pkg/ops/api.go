@@ -266,6 +266,7 @@ type dlqSelectionBody struct {
 	Until    string   `json:"until"`
 	Reason   string   `json:"reason"`
 	DryRun   bool     `json:"dry_run"`
+	Note     string   `json:"note"`
 }
 
 func (a *API) dlqSelection(w http.ResponseWriter, r *http.Request) (DLQSelection, error) {
@@ -280,7 +281,7 @@ func (a *API) dlqSelection(w http.ResponseWriter, r *http.Request) (DLQSelection
 	if err != nil {
 		return DLQSelection{}, err
 	}
-	s := DLQSelection{Seqs: b.Seqs, All: b.All, Filter: f, DryRun: b.DryRun}
+	s := DLQSelection{Seqs: b.Seqs, All: b.All, Filter: f, DryRun: b.DryRun, Note: strings.TrimSpace(b.Note)}
 	return s, s.validate()
 }
 

@@ -238,6 +238,8 @@ type DLQSelection struct {
 	Filter DLQFilter `json:"filter,omitzero"`
 	// DryRun reports what would be done and does nothing.
 	DryRun bool `json:"dry_run"`
+	// Note is the operator's reason, kept in the audit trail.
+	Note string `json:"note,omitempty"`
 }
 
 func (s DLQSelection) validate() error {
@@ -246,6 +248,8 @@ func (s DLQSelection) validate() error {
 		return invalid("all", "give dead-letter sequences or all, not both")
 	case len(s.Seqs) == 0 && !s.All:
 		return invalid("seqs", "give one or more dead-letter sequences, or all (with filters) to select every match")
+	case len(s.Note) > 500:
+		return invalid("note", "at most 500 characters")
 	case len(s.Seqs) > 10000:
 		return invalid("seqs", "at most 10000 sequences at a time")
 	}

@@ -295,6 +295,7 @@ func RunDev(ctx context.Context, cfg config.Config, log logrus.FieldLogger, out 
 Levqor dev mode is running. Ctrl-C stops it.
 
   ingest            %s
+  console           %s/app/   (sign in as a user from: levqor user create, below)
   stripe webhooks   %s
   health            %s/healthz  %s/readyz  %s/metrics (operator token)
   NATS (JetStream)  %s   (nats --server %s --user %s --password %s stream ls)
@@ -307,7 +308,8 @@ Levqor dev mode is running. Ctrl-C stops it.
 
 Send a test event:  go run ./cmd/levqor webhook send customer.subscription.created
 Create an API key:  go run ./cmd/levqor apikey create --operator --name me
-`, info.IngestURL, info.WebhookURL, info.IngestURL, info.IngestURL, info.IngestURL,
+First console user: go run ./cmd/levqor user create --email you@example.com --role operator   (type a password of 12+ characters, Enter)
+`, info.IngestURL, info.IngestURL, info.WebhookURL, info.IngestURL, info.IngestURL, info.IngestURL,
 		info.NATSURL, info.NATSURL, DevNATSUser, secrets.NATSPassword, info.DatabaseURL, info.DataDir, info.WebhookSecret, info.AdminToken, stripeTarget(cfg, standIn != nil))
 	reminded := make(chan struct{})
 	go func() {

@@ -64,6 +64,7 @@ func readyReminder(cfg config.Config, inst DevInstance) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nLevqor dev mode is ready (pid %d, data dir %s).\n\n", inst.PID, cfg.DataDir)
 	fmt.Fprintf(&b, "  ingest            %s\n", inst.IngestURL)
+	fmt.Fprintf(&b, "  console           %s/app/\n", inst.IngestURL)
 	fmt.Fprintf(&b, "  stripe webhooks   %s\n", inst.WebhookURL)
 	fmt.Fprintf(&b, "  NATS (JetStream)  %s   (user %s; its password is nats_password in the secrets)\n", inst.NATSURL, DevNATSUser)
 	fmt.Fprintf(&b, "  Stripe API        %s\n", stripeTarget(cfg, inst.StripeStandIn))

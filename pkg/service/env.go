@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/levqor/levqor/pkg/catalog"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/console"
 	"github.com/levqor/levqor/pkg/control"
 	"github.com/levqor/levqor/pkg/housekeeping"
 	"github.com/levqor/levqor/pkg/ingest"
@@ -31,6 +33,7 @@ import (
 	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/outbox"
+	"github.com/levqor/levqor/pkg/people"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/stripeapi"
@@ -333,7 +336,18 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ppl, err := people.New(people.Config{Store: e.Store, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	con := func(apiRoutes http.Handler) (http.Handler, error) {
+		return console.New(console.Config{People: ppl, API: apiRoutes, Logger: log, PublicURL: e.Cfg.PublicURL, ClientAddr: a.ClientAddr,
+			// Dev mode serves plain http on the loopback interface, where a
+			// Secure cookie would never be sent back.
+			Insecure: devOperatorToken != ""})
+	}
 	return ingest.New(ingest.Config{
+		Console:        con,
 		Ops:            o,
 		API:            a,
 		WebhookSecrets: e.Cfg.WebhookSecrets,

@@ -110,7 +110,7 @@ const (
 	FiredIncidentSeverity = "incident.severity"
 )
 
-func actorOf(e *command.Envelope) string { return "key:" + e.KeyID }
+func actorOf(e *command.Envelope) string { return e.Actor() }
 
 func (w *Worker) createTicket(_ context.Context, e *command.Envelope, p CreateTicketParams) (command.Effect, error) {
 	if p.AccountID == "" {

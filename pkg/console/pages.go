@@ -1,0 +1,305 @@
+package console
+
+import (
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/levqor/levqor/pkg/people"
+)
+
+func (c *Console) routes() {
+	static, _ := fs.Sub(staticFS, "static")
+	c.mux.Handle("GET "+Path+"static/", http.StripPrefix(Path+"static/", http.FileServerFS(static)))
+	c.mux.HandleFunc("GET "+Path+"signin", c.signinPage)
+	c.mux.HandleFunc("POST "+Path+"signin", c.signin)
+	c.mux.HandleFunc("GET "+Path+"invite/{token}", c.invitePage)
+	c.mux.HandleFunc("POST "+Path+"invite/{token}", c.acceptInvite)
+	c.mux.Handle("GET "+Path+"{$}", c.signedIn(anyone, c.home))
+	c.mux.Handle("POST "+Path+"signout", c.signedIn(anyone, c.signout))
+	c.mux.Handle("POST "+Path+"signout-everywhere", c.signedIn(anyone, c.signoutEverywhere))
+	c.mux.Handle("GET "+Path+"overview", c.signedIn(customersOnly, c.overview))
+	c.mux.Handle("GET "+Path+"sources/{id}", c.signedIn(anyone, c.sourcePage))
+	c.mux.Handle("GET "+Path+"ops/dlq", c.signedIn(operatorsOnly, c.dlqPage))
+	c.mux.Handle("GET "+Path+"ops/dlq/{seq}", c.signedIn(operatorsOnly, c.dlqShow))
+	c.mux.Handle("POST "+Path+"ops/dlq/{seq}/replay", c.signedIn(operatorsOnly, c.dlqAct("replay")))
+	c.mux.Handle("POST "+Path+"ops/dlq/{seq}/purge", c.signedIn(operatorsOnly, c.dlqAct("purge")))
+	c.mux.HandleFunc(Path, func(w http.ResponseWriter, r *http.Request) {
+		c.fail(w, r, nil, http.StatusNotFound, "There is nothing here.")
+	})
+}
+
+// home sends a person to their first page.
+func (c *Console) home(w http.ResponseWriter, r *http.Request, v *viewer) {
+	to := Path + "overview"
+	if v.Operator() {
+		to = Path + "ops/dlq"
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// signinPage shows the sign-in form with a fresh anti-forgery token.
+func (c *Console) signinPage(w http.ResponseWriter, r *http.Request) {
+	c.renderSignin(w, r, http.StatusOK, "", r.URL.Query().Get("next"), "")
+}
+
+func (c *Console) renderSignin(w http.ResponseWriter, r *http.Request, status int, email, next, message string) {
+	tok, err := randomToken()
+	if err != nil {
+		c.fail(w, r, err, http.StatusInternalServerError, "The console could not start a sign-in.")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: tok, Path: Path + "signin", HttpOnly: true, Secure: !c.cfg.Insecure,
+		SameSite: http.SameSiteStrictMode, MaxAge: 3600})
+	c.render(w, r, nil, status, "signin", map[string]any{"CSRF": tok, "Email": email, "Next": localNext(next), "Message": message})
+}
+
+// signin checks the form and opens a session.
+func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
+	ck, err := r.Cookie(signinCookie)
+	if err != nil || ck.Value == "" || r.PostFormValue("csrf") != ck.Value {
+		c.renderSignin(w, r, http.StatusForbidden, "", r.PostFormValue("next"), "This form expired. Try again.")
+		return
+	}
+	email, password, next := strings.TrimSpace(r.PostFormValue("email")), r.PostFormValue("password"), r.PostFormValue("next")
+	switch {
+	case email == "":
+		c.renderSignin(w, r, http.StatusUnprocessableEntity, email, next, "Email: enter the email you were invited with.")
+		return
+	case password == "":
+		c.renderSignin(w, r, http.StatusUnprocessableEntity, email, next, "Password: enter your password.")
+		return
+	}
+	secret, u, err := c.people.SignIn(r.Context(), email, password, c.clientAddr(r), r.UserAgent())
+	switch {
+	case errors.Is(err, people.ErrSignInFailed):
+		c.renderSignin(w, r, http.StatusUnauthorized, email, next, "The email or password is wrong, or sign-in is locked for a while after repeated failures.")
+		return
+	case errors.Is(err, people.ErrThrottled):
+		w.Header().Set("Retry-After", "60")
+		c.renderSignin(w, r, http.StatusTooManyRequests, email, next, "Too many attempts. Wait a minute and try again.")
+		return
+	case err != nil:
+		c.fail(w, r, err, http.StatusServiceUnavailable, "Sign-in is unavailable; try again shortly.")
+		return
+	}
+	c.log.WithFields(logrus.Fields{"user_id": u.ID, "role": u.Role}).Info("signed in")
+	c.setSession(w, secret)
+	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: "", Path: Path + "signin", MaxAge: -1})
+	http.Redirect(w, r, localNext(next), http.StatusSeeOther)
+}
+
+func (c *Console) signout(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if err := c.people.SignOut(r.Context(), v.secret); err != nil {
+		c.fail(w, r, err, http.StatusServiceUnavailable, "Could not sign out; try again.")
+		return
+	}
+	c.clearSession(w)
+	http.Redirect(w, r, Path+"signin", http.StatusSeeOther)
+}
+
+func (c *Console) signoutEverywhere(w http.ResponseWriter, r *http.Request, v *viewer) {
+	n, err := c.people.SignOutEverywhere(r.Context(), v.User.ID)
+	if err != nil {
+		c.fail(w, r, err, http.StatusServiceUnavailable, "Could not sign out; try again.")
+		return
+	}
+	c.log.WithFields(logrus.Fields{"user_id": v.User.ID, "sessions": n}).Info("signed out everywhere")
+	c.clearSession(w)
+	http.Redirect(w, r, Path+"signin", http.StatusSeeOther)
+}
+
+func (c *Console) invitePage(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, nil, http.StatusOK, "invite", map[string]any{"Token": r.PathValue("token")})
+}
+
+// acceptInvite creates the invited user and signs them in. The link's
+// secret is the form's anti-forgery token: a forged form would need it.
+func (c *Console) acceptInvite(w http.ResponseWriter, r *http.Request) {
+	token := r.PathValue("token")
+	name, password := strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("password")
+	if password != r.PostFormValue("confirm") {
+		c.render(w, r, nil, http.StatusUnprocessableEntity, "invite", map[string]any{"Token": token, "Name": name, "Field": "confirm", "Message": "Confirm: the two passwords differ."})
+		return
+	}
+	u, err := c.people.AcceptInvitation(r.Context(), token, name, password)
+	var fe *people.FieldError
+	switch {
+	case errors.As(err, &fe):
+		c.render(w, r, nil, http.StatusUnprocessableEntity, "invite", map[string]any{"Token": token, "Name": name, "Field": fe.Field, "Message": fieldLabel(fe.Field) + ": " + fe.Message + "."})
+		return
+	case errors.Is(err, people.ErrLink):
+		c.fail(w, r, nil, http.StatusGone, "This invitation is not valid any more: it was used, or it expired. Ask for a new one.")
+		return
+	case err != nil:
+		c.fail(w, r, err, http.StatusServiceUnavailable, "The invitation could not be accepted now; try again shortly.")
+		return
+	}
+	secret, err := c.people.OpenSession(r.Context(), u, c.clientAddr(r), r.UserAgent())
+	if err != nil {
+		c.fail(w, r, err, http.StatusServiceUnavailable, "Your user was created; sign in to continue.")
+		return
+	}
+	c.setSession(w, secret)
+	http.Redirect(w, r, Path, http.StatusSeeOther)
+}
+
+func fieldLabel(f string) string {
+	if f == "" {
+		return ""
+	}
+	return strings.ToUpper(f[:1]) + f[1:]
+}
+
+// overview is a customer's first page: plan, sources and their health,
+// open tickets.
+func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
+	var sources, tickets struct {
+		Data []map[string]any `json:"data"`
+	}
+	if err := c.get(r, v, "/v1/sources?limit=100", &sources); err != nil {
+		c.apiFail(w, r, v, err)
+		return
+	}
+	if err := c.get(r, v, "/v1/tickets?status=open,pending&limit=100", &tickets); err != nil {
+		c.apiFail(w, r, v, err)
+		return
+	}
+	c.render(w, r, v, http.StatusOK, "overview", map[string]any{"Sources": sources.Data, "Tickets": tickets.Data})
+}
+
+// sourcePage shows one source and its snapshots. Another account's
+// source is 404, as in the API.
+func (c *Console) sourcePage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	id := r.PathValue("id")
+	var src map[string]any
+	var snaps struct {
+		Data []map[string]any `json:"data"`
+	}
+	if err := c.get(r, v, "/v1/sources/"+url.PathEscape(id), &src); err != nil {
+		c.apiFail(w, r, v, err)
+		return
+	}
+	if err := c.get(r, v, "/v1/sources/"+url.PathEscape(id)+"/snapshots?limit=50", &snaps); err != nil {
+		c.apiFail(w, r, v, err)
+		return
+	}
+	c.render(w, r, v, http.StatusOK, "source", map[string]any{"Source": src, "Snapshots": snaps.Data})
+}
+
+// dlqPage lists dead letters, oldest first.
+func (c *Console) dlqPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	var list map[string]any
+	if err := c.get(r, v, "/admin/dlq?limit=200", &list); err != nil {
+		c.apiFail(w, r, v, err)
+		return
+	}
+	c.render(w, r, v, http.StatusOK, "dlq", map[string]any{"List": list, "Done": r.URL.Query().Get("done")})
+}
+
+// dlqShow shows one dead letter with its headers and payload, and the
+// replay and purge forms.
+func (c *Console) dlqShow(w http.ResponseWriter, r *http.Request, v *viewer) {
+	c.renderDLQ(w, r, v, http.StatusOK, "", "")
+}
+
+func (c *Console) renderDLQ(w http.ResponseWriter, r *http.Request, v *viewer, status int, field, message string) {
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil || seq == 0 {
+		c.fail(w, r, nil, http.StatusNotFound, "There is nothing here.")
+		return
+	}
+	var dl map[string]any
+	if err := c.get(r, v, fmt.Sprintf("/admin/dlq/%d", seq), &dl); err != nil {
+		c.apiFail(w, r, v, err)
+		return
+	}
+	c.render(w, r, v, status, "dlq_show", map[string]any{"DL": dl, "Seq": seq, "Field": field, "Message": message})
+}
+
+// dlqAct replays or purges one dead letter, with the operator's reason in
+// the audit trail.
+func (c *Console) dlqAct(action string) page {
+	return func(w http.ResponseWriter, r *http.Request, v *viewer) {
+		seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+		if err != nil || seq == 0 {
+			c.fail(w, r, nil, http.StatusNotFound, "There is nothing here.")
+			return
+		}
+		note := strings.TrimSpace(r.PostFormValue("note"))
+		switch {
+		case note == "":
+			c.renderDLQ(w, r, v, http.StatusUnprocessableEntity, "note", "Reason: say why, for the audit trail.")
+			return
+		case len(note) > 500:
+			c.renderDLQ(w, r, v, http.StatusUnprocessableEntity, "note", "Reason: at most 500 characters.")
+			return
+		case r.PostFormValue("confirm") != "yes":
+			c.renderDLQ(w, r, v, http.StatusUnprocessableEntity, "confirm", "Confirm: tick the box to "+action+" this dead letter.")
+			return
+		}
+		var res struct {
+			Succeeded int `json:"succeeded"`
+			Items     []struct {
+				Status string `json:"status"`
+				Error  string `json:"error"`
+			} `json:"items"`
+		}
+		if err := c.call(r, v, http.MethodPost, "/admin/dlq/"+action, map[string]any{"seqs": []uint64{seq}, "note": note}, &res); err != nil {
+			c.apiFail(w, r, v, err)
+			return
+		}
+		if res.Succeeded != 1 {
+			msg := "It could not be done."
+			if len(res.Items) == 1 && res.Items[0].Error != "" {
+				msg = res.Items[0].Error
+			}
+			c.renderDLQ(w, r, v, http.StatusConflict, "", msg)
+			return
+		}
+		done := map[string]string{"replay": "Replayed", "purge": "Purged"}[action]
+		http.Redirect(w, r, Path+"ops/dlq?done="+url.QueryEscape(fmt.Sprintf("%s dead letter %d", done, seq)), http.StatusSeeOther)
+	}
+}
+
+// funcs are the templates' helpers.
+var funcs = template.FuncMap{
+	"when": func(v any) string {
+		s, _ := v.(string)
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return "—"
+		}
+		return t.UTC().Format("2006-01-02 15:04 UTC")
+	},
+	"bytes": func(v any) string {
+		f, _ := v.(float64)
+		switch {
+		case f >= 1e9:
+			return fmt.Sprintf("%.1f GB", f/1e9)
+		case f >= 1e6:
+			return fmt.Sprintf("%.1f MB", f/1e6)
+		case f >= 1e3:
+			return fmt.Sprintf("%.1f kB", f/1e3)
+		}
+		return fmt.Sprintf("%.0f B", f)
+	},
+	"count": func(v any) string {
+		f, _ := v.(float64)
+		return strconv.FormatFloat(f, 'f', 0, 64)
+	},
+	"tally": func(snaps any, state string) float64 {
+		m, _ := snaps.(map[string]any)
+		t, _ := m[state].(map[string]any)
+		f, _ := t["count"].(float64)
+		return f
+	},
+}
