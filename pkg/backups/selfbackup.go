@@ -1,9 +1,11 @@
 package backups
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +22,8 @@ import (
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/keys"
+	"github.com/levqor/levqor/pkg/repo"
 	"github.com/levqor/levqor/pkg/scheduler"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -79,59 +83,176 @@ func (w *Worker) HandleSelfTick(ctx context.Context, m *bus.Message) error {
 type SelfBackupInfo struct {
 	Key     string    `json:"key"`
 	TakenAt time.Time `json:"taken_at"`
-	Size    int64     `json:"size_bytes"`
-	SHA256  string    `json:"sha256,omitempty"`
+	// Size is what the self-backup takes in the blob store.
+	Size   int64  `json:"size_bytes"`
+	SHA256 string `json:"sha256,omitempty"`
+	// Format is 2 for a self-backup sealed in a repository of its own,
+	// 1 for an archive written in clear before self-backups were sealed.
+	Format int `json:"format"`
 }
 
-// selfBackupKey names the self-backup taken at t in dir; keys sort by
-// time.
-func selfBackupKey(dir string, t time.Time) string {
-	return dir + t.UTC().Format("20060102T150405Z") + ".lvq"
+// A self-backup is sealed as customers' backups are: the dump is stored
+// as a snapshot in a repository (format 2) of its own, under a data key
+// of its own that the first of LEVQOR_MASTER_KEYS wraps. The wrapped key
+// and the snapshot's manifest id are in the self-backup's record object,
+// <dir><time>.v2; the repository is under <dir><time>/. It holds every
+// account's catalog, people and wrapped keys, so whoever holds the bucket
+// reads none of it without a master key; and it stays restorable without
+// the database it restores, which is why its key is beside it, not in a
+// table. Self-backups of format 1 (<dir><time>.lvq, in clear) are still
+// listed and restored.
+const (
+	selfRecordExt = ".v2"
+	selfLegacyExt = ".lvq"
+)
+
+// selfRecord is the content of a self-backup's record object.
+type selfRecord struct {
+	Format   int     `json:"format"`
+	Manifest repo.ID `json:"manifest"`
+	// Key is the repository's data key, sealed under a master key.
+	Key string `json:"key"`
 }
 
-// takenAt reads the time back from a self-backup's key in dir.
-func takenAt(dir, key string) (time.Time, bool) {
-	name := strings.TrimSuffix(strings.TrimPrefix(key, dir), ".lvq")
+// selfBackupName names the self-backup taken at t; names sort by time.
+func selfBackupName(t time.Time) string { return t.UTC().Format("20060102T150405Z") }
+
+// selfKeyShown binds a self-backup's wrapped key to its name.
+func selfKeyShown(dir, name string) string { return "data key of self-backup " + dir + name }
+
+// takenAt reads the time and format back from a self-backup's record key
+// in dir.
+func takenAt(dir, key string) (time.Time, int, bool) {
+	name := strings.TrimPrefix(key, dir)
+	format := 2
+	switch {
+	case strings.HasSuffix(name, selfRecordExt):
+		name = strings.TrimSuffix(name, selfRecordExt)
+	case strings.HasSuffix(name, selfLegacyExt):
+		name, format = strings.TrimSuffix(name, selfLegacyExt), 1
+	default:
+		return time.Time{}, 0, false
+	}
 	t, err := time.Parse("20060102T150405Z", name)
-	return t, err == nil
+	return t, format, err == nil
 }
 
 // SelfBackup dumps Levqor's database (Settings.DatabaseURL) into the blob
-// store as the self-backup taken at now, then deletes all but the newest
-// Settings.SelfBackupKeep.
+// store, sealed, as the self-backup taken at now, then deletes all but
+// the newest Settings.SelfBackupKeep.
 func (w *Worker) SelfBackup(ctx context.Context, now time.Time) (SelfBackupInfo, error) {
-	slot := now
 	if w.Blobs == nil {
 		return SelfBackupInfo{}, errors.New(ErrBlobsNotConfiguredMessage)
+	}
+	if w.Sealer == nil {
+		return SelfBackupInfo{}, errors.New("levqor.selfbackup: LEVQOR_MASTER_KEYS is not set: self-backups are sealed under a key it wraps")
 	}
 	set := w.settings()
 	if set.DatabaseURL == "" {
 		return SelfBackupInfo{}, errors.New("levqor.selfbackup: the database URL is not known to the backups worker")
 	}
 	dir := SelfBackupDir(w.topology())
-	key := selfBackupKey(dir, slot)
+	name := selfBackupName(now)
 	start := time.Now()
+	raw, err := repo.NewDataKey()
+	if err != nil {
+		return SelfBackupInfo{}, err
+	}
+	wrapped, err := w.Sealer.Seal(hex.EncodeToString(raw), selfKeyShown(dir, name))
+	if err != nil {
+		return SelfBackupInfo{}, err
+	}
+	key, err := repo.NewKey(raw)
+	if err != nil {
+		return SelfBackupInfo{}, err
+	}
+	r, err := repo.Open(ctx, w.Blobs, dir+name+"/", key)
+	if err != nil {
+		return SelfBackupInfo{}, fmt.Errorf("levqor.selfbackup: %w", err)
+	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(DumpDatabase(ctx, pw, w.Store, set.DatabaseURL)) }()
-	size, sum, err := w.Blobs.Put(ctx, key, pr)
+	sum := sha256.New()
+	go func() { pw.CloseWithError(DumpDatabase(ctx, io.MultiWriter(pw, sum), w.Store, set.DatabaseURL)) }()
+	id, m, err := r.BackupStream(ctx, selfBackupFile+selfLegacyExt, pr)
 	pr.CloseWithError(err)
 	if err != nil {
 		return SelfBackupInfo{}, fmt.Errorf("levqor.selfbackup: %w", err)
 	}
-	info := SelfBackupInfo{Key: key, TakenAt: slot.UTC(), Size: size, SHA256: sum}
-	log := bus.Logger(ctx).WithFields(logrus.Fields{"blob_key": key, "size_bytes": size, "sha256": sum, "duration": time.Since(start).Round(time.Millisecond).String()})
-	log.Info("Levqor's database backed up")
+	rec, err := json.Marshal(selfRecord{Format: 2, Manifest: id, Key: wrapped})
+	if err != nil {
+		return SelfBackupInfo{}, err
+	}
+	// The record last: a self-backup is listed only once whole.
+	if _, _, err := w.Blobs.Put(ctx, dir+name+selfRecordExt, bytes.NewReader(rec)); err != nil {
+		return SelfBackupInfo{}, fmt.Errorf("levqor.selfbackup: %w", err)
+	}
+	info := SelfBackupInfo{Key: dir + name + selfRecordExt, TakenAt: now.UTC().Truncate(time.Second), Size: m.Stats.StoredBytes + m.Object.Size + int64(len(rec)),
+		SHA256: hex.EncodeToString(sum.Sum(nil)), Format: 2}
+	log := bus.Logger(ctx).WithFields(logrus.Fields{"blob_key": info.Key, "size_bytes": info.Size, "sha256": info.SHA256, "duration": time.Since(start).Round(time.Millisecond).String()})
+	log.Info("Levqor's database backed up, sealed")
 	all, err := ListSelfBackups(ctx, w.Blobs, dir)
 	if err != nil {
 		return info, err
 	}
 	for i := 0; i < len(all)-set.SelfBackupKeep; i++ {
-		if err := w.Blobs.Delete(ctx, all[i].Key); err != nil {
+		if err := deleteSelfBackup(ctx, w.Blobs, dir, all[i]); err != nil {
 			return info, fmt.Errorf("levqor.selfbackup: deleting the old self-backup %s: %w", all[i].Key, err)
 		}
 		log.WithField("deleted", all[i].Key).Info("old self-backup deleted")
 	}
-	return info, nil
+	return info, sweepSelfLeftovers(ctx, w.Blobs, dir, now)
+}
+
+// deleteSelfBackup deletes a self-backup: its record first, so that it is
+// never listed half deleted, then its repository.
+func deleteSelfBackup(ctx context.Context, blobs blob.Store, dir string, b SelfBackupInfo) error {
+	if err := blobs.Delete(ctx, b.Key); err != nil {
+		return err
+	}
+	if b.Format == 1 {
+		return nil
+	}
+	return deleteUnder(ctx, blobs, dir+selfBackupName(b.TakenAt)+"/")
+}
+
+func deleteUnder(ctx context.Context, blobs blob.Store, prefix string) error {
+	objs, err := blobs.List(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if err := blobs.Delete(ctx, o.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweepSelfLeftovers deletes the repositories of self-backups that have no
+// record, older than a day: a self-backup that failed halfway, or whose
+// deletion stopped after its record.
+func sweepSelfLeftovers(ctx context.Context, blobs blob.Store, dir string, now time.Time) error {
+	objs, err := blobs.List(ctx, dir)
+	if err != nil {
+		return err
+	}
+	records := map[string]bool{}
+	for _, o := range objs {
+		if t, _, ok := takenAt(dir, o.Key); ok {
+			records[selfBackupName(t)] = true
+		}
+	}
+	for _, o := range objs {
+		name, _, nested := strings.Cut(strings.TrimPrefix(o.Key, dir), "/")
+		t, err := time.Parse("20060102T150405Z", name)
+		if !nested || err != nil || records[name] || now.Sub(t) < 24*time.Hour {
+			continue
+		}
+		if err := blobs.Delete(ctx, o.Key); err != nil {
+			return fmt.Errorf("levqor.selfbackup: deleting what a failed self-backup left: %w", err)
+		}
+	}
+	return nil
 }
 
 // DumpDatabase writes an archive of the database at dbURL to w: pg_dump's
@@ -163,12 +284,22 @@ func ListSelfBackups(ctx context.Context, blobs blob.Store, dir string) ([]SelfB
 		return nil, fmt.Errorf("listing the self-backups: %w", err)
 	}
 	var out []SelfBackupInfo
+	sizes := map[string]int64{}
 	for _, in := range infos {
-		t, ok := takenAt(dir, in.Key)
+		if name, _, nested := strings.Cut(strings.TrimPrefix(in.Key, dir), "/"); nested {
+			sizes[name] += in.Size
+			continue
+		}
+		t, format, ok := takenAt(dir, in.Key)
 		if !ok {
 			continue
 		}
-		out = append(out, SelfBackupInfo{Key: in.Key, TakenAt: t, Size: in.Size})
+		out = append(out, SelfBackupInfo{Key: in.Key, TakenAt: t, Size: in.Size, Format: format})
+	}
+	for i := range out {
+		if out[i].Format == 2 {
+			out[i].Size += sizes[selfBackupName(out[i].TakenAt)]
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].TakenAt.Before(out[j].TakenAt) })
 	return out, nil
@@ -177,14 +308,69 @@ func ListSelfBackups(ctx context.Context, blobs blob.Store, dir string) ([]SelfB
 // ErrNoSelfBackup means the blob store holds no self-backup.
 var ErrNoSelfBackup = errors.New("the blob store holds no self-backup of Levqor's database (levqor.selfbackup)")
 
+// openSelfBackup returns the archive a self-backup holds: the stored
+// file of format 1, or the dump read back from its repository, opened
+// with sealer.
+func openSelfBackup(ctx context.Context, blobs blob.Store, sealer *keys.Sealer, dir string, b SelfBackupInfo) (io.ReadCloser, error) {
+	if b.Format == 1 {
+		return blobs.Get(ctx, b.Key)
+	}
+	rc, err := blobs.Get(ctx, b.Key)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := io.ReadAll(io.LimitReader(rc, 64<<10))
+	rc.Close()
+	if err != nil {
+		return nil, err
+	}
+	var rec selfRecord
+	if err := json.Unmarshal(raw, &rec); err != nil || rec.Format != 2 {
+		return nil, fmt.Errorf("the self-backup record %s is damaged", b.Key)
+	}
+	name := selfBackupName(b.TakenAt)
+	if !keys.IsSealed(rec.Key) || keys.Shown(rec.Key) != selfKeyShown(dir, name) {
+		return nil, fmt.Errorf("the key of self-backup %s is not wrapped for it", b.Key)
+	}
+	if sealer == nil {
+		return nil, fmt.Errorf("self-backup %s is sealed: set LEVQOR_MASTER_KEYS to the master keys of the deployment that took it", b.Key)
+	}
+	h, err := sealer.Open(rec.Key)
+	if err != nil {
+		return nil, fmt.Errorf("self-backup %s: %w", b.Key, err)
+	}
+	dataKey, err := hex.DecodeString(h)
+	if err != nil {
+		return nil, fmt.Errorf("the key of self-backup %s is malformed", b.Key)
+	}
+	key, err := repo.NewKey(dataKey)
+	if err != nil {
+		return nil, err
+	}
+	r, err := repo.Open(ctx, blobs, dir+name+"/", key)
+	if err != nil {
+		return nil, fmt.Errorf("self-backup %s: %w", b.Key, err)
+	}
+	m, err := r.LoadManifest(ctx, rec.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("self-backup %s: %w", b.Key, err)
+	}
+	if len(m.Nodes) != 1 {
+		return nil, fmt.Errorf("self-backup %s holds %d files, not one dump", b.Key, len(m.Nodes))
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(r.WriteFile(ctx, pw, m.Nodes[0])) }()
+	return pr, nil
+}
+
 // RestoreDatabase restores the self-backup under key (the newest when key
 // is "") into the empty database at dbURL: pg_restore for PostgreSQL (a
 // database holding anything is refused), the file itself for SQLite (a
-// file already there is refused). It returns the self-backup restored.
-// The caller migrates the database and records the restore (store's
-// RecordSelfRestore), which holds the sweep and blob.gc back until
-// ReconcileCatalog.
-func RestoreDatabase(ctx context.Context, blobs blob.Store, dir, key, dbURL string) (SelfBackupInfo, error) {
+// file already there is refused). sealer opens a sealed self-backup. It
+// returns the self-backup restored. The caller migrates the database and
+// records the restore (store's RecordSelfRestore), which holds the sweep
+// and blob.gc back until ReconcileCatalog.
+func RestoreDatabase(ctx context.Context, blobs blob.Store, sealer *keys.Sealer, dir, key, dbURL string) (SelfBackupInfo, error) {
 	all, err := ListSelfBackups(ctx, blobs, dir)
 	if err != nil {
 		return SelfBackupInfo{}, err
@@ -201,17 +387,19 @@ func RestoreDatabase(ctx context.Context, blobs blob.Store, dir, key, dbURL stri
 		}
 		return info, fmt.Errorf("no self-backup %s in the blob store (levqor selfrestore list)", key)
 	}
-	rc, err := blobs.Get(ctx, info.Key)
-	if err != nil {
-		return info, err
-	}
-	defer rc.Close()
 	if path, ok := store.SQLitePath(dbURL); ok {
 		for _, p := range []string{path, path + "-wal", path + "-shm"} {
 			if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
 				return info, fmt.Errorf("%s already exists: restore into a path with no database (and no -wal or -shm file) there", p)
 			}
 		}
+	}
+	rc, err := openSelfBackup(ctx, blobs, sealer, dir, info)
+	if err != nil {
+		return info, err
+	}
+	defer rc.Close()
+	if path, ok := store.SQLitePath(dbURL); ok {
 		dir, err := os.MkdirTemp(filepath.Dir(path), ".levqor-selfrestore-*")
 		if err != nil {
 			return info, err

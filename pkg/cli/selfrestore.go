@@ -21,9 +21,9 @@ func init() {
 		map[string]commandFunc{"list": runSelfRestoreList, "run": runSelfRestoreRun, "reconcile": runSelfRestoreReconcile})
 }
 
-var envSelfRestore = []string{"LEVQOR_DATABASE_URL", "LEVQOR_BLOB_DIR", "LEVQOR_BLOB_S3_*"}
+var envSelfRestore = []string{"LEVQOR_DATABASE_URL", "LEVQOR_BLOB_DIR", "LEVQOR_BLOB_S3_*", "LEVQOR_MASTER_KEYS"}
 
-const selfRestoreAbout = "The job levqor.selfbackup dumps Levqor's database into the blob store every day (levqor-self/…). " +
+const selfRestoreAbout = "The job levqor.selfbackup dumps Levqor's database into the blob store every day (levqor-self/…), sealed under a key LEVQOR_MASTER_KEYS wraps: restoring one needs the master keys of the deployment that took it. " +
 	"`run` restores one (the newest, or --from) into the empty database at LEVQOR_DATABASE_URL and migrates it; " +
 	"the sweep and blob.gc then wait for `reconcile`, which records again the snapshots taken after the self-backup " +
 	"from their blobs and marks corrupt those whose blob is gone. docs/operating.md has the whole recovery."
@@ -35,6 +35,7 @@ func selfRestoreSetup(opts Options, stderr io.Writer) (config.Config, logrus.Fie
 	if err != nil {
 		return cfg, nil, err
 	}
+	devDefaults(&cfg)
 	log, err := telemetry.NewLogger(stderr, cfg.LogFormat, "warn")
 	return cfg, log, err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/command"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -51,7 +52,13 @@ func SelfRestore(ctx context.Context, cfg config.Config, key string, log logrus.
 	if err != nil {
 		return backups.SelfBackupInfo{}, err
 	}
-	info, err := backups.RestoreDatabase(ctx, b, backups.SelfBackupDir(cfg.Topology), key, cfg.DatabaseURL)
+	var sealer *keys.Sealer
+	if cfg.MasterKeys != "" {
+		if sealer, err = keys.ParseMasterKeys(cfg.MasterKeys); err != nil {
+			return backups.SelfBackupInfo{}, err
+		}
+	}
+	info, err := backups.RestoreDatabase(ctx, b, sealer, backups.SelfBackupDir(cfg.Topology), key, cfg.DatabaseURL)
 	if err != nil {
 		return info, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus/bustest"
 	"github.com/levqor/levqor/pkg/config"
+	"github.com/levqor/levqor/pkg/keys"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/service"
 	"github.com/levqor/levqor/pkg/store"
@@ -105,7 +106,10 @@ func TestLevqorConvergesAfterLosingItsDatabase(t *testing.T) {
 	a := start(lost)
 	send(a, 20)
 	waitApplied(lost, 20)
-	self := &backups.Worker{Store: lost, Blobs: blobs, Settings: backups.Settings{DatabaseURL: lostURL}}
+	const master = "5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f"
+	sealer, err := keys.ParseMasterKeys(master)
+	require.NoError(t, err)
+	self := &backups.Worker{Store: lost, Blobs: blobs, Sealer: sealer, Settings: backups.Settings{DatabaseURL: lostURL}}
 	info, err := self.SelfBackup(ctx, time.Now().UTC().Truncate(time.Second))
 	require.NoError(t, err)
 
@@ -120,7 +124,7 @@ func TestLevqorConvergesAfterLosingItsDatabase(t *testing.T) {
 	require.NoError(t, err)
 
 	began := time.Now()
-	restored, err := service.SelfRestore(ctx, config.Config{DatabaseURL: newURL, BlobDir: blobDir}, "", log)
+	restored, err := service.SelfRestore(ctx, config.Config{DatabaseURL: newURL, BlobDir: blobDir, MasterKeys: master}, "", log)
 	require.NoError(t, err)
 	restoreTook := time.Since(began)
 	require.Equal(t, info.Key, restored.Key)
