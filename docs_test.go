@@ -308,6 +308,15 @@ func runDoc(t *testing.T, binDir, doc string, sess docsSession, blocks []docBloc
 	replacer := strings.NewReplacer(rewrite...)
 	masker := newDocsMasker(work, url)
 
+	// LEVQOR_DOCS_TRANSCRIPT names a file that receives every command's
+	// real output, unmasked, for writing a document's examples from a run.
+	var transcript io.Writer
+	if path := os.Getenv("LEVQOR_DOCS_TRANSCRIPT"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		require.NoError(t, err)
+		defer f.Close()
+		transcript = f
+	}
 	ran, skipped := 0, 0
 	for _, b := range blocks {
 		if b.skip != "" {
@@ -327,6 +336,9 @@ func runDoc(t *testing.T, binDir, doc string, sess docsSession, blocks []docBloc
 				time.Sleep(250 * time.Millisecond)
 				got, rc, err = sh.run(command)
 				require.NoErrorf(t, err, "%s:%d: $ %s", doc, c.line, c.text)
+			}
+			if transcript != nil {
+				fmt.Fprintf(transcript, "%s:%d\n$ %s\n%s\n", doc, c.line, c.text, got)
 			}
 			if !masker.matches(c.want, got) {
 				t.Errorf("%s:%d: the output does not match the document (exit status %d)\n$ %s\n--- documented:\n%s\n--- actual:\n%s\n--- documented, masked:\n%s\n--- actual, masked:\n%s",

@@ -75,7 +75,7 @@ func (w *Worker) PruneAccount(ctx context.Context, accountID string, now time.Ti
 	if errors.Is(err, repo.ErrPruneRefused) {
 		// Nothing is deleted, but every pack stays locked while the
 		// damage waits for an operator.
-		n, lerr := r.ExtendLocks(ctx, time.Now())
+		n, lerr := r.ExtendLocks(ctx, time.Now(), keep)
 		res.LocksExtended = n
 		return res, errors.Join(err, lerr)
 	}

@@ -2,6 +2,7 @@ package backups_test
 
 import (
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,7 +44,9 @@ func (r *runner) purge(t *testing.T, id string) {
 		}
 		return nil
 	}))
-	require.NoError(t, r.local.Delete(t.Context(), s.BlobKey))
+	if err := r.local.Delete(t.Context(), s.BlobKey); !errors.Is(err, blob.ErrLocked) {
+		require.NoError(t, err) // a locked manifest is left to the prune
+	}
 	require.NoError(t, r.st.InTx(t.Context(), func(tx *store.Tx) error {
 		_, err := tx.MoveSnapshot(t.Context(), store.MoveSnapshotParams{ID: id, From: store.SnapshotPurging, To: store.SnapshotPurged, At: time.Now()})
 		return err
@@ -179,7 +182,7 @@ func TestLockedPacksWaitForTheirLock(t *testing.T) {
 	require.ErrorIs(t, r.local.Delete(t.Context(), packs[0].Key), blob.ErrLocked)
 
 	r.purge(t, run.Snapshot.ID)
-	later := time.Now().Add(24 * time.Hour) // past the read grace, as far as the prune knows
+	later := time.Now().Add(96 * time.Hour) // past the read grace and the GC age, as far as the prune knows
 	res, err := r.w.PruneAccount(t.Context(), r.acc, time.Now())
 	require.NoError(t, err)
 	require.Equal(t, len(packs), res.PacksUnused)
@@ -199,4 +202,7 @@ func TestLockedPacksWaitForTheirLock(t *testing.T) {
 		require.NoError(t, err)
 		return len(left) == 0
 	}, 15*time.Second, 250*time.Millisecond, "deleted once the lock ran out")
+	left, err := r.local.List(t.Context(), r.acc+"/repo/snapshots/")
+	require.NoError(t, err)
+	require.Empty(t, left, "the purged snapshot's manifest, locked too, went with its lock")
 }

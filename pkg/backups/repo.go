@@ -278,7 +278,9 @@ func summaryV2(kind string, m *repo.Manifest) ManifestSummary {
 func (w *Worker) loadV2(ctx context.Context, s *store.Snapshot) (*repo.Repo, *repo.Manifest, error) {
 	r, err := w.openRepo(ctx, w.Blobs, s.AccountID, false)
 	if err != nil {
-		return nil, nil, err
+		// A master key missing from LEVQOR_MASTER_KEYS fails here: name
+		// the snapshot that could not be read.
+		return nil, nil, fmt.Errorf("snapshot %s: %w", s.ID, err)
 	}
 	m, err := loadManifest(ctx, r, s)
 	if err != nil {

@@ -87,6 +87,7 @@ func TestRotatingTheMasterKeyRewrapsDataKeysWithoutRewritingBackups(t *testing.T
 	require.NoError(t, err)
 	_, err = r.worker(onlyOld).VerifySample(t.Context(), time.Now())
 	require.ErrorContains(t, err, "no longer holds", "the old key alone opens nothing")
+	require.ErrorContains(t, err, "snapshot "+run.Snapshot.ID, "the error names the snapshot it could not read")
 	got, err := r.st.GetSnapshot(t.Context(), run.Snapshot.ID)
 	require.NoError(t, err)
 	require.Equal(t, store.SnapshotVerified, got.Integrity, "a key the workers lack is an error, never a corrupt snapshot")

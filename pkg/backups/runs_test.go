@@ -772,6 +772,43 @@ INSERT INTO items SELECT g, 'item ' || g, g * 1.25, '2026-01-01'::timestamptz + 
 	require.NotContains(t, r.logText(), "s3cret-pw-42")
 }
 
+// TestASecondDumpOfAChangedDatabaseStoresLittle: a postgres source's runs
+// write the repository, and a second run after a few rows were added
+// stores a fraction of the first: the dump's unchanged chunks are found
+// in the repository.
+func TestASecondDumpOfAChangedDatabaseStoresLittle(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	r := startRunner(t, st, nil)
+	source := storetest.PostgresURL(t)
+	db, err := sql.Open("postgres", source)
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.ExecContext(t.Context(), `CREATE TABLE events (id INT PRIMARY KEY, body TEXT NOT NULL);
+INSERT INTO events SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 300000) g;`)
+	require.NoError(t, err)
+	id := r.submit(t, backups.Domain, backups.ActionCreateSource, backups.CreateSourceParams{
+		Name: "events-db", Kind: backups.KindPostgres, Schedule: "0 3 * * *", ByOperator: true,
+		Config: json.RawMessage(fmt.Sprintf(`{"dsn": %q}`, source)),
+	})
+	var v backups.SourceView
+	succeeded(t, r.outcome(t, id, 10*time.Second), &v)
+
+	first, c := r.backup(t, v.ID)
+	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	sum, ok := backups.SummaryOf(first.Snapshot)
+	require.True(t, ok)
+	require.Equal(t, backups.RepoFormat, sum.Format, "a postgres run writes the repository")
+	require.Greater(t, sum.SourceBytes, int64(5<<20), "a dump of several chunks")
+
+	_, err = db.ExecContext(t.Context(), `INSERT INTO events SELECT g, 'new ' || g FROM generate_series(300001, 300010) g`)
+	require.NoError(t, err)
+	second, c := r.backup(t, v.ID)
+	require.Equal(t, store.CommandSucceeded, c.Status, "%+v", c.Error)
+	require.Less(t, second.Snapshot.SizeBytes*3, first.Snapshot.SizeBytes,
+		"ten new rows in %d bytes of dump store a fraction: %d of %d", sum.SourceBytes, second.Snapshot.SizeBytes, first.Snapshot.SizeBytes)
+}
+
 func withPassword(t *testing.T, dsn, pw string) string {
 	t.Helper()
 	u, err := url.Parse(dsn)

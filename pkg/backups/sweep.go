@@ -9,8 +9,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/events"
+	"github.com/levqor/levqor/pkg/repo"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -236,7 +238,12 @@ func (w *Worker) commitPlan(ctx context.Context, tx *store.Tx, src *store.Backup
 
 // purge is step 2 for one snapshot: delete its blob, then mark it purged.
 func (w *Worker) purge(ctx context.Context, sourceID string, e PlanEntry, o SweepOptions) error {
-	if err := w.Blobs.Delete(ctx, e.BlobKey); err != nil {
+	if err := w.Blobs.Delete(ctx, e.BlobKey); errors.Is(err, blob.ErrLocked) && repo.IsRepoKey(e.BlobKey) {
+		// A locked manifest (LEVQOR_BLOB_LOCK_DAYS) stays until its lock
+		// runs out; the prune, which no longer keeps it, deletes it then.
+		bus.Logger(ctx).WithFields(logrus.Fields{"snapshot_id": e.ID, "blob_key": e.BlobKey}).
+			Info("the purged snapshot's manifest is locked: the prune deletes it when the lock runs out")
+	} else if err != nil {
 		return fmt.Errorf("deleting blob of %s: %w", e.ID, err)
 	}
 	return w.Store.InTx(ctx, func(tx *store.Tx) error {

@@ -40,7 +40,8 @@ type PruneReport struct {
 	Manifests int `json:"manifests_deleted"`
 	// IndexesReplaced were replaced by one index of what stays.
 	IndexesReplaced int `json:"indexes_replaced"`
-	// LocksExtended counts the packs locked for another LockWindow.
+	// LocksExtended counts the packs and manifests locked for another
+	// LockWindow.
 	LocksExtended int `json:"locks_extended"`
 	// BytesFreed is what the deleted objects held, BytesWritten what the
 	// new packs and index hold.
@@ -236,6 +237,11 @@ func (r *Repo) Prune(ctx context.Context, o PruneOptions) (PruneReport, error) {
 		}
 		slices.SortFunc(extend, func(a, b ID) int { return strings.Compare(a.String(), b.String()) })
 	}
+	n, err := r.extendManifestLocks(ctx, o.Keep, o.Now)
+	rep.LocksExtended += n
+	if err != nil {
+		return rep, err
+	}
 	if rep.PacksUnused == 0 && len(repack) == 0 && len(deletable) == 0 && len(strayPacks) == 0 && len(strayManifests) == 0 &&
 		len(r.indexKeys) <= 1 && len(extend) == 0 {
 		return rep, nil
@@ -402,15 +408,47 @@ func (r *Repo) StoredBytes(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// ExtendLocks locks again, for a whole LockWindow from now, every pack an
-// index lists as holding chunks whose lock has less than half of it left:
-// what a prune does besides, for when the prune itself cannot run (a
-// damaged index or manifest refuses it), so that no pack a kept snapshot
-// may need comes unlocked meanwhile. The index is not rewritten: each
-// call asks again. It returns how many packs it locked.
-func (r *Repo) ExtendLocks(ctx context.Context, now time.Time) (int, error) {
+// extendManifestLocks locks again, for a whole LockWindow from now, the
+// manifests of keep whose lock (as the store says: the index does not
+// list manifests) has less than half of it left, and returns how many.
+func (r *Repo) extendManifestLocks(ctx context.Context, keep []ID, now time.Time) (int, error) {
 	if r.LockWindow <= 0 {
 		return 0, nil
+	}
+	n := 0
+	for _, id := range keep {
+		key := r.SnapshotKey(id)
+		until, err := r.blobs.LockedUntil(ctx, key)
+		if errors.Is(err, blob.ErrNotFound) {
+			continue // missing: check reports it
+		} else if err != nil {
+			return n, fmt.Errorf("repo: reading the lock of manifest %s: %w", id, err)
+		}
+		if !until.Before(now.Add(r.LockWindow / 2)) {
+			continue
+		}
+		if err := r.blobs.Lock(ctx, key, now.Add(r.LockWindow).UTC().Truncate(time.Second)); err != nil {
+			return n, fmt.Errorf("repo: extending the lock of manifest %s: %w", id, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// ExtendLocks locks again, for a whole LockWindow from now, every pack an
+// index lists as holding chunks, and the manifest of every snapshot of
+// keep, whose lock has less than half of it left: what a prune does
+// besides, for when the prune itself cannot run (a damaged index or
+// manifest refuses it), so that nothing a kept snapshot may need comes
+// unlocked meanwhile. The index is not rewritten: each call asks again.
+// It returns how many objects it locked.
+func (r *Repo) ExtendLocks(ctx context.Context, now time.Time, keep []ID) (int, error) {
+	if r.LockWindow <= 0 {
+		return 0, nil
+	}
+	n, err := r.extendManifestLocks(ctx, keep, now)
+	if err != nil {
+		return n, err
 	}
 	r.mu.Lock()
 	var due []ID
@@ -420,7 +458,6 @@ func (r *Repo) ExtendLocks(ctx context.Context, now time.Time) (int, error) {
 		}
 	}
 	r.mu.Unlock()
-	n := 0
 	for _, p := range due {
 		until := now.Add(r.LockWindow).UTC().Truncate(time.Second)
 		if err := r.blobs.Lock(ctx, r.prefix+"packs/"+p.String(), until); errors.Is(err, blob.ErrNotFound) {

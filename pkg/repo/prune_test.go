@@ -246,7 +246,8 @@ func TestLockedPacksOutliveTheSnapshotsThatNeedThem(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(src, "new.bin"), random(32, 1<<20), 0o644))
 	kept, m, err := open().BackupDirectory(ctx, src, nil)
 	require.NoError(t, err)
-	require.NoError(t, blobs.Delete(ctx, "acc_test/repo/snapshots/"+dropped.String()), "the dropped snapshot's manifest is not locked")
+	droppedManifest := "acc_test/repo/snapshots/" + dropped.String()
+	require.ErrorIs(t, blobs.Delete(ctx, droppedManifest), blob.ErrLocked, "a manifest is locked as it is written: deleting it alone would lose its snapshot")
 	opts := repo.PruneOptions{Keep: []repo.ID{kept}}
 
 	packs, err := blobs.List(ctx, "acc_test/repo/packs/")
@@ -282,10 +283,13 @@ func TestLockedPacksOutliveTheSnapshotsThatNeedThem(t *testing.T) {
 	opts.Now = time.Now()
 	rep, err = open().Prune(ctx, opts)
 	require.NoError(t, err)
-	require.Equal(t, 1, rep.LocksExtended, "the kept snapshot's pack had less than half its window left")
+	require.Equal(t, 2, rep.LocksExtended, "the kept snapshot's pack and manifest had less than half their window left")
 	extended, err := blobs.LockedUntil(ctx, keptPack)
 	require.NoError(t, err)
 	require.True(t, extended.After(keptUntil), "extended from %s to %s", keptUntil, extended)
+	manifestUntil, err := blobs.LockedUntil(ctx, "acc_test/repo/snapshots/"+kept.String())
+	require.NoError(t, err)
+	require.True(t, manifestUntil.After(keptUntil), "the kept manifest's lock extended to %s", manifestUntil)
 
 	require.Eventually(t, func() bool {
 		opts.Now = time.Now()
@@ -295,6 +299,8 @@ func TestLockedPacksOutliveTheSnapshotsThatNeedThem(t *testing.T) {
 	}, 10*time.Second, 250*time.Millisecond, "deleted once its lock ran out")
 	_, err = blobs.Stat(ctx, oldPack)
 	require.ErrorIs(t, err, blob.ErrNotFound)
+	_, err = blobs.Stat(ctx, droppedManifest)
+	require.ErrorIs(t, err, blob.ErrNotFound, "the dropped manifest went with its lock")
 	_, n, err := open().Check(ctx, m)
 	require.NoError(t, err, "the kept snapshot is whole")
 	require.Equal(t, m.Stats.Bytes, n)
@@ -328,7 +334,7 @@ func TestLocksAreExtendedWhenThePruneCannotRun(t *testing.T) {
 	_, err = r.Prune(ctx, repo.PruneOptions{Now: time.Now()})
 	require.ErrorIs(t, err, repo.ErrPruneRefused)
 	later := time.Now().Add(40 * time.Minute) // less than half the window left
-	n, err := r.ExtendLocks(ctx, later)
+	n, err := r.ExtendLocks(ctx, later, nil)
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "the pack the readable index lists")
 	packs, err := blobs.List(ctx, "acc_test/repo/packs/")

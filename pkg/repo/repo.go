@@ -221,7 +221,7 @@ type Repo struct {
 	// altered, or sealed under another key.
 	Damaged []string
 
-	// LockWindow, when set, locks every pack in the blob store (Lock:
+	// LockWindow, when set, locks every pack and manifest in the blob store (Lock:
 	// S3 Object Lock, or the local store's own) for this long from when
 	// it is written, and each prune extends the lock of every pack a kept
 	// snapshot still uses once less than half of it is left: a pack
@@ -408,6 +408,13 @@ func (r *Repo) writeSealed(ctx context.Context, kind string, v any) (ID, Object,
 	size, sum, err := r.blobs.Put(ctx, key, bytes.NewReader(sealed))
 	if err != nil {
 		return id, Object{}, err
+	}
+	if kind == "snapshots" && r.LockWindow > 0 {
+		// A manifest is its snapshot's only list of chunks: locked like
+		// its packs, or deleting it alone would lose the snapshot.
+		if err := r.blobs.Lock(ctx, key, time.Now().Add(r.LockWindow).UTC().Truncate(time.Second)); err != nil {
+			return id, Object{}, fmt.Errorf("repo: locking manifest %s: %w", id, err)
+		}
 	}
 	return id, Object{Key: key, Size: size, SHA256: sum}, nil
 }
