@@ -43,6 +43,14 @@ func (p Principal) Actor() string {
 
 type delegatedKey struct{}
 
+// Delegated reports whether ctx carries a principal set by Delegate: a
+// console page calling the API in process, which the console rate-limits
+// per page rather than per call.
+func Delegated(ctx context.Context) bool {
+	_, ok := ctx.Value(delegatedKey{}).(Principal)
+	return ok
+}
+
 // Delegate returns ctx carrying p as an already authenticated caller:
 // Require admits a request with such a context as p, without a bearer
 // token. Only code in this process can set it: the console, which

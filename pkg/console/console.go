@@ -9,6 +9,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"embed"
 	"encoding/base64"
@@ -22,11 +23,14 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/time/rate"
 
 	"github.com/levqor/levqor/pkg/auth"
+	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/people"
 	"github.com/levqor/levqor/pkg/store"
 )
@@ -67,6 +71,12 @@ type Config struct {
 	// API's, which trusts X-Forwarded-For from LEVQOR_TRUSTED_PROXIES
 	// only); nil takes the connection's peer.
 	ClientAddr func(*http.Request) string
+	// Store holds the people and API keys the owners' pages manage (the
+	// product API has no routes for them); required.
+	Store *store.Store
+	// Mailer sends invitations and password reset links; nil shows an
+	// owner the invitation link to pass on, and sends no reset link.
+	Mailer notify.Sender
 	// Insecure drops the Secure attribute from cookies, for dev mode on
 	// plain http://127.0.0.1. Production always sets Secure.
 	Insecure bool
@@ -76,20 +86,24 @@ type Config struct {
 type Console struct {
 	cfg    Config
 	people *people.People
+	store  *store.Store
 	api    http.Handler
 	log    logrus.FieldLogger
-	pages  map[string]*template.Template
+	tmpl   map[string]*template.Template
 	mux    *http.ServeMux
 	now    func() time.Time
+
+	mu    sync.Mutex
+	pages map[string]*rate.Limiter // per user: what the API's per-key limit is to a key
 }
 
 // New returns the console.
 func New(cfg Config) (*Console, error) {
-	if cfg.People == nil || cfg.API == nil || cfg.Logger == nil {
-		return nil, errors.New("console: people, the API and a logger are required")
+	if cfg.People == nil || cfg.API == nil || cfg.Logger == nil || cfg.Store == nil {
+		return nil, errors.New("console: people, the API, the store and a logger are required")
 	}
-	c := &Console{cfg: cfg, people: cfg.People, api: cfg.API, log: cfg.Logger.WithField("component", "console"),
-		pages: map[string]*template.Template{}, mux: http.NewServeMux(), now: time.Now}
+	c := &Console{cfg: cfg, people: cfg.People, api: cfg.API, store: cfg.Store, log: cfg.Logger.WithField("component", "console"),
+		tmpl: map[string]*template.Template{}, mux: http.NewServeMux(), now: time.Now, pages: map[string]*rate.Limiter{}}
 	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
@@ -104,7 +118,7 @@ func New(cfg Config) (*Console, error) {
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", n, err)
 		}
-		c.pages[name] = t
+		c.tmpl[name] = t
 	}
 	c.routes()
 	return c, nil
@@ -198,6 +212,11 @@ func (c *Console) signedIn(a access, next page) http.Handler {
 			http.Redirect(w, r, Path+"signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
+		if !c.allowPage(v.User.ID) {
+			w.Header().Set("Retry-After", "1")
+			c.fail(w, r, nil, http.StatusTooManyRequests, "Too many requests; wait a moment.")
+			return
+		}
 		if r.Method == http.MethodPost && !people.CheckCSRF(v.secret, r.PostFormValue("csrf")) {
 			c.fail(w, r, nil, http.StatusForbidden, "This form has expired or did not come from the console. Reload the page and try again.")
 			return
@@ -216,6 +235,33 @@ func (c *Console) signedIn(a access, next page) http.Handler {
 		}
 		next(w, r, v)
 	})
+}
+
+// Pages a person may load: the console calls the API without its per-key
+// limit (a page makes several calls), and limits each person's pages.
+const (
+	PagesPerSecond = 10
+	PagesBurst     = 50
+)
+
+// allowPage spends one page of the user's budget.
+func (c *Console) allowPage(userID string) bool {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.pages[userID]
+	if l == nil {
+		if len(c.pages) > 10000 {
+			for id, old := range c.pages {
+				if old.TokensAt(now) >= PagesBurst {
+					delete(c.pages, id)
+				}
+			}
+		}
+		l = rate.NewLimiter(PagesPerSecond, PagesBurst)
+		c.pages[userID] = l
+	}
+	return l.AllowN(now, 1)
 }
 
 func (c *Console) setSession(w http.ResponseWriter, secret string) {
@@ -249,7 +295,7 @@ func (c *Console) call(r *http.Request, v *viewer, method, path string, body, ou
 		}
 		rd = bytes.NewReader(b)
 	}
-	ctx := auth.Delegate(r.Context(), v.principal())
+	ctx := auth.Delegate(context.WithoutCancel(r.Context()), v.principal())
 	req, err := http.NewRequestWithContext(ctx, method, path, rd)
 	if err != nil {
 		return err
@@ -330,9 +376,22 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error, status
 	c.render(w, r, nil, status, "error", map[string]any{"Message": message})
 }
 
+// renderPart writes the template part of page name alone: what a
+// page's live part fetches.
+func (c *Console) renderPart(w http.ResponseWriter, r *http.Request, part string, data map[string]any) {
+	var buf bytes.Buffer
+	if err := c.tmpl["source"].ExecuteTemplate(&buf, part, data); err != nil {
+		c.log.WithFields(logrus.Fields{"error": err.Error(), "part": part}).Error("console part failed to render")
+		http.Error(w, "the page failed to render", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write(buf.Bytes())
+}
+
 // render writes page name with data, inside the layout.
 func (c *Console) render(w http.ResponseWriter, r *http.Request, v *viewer, status int, name string, data map[string]any) {
-	t := c.pages[name]
+	t := c.tmpl[name]
 	if data == nil {
 		data = map[string]any{}
 	}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -28,6 +29,13 @@ func (c *Console) routes() {
 	c.mux.Handle("POST "+Path+"signout-everywhere", c.signedIn(anyone, c.signoutEverywhere))
 	c.mux.Handle("GET "+Path+"overview", c.signedIn(customersOnly, c.overview))
 	c.mux.Handle("GET "+Path+"sources/{id}", c.signedIn(anyone, c.sourcePage))
+	c.mux.HandleFunc("GET "+Path+"reset", c.resetPage)
+	c.mux.HandleFunc("POST "+Path+"reset", c.requestReset)
+	c.mux.HandleFunc("GET "+Path+"reset/{token}", c.newPasswordPage)
+	c.mux.HandleFunc("POST "+Path+"reset/{token}", c.setPassword)
+	c.customerRoutes()
+	c.ownerRoutes()
+	c.operatorRoutes()
 	c.mux.Handle("GET "+Path+"ops/dlq", c.signedIn(operatorsOnly, c.dlqPage))
 	c.mux.Handle("GET "+Path+"ops/dlq/{seq}", c.signedIn(operatorsOnly, c.dlqShow))
 	c.mux.Handle("POST "+Path+"ops/dlq/{seq}/replay", c.signedIn(operatorsOnly, c.dlqAct("replay")))
@@ -41,7 +49,7 @@ func (c *Console) routes() {
 func (c *Console) home(w http.ResponseWriter, r *http.Request, v *viewer) {
 	to := Path + "overview"
 	if v.Operator() {
-		to = Path + "ops/dlq"
+		to = Path + "ops/status"
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }
@@ -59,7 +67,8 @@ func (c *Console) renderSignin(w http.ResponseWriter, r *http.Request, status in
 	}
 	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: tok, Path: Path + "signin", HttpOnly: true, Secure: !c.cfg.Insecure,
 		SameSite: http.SameSiteStrictMode, MaxAge: 3600})
-	c.render(w, r, nil, status, "signin", map[string]any{"CSRF": tok, "Email": email, "Next": localNext(next), "Message": message})
+	c.render(w, r, nil, status, "signin", map[string]any{"CSRF": tok, "Email": email, "Next": localNext(next), "Message": message,
+		"Reset": r.URL.Query().Get("reset") == "1"})
 }
 
 // signin checks the form and opens a session.
@@ -176,25 +185,6 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
 	c.render(w, r, v, http.StatusOK, "overview", map[string]any{"Sources": sources.Data, "Tickets": tickets.Data})
 }
 
-// sourcePage shows one source and its snapshots. Another account's
-// source is 404, as in the API.
-func (c *Console) sourcePage(w http.ResponseWriter, r *http.Request, v *viewer) {
-	id := r.PathValue("id")
-	var src map[string]any
-	var snaps struct {
-		Data []map[string]any `json:"data"`
-	}
-	if err := c.get(r, v, "/v1/sources/"+url.PathEscape(id), &src); err != nil {
-		c.apiFail(w, r, v, err)
-		return
-	}
-	if err := c.get(r, v, "/v1/sources/"+url.PathEscape(id)+"/snapshots?limit=50", &snaps); err != nil {
-		c.apiFail(w, r, v, err)
-		return
-	}
-	c.render(w, r, v, http.StatusOK, "source", map[string]any{"Source": src, "Snapshots": snaps.Data})
-}
-
 // dlqPage lists dead letters, oldest first.
 func (c *Console) dlqPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	var list map[string]any
@@ -296,10 +286,100 @@ var funcs = template.FuncMap{
 		f, _ := v.(float64)
 		return strconv.FormatFloat(f, 'f', 0, 64)
 	},
+	"dict": func(kv ...any) (map[string]any, error) {
+		if len(kv)%2 != 0 {
+			return nil, errors.New("dict: an odd number of arguments")
+		}
+		m := map[string]any{}
+		for i := 0; i < len(kv); i += 2 {
+			k, ok := kv[i].(string)
+			if !ok {
+				return nil, errors.New("dict: a key is not a string")
+			}
+			m[k] = kv[i+1]
+		}
+		return m, nil
+	},
+	"json": func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return ""
+		}
+		return string(b)
+	},
+	"money": func(amount any, currency any) string {
+		f, _ := amount.(float64)
+		cur, _ := currency.(string)
+		return fmt.Sprintf("%.2f %s", f/100, strings.ToUpper(cur))
+	},
 	"tally": func(snaps any, state string) float64 {
 		m, _ := snaps.(map[string]any)
 		t, _ := m[state].(map[string]any)
 		f, _ := t["count"].(float64)
 		return f
 	},
+}
+
+// resetPage asks for the email to send a password reset link to.
+func (c *Console) resetPage(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, nil, http.StatusOK, "reset", map[string]any{})
+}
+
+// requestReset emails a reset link when the email has a user, and says
+// the same whether or not it has.
+func (c *Console) requestReset(w http.ResponseWriter, r *http.Request) {
+	email := strings.TrimSpace(r.PostFormValue("email"))
+	if email == "" {
+		c.render(w, r, nil, http.StatusUnprocessableEntity, "reset", map[string]any{"Message": "Email: enter the email you sign in with."})
+		return
+	}
+	secret, u, err := c.people.RequestReset(r.Context(), email, c.clientAddr(r))
+	switch {
+	case errors.Is(err, people.ErrThrottled):
+		w.Header().Set("Retry-After", "60")
+		c.render(w, r, nil, http.StatusTooManyRequests, "reset", map[string]any{"Message": "Too many attempts. Wait a minute and try again."})
+		return
+	case err != nil:
+		c.fail(w, r, err, http.StatusServiceUnavailable, "Password reset is unavailable; try again shortly.")
+		return
+	}
+	if u != nil {
+		link := c.publicURL(r) + Path + "reset/" + url.PathEscape(secret)
+		body := fmt.Sprintf("Someone asked to reset the password of your Levqor user %s. If it was you, choose a new one here within the hour (the link works once):\n\n%s\n\nIf it was not you, ignore this message: your password stays as it is.\n", u.Email, link)
+		if err := c.mail(r.Context(), u.Email, "Reset your Levqor password", body); err != nil {
+			// Not shown: the answer must not tell whether the email has a user.
+			c.log.WithFields(logrus.Fields{"error": err.Error(), "user_id": u.ID}).Error("password reset email not sent")
+		}
+	}
+	c.render(w, r, nil, http.StatusOK, "reset", map[string]any{"Sent": true})
+}
+
+func (c *Console) newPasswordPage(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, nil, http.StatusOK, "reset_new", map[string]any{"Token": r.PathValue("token")})
+}
+
+// setPassword sets the new password from a reset link; every session of
+// the user ends, and they sign in again.
+func (c *Console) setPassword(w http.ResponseWriter, r *http.Request) {
+	token, password := r.PathValue("token"), r.PostFormValue("password")
+	if password != r.PostFormValue("confirm") {
+		c.render(w, r, nil, http.StatusUnprocessableEntity, "reset_new", map[string]any{"Token": token, "Field": "confirm", "Message": "Confirm: the two passwords differ."})
+		return
+	}
+	u, err := c.people.ResetPassword(r.Context(), token, password)
+	var fe *people.FieldError
+	switch {
+	case errors.As(err, &fe):
+		c.render(w, r, nil, http.StatusUnprocessableEntity, "reset_new", map[string]any{"Token": token, "Field": fe.Field, "Message": fieldLabel(fe.Field) + ": " + fe.Message + "."})
+		return
+	case errors.Is(err, people.ErrLink):
+		c.fail(w, r, nil, http.StatusGone, "This link is not valid any more: it was used, or it expired. Ask for a new one.")
+		return
+	case err != nil:
+		c.fail(w, r, err, http.StatusServiceUnavailable, "The password could not be set now; try again shortly.")
+		return
+	}
+	c.log.WithField("user_id", u.ID).Info("password reset; every session ended")
+	c.clearSession(w)
+	http.Redirect(w, r, Path+"signin?reset=1", http.StatusSeeOther)
 }

@@ -322,6 +322,7 @@ type windowBody struct {
 	Subject  string `json:"subject"`
 	DryRun   bool   `json:"dry_run"`
 	Force    bool   `json:"force"`
+	Note     string `json:"note"`
 }
 
 func (a *API) replayWindow(w http.ResponseWriter, r *http.Request) {
@@ -330,7 +331,11 @@ func (a *API) replayWindow(w http.ResponseWriter, r *http.Request) {
 		a.failBody(w, r, err)
 		return
 	}
-	req := WindowRequest{Consumer: b.Consumer, Stream: b.Stream, Subject: b.Subject, DryRun: b.DryRun, Force: b.Force}
+	req := WindowRequest{Consumer: b.Consumer, Stream: b.Stream, Subject: b.Subject, DryRun: b.DryRun, Force: b.Force, Note: strings.TrimSpace(b.Note)}
+	if len(req.Note) > 500 {
+		a.fail(w, r, invalid("note", "at most 500 characters"))
+		return
+	}
 	var err error
 	if req.Since, err = a.timeParam("since", b.Since); err != nil {
 		a.fail(w, r, err)

@@ -45,6 +45,8 @@ type WindowRequest struct {
 	// are replayed. Either way a message id is replayed once per window: a
 	// dead letter's replay shares its original's id.
 	Force bool `json:"force"`
+	// Note is the operator's reason, kept in the audit trail.
+	Note string `json:"note,omitempty"`
 }
 
 // Window item statuses.

@@ -36,9 +36,10 @@ const (
 	// ResetTTLDefault a password reset link.
 	InvitationTTLDefault = 7 * 24 * time.Hour
 	ResetTTLDefault      = time.Hour
-	// ClientAttemptsPerMinute bounds the sign-in attempts of one client
-	// address, EmailAttemptsPerMinute those naming one email, whatever the
-	// client: guessing is slow from one place and against one person.
+	// ClientAttemptsPerMinute bounds the failed sign-ins (and reset
+	// requests) of one client address, EmailAttemptsPerMinute those naming
+	// one email, whatever the client: guessing is slow from one place and
+	// against one person.
 	ClientAttemptsPerMinute = 10
 	EmailAttemptsPerMinute  = 5
 )
@@ -200,7 +201,7 @@ func userError(err error) error {
 // userAgent is kept for the user's list of sessions.
 func (p *People) SignIn(ctx context.Context, email, password, client, userAgent string) (string, *store.User, error) {
 	email = store.NormalizeEmail(email)
-	if !p.allow(client, email) {
+	if p.throttled(client, email) {
 		return "", nil, ErrThrottled
 	}
 	u, err := p.store.UserByEmail(ctx, email)
@@ -208,6 +209,7 @@ func (p *People) SignIn(ctx context.Context, email, password, client, userAgent 
 		return "", nil, err
 	}
 	if u == nil || u.PasswordHash == "" {
+		p.spend(client, email)
 		// The same work as a real check, so that timing tells nothing.
 		_, _ = CheckPassword(dummyHash(), password)
 		return "", nil, ErrSignInFailed
@@ -219,6 +221,7 @@ func (p *People) SignIn(ctx context.Context, email, password, client, userAgent 
 	}
 	now := p.now()
 	if locked := u.LockedUntil != nil && u.LockedUntil.After(now); !ok || locked || u.DisabledAt != nil {
+		p.spend(client, email)
 		if !ok {
 			after, err := p.store.RecordSigninFailure(ctx, u.ID, now, p.cfg.LockoutThreshold, p.cfg.Lockout)
 			if err != nil {
@@ -237,11 +240,28 @@ func (p *People) SignIn(ctx context.Context, email, password, client, userAgent 
 	return secret, u, err
 }
 
-// allow spends one attempt of client and of email.
-func (p *People) allow(client, email string) bool {
+// throttled reports whether client or email has no attempt left; spend
+// spends one of each. Sign-in spends only on failure (a good password
+// gives a guesser nothing), a reset request always (it sends an email).
+func (p *People) throttled(client, email string) bool {
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	c, e := p.limiters(now, client, email)
+	return c.TokensAt(now) < 1 || e.TokensAt(now) < 1
+}
+
+func (p *People) spend(client, email string) {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, e := p.limiters(now, client, email)
+	c.AllowN(now, 1)
+	e.AllowN(now, 1)
+}
+
+// limiters returns the limiters of client and email; p.mu is held.
+func (p *People) limiters(now time.Time, client, email string) (*rate.Limiter, *rate.Limiter) {
 	if now.Sub(p.limitsAt) > 10*time.Minute {
 		// A full bucket is the same as none: forget them.
 		for _, m := range []map[string]*rate.Limiter{p.clients, p.emails} {
@@ -261,13 +281,7 @@ func (p *People) allow(client, email string) bool {
 		}
 		return l
 	}
-	c, e := get(p.clients, client, ClientAttemptsPerMinute), get(p.emails, email, EmailAttemptsPerMinute)
-	if c.TokensAt(now) < 1 || e.TokensAt(now) < 1 {
-		return false
-	}
-	c.AllowN(now, 1)
-	e.AllowN(now, 1)
-	return true
+	return get(p.clients, client, ClientAttemptsPerMinute), get(p.emails, email, EmailAttemptsPerMinute)
 }
 
 // OpenSession starts a session for u (a sign-in checked by the caller)
@@ -425,4 +439,74 @@ func CSRFToken(secret string) string {
 // CheckCSRF reports, in constant time, whether token is the session's.
 func CheckCSRF(secret, token string) bool {
 	return secret != "" && hmac.Equal([]byte(CSRFToken(secret)), []byte(token))
+}
+
+// RequestReset makes a password reset link for the active user with
+// email, and returns its secret and the user; for an email with no
+// active user it returns ("", nil, nil), which the caller must answer
+// exactly as a success, so that the answer reveals no registered email.
+// It spends an attempt of client and email (ErrThrottled).
+func (p *People) RequestReset(ctx context.Context, email, client string) (string, *store.User, error) {
+	email = store.NormalizeEmail(email)
+	if p.throttled(client, email) {
+		return "", nil, ErrThrottled
+	}
+	p.spend(client, email)
+	u, err := p.store.UserByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && u.DisabledAt != nil) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	secret, hash, err := NewSecret()
+	if err != nil {
+		return "", nil, err
+	}
+	now := p.now()
+	err = p.store.CreateUserLink(ctx, store.UserLink{TokenHash: hash, Purpose: store.LinkReset, Email: u.Email, Role: u.Role,
+		AccountID: u.AccountID, CreatedBy: "user:" + u.ID, CreatedAt: now, ExpiresAt: now.Add(p.cfg.ResetTTL)})
+	if err != nil {
+		return "", nil, err
+	}
+	return secret, u, nil
+}
+
+// ResetPassword uses the reset link whose secret is secret to set the
+// user's password, which ends every session of theirs and lifts a
+// lockout. A used, expired or unknown link is ErrLink.
+func (p *People) ResetPassword(ctx context.Context, secret, password string) (*store.User, error) {
+	if err := CheckPasswordPolicy(password); err != nil {
+		return nil, &FieldError{Field: "password", Message: strings.TrimPrefix(err.Error(), "password: ")}
+	}
+	hash, err := HashPassword(password)
+	if err != nil {
+		return nil, err
+	}
+	var email string
+	err = p.store.InTx(ctx, func(tx *store.Tx) error {
+		l, err := tx.UseUserLink(ctx, HashSecret(secret), store.LinkReset, p.now())
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrLinkUsed) {
+			return ErrLink
+		}
+		email = l.Email
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	u, err := p.store.UserByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrLink
+	}
+	if err != nil {
+		return nil, err
+	}
+	if u.DisabledAt != nil {
+		return nil, ErrLink
+	}
+	if err := p.store.SetUserPassword(ctx, u.ID, hash, p.now()); err != nil {
+		return nil, err
+	}
+	return u, nil
 }

@@ -279,7 +279,12 @@ func TestLockedPacksOutliveTheSnapshotsThatNeedThem(t *testing.T) {
 	// is extended.
 	keptUntil, err := blobs.LockedUntil(ctx, keptPack)
 	require.NoError(t, err)
-	time.Sleep(time.Until(keptUntil.Add(-window / 2)))
+	keptManifest := "acc_test/repo/snapshots/" + kept.String()
+	manifestLocked, err := blobs.LockedUntil(ctx, keptManifest)
+	require.NoError(t, err)
+	// The manifest is locked just after the pack: wait until both have
+	// less than half their window left.
+	time.Sleep(time.Until(later(keptUntil, manifestLocked).Add(-window / 2)))
 	opts.Now = time.Now()
 	rep, err = open().Prune(ctx, opts)
 	require.NoError(t, err)
@@ -287,9 +292,9 @@ func TestLockedPacksOutliveTheSnapshotsThatNeedThem(t *testing.T) {
 	extended, err := blobs.LockedUntil(ctx, keptPack)
 	require.NoError(t, err)
 	require.True(t, extended.After(keptUntil), "extended from %s to %s", keptUntil, extended)
-	manifestUntil, err := blobs.LockedUntil(ctx, "acc_test/repo/snapshots/"+kept.String())
+	manifestUntil, err := blobs.LockedUntil(ctx, keptManifest)
 	require.NoError(t, err)
-	require.True(t, manifestUntil.After(keptUntil), "the kept manifest's lock extended to %s", manifestUntil)
+	require.True(t, manifestUntil.After(manifestLocked), "the kept manifest's lock extended from %s to %s", manifestLocked, manifestUntil)
 
 	require.Eventually(t, func() bool {
 		opts.Now = time.Now()
@@ -348,4 +353,11 @@ func TestLocksAreExtendedWhenThePruneCannotRun(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, extended)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -104,7 +104,7 @@ func TestConsole(t *testing.T) {
 	ctx := t.Context()
 
 	// Two customer accounts on the starter tier, each with a source.
-	type account struct{ id, cus, source string }
+	type account struct{ id, cus, source, dir string }
 	accounts := map[string]*account{}
 	for _, name := range []string{"Ada Backups Ltd", "Bob Archive Co"} {
 		status, body := c.do(t, http.MethodPost, "/v1/accounts?wait=15s", map[string]string{"name": name, "contact_email": "ops@" + strings.Fields(strings.ToLower(name))[0] + ".example"})
@@ -124,8 +124,12 @@ func TestConsole(t *testing.T) {
 			b := c.billing(t, a.id)
 			return b.Tier != nil && *b.Tier == "starter"
 		}, 20*time.Second, 50*time.Millisecond)
+		a.dir = t.TempDir()
+		require.NoError(t, os.MkdirAll(filepath.Join(a.dir, "img"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(a.dir, "index.html"), []byte("<p>"+name+"</p>"), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(a.dir, "img", "logo.svg"), []byte("<svg/>"), 0o644))
 		status, body = c.do(t, http.MethodPost, "/v1/sources?wait=15s", map[string]any{
-			"account_id": a.id, "name": strings.Fields(strings.ToLower(name))[0] + "-site", "kind": "directory", "config": map[string]string{"path": t.TempDir()},
+			"account_id": a.id, "name": strings.Fields(strings.ToLower(name))[0] + "-site", "kind": "directory", "config": map[string]string{"path": a.dir},
 		})
 		require.Equal(t, http.StatusCreated, status, string(body))
 		var src struct{ Result struct{ ID string } }
@@ -194,6 +198,7 @@ func TestConsole(t *testing.T) {
 		p = b.get("/app/sources/" + ada.source)
 		require.Equal(t, http.StatusOK, p.status)
 		require.Contains(t, p.body, "No snapshots yet.")
+		require.Contains(t, p.body, `data-refresh="/app/sources/`+ada.source+`/runs"`, "the runs update live")
 		theirs, none := b.get("/app/sources/"+bob.source), b.get("/app/sources/src_"+strings.Repeat("a", 26))
 		require.Equal(t, http.StatusNotFound, theirs.status, "another account's source")
 		require.Equal(t, http.StatusNotFound, none.status)
@@ -257,7 +262,7 @@ func TestConsole(t *testing.T) {
 
 		b := newBrowser(t, d.info.IngestURL)
 		require.Equal(t, "/app/", b.signIn("ops@levqor.example", "olga's long passphrase").location)
-		require.Equal(t, "/app/ops/dlq", b.get("/app/").location)
+		require.Equal(t, "/app/ops/status", b.get("/app/").location)
 		list := b.get("/app/ops/dlq")
 		require.Equal(t, http.StatusOK, list.status)
 		require.Contains(t, list.body, "billing: database is locked")
@@ -293,6 +298,149 @@ func TestConsole(t *testing.T) {
 		require.Contains(t, string(audit[0].Params), "database back")
 	})
 
+	t.Run("OwnerBacksUpBrowsesAndDownloads", func(t *testing.T) {
+		b := newBrowser(t, d.info.IngestURL)
+		require.Equal(t, http.StatusSeeOther, b.signIn("ada@ada.example", "ada's long passphrase").status)
+		src := b.get("/app/sources/" + ada.source)
+		p := b.post("/app/sources/"+ada.source+"/run", url.Values{"csrf": {src.csrf(t)}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		require.Contains(t, b.get(p.location).body, "Backup started")
+		var snap string
+		require.Eventually(t, func() bool {
+			part := b.get("/app/sources/" + ada.source + "/runs")
+			if !strings.Contains(part.body, `id="runs"`) || !strings.Contains(part.body, ">succeeded<") {
+				return false
+			}
+			m := regexp.MustCompile(`href="/app/snapshots/(snap_[a-z0-9]+)"`).FindStringSubmatch(b.get("/app/sources/" + ada.source).body)
+			if m == nil {
+				return false
+			}
+			snap = m[1]
+			return true
+		}, 30*time.Second, 200*time.Millisecond, "the run's progress shows without reloading the page")
+		root := b.get("/app/snapshots/" + snap)
+		require.Equal(t, http.StatusOK, root.status)
+		require.Contains(t, root.body, "index.html")
+		require.Contains(t, root.body, `href="/app/snapshots/`+snap+`?path=img"`)
+		img := b.get("/app/snapshots/" + snap + "?path=img")
+		require.Contains(t, img.body, "logo.svg")
+		file := b.get("/app/snapshots/" + snap + "/download?path=img/logo.svg")
+		require.Equal(t, http.StatusOK, file.status)
+		require.Equal(t, "<svg/>", file.body)
+		require.Equal(t, http.StatusNotFound, newBrowserSignedIn(t, d.info.IngestURL, "ops@levqor.example", "olga's long passphrase").
+			get("/app/snapshots/snap_"+strings.Repeat("z", 26)).status)
+	})
+
+	t.Run("TicketsValidateAndConverse", func(t *testing.T) {
+		b := newBrowserSignedIn(t, d.info.IngestURL, "max@ada.example", "max's long passphrase")
+		list := b.get("/app/tickets")
+		require.Equal(t, http.StatusOK, list.status)
+		p := b.post("/app/tickets", url.Values{"csrf": {list.csrf(t)}, "subject": {""}, "body": {"the nightly backup failed"}})
+		require.GreaterOrEqual(t, p.status, 400)
+		require.Contains(t, p.body, `id="ticket-error">Subject:`)
+		p = b.post("/app/tickets", url.Values{"csrf": {list.csrf(t)}, "subject": {"Backups failing since Monday"}, "body": {"the nightly backup failed"}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		require.True(t, strings.HasPrefix(p.location, "/app/tickets/tkt_"), p.location)
+		tk := b.get(p.location)
+		require.Contains(t, tk.body, "Backups failing since Monday")
+		require.Contains(t, tk.body, "Resolution due")
+		p = b.post(p.location+"/reply", url.Values{"csrf": {tk.csrf(t)}, "body": {"it failed again tonight"}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		require.Contains(t, b.get(p.location).body, "it failed again tonight")
+		require.Contains(t, b.get("/app/overview").body, `id="open-tickets">1<`)
+	})
+
+	t.Run("AMemberCannotOpenOwnerPages", func(t *testing.T) {
+		b := newBrowserSignedIn(t, d.info.IngestURL, "max@ada.example", "max's long passphrase")
+		for _, path := range []string{"/app/billing", "/app/people", "/app/keys", "/app/ops/status", "/app/ops/accounts"} {
+			require.Equal(t, http.StatusForbidden, b.get(path).status, path)
+		}
+		require.Equal(t, http.StatusForbidden, b.post("/app/keys", url.Values{"csrf": {b.get("/app/overview").csrf(t)}, "name": {"x"}}).status)
+	})
+
+	t.Run("OwnersInvitePeopleAndManageKeys", func(t *testing.T) {
+		b := newBrowserSignedIn(t, d.info.IngestURL, "ada@ada.example", "ada's long passphrase")
+		pp := b.get("/app/people")
+		require.Equal(t, http.StatusOK, pp.status)
+		require.Contains(t, pp.body, "max@ada.example")
+		p := b.post("/app/people/invite", url.Values{"csrf": {pp.csrf(t)}, "email": {"not an email"}, "role": {"member"}})
+		require.Equal(t, http.StatusUnprocessableEntity, p.status)
+		require.Contains(t, p.body, `id="people-error">Email: not an email address.`)
+		p = b.post("/app/people/invite", url.Values{"csrf": {pp.csrf(t)}, "email": {"new@ada.example"}, "role": {"member"}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		link := mailedLink(t, d.info.DataDir, "new@ada.example", "/app/invite/")
+		newcomer := newBrowser(t, d.info.IngestURL)
+		require.Equal(t, http.StatusOK, newcomer.get(link).status)
+		p = newcomer.post(link, url.Values{"name": {"Nia"}, "password": {"nia's long passphrase"}, "confirm": {"nia's long passphrase"}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		require.Contains(t, newcomer.get("/app/overview").body, "Ada Backups Ltd", "the invitation signs the newcomer in")
+		require.Equal(t, http.StatusGone, newBrowser(t, d.info.IngestURL).post(link, url.Values{"name": {"x"}, "password": {"another passphrase"}, "confirm": {"another passphrase"}}).status, "an invitation works once")
+
+		keys := b.get("/app/keys")
+		p = b.post("/app/keys", url.Values{"csrf": {keys.csrf(t)}, "name": {"nightly agent"}})
+		require.Equal(t, http.StatusCreated, p.status, p.body)
+		secret := regexp.MustCompile(`(lvq_[a-z2-7]{52})`).FindString(p.body)
+		require.NotEmpty(t, secret, p.body)
+		call := func() int {
+			req, err := http.NewRequest(http.MethodGet, d.info.IngestURL+"/v1/sources", nil)
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer "+secret)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		require.Equal(t, http.StatusOK, call(), "the new key works for the owner's account")
+		require.NotContains(t, b.get("/app/keys").body, secret, "shown only once")
+		id := regexp.MustCompile(`action="/app/keys/(key_[a-z0-9]+)/revoke"`).FindStringSubmatch(b.get("/app/keys").body)
+		require.NotNil(t, id)
+		p = b.post("/app/keys/"+id[1]+"/revoke", url.Values{"csrf": {keys.csrf(t)}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		require.Equal(t, http.StatusUnauthorized, call(), "a revoked key stops working")
+	})
+
+	t.Run("APasswordIsResetByEmail", func(t *testing.T) {
+		old := newBrowserSignedIn(t, d.info.IngestURL, "ada@ada.example", "ada's long passphrase")
+		b := newBrowser(t, d.info.IngestURL)
+		for _, email := range []string{"ada@ada.example", "nobody@ada.example"} {
+			p := b.post("/app/reset", url.Values{"email": {email}})
+			require.Equal(t, http.StatusOK, p.status)
+			require.Contains(t, p.body, `id="reset-sent"`, "the same answer whether or not the email has a user")
+		}
+		link := mailedLink(t, d.info.DataDir, "ada@ada.example", "/app/reset/")
+		p := b.post(link, url.Values{"password": {"short"}, "confirm": {"short"}})
+		require.Equal(t, http.StatusUnprocessableEntity, p.status)
+		require.Contains(t, p.body, "Password: at least 12 characters.")
+		p = b.post(link, url.Values{"password": {"ada's new passphrase"}, "confirm": {"ada's new passphrase"}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		require.Equal(t, http.StatusSeeOther, old.get("/app/overview").status, "a reset ends every session")
+		require.Equal(t, http.StatusUnauthorized, b.signIn("ada@ada.example", "ada's long passphrase").status)
+		require.Equal(t, http.StatusSeeOther, b.signIn("ada@ada.example", "ada's new passphrase").status)
+		require.Equal(t, http.StatusGone, b.post(link, url.Values{"password": {"ada's third passphrase"}, "confirm": {"ada's third passphrase"}}).status)
+	})
+
+	t.Run("OperatorPages", func(t *testing.T) {
+		b := newBrowserSignedIn(t, d.info.IngestURL, "ops@levqor.example", "olga's long passphrase")
+		st := b.get("/app/ops/status")
+		require.Equal(t, http.StatusOK, st.status)
+		require.Contains(t, st.body, "billing-stripe")
+		acc := b.get("/app/ops/accounts?q=bob")
+		require.Contains(t, acc.body, "Bob Archive Co")
+		require.NotContains(t, acc.body, "Ada Backups Ltd", "the search narrows the list")
+		one := b.get("/app/ops/accounts/" + ada.id)
+		require.Equal(t, http.StatusOK, one.status)
+		require.Contains(t, one.body, "ada-site")
+		require.Contains(t, one.body, "max@ada.example")
+		p := b.post("/app/ops/replay", url.Values{"csrf": {st.csrf(t)}, "consumer": {"billing-stripe"}, "since": {"1h"}, "note": {"checking a customer's events"}})
+		require.Equal(t, http.StatusOK, p.status, p.body)
+		require.Contains(t, p.body, "Dry run: nothing published")
+		p = b.post("/app/ops/replay", url.Values{"csrf": {st.csrf(t)}, "consumer": {"billing-stripe"}, "since": {"yesterday-ish"}, "note": {"x"}})
+		require.Equal(t, http.StatusBadRequest, p.status)
+		require.Contains(t, p.body, `id="replay-error">Since:`)
+		audit := b.get("/app/ops/audit?action=dlq.replay")
+		require.Contains(t, audit.body, "database back")
+	})
+
 	t.Run("ADisabledUsersSessionEnds", func(t *testing.T) {
 		b := newBrowser(t, d.info.IngestURL)
 		require.Equal(t, http.StatusSeeOther, b.signIn("max@ada.example", "max's long passphrase").status)
@@ -305,4 +453,37 @@ func TestConsole(t *testing.T) {
 		require.Equal(t, http.StatusSeeOther, p.status)
 		require.True(t, strings.HasPrefix(p.location, "/app/signin"))
 	})
+}
+
+// newBrowserSignedIn is a browser signed in as email.
+func newBrowserSignedIn(t *testing.T, base, email, password string) *browser {
+	t.Helper()
+	b := newBrowser(t, base)
+	require.Equal(t, http.StatusSeeOther, b.signIn(email, password).status, "signing in as %s", email)
+	return b
+}
+
+// mailedLink is the newest console link under path mailed to to, read
+// from dev mode's mail directory.
+func mailedLink(t *testing.T, dataDir, to, path string) string {
+	t.Helper()
+	re := regexp.MustCompile(`https?://[^/\s]+(` + regexp.QuoteMeta(path) + `[A-Za-z0-9_-]+)`)
+	var link string
+	require.Eventually(t, func() bool {
+		files, _ := filepath.Glob(filepath.Join(dataDir, "mail", "*.eml"))
+		var newest time.Time
+		for _, f := range files {
+			raw, err := os.ReadFile(f)
+			fi, serr := os.Stat(f)
+			if err != nil || serr != nil || !strings.Contains(string(raw), "To: <"+to+">") {
+				continue
+			}
+			body := strings.ReplaceAll(string(raw), "=\r\n", "")
+			if m := re.FindStringSubmatch(body); m != nil && !fi.ModTime().Before(newest) {
+				link, newest = m[1], fi.ModTime()
+			}
+		}
+		return link != ""
+	}, 10*time.Second, 50*time.Millisecond, "a mail to %s with a link under %s", to, path)
+	return link
 }

@@ -340,8 +340,13 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	mailer, err := e.mailer()
+	if err != nil {
+		return nil, err
+	}
 	con := func(apiRoutes http.Handler) (http.Handler, error) {
 		return console.New(console.Config{People: ppl, API: apiRoutes, Logger: log, PublicURL: e.Cfg.PublicURL, ClientAddr: a.ClientAddr,
+			Store: e.Store, Mailer: mailer,
 			// Dev mode serves plain http on the loopback interface, where a
 			// Secure cookie would never be sent back.
 			Insecure: devOperatorToken != ""})
@@ -658,15 +663,21 @@ func (e *Env) NotifyWorker() (*notify.Worker, error) {
 		Retry: e.Cfg.NotifyRetry, Retention: e.Cfg.NotificationRetention, DigestWindow: e.Cfg.NotifyDigestWindow,
 		Runtime: &command.Runtime{Store: e.Store, NC: e.NC, Prefix: e.Cfg.Topology.Prefix},
 	}
-	switch {
-	case e.Cfg.SMTP.Host != "":
-		m, err := notify.NewSMTP(e.Cfg.SMTP)
-		if err != nil {
-			return nil, err
-		}
-		w.Mailer = m
-	case e.Cfg.MailDir != "":
-		w.Mailer = notify.DirMailer{Dir: e.Cfg.MailDir, From: e.Cfg.SMTP.From}
+	if w.Mailer, err = e.mailer(); err != nil {
+		return nil, err
 	}
 	return w, nil
+}
+
+// mailer is the mailer the configuration names: SMTP when
+// LEVQOR_SMTP_HOST is set, else .eml files in LEVQOR_MAIL_DIR when that
+// is, else nil.
+func (e *Env) mailer() (notify.Sender, error) {
+	switch {
+	case e.Cfg.SMTP.Host != "":
+		return notify.NewSMTP(e.Cfg.SMTP)
+	case e.Cfg.MailDir != "":
+		return notify.DirMailer{Dir: e.Cfg.MailDir, From: e.Cfg.SMTP.From}, nil
+	}
+	return nil, nil
 }
