@@ -130,6 +130,9 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Pages load only their own script and style, never inside a frame.
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Robots-Tag", "noindex, nofollow")
+	// Same-origin, not the API's no-referrer: under no-referrer browsers
+	// send "Origin: null" with a form, which sameOrigin must refuse.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	if r.Method == http.MethodPost {
 		if !sameOrigin(r) {
@@ -224,7 +227,7 @@ func (c *Console) signedIn(a access, next page) http.Handler {
 		allowed := a == anyone || (a == operatorsOnly && v.Operator()) || (a == ownersOnly && v.Owner()) ||
 			(a == customersOnly && !v.Operator())
 		if !allowed {
-			c.fail(w, r, nil, http.StatusForbidden, "Your role does not open this page.")
+			c.render(w, r, v, http.StatusForbidden, "error", map[string]any{"Message": "Your role does not open this page."})
 			return
 		}
 		if !v.Operator() {

@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/levqor/levqor/pkg/people"
+	"github.com/levqor/levqor/pkg/scheduler"
 )
 
 func (c *Console) routes() {
@@ -168,12 +169,11 @@ func fieldLabel(f string) string {
 	return strings.ToUpper(f[:1]) + f[1:]
 }
 
-// overview is a customer's first page: plan, sources and their health,
-// open tickets.
+// overview is a customer's first page: plan and billing status,
+// storage used against the quota, each source's backup health, open
+// tickets.
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
-	var sources, tickets struct {
-		Data []map[string]any `json:"data"`
-	}
+	var sources, tickets list
 	if err := c.get(r, v, "/v1/sources?limit=100", &sources); err != nil {
 		c.apiFail(w, r, v, err)
 		return
@@ -182,7 +182,100 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
 		c.apiFail(w, r, v, err)
 		return
 	}
-	c.render(w, r, v, http.StatusOK, "overview", map[string]any{"Sources": sources.Data, "Tickets": tickets.Data})
+	var health []map[string]any
+	for i, src := range sources.Data {
+		if i == overviewSources {
+			break
+		}
+		h, err := c.sourceHealth(r, v, src)
+		if err != nil {
+			c.apiFail(w, r, v, err)
+			return
+		}
+		health = append(health, h)
+	}
+	used, err := c.store.AccountStoredBytes(r.Context(), v.User.AccountID)
+	if err != nil {
+		c.fail(w, r, err, http.StatusServiceUnavailable, "The console cannot reach its database; try again shortly.")
+		return
+	}
+	var quota float64
+	if ent, ok := v.Account["entitlements"].(map[string]any); ok {
+		gb, _ := ent["storage_gb"].(float64)
+		quota = gb * 1e9
+	}
+	share := 0.0
+	if quota > 0 {
+		share = 100 * float64(used) / quota
+	}
+	c.render(w, r, v, http.StatusOK, "overview", map[string]any{"Sources": health, "More": len(sources.Data) > overviewSources,
+		"Tickets": tickets.Data, "Used": float64(used), "Quota": quota, "Share": fmt.Sprintf("%.0f", share)})
+}
+
+// overviewSources is how many sources the overview describes.
+const overviewSources = 25
+
+// sourceHealth describes a source's backups: its last good snapshot, when
+// the next is due, and whether it is paused, overdue or has corrupt
+// snapshots.
+func (c *Console) sourceHealth(r *http.Request, v *viewer, src map[string]any) (map[string]any, error) {
+	id, _ := src["id"].(string)
+	var detail map[string]any
+	var last list
+	if err := c.get(r, v, "/v1/sources/"+url.PathEscape(id), &detail); err != nil {
+		return nil, err
+	}
+	if err := c.get(r, v, "/v1/sources/"+url.PathEscape(id)+"/snapshots?state=active&limit=20", &last); err != nil {
+		return nil, err
+	}
+	h := map[string]any{"ID": id, "Name": src["name"], "Kind": src["kind"], "Health": "ok"}
+	var good map[string]any
+	corrupt := 0
+	for _, s := range last.Data {
+		switch {
+		case s["integrity"] == "corrupt":
+			corrupt++
+		case good == nil:
+			good = s
+		}
+	}
+	h["Last"] = good
+	now := c.now()
+	sched, _ := src["schedule"].(string)
+	zone, _ := src["time_zone"].(string)
+	if runnable, _ := detail["runnable"].(bool); runnable && sched != "" {
+		if s, err := (scheduler.Job{Name: "backup", Spec: sched, TimeZone: zone}).Schedule(); err == nil {
+			next := s.Next(now)
+			h["Next"] = next.UTC().Format(time.RFC3339)
+			every := s.Next(next).Sub(next)
+			since := now
+			if good != nil {
+				since, _ = time.Parse(time.RFC3339Nano, fmt.Sprint(good["taken_at"]))
+			} else if created, err := time.Parse(time.RFC3339Nano, fmt.Sprint(src["created_at"])); err == nil {
+				since = created
+			}
+			if now.Sub(since) > every+time.Hour {
+				h["Health"] = "overdue"
+			}
+		}
+	}
+	// Of its 20 newest snapshots, those found corrupt.
+	h["Corrupt"] = corrupt
+	if corrupt > 0 {
+		h["Health"] = "corrupt"
+	}
+	if src["paused_at"] != nil {
+		h["Health"] = "paused"
+	}
+	h["Snapshots"] = tally(detail["snapshots"], "active")
+	return h, nil
+}
+
+func tally(snaps any, state string) float64 {
+	m, _ := snaps.(map[string]any)
+	t, _ := m[state].(map[string]any)
+	f, _ := t["count"].(float64)
+	return f
 }
 
 // dlqPage lists dead letters, oldest first.
@@ -312,12 +405,7 @@ var funcs = template.FuncMap{
 		cur, _ := currency.(string)
 		return fmt.Sprintf("%.2f %s", f/100, strings.ToUpper(cur))
 	},
-	"tally": func(snaps any, state string) float64 {
-		m, _ := snaps.(map[string]any)
-		t, _ := m[state].(map[string]any)
-		f, _ := t["count"].(float64)
-		return f
-	},
+	"tally": tally,
 }
 
 // resetPage asks for the email to send a password reset link to.

@@ -96,16 +96,27 @@ func (b *browser) signIn(email, password string) page {
 	return b.post("/app/signin", url.Values{"csrf": {form.csrf(b.t)}, "email": {email}, "password": {password}, "next": {"/app/"}})
 }
 
-func TestConsole(t *testing.T) {
-	t.Parallel()
+// consoleAccount is a customer account of the console's tests, with a
+// directory source.
+type consoleAccount struct{ id, cus, source, dir string }
+
+// consoleFixture is a dev mode with two starter accounts (Ada's and
+// Bob's), each with a directory source, and three people: Ada (owner),
+// Max (member of Ada's account) and Olga (operator).
+type consoleFixture struct {
+	d        *devRun
+	c        devClient
+	st       *store.Store
+	ada, bob *consoleAccount
+}
+
+func newConsoleFixture(t *testing.T) *consoleFixture {
+	t.Helper()
 	d, err := runDev(t, devVars(t.TempDir()))
 	require.NoError(t, err)
 	c := devClient{info: d.info}
 	ctx := t.Context()
-
-	// Two customer accounts on the starter tier, each with a source.
-	type account struct{ id, cus, source, dir string }
-	accounts := map[string]*account{}
+	accounts := map[string]*consoleAccount{}
 	for _, name := range []string{"Ada Backups Ltd", "Bob Archive Co"} {
 		status, body := c.do(t, http.MethodPost, "/v1/accounts?wait=15s", map[string]string{"name": name, "contact_email": "ops@" + strings.Fields(strings.ToLower(name))[0] + ".example"})
 		require.Equal(t, http.StatusCreated, status, string(body))
@@ -116,7 +127,7 @@ func TestConsole(t *testing.T) {
 			}
 		}
 		require.NoError(t, json.Unmarshal(body, &created))
-		a := &account{id: created.Result.ID, cus: created.Result.StripeCustomerID}
+		a := &consoleAccount{id: created.Result.ID, cus: created.Result.StripeCustomerID}
 		accounts[strings.Fields(name)[0]] = a
 		c.webhook(t, "customer.subscription.created", stripesim.EventOptions{Created: time.Now().Add(-time.Minute),
 			Customer: a.cus, ObjectID: "sub_" + a.id, Price: "price_levqor_starter_monthly"})
@@ -136,21 +147,65 @@ func TestConsole(t *testing.T) {
 		require.NoError(t, json.Unmarshal(body, &src))
 		a.source = src.Result.ID
 	}
-	ada, bob := accounts["Ada"], accounts["Bob"]
-
 	st, err := store.Open(ctx, d.info.DatabaseURL, storetest.Logger(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	ppl, err := people.New(people.Config{Store: st, Logger: storetest.Logger(t)})
 	require.NoError(t, err)
 	for _, nu := range []people.NewUser{
-		{Email: "ada@ada.example", Name: "Ada", Role: store.RoleOwner, AccountID: ada.id, Password: "ada's long passphrase"},
-		{Email: "max@ada.example", Name: "Max", Role: store.RoleMember, AccountID: ada.id, Password: "max's long passphrase"},
+		{Email: "ada@ada.example", Name: "Ada", Role: store.RoleOwner, AccountID: accounts["Ada"].id, Password: "ada's long passphrase"},
+		{Email: "max@ada.example", Name: "Max", Role: store.RoleMember, AccountID: accounts["Ada"].id, Password: "max's long passphrase"},
 		{Email: "ops@levqor.example", Name: "Olga", Role: store.RoleOperator, Password: "olga's long passphrase"},
 	} {
 		_, err := ppl.CreateUser(ctx, nu)
 		require.NoError(t, err)
 	}
+	return &consoleFixture{d: d, c: c, st: st, ada: accounts["Ada"], bob: accounts["Bob"]}
+}
+
+// deadLetter puts into the DLQ, as the router does after a handler's last
+// failure, a Stripe event ingest accepted and proved that moves Bob's
+// account to growth: replayed, billing applies it.
+func (f *consoleFixture) deadLetter(t *testing.T) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(f.d.info.DataDir, service.DevSecretsFile))
+	require.NoError(t, err)
+	var secrets struct {
+		BusKey string `json:"bus_key"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &secrets))
+	bk, err := keys.ParseBusKey(secrets.BusKey)
+	require.NoError(t, err)
+	ev, err := stripesim.NewEvent("customer.subscription.updated", stripesim.EventOptions{Created: time.Now(),
+		Customer: f.bob.cus, ObjectID: "sub_" + f.bob.id, Price: "price_levqor_growth_monthly"})
+	require.NoError(t, err)
+	var evID struct{ ID string }
+	require.NoError(t, json.Unmarshal(ev, &evID))
+	nc, err := nats.Connect(f.d.info.NATSURL, nats.UserInfo(service.DevNATSUser, f.d.info.NATSPassword))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.PublishMsg(t.Context(), &nats.Msg{Subject: "levqor.dlq.billing-stripe", Data: ev, Header: nats.Header{
+		bus.HeaderMsgID: {"dlq-" + evID.ID}, bus.HeaderOriginalMsgID: {evID.ID}, keys.HeaderBusProof: {bk.ProveMessage(ev)},
+		bus.HeaderDlqSubject: {"levqor.stripe.customer.subscription.updated"}, bus.HeaderDlqConsumer: {"billing-stripe"},
+		bus.HeaderDlqStream: {"STRIPE"}, bus.HeaderDlqSeq: {"1"}, bus.HeaderDlqDeliveries: {"5"},
+		bus.HeaderDlqReason: {"billing: database is locked"}, bus.HeaderDlqAt: {time.Now().UTC().Format(time.RFC3339Nano)},
+	}})
+	require.NoError(t, err)
+}
+
+// bobOnGrowth reports whether the dead letter's event was applied.
+func (f *consoleFixture) bobOnGrowth(t *testing.T) bool {
+	b := f.c.billing(t, f.bob.id)
+	return b.Tier != nil && *b.Tier == "growth"
+}
+
+func TestConsole(t *testing.T) {
+	t.Parallel()
+	f := newConsoleFixture(t)
+	d, st, ada, bob := f.d, f.st, f.ada, f.bob
+	ctx := t.Context()
 
 	t.Run("SignedOutGoesToSignIn", func(t *testing.T) {
 		b := newBrowser(t, d.info.IngestURL)
@@ -232,33 +287,7 @@ func TestConsole(t *testing.T) {
 	})
 
 	t.Run("OperatorReplaysADeadLetter", func(t *testing.T) {
-		// A Stripe event ingest accepted and proved, which billing gave up
-		// on (as the router dead-letters it after its last delivery).
-		raw, err := os.ReadFile(filepath.Join(d.info.DataDir, service.DevSecretsFile))
-		require.NoError(t, err)
-		var secrets struct {
-			BusKey string `json:"bus_key"`
-		}
-		require.NoError(t, json.Unmarshal(raw, &secrets))
-		bk, err := keys.ParseBusKey(secrets.BusKey)
-		require.NoError(t, err)
-		ev, err := stripesim.NewEvent("customer.subscription.updated", stripesim.EventOptions{Created: time.Now(),
-			Customer: bob.cus, ObjectID: "sub_" + bob.id, Price: "price_levqor_growth_monthly"})
-		require.NoError(t, err)
-		var evID struct{ ID string }
-		require.NoError(t, json.Unmarshal(ev, &evID))
-		nc, err := nats.Connect(d.info.NATSURL, nats.UserInfo(service.DevNATSUser, d.info.NATSPassword))
-		require.NoError(t, err)
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		require.NoError(t, err)
-		_, err = js.PublishMsg(ctx, &nats.Msg{Subject: "levqor.dlq.billing-stripe", Data: ev, Header: nats.Header{
-			bus.HeaderMsgID: {"dlq-" + evID.ID}, bus.HeaderOriginalMsgID: {evID.ID}, keys.HeaderBusProof: {bk.ProveMessage(ev)},
-			bus.HeaderDlqSubject: {"levqor.stripe.customer.subscription.updated"}, bus.HeaderDlqConsumer: {"billing-stripe"},
-			bus.HeaderDlqStream: {"STRIPE"}, bus.HeaderDlqSeq: {"1"}, bus.HeaderDlqDeliveries: {"5"},
-			bus.HeaderDlqReason: {"billing: database is locked"}, bus.HeaderDlqAt: {time.Now().UTC().Format(time.RFC3339Nano)},
-		}})
-		require.NoError(t, err)
+		f.deadLetter(t)
 
 		b := newBrowser(t, d.info.IngestURL)
 		require.Equal(t, "/app/", b.signIn("ops@levqor.example", "olga's long passphrase").location)
@@ -284,10 +313,7 @@ func TestConsole(t *testing.T) {
 		p = b.post("/app/ops/dlq/"+seq[1]+"/replay", url.Values{"csrf": {show.csrf(t)}, "note": {"database back"}, "confirm": {"yes"}})
 		require.Equal(t, http.StatusSeeOther, p.status, p.body)
 		require.Contains(t, b.get(p.location).body, "Replayed dead letter "+seq[1])
-		require.Eventually(t, func() bool {
-			bl := c.billing(t, bob.id)
-			return bl.Tier != nil && *bl.Tier == "growth"
-		}, 20*time.Second, 50*time.Millisecond, "the replayed event was processed")
+		require.Eventually(t, func() bool { return f.bobOnGrowth(t) }, 20*time.Second, 50*time.Millisecond, "the replayed event was processed")
 
 		audit, err := st.ListAudit(ctx, store.ListAuditParams{Action: "dlq.replay"})
 		require.NoError(t, err)
@@ -318,6 +344,10 @@ func TestConsole(t *testing.T) {
 			snap = m[1]
 			return true
 		}, 30*time.Second, 200*time.Millisecond, "the run's progress shows without reloading the page")
+		ov := b.get("/app/overview").body
+		require.Contains(t, ov, `health">ok<`, "a source backed up on time is healthy")
+		require.NotContains(t, ov, `id="storage">0 B`, "the storage used counts the backup")
+		require.Regexp(t, `id="storage">[0-9.]+ [kM]?B of 1[0-9.]* GB`, ov)
 		root := b.get("/app/snapshots/" + snap)
 		require.Equal(t, http.StatusOK, root.status)
 		require.Contains(t, root.body, "index.html")
