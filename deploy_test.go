@@ -207,14 +207,16 @@ func TestComposeConfigValid(t *testing.T) {
 			Services map[string]map[string]any `yaml:"services"`
 		}
 		require.NoError(t, yaml.Unmarshal([]byte(stdout), &withMail))
-		for _, name := range []string{"workers", "workers-cluster"} {
+		// The workers send notifications; ingest the console's
+		// invitations and password resets.
+		for _, name := range []string{"workers", "workers-cluster", "ingest", "ingest-cluster"} {
 			env := environment(withMail.Services[name]["environment"])
 			require.Equal(t, "smtp.example.com", env["LEVQOR_SMTP_HOST"], "%s reaches the mail server", name)
 			require.Equal(t, "mail-secret", env["LEVQOR_SMTP_PASSWORD"])
 			require.Equal(t, "https://levqor.example.com", env["LEVQOR_PUBLIC_URL"])
 			require.Equal(t, "587", env["LEVQOR_SMTP_PORT"])
 		}
-		require.NotContains(t, environment(withMail.Services["ingest"]["environment"]), "LEVQOR_SMTP_PASSWORD", "only the workers send mail")
+		require.NotContains(t, environment(withMail.Services["scheduler"]["environment"]), "LEVQOR_SMTP_PASSWORD", "the scheduler sends no mail")
 	})
 
 	// The secrets have no defaults: starting without them must fail loudly.

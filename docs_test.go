@@ -521,7 +521,8 @@ func newDocsMasker(work, url string) *docsMasker {
 	m := &docsMasker{subst: strings.NewReplacer(work, docsWorkDir, url, docsURL)}
 	for _, mk := range []struct{ re, repl string }{
 		// Generated ids: Levqor's, Stripe's and the stand-in's.
-		{`\b(acc|src|snap|cmd|key|run|tkt|hold|evt|cus|sub|in|cs_test|bps|whsec|lvq_dev|lvq|whe|ntf)_[A-Za-z0-9]{4,}`, "${1}_ID"},
+		{`\b(acc|src|snap|cmd|key|run|tkt|hold|evt|cus|sub|in|cs_test|bps|whsec|lvq_dev|lvq|whe|ntf|usr)_[A-Za-z0-9]{4,}`, "${1}_ID"},
+		{`/app/(invite|reset)/[A-Za-z0-9_-]{43}\b`, "/app/$1/TOKEN"},
 		// An id cut short by the CLI's elision of long text ("evt_oLo…").
 		{`\b(acc|src|snap|cmd|key|run|tkt|hold|evt|cus|sub|in)_[A-Za-z0-9]{1,3}…`, "${1}_ID…"},
 		// Hashes and the random part of manual tick ids.

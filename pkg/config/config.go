@@ -21,6 +21,7 @@ import (
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/bus"
+	"github.com/levqor/levqor/pkg/console"
 	"github.com/levqor/levqor/pkg/housekeeping"
 	"github.com/levqor/levqor/pkg/ingest"
 	"github.com/levqor/levqor/pkg/keys"
@@ -193,6 +194,9 @@ type Config struct {
 	// notifications (LEVQOR_PUBLIC_URL); dev mode defaults to its ingest
 	// URL.
 	PublicURL string
+	// OIDCProviders is LEVQOR_OIDC_PROVIDERS: the identity providers the
+	// console offers for sign-in, a JSON array (console.ParseOIDCProviders).
+	OIDCProviders string
 	// SMTP is the mail server notifications go through (LEVQOR_SMTP_*,
 	// LEVQOR_MAIL_FROM); unset unless LEVQOR_SMTP_HOST is.
 	SMTP notify.SMTPConfig
@@ -492,6 +496,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		SentryDSN:             p.str("SENTRY_DSN", ""),
 		SentryEnvironment:     p.str("SENTRY_ENVIRONMENT", ""),
 		PublicURL:             p.str("LEVQOR_PUBLIC_URL", ""),
+		OIDCProviders:         p.str("LEVQOR_OIDC_PROVIDERS", ""),
 		MailDir:               p.str("LEVQOR_MAIL_DIR", ""),
 		WebhookKey:            p.str("LEVQOR_WEBHOOK_SECRET_KEY", ""),
 		BusKey:                p.str("LEVQOR_BUS_KEY", ""),
@@ -598,6 +603,9 @@ func (c Config) ValidateFor(role Role) error {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("LEVQOR_PUBLIC_URL", "%q: want an http(s) URL such as https://levqor.example.com", c.PublicURL)
 		}
+	}
+	if _, err := console.ParseOIDCProviders(c.OIDCProviders); err != nil {
+		bad("LEVQOR_OIDC_PROVIDERS", "%v", err)
 	}
 	if c.NotifyDigestWindow < 0 || c.NotifyDigestWindow > 24*time.Hour {
 		bad("LEVQOR_NOTIFY_DIGEST_WINDOW", "%s: want 0 (no digests) to 24h", c.NotifyDigestWindow)

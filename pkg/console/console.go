@@ -9,7 +9,6 @@ package console
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"embed"
 	"encoding/base64"
@@ -77,6 +76,9 @@ type Config struct {
 	// Mailer sends invitations and password reset links; nil shows an
 	// owner the invitation link to pass on, and sends no reset link.
 	Mailer notify.Sender
+	// OIDC are the identity providers people may sign in with
+	// (LEVQOR_OIDC_PROVIDERS); none offers passwords alone.
+	OIDC []OIDCProvider
 	// Insecure drops the Secure attribute from cookies, for dev mode on
 	// plain http://127.0.0.1. Production always sets Secure.
 	Insecure bool
@@ -92,6 +94,8 @@ type Console struct {
 	tmpl   map[string]*template.Template
 	mux    *http.ServeMux
 	now    func() time.Time
+
+	oidc oidcClients
 
 	mu    sync.Mutex
 	pages map[string]*rate.Limiter // per user: what the API's per-key limit is to a key
@@ -298,7 +302,7 @@ func (c *Console) call(r *http.Request, v *viewer, method, path string, body, ou
 		}
 		rd = bytes.NewReader(b)
 	}
-	ctx := auth.Delegate(context.WithoutCancel(r.Context()), v.principal())
+	ctx := auth.Delegate(r.Context(), v.principal())
 	req, err := http.NewRequestWithContext(ctx, method, path, rd)
 	if err != nil {
 		return err

@@ -23,6 +23,8 @@ func (c *Console) routes() {
 	c.mux.Handle("GET "+Path+"static/", http.StripPrefix(Path+"static/", http.FileServerFS(static)))
 	c.mux.HandleFunc("GET "+Path+"signin", c.signinPage)
 	c.mux.HandleFunc("POST "+Path+"signin", c.signin)
+	c.mux.HandleFunc("GET "+Path+"oidc/{name}", c.oidcStart)
+	c.mux.HandleFunc("GET "+Path+"oidc/{name}/callback", c.oidcCallback)
 	c.mux.HandleFunc("GET "+Path+"invite/{token}", c.invitePage)
 	c.mux.HandleFunc("POST "+Path+"invite/{token}", c.acceptInvite)
 	c.mux.Handle("GET "+Path+"{$}", c.signedIn(anyone, c.home))
@@ -68,8 +70,12 @@ func (c *Console) renderSignin(w http.ResponseWriter, r *http.Request, status in
 	}
 	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: tok, Path: Path + "signin", HttpOnly: true, Secure: !c.cfg.Insecure,
 		SameSite: http.SameSiteStrictMode, MaxAge: 3600})
+	var providers []map[string]string
+	for _, p := range c.cfg.OIDC {
+		providers = append(providers, map[string]string{"Name": p.Name, "Label": label(p)})
+	}
 	c.render(w, r, nil, status, "signin", map[string]any{"CSRF": tok, "Email": email, "Next": localNext(next), "Message": message,
-		"Reset": r.URL.Query().Get("reset") == "1"})
+		"Reset": r.URL.Query().Get("reset") == "1", "Providers": providers})
 }
 
 // signin checks the form and opens a session.

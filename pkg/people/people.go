@@ -510,3 +510,59 @@ func (p *People) ResetPassword(ctx context.Context, secret, password string) (*s
 	}
 	return u, nil
 }
+
+// SignInVerified opens a session for the person whose identity provider
+// verified email: the active user with that email, or, when there is none,
+// the user a pending invitation to the email creates (without a
+// password). name is the provider's name for the person. ErrNoUser means
+// neither exists.
+func (p *People) SignInVerified(ctx context.Context, email, name, client, userAgent string) (string, *store.User, error) {
+	email = store.NormalizeEmail(email)
+	u, err := p.store.UserByEmail(ctx, email)
+	switch {
+	case err == nil && u.DisabledAt != nil:
+		return "", nil, ErrNoUser
+	case err == nil:
+	case errors.Is(err, store.ErrNotFound):
+		if u, err = p.joinByInvitation(ctx, email, name); err != nil {
+			return "", nil, err
+		}
+	default:
+		return "", nil, err
+	}
+	if err := p.store.RecordSignin(ctx, u.ID, p.now()); err != nil {
+		return "", nil, err
+	}
+	secret, err := p.OpenSession(ctx, u, client, userAgent)
+	return secret, u, err
+}
+
+// ErrNoUser means no user has the email an identity provider verified,
+// and no invitation is pending for it.
+var ErrNoUser = errors.New("no Levqor user has this email, and no invitation is waiting for it: ask your account's owner to invite you")
+
+func (p *People) joinByInvitation(ctx context.Context, email, name string) (*store.User, error) {
+	var u store.User
+	err := p.store.InTx(ctx, func(tx *store.Tx) error {
+		l, err := tx.UseInvitationFor(ctx, email, p.now())
+		if errors.Is(err, store.ErrNotFound) {
+			return ErrNoUser
+		}
+		if err != nil {
+			return err
+		}
+		if len(name) > 200 {
+			name = name[:200]
+		}
+		id, err := command.NewID("usr_")
+		if err != nil {
+			return err
+		}
+		u = store.User{ID: id, Email: l.Email, Name: strings.TrimSpace(name), Role: l.Role, AccountID: l.AccountID, CreatedAt: p.now()}
+		return userError(tx.CreateUser(ctx, u))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/oauth2-proxy/mockoidc"
 	"github.com/stretchr/testify/require"
 
 	"github.com/levqor/levqor/pkg/store"
@@ -150,7 +152,15 @@ func (p *person) screenshot(dir, name string) {
 func TestConsoleInABrowser(t *testing.T) {
 	chrome := chromium(t)
 	t.Parallel()
-	f := newConsoleFixture(t)
+	// An OpenID Connect provider, running in the test: it signs in
+	// whoever the test queues.
+	idp, err := mockoidc.Run()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = idp.Shutdown() })
+	providers, err := json.Marshal([]map[string]string{{"name": "testidp", "label": "Test IdP", "issuer": idp.Issuer(),
+		"client_id": idp.ClientID, "client_secret": idp.ClientSecret}})
+	require.NoError(t, err)
+	f := newConsoleFixture(t, map[string]string{"LEVQOR_OIDC_PROVIDERS": string(providers)})
 	base := f.d.info.IngestURL
 	shots := os.Getenv("LEVQOR_CONSOLE_SCREENSHOTS")
 	if shots == "" {
@@ -243,6 +253,49 @@ func TestConsoleInABrowser(t *testing.T) {
 		audit, err := f.st.ListAudit(t.Context(), store.ListAuditParams{Action: "dlq.replay"})
 		require.NoError(t, err)
 		require.Contains(t, string(audit[0].Params), "the database is back")
+	})
+
+	t.Run("SignInWithOpenIDConnect", func(t *testing.T) {
+		viaIdP := func(user *mockoidc.MockUser) *person {
+			idp.QueueUser(user)
+			p := newPerson(t, chrome, base)
+			p.run(
+				chromedp.Navigate(base+"/app/tickets"),
+				chromedp.WaitVisible(chromedp.CSS(`#oidc-testidp`)),
+				chromedp.Click(chromedp.CSS(`#oidc-testidp`)),
+				chromedp.WaitVisible(chromedp.CSS(`main h1`)),
+			)
+			return p
+		}
+		// Ada's email, verified by the provider: her user, no password asked.
+		p := viaIdP(&mockoidc.MockUser{Subject: "ada-at-idp", Email: "ada@ada.example", EmailVerified: true})
+		require.Equal(t, "/app/tickets", p.location(), "back to the page asked for")
+		require.Contains(t, p.text(`header .who`), "Ada · owner")
+
+		// An invited person joins through the provider: the invitation
+		// makes their user, without a password.
+		_, _, err := f.ppl.Invite(t.Context(), "nia@ada.example", store.RoleMember, f.ada.id, "user:test")
+		require.NoError(t, err)
+		p = viaIdP(&mockoidc.MockUser{Subject: "nia-at-idp", Email: "nia@ada.example", EmailVerified: true})
+		require.Equal(t, "/app/tickets", p.location())
+		nia, err := f.st.UserByEmail(t.Context(), "nia@ada.example")
+		require.NoError(t, err)
+		require.Equal(t, store.RoleMember, nia.Role)
+		require.Empty(t, nia.PasswordHash)
+
+		// Nobody else, and no unverified email.
+		p = viaIdP(&mockoidc.MockUser{Subject: "eve", Email: "eve@elsewhere.example", EmailVerified: true})
+		require.Contains(t, p.text(`#signin-error`), "no Levqor user has this email")
+		p = viaIdP(&mockoidc.MockUser{Subject: "not-ada", Email: "ada@ada.example", EmailVerified: false})
+		require.Contains(t, p.text(`#signin-error`), "has not verified the email")
+		require.True(t, strings.HasPrefix(p.location(), "/app/oidc/testidp/callback"), "no session: the sign-in page, at the callback")
+		p.run(chromedp.Navigate(base + "/app/overview"))
+		require.True(t, strings.HasPrefix(p.location(), "/app/signin"), "not signed in")
+
+		// A callback this browser did not start (a login CSRF: someone
+		// else's code and state) signs nobody in.
+		p.run(chromedp.Navigate(base + "/app/oidc/testidp/callback?code=someone-elses&state=theirs"))
+		require.Contains(t, p.text(`#signin-error`), "did not start here")
 	})
 
 	t.Run("OnAPhone", func(t *testing.T) {

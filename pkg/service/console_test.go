@@ -107,12 +107,17 @@ type consoleFixture struct {
 	d        *devRun
 	c        devClient
 	st       *store.Store
+	ppl      *people.People
 	ada, bob *consoleAccount
 }
 
-func newConsoleFixture(t *testing.T) *consoleFixture {
+func newConsoleFixture(t *testing.T, extra map[string]string) *consoleFixture {
 	t.Helper()
-	d, err := runDev(t, devVars(t.TempDir()))
+	vars := devVars(t.TempDir())
+	for k, v := range extra {
+		vars[k] = v
+	}
+	d, err := runDev(t, vars)
 	require.NoError(t, err)
 	c := devClient{info: d.info}
 	ctx := t.Context()
@@ -160,7 +165,7 @@ func newConsoleFixture(t *testing.T) *consoleFixture {
 		_, err := ppl.CreateUser(ctx, nu)
 		require.NoError(t, err)
 	}
-	return &consoleFixture{d: d, c: c, st: st, ada: accounts["Ada"], bob: accounts["Bob"]}
+	return &consoleFixture{d: d, c: c, st: st, ppl: ppl, ada: accounts["Ada"], bob: accounts["Bob"]}
 }
 
 // deadLetter puts into the DLQ, as the router does after a handler's last
@@ -203,7 +208,7 @@ func (f *consoleFixture) bobOnGrowth(t *testing.T) bool {
 
 func TestConsole(t *testing.T) {
 	t.Parallel()
-	f := newConsoleFixture(t)
+	f := newConsoleFixture(t, nil)
 	d, st, ada, bob := f.d, f.st, f.ada, f.bob
 	ctx := t.Context()
 

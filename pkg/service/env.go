@@ -344,9 +344,13 @@ func (e *Env) Ingest(devOperatorToken string) (*ingest.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	providers, err := console.ParseOIDCProviders(e.Cfg.OIDCProviders)
+	if err != nil {
+		return nil, fmt.Errorf("LEVQOR_OIDC_PROVIDERS: %w", err)
+	}
 	con := func(apiRoutes http.Handler) (http.Handler, error) {
 		return console.New(console.Config{People: ppl, API: apiRoutes, Logger: log, PublicURL: e.Cfg.PublicURL, ClientAddr: a.ClientAddr,
-			Store: e.Store, Mailer: mailer,
+			Store: e.Store, Mailer: mailer, OIDC: providers,
 			// Dev mode serves plain http on the loopback interface, where a
 			// Secure cookie would never be sent back.
 			Insecure: devOperatorToken != ""})

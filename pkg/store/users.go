@@ -450,3 +450,21 @@ WHERE purpose = 'invite' AND account_id = ? AND used_at IS NULL AND expires_at >
 	}
 	return out, nil
 }
+
+// UseInvitationFor marks the newest pending invitation of email as used
+// at at, within tx, and returns it: how a person whose identity provider
+// vouches for the email joins without the link. None pending is
+// ErrNotFound.
+func (tx *Tx) UseInvitationFor(ctx context.Context, email string, at time.Time) (*UserLink, error) {
+	at = ts(orNow(at))
+	var hash string
+	err := tx.tx.GetContext(ctx, &hash, tx.rebind(`SELECT token_hash FROM user_links
+WHERE purpose = 'invite' AND email = ? AND used_at IS NULL AND expires_at > ? ORDER BY created_at DESC LIMIT 1`), NormalizeEmail(email), at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: invitation for this email: %w", ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: reading invitations: %w", err)
+	}
+	return tx.UseUserLink(ctx, hash, LinkInvite, at)
+}
