@@ -221,7 +221,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request, sub submission) (
 		// already a durable record of the request, so a failure to write
 		// the trail is logged (by ops.Audit) and does not refuse the
 		// command.
-		_ = ops.Audit(ctx, s.store, log, now, "key:"+p.KeyID, ops.ActionCommandPrefix+sub.domain+"."+sub.action,
+		_ = ops.Audit(ctx, s.store, log, now, p.Actor(), ops.ActionCommandPrefix+sub.domain+"."+sub.action,
 			map[string]any{"command_id": cmd.ID, "account_id": sub.accountID}, map[string]any{}, store.AuditOutcomeAccepted)
 	}
 	publish := created

@@ -71,8 +71,7 @@ func (c *Console) sourceAction(action string) page {
 		id := r.PathValue("id")
 		var out map[string]any
 		if err := c.call(r, v, http.MethodPost, "/v1/sources/"+url.PathEscape(id)+"/"+action, map[string]any{}, &out); err != nil {
-			var ae *apiError
-			if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusNotFound {
+			if ae, ok := formError(err); ok {
 				c.renderSource(w, r, v, ae.Status, ae.Message)
 				return
 			}
@@ -161,23 +160,31 @@ func (c *Console) restoreRequest(w http.ResponseWriter, r *http.Request, v *view
 		c.apiFail(w, r, v, err)
 		return
 	}
-	if tid := ticketID(t); tid != "" {
-		http.Redirect(w, r, Path+"tickets/"+url.PathEscape(tid), http.StatusSeeOther)
-		return
+	toTicket(w, r, t)
+}
+
+// toTicket sends the browser to the ticket a command answered (its
+// result), or to the list when the command has not answered yet.
+func toTicket(w http.ResponseWriter, r *http.Request, answer map[string]any) {
+	if res, ok := answer["result"].(map[string]any); ok {
+		if id, _ := res["id"].(string); id != "" {
+			http.Redirect(w, r, Path+"tickets/"+url.PathEscape(id), http.StatusSeeOther)
+			return
+		}
 	}
 	http.Redirect(w, r, Path+"tickets", http.StatusSeeOther)
 }
 
-// ticketID is the id of a ticket a command answered (its result), or of
-// a ticket itself.
-func ticketID(m map[string]any) string {
-	if res, ok := m["result"].(map[string]any); ok {
-		if id, _ := res["id"].(string); id != "" {
-			return id
-		}
+// formError is an API refusal of what a form sent (a 4xx other than not
+// found, forbidden and too many requests), to show on the form with the
+// field it names.
+func formError(err error) (*apiError, bool) {
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 &&
+		ae.Status != http.StatusNotFound && ae.Status != http.StatusForbidden && ae.Status != http.StatusTooManyRequests {
+		return ae, true
 	}
-	id, _ := m["id"].(string)
-	return id
+	return nil, false
 }
 
 func (c *Console) ticketsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -199,8 +206,7 @@ func (c *Console) openTicket(w http.ResponseWriter, r *http.Request, v *viewer) 
 	form := map[string]any{"Subject": strings.TrimSpace(r.PostFormValue("subject")), "Body": strings.TrimSpace(r.PostFormValue("body"))}
 	var t map[string]any
 	err := c.call(r, v, http.MethodPost, "/v1/tickets?wait=10s", map[string]any{"subject": form["Subject"], "body": form["Body"]}, &t)
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity || errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+	if ae, ok := formError(err); ok {
 		form["Field"], form["Message"] = ae.Field, fieldLabel(ae.Field)+": "+ae.Message
 		c.renderTickets(w, r, v, ae.Status, form)
 		return
@@ -209,11 +215,7 @@ func (c *Console) openTicket(w http.ResponseWriter, r *http.Request, v *viewer) 
 		c.apiFail(w, r, v, err)
 		return
 	}
-	if tid := ticketID(t); tid != "" {
-		http.Redirect(w, r, Path+"tickets/"+url.PathEscape(tid), http.StatusSeeOther)
-		return
-	}
-	http.Redirect(w, r, Path+"tickets", http.StatusSeeOther)
+	toTicket(w, r, t)
 }
 
 func (c *Console) ticketPage(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -239,8 +241,7 @@ func (c *Console) replyTicket(w http.ResponseWriter, r *http.Request, v *viewer)
 	id := r.PathValue("id")
 	body := strings.TrimSpace(r.PostFormValue("body"))
 	err := c.call(r, v, http.MethodPost, "/v1/tickets/"+url.PathEscape(id)+"/messages?wait=10s", map[string]any{"body": body}, nil)
-	var ae *apiError
-	if errors.As(err, &ae) && (ae.Status == http.StatusUnprocessableEntity || ae.Status == http.StatusBadRequest || ae.Status == http.StatusConflict) {
+	if ae, ok := formError(err); ok {
 		c.renderTicket(w, r, v, ae.Status, map[string]any{"Body": body, "Field": ae.Field, "Message": fieldLabel(ae.Field) + ": " + ae.Message})
 		return
 	}
@@ -293,8 +294,7 @@ func (c *Console) stripeRedirect(w http.ResponseWriter, r *http.Request, v *view
 		out.Error.Status = http.StatusUnprocessableEntity
 		err = out.Error
 	}
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusNotFound {
+	if ae, ok := formError(err); ok {
 		c.renderBilling(w, r, v, ae.Status, fieldLabel(ae.Field)+": "+ae.Message)
 		return
 	}
@@ -309,7 +309,20 @@ func (c *Console) stripeRedirect(w http.ResponseWriter, r *http.Request, v *view
 	c.fail(w, r, fmt.Errorf("no session URL (command %s)", out.Status), http.StatusBadGateway, "Stripe did not answer a page to go to yet; try again.")
 }
 
-// publicURL is LEVQOR_PUBLIC_URL, or the request's own origin.
+// emailBase is the base of links sent by email: LEVQOR_PUBLIC_URL, or in
+// dev mode the request's own origin. Outside dev mode without it there is
+// none: the Host header is the client's to write, and a reset link to a
+// host of an attacker's choosing would hand them the account.
+func (c *Console) emailBase(r *http.Request) (string, bool) {
+	if c.cfg.PublicURL != "" || c.cfg.Insecure {
+		return c.publicURL(r), true
+	}
+	return "", false
+}
+
+// publicURL is LEVQOR_PUBLIC_URL, or the request's own origin: for
+// addresses the browser goes to now (its own host) and redirect URIs a
+// provider checks against those registered.
 func (c *Console) publicURL(r *http.Request) string {
 	if c.cfg.PublicURL != "" {
 		return strings.TrimRight(c.cfg.PublicURL, "/")

@@ -30,10 +30,6 @@ type OIDCProvider struct {
 	Issuer       string `json:"issuer"`
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
-	// TrustEmail accepts the email claim without email_verified, for an
-	// issuer that vouches for every email it issues but does not send the
-	// claim (Microsoft Entra ID). Leave it off for any other issuer.
-	TrustEmail bool `json:"trust_email,omitempty"`
 }
 
 var providerName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
@@ -218,13 +214,16 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusUnauthorized, err, label(p)+" did not give an email address.")
 		return
 	}
-	if !(claims.Verified != nil && *claims.Verified) && !p.TrustEmail {
+	// Only an email the provider says it verified: an unverified one
+	// (which some issuers let any tenant set) would let anyone claim it.
+	if claims.Verified == nil || !*claims.Verified {
 		refuse(http.StatusUnauthorized, nil, label(p)+" has not verified the email "+claims.Email+": verify it there, or sign in with your password.")
 		return
 	}
-	secret, u, err := c.people.SignInVerified(r.Context(), claims.Email, claims.Name, c.clientAddr(r), r.UserAgent())
+	secret, u, err := c.people.SignInVerified(r.Context(), people.Identity{Issuer: id.Issuer, Subject: id.Subject, Email: claims.Email, Name: claims.Name},
+		c.clientAddr(r), r.UserAgent())
 	switch {
-	case errors.Is(err, people.ErrNoUser):
+	case errors.Is(err, people.ErrNoUser), errors.Is(err, people.ErrOtherIdentity), errors.Is(err, people.ErrSeveralInvitations):
 		refuse(http.StatusForbidden, nil, claims.Email+": "+err.Error()+".")
 		return
 	case err != nil:

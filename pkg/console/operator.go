@@ -1,7 +1,6 @@
 package console
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -79,8 +78,7 @@ func (c *Console) replayWindow(w http.ResponseWriter, r *http.Request, v *viewer
 		"note": f["note"], "dry_run": dry, "force": r.PostFormValue("force") == "yes"}
 	var res map[string]any
 	err := c.call(r, v, http.MethodPost, "/admin/replay", body, &res)
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+	if ae, ok := formError(err); ok {
 		data["Field"], data["Message"] = ae.Field, fieldLabel(ae.Field)+": "+ae.Message
 		c.renderReplay(w, r, v, ae.Status, data)
 		return
@@ -136,7 +134,8 @@ func (c *Console) accountPage(w http.ResponseWriter, r *http.Request, v *viewer)
 		path string
 		out  any
 	}{{"/v1/accounts/" + id, &acc}, {"/v1/accounts/" + id + "/billing", &billing},
-		{"/v1/sources?limit=100&account_id=" + id, &sources}, {"/v1/tickets?limit=50&account_id=" + id, &tickets}} {
+		{"/v1/sources?limit=100&account_id=" + url.QueryEscape(r.PathValue("id")), &sources},
+		{"/v1/tickets?limit=50&account_id=" + url.QueryEscape(r.PathValue("id")), &tickets}} {
 		if err := c.get(r, v, call.path, call.out); err != nil {
 			c.apiFail(w, r, v, err)
 			return

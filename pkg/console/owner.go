@@ -71,7 +71,13 @@ func (c *Console) invitePerson(w http.ResponseWriter, r *http.Request, v *viewer
 		return
 	}
 	c.audit(r.Context(), v, ops.ActionUserInvite, map[string]any{"role": l.Role, "account_id": l.AccountID})
-	link := c.publicURL(r) + Path + "invite/" + url.PathEscape(secret)
+	base, ok := c.emailBase(r)
+	link := base + Path + "invite/" + url.PathEscape(secret)
+	if !ok {
+		// No LEVQOR_PUBLIC_URL: the owner passes the link on, on their host.
+		c.renderPeople(w, r, v, http.StatusOK, map[string]any{"Link": c.publicURL(r) + Path + "invite/" + url.PathEscape(secret), "LinkFor": l.Email})
+		return
+	}
 	name := v.User.Name
 	if name == "" {
 		name = v.User.Email

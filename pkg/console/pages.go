@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -437,13 +438,18 @@ func (c *Console) requestReset(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err, http.StatusServiceUnavailable, "Password reset is unavailable; try again shortly.")
 		return
 	}
-	if u != nil {
-		link := c.publicURL(r) + Path + "reset/" + url.PathEscape(secret)
+	if base, ok := c.emailBase(r); u != nil && ok {
+		link := base + Path + "reset/" + url.PathEscape(secret)
 		body := fmt.Sprintf("Someone asked to reset the password of your Levqor user %s. If it was you, choose a new one here within the hour (the link works once):\n\n%s\n\nIf it was not you, ignore this message: your password stays as it is.\n", u.Email, link)
-		if err := c.mail(r.Context(), u.Email, "Reset your Levqor password", body); err != nil {
-			// Not shown: the answer must not tell whether the email has a user.
-			c.log.WithFields(logrus.Fields{"error": err.Error(), "user_id": u.ID}).Error("password reset email not sent")
-		}
+		// Sent after the answer: how long a mail server takes must not
+		// tell whether the email has a user.
+		go func(email, userID string) {
+			if err := c.mail(context.WithoutCancel(r.Context()), email, "Reset your Levqor password", body); err != nil {
+				c.log.WithFields(logrus.Fields{"error": err.Error(), "user_id": userID}).Error("password reset email not sent")
+			}
+		}(u.Email, u.ID)
+	} else if u != nil {
+		c.log.WithField("user_id", u.ID).Error("password reset asked, but LEVQOR_PUBLIC_URL is not set: no link can be sent")
 	}
 	c.render(w, r, nil, http.StatusOK, "reset", map[string]any{"Sent": true})
 }

@@ -34,6 +34,17 @@ type argonParams struct {
 	saltLen int
 }
 
+// hashSlots bounds the argon2id computations running at once (each takes
+// its memory, 19 MiB): a flood of sign-ins or password forms queues here
+// instead of exhausting the process.
+var hashSlots = make(chan struct{}, 4)
+
+func argonKey(password string, salt []byte, p argonParams) []byte {
+	hashSlots <- struct{}{}
+	defer func() { <-hashSlots }()
+	return argon2.IDKey([]byte(password), salt, p.time, p.memory, p.threads, p.keyLen)
+}
+
 // CheckPasswordPolicy says what is wrong with a new password, or nil.
 func CheckPasswordPolicy(password string) error {
 	switch {
@@ -55,7 +66,7 @@ func HashPassword(password string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("password: %w", err)
 	}
-	key := argon2.IDKey([]byte(password), salt, p.time, p.memory, p.threads, p.keyLen)
+	key := argonKey(password, salt, p)
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.memory, p.time, p.threads,
 		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
@@ -93,7 +104,8 @@ func CheckPassword(hash, password string) (bool, error) {
 	if len(password) > PasswordMaxBytes {
 		return false, nil
 	}
-	got := argon2.IDKey([]byte(password), salt, p.time, p.memory, p.threads, uint32(len(want)))
+	p.keyLen = uint32(len(want))
+	got := argonKey(password, salt, p)
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
 

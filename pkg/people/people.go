@@ -44,6 +44,9 @@ const (
 	EmailAttemptsPerMinute  = 5
 )
 
+// limitersMax bounds the sign-in limiters kept (per address and email).
+const limitersMax = 100_000
+
 // touchInterval bounds how often a session's last use is written.
 const touchInterval = time.Minute
 
@@ -98,6 +101,7 @@ type People struct {
 	clients  map[string]*rate.Limiter
 	emails   map[string]*rate.Limiter
 	limitsAt time.Time // when the maps were last swept
+	sweptAt  time.Time // when expired sessions were last deleted
 }
 
 // New returns People on cfg.Store.
@@ -200,7 +204,10 @@ func userError(err error) error {
 // ErrSignInFailed for any other refusal. client is the caller's address;
 // userAgent is kept for the user's list of sessions.
 func (p *People) SignIn(ctx context.Context, email, password, client, userAgent string) (string, *store.User, error) {
-	email = store.NormalizeEmail(email)
+	email, err := CheckEmail(email)
+	if err != nil {
+		return "", nil, ErrSignInFailed // no email: nothing to look up, nor to keep a limiter for
+	}
 	if p.throttled(client, email) {
 		return "", nil, ErrThrottled
 	}
@@ -262,7 +269,7 @@ func (p *People) spend(client, email string) {
 
 // limiters returns the limiters of client and email; p.mu is held.
 func (p *People) limiters(now time.Time, client, email string) (*rate.Limiter, *rate.Limiter) {
-	if now.Sub(p.limitsAt) > 10*time.Minute {
+	if now.Sub(p.limitsAt) > 10*time.Minute || len(p.clients)+len(p.emails) > limitersMax {
 		// A full bucket is the same as none: forget them.
 		for _, m := range []map[string]*rate.Limiter{p.clients, p.emails} {
 			for k, l := range m {
@@ -272,6 +279,11 @@ func (p *People) limiters(now time.Time, client, email string) (*rate.Limiter, *
 			}
 		}
 		p.limitsAt = now
+		if len(p.clients)+len(p.emails) > limitersMax {
+			// A flood of distinct addresses or emails: start afresh rather
+			// than grow without bound.
+			p.clients, p.emails = map[string]*rate.Limiter{}, map[string]*rate.Limiter{}
+		}
 	}
 	get := func(m map[string]*rate.Limiter, key string, perMinute int) *rate.Limiter {
 		l := m[key]
@@ -300,7 +312,35 @@ func (p *People) OpenSession(ctx context.Context, u *store.User, client, userAge
 	if err != nil {
 		return "", err
 	}
+	p.sweep(ctx, now)
 	return secret, nil
+}
+
+// sweep deletes, at most once an hour, the sessions past their timeouts
+// and the links used or expired for a month, which nothing reads again.
+func (p *People) sweep(ctx context.Context, now time.Time) {
+	p.mu.Lock()
+	due := now.Sub(p.sweptAt) >= time.Hour
+	if due {
+		p.sweptAt = now
+	}
+	p.mu.Unlock()
+	if !due {
+		return
+	}
+	n, err := p.store.DeleteExpiredSessions(ctx, now, now.Add(-p.cfg.IdleTimeout))
+	if err == nil {
+		var links int
+		links, err = p.store.DeleteStaleLinks(ctx, now.Add(-30*24*time.Hour))
+		n += links
+	}
+	if err != nil {
+		p.log.WithError(err).Warn("could not delete expired sessions and links")
+		return
+	}
+	if n > 0 {
+		p.log.WithField("deleted", n).Info("expired sessions and links deleted")
+	}
 }
 
 // Session returns the live session whose secret is secret, and its user;
@@ -346,17 +386,17 @@ func (p *People) SignOutEverywhere(ctx context.Context, userID string) (int, err
 
 // Invite makes an invitation link for email to join accountID with role,
 // and returns the link's secret (the caller builds the URL and sends it).
-// by names who invited, for the record.
+// by names who invited, for the record. An email that already has a user
+// is not refused here (that would tell any owner who has a user): its
+// acceptance is.
 func (p *People) Invite(ctx context.Context, email, role, accountID, by string) (string, *store.UserLink, error) {
 	nu, err := checkNewUser(NewUser{Email: email, Role: role, AccountID: accountID})
 	if err != nil {
 		return "", nil, err
 	}
-	if _, err := p.store.UserByEmail(ctx, nu.Email); err == nil {
-		return "", nil, &FieldError{Field: "email", Message: "a user with this email exists already"}
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return "", nil, err
-	}
+	// Whether the email has a user (in any account) is not told here: the
+	// invitation fails when it is accepted, to the person the email
+	// belongs to.
 	secret, hash, err := NewSecret()
 	if err != nil {
 		return "", nil, err
@@ -376,6 +416,10 @@ func (p *People) Invite(ctx context.Context, email, role, accountID, by string) 
 func (p *People) AcceptInvitation(ctx context.Context, secret, name, password string) (*store.User, error) {
 	if err := CheckPasswordPolicy(password); err != nil {
 		return nil, &FieldError{Field: "password", Message: strings.TrimPrefix(err.Error(), "password: ")}
+	}
+	// A link that cannot work costs a lookup, not a password hash.
+	if _, err := p.store.PeekUserLink(ctx, HashSecret(secret), store.LinkInvite, p.now()); err != nil {
+		return nil, linkError(err)
 	}
 	hash, err := HashPassword(password)
 	if err != nil {
@@ -473,58 +517,77 @@ func (p *People) RequestReset(ctx context.Context, email, client string) (string
 }
 
 // ResetPassword uses the reset link whose secret is secret to set the
-// user's password, which ends every session of theirs and lifts a
-// lockout. A used, expired or unknown link is ErrLink.
+// user's password, which ends every session of theirs, lifts a lockout and
+// makes their other reset links useless. A used, expired or unknown link
+// is ErrLink.
 func (p *People) ResetPassword(ctx context.Context, secret, password string) (*store.User, error) {
 	if err := CheckPasswordPolicy(password); err != nil {
 		return nil, &FieldError{Field: "password", Message: strings.TrimPrefix(err.Error(), "password: ")}
+	}
+	if _, err := p.store.PeekUserLink(ctx, HashSecret(secret), store.LinkReset, p.now()); err != nil {
+		return nil, linkError(err)
 	}
 	hash, err := HashPassword(password)
 	if err != nil {
 		return nil, err
 	}
-	var email string
+	var u *store.User
 	err = p.store.InTx(ctx, func(tx *store.Tx) error {
 		l, err := tx.UseUserLink(ctx, HashSecret(secret), store.LinkReset, p.now())
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrLinkUsed) {
-			return ErrLink
+		if err != nil {
+			return linkError(err)
 		}
-		email = l.Email
-		return err
+		if u, err = tx.UserByEmail(ctx, l.Email); errors.Is(err, store.ErrNotFound) || (err == nil && u.DisabledAt != nil) {
+			return ErrLink
+		} else if err != nil {
+			return err
+		}
+		return tx.SetUserPassword(ctx, u.ID, hash, p.now())
 	})
 	if err != nil {
-		return nil, err
-	}
-	u, err := p.store.UserByEmail(ctx, email)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrLink
-	}
-	if err != nil {
-		return nil, err
-	}
-	if u.DisabledAt != nil {
-		return nil, ErrLink
-	}
-	if err := p.store.SetUserPassword(ctx, u.ID, hash, p.now()); err != nil {
 		return nil, err
 	}
 	return u, nil
 }
 
-// SignInVerified opens a session for the person whose identity provider
-// verified email: the active user with that email, or, when there is none,
-// the user a pending invitation to the email creates (without a
-// password). name is the provider's name for the person. ErrNoUser means
-// neither exists.
-func (p *People) SignInVerified(ctx context.Context, email, name, client, userAgent string) (string, *store.User, error) {
-	email = store.NormalizeEmail(email)
+// linkError is ErrLink for a link that is unknown, used or expired.
+func linkError(err error) error {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrLinkUsed) {
+		return ErrLink
+	}
+	return err
+}
+
+// Identity is who an identity provider says signed in.
+type Identity struct {
+	Issuer, Subject string
+	// Email is verified by the provider.
+	Email, Name string
+}
+
+// SignInVerified opens a session for the person an identity provider
+// vouched for: the user with id's email, or, when there is none, the user
+// the one pending invitation to that email creates (without a password).
+// A user is bound to the first provider identity they sign in with; a
+// later identity with the same email is refused, as are operators (staff
+// sign in with their password) and disabled users: ErrNoUser.
+func (p *People) SignInVerified(ctx context.Context, id Identity, client, userAgent string) (string, *store.User, error) {
+	email := store.NormalizeEmail(id.Email)
 	u, err := p.store.UserByEmail(ctx, email)
 	switch {
-	case err == nil && u.DisabledAt != nil:
+	case err == nil && (u.DisabledAt != nil || u.Role == store.RoleOperator):
 		return "", nil, ErrNoUser
+	case err == nil && u.OIDCIssuer != "" && (u.OIDCIssuer != id.Issuer || u.OIDCSubject != id.Subject):
+		return "", nil, ErrOtherIdentity
 	case err == nil:
+		if u.OIDCIssuer == "" {
+			if err := p.store.BindOIDC(ctx, u.ID, id.Issuer, id.Subject); err != nil {
+				return "", nil, err
+			}
+			u.OIDCIssuer, u.OIDCSubject = id.Issuer, id.Subject
+		}
 	case errors.Is(err, store.ErrNotFound):
-		if u, err = p.joinByInvitation(ctx, email, name); err != nil {
+		if u, err = p.joinByInvitation(ctx, id); err != nil {
 			return "", nil, err
 		}
 	default:
@@ -537,18 +600,28 @@ func (p *People) SignInVerified(ctx context.Context, email, name, client, userAg
 	return secret, u, err
 }
 
+// ErrOtherIdentity means the user signed in before through another
+// identity at a provider, which the email alone does not replace.
+var ErrOtherIdentity = errors.New("this user signs in with another identity at the provider, or with their password")
+
+// ErrSeveralInvitations means more than one account invited the email.
+var ErrSeveralInvitations = errors.New("several invitations wait for this email: open the one you mean from its email")
+
 // ErrNoUser means no user has the email an identity provider verified,
 // and no invitation is pending for it.
 var ErrNoUser = errors.New("no Levqor user has this email, and no invitation is waiting for it: ask your account's owner to invite you")
 
-func (p *People) joinByInvitation(ctx context.Context, email, name string) (*store.User, error) {
+func (p *People) joinByInvitation(ctx context.Context, ident Identity) (*store.User, error) {
 	var u store.User
+	name := ident.Name
 	err := p.store.InTx(ctx, func(tx *store.Tx) error {
-		l, err := tx.UseInvitationFor(ctx, email, p.now())
-		if errors.Is(err, store.ErrNotFound) {
+		l, err := tx.UseInvitationFor(ctx, ident.Email, p.now())
+		switch {
+		case errors.Is(err, store.ErrNotFound):
 			return ErrNoUser
-		}
-		if err != nil {
+		case errors.Is(err, store.ErrSeveralInvitations):
+			return ErrSeveralInvitations
+		case err != nil:
 			return err
 		}
 		if len(name) > 200 {
@@ -558,7 +631,8 @@ func (p *People) joinByInvitation(ctx context.Context, email, name string) (*sto
 		if err != nil {
 			return err
 		}
-		u = store.User{ID: id, Email: l.Email, Name: strings.TrimSpace(name), Role: l.Role, AccountID: l.AccountID, CreatedAt: p.now()}
+		u = store.User{ID: id, Email: l.Email, Name: strings.TrimSpace(name), Role: l.Role, AccountID: l.AccountID, CreatedAt: p.now(),
+			OIDCIssuer: ident.Issuer, OIDCSubject: ident.Subject}
 		return userError(tx.CreateUser(ctx, u))
 	})
 	if err != nil {

@@ -214,7 +214,11 @@ func TestInvitations(t *testing.T) {
 
 		_, err = p.AcceptInvitation(ctx, secret, "Again", "a fine passphrase")
 		require.ErrorIs(t, err, people.ErrLink, "a link works once")
-		_, _, err = p.Invite(ctx, "new@example.com", store.RoleMember, "acc_two", "user:usr_x")
+		// Inviting an email that has a user is not refused (that would tell
+		// any owner who has a user); accepting it is, to its owner.
+		again, _, err := p.Invite(ctx, "new@example.com", store.RoleMember, "acc_one", "user:usr_x")
+		require.NoError(t, err)
+		_, err = p.AcceptInvitation(ctx, again, "New Person", "a fine passphrase")
 		require.ErrorAs(t, err, &fe)
 		require.Equal(t, "email", fe.Field)
 
@@ -257,5 +261,72 @@ func TestErasureDeletesTheAccountsPeople(t *testing.T) {
 		require.Empty(t, pending)
 		_, err = s.UserByEmail(ctx, "owner@two.example")
 		require.NoError(t, err, "another account's people stay")
+	})
+}
+
+func TestSignInThroughAnIdentityProvider(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := t.Context()
+		p, _ := setup(t, s)
+		_, err := p.CreateUser(ctx, people.NewUser{Email: "ada@example.com", Role: store.RoleOwner, AccountID: "acc_one", Password: "a long passphrase"})
+		require.NoError(t, err)
+		_, err = p.CreateUser(ctx, people.NewUser{Email: "ops@example.com", Role: store.RoleOperator, Password: "a long passphrase"})
+		require.NoError(t, err)
+		ada := people.Identity{Issuer: "https://idp.example", Subject: "ada-1", Email: "ADA@example.com"}
+
+		_, u, err := p.SignInVerified(ctx, ada, "10.0.0.1", "")
+		require.NoError(t, err)
+		require.Equal(t, "ada-1", u.OIDCSubject, "bound at the first sign-in")
+		_, _, err = p.SignInVerified(ctx, ada, "10.0.0.1", "")
+		require.NoError(t, err, "the same identity again")
+		for _, other := range []people.Identity{
+			{Issuer: "https://idp.example", Subject: "someone-else", Email: "ada@example.com"},
+			{Issuer: "https://other-idp.example", Subject: "ada-1", Email: "ada@example.com"},
+		} {
+			_, _, err = p.SignInVerified(ctx, other, "10.0.0.1", "")
+			require.ErrorIs(t, err, people.ErrOtherIdentity, "another identity with the same email is not Ada")
+		}
+		_, _, err = p.SignInVerified(ctx, people.Identity{Issuer: "https://idp.example", Subject: "ops", Email: "ops@example.com"}, "10.0.0.1", "")
+		require.ErrorIs(t, err, people.ErrNoUser, "operators sign in with their password")
+		_, _, err = p.SignInVerified(ctx, people.Identity{Issuer: "https://idp.example", Subject: "x", Email: "nobody@example.com"}, "10.0.0.1", "")
+		require.ErrorIs(t, err, people.ErrNoUser)
+
+		// One invitation waiting: the identity joins through it. Two: which
+		// account is the person's to say, with the link.
+		_, _, err = p.Invite(ctx, "nia@example.com", store.RoleMember, "acc_one", "user:x")
+		require.NoError(t, err)
+		_, nia, err := p.SignInVerified(ctx, people.Identity{Issuer: "https://idp.example", Subject: "nia", Email: "nia@example.com", Name: "Nia"}, "10.0.0.1", "")
+		require.NoError(t, err)
+		require.Equal(t, "acc_one", nia.AccountID)
+		require.Empty(t, nia.PasswordHash)
+		for _, acc := range []string{"acc_one", "acc_two"} {
+			_, _, err = p.Invite(ctx, "sam@example.com", store.RoleMember, acc, "user:x")
+			require.NoError(t, err)
+		}
+		_, _, err = p.SignInVerified(ctx, people.Identity{Issuer: "https://idp.example", Subject: "sam", Email: "sam@example.com"}, "10.0.0.1", "")
+		require.ErrorIs(t, err, people.ErrSeveralInvitations)
+	})
+}
+
+func TestAResetEndsTheOtherResetLinks(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := t.Context()
+		p, _ := setup(t, s)
+		_, err := p.CreateUser(ctx, people.NewUser{Email: "ada@example.com", Role: store.RoleOwner, AccountID: "acc_one", Password: "a long passphrase"})
+		require.NoError(t, err)
+		first, _, err := p.RequestReset(ctx, "ada@example.com", "10.0.0.1")
+		require.NoError(t, err)
+		second, _, err := p.RequestReset(ctx, "ada@example.com", "10.0.0.1")
+		require.NoError(t, err)
+		_, err = p.ResetPassword(ctx, second, "a brand new passphrase")
+		require.NoError(t, err)
+		_, err = p.ResetPassword(ctx, first, "an attacker's passphrase")
+		require.ErrorIs(t, err, people.ErrLink, "a reset makes the other reset links useless")
+		_, _, err = p.SignIn(ctx, "ada@example.com", "a brand new passphrase", "10.0.0.2", "")
+		require.NoError(t, err)
+		_, err = p.ResetPassword(ctx, "not-a-link", "a brand new passphrase")
+		require.ErrorIs(t, err, people.ErrLink)
 	})
 }

@@ -46,6 +46,10 @@ type User struct {
 	CreatedAt     time.Time  `json:"created_at"`
 	UpdatedAt     time.Time  `json:"updated_at"`
 	LastSigninAt  *time.Time `json:"last_signin_at,omitempty"`
+	// OIDCIssuer and OIDCSubject are the identity provider's identity the
+	// user is bound to (their first sign-in through one); "" for none.
+	OIDCIssuer  string `json:"oidc_issuer,omitempty"`
+	OIDCSubject string `json:"-"`
 }
 
 type userRow struct {
@@ -61,6 +65,8 @@ type userRow struct {
 	CreatedAt     time.Time      `db:"created_at"`
 	UpdatedAt     time.Time      `db:"updated_at"`
 	LastSigninAt  sql.NullTime   `db:"last_signin_at"`
+	OIDCIssuer    sql.NullString `db:"oidc_issuer"`
+	OIDCSubject   sql.NullString `db:"oidc_subject"`
 }
 
 func (r userRow) user() User {
@@ -69,16 +75,17 @@ func (r userRow) user() User {
 		PasswordHash: r.PasswordHash.String, FailedSignins: r.FailedSignins,
 		LockedUntil: fromNull(r.LockedUntil), DisabledAt: fromNull(r.DisabledAt),
 		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), LastSigninAt: fromNull(r.LastSigninAt),
+		OIDCIssuer: r.OIDCIssuer.String, OIDCSubject: r.OIDCSubject.String,
 	}
 }
 
-const userColumns = `id, email, name, role, account_id, password_hash, failed_signins, locked_until, disabled_at, created_at, updated_at, last_signin_at`
+const userColumns = `id, email, name, role, account_id, password_hash, failed_signins, locked_until, disabled_at, created_at, updated_at, last_signin_at, oidc_issuer, oidc_subject`
 
 // NormalizeEmail is the form in which emails are stored and looked up.
 func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
-const insertUserSQL = `INSERT INTO users (id, email, name, role, account_id, password_hash, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING`
+const insertUserSQL = `INSERT INTO users (id, email, name, role, account_id, password_hash, oidc_issuer, oidc_subject, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING`
 
 // CreateUser stores u. Its email must be free (else an error wrapping
 // ErrExists), an owner's or member's account must exist (else ErrNotFound)
@@ -109,9 +116,13 @@ func (tx *Tx) CreateUser(ctx context.Context, u User) error {
 	if u.PasswordHash != "" {
 		hash = u.PasswordHash
 	}
+	var issuer, subject any
+	if u.OIDCIssuer != "" {
+		issuer, subject = u.OIDCIssuer, u.OIDCSubject
+	}
 	at := ts(orNow(u.CreatedAt))
 	res, err := tx.tx.ExecContext(ctx, tx.rebind(insertUserSQL),
-		u.ID, NormalizeEmail(u.Email), u.Name, u.Role, account, hash, at, at)
+		u.ID, NormalizeEmail(u.Email), u.Name, u.Role, account, hash, issuer, subject, at, at)
 	if err != nil {
 		return fmt.Errorf("store: creating user %s: %w", u.ID, err)
 	}
@@ -125,20 +136,20 @@ const userByEmailSQL = `SELECT ` + userColumns + ` FROM users WHERE email = ?`
 
 // UserByEmail returns the user with email (any case), or an error wrapping
 // ErrNotFound.
-func (s *Store) UserByEmail(ctx context.Context, email string) (*User, error) {
-	return s.getUser(ctx, userByEmailSQL, NormalizeEmail(email))
+func (q Querier) UserByEmail(ctx context.Context, email string) (*User, error) {
+	return q.getUser(ctx, userByEmailSQL, NormalizeEmail(email))
 }
 
 const userByIDSQL = `SELECT ` + userColumns + ` FROM users WHERE id = ?`
 
 // UserByID returns the user id, or an error wrapping ErrNotFound.
-func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
-	return s.getUser(ctx, userByIDSQL, id)
+func (q Querier) UserByID(ctx context.Context, id string) (*User, error) {
+	return q.getUser(ctx, userByIDSQL, id)
 }
 
-func (s *Store) getUser(ctx context.Context, query string, arg string) (*User, error) {
+func (q Querier) getUser(ctx context.Context, query string, arg string) (*User, error) {
 	var r userRow
-	err := s.db.GetContext(ctx, &r, s.rebind(query), arg)
+	err := q.db.GetContext(ctx, &r, q.rebind(query), arg)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: user: %w", ErrNotFound)
 	}
@@ -184,6 +195,10 @@ func (s *Store) DisableUser(ctx context.Context, id string, at time.Time) (*User
 		if _, err := tx.tx.ExecContext(ctx, tx.rebind(deleteUserSessionsSQL), id); err != nil {
 			return fmt.Errorf("store: disabling user %s: %w", id, err)
 		}
+		// The invitations they sent and nobody used go with them.
+		if _, err := tx.tx.ExecContext(ctx, tx.rebind(`DELETE FROM user_links WHERE created_by = ? AND used_at IS NULL`), "user:"+id); err != nil {
+			return fmt.Errorf("store: disabling user %s: %w", id, err)
+		}
 		var r userRow
 		if err := tx.tx.GetContext(ctx, &r, tx.rebind(userByIDSQL), id); err != nil {
 			return fmt.Errorf("store: disabling user %s: %w", id, err)
@@ -195,23 +210,51 @@ func (s *Store) DisableUser(ctx context.Context, id string, at time.Time) (*User
 	return u, err
 }
 
-// SetUserPassword replaces the user's password hash, lifts a lockout and
-// ends every session of theirs (a reset signs out everywhere).
+// SetUserPassword replaces the user's password hash, lifts a lockout,
+// ends every session of theirs (a reset signs out everywhere) and makes
+// every unused reset link of theirs useless.
 func (s *Store) SetUserPassword(ctx context.Context, id, hash string, at time.Time) error {
+	return s.InTx(ctx, func(tx *Tx) error { return tx.SetUserPassword(ctx, id, hash, at) })
+}
+
+// SetUserPassword is Store.SetUserPassword within tx.
+func (tx *Tx) SetUserPassword(ctx context.Context, id, hash string, at time.Time) error {
 	at = ts(orNow(at))
-	return s.InTx(ctx, func(tx *Tx) error {
-		res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE users SET password_hash = ?, failed_signins = 0, locked_until = NULL, updated_at = ? WHERE id = ?`), hash, at, id)
-		if err != nil {
-			return fmt.Errorf("store: setting password of user %s: %w", id, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("store: user %s: %w", id, ErrNotFound)
-		}
-		if _, err := tx.tx.ExecContext(ctx, tx.rebind(deleteUserSessionsSQL), id); err != nil {
-			return fmt.Errorf("store: setting password of user %s: %w", id, err)
-		}
-		return nil
-	})
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE users SET password_hash = ?, failed_signins = 0, locked_until = NULL, updated_at = ? WHERE id = ?`), hash, at, id)
+	if err != nil {
+		return fmt.Errorf("store: setting password of user %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: user %s: %w", id, ErrNotFound)
+	}
+	if _, err := tx.tx.ExecContext(ctx, tx.rebind(deleteUserSessionsSQL), id); err != nil {
+		return fmt.Errorf("store: setting password of user %s: %w", id, err)
+	}
+	if _, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE user_links SET used_at = ?
+WHERE purpose = 'reset' AND used_at IS NULL AND email = (SELECT email FROM users WHERE id = ?)`), at, id); err != nil {
+		return fmt.Errorf("store: setting password of user %s: %w", id, err)
+	}
+	return nil
+}
+
+// BindOIDC binds user id to the identity provider's identity, unless it
+// is bound already.
+func (s *Store) BindOIDC(ctx context.Context, id, issuer, subject string) error {
+	_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE users SET oidc_issuer = ?, oidc_subject = ? WHERE id = ? AND oidc_issuer IS NULL`), issuer, subject, id)
+	if err != nil {
+		return fmt.Errorf("store: binding user %s to an identity provider: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteStaleLinks deletes links used or expired before before.
+func (s *Store) DeleteStaleLinks(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM user_links WHERE expires_at < ? OR used_at < ?`), ts(before), ts(before))
+	if err != nil {
+		return 0, fmt.Errorf("store: deleting stale links: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }
 
 // RecordSigninFailure counts a failed password sign-in of user id. When
@@ -404,6 +447,24 @@ func (s *Store) CreateUserLink(ctx context.Context, l UserLink) error {
 	return nil
 }
 
+// PeekUserLink returns the unused, unexpired link of purpose whose hash
+// is hash, without using it: ErrNotFound or ErrLinkUsed otherwise.
+func (s *Store) PeekUserLink(ctx context.Context, hash, purpose string, at time.Time) (*UserLink, error) {
+	var r linkRow
+	err := s.db.GetContext(ctx, &r, s.rebind(`SELECT `+linkColumns+` FROM user_links WHERE token_hash = ? AND purpose = ?`), hash, purpose)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: %s link: %w", purpose, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: reading %s link: %w", purpose, err)
+	}
+	if r.UsedAt.Valid || !r.ExpiresAt.After(ts(orNow(at))) {
+		return nil, ErrLinkUsed
+	}
+	l := r.link()
+	return &l, nil
+}
+
 // ErrLinkUsed means a link was used already or has expired.
 var ErrLinkUsed = errors.New("store: link used or expired")
 
@@ -451,20 +512,26 @@ WHERE purpose = 'invite' AND account_id = ? AND used_at IS NULL AND expires_at >
 	return out, nil
 }
 
+// ErrSeveralInvitations means more than one invitation waits for an email.
+var ErrSeveralInvitations = errors.New("store: several invitations wait for this email")
+
 // UseInvitationFor marks the newest pending invitation of email as used
 // at at, within tx, and returns it: how a person whose identity provider
 // vouches for the email joins without the link. None pending is
 // ErrNotFound.
 func (tx *Tx) UseInvitationFor(ctx context.Context, email string, at time.Time) (*UserLink, error) {
 	at = ts(orNow(at))
-	var hash string
-	err := tx.tx.GetContext(ctx, &hash, tx.rebind(`SELECT token_hash FROM user_links
-WHERE purpose = 'invite' AND email = ? AND used_at IS NULL AND expires_at > ? ORDER BY created_at DESC LIMIT 1`), NormalizeEmail(email), at)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("store: invitation for this email: %w", ErrNotFound)
-	}
-	if err != nil {
+	var hashes []string
+	err := tx.tx.SelectContext(ctx, &hashes, tx.rebind(`SELECT token_hash FROM user_links
+WHERE purpose = 'invite' AND email = ? AND used_at IS NULL AND expires_at > ? ORDER BY created_at DESC LIMIT 2`), NormalizeEmail(email), at)
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("store: reading invitations: %w", err)
+	case len(hashes) == 0:
+		return nil, fmt.Errorf("store: invitation for this email: %w", ErrNotFound)
+	case len(hashes) > 1:
+		// Which account the person means is theirs to say, with the link.
+		return nil, ErrSeveralInvitations
 	}
-	return tx.UseUserLink(ctx, hash, LinkInvite, at)
+	return tx.UseUserLink(ctx, hashes[0], LinkInvite, at)
 }

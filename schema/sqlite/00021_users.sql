@@ -27,6 +27,11 @@ CREATE TABLE users (
     created_at     DATETIME NOT NULL,
     updated_at     DATETIME NOT NULL,
     last_signin_at DATETIME,
+    -- The identity provider's issuer and subject the user first signed in
+    -- with: later sign-ins through a provider must be that identity, not
+    -- merely carry the same email.
+    oidc_issuer    TEXT,
+    oidc_subject   TEXT,
     CONSTRAINT users_role_check CHECK (
         (role = 'operator' AND account_id IS NULL) OR (role IN ('owner', 'member') AND account_id IS NOT NULL)
     )
