@@ -11,6 +11,7 @@ import (
 )
 
 func (c *Console) customerRoutes() {
+	c.mux.Handle("POST "+Path+"sources", c.signedIn(customersOnly, c.createSource))
 	c.mux.Handle("GET "+Path+"sources/{id}/runs", c.signedIn(anyone, c.runsPart))
 	c.mux.Handle("POST "+Path+"sources/{id}/run", c.signedIn(anyone, c.sourceAction("runs")))
 	c.mux.Handle("POST "+Path+"sources/{id}/pause", c.signedIn(anyone, c.sourceAction("pause")))
@@ -53,6 +54,32 @@ func (c *Console) renderSource(w http.ResponseWriter, r *http.Request, v *viewer
 	}
 	c.render(w, r, v, status, "source", map[string]any{"Source": src, "Snapshots": snaps.Data, "Runs": runs.Data, "Message": message,
 		"Notice": r.URL.Query().Get("done")})
+}
+
+// createSource records a source the customer's own agent backs up (the
+// API lets only operators create sources Levqor runs itself).
+func (c *Console) createSource(w http.ResponseWriter, r *http.Request, v *viewer) {
+	body := map[string]any{"name": strings.TrimSpace(r.PostFormValue("name")), "kind": strings.TrimSpace(r.PostFormValue("kind"))}
+	if s := strings.TrimSpace(r.PostFormValue("schedule")); s != "" {
+		body["schedule"] = s
+	}
+	var out map[string]any
+	err := c.call(r, v, http.MethodPost, "/v1/sources?wait=10s", body, &out)
+	if ae, ok := formError(err); ok {
+		c.overviewWith(w, r, v, ae.Status, map[string]any{"Form": body, "Field": ae.Field, "Message": fieldLabel(ae.Field) + ": " + ae.Message})
+		return
+	}
+	if err != nil {
+		c.apiFail(w, r, v, err)
+		return
+	}
+	if res, ok := out["result"].(map[string]any); ok {
+		if id, _ := res["id"].(string); id != "" {
+			http.Redirect(w, r, Path+"sources/"+url.PathEscape(id), http.StatusSeeOther)
+			return
+		}
+	}
+	http.Redirect(w, r, Path+"overview", http.StatusSeeOther)
 }
 
 // runsPart is the source's runs alone: what the page's live part fetches.
@@ -176,12 +203,12 @@ func toTicket(w http.ResponseWriter, r *http.Request, answer map[string]any) {
 }
 
 // formError is an API refusal of what a form sent (a 4xx other than not
-// found, forbidden and too many requests), to show on the form with the
-// field it names.
+// found, too many requests, or a forbidden route), to show on the form
+// with the field it names.
 func formError(err error) (*apiError, bool) {
 	var ae *apiError
-	if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 &&
-		ae.Status != http.StatusNotFound && ae.Status != http.StatusForbidden && ae.Status != http.StatusTooManyRequests {
+	if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusNotFound && ae.Status != http.StatusTooManyRequests &&
+		(ae.Status != http.StatusForbidden || ae.Field != "") { // a 403 naming a field refuses a value, not the page
 		return ae, true
 	}
 	return nil, false

@@ -180,6 +180,12 @@ func fieldLabel(f string) string {
 // storage used against the quota, each source's backup health, open
 // tickets.
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
+	c.overviewWith(w, r, v, http.StatusOK, map[string]any{})
+}
+
+// overviewWith renders the overview with status and data besides (a
+// form's values and its error).
+func (c *Console) overviewWith(w http.ResponseWriter, r *http.Request, v *viewer, status int, data map[string]any) {
 	var sources, tickets list
 	if err := c.get(r, v, "/v1/sources?limit=100", &sources); err != nil {
 		c.apiFail(w, r, v, err)
@@ -215,8 +221,11 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if quota > 0 {
 		share = 100 * float64(used) / quota
 	}
-	c.render(w, r, v, http.StatusOK, "overview", map[string]any{"Sources": health, "More": len(sources.Data) > overviewSources,
-		"Tickets": tickets.Data, "Used": float64(used), "Quota": quota, "Share": fmt.Sprintf("%.0f", share)})
+	for k, val := range map[string]any{"Sources": health, "More": len(sources.Data) > overviewSources,
+		"Tickets": tickets.Data, "Used": float64(used), "Quota": quota, "Share": fmt.Sprintf("%.0f", share)} {
+		data[k] = val
+	}
+	c.render(w, r, v, status, "overview", data)
 }
 
 // overviewSources is how many sources the overview describes.

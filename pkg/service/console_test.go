@@ -168,6 +168,16 @@ func newConsoleFixture(t *testing.T, extra map[string]string) *consoleFixture {
 	return &consoleFixture{d: d, c: c, st: st, ppl: ppl, ada: accounts["Ada"], bob: accounts["Bob"]}
 }
 
+// newAccount creates an account with no subscription and returns its id.
+func (f *consoleFixture) newAccount(t *testing.T, name string) string {
+	t.Helper()
+	status, body := f.c.do(t, http.MethodPost, "/v1/accounts?wait=15s", map[string]string{"name": name, "contact_email": "it@" + strings.Fields(strings.ToLower(name))[0] + ".example"})
+	require.Equal(t, http.StatusCreated, status, string(body))
+	var created struct{ Result struct{ ID string } }
+	require.NoError(t, json.Unmarshal(body, &created))
+	return created.Result.ID
+}
+
 // deadLetter puts into the DLQ, as the router does after a handler's last
 // failure, a Stripe event ingest accepted and proved that moves Bob's
 // account to growth: replayed, billing applies it.
@@ -474,6 +484,70 @@ func TestConsole(t *testing.T) {
 		require.Contains(t, p.body, `id="replay-error">Since:`)
 		audit := b.get("/app/ops/audit?action=dlq.replay")
 		require.Contains(t, audit.body, "database back")
+	})
+
+	t.Run("CustomersAddSourcesAndOwnersOpenBilling", func(t *testing.T) {
+		b := newBrowserSignedIn(t, d.info.IngestURL, "max@ada.example", "max's long passphrase")
+		ov := b.get("/app/overview")
+		p := b.post("/app/sources", url.Values{"csrf": {ov.csrf(t)}, "name": {"laptops"}, "kind": {"Not A Kind"}})
+		require.Equal(t, http.StatusUnprocessableEntity, p.status, p.body)
+		require.Contains(t, p.body, `id="source-error">Kind:`)
+		p = b.post("/app/sources", url.Values{"csrf": {ov.csrf(t)}, "name": {"laptops"}, "kind": {"directory"}, "schedule": {"0 3 * * *"}})
+		require.Equal(t, http.StatusForbidden, p.status, "a source Levqor runs is set up by its staff")
+		require.Contains(t, p.body, "only operators create directory sources")
+		p = b.post("/app/sources", url.Values{"csrf": {ov.csrf(t)}, "name": {"laptops"}, "kind": {"files"}, "schedule": {"0 3 * * *"}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		require.True(t, strings.HasPrefix(p.location, "/app/sources/src_"), p.location)
+		require.Contains(t, b.get(p.location).body, "laptops")
+
+		owner := newBrowserSignedIn(t, d.info.IngestURL, "ada@ada.example", "ada's new passphrase") // set by the reset above
+		bill := owner.get("/app/billing")
+		require.Equal(t, http.StatusOK, bill.status)
+		require.Contains(t, bill.body, `id="billing-plan">starter<`)
+		p = owner.post("/app/billing/portal", url.Values{"csrf": {bill.csrf(t)}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		require.True(t, strings.HasPrefix(p.location, "http"), "to Stripe's portal: %s", p.location)
+		require.Contains(t, bill.body, "changed in the billing portal", "a subscribed account changes plan in the portal")
+		p = owner.post("/app/billing/checkout", url.Values{"csrf": {bill.csrf(t)}, "plan": {"growth_monthly"}})
+		require.Equal(t, http.StatusConflict, p.status, p.body)
+		require.Contains(t, p.body, "change its plan in a billing portal session")
+		p = owner.post("/app/billing/checkout", url.Values{"csrf": {bill.csrf(t)}, "plan": {"platinum_forever"}})
+		require.GreaterOrEqual(t, p.status, 400)
+		require.Contains(t, p.body, "platinum_forever", "the refusal names what was wrong")
+
+		// The owner of an account without a subscription starts one in
+		// Checkout.
+		acc := f.newAccount(t, "Cleo Storage Ltd")
+		_, err := f.ppl.CreateUser(ctx, people.NewUser{Email: "cleo@cleo.example", Role: store.RoleOwner, AccountID: acc, Password: "cleo's long passphrase"})
+		require.NoError(t, err)
+		cleo := newBrowserSignedIn(t, d.info.IngestURL, "cleo@cleo.example", "cleo's long passphrase")
+		cb := cleo.get("/app/billing")
+		require.Contains(t, cb.body, "Continue to checkout")
+		p = cleo.post("/app/billing/checkout", url.Values{"csrf": {cb.csrf(t)}, "plan": {"growth_monthly"}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		require.True(t, strings.HasPrefix(p.location, "http"), "to Stripe Checkout: %s", p.location)
+	})
+
+	t.Run("OperatorPurgesADeadLetter", func(t *testing.T) {
+		f.deadLetter(t)
+		b := newBrowserSignedIn(t, d.info.IngestURL, "ops@levqor.example", "olga's long passphrase")
+		var seq string
+		require.Eventually(t, func() bool {
+			m := regexp.MustCompile(`href="/app/ops/dlq/(\d+)"`).FindStringSubmatch(b.get("/app/ops/dlq").body)
+			if m != nil {
+				seq = m[1]
+			}
+			return m != nil
+		}, 10*time.Second, 50*time.Millisecond)
+		show := b.get("/app/ops/dlq/" + seq)
+		p := b.post("/app/ops/dlq/"+seq+"/purge", url.Values{"csrf": {show.csrf(t)}, "note": {"a duplicate of an applied event"}, "confirm": {"yes"}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		require.Contains(t, b.get(p.location).body, "Purged dead letter "+seq)
+		require.Equal(t, http.StatusNotFound, b.get("/app/ops/dlq/"+seq).status, "gone for good")
+		audit, err := st.ListAudit(ctx, store.ListAuditParams{Action: "dlq.purge"})
+		require.NoError(t, err)
+		require.NotEmpty(t, audit)
+		require.Contains(t, string(audit[0].Params), "a duplicate of an applied event")
 	})
 
 	t.Run("ADisabledUsersSessionEnds", func(t *testing.T) {
