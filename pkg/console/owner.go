@@ -25,6 +25,7 @@ func (c *Console) ownerRoutes() {
 	c.mux.Handle("GET "+Path+"people", c.signedIn(ownersOnly, c.peoplePage))
 	c.mux.Handle("POST "+Path+"people/invite", c.signedIn(ownersOnly, c.invitePerson))
 	c.mux.Handle("POST "+Path+"people/{id}/disable", c.signedIn(ownersOnly, c.disablePerson))
+	c.mux.Handle("POST "+Path+"invitations/{hash}/revoke", c.signedIn(ownersOnly, c.revokeInvitation))
 	c.mux.Handle("GET "+Path+"keys", c.signedIn(ownersOnly, c.keysPage))
 	c.mux.Handle("POST "+Path+"keys", c.signedIn(ownersOnly, c.createKey))
 	c.mux.Handle("POST "+Path+"keys/{id}/revoke", c.signedIn(ownersOnly, c.revokeKey))
@@ -113,6 +114,23 @@ func (c *Console) disablePerson(w http.ResponseWriter, r *http.Request, v *viewe
 	}
 	c.audit(r.Context(), v, ops.ActionUserDisable, map[string]any{"user_id": u.ID})
 	http.Redirect(w, r, Path+"people?done="+url.QueryEscape("Disabled "+u.Email), http.StatusSeeOther)
+}
+
+// revokeInvitation deletes a pending invitation of the owner's account:
+// its link stops working. Invitations are named by the hash of their
+// secret, which opens nothing.
+func (c *Console) revokeInvitation(w http.ResponseWriter, r *http.Request, v *viewer) {
+	ok, err := c.store.RevokeInvitation(r.Context(), v.User.AccountID, r.PathValue("hash"))
+	if err != nil {
+		c.fail(w, r, err, http.StatusServiceUnavailable, "The console cannot reach its database; try again shortly.")
+		return
+	}
+	if !ok {
+		c.fail(w, r, nil, http.StatusNotFound, "There is nothing here.")
+		return
+	}
+	c.audit(r.Context(), v, ops.ActionUserInviteRevoke, map[string]any{"account_id": v.User.AccountID})
+	http.Redirect(w, r, Path+"people?done="+url.QueryEscape("Invitation revoked"), http.StatusSeeOther)
 }
 
 func (c *Console) keysPage(w http.ResponseWriter, r *http.Request, v *viewer) {

@@ -246,6 +246,7 @@ const (
 	ActionAPIKeyRevoke     = "apikey.revoke"
 	ActionUserCreate       = "user.create"
 	ActionUserInvite       = "user.invite"
+	ActionUserInviteRevoke = "user.invite_revoke"
 	ActionUserDisable      = "user.disable"
 	ActionBillingReconcile = "billing.reconcile"
 	ActionScheduleTrigger  = "schedule.trigger"

@@ -421,6 +421,25 @@ func TestConsole(t *testing.T) {
 		require.Contains(t, newcomer.get("/app/overview").body, "Ada Backups Ltd", "the invitation signs the newcomer in")
 		require.Equal(t, http.StatusGone, newBrowser(t, d.info.IngestURL).post(link, url.Values{"name": {"x"}, "password": {"another passphrase"}, "confirm": {"another passphrase"}}).status, "an invitation works once")
 
+		// A pending invitation is revoked: its link stops working. Another
+		// account's invitation is not the owner's to revoke.
+		pp = b.get("/app/people")
+		p = b.post("/app/people/invite", url.Values{"csrf": {pp.csrf(t)}, "email": {"changed-mind@ada.example"}, "role": {"member"}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		revoked := mailedLink(t, d.info.DataDir, "changed-mind@ada.example", "/app/invite/")
+		pp = b.get("/app/people")
+		form := regexp.MustCompile(`action="(/app/invitations/[0-9a-f]{64}/revoke)"`).FindStringSubmatch(pp.body)
+		require.NotNil(t, form, pp.body)
+		theirs, _, err := f.ppl.Invite(ctx, "someone@bob.example", store.RoleMember, bob.id, "user:test")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusNotFound, b.post("/app/invitations/"+people.HashSecret(theirs)+"/revoke", url.Values{"csrf": {pp.csrf(t)}}).status)
+		p = b.post(form[1], url.Values{"csrf": {pp.csrf(t)}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		require.NotContains(t, b.get("/app/people").body, "changed-mind@ada.example")
+		require.Equal(t, http.StatusGone, newBrowser(t, d.info.IngestURL).post(revoked, url.Values{"name": {"x"}, "password": {"a long passphrase"}, "confirm": {"a long passphrase"}}).status)
+		_, err = st.PeekUserLink(ctx, people.HashSecret(theirs), store.LinkInvite, time.Now())
+		require.NoError(t, err, "Bob's invitation still works")
+
 		keys := b.get("/app/keys")
 		p = b.post("/app/keys", url.Values{"csrf": {keys.csrf(t)}, "name": {"nightly agent"}})
 		require.Equal(t, http.StatusCreated, p.status, p.body)

@@ -535,3 +535,14 @@ WHERE purpose = 'invite' AND email = ? AND used_at IS NULL AND expires_at > ? OR
 	}
 	return tx.UseUserLink(ctx, hashes[0], LinkInvite, at)
 }
+
+// RevokeInvitation deletes the unused invitation of accountID whose hash
+// is hash, and reports whether there was one.
+func (s *Store) RevokeInvitation(ctx context.Context, accountID, hash string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM user_links WHERE purpose = 'invite' AND account_id = ? AND token_hash = ? AND used_at IS NULL`), accountID, hash)
+	if err != nil {
+		return false, fmt.Errorf("store: revoking an invitation: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
