@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/levqor/levqor/pkg/blob"
 	"github.com/levqor/levqor/pkg/command"
@@ -89,7 +87,7 @@ func (p *CreateSourceParams) Validate() error {
 	if p.AccountID != "" && !command.ValidID(p.AccountID, store.AccountIDPrefix) {
 		return invalid("account_id", "account_id must be an account id (acc_…)")
 	}
-	if err := validateText("name", p.Name, NameMaxLength, true); err != nil {
+	if err := command.CheckText("name", p.Name, NameMaxLength, true); err != nil {
 		return err
 	}
 	if !kindRe.MatchString(p.Kind) {
@@ -263,7 +261,7 @@ func (p *SnapshotBody) Validate() error {
 	}
 	for i, t := range p.Tags {
 		field := fmt.Sprintf("tags[%d]", i)
-		if err := validateText(field, t, TagMaxLength, true); err != nil {
+		if err := command.CheckText(field, t, TagMaxLength, true); err != nil {
 			return err
 		}
 		if strings.ContainsAny(t, ", ") {
@@ -359,7 +357,7 @@ func (p *HoldParams) Validate(placing bool) error {
 	default:
 		return invalid("target", "target must be snapshot or source")
 	}
-	return validateText("reason", p.Reason, ReasonMaxLength, placing)
+	return command.CheckText("reason", p.Reason, ReasonMaxLength, placing)
 }
 
 // PlaceHoldParams are the parameters of retention.place_hold: a hold
@@ -432,21 +430,7 @@ func (p *RestoreParams) Validate() error {
 	if !p.ByOperator {
 		return command.Fail(http.StatusForbidden, "forbidden", "", "only operators restore snapshots from the trash")
 	}
-	return validateText("reason", p.Reason, ReasonMaxLength, true)
-}
-
-func validateText(field, s string, max int, required bool) error {
-	switch {
-	case s == "" && required:
-		return invalid(field, field+" is required")
-	case !utf8.ValidString(s):
-		return invalid(field, field+" must be valid UTF-8")
-	case utf8.RuneCountInString(s) > max:
-		return invalid(field, fmt.Sprintf("%s is longer than %d characters", field, max))
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return invalid(field, field+" must not contain control characters")
-	}
-	return nil
+	return command.CheckText("reason", p.Reason, ReasonMaxLength, true)
 }
 
 func invalid(field, msg string) error {
