@@ -151,6 +151,7 @@ func (s *Server) Register(handle func(pattern string, h http.Handler)) {
 	handle("GET /v1/notifications", s.Guard(auth.AnyKey, http.HandlerFunc(s.listNotifications)))
 	s.registerWebhooks(handle)
 	s.registerErasure(handle)
+	s.registerSuspension(handle)
 	s.registerPreferences(handle)
 	s.registerUnsubscribe(handle)
 	handle("GET /openapi.json", http.HandlerFunc(serveOpenAPI))

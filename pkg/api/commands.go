@@ -172,6 +172,12 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 func (s *Server) queue(w http.ResponseWriter, r *http.Request, sub submission) (*store.Command, *watch, bool) {
 	ctx := r.Context()
 	p := principal(r)
+	if err := s.checkSuspension(ctx, w, p, sub); errors.Is(err, errSuspended) {
+		return nil, nil, false
+	} else if err != nil {
+		s.unavailable(w, r, err, "cannot read the account")
+		return nil, nil, false
+	}
 	params, err := json.Marshal(sub.params)
 	if err != nil {
 		writeError(w, err)
@@ -221,8 +227,15 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request, sub submission) (
 		// already a durable record of the request, so a failure to write
 		// the trail is logged (by ops.Audit) and does not refuse the
 		// command.
+		details := map[string]any{"command_id": cmd.ID, "account_id": sub.accountID}
+		var said struct {
+			Reason string `json:"reason"`
+		}
+		if json.Unmarshal(params, &said) == nil && said.Reason != "" {
+			details["reason"] = said.Reason // why, as the operator gave it
+		}
 		_ = ops.Audit(ctx, s.store, log, now, p.Actor(), ops.ActionCommandPrefix+sub.domain+"."+sub.action,
-			map[string]any{"command_id": cmd.ID, "account_id": sub.accountID}, map[string]any{}, store.AuditOutcomeAccepted)
+			details, map[string]any{}, store.AuditOutcomeAccepted)
 	}
 	publish := created
 	if !created {

@@ -32,6 +32,13 @@ func webhookHarness(t *testing.T, st *store.Store) *harness {
 		c.WebhookAllowNets = []string{"127.0.0.0/8"}
 	}})
 	h.runWorkers(t, "notify")
+	h.runRelay(t)
+	return h
+}
+
+// runRelay publishes the outbox's events until the test ends.
+func (h *harness) runRelay(t *testing.T) {
+	t.Helper()
 	relay := h.env.Relay()
 	relay.Interval = 20 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
@@ -41,7 +48,6 @@ func webhookHarness(t *testing.T, st *store.Store) *harness {
 		cancel()
 		<-done
 	})
-	return h
 }
 
 func TestWebhookEndpointsFromCreationToASignedTest(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/levqor/levqor/pkg/bus"
 	"github.com/levqor/levqor/pkg/events"
@@ -88,7 +89,7 @@ func (w *Worker) entitlementsChanged(ctx context.Context, tx *store.Tx, m *bus.M
 		tierName(ev.PreviousTier), tierName(ev.Tier), curPolicy, prevPolicy)
 	recorded := 0
 	for _, src := range sources {
-		if src.CreatedAt.After(ev.At) {
+		if !existedAt(&src, ev.At) {
 			// Created after the change (the event reached this worker
 			// late): its trail must not say the tier changed before the
 			// source existed. Its policy follows the account's tier
@@ -129,6 +130,9 @@ func (w *Worker) statusChanged(ctx context.Context, tx *store.Tx, m *bus.Message
 	switch {
 	case ev.Status == store.AccountStatusSuspended && ev.PreviousStatus != store.AccountStatusSuspended:
 		action, reason = AuditRetentionPaused, "billing suspended the account: sweeps delete and purge nothing until it is active again"
+		if ev.Reason != "" {
+			reason = "the account was " + ev.Reason + "; sweeps delete and purge nothing until it is active again"
+		}
 	case ev.PreviousStatus == store.AccountStatusSuspended && ev.Status != store.AccountStatusSuspended:
 		action, reason = AuditRetentionResumed, fmt.Sprintf("the account is %s again: sweeps apply its retention policies", ev.Status)
 	default:
@@ -143,6 +147,9 @@ func (w *Worker) statusChanged(ctx context.Context, tx *store.Tx, m *bus.Message
 		return err
 	}
 	for _, src := range sources {
+		if !existedAt(&src, ev.At) {
+			continue // its trail starts with the status it was created under
+		}
 		if _, err := tx.AppendRetentionAudit(ctx, store.RetentionAudit{
 			AccountID: src.AccountID, SourceID: src.ID, Action: action, Actor: "billing",
 			Reasons: []string{reason}, Detail: detail, At: ev.At,
@@ -165,4 +172,10 @@ func tierName(s *string) string {
 		return "no tier"
 	}
 	return *s
+}
+
+// existedAt reports whether src existed when a change it learns of late
+// happened (at; zero when not known).
+func existedAt(src *store.BackupSource, at time.Time) bool {
+	return at.IsZero() || !src.CreatedAt.After(at)
 }

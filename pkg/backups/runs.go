@@ -158,6 +158,13 @@ func (w *Worker) runBackup(ctx context.Context, e *command.Envelope, p RunParams
 	if err != nil {
 		return nil, err
 	}
+	if acc.Suspension != nil {
+		// Queued before the suspension, or asked by an operator: no
+		// backup runs until an operator reinstates the account.
+		reason := "the account is suspended by Levqor (" + acc.Suspension.Reason + "): no backup runs until it is reinstated"
+		w.failRun(ctx, log, run, runFailure{reason: reason})
+		return nil, command.Fail(http.StatusConflict, "account_suspended", "", reason)
+	}
 	ent, err := Entitlements(acc.Entitlements)
 	if err != nil {
 		return nil, bus.Permanent(err)

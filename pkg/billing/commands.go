@@ -32,6 +32,10 @@ const (
 	ActionCheckout = "checkout"
 	// ActionPortal creates a Stripe billing portal session (PortalParams).
 	ActionPortal = "portal"
+	// ActionSuspend is an operator suspending an account
+	// (SuspensionParams); ActionReinstate lifts the suspension.
+	ActionSuspend   = "suspend"
+	ActionReinstate = "reinstate"
 )
 
 // CommandConsumer declares billing-cmd: every billing command.
@@ -69,8 +73,10 @@ type PortalResult struct {
 // HandleCommand carries out one billing command (a command.Func).
 func (w *Worker) HandleCommand(ctx context.Context, e *command.Envelope) (command.Effect, error) {
 	return command.Route(ctx, e, "billing", Domain, command.Actions{
-		ActionCheckout: command.Typed(w.checkoutSession),
-		ActionPortal:   command.Typed(w.portalSession),
+		ActionCheckout:  command.Typed(w.checkoutSession),
+		ActionPortal:    command.Typed(w.portalSession),
+		ActionSuspend:   command.Typed(w.suspend),
+		ActionReinstate: command.Typed(w.reinstate),
 	})
 }
 

@@ -211,6 +211,9 @@ type emitter struct {
 	stripeEventID string
 	at            time.Time
 	reconciled    bool
+	// reason, when set, says in words why the account's status changes
+	// (an operator's suspension).
+	reason string
 }
 
 // meta is the part of every billing event about account and cause.
@@ -328,7 +331,7 @@ func catalogItem(it store.SubscriptionItem) catalog.Item {
 var entitledStatuses = []string{"active", "trialing", "past_due"}
 
 // recompute derives the account's tier, status and entitlements from its
-// subscriptions and dunning, writes them if they changed, and tells the
+// subscriptions, its dunning and an operator's suspension, writes them if they changed, and tells the
 // other domains.
 func (a *apply) recompute(ctx context.Context, acc *store.Account) error {
 	return a.w.recompute(ctx, a.tx, acc, a.out())
@@ -389,6 +392,12 @@ func (w *Worker) recompute(ctx context.Context, tx state, acc *store.Account, ou
 	default:
 		status = acc.Status
 	}
+	if status == store.AccountStatusSuspended {
+		// Kept from the account as it was: only dunning or an operator
+		// suspend an account, and both are read next. Without either,
+		// the suspension was lifted.
+		status = store.AccountStatusActive
+	}
 	if d, err := tx.GetDunning(ctx, acc.ID); err == nil {
 		switch d.State {
 		case store.DunningPastDue:
@@ -398,6 +407,11 @@ func (w *Worker) recompute(ctx context.Context, tx state, acc *store.Account, ou
 		}
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
+	}
+	if acc.Suspension != nil {
+		// An operator's suspension holds whatever billing says: paying
+		// does not lift it, only an operator does (ActionReinstate).
+		status = store.AccountStatusSuspended
 	}
 
 	tierChanged := !equalTier(tier, acc.Tier)
@@ -423,7 +437,7 @@ func (w *Worker) recompute(ctx context.Context, tx state, acc *store.Account, ou
 	}
 	if statusChanged {
 		if err := out.emit(ctx, events.AccountStatusChanged{
-			Billing: out.meta(acc.ID), Status: status, PreviousStatus: acc.Status, Tier: tier, Reconciled: out.reconciled,
+			Billing: out.meta(acc.ID), Status: status, PreviousStatus: acc.Status, Tier: tier, Reason: out.reason, Reconciled: out.reconciled,
 		}); err != nil {
 			return err
 		}

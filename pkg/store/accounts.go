@@ -52,6 +52,11 @@ type Account struct {
 	// Entitlements is what the tier grants (retention, quotas, SLA), as
 	// billing writes it; {} until then.
 	Entitlements json.RawMessage `json:"entitlements"`
+	// Suspension is an operator's suspension of the account, nil when
+	// there is none. While it holds the status is suspended whatever
+	// billing says; billing's own suspension (dunning) shows in Status
+	// and the account's billing, not here.
+	Suspension *AccountSuspension `json:"suspension"`
 	// CreatedAt and UpdatedAt are set by the store; zero means now.
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -67,6 +72,22 @@ type accountRow struct {
 	Entitlements     []byte         `db:"entitlements"`
 	CreatedAt        time.Time      `db:"created_at"`
 	UpdatedAt        time.Time      `db:"updated_at"`
+	SuspensionReason sql.NullString `db:"suspension_reason"`
+	SuspendedBy      sql.NullString `db:"suspended_by"`
+	SuspendedAt      sql.NullTime   `db:"suspended_at"`
+}
+
+// AccountSuspension is an operator's suspension of an account: Levqor
+// staff stopping its service (abuse, fraud, a legal request). Its people
+// may still read, pay and talk to support; nothing else changes, no
+// backup runs, and retention deletes nothing until an operator lifts it.
+type AccountSuspension struct {
+	// Reason is the operator's, shown to the account's people.
+	Reason string `json:"reason"`
+	// By is the actor who suspended it ("user:<id>", "key:<id>").
+	By string `json:"by"`
+	// At is when.
+	At time.Time `json:"at"`
 }
 
 func (r accountRow) account() Account {
@@ -87,12 +108,20 @@ func (r accountRow) account() Account {
 	if len(a.Entitlements) == 0 {
 		a.Entitlements = json.RawMessage("{}")
 	}
+	if r.SuspendedAt.Valid {
+		a.Suspension = &AccountSuspension{Reason: r.SuspensionReason.String, By: r.SuspendedBy.String, At: r.SuspendedAt.Time.UTC()}
+	}
 	return a
 }
 
-const accountColumns = `id, name, contact_email, stripe_customer_id, tier, status, entitlements, created_at, updated_at`
+// accountInsertColumns are the columns a new account sets; accountColumns
+// are those an account is read from.
+const (
+	accountInsertColumns = `id, name, contact_email, stripe_customer_id, tier, status, entitlements, created_at, updated_at`
+	accountColumns       = accountInsertColumns + `, suspension_reason, suspended_by, suspended_at`
+)
 
-const insertAccountSQL = `INSERT INTO accounts (` + accountColumns + `)
+const insertAccountSQL = `INSERT INTO accounts (` + accountInsertColumns + `)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO NOTHING`
 
@@ -188,6 +217,30 @@ func (tx *Tx) UpdateAccount(ctx context.Context, c AccountChanges) (*Account, er
 		return nil, fmt.Errorf("store: account %s: %w", c.ID, ErrNotFound)
 	}
 	return tx.GetAccount(ctx, c.ID)
+}
+
+// SetAccountSuspension records an operator's suspension of account id
+// within tx, or lifts it (s nil). The status is billing's to derive from
+// it (billing.recompute), in the same transaction.
+func (tx *Tx) SetAccountSuspension(ctx context.Context, id string, s *AccountSuspension, at time.Time) error {
+	var reason, by, since any
+	if s != nil {
+		if s.Reason == "" || s.By == "" {
+			return fmt.Errorf("store: suspending account %s: a reason and who suspends it are required", id)
+		}
+		reason, by, since = s.Reason, s.By, ts(orNow(s.At))
+	}
+	res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE accounts SET suspension_reason = ?, suspended_by = ?, suspended_at = ?, updated_at = ? WHERE id = ?`),
+		reason, by, since, ts(orNow(at)), id)
+	if err != nil {
+		return fmt.Errorf("store: setting the suspension of account %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: setting the suspension of account %s: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("store: account %s: %w", id, ErrNotFound)
+	}
+	return nil
 }
 
 // AccountCursor is the position after which a page of accounts starts: the

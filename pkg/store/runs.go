@@ -277,7 +277,8 @@ WHERE account_id = ? AND state IN (?, ?, ?) AND substr(blob_key, 1, ?) <> ?`),
 }
 
 // RunnableSources returns every source of the given kinds, paused or not,
-// oldest first.
+// oldest first, except those of accounts an operator suspended: their
+// backups do not run, are not overdue and are not drilled.
 func (s *Store) RunnableSources(ctx context.Context, kinds ...string) ([]BackupSource, error) {
 	if len(kinds) == 0 {
 		return []BackupSource{}, nil
@@ -288,7 +289,9 @@ func (s *Store) RunnableSources(ctx context.Context, kinds ...string) ([]BackupS
 	}
 	var rows []sourceRow
 	err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT `+sourceColumns+` FROM backup_sources
-WHERE kind IN (?`+strings.Repeat(", ?", len(kinds)-1)+`) ORDER BY created_at, id`), args...)
+WHERE kind IN (?`+strings.Repeat(", ?", len(kinds)-1)+`)
+AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = backup_sources.account_id AND a.suspended_at IS NOT NULL)
+ORDER BY created_at, id`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: listing runnable sources: %w", err)
 	}
