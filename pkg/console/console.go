@@ -360,7 +360,7 @@ func (c *Console) apiFail(w http.ResponseWriter, r *http.Request, v *viewer, err
 		case ae.Status == http.StatusNotFound:
 			c.render(w, r, v, http.StatusNotFound, "error", map[string]any{"Message": "There is nothing here."})
 			return
-		case ae.Status == http.StatusForbidden:
+		case ae.Status == http.StatusForbidden && ae.Code != codeSuspended:
 			c.render(w, r, v, http.StatusForbidden, "error", map[string]any{"Message": "Your role does not allow this."})
 			return
 		case ae.Status == http.StatusTooManyRequests:

@@ -202,13 +202,19 @@ func toTicket(w http.ResponseWriter, r *http.Request, answer map[string]any) {
 	http.Redirect(w, r, Path+"tickets", http.StatusSeeOther)
 }
 
+// codeSuspended is the API's refusal of a change to an account an
+// operator suspended: its message says why, and is shown as it is.
+const codeSuspended = "account_suspended"
+
 // formError is an API refusal of what a form sent (a 4xx other than not
 // found, too many requests, or a forbidden route), to show on the form
 // with the field it names.
 func formError(err error) (*apiError, bool) {
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusNotFound && ae.Status != http.StatusTooManyRequests &&
-		(ae.Status != http.StatusForbidden || ae.Field != "") { // a 403 naming a field refuses a value, not the page
+		// A 403 naming a field refuses a value, not the page; so does a
+		// suspended account's.
+		(ae.Status != http.StatusForbidden || ae.Field != "" || ae.Code == codeSuspended) {
 		return ae, true
 	}
 	return nil, false

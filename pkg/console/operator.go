@@ -14,6 +14,8 @@ func (c *Console) operatorRoutes() {
 	c.mux.Handle("POST "+Path+"ops/replay", c.signedIn(operatorsOnly, c.replayWindow))
 	c.mux.Handle("GET "+Path+"ops/accounts", c.signedIn(operatorsOnly, c.accountsPage))
 	c.mux.Handle("GET "+Path+"ops/accounts/{id}", c.signedIn(operatorsOnly, c.accountPage))
+	c.mux.Handle("POST "+Path+"ops/accounts/{id}/suspend", c.signedIn(operatorsOnly, c.suspension("suspend")))
+	c.mux.Handle("POST "+Path+"ops/accounts/{id}/reinstate", c.signedIn(operatorsOnly, c.suspension("reinstate")))
 }
 
 // statusPage is what `levqor status` shows: every consumer, its lag,
@@ -125,8 +127,13 @@ func (c *Console) accountsPage(w http.ResponseWriter, r *http.Request, v *viewer
 	c.render(w, r, v, http.StatusOK, "accounts", map[string]any{"Accounts": rows, "Q": term, "Next": next})
 }
 
-// accountPage shows one account: billing, sources, tickets and people.
+// accountPage shows one account: billing, sources, tickets and people,
+// and its suspension.
 func (c *Console) accountPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	c.renderAccount(w, r, v, http.StatusOK, map[string]any{"Done": r.URL.Query().Get("done")})
+}
+
+func (c *Console) renderAccount(w http.ResponseWriter, r *http.Request, v *viewer, status int, data map[string]any) {
 	id := url.PathEscape(r.PathValue("id"))
 	var acc, billing map[string]any
 	var sources, tickets list
@@ -146,6 +153,46 @@ func (c *Console) accountPage(w http.ResponseWriter, r *http.Request, v *viewer)
 		c.fail(w, r, err, http.StatusServiceUnavailable, "The console cannot reach its database; try again shortly.")
 		return
 	}
-	c.render(w, r, v, http.StatusOK, "account", map[string]any{"Account": acc, "Billing": billing, "Sources": sources.Data,
-		"Tickets": tickets.Data, "Users": users})
+	data["Account"], data["Billing"], data["Sources"], data["Tickets"], data["Users"] = acc, billing, sources.Data, tickets.Data, users
+	c.render(w, r, v, status, "account", data)
+}
+
+// suspension suspends the account or lifts its suspension (action is
+// suspend or reinstate), with a reason its people will read and a
+// confirmation; the API keeps the reason in the audit trail.
+func (c *Console) suspension(action string) page {
+	return func(w http.ResponseWriter, r *http.Request, v *viewer) {
+		reason := strings.TrimSpace(r.PostFormValue("reason"))
+		data := map[string]any{"Form": map[string]any{"action": action, "reason": reason}}
+		refuse := func(status int, field, message string) {
+			data["Field"], data["Message"] = field, message
+			c.renderAccount(w, r, v, status, data)
+		}
+		if reason == "" {
+			refuse(http.StatusUnprocessableEntity, "reason", "Reason: say why; the account's people will read it.")
+			return
+		}
+		if r.PostFormValue("confirm") != "yes" {
+			refuse(http.StatusUnprocessableEntity, "confirm", "Confirm: tick the box to "+action+" the account.")
+			return
+		}
+		id := r.PathValue("id")
+		var out struct {
+			Status string `json:"status"`
+		}
+		err := c.call(r, v, http.MethodPost, "/v1/accounts/"+url.PathEscape(id)+"/"+action+"?wait=10s", map[string]any{"reason": reason}, &out)
+		if ae, ok := formError(err); ok {
+			refuse(ae.Status, ae.Field, fieldLabel(ae.Field)+": "+ae.Message)
+			return
+		}
+		if err != nil {
+			c.apiFail(w, r, v, err)
+			return
+		}
+		done := map[string]string{"suspend": "Suspended", "reinstate": "Suspension lifted"}[action]
+		if out.Status != "succeeded" {
+			done = "Queued: the billing worker has not carried it out yet; reload to see it"
+		}
+		http.Redirect(w, r, Path+"ops/accounts/"+url.PathEscape(id)+"?done="+url.QueryEscape(done), http.StatusSeeOther)
+	}
 }

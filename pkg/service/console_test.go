@@ -547,6 +547,51 @@ func TestConsole(t *testing.T) {
 		require.True(t, strings.HasPrefix(p.location, "http"), "to Stripe Checkout: %s", p.location)
 	})
 
+	t.Run("AnOperatorSuspendsAndReinstatesAnAccount", func(t *testing.T) {
+		acc := f.newAccount(t, "Dora Data Ltd")
+		_, err := f.ppl.CreateUser(ctx, people.NewUser{Email: "dora@dora.example", Role: store.RoleOwner, AccountID: acc, Password: "dora's long passphrase"})
+		require.NoError(t, err)
+		const why = "payment disputed by the card holder; call us"
+		op := newBrowserSignedIn(t, d.info.IngestURL, "ops@levqor.example", "olga's long passphrase")
+		page := op.get("/app/ops/accounts/" + acc)
+		require.Contains(t, page.body, "Suspend the account")
+		p := op.post("/app/ops/accounts/"+acc+"/suspend", url.Values{"csrf": {page.csrf(t)}, "confirm": {"yes"}})
+		require.Equal(t, http.StatusUnprocessableEntity, p.status)
+		require.Contains(t, p.body, `id="account-error">Reason:`)
+		p = op.post("/app/ops/accounts/"+acc+"/suspend", url.Values{"csrf": {page.csrf(t)}, "reason": {why}})
+		require.Equal(t, http.StatusUnprocessableEntity, p.status)
+		require.Contains(t, p.body, `id="account-error">Confirm:`)
+		p = op.post("/app/ops/accounts/"+acc+"/suspend", url.Values{"csrf": {page.csrf(t)}, "reason": {why}, "confirm": {"yes"}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		page = op.get(p.location)
+		require.Contains(t, page.body, `id="account-done">Suspended<`)
+		require.Contains(t, page.body, "Suspended by Levqor")
+		require.Contains(t, page.body, why)
+		require.Contains(t, page.body, `status-suspended">suspended<`)
+
+		dora := newBrowserSignedIn(t, d.info.IngestURL, "dora@dora.example", "dora's long passphrase")
+		ov := dora.get("/app/overview")
+		require.Contains(t, ov.body, `id="suspended">Levqor has suspended this account: `+why)
+		p = dora.post("/app/sources", url.Values{"csrf": {ov.csrf(t)}, "name": {"laptops"}, "kind": {"files"}, "schedule": {"0 3 * * *"}})
+		require.Equal(t, http.StatusForbidden, p.status, p.body)
+		require.Contains(t, p.body, `id="source-error">`)
+		require.Contains(t, p.body, "only billing and support requests are accepted")
+		tickets := dora.get("/app/tickets")
+		p = dora.post("/app/tickets", url.Values{"csrf": {tickets.csrf(t)}, "subject": {"Why are we suspended?"}, "body": {"We paid."}})
+		require.Equal(t, http.StatusSeeOther, p.status, "support stays open: %s", p.body)
+		require.Equal(t, http.StatusForbidden, dora.post("/app/ops/accounts/"+acc+"/reinstate",
+			url.Values{"csrf": {ov.csrf(t)}, "reason": {"we paid"}, "confirm": {"yes"}}).status, "only operators lift it")
+
+		p = op.post("/app/ops/accounts/"+acc+"/reinstate", url.Values{"csrf": {page.csrf(t)}, "reason": {"the dispute was withdrawn"}, "confirm": {"yes"}})
+		require.Equal(t, http.StatusSeeOther, p.status, p.body)
+		page = op.get(p.location)
+		require.Contains(t, page.body, `id="account-done">Suspension lifted<`)
+		require.Contains(t, page.body, "Suspend the account")
+		require.NotContains(t, dora.get("/app/overview").body, `id="suspended"`)
+		audit := op.get("/app/ops/audit?action=command.billing.reinstate").body
+		require.Contains(t, audit, "the dispute was withdrawn", "the reason is in the audit trail")
+	})
+
 	t.Run("OperatorPurgesADeadLetter", func(t *testing.T) {
 		f.deadLetter(t)
 		b := newBrowserSignedIn(t, d.info.IngestURL, "ops@levqor.example", "olga's long passphrase")
