@@ -274,8 +274,8 @@ func (w *Worker) Offboard(ctx context.Context, slot time.Time) (OffboardResult, 
 // erase carries out one erasure in two steps. First, in one
 // transaction holding the account's source locks (which hold placement
 // and snapshot recording take too): an offboarding erasure of an account
-// that is no longer canceled is canceled; one under legal hold is marked
-// blocked, naming the holds; otherwise the snapshots move to purging and
+// that is no longer canceled is canceled; one of an account an operator
+// suspended, or under legal hold, is marked blocked, naming why; otherwise the snapshots move to purging and
 // the erasure to erasing, after which nothing new is recorded or held for
 // the account. Then the blobs are deleted and, in a second transaction,
 // the account's data and the report. An erasure interrupted after the
@@ -294,6 +294,11 @@ func (w *Worker) erase(ctx context.Context, er store.Erasure, at time.Time) (boo
 			if er.Origin == store.ErasureOffboarding && acc.Status != store.AccountStatusCanceled {
 				stop = "the account is " + acc.Status + " again"
 				_, err := tx.SetErasure(ctx, er.ID, store.ErasureCanceled, stop, nil, at, store.ErasureScheduled, store.ErasureBlocked)
+				return err
+			}
+			if s := acc.Suspension; s != nil {
+				stop = "the account is suspended by an operator (" + s.Reason + "): its erasure waits until it is reinstated"
+				_, err := tx.SetErasure(ctx, er.ID, store.ErasureBlocked, stop, nil, at, store.ErasureScheduled, store.ErasureBlocked)
 				return err
 			}
 			sources, err := tx.SourcesOfAccount(ctx, er.AccountID)

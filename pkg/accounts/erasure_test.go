@@ -351,3 +351,40 @@ func TestNoErasureFromACatalogNotYetReconciled(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, res.Erased)
 }
+
+// TestAnOperatorsSuspensionHoldsTheOffboarding: a canceled account an
+// operator suspended is not erased while the suspension holds (its
+// erasure is blocked, naming the reason, and its backups stay); once it
+// is lifted, the offboarding goes ahead.
+func TestAnOperatorsSuspensionHoldsTheOffboarding(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	ctx := t.Context()
+	w, blobs := erasureWorker(t, st)
+	w.OffboardGrace = 30 * 24 * time.Hour
+	c := newCustomer(t, st, blobs, "Disputed Ltd")
+	suspend := func(s *store.AccountSuspension) {
+		require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error { return tx.SetAccountSuspension(ctx, c.acc, s, time.Time{}) }))
+	}
+	require.NoError(t, st.InTx(ctx, func(tx *store.Tx) error {
+		return tx.SetAccountBilling(ctx, store.AccountBilling{ID: c.acc, Status: store.AccountStatusCanceled, Entitlements: []byte("{}")})
+	}))
+	suspend(&store.AccountSuspension{Reason: "fraud inquiry 77", By: "key:key_ops"})
+
+	res, err := w.Offboard(ctx, time.Now().Add(31*24*time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, accounts.OffboardResult{Scheduled: 1, Blocked: 1}, res)
+	e, err := st.LatestErasure(ctx, c.acc)
+	require.NoError(t, err)
+	require.Equal(t, store.ErasureBlocked, e.Status)
+	require.Contains(t, e.StatusReason, "fraud inquiry 77")
+	for _, key := range c.blobs {
+		_, err := blobs.Stat(ctx, key)
+		require.NoError(t, err, "a suspended account's backups stay")
+	}
+
+	suspend(nil)
+	res, err = w.Offboard(ctx, time.Now().Add(32*24*time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, accounts.OffboardResult{Erased: 1}, res, "lifted, the offboarding goes ahead")
+}

@@ -115,6 +115,11 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, err, "cannot read the account")
 		return
 	}
+	if a.Suspension != nil && !principal(r).Operator {
+		shown := *a.Suspension
+		shown.By = "" // staff's ids are theirs
+		a.Suspension = &shown
+	}
 	httpjson.Write(w, http.StatusOK, a)
 }
 

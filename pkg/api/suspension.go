@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/levqor/levqor/pkg/accounts"
 	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/httpjson"
+	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/support"
 )
@@ -40,17 +42,26 @@ func (s *Server) suspension(action string) http.HandlerFunc {
 }
 
 // openWhileSuspended are the command domains an account an operator
-// suspended may still use: paying and talking to support.
-var openWhileSuspended = map[string]bool{billing.Domain: true, support.Domain: true}
+// suspended may still use: paying, talking to support, and its
+// notifications (opting out, rotating a webhook secret).
+var openWhileSuspended = map[string]bool{billing.Domain: true, support.Domain: true, notify.Domain: true}
+
+// openActionsWhileSuspended are other commands it may still send:
+// asking for its data's erasure, or canceling that request (an erasure
+// waits while the suspension holds).
+var openActionsWhileSuspended = map[string]bool{
+	accounts.Domain + "." + accounts.ActionRequestErasure: true,
+	accounts.Domain + "." + accounts.ActionCancelErasure:  true,
+}
 
 // errSuspended refuses a change to an account an operator suspended.
 var errSuspended = errors.New("api: the account is suspended")
 
 // checkSuspension refuses, with 403 account_suspended and the operator's
 // reason, a change the account's own credentials ask of an account an
-// operator suspended; operators, billing and support pass.
+// operator suspended; operators and what stays open pass.
 func (s *Server) checkSuspension(ctx context.Context, w http.ResponseWriter, p auth.Principal, sub submission) error {
-	if p.Operator || sub.accountID == "" || openWhileSuspended[sub.domain] {
+	if p.Operator || sub.accountID == "" || openWhileSuspended[sub.domain] || openActionsWhileSuspended[sub.domain+"."+sub.action] {
 		return nil
 	}
 	acc, err := s.store.GetAccount(ctx, sub.accountID)
@@ -64,6 +75,6 @@ func (s *Server) checkSuspension(ctx context.Context, w http.ResponseWriter, p a
 		return nil
 	}
 	httpjson.Error(w, http.StatusForbidden, "account_suspended",
-		"account "+acc.ID+" is suspended by Levqor ("+acc.Suspension.Reason+"): only billing and support requests are accepted until it is reinstated", "")
+		"account "+acc.ID+" is suspended by Levqor ("+acc.Suspension.Reason+"): until it is reinstated only billing, support and notification requests are accepted", "")
 	return errSuspended
 }

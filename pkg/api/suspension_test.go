@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -53,6 +54,17 @@ func TestAnOperatorSuspendsAndReinstatesAnAccount(t *testing.T) {
 		h.do(t, http.MethodPost, "/v1/sources?wait=15s", h.opKey, map[string]any{
 			"account_id": h.accA, "name": "site", "kind": "directory", "config": map[string]string{"path": data}}).result(t, http.StatusCreated, &src)
 		suspend, reinstate := "/v1/accounts/"+h.accA+"/suspend?wait=15s", "/v1/accounts/"+h.accA+"/reinstate?wait=15s"
+		runnable := func() bool {
+			sources, err := st.RunnableSources(t.Context(), backups.RunnableKinds...)
+			require.NoError(t, err)
+			for _, s := range sources {
+				if s.ID == src.ID {
+					return true
+				}
+			}
+			return false
+		}
+		require.True(t, runnable(), "an active account's source is scheduled")
 		const why = "chargeback under investigation, case 4411"
 
 		t.Run("BadRequestsAreRefusedNamingTheField", func(t *testing.T) {
@@ -90,6 +102,7 @@ func TestAnOperatorSuspendsAndReinstatesAnAccount(t *testing.T) {
 			r.json(t, &a)
 			require.Equal(t, store.AccountStatusSuspended, a.Status)
 			require.Equal(t, why, a.Suspension.Reason)
+			require.Empty(t, a.Suspension.By, "staff's ids are not shown to the customer")
 		})
 
 		t.Run("OnlyBillingAndSupportStayOpen", func(t *testing.T) {
@@ -117,6 +130,10 @@ func TestAnOperatorSuspendsAndReinstatesAnAccount(t *testing.T) {
 			require.Equal(t, http.StatusCreated, r.status, "paying stays open: %s", r.body)
 			r = h.do(t, http.MethodGet, "/v1/sources/"+src.ID, h.keyA, nil)
 			require.Equal(t, http.StatusOK, r.status, "reading stays open")
+			r = h.do(t, http.MethodPut, "/v1/notification-preferences", h.keyA, map[string]any{"muted_events": []string{"billing.trial_reminder"}})
+			require.Equal(t, http.StatusAccepted, r.status, "opting out of notifications stays open: %s", r.body)
+			r = h.do(t, http.MethodPost, "/v1/accounts/"+h.accA+"/erasure", h.keyA, map[string]string{"confirm": "Account A"})
+			require.Equal(t, http.StatusAccepted, r.status, "asking for an erasure stays open (it waits for the suspension): %s", r.body)
 		})
 
 		t.Run("NoBackupRuns", func(t *testing.T) {
@@ -125,11 +142,7 @@ func TestAnOperatorSuspendsAndReinstatesAnAccount(t *testing.T) {
 			c := r.command(t)
 			require.Equal(t, "account_suspended", c.Error.Code)
 			require.Contains(t, c.Error.Message, why)
-			runnable, err := st.RunnableSources(t.Context(), backups.RunnableKinds...)
-			require.NoError(t, err)
-			for _, s := range runnable {
-				require.NotEqual(t, src.ID, s.ID, "scheduled runs, overdue alerts and drills pass the source by")
-			}
+			require.False(t, runnable(), "scheduled runs, overdue alerts and drills pass the source by")
 		})
 
 		t.Run("RetentionRecordsThePauseWithTheReason", func(t *testing.T) {
@@ -163,6 +176,19 @@ func TestAnOperatorSuspendsAndReinstatesAnAccount(t *testing.T) {
 			require.Equal(t, store.AccountStatusSuspended, h.billingOf(t, h.accA, h.keyA).Status, "the operator's suspension still holds")
 			acc = suspensionResult(t, h.do(t, http.MethodPost, reinstate, h.opKey, map[string]string{"reason": "case 4411 closed"}))
 			require.Equal(t, store.AccountStatusPastDue, acc.Status, "the failed payment shows once the suspension is lifted")
+			require.True(t, runnable(), "its backups are scheduled again")
+		})
+
+		t.Run("ACanceledAccountStaysCanceled", func(t *testing.T) {
+			suspensionResult(t, h.do(t, http.MethodPost, suspend, h.opKey, map[string]string{"reason": why}))
+			h.webhook(t, "customer.deleted", stripesim.EventOptions{Customer: "cus_A", ObjectID: "cus_A"})
+			require.Eventually(t, func() bool {
+				return h.billingOf(t, h.accA, h.keyA).Status == store.AccountStatusCanceled
+			}, 15*time.Second, 50*time.Millisecond, "offboarding starts from canceled, as without the suspension")
+			a, err := st.GetAccount(t.Context(), h.accA)
+			require.NoError(t, err)
+			require.NotNil(t, a.Suspension, "the suspension still holds (and so holds the offboarding's erasure)")
+			require.False(t, runnable())
 		})
 
 		t.Run("TheAuditTrailHasTheReasons", func(t *testing.T) {
@@ -173,7 +199,7 @@ func TestAnOperatorSuspendsAndReinstatesAnAccount(t *testing.T) {
 				if strings.HasPrefix(e.Action, ops.ActionCommandPrefix+"billing.") {
 					var p map[string]any
 					require.NoError(t, json.Unmarshal(e.Params, &p))
-					said = append(said, strings.TrimPrefix(e.Action, ops.ActionCommandPrefix)+": "+p["reason"].(string))
+					said = append(said, strings.TrimPrefix(e.Action, ops.ActionCommandPrefix)+": "+fmt.Sprint(p["reason"]))
 				}
 			}
 			require.Contains(t, said, "billing.suspend: "+why)

@@ -152,7 +152,7 @@ func Decide(in DecideInput) (*Plan, error) {
 		AccountStatus: in.Account.Status, MaxShare: maxShare,
 		Snapshots: []PlanEntry{}, Purge: []PlanEntry{},
 	}
-	suspended := in.Account.Status == store.AccountStatusSuspended
+	suspended := in.Account.Status == store.AccountStatusSuspended || in.Account.Suspension != nil
 	empty := eff.Policy.IsEmpty()
 
 	var sourceHold *store.LegalHold

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -137,6 +138,15 @@ func (w *Worker) statusChanged(ctx context.Context, tx *store.Tx, m *bus.Message
 		action, reason = AuditRetentionResumed, fmt.Sprintf("the account is %s again: sweeps apply its retention policies", ev.Status)
 	default:
 		return nil
+	}
+	if action == AuditRetentionResumed {
+		acc, err := tx.GetAccount(ctx, ev.AccountID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err == nil && acc.Suspension != nil {
+			return nil // an operator's suspension still keeps everything (a canceled account's)
+		}
 	}
 	sources, err := tx.SourcesOfAccount(ctx, ev.AccountID)
 	if err != nil {

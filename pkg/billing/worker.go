@@ -408,9 +408,11 @@ func (w *Worker) recompute(ctx context.Context, tx state, acc *store.Account, ou
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	if acc.Suspension != nil {
+	if acc.Suspension != nil && status != store.AccountStatusCanceled {
 		// An operator's suspension holds whatever billing says: paying
-		// does not lift it, only an operator does (ActionReinstate).
+		// does not lift it, only an operator does (ActionReinstate). A
+		// canceled account stays canceled; the suspension holds its
+		// offboarding instead (accounts.erase).
 		status = store.AccountStatusSuspended
 	}
 

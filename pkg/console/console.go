@@ -168,7 +168,19 @@ type viewer struct {
 }
 
 func (v *viewer) Operator() bool { return v.User.Role == store.RoleOperator }
-func (v *viewer) Owner() bool    { return v.User.Role == store.RoleOwner }
+
+// suspended says why the viewer's account takes no new keys or people
+// while an operator's suspension holds, as the API refuses its other
+// changes; ok is false when none holds.
+func (v *viewer) suspended() (message string, ok bool) {
+	s, ok := v.Account["suspension"].(map[string]any)
+	if !ok {
+		return "", false
+	}
+	reason, _ := s["reason"].(string)
+	return "Levqor has suspended this account (" + reason + "): no new API keys or people until it is reinstated.", true
+}
+func (v *viewer) Owner() bool { return v.User.Role == store.RoleOwner }
 
 func (v *viewer) principal() auth.Principal {
 	p := auth.Principal{KeyID: "user:" + v.User.ID, UserID: v.User.ID}

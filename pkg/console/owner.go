@@ -60,6 +60,11 @@ func (c *Console) invitePerson(w http.ResponseWriter, r *http.Request, v *viewer
 		c.renderPeople(w, r, v, http.StatusUnprocessableEntity, form)
 		return
 	}
+	if msg, suspended := v.suspended(); suspended {
+		form["Message"] = msg
+		c.renderPeople(w, r, v, http.StatusForbidden, form)
+		return
+	}
 	secret, l, err := c.people.Invite(r.Context(), email, role, v.User.AccountID, "user:"+v.User.ID)
 	var fe *people.FieldError
 	if errors.As(err, &fe) {
@@ -152,6 +157,10 @@ func (c *Console) createKey(w http.ResponseWriter, r *http.Request, v *viewer) {
 	name := strings.TrimSpace(r.PostFormValue("name"))
 	if name == "" || len(name) > 200 {
 		c.renderKeys(w, r, v, http.StatusUnprocessableEntity, map[string]any{"Field": "name", "Message": "Name: say who or what uses the key (at most 200 characters)."})
+		return
+	}
+	if msg, suspended := v.suspended(); suspended {
+		c.renderKeys(w, r, v, http.StatusForbidden, map[string]any{"Message": msg})
 		return
 	}
 	k, err := auth.GenerateKey()

@@ -79,13 +79,15 @@ type accountRow struct {
 
 // AccountSuspension is an operator's suspension of an account: Levqor
 // staff stopping its service (abuse, fraud, a legal request). Its people
-// may still read, pay and talk to support; nothing else changes, no
-// backup runs, and retention deletes nothing until an operator lifts it.
+// may still read, pay, talk to support, manage notifications and ask for
+// an erasure; nothing else changes, no backup runs, and nothing is
+// deleted (retention, erasure) until an operator lifts it.
 type AccountSuspension struct {
 	// Reason is the operator's, shown to the account's people.
 	Reason string `json:"reason"`
-	// By is the actor who suspended it ("user:<id>", "key:<id>").
-	By string `json:"by"`
+	// By is the actor who suspended it ("user:<id>", "key:<id>"); the
+	// API shows it to operators only.
+	By string `json:"by,omitempty"`
 	// At is when.
 	At time.Time `json:"at"`
 }

@@ -273,8 +273,12 @@ func (tx *Tx) SetAccountsBilling(ctx context.Context, bs []AccountBilling) error
 			args = append(args, b.ID, tier, b.Status, string(ent), ts(orNow(b.At)), b.Uncanceled)
 		}
 		// canceled_at keeps when the account became canceled (offboarding's
-		// grace counts from it), and is cleared when it is not.
-		res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE accounts SET tier = v.column2, status = v.column3, entitlements = v.column4,
+		// grace counts from it), and is cleared when it is not. An
+		// operator's suspension keeps the status suspended (canceled
+		// aside) even against a status computed from a read made before
+		// it (billing.recompute applies the same rule).
+		res, err := tx.tx.ExecContext(ctx, tx.rebind(`UPDATE accounts SET tier = v.column2, entitlements = v.column4,
+  status = CASE WHEN accounts.suspended_at IS NOT NULL AND v.column3 <> '`+AccountStatusCanceled+`' THEN '`+AccountStatusSuspended+`' ELSE v.column3 END,
   updated_at = v.column5, canceled_at = CASE WHEN v.column3 <> '`+AccountStatusCanceled+`' THEN NULL
     WHEN v.column6 THEN v.column5 ELSE COALESCE(accounts.canceled_at, v.column5) END
 FROM (VALUES `+rowsSQL(row, len(part))+`) AS v WHERE accounts.id = v.column1`), args...)
