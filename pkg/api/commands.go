@@ -172,7 +172,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 func (s *Server) queue(w http.ResponseWriter, r *http.Request, sub submission) (*store.Command, *watch, bool) {
 	ctx := r.Context()
 	p := principal(r)
-	if err := s.checkSuspension(ctx, w, p, sub); errors.Is(err, errSuspended) {
+	var refused *command.Error
+	if err := s.checkSuspension(ctx, p, sub); errors.As(err, &refused) {
+		writeError(w, refused)
 		return nil, nil, false
 	} else if err != nil {
 		s.unavailable(w, r, err, "cannot read the account")

@@ -12,12 +12,17 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/levqor/levqor/pkg/accounts"
+	"github.com/levqor/levqor/pkg/api"
 	"github.com/levqor/levqor/pkg/backups"
 	"github.com/levqor/levqor/pkg/billing"
+	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/notify"
 	"github.com/levqor/levqor/pkg/ops"
 	"github.com/levqor/levqor/pkg/store"
 	"github.com/levqor/levqor/pkg/store/storetest"
 	"github.com/levqor/levqor/pkg/stripesim"
+	"github.com/levqor/levqor/pkg/support"
 )
 
 // suspensionResult is the result of billing.suspend and billing.reinstate.
@@ -82,11 +87,30 @@ func TestAnOperatorSuspendsAndReinstatesAnAccount(t *testing.T) {
 			require.Equal(t, "not_suspended", r.errorOf(t)["code"])
 		})
 
+		// Accepted before the suspension, carried out after it: the
+		// accounts worker is not running yet.
+		early := h.do(t, http.MethodPatch, "/v1/accounts/"+h.accA, h.keyA, map[string]string{"name": "Renamed Early"})
+		require.Equal(t, http.StatusAccepted, early.status, string(early.body))
 		acc := suspensionResult(t, h.do(t, http.MethodPost, suspend, h.opKey, map[string]string{"reason": "  " + why + " "}))
+		h.runWorkers(t, "accounts")
 		require.Equal(t, store.AccountStatusSuspended, acc.Status)
 		require.NotNil(t, acc.Suspension)
 		require.Equal(t, why, acc.Suspension.Reason)
 		require.True(t, strings.HasPrefix(acc.Suspension.By, "key:"), acc.Suspension.By)
+
+		t.Run("ACommandAcceptedBeforeIsRefusedWhenItRuns", func(t *testing.T) {
+			id := early.command(t).CommandID
+			var c api.CommandView
+			require.Eventually(t, func() bool {
+				h.do(t, http.MethodGet, "/v1/commands/"+id, h.keyA, nil).json(t, &c)
+				return c.Status == store.CommandFailed
+			}, 15*time.Second, 50*time.Millisecond)
+			require.Equal(t, http.StatusForbidden, c.HTTPStatus)
+			require.Equal(t, "account_suspended", c.Error.Code)
+			a, err := st.GetAccount(t.Context(), h.accA)
+			require.NoError(t, err)
+			require.Equal(t, "Account A", a.Name, "nothing was changed")
+		})
 
 		t.Run("SuspendingTwiceIsAConflict", func(t *testing.T) {
 			r := h.do(t, http.MethodPost, suspend, h.opKey, map[string]string{"reason": "again"})
@@ -211,4 +235,22 @@ func TestAnOperatorSuspendsAndReinstatesAnAccount(t *testing.T) {
 			require.Equal(t, http.StatusAccepted, r.status, string(r.body))
 		})
 	})
+}
+
+// TestWhatStaysOpenWhileSuspendedNamesRealCommands keeps the command
+// package's list, which cannot import the domains, equal to their names.
+func TestWhatStaysOpenWhileSuspendedNamesRealCommands(t *testing.T) {
+	t.Parallel()
+	for _, open := range [][2]string{
+		{billing.Domain, billing.ActionPortal}, {billing.Domain, billing.ActionCheckout},
+		{support.Domain, "open"}, {notify.Domain, notify.ActionUnsubscribe}, {notify.Domain, notify.ActionRotateSecret},
+		{accounts.Domain, accounts.ActionRequestErasure}, {accounts.Domain, accounts.ActionCancelErasure},
+	} {
+		require.True(t, command.OpenWhileSuspended(open[0], open[1]), "%s.%s stays open", open[0], open[1])
+	}
+	for _, closed := range [][2]string{
+		{accounts.Domain, accounts.ActionUpdate}, {backups.Domain, backups.ActionPause}, {backups.RunDomain, backups.ActionRun},
+	} {
+		require.False(t, command.OpenWhileSuspended(closed[0], closed[1]), "%s.%s is closed", closed[0], closed[1])
+	}
 }

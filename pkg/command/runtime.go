@@ -73,14 +73,22 @@ func (rt *Runtime) Handler(fn Func) bus.Handler {
 			rt.notify(log, env.ID)
 			return nil
 		}
-		if err := rt.recorded(ctx, m); err != nil {
+		cmd, err := rt.recorded(ctx, m)
+		if err != nil {
+			return err
+		}
+		// Accepted before the account was suspended, it is refused now
+		// as the API would refuse it.
+		var failure *Error
+		if err := CheckSuspension(ctx, rt.Store, cmd.Scope, env.AccountID, env.Domain, env.Action); errors.As(err, &failure) {
+			return rt.fail(ctx, log, m, env, failure)
+		} else if err != nil {
 			return err
 		}
 		if _, err := rt.Store.MarkCommandRunning(ctx, env.ID, rt.clock()); err != nil {
 			return err
 		}
 		effect, err := fn(ctx, env)
-		var failure *Error
 		if errors.As(err, &failure) {
 			return rt.fail(ctx, log, m, env, failure)
 		}
@@ -141,21 +149,21 @@ func (rt *Runtime) fail(ctx context.Context, log logrus.FieldLogger, m *bus.Mess
 // message whose command was never recorded, or that differs from the
 // recorded one by a byte, is refused for good: dead-lettered with the
 // reason, and without effect.
-func (rt *Runtime) recorded(ctx context.Context, m *bus.Message) error {
+func (rt *Runtime) recorded(ctx context.Context, m *bus.Message) (*store.Command, error) {
 	cmd, err := rt.Store.GetCommand(ctx, m.ID())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return bus.Permanentf("%s: %s", ForgedReason, "no command "+m.ID()+" was recorded; only the API and Levqor's jobs record commands")
+		return nil, bus.Permanentf("%s: %s", ForgedReason, "no command "+m.ID()+" was recorded; only the API and Levqor's jobs record commands")
 	case err != nil:
-		return err
+		return nil, err
 	case string(cmd.Payload) == "{}":
 		// Erasure blanks the commands of the account it erases: this one
 		// came after, and is failed (not a forgery: the row is real).
-		return bus.Permanentf("command %s belongs to an erased account; nothing is done", m.ID())
+		return nil, bus.Permanentf("command %s belongs to an erased account; nothing is done", m.ID())
 	case !bytes.Equal(cmd.Payload, m.Data):
-		return bus.Permanentf("%s: %s", ForgedReason, "the message differs from command "+m.ID()+" as recorded")
+		return nil, bus.Permanentf("%s: %s", ForgedReason, "the message differs from command "+m.ID()+" as recorded")
 	}
-	return nil
+	return cmd, nil
 }
 
 // ForgedReason starts the dead-letter reason of a command message that is
