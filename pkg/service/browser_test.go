@@ -14,6 +14,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 	"github.com/stretchr/testify/require"
 
+	"github.com/levqor/levqor/pkg/people"
 	"github.com/levqor/levqor/pkg/store"
 )
 
@@ -296,6 +297,37 @@ func TestConsoleInABrowser(t *testing.T) {
 		// else's code and state) signs nobody in.
 		p.run(chromedp.Navigate(base + "/app/oidc/testidp/callback?code=someone-elses&state=theirs"))
 		require.Contains(t, p.text(`#signin-error`), "did not start here")
+	})
+
+	t.Run("AnOperatorSuspendsAnAccount", func(t *testing.T) {
+		acc := f.newAccount(t, "Dora Data Ltd")
+		_, err := f.ppl.CreateUser(t.Context(), people.NewUser{Email: "dora@dora.example", Role: store.RoleOwner, AccountID: acc, Password: "dora's long passphrase"})
+		require.NoError(t, err)
+		olga := newPerson(t, chrome, base)
+		olga.signIn("ops@levqor.example", "olga's long passphrase", "/app/ops/accounts/"+acc)
+		olga.run(
+			chromedp.SendKeys(chromedp.CSS(`form[action$="/suspend"] input[name=reason]`), "card payments disputed; please call us"),
+			chromedp.Click(chromedp.CSS(`form[action$="/suspend"] input[name=confirm]`)),
+			chromedp.Click(chromedp.CSS(`#suspend`)),
+			chromedp.WaitVisible(chromedp.CSS(`#account-done`)),
+		)
+		require.Equal(t, "Suspended", olga.text(`#account-done`))
+		require.Contains(t, olga.text(`#suspension`), "card payments disputed; please call us")
+		olga.screenshot(shots, "account-suspended")
+
+		dora := newPerson(t, chrome, base)
+		dora.signIn("dora@dora.example", "dora's long passphrase", "/app/overview")
+		require.Contains(t, dora.text(`#suspended`), "Levqor has suspended this account: card payments disputed; please call us")
+
+		olga.run(
+			chromedp.SendKeys(chromedp.CSS(`form[action$="/reinstate"] input[name=reason]`), "disputes withdrawn"),
+			chromedp.Click(chromedp.CSS(`form[action$="/reinstate"] input[name=confirm]`)),
+			chromedp.Click(chromedp.CSS(`#reinstate`)),
+			chromedp.WaitVisible(chromedp.CSS(`#account-done`)),
+		)
+		require.Equal(t, "Suspension lifted", olga.text(`#account-done`))
+		dora.run(chromedp.Navigate(base+"/app/overview"), chromedp.WaitVisible(chromedp.CSS(`#plan`)))
+		require.False(t, eval[bool](dora, `document.getElementById("suspended") !== null`), "the banner is gone")
 	})
 
 	t.Run("OnAPhone", func(t *testing.T) {
