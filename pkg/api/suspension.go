@@ -2,11 +2,13 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/levqor/levqor/pkg/auth"
 	"github.com/levqor/levqor/pkg/billing"
 	"github.com/levqor/levqor/pkg/command"
+	"github.com/levqor/levqor/pkg/store"
 )
 
 // registerSuspension adds the operators' routes that suspend an account
@@ -41,6 +43,16 @@ func (s *Server) suspension(action string) http.HandlerFunc {
 // operator suspended (command.CheckSuspension): before it becomes a
 // command. The runtime checks again when it runs, for commands accepted
 // before the suspension.
+// A retry with the Idempotency-Key of a command made before the
+// suspension is not refused: it answers that command, as any retry does.
 func (s *Server) checkSuspension(ctx context.Context, p auth.Principal, sub submission) error {
-	return command.CheckSuspension(ctx, s.store, idempotencyScope(p), sub.accountID, sub.domain, sub.action)
+	scope := idempotencyScope(p)
+	if sub.idempotencyKey != "" {
+		if _, err := s.store.CommandByKey(ctx, scope, sub.idempotencyKey); err == nil {
+			return nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return command.CheckSuspension(ctx, s.store, scope, sub.accountID, sub.domain, sub.action)
 }

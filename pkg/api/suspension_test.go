@@ -89,7 +89,7 @@ func TestAnOperatorSuspendsAndReinstatesAnAccount(t *testing.T) {
 
 		// Accepted before the suspension, carried out after it: the
 		// accounts worker is not running yet.
-		early := h.do(t, http.MethodPatch, "/v1/accounts/"+h.accA, h.keyA, map[string]string{"name": "Renamed Early"})
+		early := h.do(t, http.MethodPatch, "/v1/accounts/"+h.accA, h.keyA, map[string]string{"name": "Renamed Early"}, "Idempotency-Key", "rename-1")
 		require.Equal(t, http.StatusAccepted, early.status, string(early.body))
 		acc := suspensionResult(t, h.do(t, http.MethodPost, suspend, h.opKey, map[string]string{"reason": "  " + why + " "}))
 		h.runWorkers(t, "accounts")
@@ -110,6 +110,9 @@ func TestAnOperatorSuspendsAndReinstatesAnAccount(t *testing.T) {
 			a, err := st.GetAccount(t.Context(), h.accA)
 			require.NoError(t, err)
 			require.Equal(t, "Account A", a.Name, "nothing was changed")
+			retry := h.do(t, http.MethodPatch, "/v1/accounts/"+h.accA, h.keyA, map[string]string{"name": "Renamed Early"}, "Idempotency-Key", "rename-1")
+			require.Equal(t, id, retry.command(t).CommandID, "a retry answers its command, refused as it was: %s", retry.body)
+			require.Equal(t, "true", retry.header.Get("Idempotent-Replayed"))
 		})
 
 		t.Run("SuspendingTwiceIsAConflict", func(t *testing.T) {

@@ -190,6 +190,20 @@ func (s *Store) CreateCommand(ctx context.Context, c Command) (_ *Command, creat
 	return out, created, nil
 }
 
+// CommandByKey returns the command that scope made with Idempotency-Key
+// key, or an error wrapping ErrNotFound.
+func (s *Store) CommandByKey(ctx context.Context, scope, key string) (*Command, error) {
+	var r commandRow
+	err := s.db.GetContext(ctx, &r, s.rebind(commandByKeySQL), scope, key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: no command of %s with that idempotency key: %w", scope, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: reading command for idempotency key: %w", err)
+	}
+	return r.command()
+}
+
 const getCommandSQL = `SELECT ` + commandColumns + ` FROM commands WHERE id = ?`
 
 // GetCommand returns the command id, or an error wrapping ErrNotFound.
