@@ -43,16 +43,21 @@ func (s *Server) suspension(action string) http.HandlerFunc {
 // operator suspended (command.CheckSuspension): before it becomes a
 // command. The runtime checks again when it runs, for commands accepted
 // before the suspension.
+//
 // A retry with the Idempotency-Key of a command made before the
 // suspension is not refused: it answers that command, as any retry does.
+// The key is looked up only for a request about to be refused, so the
+// common path costs one read of the account.
 func (s *Server) checkSuspension(ctx context.Context, p auth.Principal, sub submission) error {
 	scope := idempotencyScope(p)
-	if sub.idempotencyKey != "" {
-		if _, err := s.store.CommandByKey(ctx, scope, sub.idempotencyKey); err == nil {
-			return nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
+	refused := command.CheckSuspension(ctx, s.store, scope, sub.accountID, sub.domain, sub.action)
+	if refused == nil || sub.idempotencyKey == "" {
+		return refused
 	}
-	return command.CheckSuspension(ctx, s.store, scope, sub.accountID, sub.domain, sub.action)
+	if _, err := s.store.CommandByKey(ctx, scope, sub.idempotencyKey); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return refused
 }

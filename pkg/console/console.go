@@ -168,6 +168,7 @@ type viewer struct {
 }
 
 func (v *viewer) Operator() bool { return v.User.Role == store.RoleOperator }
+func (v *viewer) Owner() bool    { return v.User.Role == store.RoleOwner }
 
 // suspended says why the viewer's account takes no new keys or people
 // while an operator's suspension holds, as the API refuses its other
@@ -180,7 +181,6 @@ func (v *viewer) suspended() (message string, ok bool) {
 	reason, _ := s["reason"].(string)
 	return "Levqor has suspended this account (" + reason + "): no new API keys or people until it is reinstated.", true
 }
-func (v *viewer) Owner() bool { return v.User.Role == store.RoleOwner }
 
 func (v *viewer) principal() auth.Principal {
 	p := auth.Principal{KeyID: "user:" + v.User.ID, UserID: v.User.ID}

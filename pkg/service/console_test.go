@@ -561,6 +561,7 @@ func TestConsole(t *testing.T) {
 		p = op.post("/app/ops/accounts/"+acc+"/suspend", url.Values{"csrf": {page.csrf(t)}, "reason": {why}})
 		require.Equal(t, http.StatusUnprocessableEntity, p.status)
 		require.Contains(t, p.body, `id="account-error">Confirm:`)
+		require.Contains(t, p.body, `value="`+why+`"`, "the reason is kept for the next try")
 		p = op.post("/app/ops/accounts/"+acc+"/suspend", url.Values{"csrf": {page.csrf(t)}, "reason": {why}, "confirm": {"yes"}})
 		require.Equal(t, http.StatusSeeOther, p.status, p.body)
 		page = op.get(p.location)
